@@ -1,0 +1,297 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/mbk-backup/mbk/core/sdk/proto"
+)
+
+// Client is the core's handle on a running plugin.
+type Client struct {
+	plugin   pb.PluginClient
+	dump     pb.DumpClient
+	archive  pb.ArchiveClient
+	checksum pb.ChecksumClient
+	retain   pb.RetainClient
+	notify   pb.NotifyClient
+}
+
+func newClient(c *grpc.ClientConn) *Client {
+	return &Client{
+		plugin:   pb.NewPluginClient(c),
+		dump:     pb.NewDumpClient(c),
+		archive:  pb.NewArchiveClient(c),
+		checksum: pb.NewChecksumClient(c),
+		retain:   pb.NewRetainClient(c),
+		notify:   pb.NewNotifyClient(c),
+	}
+}
+
+// rpcError turns a gRPC status into the plugin's own words.
+func rpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		return fmt.Errorf("the plugin process stopped answering (crashed or killed): %s", st.Message())
+	case codes.Canceled:
+		return context.Canceled
+	case codes.DeadlineExceeded:
+		return context.DeadlineExceeded
+	case codes.Unimplemented:
+		return fmt.Errorf("the plugin does not implement this: %s", st.Message())
+	}
+	return errors.New(st.Message())
+}
+
+// Describe asks the plugin who it is.
+func (c *Client) Describe(ctx context.Context) (Info, error) {
+	r, err := c.plugin.Describe(ctx, &pb.Empty{})
+	if err != nil {
+		return Info{}, rpcError(err)
+	}
+	return Info{Name: r.Name, Version: r.Version, Kinds: r.Kinds, Description: r.Description}, nil
+}
+
+// Schema asks for the settings a kind accepts.
+func (c *Client) Schema(ctx context.Context, kind string) (Schema, error) {
+	r, err := c.plugin.GetSchema(ctx, &pb.SchemaRequest{Kind: kind})
+	if err != nil {
+		return Schema{}, rpcError(err)
+	}
+	return schemaFromProto(r)
+}
+
+// ValidateConfig asks the plugin to check a decoded stage body.
+func (c *Client) ValidateConfig(ctx context.Context, cfg *pb.Config) (Diagnostics, error) {
+	r, err := c.plugin.ValidateConfig(ctx, &pb.ConfigRequest{Config: cfg})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	return diagsFromProto(r), nil
+}
+
+// Preflight asks the plugin to check the live world.
+func (c *Client) Preflight(ctx context.Context, cfg *pb.Config) (Diagnostics, error) {
+	r, err := c.plugin.Preflight(ctx, &pb.ConfigRequest{Config: cfg})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	return diagsFromProto(r), nil
+}
+
+type sourceClient interface {
+	Plan(ctx context.Context, in *pb.ConfigRequest, opts ...grpc.CallOption) (*pb.PlanResponse, error)
+	Backup(ctx context.Context, in *pb.BackupRequest, opts ...grpc.CallOption) (*pb.BackupResponse, error)
+	Restore(ctx context.Context, in *pb.RestoreRequest, opts ...grpc.CallOption) (*pb.RestoreResponse, error)
+}
+
+func (c *Client) source(kind string) (sourceClient, error) {
+	switch kind {
+	case KindDump:
+		return c.dump, nil
+	case KindArchive:
+		return c.archive, nil
+	}
+	return nil, fmt.Errorf("kind %q does not produce artifacts", kind)
+}
+
+// Plan asks a dump or archive plugin which artifacts it will produce.
+func (c *Client) Plan(ctx context.Context, cfg *pb.Config) ([]Artifact, error) {
+	src, err := c.source(cfg.GetKind())
+	if err != nil {
+		return nil, err
+	}
+	r, err := src.Plan(ctx, &pb.ConfigRequest{Config: cfg})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	var out []Artifact
+	for _, a := range r.GetArtifacts() {
+		out = append(out, Artifact{ID: a.Id, Name: a.Name, Format: a.Format})
+	}
+	return out, nil
+}
+
+// BackupReply is what a plugin said about one artifact it produced.
+type BackupReply struct {
+	Bytes    int64
+	Details  json.RawMessage
+	InfoFile string
+	InfoText string
+}
+
+// lateConnect bounds the wait for a side-channel connection after the plugin
+// has already answered.
+const lateConnect = 5 * time.Second
+
+// Backup asks a dump or archive plugin for one artifact and copies the raw
+// stream into w. It succeeds only when the call returned OK and the bytes w
+// received match the count the plugin reported: end of stream alone proves
+// nothing.
+func (c *Client) Backup(ctx context.Context, cfg *pb.Config, artifactID, set string, w io.Writer) (BackupReply, error) {
+	src, err := c.source(cfg.GetKind())
+	if err != nil {
+		return BackupReply{}, err
+	}
+	sc, err := newSideChannel()
+	if err != nil {
+		return BackupReply{}, err
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	type copied struct {
+		n   int64
+		err error
+	}
+	done := make(chan copied, 1)
+	go func() {
+		conn, err := sc.accept(ctx)
+		if err != nil {
+			done <- copied{err: err}
+			return
+		}
+		defer conn.Close()
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		defer stop()
+		n, err := io.Copy(w, conn)
+		done <- copied{n, err}
+	}()
+
+	r, err := src.Backup(ctx, &pb.BackupRequest{Config: cfg, ArtifactId: artifactID, Socket: sc.path, Set: set})
+	if err != nil {
+		cancel()
+		cp := <-done
+		if cp.err != nil && !errors.Is(cp.err, context.Canceled) && ctx.Err() == nil {
+			return BackupReply{}, fmt.Errorf("%w (and writing the stream: %v)", rpcError(err), cp.err)
+		}
+		return BackupReply{}, rpcError(err)
+	}
+	sc.giveUpAcceptAfter(lateConnect)
+	cp := <-done
+	if cp.err != nil {
+		return BackupReply{}, fmt.Errorf("reading the stream: %w", cp.err)
+	}
+	if cp.n != r.GetBytes() {
+		return BackupReply{}, fmt.Errorf("the plugin reported %d bytes but %d arrived", r.GetBytes(), cp.n)
+	}
+	return BackupReply{Bytes: cp.n, Details: r.GetDetailsJson(), InfoFile: r.GetInfoFile(), InfoText: r.GetInfoText()}, nil
+}
+
+// RestoreReply is what a plugin said after a restore.
+type RestoreReply struct {
+	Bytes   int64
+	Summary string
+}
+
+// Restore streams r (raw, uncompressed) into a dump or archive plugin, which
+// puts it back where options say.
+func (c *Client) Restore(ctx context.Context, cfg *pb.Config, artifactID string, options map[string]string, details json.RawMessage, r io.Reader) (RestoreReply, error) {
+	src, err := c.source(cfg.GetKind())
+	if err != nil {
+		return RestoreReply{}, err
+	}
+	sc, err := newSideChannel()
+	if err != nil {
+		return RestoreReply{}, err
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	type sent struct {
+		n   int64
+		err error
+	}
+	done := make(chan sent, 1)
+	go func() {
+		conn, err := sc.accept(ctx)
+		if err != nil {
+			done <- sent{err: err}
+			return
+		}
+		defer conn.Close()
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		defer stop()
+		n, err := io.Copy(conn, r)
+		if err == nil {
+			err = conn.CloseWrite()
+		}
+		done <- sent{n, err}
+	}()
+
+	resp, err := src.Restore(ctx, &pb.RestoreRequest{Config: cfg, ArtifactId: artifactID, Socket: sc.path, Options: options, DetailsJson: details})
+	if err != nil {
+		cancel()
+		<-done
+		return RestoreReply{}, rpcError(err)
+	}
+	sc.giveUpAcceptAfter(lateConnect)
+	s := <-done
+	if s.err != nil {
+		return RestoreReply{}, fmt.Errorf("sending the stream: %w", s.err)
+	}
+	if s.n != resp.GetBytes() {
+		return RestoreReply{}, fmt.Errorf("sent %d bytes but the plugin read %d", s.n, resp.GetBytes())
+	}
+	return RestoreReply{Bytes: s.n, Summary: resp.GetSummary()}, nil
+}
+
+// Sum asks a checksum plugin to hash files in dir.
+func (c *Client) Sum(ctx context.Context, cfg *pb.Config, dir string, files []string) ([]FileSum, error) {
+	r, err := c.checksum.Sum(ctx, &pb.ChecksumRequest{Config: cfg, Dir: dir, Files: files})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	var out []FileSum
+	for _, s := range r.GetSums() {
+		out = append(out, FileSum{File: s.File, Algorithm: s.Algorithm, Hex: s.Hex, Size: s.Size})
+	}
+	return out, nil
+}
+
+// Retain asks a retain plugin to decide which sets to keep.
+func (c *Client) Retain(ctx context.Context, cfg *pb.Config, in RetainInput) ([]Decision, error) {
+	req := &pb.RetainRequest{Config: cfg, Current: in.Current, Timezone: in.Location.String()}
+	for _, s := range in.Sets {
+		req.Sets = append(req.Sets, &pb.SetInfo{Name: s.Name, Time: s.Time.Format(time.RFC3339), Complete: s.Complete})
+	}
+	r, err := c.retain.Plan(ctx, req)
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	var out []Decision
+	for _, d := range r.GetDecisions() {
+		out = append(out, Decision{Set: d.Set, Keep: d.Keep, Reasons: d.Reasons})
+	}
+	return out, nil
+}
+
+// Notify asks a notify plugin to send a report.
+func (c *Client) Notify(ctx context.Context, cfg *pb.Config, event string, rep Report) (string, error) {
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return "", err
+	}
+	r, err := c.notify.Send(ctx, &pb.NotifyRequest{Config: cfg, Event: event, ReportJson: b})
+	if err != nil {
+		return "", rpcError(err)
+	}
+	return r.GetSummary(), nil
+}

@@ -1,0 +1,58 @@
+package sdk
+
+import (
+	"fmt"
+	"time"
+)
+
+var sprintf = fmt.Sprintf
+
+// Report is what a run tells its notifiers. It never holds a secret.
+type Report struct {
+	Pipeline  string           `json:"pipeline"`
+	File      string           `json:"file"`
+	Host      string           `json:"host"`
+	Set       string           `json:"set"`
+	Dir       string           `json:"dir"`
+	Status    string           `json:"status"` // success, failure, warning
+	Committed bool             `json:"committed"`
+	Started   time.Time        `json:"started"`
+	Finished  time.Time        `json:"finished"`
+	Error     string           `json:"error,omitempty"`
+	Stages    []StageReport    `json:"stages"`
+	Artifacts []ArtifactReport `json:"artifacts"`
+	Retention []Decision       `json:"retention,omitempty"`
+	Warnings  []string         `json:"warnings,omitempty"`
+	LogTail   []string         `json:"log_tail,omitempty"`
+}
+
+// Duration is how long the run took.
+func (r Report) Duration() time.Duration { return r.Finished.Sub(r.Started) }
+
+// StageReport is one stage's outcome.
+type StageReport struct {
+	Kind     string        `json:"kind"`
+	Plugin   string        `json:"plugin"`
+	Name     string        `json:"name"`
+	Status   string        `json:"status"` // ok, failed, skipped
+	Duration time.Duration `json:"duration_ns"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// ArtifactReport is one file of the set.
+type ArtifactReport struct {
+	Stage  string `json:"stage"`
+	Plugin string `json:"plugin"`
+	File   string `json:"file"`
+	Size   int64  `json:"size"`
+	Raw    int64  `json:"raw_size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Event names for Notifier.Notify and the `on` setting.
+const (
+	EventSuccess = "success"
+	EventFailure = "failure"
+	EventWarning = "warning"
+	EventTest    = "test"
+)
