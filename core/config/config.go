@@ -1,0 +1,263 @@
+// Package config reads pipeline files: mbk's own HCL grammar, evaluated in
+// phases (env_file, variables, locals, pipelines), with each stage body left
+// undecoded until its plugin's schema is known.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/joho/godotenv"
+	"github.com/robfig/cron/v3"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// File is one parsed pipeline file.
+type File struct {
+	Path      string
+	EnvFile   string
+	PluginDir string
+	Pipelines []*Pipeline
+	secrets   []string
+}
+
+// Pipeline is one `pipeline "name" {}` block.
+type Pipeline struct {
+	Name      string
+	File      *File
+	DeclRange hcl.Range
+	Root      string
+	Schedule  string
+	Cron      cron.Schedule // nil without schedule
+	Timezone  string
+	Location  *time.Location
+	Timeout   time.Duration
+	Stages    []*Stage
+	ctx       *hcl.EvalContext
+}
+
+// DefaultTimeout bounds a run whose pipeline sets no timeout: a backup must
+// never hang forever and hold the lock.
+const DefaultTimeout = 6 * time.Hour
+
+// Stage is one `stage "kind" "plugin" ["name"] {}` block.
+type Stage struct {
+	Kind      string
+	Plugin    string
+	Name      string // the third label, the name attribute, or the plugin name
+	DeclRange hcl.Range
+	Body      *hclsyntax.Body
+	pipeline  *Pipeline
+
+	// Set by Decode.
+	Timeout     time.Duration // 0: bounded by the pipeline's timeout only
+	Compression string        // dump and archive
+	On          []string      // notify
+	Config      cty.Value     // the plugin's attributes only
+	Secrets     []string
+}
+
+// ID names a stage in messages: `dump "mysql"` or `dump "mysql" "moodle"`.
+func (s *Stage) ID() string {
+	if s.Name != s.Plugin {
+		return fmt.Sprintf("%s %q %q", s.Kind, s.Plugin, s.Name)
+	}
+	return fmt.Sprintf("%s %q", s.Kind, s.Plugin)
+}
+
+// Secrets returns every sensitive value the pipeline knows of: sensitive
+// variables and the sensitive attributes of decoded stages.
+func (p *Pipeline) Secrets() []string {
+	out := append([]string(nil), p.File.secrets...)
+	for _, s := range p.Stages {
+		out = append(out, s.Secrets...)
+	}
+	return out
+}
+
+// Stages of one kind, in file order.
+func (p *Pipeline) StagesOf(kind string) []*Stage {
+	var out []*Stage
+	for _, s := range p.Stages {
+		if s.Kind == kind {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Loader parses pipeline files and keeps their sources for diagnostics.
+type Loader struct {
+	parser *hclparse.Parser
+	// Vars are --var name=value settings; they win over MBK_VAR_name.
+	Vars map[string]string
+}
+
+// NewLoader makes a loader.
+func NewLoader(vars map[string]string) *Loader {
+	return &Loader{parser: hclparse.NewParser(), Vars: vars}
+}
+
+// Files returns the parsed sources, for hcl.NewDiagnosticTextWriter.
+func (l *Loader) Files() map[string]*hcl.File { return l.parser.Files() }
+
+// Expand turns files and directories into the list of pipeline files: a
+// directory contributes its *.hcl files, sorted.
+func Expand(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		matches, err := filepath.Glob(filepath.Join(p, "*.hcl"))
+		if err != nil {
+			return nil, err
+		}
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("%s: no *.hcl pipeline files in this directory", p)
+		}
+		sort.Strings(matches)
+		out = append(out, matches...)
+	}
+	return out, nil
+}
+
+var fileSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "env_file"}, {Name: "plugin_dir"}},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "locals"},
+		{Type: "pipeline", LabelNames: []string{"name"}},
+	},
+}
+
+// Load parses and evaluates one file. Stage bodies stay undecoded: call
+// Stage.Decode with the plugin's schema.
+func (l *Loader) Load(path string) (*File, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read pipeline file", Detail: err.Error()}}
+	}
+	f, diags := l.parser.ParseHCL(src, path)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	content, d := f.Body.Content(fileSchema)
+	diags = append(diags, d...)
+	if d.HasErrors() {
+		return nil, diags
+	}
+	file := &File{Path: path}
+	dir := filepath.Dir(path)
+
+	// Phase 1: env_file and plugin_dir, literal strings (env() may not read
+	// a file that is not loaded yet).
+	literal := &hcl.EvalContext{}
+	env := envLookup{}
+	if a, ok := content.Attributes["env_file"]; ok {
+		diags = append(diags, decodeString(a, literal, &file.EnvFile)...)
+		if file.EnvFile != "" {
+			p := file.EnvFile
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(dir, p)
+			}
+			vals, err := godotenv.Read(p)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				// Not fatal by itself: every env() it should have answered
+				// fails next, naming the variable that is missing.
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "env_file not found",
+					Detail: fmt.Sprintf("%s does not exist; env() reads the process environment only.", p), Subject: a.Expr.Range().Ptr()})
+			case err != nil:
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read env_file", Detail: err.Error(), Subject: a.Expr.Range().Ptr()})
+			}
+			env.file = vals
+		}
+	}
+	if a, ok := content.Attributes["plugin_dir"]; ok {
+		diags = append(diags, decodeString(a, literal, &file.PluginDir)...)
+		if file.PluginDir != "" && !filepath.IsAbs(file.PluginDir) {
+			file.PluginDir = filepath.Join(dir, file.PluginDir)
+		}
+	}
+	funcs := functions(env)
+
+	// Phase 2: variables.
+	vars, secrets, d := l.variables(content.Blocks.OfType("variable"), funcs)
+	diags = append(diags, d...)
+	file.secrets = secrets
+
+	// Phase 3: locals.
+	ctx := &hcl.EvalContext{Functions: funcs, Variables: map[string]cty.Value{"var": cty.ObjectVal(vars)}}
+	locals, d := evalLocals(content.Blocks.OfType("locals"), ctx)
+	diags = append(diags, d...)
+	ctx.Variables["local"] = cty.ObjectVal(locals)
+
+	// Phase 4: pipelines.
+	seen := map[string]hcl.Range{}
+	for _, b := range content.Blocks.OfType("pipeline") {
+		name := b.Labels[0]
+		if prev, dup := seen[name]; dup {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate pipeline",
+				Detail: fmt.Sprintf("A pipeline named %q is already defined at %s.", name, prev), Subject: b.LabelRanges[0].Ptr()})
+			continue
+		}
+		seen[name] = b.DefRange
+		p, d := decodePipeline(b, ctx, file)
+		diags = append(diags, d...)
+		if p != nil {
+			file.Pipelines = append(file.Pipelines, p)
+		}
+	}
+	if len(content.Blocks.OfType("pipeline")) == 0 {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No pipeline",
+			Detail: `The file defines no pipeline "NAME" {} block.`, Subject: f.Body.MissingItemRange().Ptr()})
+	}
+	return file, diags
+}
+
+func decodeString(a *hcl.Attribute, ctx *hcl.EvalContext, into *string) hcl.Diagnostics {
+	v, diags := a.Expr.Value(ctx)
+	if diags.HasErrors() {
+		return diags
+	}
+	if v.IsNull() || !v.Type().Equals(cty.String) {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Expected a string",
+			Detail: fmt.Sprintf("%q must be a string.", a.Name), Subject: a.Expr.Range().Ptr()}}
+	}
+	*into = v.AsString()
+	return nil
+}
+
+// Pipeline finds a pipeline by name; "" means the only one in the file.
+func (f *File) Pipeline(name string) (*Pipeline, error) {
+	if name == "" {
+		if len(f.Pipelines) == 1 {
+			return f.Pipelines[0], nil
+		}
+		var names []string
+		for _, p := range f.Pipelines {
+			names = append(names, p.Name)
+		}
+		return nil, fmt.Errorf("%s defines %d pipelines (%s): choose one with --pipeline", f.Path, len(f.Pipelines), strings.Join(names, ", "))
+	}
+	for _, p := range f.Pipelines {
+		if p.Name == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("%s defines no pipeline %q", f.Path, name)
+}

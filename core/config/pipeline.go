@@ -1,0 +1,196 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agext/levenshtein"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/robfig/cron/v3"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// CronParser is the schedule syntax: five fields or a descriptor (@daily).
+var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout"}
+
+// Compressions the core understands in dump and archive stages.
+var Compressions = []string{"gzip", "zstd", "none"}
+
+// Events a notify stage can be sent.
+var Events = []string{"success", "failure", "warning"}
+
+func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	body, ok := b.Body.(*hclsyntax.Body)
+	if !ok {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unsupported syntax",
+			Detail: "Pipelines are written in HCL native syntax (.hcl), not JSON.", Subject: b.DefRange.Ptr()}}
+	}
+	p := &Pipeline{Name: b.Labels[0], File: file, DeclRange: b.DefRange, Timezone: "Local", Timeout: DefaultTimeout, ctx: ctx}
+
+	for name, a := range body.Attributes {
+		if !slices.Contains(pipelineAttrs, name) {
+			diags = append(diags, unsupported("argument", name, pipelineAttrs, a.NameRange))
+			continue
+		}
+		v, d := a.Expr.Value(ctx)
+		diags = append(diags, d...)
+		if d.HasErrors() {
+			continue
+		}
+		s, err := asString(v)
+		if err != nil {
+			diags = append(diags, attrError(a, fmt.Sprintf("%q must be a string: %s.", name, err)))
+			continue
+		}
+		switch name {
+		case "root":
+			p.Root = s
+		case "schedule":
+			p.Schedule = s
+		case "timezone":
+			p.Timezone = s
+		case "timeout":
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				diags = append(diags, attrError(a, fmt.Sprintf("timeout %q is not a positive duration such as \"90m\" or \"2h\".", s)))
+				continue
+			}
+			p.Timeout = d
+		}
+	}
+	if p.Root == "" {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing required argument",
+			Detail: fmt.Sprintf("Pipeline %q needs root: the directory its backup sets go to.", p.Name), Subject: b.DefRange.Ptr()})
+	}
+	loc, err := loadLocation(p.Timezone)
+	if err != nil {
+		diags = append(diags, attrError(body.Attributes["timezone"], fmt.Sprintf("Unknown timezone %q: use an IANA name such as \"Europe/Madrid\", \"UTC\" or \"Local\".", p.Timezone)))
+	}
+	p.Location = loc
+	if p.Schedule != "" {
+		sched, err := CronParser.Parse(p.Schedule)
+		if err != nil {
+			diags = append(diags, attrError(body.Attributes["schedule"], fmt.Sprintf("schedule %q is not a cron expression: %s. Use five fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\", or @daily.", p.Schedule, err)))
+		} else {
+			p.Cron = sched
+		}
+	}
+
+	seen := map[string]hcl.Range{}
+	for _, blk := range body.Blocks {
+		if blk.Type != "stage" {
+			diags = append(diags, unsupported("block type", blk.Type, []string{"stage"}, blk.TypeRange))
+			continue
+		}
+		s, d := newStage(blk, p)
+		diags = append(diags, d...)
+		if s == nil {
+			continue
+		}
+		key := s.Kind + "/" + s.Name
+		if prev, dup := seen[key]; dup {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate stage",
+				Detail:  fmt.Sprintf("Another %s stage named %q is defined at %s. Give each a name: a third label (stage %q %q \"other\") or a name attribute.", s.Kind, s.Name, prev, s.Kind, s.Plugin),
+				Subject: blk.DefRange().Ptr()})
+			continue
+		}
+		seen[key] = blk.DefRange()
+		p.Stages = append(p.Stages, s)
+	}
+	// Run order is by kind, whatever the order in the file.
+	slices.SortStableFunc(p.Stages, func(a, b *Stage) int { return kindIndex(a.Kind) - kindIndex(b.Kind) })
+	return p, diags
+}
+
+func loadLocation(name string) (*time.Location, error) {
+	if name == "" || name == "Local" {
+		return time.Local, nil
+	}
+	return time.LoadLocation(name)
+}
+
+var stageKinds = []string{"dump", "archive", "checksum", "retain", "notify"}
+
+func kindIndex(k string) int { return slices.Index(stageKinds, k) }
+
+func newStage(blk *hclsyntax.Block, p *Pipeline) (*Stage, hcl.Diagnostics) {
+	if len(blk.Labels) < 2 || len(blk.Labels) > 3 {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Wrong stage labels",
+			Detail: `A stage has two or three labels: stage "KIND" "PLUGIN" ["NAME"], e.g. stage "dump" "mysql".`, Subject: blk.DefRange().Ptr()}}
+	}
+	s := &Stage{Kind: blk.Labels[0], Plugin: blk.Labels[1], Name: blk.Labels[1], DeclRange: blk.DefRange(), Body: blk.Body, pipeline: p}
+	if kindIndex(s.Kind) < 0 {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unknown stage kind",
+			Detail:  fmt.Sprintf("%q is not a stage kind; the kinds are %s.", s.Kind, strings.Join(stageKinds, ", ")) + suggest(s.Kind, stageKinds),
+			Subject: blk.LabelRanges[0].Ptr()}}
+	}
+	var diags hcl.Diagnostics
+	label := ""
+	if len(blk.Labels) == 3 {
+		label = blk.Labels[2]
+		s.Name = label
+	}
+	if a, ok := blk.Body.Attributes["name"]; ok {
+		v, d := a.Expr.Value(p.ctx)
+		diags = append(diags, d...)
+		if !d.HasErrors() {
+			n, err := asString(v)
+			switch {
+			case err != nil || n == "":
+				diags = append(diags, attrError(a, "name must be a non-empty string."))
+			case label != "" && label != n:
+				diags = append(diags, attrError(a, fmt.Sprintf("The stage is labelled %q and named %q: keep one.", label, n)))
+			default:
+				s.Name = n
+			}
+		}
+	}
+	return s, diags
+}
+
+func asString(v cty.Value) (string, error) {
+	if v.IsNull() {
+		return "", fmt.Errorf("it is null")
+	}
+	if !v.IsKnown() {
+		return "", fmt.Errorf("it is unknown")
+	}
+	if v.Type() != cty.String {
+		return "", fmt.Errorf("it is a %s", v.Type().FriendlyName())
+	}
+	return v.AsString(), nil
+}
+
+func attrError(a *hclsyntax.Attribute, detail string) *hcl.Diagnostic {
+	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid value", Detail: detail}
+	if a != nil {
+		d.Subject = a.Expr.Range().Ptr()
+		d.Summary = fmt.Sprintf("Invalid value for %q", a.Name)
+	}
+	return d
+}
+
+func unsupported(what, name string, valid []string, rng hcl.Range) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsupported " + what,
+		Detail: fmt.Sprintf("An %s named %q is not expected here.", what, name) + suggest(name, valid), Subject: rng.Ptr()}
+}
+
+// suggest offers the closest valid name, for typos.
+func suggest(got string, valid []string) string {
+	best, bestDist := "", 3
+	for _, v := range valid {
+		if d := levenshtein.Distance(got, v, nil); d < bestDist {
+			best, bestDist = v, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" Did you mean %q?", best)
+}

@@ -1,0 +1,132 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// coreAttrs are the stage attributes the core understands itself, per kind;
+// everything else in a stage body belongs to the plugin's schema.
+func coreAttrs(kind string) map[string]*hcldec.AttrSpec {
+	attrs := map[string]*hcldec.AttrSpec{
+		"name":    {Name: "name", Type: cty.String},
+		"timeout": {Name: "timeout", Type: cty.String},
+	}
+	switch kind {
+	case sdk.KindDump, sdk.KindArchive:
+		attrs["compression"] = &hcldec.AttrSpec{Name: "compression", Type: cty.String}
+	case sdk.KindNotify:
+		attrs["on"] = &hcldec.AttrSpec{Name: "on", Type: cty.List(cty.String)}
+	}
+	return attrs
+}
+
+// Decode decodes the stage body against the plugin's schema plus the core's
+// own attributes, reporting every problem with its source range.
+func (s *Stage) Decode(schema sdk.Schema) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	spec := hcldec.ObjectSpec{}
+	core := coreAttrs(s.Kind)
+	for name, a := range core {
+		spec[name] = a
+	}
+	for _, a := range schema.Attributes {
+		if _, clash := core[a.Name]; clash {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Plugin schema clashes with mbk",
+				Detail:  fmt.Sprintf("Plugin %q declares %q, which mbk itself handles in %s stages; the plugin must rename it.", s.Plugin, a.Name, s.Kind),
+				Subject: s.DeclRange.Ptr()})
+			continue
+		}
+		spec[a.Name] = &hcldec.AttrSpec{Name: a.Name, Type: a.Type, Required: a.Required}
+	}
+	if diags.HasErrors() {
+		return diags
+	}
+	val, d := hcldec.Decode(s.Body, spec, s.pipeline.ctx)
+	diags = append(diags, d...)
+	if d.HasErrors() {
+		return diags
+	}
+
+	s.Compression = "gzip"
+	s.On = append([]string(nil), Events...)
+	for name := range core {
+		v := val.GetAttr(name)
+		if v.IsNull() {
+			continue
+		}
+		a := s.Body.Attributes[name]
+		switch name {
+		case "timeout":
+			t, err := time.ParseDuration(v.AsString())
+			if err != nil || t <= 0 {
+				diags = append(diags, attrError(a, fmt.Sprintf("timeout %q is not a positive duration such as \"30m\".", v.AsString())))
+			}
+			s.Timeout = t
+		case "compression":
+			c := v.AsString()
+			if !slices.Contains(Compressions, c) {
+				diags = append(diags, attrError(a, fmt.Sprintf("compression %q is not one of gzip, zstd, none.", c)+suggest(c, Compressions)))
+			}
+			s.Compression = c
+		case "on":
+			s.On = nil
+			for _, e := range v.AsValueSlice() {
+				if e.IsNull() || !slices.Contains(Events, e.AsString()) {
+					diags = append(diags, attrError(a, fmt.Sprintf("on takes events among %q.", Events)))
+					continue
+				}
+				s.On = append(s.On, e.AsString())
+			}
+		}
+	}
+
+	plugin := map[string]cty.Value{}
+	s.Secrets = nil
+	for _, a := range schema.Attributes {
+		v := val.GetAttr(a.Name)
+		plugin[a.Name] = v
+		if a.Sensitive && !v.IsNull() && v.IsKnown() && v.Type() == cty.String && v.AsString() != "" {
+			s.Secrets = append(s.Secrets, v.AsString())
+		}
+	}
+	s.Config = cty.ObjectVal(plugin)
+	if len(plugin) == 0 {
+		s.Config = cty.EmptyObjectVal
+	}
+	return diags
+}
+
+// PluginDiagnostics turns a plugin's verdict on this stage into HCL
+// diagnostics that point at the attribute at fault.
+func (s *Stage) PluginDiagnostics(ds sdk.Diagnostics) hcl.Diagnostics {
+	var out hcl.Diagnostics
+	for _, d := range ds {
+		sev := hcl.DiagWarning
+		if d.Error {
+			sev = hcl.DiagError
+		}
+		subject := s.DeclRange
+		if a, ok := s.Body.Attributes[d.Attribute]; ok {
+			subject = a.Expr.Range()
+		}
+		summary := d.Summary
+		if d.Attribute != "" {
+			summary = fmt.Sprintf("%s: %s", d.Attribute, d.Summary)
+		}
+		out = append(out, &hcl.Diagnostic{Severity: sev, Summary: fmt.Sprintf("%s %s", s.ID(), summary), Detail: d.Detail, Subject: &subject})
+	}
+	return out
+}
+
+// Diagnose wraps a runtime error about a stage as a diagnostic pointing at it.
+func (s *Stage) Diagnose(summary string, err error) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf("%s: %s", s.ID(), err), Subject: s.DeclRange.Ptr()}
+}
