@@ -1,0 +1,203 @@
+package docker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// Exec describes a command to run inside a container.
+type Exec struct {
+	Container string
+	Cmd       []string
+	// Env is set in the exec's environment: the place for credentials
+	// (MYSQL_PWD), which must never be part of Cmd.
+	Env    []string
+	User   string
+	Stdin  io.Reader // nil: no stdin
+	Stdout io.Writer // nil: discarded
+	// Stderr receives the command's stderr line by line.
+	Stderr func(line string)
+}
+
+// pidMarker prefixes the first stderr line of a wrapped command: the
+// process's PID inside the container, so cancellation can signal it there.
+const pidMarker = "mbk-exec-pid:"
+
+// Run runs the command and returns its exit code. When ctx ends, the process
+// inside the container is sent SIGTERM (then SIGKILL), not only disconnected:
+// an orphaned mysqldump would hold its snapshot open. The command is started
+// through `sh -c 'exec "$@"'` to learn that PID, so the container needs sh.
+func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
+	wrapped := append([]string{"sh", "-c", `echo "` + pidMarker + `$$" >&2; exec "$@"`, "sh"}, e.Cmd...)
+	created, err := c.ContainerExecCreate(ctx, e.Container, container.ExecOptions{
+		User:         e.User,
+		AttachStdin:  e.Stdin != nil,
+		AttachStdout: true,
+		AttachStderr: true,
+		Env:          e.Env,
+		Cmd:          wrapped,
+	})
+	if err != nil {
+		return -1, fmt.Errorf("exec %s in container %q: %w", e.Cmd[0], e.Container, err)
+	}
+	att, err := c.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return -1, fmt.Errorf("attach to %s in container %q: %w", e.Cmd[0], e.Container, err)
+	}
+	defer att.Close()
+
+	stdout := e.Stdout
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	pidCh := make(chan int, 1)
+	errPipeR, errPipeW := io.Pipe()
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		sc := bufio.NewScanner(errPipeR)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		first := true
+		for sc.Scan() {
+			line := sc.Text()
+			if first && strings.HasPrefix(line, pidMarker) {
+				first = false
+				if pid, err := strconv.Atoi(strings.TrimPrefix(line, pidMarker)); err == nil {
+					pidCh <- pid
+				}
+				continue
+			}
+			first = false
+			if e.Stderr != nil {
+				e.Stderr(line)
+			}
+		}
+		io.Copy(io.Discard, errPipeR)
+	}()
+
+	if e.Stdin != nil {
+		go func() {
+			io.Copy(att.Conn, e.Stdin)
+			att.CloseWrite()
+		}()
+	}
+
+	copyDone := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(stdout, errPipeW, att.Reader)
+		errPipeW.Close()
+		copyDone <- err
+	}()
+
+	var copyErr error
+	select {
+	case copyErr = <-copyDone:
+	case <-ctx.Done():
+		select {
+		case pid := <-pidCh:
+			c.signal(e.Container, pid)
+		default:
+		}
+		att.Close()
+		<-copyDone
+		<-stderrDone
+		return -1, fmt.Errorf("%s in container %q: %w", e.Cmd[0], e.Container, context.Cause(ctx))
+	}
+	<-stderrDone
+	if copyErr != nil {
+		return -1, fmt.Errorf("read output of %s in container %q: %w", e.Cmd[0], e.Container, copyErr)
+	}
+	// The stream has ended; the exit code may lag a moment behind.
+	ictx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		ins, err := c.ContainerExecInspect(ictx, created.ID)
+		if err != nil {
+			return -1, fmt.Errorf("inspect %s in container %q: %w", e.Cmd[0], e.Container, err)
+		}
+		if !ins.Running {
+			return ins.ExitCode, nil
+		}
+		select {
+		case <-ictx.Done():
+			return -1, fmt.Errorf("%s in container %q: no exit code after its output ended", e.Cmd[0], e.Container)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// signal stops a process inside a container: SIGTERM, then SIGKILL after a
+// grace period. It uses a fresh context: the caller's has already ended.
+func (c *Client) signal(containerName string, pid int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	script := fmt.Sprintf("kill -TERM %d 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 %d 2>/dev/null || exit 0; sleep 0.5; done; kill -KILL %d 2>/dev/null; exit 0", pid, pid, pid)
+	_, _ = c.Output(ctx, containerName, nil, "sh", "-c", script)
+}
+
+// Output runs a short command without the PID wrapper and returns stdout;
+// a non-zero exit is an error carrying stderr.
+func (c *Client) Output(ctx context.Context, containerName string, env []string, cmd ...string) (string, error) {
+	created, err := c.ContainerExecCreate(ctx, containerName, container.ExecOptions{
+		AttachStdout: true, AttachStderr: true, Env: env, Cmd: cmd,
+	})
+	if err != nil {
+		return "", fmt.Errorf("exec %s in container %q: %w", cmd[0], containerName, err)
+	}
+	att, err := c.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return "", fmt.Errorf("attach to %s in container %q: %w", cmd[0], containerName, err)
+	}
+	defer att.Close()
+	var out, errb bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &errb, att.Reader); err != nil {
+		return "", fmt.Errorf("read output of %s in container %q: %w", cmd[0], containerName, err)
+	}
+	for {
+		ins, err := c.ContainerExecInspect(ctx, created.ID)
+		if err != nil {
+			return "", fmt.Errorf("inspect %s in container %q: %w", cmd[0], containerName, err)
+		}
+		if !ins.Running {
+			if ins.ExitCode != 0 {
+				return out.String(), &ExitError{Code: ins.ExitCode, Stderr: strings.TrimSpace(errb.String())}
+			}
+			return out.String(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ExitError is a command that ran and failed.
+type ExitError struct {
+	Code   int
+	Stderr string
+}
+
+func (e *ExitError) Error() string {
+	if e.Stderr != "" {
+		return fmt.Sprintf("exit code %d: %s", e.Code, e.Stderr)
+	}
+	return fmt.Sprintf("exit code %d", e.Code)
+}
+
+// AsExitError unwraps an ExitError.
+func AsExitError(err error) (*ExitError, bool) {
+	var e *ExitError
+	ok := errors.As(err, &e)
+	return e, ok
+}

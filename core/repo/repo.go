@@ -1,0 +1,153 @@
+// Package repo is the backup set on disk: one directory per run under a
+// pipeline's root, staged hidden and renamed into place only when complete,
+// with SHA256SUMS and manifest.json (written last, the completion marker).
+package repo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// SetNameLayout names sets by their start time in the pipeline's timezone
+// (the seed's naming, so its operators find what they know).
+const SetNameLayout = "2006-01-02_15-04-05"
+
+// Hidden prefixes: a staging set being built, and a set being deleted.
+const (
+	StagingPrefix  = ".mbk-partial-"
+	DeletingPrefix = ".mbk-deleting-"
+	ManifestFile   = "manifest.json"
+	SumsFile       = "SHA256SUMS"
+	LogFile        = "backup.log"
+)
+
+// Modes: sets hold a school's data, readable by their owner only.
+const (
+	DirMode  os.FileMode = 0o700
+	FileMode os.FileMode = 0o600
+)
+
+// Manifest is manifest.json.
+type Manifest struct {
+	Format     int        `json:"format"`
+	Pipeline   string     `json:"pipeline"`
+	Set        string     `json:"set"`
+	Status     string     `json:"status"`
+	Started    time.Time  `json:"started"`
+	Finished   time.Time  `json:"finished"`
+	Host       string     `json:"host"`
+	MBKVersion string     `json:"mbk_version"`
+	Timezone   string     `json:"timezone"`
+	Artifacts  []Artifact `json:"artifacts"`
+	Stages     []Stage    `json:"stages"`
+}
+
+// StatusComplete marks a set every required stage succeeded for.
+const StatusComplete = "complete"
+
+// Artifact is one stored file of a set.
+type Artifact struct {
+	Stage       string          `json:"stage"`
+	Plugin      string          `json:"plugin"`
+	Name        string          `json:"name"` // the stage's name
+	ArtifactID  string          `json:"artifact_id"`
+	File        string          `json:"file"`
+	Format      string          `json:"format"`
+	Compression string          `json:"compression"`
+	Size        int64           `json:"size"`
+	SHA256      string          `json:"sha256"`
+	RawSize     int64           `json:"raw_size"`
+	RawSHA256   string          `json:"raw_sha256"`
+	DurationMS  int64           `json:"duration_ms"`
+	Details     json.RawMessage `json:"details,omitempty"`
+}
+
+// Stage is one stage's record in the manifest.
+type Stage struct {
+	Kind          string `json:"kind"`
+	Plugin        string `json:"plugin"`
+	Name          string `json:"name"`
+	PluginVersion string `json:"plugin_version"`
+	PluginPath    string `json:"plugin_path"`
+	Status        string `json:"status"`
+	DurationMS    int64  `json:"duration_ms"`
+	Error         string `json:"error,omitempty"`
+}
+
+// Set is a set directory found under a root.
+type Set struct {
+	Name     string
+	Dir      string
+	Time     time.Time
+	Complete bool
+	Manifest *Manifest // nil when unreadable
+	Problem  string    // why it is not complete
+}
+
+// ParseSetName reads a set's time from its name.
+func ParseSetName(name string, loc *time.Location) (time.Time, bool) {
+	t, err := time.ParseInLocation(SetNameLayout, name, loc)
+	return t, err == nil
+}
+
+// List returns the sets under root, oldest first. Hidden staging and
+// deleting directories are not sets.
+func List(root string, loc *time.Location) ([]Set, error) {
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Set
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		t, ok := ParseSetName(e.Name(), loc)
+		if !ok {
+			continue
+		}
+		s := Set{Name: e.Name(), Dir: filepath.Join(root, e.Name()), Time: t}
+		m, err := ReadManifest(s.Dir)
+		switch {
+		case err != nil:
+			s.Problem = err.Error()
+		case m.Status != StatusComplete:
+			s.Manifest = m
+			s.Problem = fmt.Sprintf("manifest status is %q", m.Status)
+		case m.Set != s.Name:
+			s.Manifest = m
+			s.Problem = fmt.Sprintf("manifest names set %q", m.Set)
+		default:
+			s.Manifest = m
+			s.Complete = true
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, nil
+}
+
+// ReadManifest reads and checks a set's manifest.json.
+func ReadManifest(dir string) (*Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no %s: the run that made it did not finish", ManifestFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s is not valid: %w", ManifestFile, err)
+	}
+	return &m, nil
+}
