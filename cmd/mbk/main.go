@@ -1,0 +1,40 @@
+// Command mbk is the backup engine's command line.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+// version is set at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	err := newRootCmd().Execute()
+	var ec *exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ec):
+		if ec.msg != "" {
+			fmt.Fprintln(os.Stderr, "mbk:", ec.msg)
+		}
+		os.Exit(ec.code)
+	default:
+		// cobra's own errors: usage mistakes.
+		fmt.Fprintln(os.Stderr, "mbk:", err)
+		os.Exit(2)
+	}
+}
+
+// exitError carries an exit code up to main.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func exitf(code int, format string, args ...any) error {
+	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/mbk-backup/mbk/core/checksum"
+	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/pluginhost"
+	"github.com/mbk-backup/mbk/core/redact"
+	"github.com/mbk-backup/mbk/core/retain"
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// app holds what every command shares.
+type app struct {
+	logFormat string
+	logLevel  string
+	vars      []string
+	redact    *redact.Redactor
+	log       hclog.InterceptLogger
+}
+
+func newRootCmd() *cobra.Command {
+	a := &app{redact: &redact.Redactor{}}
+	root := &cobra.Command{
+		Use:   "mbk",
+		Short: "Backups of Moodle sites on Docker, by plugin pipelines",
+		Long: `mbk runs backup pipelines written in HCL: dump the database, archive
+moodledata, checksum, apply retention and notify, each stage served by a
+plugin. Exit codes: 0 success; 1 the run failed and nothing was committed;
+2 invalid configuration or usage; 3 the set was committed but a later stage
+(retain, notify) failed.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.setupLog()
+		},
+	}
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text (coloured on a terminal) or json")
+	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	root.AddCommand(a.validateCmd(), a.runCmd(), a.pluginsCmd(), versionCmd(), servePluginCmd())
+	return root
+}
+
+func (a *app) setupLog() error {
+	if a.logFormat != "text" && a.logFormat != "json" {
+		return exitf(2, "--log-format must be text or json, not %q", a.logFormat)
+	}
+	level := hclog.LevelFromString(a.logLevel)
+	if level == hclog.NoLevel {
+		return exitf(2, "--log-level %q is not one of trace, debug, info, warn, error", a.logLevel)
+	}
+	color := hclog.ColorOff
+	if a.logFormat == "text" && isatty.IsTerminal(os.Stderr.Fd()) && os.Getenv("NO_COLOR") == "" {
+		color = hclog.ForceColor
+	}
+	a.log = hclog.NewInterceptLogger(&hclog.LoggerOptions{
+		Name:       "mbk",
+		Level:      level,
+		Output:     a.redact.Writer(os.Stderr),
+		JSONFormat: a.logFormat == "json",
+		Color:      color,
+		TimeFormat: "15:04:05.000",
+	})
+	return nil
+}
+
+// varFlag registers --var on a command.
+func (a *app) varFlag(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&a.vars, "var", nil, "set a variable: --var name=value (repeatable; MBK_VAR_name works too)")
+}
+
+func (a *app) loader() (*config.Loader, error) {
+	vars := map[string]string{}
+	for _, kv := range a.vars {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, exitf(2, "--var %q: expected name=value", kv)
+		}
+		vars[k] = v
+	}
+	return config.NewLoader(vars), nil
+}
+
+// builtins are the plugins mbk serves itself, by re-executing its binary.
+var builtins = map[string]func(hclog.Logger) sdk.Plugin{
+	"sha256": func(log hclog.Logger) sdk.Plugin { return &checksum.Plugin{Version: version, Log: log} },
+	"policy": func(log hclog.Logger) sdk.Plugin { return &retain.Plugin{Version: version, Log: log} },
+}
+
+func builtinNames() []string {
+	var out []string
+	for n := range builtins {
+		out = append(out, n)
+	}
+	return out
+}
+
+func (a *app) host(pluginDir string) *pluginhost.Host {
+	return pluginhost.New(pluginhost.Options{PluginDir: pluginDir, Builtins: builtinNames(), Logger: a.log.Named("plugin")})
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print mbk's version and plugin protocol version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "mbk %s (plugin protocol %d)\n", version, sdk.ProtocolVersion)
+		},
+	}
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/engine"
+)
+
+func (a *app) runCmd() *cobra.Command {
+	var pipeline string
+	cmd := &cobra.Command{
+		Use:   "run FILE [--pipeline NAME]",
+		Short: "Run the pipeline(s) in a file: dump, archive, checksum, retain, notify",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			loader, err := a.loader()
+			if err != nil {
+				return err
+			}
+			f, diags := loader.Load(args[0])
+			if diags.HasErrors() {
+				writeDiags(os.Stderr, loader, diags)
+				return exitf(2, "%s is not valid: nothing was run", args[0])
+			}
+			var selected []*config.Pipeline
+			if pipeline != "" {
+				p, err := f.Pipeline(pipeline)
+				if err != nil {
+					return exitf(2, "%v", err)
+				}
+				selected = append(selected, p)
+			} else {
+				selected = f.Pipelines
+			}
+			worst := 0
+			for _, p := range selected {
+				code := a.runPipeline(ctx, cmd.OutOrStdout(), loader, p)
+				if code > worst || (worst == engine.ExitCommitted && code != engine.ExitOK) {
+					worst = code
+				}
+			}
+			if worst != 0 {
+				return &exitError{code: worst}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", "run only this pipeline of the file")
+	a.varFlag(cmd)
+	return cmd
+}
+
+func (a *app) runPipeline(ctx context.Context, out io.Writer, loader *config.Loader, p *config.Pipeline) int {
+	h := a.host(p.File.PluginDir)
+	defer h.Close()
+	e := &engine.Engine{Host: h, Log: a.log, Redact: a.redact, Version: version}
+	stages, diags := engine.Prepare(ctx, h, p)
+	a.redact.Add(p.Secrets()...)
+	if diags.HasErrors() {
+		writeDiags(os.Stderr, loader, diags)
+		e.NotifyFailure(ctx, p, stages, fmt.Sprintf("pipeline %q in %s is not valid (%d errors); run `mbk validate %s`", p.Name, p.File.Path, countErrors(diags), p.File.Path))
+		fmt.Fprintf(os.Stderr, "mbk: pipeline %q is not valid: nothing was run\n", p.Name)
+		return engine.ExitConfig
+	}
+	res := e.Run(ctx, p, stages)
+	printResult(out, res)
+	return res.ExitCode()
+}
+
+func printResult(w io.Writer, res *engine.Result) {
+	r := res.Report
+	switch {
+	case res.Committed && len(res.Later) == 0:
+		fmt.Fprintf(w, "%s: set %s committed in %s (%s)\n", r.Pipeline, r.Set, r.Duration().Round(1e6), res.SetDir)
+	case res.Committed:
+		fmt.Fprintf(w, "%s: set %s committed (%s), but later stages failed:\n", r.Pipeline, r.Set, res.SetDir)
+		for _, s := range r.Stages {
+			if s.Error != "" {
+				fmt.Fprintf(w, "  - %s\n", s.Error)
+			}
+		}
+	default:
+		fmt.Fprintf(w, "%s: FAILED, nothing committed: %s\n", r.Pipeline, r.Error)
+	}
+	for _, a := range r.Artifacts {
+		fmt.Fprintf(w, "  %-50s %12d bytes  sha256 %s\n", a.File, a.Size, a.SHA256)
+	}
+}

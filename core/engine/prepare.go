@@ -1,0 +1,88 @@
+// Package engine runs one pipeline: it asks each stage's plugin for its
+// schema, decodes the stage bodies, and runs the stages in order into a
+// staging directory that becomes a set only when everything required worked.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/pluginhost"
+	"github.com/mbk-backup/mbk/core/sdk"
+	pb "github.com/mbk-backup/mbk/core/sdk/proto"
+)
+
+// Stage is a config stage bound to its running plugin.
+type Stage struct {
+	*config.Stage
+	Client *sdk.Client
+	Info   sdk.Info
+	Schema sdk.Schema
+	Config *pb.Config // the stage body in wire form
+}
+
+// Prepare starts each stage's plugin, decodes every stage body against the
+// plugin's schema and has the plugin validate it. It touches nothing outside:
+// no container, database or mail server. All problems are reported at once.
+func Prepare(ctx context.Context, host *pluginhost.Host, p *config.Pipeline) ([]*Stage, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	var out []*Stage
+	for _, s := range p.Stages {
+		st, d := prepareStage(ctx, host, s)
+		diags = append(diags, d...)
+		if st != nil {
+			out = append(out, st)
+		}
+	}
+	return out, diags
+}
+
+func prepareStage(ctx context.Context, host *pluginhost.Host, s *config.Stage) (*Stage, hcl.Diagnostics) {
+	client, info, err := host.Get(ctx, s.Plugin)
+	if err != nil {
+		return nil, hcl.Diagnostics{s.Diagnose("Plugin not available", err)}
+	}
+	if !slices.Contains(info.Kinds, s.Kind) {
+		return nil, hcl.Diagnostics{s.Diagnose("Plugin does not serve this kind",
+			fmt.Errorf("plugin %q serves %v, not %q", s.Plugin, info.Kinds, s.Kind))}
+	}
+	schema, err := client.Schema(ctx, s.Kind)
+	if err != nil {
+		return nil, hcl.Diagnostics{s.Diagnose("Cannot read the plugin's schema", err)}
+	}
+	diags := s.Decode(schema)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	cfg, err := sdk.EncodeConfig(s.Kind, s.Config, schema)
+	if err != nil {
+		return nil, append(diags, s.Diagnose("Cannot encode the stage's settings", err))
+	}
+	pd, err := client.ValidateConfig(ctx, cfg)
+	if err != nil {
+		return nil, append(diags, s.Diagnose("The plugin could not validate the stage", err))
+	}
+	diags = append(diags, s.PluginDiagnostics(pd)...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return &Stage{Stage: s, Client: client, Info: info, Schema: schema, Config: cfg}, diags
+}
+
+// Preflight asks every stage's plugin to check the live world.
+func Preflight(ctx context.Context, stages []*Stage) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, s := range stages {
+		pd, err := s.Client.Preflight(ctx, s.Config)
+		if err != nil {
+			diags = append(diags, s.Diagnose("Preflight failed", err))
+			continue
+		}
+		diags = append(diags, s.PluginDiagnostics(pd)...)
+	}
+	return diags
+}

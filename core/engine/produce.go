@@ -1,0 +1,195 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mbk-backup/mbk/core/checksum"
+	"github.com/mbk-backup/mbk/core/repo"
+	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/stream"
+)
+
+// produce runs one dump or archive stage: each artifact the plugin plans is
+// streamed through the side channel into compress-hash-write, in one pass.
+func (r *run) produce(ctx context.Context, s *Stage) error {
+	arts, err := s.Client.Plan(ctx, s.Config)
+	if err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	if len(arts) == 0 {
+		return fmt.Errorf("the plugin planned no artifact")
+	}
+	for _, a := range arts {
+		if err := r.artifact(ctx, s, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
+	file := fmt.Sprintf("%s_%s.%s%s", a.Name, r.name, a.Format, stream.Ext(s.Compression))
+	if strings.ContainsAny(file, "/\\") || strings.HasPrefix(file, ".") {
+		return fmt.Errorf("artifact name %q is not a plain file name", a.Name)
+	}
+	for _, have := range r.man.Artifacts {
+		if have.File == file {
+			return fmt.Errorf("two artifacts would be named %s (stage %s %q made one already): give one stage another name", file, have.Stage, have.Name)
+		}
+	}
+	path := filepath.Join(r.staging, file)
+	sink, err := stream.NewSink(path, s.Compression)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", file, err)
+	}
+	t0 := time.Now()
+	r.log.Info("writing artifact", "file", file, "compression", s.Compression)
+	reply, err := s.Client.Backup(ctx, s.Config, a.ID, r.name, sink)
+	if err != nil {
+		sink.Abort()
+		return fmt.Errorf("artifact %s: %w", a.Name, err)
+	}
+	res, err := sink.Close()
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if res.RawSize != reply.Bytes {
+		return fmt.Errorf("artifact %s: the plugin sent %d bytes, %d were stored", a.Name, reply.Bytes, res.RawSize)
+	}
+	d := time.Since(t0)
+	r.log.Info("artifact written", "file", file, "raw", humanBytes(res.RawSize), "stored", humanBytes(res.Size),
+		"duration", d.Round(time.Millisecond), "rate", rate(res.RawSize, d), "sha256", res.SHA256)
+	r.man.Artifacts = append(r.man.Artifacts, repo.Artifact{
+		Stage: s.Kind, Plugin: s.Plugin, Name: s.Name, ArtifactID: a.ID, File: file, Format: a.Format,
+		Compression: s.Compression, Size: res.Size, SHA256: res.SHA256, RawSize: res.RawSize,
+		RawSHA256: res.RawSHA256, DurationMS: d.Milliseconds(), Details: reply.Details,
+	})
+	r.res.Report.Artifacts = append(r.res.Report.Artifacts, sdk.ArtifactReport{
+		Stage: s.Kind, Plugin: s.Plugin, File: file, Size: res.Size, Raw: res.RawSize, SHA256: res.SHA256})
+	if reply.InfoText != "" {
+		name := reply.InfoFile
+		if name == "" || !infoFileName.MatchString(name) {
+			name = strings.ToUpper(s.Plugin) + "_INFO.txt"
+		}
+		b, ok := r.info[name]
+		if !ok {
+			b = &strings.Builder{}
+			r.info[name] = b
+			r.infoOrd = append(r.infoOrd, name)
+		}
+		fmt.Fprintf(b, "== %s (%s %q) ==\n%s\n", file, s.Kind, s.Name, strings.TrimRight(r.e.Redact.String(reply.InfoText), "\n")+"\n")
+	}
+	return nil
+}
+
+func (r *run) writeInfoFiles() error {
+	for _, name := range r.infoOrd {
+		if err := repo.WriteFileSync(filepath.Join(r.staging, name), []byte(r.info[name].String())); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// sums builds SHA256SUMS from the hashes taken while streaming, and has each
+// checksum stage re-read the files from disk: a mismatch means what landed is
+// not what was sent, and the set is not committed.
+func (r *run) sums(ctx context.Context, stages []*Stage) ([]repo.Sum, error) {
+	var sums []repo.Sum
+	want := map[string]string{}
+	var files []string
+	for _, a := range r.man.Artifacts {
+		sums = append(sums, repo.Sum{File: a.File, Hex: a.SHA256})
+		want[a.File] = a.SHA256
+		files = append(files, a.File)
+	}
+	names := append([]string(nil), r.infoOrd...)
+	sort.Strings(names)
+	for _, name := range names {
+		hex, _, err := checksum.FileSHA256(ctx, filepath.Join(r.staging, name))
+		if err != nil {
+			return nil, err
+		}
+		sums = append(sums, repo.Sum{File: name, Hex: hex})
+		want[name] = hex
+		files = append(files, name)
+	}
+	for _, s := range stagesOf(stages, sdk.KindChecksum) {
+		err := r.stage(ctx, s, func(ctx context.Context) error {
+			got, err := s.Client.Sum(ctx, s.Config, r.staging, files)
+			if err != nil {
+				return err
+			}
+			seen := map[string]bool{}
+			for _, g := range got {
+				if g.Algorithm != "sha256" {
+					continue
+				}
+				if w, ok := want[g.File]; !ok || w != g.Hex {
+					return fmt.Errorf("%s on disk has sha256 %s, but %s was written: the disk or filesystem corrupted it", g.File, g.Hex, w)
+				}
+				seen[g.File] = true
+			}
+			for _, f := range files {
+				if !seen[f] {
+					return fmt.Errorf("the plugin returned no sha256 for %s", f)
+				}
+			}
+			r.log.Info("checksums verified on disk", "files", len(files))
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return sums, nil
+}
+
+// openLog starts backup.log in the staging directory. It moves with the
+// directory on commit; the open file stays valid across the rename.
+func (r *run) openLog() error {
+	f, err := os.OpenFile(filepath.Join(r.staging, repo.LogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, repo.FileMode)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", repo.LogFile, err)
+	}
+	r.logFile = f
+	r.tail = &tailSink{max: 40}
+	r.sink = hclog.NewSinkAdapter(&hclog.LoggerOptions{
+		Level:      hclog.Debug,
+		Output:     r.e.Redact.Writer(io.MultiWriter(f, r.tail)),
+		Color:      hclog.ColorOff,
+		TimeFormat: "2006-01-02 15:04:05.000 Z07:00",
+	})
+	r.e.Log.RegisterSink(r.sink)
+	return nil
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func rate(n int64, d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return humanBytes(int64(float64(n)/d.Seconds())) + "/s"
+}

@@ -1,0 +1,284 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/pluginhost"
+	"github.com/mbk-backup/mbk/core/redact"
+	"github.com/mbk-backup/mbk/core/repo"
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// Engine runs pipelines.
+type Engine struct {
+	Host    *pluginhost.Host
+	Log     hclog.InterceptLogger
+	Redact  *redact.Redactor
+	Version string
+	Now     func() time.Time
+}
+
+// Result is the outcome of one run.
+type Result struct {
+	Report    sdk.Report
+	Committed bool
+	SetDir    string
+	// Err is the first error: before commit it means nothing was kept.
+	Err error
+	// ConfigErr is set when the pipeline could not be prepared.
+	ConfigErr bool
+	// Later holds errors after commit (retain, notify).
+	Later []error
+}
+
+// Exit codes, documented in the README.
+const (
+	ExitOK        = 0
+	ExitFailed    = 1
+	ExitConfig    = 2
+	ExitCommitted = 3
+)
+
+// ExitCode maps the outcome to mbk's exit codes.
+func (r *Result) ExitCode() int {
+	switch {
+	case r.ConfigErr:
+		return ExitConfig
+	case !r.Committed:
+		return ExitFailed
+	case len(r.Later) > 0:
+		return ExitCommitted
+	}
+	return ExitOK
+}
+
+// run holds the state of one run.
+type run struct {
+	e       *Engine
+	p       *config.Pipeline
+	log     hclog.Logger
+	res     *Result
+	name    string
+	staging string
+	final   string
+	tail    *tailSink
+	logFile *os.File
+	sink    hclog.SinkAdapter
+	man     *repo.Manifest
+	info    map[string]*strings.Builder // info file -> text
+	infoOrd []string
+	release func() error
+}
+
+// Run runs one pipeline end to end. The stages must come from Prepare.
+func (e *Engine) Run(ctx context.Context, p *config.Pipeline, stages []*Stage) *Result {
+	now := e.Now
+	if now == nil {
+		now = time.Now
+	}
+	host, _ := os.Hostname()
+	start := now()
+	r := &run{e: e, p: p, log: e.Log.Named(p.Name), res: &Result{}}
+	r.res.Report = sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Started: start.UTC()}
+	e.Redact.Add(p.Secrets()...)
+
+	err := r.backup(ctx, stages, start)
+	if err != nil {
+		r.res.Err = err
+		r.log.Error("backup failed: nothing was committed", "error", e.Redact.String(err.Error()))
+	}
+	if r.res.Committed {
+		r.retain(ctx, stages)
+	}
+	r.finish(ctx, stages, now)
+	return r.res
+}
+
+var infoFileName = regexp.MustCompile(`^[A-Za-z0-9_.-]+\.txt$`)
+
+func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) error {
+	p := r.p
+	if err := os.MkdirAll(p.Root, repo.DirMode); err != nil {
+		return fmt.Errorf("create root %s: %w", p.Root, err)
+	}
+	lock, err := repo.Acquire(p.Root)
+	if err != nil {
+		return err
+	}
+	// Released in finish via the closure below, after retention and notify.
+	r.release = lock.Release
+	r.cleanLeftovers()
+
+	local := start.In(p.Location)
+	r.name = local.Format(repo.SetNameLayout)
+	for i := 0; exists(filepath.Join(p.Root, r.name)); i++ {
+		if i > 5 {
+			return fmt.Errorf("a set named %s already exists in %s", r.name, p.Root)
+		}
+		// Two runs within one second: wait for the next name.
+		time.Sleep(time.Until(local.Truncate(time.Second).Add(time.Second)))
+		local = time.Now().In(p.Location)
+		r.name = local.Format(repo.SetNameLayout)
+	}
+	r.res.Report.Set = r.name
+	r.staging = filepath.Join(p.Root, repo.StagingPrefix+r.name)
+	r.final = filepath.Join(p.Root, r.name)
+	if err := os.Mkdir(r.staging, repo.DirMode); err != nil {
+		return fmt.Errorf("create staging directory: %w", err)
+	}
+	if err := r.openLog(); err != nil {
+		return err
+	}
+	r.log.Info("backup started", "pipeline", p.Name, "file", p.File.Path, "set", r.name, "root", p.Root)
+
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+
+	r.man = &repo.Manifest{Format: 1, Pipeline: p.Name, Set: r.name, Started: start.UTC(), Host: r.res.Report.Host,
+		MBKVersion: r.e.Version, Timezone: p.Location.String()}
+	r.info = map[string]*strings.Builder{}
+	for _, kind := range []string{sdk.KindDump, sdk.KindArchive} {
+		for _, s := range stagesOf(stages, kind) {
+			if err := r.stage(ctx, s, func(ctx context.Context) error { return r.produce(ctx, s) }); err != nil {
+				return err
+			}
+		}
+	}
+	if err := r.writeInfoFiles(); err != nil {
+		return err
+	}
+	sums, err := r.sums(ctx, stages)
+	if err != nil {
+		return err
+	}
+	if err := repo.WriteSums(r.staging, sums); err != nil {
+		return fmt.Errorf("write %s: %w", repo.SumsFile, err)
+	}
+	r.man.Status = repo.StatusComplete
+	r.man.Finished = time.Now().UTC()
+	if err := repo.WriteManifest(r.staging, r.man); err != nil {
+		return fmt.Errorf("write %s: %w", repo.ManifestFile, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("run stopped before commit: %w", context.Cause(ctx))
+	}
+	if err := repo.Commit(r.staging, r.final); err != nil {
+		return fmt.Errorf("commit set %s: %w", r.name, err)
+	}
+	r.res.Committed = true
+	r.res.SetDir = r.final
+	r.res.Report.Committed = true
+	r.res.Report.Dir = r.final
+	r.log.Info("set committed", "set", r.name, "dir", r.final)
+	return nil
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+// cleanLeftovers removes what killed or failed runs left. Holding the lock
+// proves no run is still writing them.
+func (r *run) cleanLeftovers() {
+	left, err := repo.Leftovers(r.p.Root)
+	if err != nil {
+		r.log.Warn("cannot list leftovers", "error", err)
+		return
+	}
+	for _, l := range left {
+		if err := os.RemoveAll(l.Dir); err != nil {
+			r.warn(fmt.Sprintf("cannot remove leftover %s: %v", l.Dir, err))
+			continue
+		}
+		r.warn(fmt.Sprintf("removed %s, left by an interrupted run (it was never a complete set)", l.Name))
+	}
+}
+
+func (r *run) warn(msg string) {
+	r.log.Warn(msg)
+	r.res.Report.Warnings = append(r.res.Report.Warnings, r.e.Redact.String(msg))
+}
+
+// stage runs one stage with its timeout and records it.
+func (r *run) stage(ctx context.Context, s *Stage, fn func(context.Context) error) error {
+	if s.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
+		defer cancel()
+	}
+	t0 := time.Now()
+	r.log.Info("stage started", "stage", s.ID(), "plugin", s.Info.Name, "version", s.Info.Version)
+	err := fn(ctx)
+	if err != nil && ctx.Err() != nil {
+		// A plugin past its deadline may not stop by itself: stop it, and
+		// with it the processes it started.
+		r.e.Host.Kill(s.Plugin)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %s: %w", time.Since(t0).Round(time.Second), err)
+		}
+	}
+	d := time.Since(t0)
+	rep := sdk.StageReport{Kind: s.Kind, Plugin: s.Plugin, Name: s.Name, Status: "ok", Duration: d}
+	ms := repo.Stage{Kind: s.Kind, Plugin: s.Plugin, Name: s.Name, PluginVersion: s.Info.Version,
+		PluginPath: r.e.Host.Path(s.Plugin), Status: "ok", DurationMS: d.Milliseconds()}
+	if err != nil {
+		err = fmt.Errorf("%s stage (plugin %s): %w", s.ID(), s.Plugin, err)
+		rep.Status, rep.Error = "failed", r.e.Redact.String(err.Error())
+		ms.Status, ms.Error = "failed", rep.Error
+		r.log.Error("stage failed", "stage", s.ID(), "duration", d.Round(time.Millisecond), "error", rep.Error)
+	} else {
+		r.log.Info("stage finished", "stage", s.ID(), "duration", d.Round(time.Millisecond))
+	}
+	r.res.Report.Stages = append(r.res.Report.Stages, rep)
+	if r.man != nil && (s.Kind == sdk.KindDump || s.Kind == sdk.KindArchive || s.Kind == sdk.KindChecksum) {
+		r.man.Stages = append(r.man.Stages, ms)
+	}
+	return err
+}
+
+func stagesOf(stages []*Stage, kind string) []*Stage {
+	var out []*Stage
+	for _, s := range stages {
+		if s.Kind == kind {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// tailSink keeps the last lines logged, for the failure e-mail.
+type tailSink struct {
+	mu    sync.Mutex
+	lines []string
+	max   int
+}
+
+func (t *tailSink) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		t.lines = append(t.lines, l)
+	}
+	if over := len(t.lines) - t.max; over > 0 {
+		t.lines = append([]string(nil), t.lines[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailSink) get() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.lines...)
+}
