@@ -1,0 +1,51 @@
+# mbk: `make demo` runs a real backup of a demo Moodle stack; `make test` runs
+# every test against a real Docker engine, MariaDB and SMTP server.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN := bin
+PLUGINS := mysql volume smtp
+
+.PHONY: all build stack demo demo-down test test-unit bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mbk ./cmd/mbk
+	@for p in $(PLUGINS); do $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mbk-plugin-$$p ./plugins/$$p || exit 1; done
+
+# The engine, the base image and the demo stack (MariaDB + moodledata volume).
+stack:
+	bash scripts/stack.sh deps
+	bash scripts/stack.sh engine
+	bash scripts/stack.sh image
+	set -a; . pipelines/demo.env; set +a; MBK_DB_PASSWORD="$$MYSQL_PASSWORD" bash scripts/stack.sh up mbk-demo
+
+demo: build stack
+	$(BIN)/mbk validate pipelines/demo.hcl
+	$(BIN)/mbk run pipelines/demo.hcl
+	@set -a; . pipelines/demo.env; set +a; \
+	 set=$$(ls -1d "$$MBK_DEMO_ROOT"/20* | tail -n 1); \
+	 echo; echo "== the new set: $$set"; ls -l "$$set"; \
+	 echo; echo "== sha256sum -c SHA256SUMS"; (cd "$$set" && sha256sum -c SHA256SUMS); \
+	 echo; echo "== DB_INFO.txt"; cat "$$set/DB_INFO.txt"; \
+	 echo; echo "== MOODLEDATA_INFO.txt"; head -n 20 "$$set/MOODLEDATA_INFO.txt"
+
+demo-down:
+	bash scripts/stack.sh down mbk-demo
+
+# Everything, end to end included. Installs and starts what it needs.
+test:
+	bash scripts/stack.sh deps
+	bash scripts/stack.sh engine
+	bash scripts/stack.sh image
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 25m ./...
+
+test-unit:
+	$(GO) test -count=1 -short ./core/config/ ./core/retain/ ./core/repo/ ./core/stream/ ./core/sdk/...
+
+clean:
+	rm -rf $(BIN)
