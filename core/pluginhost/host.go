@@ -189,9 +189,11 @@ func (h *Host) start(ctx context.Context, f Found) (*running, error) {
 	} else {
 		cmd = exec.Command(f.Path)
 	}
-	// The kernel stops the plugin if mbk dies, even by SIGKILL: an orphan
-	// plugin would keep a dump running and a database snapshot open.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The kernel tells the plugin when mbk dies, even by SIGKILL: an orphan
+	// would keep a dump running and a database snapshot open. SIGTERM, not
+	// SIGKILL, so the SDK can cancel its calls and stop what they started
+	// (a dump inside a container survives its client's disconnection).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	cmd.Env = []string{"MBK_PLUGIN_NAME=" + f.Name} // go-plugin adds the host environment
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,

@@ -7,7 +7,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"slices"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,12 +34,59 @@ func Serve(factory func(log hclog.Logger) Plugin) {
 // ServeConfig is the go-plugin configuration Serve uses, for hosts that serve
 // a plugin from inside their own binary.
 func ServeConfig(impl Plugin, log hclog.Logger) *plugin.ServeConfig {
+	g := newGrace(log)
 	return &plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: PluginSets(impl),
-		GRPCServer:       plugin.DefaultGRPCServer,
-		Logger:           log,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, grpc.UnaryInterceptor(g.intercept))...)
+		},
+		Logger: log,
 	}
+}
+
+// graceTime is how long a plugin told to stop (SIGTERM) gives its calls in
+// flight to clean up: the host sets SIGTERM as the plugin's parent-death
+// signal, so this is what runs when mbk itself is killed.
+const graceTime = 20 * time.Second
+
+// grace cancels every call in flight on SIGTERM and lets them clean up (stop
+// a dump inside a container, remove a helper container) before exiting.
+type grace struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newGrace(log hclog.Logger) *grace {
+	g := &grace{}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM)
+	go func() {
+		<-ch
+		log.Warn("terminating: cancelling calls in flight")
+		g.cancel()
+		done := make(chan struct{})
+		go func() { g.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(graceTime):
+			log.Error("calls still running after the grace period; exiting anyway")
+		}
+		os.Exit(1)
+	}()
+	return g
+}
+
+func (g *grace) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	g.wg.Add(1)
+	defer g.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(g.ctx, cancel)
+	defer stop()
+	return h(ctx, req)
 }
 
 // PluginSets is the go-plugin version map; impl is nil on the host side.
