@@ -99,22 +99,35 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 		copyDone <- err
 	}()
 
+	// stop ends the process inside the container: closing our end of the
+	// stream does not, and an orphaned dump would hold its snapshot open.
+	var pid int
+	stop := func() {
+		if pid == 0 {
+			select {
+			case pid = <-pidCh:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		if pid > 0 {
+			c.signal(e.Container, pid)
+		}
+		att.Close()
+	}
 	var copyErr error
 	select {
 	case copyErr = <-copyDone:
 	case <-ctx.Done():
-		select {
-		case pid := <-pidCh:
-			c.signal(e.Container, pid)
-		default:
-		}
-		att.Close()
+		stop()
 		<-copyDone
 		<-stderrDone
 		return -1, fmt.Errorf("%s in container %q: %w", e.Cmd[0], e.Container, context.Cause(ctx))
 	}
 	<-stderrDone
 	if copyErr != nil {
+		// Our side failed (e.g. the disk filled up): the process is still
+		// running, blocked on a full pipe.
+		stop()
 		return -1, fmt.Errorf("read output of %s in container %q: %w", e.Cmd[0], e.Container, copyErr)
 	}
 	// The stream has ended; the exit code may lag a moment behind.

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mbk-backup/mbk/core/docker"
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// Plan lists one artifact per database. all_databases asks the server.
+func (p *plugin) Plan(ctx context.Context, cfg sdk.Config) ([]sdk.Artifact, error) {
+	s, err := decodeSettings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	names := s.configured()
+	if s.AllDatabases {
+		ss, err := open(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("list databases: %w", err)
+		}
+		defer ss.Close()
+		if names, err = ss.userDatabases(ctx); err != nil {
+			return nil, fmt.Errorf("list databases in container %q: %w", ss.name, err)
+		}
+	}
+	var out []sdk.Artifact
+	for _, n := range names {
+		out = append(out, sdk.Artifact{ID: n, Name: n, Format: "sql"})
+	}
+	return out, nil
+}
+
+// Backup dumps one database. It returns nil only when the client exited 0,
+// wrote something, and its output ends with the "-- Dump completed" trailer.
+func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer) (sdk.BackupResult, error) {
+	s, err := decodeSettings(req.Config)
+	if err != nil {
+		return sdk.BackupResult{}, err
+	}
+	name := req.Artifact
+	if s.AllDatabases && slices.Contains(systemDatabases, strings.ToLower(name)) ||
+		!s.AllDatabases && !slices.Contains(s.configured(), name) {
+		return sdk.BackupResult{}, fmt.Errorf("dump database %q: not one of the databases this stage dumps", name)
+	}
+	ss, err := open(ctx, s)
+	if err != nil {
+		return sdk.BackupResult{}, fmt.Errorf("dump database %q: %w", name, err)
+	}
+	defer ss.Close()
+	d, err := p.dump(ctx, ss, s, name, w)
+	if err != nil {
+		return sdk.BackupResult{}, fmt.Errorf("dump database %q in container %q: %w", name, ss.name, err)
+	}
+	m, err := d.toMap()
+	if err != nil {
+		return sdk.BackupResult{}, err
+	}
+	return sdk.BackupResult{Details: m, InfoFile: "DB_INFO.txt", InfoText: d.infoText()}, nil
+}
+
+func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string, w io.Writer) (details, error) {
+	if err := ss.needDump(s.Client); err != nil {
+		return details{}, err
+	}
+	srv, err := ss.server(ctx)
+	if err != nil {
+		return details{}, err
+	}
+	db, err := ss.database(ctx, name)
+	if errors.Is(err, errNoDatabase) {
+		return details{}, fmt.Errorf("the server has no database %q", name)
+	}
+	if err != nil {
+		return details{}, err
+	}
+	d := details{
+		Flavour: srv.Flavour, ServerVersion: srv.Version, ServerComment: srv.Comment,
+		Client: ss.dump, ClientVersion: ss.clientVersion(ctx),
+		Container: ss.name, Database: name, Charset: db.Charset, Collation: db.Collation,
+		Views: len(db.Views), Routines: db.Routines, Triggers: db.Triggers, Events: db.Events,
+		DataBytes: db.DataBytes,
+	}
+
+	// No --databases: the dump then holds no CREATE DATABASE or USE, so it
+	// can be restored under another name (a copy next to the live site).
+	// The charset and collation it would have carried are in the details.
+	pre, extra := defaultsFirst(s.ExtraArgs)
+	args := append([]string{ss.dump}, pre...)
+	args = append(args, dumpFlags(srv, s.User)...)
+	args = append(args, "--user="+s.User)
+	args = append(args, extra...)
+	args = append(args, "--", name)
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	scan := newDumpScan()
+	out := &dumpSink{w: w, scan: scan, fail: cancel}
+	var stderr lines
+	client := path.Base(ss.dump)
+	p.log.Info("dump starting", "database", name, "container", ss.name, "client", ss.dump, "server", srv.Version)
+	start := time.Now()
+	code, err := ss.docker.Run(runCtx, docker.Exec{
+		Container: ss.id,
+		Cmd:       args,
+		Env:       ss.env,
+		Stdout:    out,
+		Stderr: func(l string) {
+			p.log.Warn(client+" said", "database", name, "line", stderr.add(l))
+		},
+	})
+	d.DumpSeconds = time.Since(start).Seconds()
+	switch {
+	case out.err != nil:
+		return d, fmt.Errorf("write the dump: %w", out.err)
+	case err != nil:
+		return d, err
+	case code != 0:
+		return d, errors.New(said(client, stderr.failure(code)))
+	case out.n == 0:
+		return d, fmt.Errorf("%s wrote nothing (%s)", client, stderr.failure(code))
+	case !scan.completed():
+		return d, fmt.Errorf("%s exited 0 but its output lacks the final \"-- Dump completed\" line, so the dump may be cut short", client)
+	}
+
+	d.Rows = map[string]int64{}
+	for _, t := range scan.created {
+		if !slices.Contains(db.Views, t) {
+			d.Rows[t] = scan.rows[t]
+			d.TotalRows += scan.rows[t]
+		}
+	}
+	d.Tables = len(d.Rows)
+	for _, t := range db.Tables {
+		if _, ok := d.Rows[t]; !ok {
+			d.Skipped = append(d.Skipped, t)
+		}
+	}
+	if len(d.Skipped) > 0 {
+		p.log.Warn("tables left out of the dump", "database", name, "tables", strings.Join(d.Skipped, ", "))
+	}
+	p.log.Info("dump finished", "database", name, "bytes", out.n, "tables", d.Tables, "rows", d.TotalRows, "seconds", d.DumpSeconds)
+	return d, nil
+}
+
+// clientVersion is the dump client's own description of itself, for the
+// info file; "" when it would not say.
+func (ss *session) clientVersion(ctx context.Context) string {
+	out, err := ss.docker.Output(ctx, ss.id, nil, ss.dump, "--version")
+	if err != nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(out), " ")
+}
+
+// defaultsFirst splits off the option-file options, which the clients accept
+// only at the very front of their arguments.
+func defaultsFirst(args []string) (front, rest []string) {
+	for _, a := range args {
+		n, _, _ := strings.Cut(a, "=")
+		switch n {
+		case "--no-defaults", "--defaults-file", "--defaults-extra-file", "--defaults-group-suffix", "--print-defaults":
+			front = append(front, a)
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return front, rest
+}
+
+// said puts a client's name in front of its message unless it is there.
+func said(client, msg string) string {
+	if strings.HasPrefix(msg, client+":") {
+		return msg
+	}
+	return client + ": " + msg
+}
+
+// dumpSink passes the dump to the core's writer, counts it and scans it on
+// the way. When the writer fails it cancels the dump (fail) and swallows the
+// rest: returning the error to the exec would stop reading the client's
+// output without stopping the client, which would then hang on a full pipe
+// inside the container.
+type dumpSink struct {
+	w    io.Writer
+	scan *dumpScan
+	fail context.CancelCauseFunc
+	n    int64
+	err  error
+}
+
+func (s *dumpSink) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return len(p), nil
+	}
+	n, err := s.w.Write(p)
+	s.n += int64(n)
+	s.scan.Write(p[:n])
+	if err != nil {
+		s.err = err
+		s.fail(err)
+	}
+	return len(p), nil
+}

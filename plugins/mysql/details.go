@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// details is what a backup records about one database (manifest.json) and
+// what its restore is checked against.
+type details struct {
+	Flavour       string           `json:"flavour"`
+	ServerVersion string           `json:"server_version"`
+	ServerComment string           `json:"server_comment,omitempty"`
+	Client        string           `json:"client"`
+	ClientVersion string           `json:"client_version,omitempty"`
+	Container     string           `json:"container"`
+	Database      string           `json:"database"`
+	Charset       string           `json:"charset"`
+	Collation     string           `json:"collation"`
+	Tables        int              `json:"tables"`
+	Views         int              `json:"views"`
+	Routines      int              `json:"routines"`
+	Triggers      int              `json:"triggers"`
+	Events        int              `json:"events"`
+	Rows          map[string]int64 `json:"rows"`
+	TotalRows     int64            `json:"total_rows"`
+	DataBytes     int64            `json:"data_bytes"`
+	DumpSeconds   float64          `json:"dump_seconds"`
+	// Skipped lists base tables the server had but the dump left out
+	// (e.g. --ignore-table in extra_args).
+	Skipped []string `json:"skipped_tables,omitempty"`
+}
+
+// toMap turns details into the JSON-friendly map the SDK carries. Numbers
+// stay json.Number so that row counts survive exactly.
+func (d details) toMap() (map[string]any, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// detailsFrom reads back what a backup recorded; ok is false when it
+// recorded nothing (a set made by something else).
+func detailsFrom(m map[string]any) (d details, ok bool, err error) {
+	if len(m) == 0 {
+		return d, false, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return d, false, err
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		return d, false, fmt.Errorf("the backup's details are not what this plugin writes: %w", err)
+	}
+	return d, d.Rows != nil, nil
+}
+
+// infoText is the human summary for DB_INFO.txt.
+func (d details) infoText() string {
+	var b strings.Builder
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "  %-16s %s\n", label+":", fmt.Sprintf(format, args...))
+	}
+	fmt.Fprintf(&b, "Database %q\n", d.Database)
+	line("Server", "%s %s (%s) in container %q", d.Flavour, d.ServerVersion, d.ServerComment, d.Container)
+	line("Dump client", "%s", cmp.Or(d.ClientVersion, d.Client))
+	line("Character set", "%s, collation %s", d.Charset, d.Collation)
+	line("Tables", "%d (and %d views, %d routines, %d triggers, %d events)", d.Tables, d.Views, d.Routines, d.Triggers, d.Events)
+	line("Rows dumped", "%d", d.TotalRows)
+	line("Data size", "%s (data + indexes, as the server estimates it)", humanBytes(d.DataBytes))
+	line("Dump time", "%.1f s", d.DumpSeconds)
+	if len(d.Skipped) > 0 {
+		line("Left out", "%s (not in the dump: see extra_args)", strings.Join(d.Skipped, ", "))
+	}
+	if big := largest(d.Rows, 5); len(big) > 0 {
+		line("Largest tables", "%s", strings.Join(big, ", "))
+	}
+	fmt.Fprintf(&b, "  To restore by hand: CREATE DATABASE %s CHARACTER SET %s COLLATE %s;\n", quoteIdent(d.Database), d.Charset, d.Collation)
+	fmt.Fprintf(&b, "    then: gunzip -c %s_<timestamp>.sql.gz | docker exec -i %s %s -u <user> %s\n", d.Database, d.Container, sqlClientFor(d.Client), d.Database)
+	return b.String()
+}
+
+func sqlClientFor(dumpClient string) string {
+	if strings.Contains(dumpClient, "mysqldump") {
+		return "mysql"
+	}
+	return "mariadb"
+}
+
+// largest names the n tables with the most rows, with their counts.
+func largest(rows map[string]int64, n int) []string {
+	names := make([]string, 0, len(rows))
+	for t, c := range rows {
+		if c > 0 {
+			names = append(names, t)
+		}
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(cmp.Compare(rows[b], rows[a]), cmp.Compare(a, b))
+	})
+	var out []string
+	for _, t := range names[:min(n, len(names))] {
+		out = append(out, fmt.Sprintf("%s (%d rows)", t, rows[t]))
+	}
+	return out
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

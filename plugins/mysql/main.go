@@ -1,0 +1,36 @@
+// Command mbk-plugin-mysql is mbk's "dump" stage for MySQL and MariaDB: it runs
+// mariadb-dump or mysqldump inside the database container through the Docker
+// exec API, streams the SQL to the core, and restores it the same way.
+package main
+
+import (
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+const version = "0.1.0"
+
+func main() {
+	sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
+}
+
+type plugin struct {
+	log hclog.Logger
+}
+
+var (
+	_ sdk.Plugin      = (*plugin)(nil)
+	_ sdk.Source      = (*plugin)(nil)
+	_ sdk.Validator   = (*plugin)(nil)
+	_ sdk.Preflighter = (*plugin)(nil)
+)
+
+func (p *plugin) Describe() sdk.Info {
+	return sdk.Info{
+		Name:        "mysql",
+		Version:     version,
+		Kinds:       []string{sdk.KindDump},
+		Description: "Dumps MySQL/MariaDB databases with mariadb-dump or mysqldump run inside their container, and restores them.",
+	}
+}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/mbk-backup/mbk/core/docker"
+)
+
+// session is one conversation with a database container: the container is
+// found and running, and the client programs inside it are known.
+type session struct {
+	docker *docker.Client
+	id     string // container ID, for execs
+	name   string // container name, for messages
+	user   string
+	env    []string
+	// present lists the candidate programs found in the container.
+	present map[string]bool
+	dump    string // "" when no dump client was found
+	sql     string // "" when no SQL client was found
+}
+
+// open finds the container, which must be running, and probes its clients.
+// The caller closes the session.
+func open(ctx context.Context, s settings) (*session, error) {
+	dc, err := docker.New()
+	if err != nil {
+		return nil, err
+	}
+	info, err := dc.FindRunning(ctx, s.target())
+	if err != nil {
+		dc.Close()
+		return nil, err
+	}
+	ss := &session{
+		docker: dc,
+		id:     info.ID,
+		name:   strings.TrimPrefix(info.Name, "/"),
+		user:   s.User,
+		env:    s.env(),
+	}
+	dumps := []string{"mariadb-dump", "mysqldump"}
+	if s.Client != "" {
+		dumps = []string{s.Client}
+	}
+	if err := ss.probe(ctx, append(dumps, "mariadb", "mysql")); err != nil {
+		ss.Close()
+		return nil, err
+	}
+	for _, c := range dumps {
+		if ss.present[c] {
+			ss.dump = c
+			break
+		}
+	}
+	// The SQL client of the dump client's own family first: a MariaDB image
+	// may carry both names, and the pair then comes from one package.
+	sqls := []string{"mariadb", "mysql"}
+	if ss.dump != "" && strings.HasPrefix(path.Base(ss.dump), "mysql") {
+		sqls = []string{"mysql", "mariadb"}
+	}
+	for _, c := range sqls {
+		if ss.present[c] {
+			ss.sql = c
+			break
+		}
+	}
+	return ss, nil
+}
+
+func (ss *session) Close() { ss.docker.Close() }
+
+// probe asks the container's shell which of the programs exist, in one exec.
+func (ss *session) probe(ctx context.Context, programs []string) error {
+	script := `for c do command -v "$c" >/dev/null 2>&1 && printf '%s\n' "$c"; done; exit 0`
+	out, err := ss.docker.Output(ctx, ss.id, nil, append([]string{"sh", "-c", script, "sh"}, programs...)...)
+	if err != nil {
+		return fmt.Errorf("look for the database clients in container %q: %w", ss.name, err)
+	}
+	ss.present = map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			ss.present[l] = true
+		}
+	}
+	return nil
+}
+
+// needDump fails when the container has no dump client.
+func (ss *session) needDump(configured string) error {
+	if ss.dump != "" {
+		return nil
+	}
+	if configured != "" {
+		return fmt.Errorf("dump client %q not found in container %q", configured, ss.name)
+	}
+	return fmt.Errorf("neither mariadb-dump nor mysqldump found in container %q", ss.name)
+}
+
+// needSQL fails when the container has no SQL client.
+func (ss *session) needSQL() error {
+	if ss.sql == "" {
+		return fmt.Errorf("neither mariadb nor mysql client found in container %q", ss.name)
+	}
+	return nil
+}
+
+// query runs SQL (sent on stdin, so nothing of it shows in a process list)
+// through the SQL client inside the container and returns the result rows.
+// NULL comes back as the string "NULL", as the client prints it.
+func (ss *session) query(ctx context.Context, sql string) ([][]string, error) {
+	if err := ss.needSQL(); err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	var stderr lines
+	code, err := ss.docker.Run(ctx, docker.Exec{
+		Container: ss.id,
+		Cmd:       ss.sqlCmd("--batch", "--skip-column-names"),
+		Env:       ss.env,
+		Stdin:     strings.NewReader(sql),
+		Stdout:    &out,
+		Stderr:    func(l string) { stderr.add(l) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	if code != 0 {
+		return nil, fmt.Errorf("%s: %s", ss.sql, stderr.failure(code))
+	}
+	var rows [][]string
+	for _, l := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		if l == "" {
+			continue
+		}
+		fields := strings.Split(l, "\t")
+		for i, f := range fields {
+			fields[i] = unescapeBatch(f)
+		}
+		rows = append(rows, fields)
+	}
+	return rows, nil
+}
+
+// sqlCmd is the SQL client's command line. MariaDB's client echoes a failed
+// statement to stderr, which during a restore is a line of table data: the
+// option that stops it is unknown to MySQL's client, hence only for mariadb
+// and "loose".
+func (ss *session) sqlCmd(args ...string) []string {
+	cmd := []string{ss.sql}
+	if path.Base(ss.sql) == "mariadb" {
+		cmd = append(cmd, "--loose-skip-print-query-on-error")
+	}
+	cmd = append(cmd, "--user="+ss.user, "--default-character-set=utf8mb4")
+	return append(cmd, args...)
+}
+
+// unescapeBatch undoes the escaping of the client's batch output, where tab,
+// newline, backslash and NUL inside a value are written as \t, \n, \\, \0.
+func unescapeBatch(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		i++
+		switch s[i] {
+		case 't':
+			b.WriteByte('\t')
+		case 'n':
+			b.WriteByte('\n')
+		case '0':
+			b.WriteByte(0)
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+// lines keeps the last stderr lines of a client, for error messages in the
+// server's own words.
+type lines struct{ last []string }
+
+const keepLines = 8
+
+// maxLine caps what is kept and logged of one stderr line: a client that
+// echoes a failed statement would otherwise copy table data (password
+// hashes included) into logs and reports.
+const maxLine = 300
+
+// add keeps line and returns it as it may be logged.
+func (l *lines) add(line string) string {
+	if len(line) > maxLine {
+		line = strings.ToValidUTF8(line[:maxLine], "") + " [...]"
+	}
+	if strings.TrimSpace(line) != "" {
+		l.last = append(l.last, line)
+		if len(l.last) > keepLines {
+			l.last = l.last[1:]
+		}
+	}
+	return line
+}
+
+// failure describes a failed run: the last stderr lines that are not mere
+// warnings (MySQL 8 warns about MYSQL_PWD on every run), else the exit code.
+func (l *lines) failure(code int) string {
+	var picked []string
+	for _, s := range l.last {
+		if !strings.Contains(s, "[Warning]") && !strings.HasPrefix(s, "Warning:") {
+			picked = append(picked, s)
+		}
+	}
+	if len(picked) == 0 {
+		picked = l.last
+	}
+	if len(picked) > 3 {
+		picked = picked[len(picked)-3:]
+	}
+	if len(picked) == 0 {
+		return fmt.Sprintf("exited with code %d and said nothing", code)
+	}
+	return strings.Join(picked, "; ")
+}
+
+// quoteIdent quotes a database or table name for SQL.
+func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+
+// quoteString quotes a value as an SQL string literal.
+func quoteString(s string) string {
+	s = strings.ReplaceAll(s, `\`, `\\`)
+	s = strings.ReplaceAll(s, `'`, `\'`)
+	return "'" + s + "'"
+}
