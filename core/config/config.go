@@ -155,11 +155,10 @@ func (l *Loader) Load(path string) (*File, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
+	// Content returns what it recognised even when it reports unknown
+	// items: keep going, so every mistake in the file is reported at once.
 	content, d := f.Body.Content(fileSchema)
 	diags = append(diags, d...)
-	if d.HasErrors() {
-		return nil, diags
-	}
 	file := &File{Path: path}
 	dir := filepath.Dir(path)
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -74,7 +75,7 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 	}
 	p.Location = loc
 	if p.Schedule != "" {
-		sched, err := CronParser.Parse(p.Schedule)
+		sched, err := parseSchedule(p.Schedule)
 		if err != nil {
 			diags = append(diags, attrError(body.Attributes["schedule"], fmt.Sprintf("schedule %q is not a cron expression: %s. Use five fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\", or @daily.", p.Schedule, err)))
 		} else {
@@ -106,6 +107,21 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 	// Run order is by kind, whatever the order in the file.
 	slices.SortStableFunc(p.Stages, func(a, b *Stage) int { return kindIndex(a.Kind) - kindIndex(b.Kind) })
 	return p, diags
+}
+
+// parseSchedule parses a cron expression without letting robfig/cron panic
+// (it does on "TZ=Zone" with no fields). A TZ= prefix is refused: the
+// pipeline's timezone attribute is the one place a timezone is set.
+func parseSchedule(s string) (sched cron.Schedule, err error) {
+	if strings.HasPrefix(s, "TZ=") || strings.HasPrefix(s, "CRON_TZ=") {
+		return nil, errors.New("a TZ= prefix is not allowed; set the pipeline's timezone attribute")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			sched, err = nil, fmt.Errorf("%v", r)
+		}
+	}()
+	return CronParser.Parse(s)
 }
 
 func loadLocation(name string) (*time.Location, error) {

@@ -49,17 +49,16 @@ func (s *Stage) Decode(schema sdk.Schema) hcl.Diagnostics {
 	if diags.HasErrors() {
 		return diags
 	}
+	// On errors hcldec still decodes what it can (unknown where a value is
+	// wrong): keep checking the rest, so every mistake is reported at once.
 	val, d := hcldec.Decode(s.Body, spec, s.pipeline.ctx)
 	diags = append(diags, d...)
-	if d.HasErrors() {
-		return diags
-	}
 
 	s.Compression = "gzip"
 	s.On = append([]string(nil), Events...)
 	for name := range core {
 		v := val.GetAttr(name)
-		if v.IsNull() {
+		if v.IsNull() || !v.IsWhollyKnown() {
 			continue
 		}
 		a := s.Body.Attributes[name]

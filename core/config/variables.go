@@ -107,6 +107,8 @@ func (l *Loader) variables(blocks hcl.Blocks, funcs map[string]function.Function
 	}
 	for name := range l.Vars {
 		if !declared[name] {
+			// An error, not a warning: a mistyped --var would otherwise
+			// be ignored and the run go ahead with the default.
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Undeclared variable",
 				Detail: fmt.Sprintf("--var %s names no variable declared in this file.", name)})
 		}

@@ -72,7 +72,12 @@ func (r *Redactor) String(s string) string {
 
 // Writer masks secrets in what passes to w. hclog writes one whole line per
 // Write call, so a secret is never split across calls by the logger.
-func (r *Redactor) Writer(w io.Writer) io.Writer { return &writer{r: r, w: w} }
+func (r *Redactor) Writer(w io.Writer) io.Writer {
+	if r == nil {
+		return w
+	}
+	return &writer{r: r, w: w}
+}
 
 type writer struct {
 	r *Redactor

@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/mbk-backup/mbk/core/sdk"
 )
@@ -45,8 +46,8 @@ func (p *Plugin) ValidateConfig(_ context.Context, cfg sdk.Config) sdk.Diagnosti
 		if v.IsNull() {
 			continue
 		}
-		bf := v.AsBigFloat()
-		if !bf.IsInt() || bf.Sign() < 0 {
+		var n int
+		if err := gocty.FromCtyValue(v, &n); err != nil || n < 0 {
 			ds = append(ds, sdk.Errorf(a.Name, "must be a whole number, 0 or more"))
 		}
 	}
@@ -57,8 +58,8 @@ func (p *Plugin) ValidateConfig(_ context.Context, cfg sdk.Config) sdk.Diagnosti
 	return ds
 }
 
-// Plan implements sdk.Retainer.
-func (p *Plugin) Plan(_ context.Context, cfg sdk.Config, in sdk.RetainInput) ([]sdk.Decision, error) {
+// Decide implements sdk.Retainer.
+func (p *Plugin) Decide(_ context.Context, cfg sdk.Config, in sdk.RetainInput) ([]sdk.Decision, error) {
 	var pol Policy
 	if err := cfg.Decode(&pol); err != nil {
 		return nil, err

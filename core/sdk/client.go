@@ -161,6 +161,7 @@ func (c *Client) Backup(ctx context.Context, cfg *pb.Config, artifactID, set str
 		err error
 	}
 	done := make(chan copied, 1)
+	sink := &errWriter{w: w}
 	go func() {
 		conn, err := sc.accept(ctx)
 		if err != nil {
@@ -170,16 +171,18 @@ func (c *Client) Backup(ctx context.Context, cfg *pb.Config, artifactID, set str
 		defer conn.Close()
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		defer stop()
-		n, err := io.Copy(w, conn)
+		n, err := io.Copy(sink, conn)
 		done <- copied{n, err}
 	}()
 
 	r, err := src.Backup(ctx, &pb.BackupRequest{Config: cfg, ArtifactId: artifactID, Socket: sc.path, Set: set})
 	if err != nil {
 		cancel()
-		cp := <-done
-		if cp.err != nil && !errors.Is(cp.err, context.Canceled) && ctx.Err() == nil {
-			return BackupReply{}, fmt.Errorf("%w (and writing the stream: %v)", rpcError(err), cp.err)
+		<-done
+		// When the core could not store the stream, the plugin fails on a
+		// broken pipe: the core's own write error is the cause to report.
+		if sink.err != nil {
+			return BackupReply{}, fmt.Errorf("writing the stream: %w (the plugin then failed: %v)", sink.err, rpcError(err))
 		}
 		return BackupReply{}, rpcError(err)
 	}
@@ -294,4 +297,19 @@ func (c *Client) Notify(ctx context.Context, cfg *pb.Config, event string, rep R
 		return "", rpcError(err)
 	}
 	return r.GetSummary(), nil
+}
+
+// errWriter remembers the first error of the writer it wraps, to tell the
+// core's write failures from the plugin's.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }

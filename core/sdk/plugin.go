@@ -106,7 +106,7 @@ type Decision struct {
 
 // Retainer serves the retain kind. It only decides; the core deletes.
 type Retainer interface {
-	Plan(ctx context.Context, cfg Config, in RetainInput) ([]Decision, error)
+	Decide(ctx context.Context, cfg Config, in RetainInput) ([]Decision, error)
 }
 
 // Notifier serves the notify kind.

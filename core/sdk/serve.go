@@ -315,7 +315,7 @@ func (s *retainServer) Plan(ctx context.Context, r *pb.RetainRequest) (*pb.Retai
 		}
 		in.Sets = append(in.Sets, SetInfo{Name: si.GetName(), Time: t, Complete: si.GetComplete()})
 	}
-	ds, err := s.impl.Plan(ctx, cfg, in)
+	ds, err := s.impl.Decide(ctx, cfg, in)
 	if err != nil {
 		return nil, err
 	}

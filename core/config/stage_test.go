@@ -1,0 +1,274 @@
+package config_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// dbSchema is a hand-made plugin schema like a dump plugin's.
+var dbSchema = sdk.Schema{Attributes: []sdk.Attribute{
+	{Name: "container", Type: cty.String, Required: true},
+	{Name: "port", Type: cty.Number},
+	{Name: "password", Type: cty.String, Sensitive: true},
+	{Name: "databases", Type: cty.List(cty.String)},
+}}
+
+// stageOf loads a one-pipeline file whose body is given and returns the
+// stage of that kind.
+func stageOf(t *testing.T, pre, body, kind string) (*config.Pipeline, *config.Stage, string) {
+	t.Helper()
+	src := pre + "pipeline \"p\" {\n  root = \"/b\"\n" + body + "\n}\n"
+	f := mustLoad(t, src, nil)
+	p, _ := f.Pipeline("p")
+	ss := p.StagesOf(kind)
+	if len(ss) == 0 {
+		t.Fatalf("no %s stage", kind)
+	}
+	return p, ss[0], src
+}
+
+func TestStageDecode(t *testing.T) {
+	t.Setenv("MBK_TEST_DB_PASSWORD", "env-secret-1")
+	_, s, _ := stageOf(t, "", `  stage "dump" "mysql" {
+    container   = "db"
+    port        = 3306
+    password    = env("MBK_TEST_DB_PASSWORD")
+    databases   = ["moodle", "other"]
+    compression = "zstd"
+    timeout     = "45m"
+  }`, "dump")
+	if diags := s.Decode(dbSchema); diags.HasErrors() {
+		t.Fatalf("Decode:\n%s", diagText(diags))
+	}
+	want := cty.ObjectVal(map[string]cty.Value{
+		"container": cty.StringVal("db"),
+		"port":      cty.NumberIntVal(3306),
+		"password":  cty.StringVal("env-secret-1"),
+		"databases": cty.ListVal([]cty.Value{cty.StringVal("moodle"), cty.StringVal("other")}),
+	})
+	if !s.Config.RawEquals(want) {
+		t.Errorf("Config = %#v\nwant %#v (plugin attributes only)", s.Config, want)
+	}
+	if s.Compression != "zstd" || s.Timeout != 45*time.Minute {
+		t.Errorf("compression %q timeout %v", s.Compression, s.Timeout)
+	}
+	if !slices.Equal(s.Secrets, []string{"env-secret-1"}) {
+		t.Errorf("Secrets = %q", s.Secrets)
+	}
+}
+
+func TestStageDecodeDefaults(t *testing.T) {
+	t.Run("dump", func(t *testing.T) {
+		_, s, _ := stageOf(t, "", "  stage \"dump\" \"mysql\" {\n    container = \"db\"\n  }", "dump")
+		if diags := s.Decode(dbSchema); diags.HasErrors() {
+			t.Fatal(diagText(diags))
+		}
+		if s.Compression != "gzip" || s.Timeout != 0 || len(s.Secrets) != 0 {
+			t.Errorf("compression %q timeout %v secrets %q", s.Compression, s.Timeout, s.Secrets)
+		}
+		if v := s.Config.GetAttr("port"); !v.IsNull() {
+			t.Errorf("port left out = %#v, want null", v)
+		}
+	})
+	t.Run("notify", func(t *testing.T) {
+		_, s, _ := stageOf(t, "", "  stage \"notify\" \"smtp\" {}", "notify")
+		if diags := s.Decode(sdk.Schema{}); diags.HasErrors() {
+			t.Fatal(diagText(diags))
+		}
+		if !slices.Equal(s.On, []string{"success", "failure", "warning"}) {
+			t.Errorf("On = %q, want every event", s.On)
+		}
+		if !s.Config.RawEquals(cty.EmptyObjectVal) {
+			t.Errorf("Config = %#v", s.Config)
+		}
+	})
+	t.Run("notify on", func(t *testing.T) {
+		_, s, _ := stageOf(t, "", "  stage \"notify\" \"smtp\" {\n    on = [\"failure\", \"warning\"]\n  }", "notify")
+		if diags := s.Decode(sdk.Schema{}); diags.HasErrors() {
+			t.Fatal(diagText(diags))
+		}
+		if !slices.Equal(s.On, []string{"failure", "warning"}) {
+			t.Errorf("On = %q", s.On)
+		}
+	})
+	t.Run("archive compression none", func(t *testing.T) {
+		_, s, _ := stageOf(t, "", "  stage \"archive\" \"volume\" {\n    compression = \"none\"\n  }", "archive")
+		if diags := s.Decode(sdk.Schema{}); diags.HasErrors() {
+			t.Fatal(diagText(diags))
+		}
+		if s.Compression != "none" {
+			t.Errorf("compression %q", s.Compression)
+		}
+	})
+}
+
+func TestStageDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		kind   string
+		body   string // the stage block
+		schema sdk.Schema
+		marker string
+		frags  []string
+	}{
+		{"unknown attribute", "dump", `stage "dump" "mysql" {
+    container = "db"
+    passwrd   = "x"
+  }`, dbSchema, "passwrd", []string{"Unsupported argument", `"passwrd"`, `Did you mean "password"?`}},
+		{"wrong type", "dump", `stage "dump" "mysql" {
+    container = "db"
+    port      = "three thousand"
+  }`, dbSchema, "port", []string{"Incorrect attribute value type", `"port"`, "a number is required"}},
+		{"list expected", "dump", `stage "dump" "mysql" {
+    container = "db"
+    databases = "moodle"
+  }`, dbSchema, "databases", []string{"list of string required"}},
+		{"required missing", "dump", `stage "dump" "mysql" {
+    port = 3306
+  }`, dbSchema, `stage "dump"`, []string{"Missing required argument", `"container"`}},
+		{"bad compression", "dump", `stage "dump" "mysql" {
+    container   = "db"
+    compression = "gzp"
+  }`, dbSchema, "compression", []string{`compression "gzp" is not one of gzip, zstd, none`, `Did you mean "gzip"?`}},
+		{"compression not for notify", "notify", `stage "notify" "smtp" {
+    compression = "gzip"
+  }`, sdk.Schema{}, "compression", []string{"Unsupported argument", `"compression"`}},
+		{"on not for dump", "dump", `stage "dump" "mysql" {
+    container = "db"
+    on        = ["success"]
+  }`, dbSchema, "on ", []string{"Unsupported argument", `"on"`}},
+		{"bad timeout", "dump", `stage "dump" "mysql" {
+    container = "db"
+    timeout   = "0s"
+  }`, dbSchema, "timeout", []string{`timeout "0s" is not a positive duration`}},
+		{"bad event", "notify", `stage "notify" "smtp" {
+    on = ["success", "sucess"]
+  }`, sdk.Schema{}, "on =", []string{"on takes events among"}},
+		{"schema clashes with core", "dump", `stage "dump" "mysql" {
+    container = "db"
+  }`, sdk.Schema{Attributes: []sdk.Attribute{{Name: "container", Type: cty.String}, {Name: "compression", Type: cty.String}}},
+			`stage "dump"`, []string{"Plugin schema clashes with mbk", `"compression"`, `Plugin "mysql"`}},
+		{"schema clashes with name", "retain", `stage "retain" "policy" {}`,
+			sdk.Schema{Attributes: []sdk.Attribute{{Name: "name", Type: cty.String}}}, `stage "retain"`, []string{"Plugin schema clashes with mbk", `"name"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, s, src := stageOf(t, "", "  "+tt.body, tt.kind)
+			diags := s.Decode(tt.schema)
+			wantDiag(t, diags, hcl.DiagError, lineOf(t, src, tt.marker), tt.frags...)
+		})
+	}
+}
+
+// A stage body with several mistakes reports every one of them.
+func TestStageDecodeAllErrorsAtOnce(t *testing.T) {
+	_, s, src := stageOf(t, "", `  stage "dump" "mysql" {
+    container   = "db"
+    passwrd     = "x"
+    port        = "many"
+    compression = "bzip2"
+    timeout     = "forever"
+  }`, "dump")
+	diags := s.Decode(dbSchema)
+	for _, m := range []string{"passwrd", "port", "compression", "timeout"} {
+		found := false
+		for _, d := range diags {
+			if d.Severity == hcl.DiagError && d.Subject != nil && d.Subject.Start.Line == lineOf(t, src, m) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no error on the %s line (%d)", m, lineOf(t, src, m))
+		}
+	}
+	if t.Failed() {
+		t.Logf("got:\n%s", diagText(diags))
+	}
+}
+
+func TestSecretsCollected(t *testing.T) {
+	schema := sdk.Schema{Attributes: []sdk.Attribute{
+		{Name: "user", Type: cty.String},
+		{Name: "password", Type: cty.String, Sensitive: true},
+		{Name: "token", Type: cty.String, Sensitive: true},
+	}}
+	pre := "variable \"smtp_password\" {\n  sensitive = true\n  default = \"var-secret\"\n}\n"
+	p, _, _ := stageOf(t, pre, `  stage "dump" "mysql" {
+    user     = "moodle"
+    password = "stage-secret"
+  }
+  stage "notify" "smtp" {
+    password = var.smtp_password
+    token    = ""
+  }`, "dump")
+	// Before any Decode, only the sensitive variable is known.
+	if got := p.Secrets(); !slices.Equal(got, []string{"var-secret"}) {
+		t.Errorf("Secrets() before Decode = %q", got)
+	}
+	for _, s := range p.Stages {
+		if d := s.Decode(schema); d.HasErrors() {
+			t.Fatal(diagText(d))
+		}
+	}
+	got := p.Secrets()
+	slices.Sort(got)
+	// The variable's value counts once as a variable and once as a stage
+	// attribute; the empty token is no secret; the user name is not one.
+	want := []string{"stage-secret", "var-secret", "var-secret"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Secrets() = %q, want %q", got, want)
+	}
+	// Decoding again does not pile the same secrets up.
+	p.Stages[0].Decode(schema)
+	if n := len(p.Secrets()); n != 3 {
+		t.Errorf("after a second Decode, %d secrets", n)
+	}
+}
+
+func TestPluginDiagnostics(t *testing.T) {
+	_, s, src := stageOf(t, "", `  stage "dump" "mysql" "moodle" {
+    container = "db"
+    port      = 70000
+  }`, "dump")
+	if d := s.Decode(dbSchema); d.HasErrors() {
+		t.Fatal(diagText(d))
+	}
+	got := s.PluginDiagnostics(sdk.Diagnostics{
+		sdk.Errorf("port", "must be below %d", 65536),
+		{Error: false, Summary: "no database listed: every database is dumped", Detail: "more text"},
+		{Error: true, Summary: "unknown databases", Attribute: "databases"}, // not written: the stage
+	})
+	if len(got) != 3 {
+		t.Fatalf("got %d diagnostics", len(got))
+	}
+	checks := []struct {
+		sev     hcl.DiagnosticSeverity
+		line    int
+		summary string
+	}{
+		{hcl.DiagError, lineOf(t, src, "port"), `dump "mysql" "moodle" port: must be below 65536`},
+		{hcl.DiagWarning, lineOf(t, src, `stage "dump"`), `dump "mysql" "moodle" no database listed: every database is dumped`},
+		{hcl.DiagError, lineOf(t, src, `stage "dump"`), `dump "mysql" "moodle" databases: unknown databases`},
+	}
+	for i, c := range checks {
+		d := got[i]
+		if d.Severity != c.sev || d.Summary != c.summary || d.Subject == nil || d.Subject.Start.Line != c.line {
+			t.Errorf("diagnostic %d = %v %q line %v; want %v %q line %d", i, d.Severity, d.Summary, d.Subject, c.sev, c.summary, c.line)
+		}
+	}
+	// The subject of an attribute's diagnostic is the value, not the name.
+	if col := got[0].Subject.Start.Column; col != strings.Index(strings.Split(src, "\n")[lineOf(t, src, "port")-1], "70000")+1 {
+		t.Errorf("port diagnostic starts at column %d", col)
+	}
+	if got[1].Detail != "more text" {
+		t.Errorf("detail = %q", got[1].Detail)
+	}
+}

@@ -1,0 +1,85 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mbk-backup/mbk/core/repo"
+	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/stream"
+)
+
+// RestoreStep is one artifact of a set and the stage that will restore it.
+type RestoreStep struct {
+	Stage    *Stage
+	Artifact repo.Artifact
+}
+
+// Parts of a set a restore can be limited to.
+const (
+	OnlyDB    = "db"
+	OnlyFiles = "files"
+)
+
+// PlanRestore matches a set's artifacts with the pipeline's stages (by kind
+// and name), in the order they were made: database first, then files.
+func PlanRestore(stages []*Stage, m *repo.Manifest, only string) ([]RestoreStep, error) {
+	var steps []RestoreStep
+	for _, a := range m.Artifacts {
+		if (only == OnlyDB && a.Stage != sdk.KindDump) || (only == OnlyFiles && a.Stage != sdk.KindArchive) {
+			continue
+		}
+		var match *Stage
+		for _, s := range stages {
+			if s.Kind == a.Stage && s.Name == a.Name {
+				match = s
+			}
+		}
+		if match == nil {
+			return nil, fmt.Errorf("%s was made by stage %s %q, which the pipeline no longer has", a.File, a.Stage, a.Name)
+		}
+		if match.Plugin != a.Plugin {
+			return nil, fmt.Errorf("%s was made by plugin %q, but stage %s now uses plugin %q", a.File, a.Plugin, match.ID(), match.Plugin)
+		}
+		steps = append(steps, RestoreStep{Stage: match, Artifact: a})
+	}
+	if len(steps) == 0 {
+		return nil, fmt.Errorf("set %s holds nothing to restore", m.Set)
+	}
+	return steps, nil
+}
+
+// Restore streams each artifact, decompressed, into its stage's plugin. It
+// checks the raw bytes against the manifest while streaming. options holds
+// the plugin options per stage kind.
+func (e *Engine) Restore(ctx context.Context, dir string, steps []RestoreStep, options map[string]map[string]string) error {
+	for _, st := range steps {
+		a := st.Artifact
+		log := e.Log.With("file", a.File, "stage", st.Stage.ID())
+		t0 := time.Now()
+		log.Info("restore started")
+		f, err := os.Open(filepath.Join(dir, a.File))
+		if err != nil {
+			return err
+		}
+		zr, err := stream.NewReader(f, a.Compression)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", a.File, err)
+		}
+		reply, err := st.Stage.Client.Restore(ctx, st.Stage.Config, a.ArtifactID, options[st.Stage.Kind], a.Details, zr)
+		zr.Close()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), err)
+		}
+		if reply.Bytes != a.RawSize {
+			return fmt.Errorf("restore %s: %d bytes restored, the manifest records %d", a.File, reply.Bytes, a.RawSize)
+		}
+		log.Info("restore finished", "duration", time.Since(t0).Round(time.Millisecond), "result", e.Redact.String(reply.Summary))
+	}
+	return nil
+}
