@@ -1,0 +1,197 @@
+package main
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/mbk-backup/mbk/core/docker"
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer) (sdk.BackupResult, error) {
+	c, err := p.decode(req.Config)
+	if err != nil {
+		return sdk.BackupResult{}, err
+	}
+	if req.Artifact != artifactID {
+		return sdk.BackupResult{}, fmt.Errorf("plugin volume has no artifact %q", req.Artifact)
+	}
+	ex, _ := newExcluder(c.Exclude) // checked by decode
+	st := newStats()
+	tw := tar.NewWriter(w)
+	source := c.source()
+
+	switch {
+	case c.Volume == "" && c.Container == "":
+		err = p.backupHost(ctx, c.Path, ex, st, tw)
+	default:
+		source, err = p.backupEngine(ctx, c, ex, st, tw)
+	}
+	if err == nil {
+		if err = tw.Close(); err != nil {
+			err = fmt.Errorf("write archive: %w", err)
+		}
+	}
+	if err != nil {
+		return sdk.BackupResult{}, fmt.Errorf("archive %s: %w", c.source(), err)
+	}
+	p.log.Info("archived moodledata", "source", source, "files", st.files, "directories", st.dirs,
+		"bytes", st.bytes, "excluded", len(st.excludedOrder), "warnings", len(st.warnings)+st.moreWarnings)
+	return sdk.BackupResult{
+		Details:  st.details(source, c.Exclude),
+		InfoFile: infoFile,
+		InfoText: st.infoText(source, c.Exclude),
+	}, nil
+}
+
+// backupEngine reads a volume or a container path through the Engine's
+// archive API and returns a description of where it read from.
+func (p *plugin) backupEngine(ctx context.Context, c config, ex *excluder, st *stats, tw *tar.Writer) (string, error) {
+	e, err := newEngine(p.log)
+	if err != nil {
+		return "", err
+	}
+	defer e.Close()
+
+	var id, dir, source string
+	if c.Volume != "" {
+		if _, err := e.inspectVolume(ctx, c.Volume); err != nil {
+			return "", err
+		}
+		users, err := e.containersUsing(ctx, c.Volume, true)
+		if err != nil {
+			return "", err
+		}
+		for _, u := range users {
+			if d, err := e.mountOf(ctx, u.ID, c.Volume); err == nil && d != "" {
+				id, dir = u.ID, d
+				source = fmt.Sprintf("volume %q (read through running container %q at %s)",
+					c.Volume, strings.TrimPrefix(u.Names[0], "/"), d)
+				break
+			}
+		}
+		if id == "" {
+			h, remove, err := e.createHelper(ctx, c.Volume, true)
+			if err != nil {
+				return "", err
+			}
+			defer remove()
+			id, dir = h.id, helperMount
+			source = fmt.Sprintf("volume %q (read through helper container %s)", c.Volume, h.name)
+		}
+	} else {
+		info, err := e.FindRunning(ctx, docker.Target{Container: c.Container})
+		if err != nil {
+			return "", err
+		}
+		if dir, err = e.resolveDir(ctx, info.ID, c.Container, c.Path); err != nil {
+			return "", err
+		}
+		id, source = info.ID, fmt.Sprintf("path %q in container %q", dir, c.Container)
+	}
+	p.log.Info("reading through the Engine's archive API", "source", source)
+	rc, _, err := e.CopyFromContainer(ctx, id, dir)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", source, err)
+	}
+	defer rc.Close()
+	if err := p.reemit(ctx, rc, ex, st, tw); err != nil {
+		return "", fmt.Errorf("read %s: %w", source, err)
+	}
+	return source, nil
+}
+
+// reemit copies the Engine's tar stream to tw with names relative to the
+// copied directory (the Engine prefixes them with its base name), leaving
+// out excluded entries.
+func (p *plugin) reemit(ctx context.Context, r io.Reader, ex *excluder, st *stats, tw *tar.Writer) error {
+	ts := newTarStream(r)
+	prefix := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		h, err := ts.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
+		name := strings.TrimSuffix(h.Name, "/")
+		var rel string
+		if prefix == "" {
+			if h.Typeflag != tar.TypeDir {
+				return fmt.Errorf("the Engine's archive starts with %q, not the directory", h.Name)
+			}
+			prefix, rel = name, "."
+		} else if rel, err = stripPrefix(prefix, name); err != nil {
+			return err
+		}
+		link := h.Linkname
+		if h.Typeflag == tar.TypeLink {
+			if link, err = stripPrefix(prefix, link); err != nil {
+				return err
+			}
+		}
+		if root := ex.match(rel); root != "" {
+			st.exclude(root, h.Size)
+			continue
+		}
+		if !supported(h.Typeflag) {
+			msg := fmt.Sprintf("skipped %q: %s is not archived", rel, typeName(h.Typeflag))
+			p.log.Warn(msg)
+			st.warn(msg)
+			continue
+		}
+		// The Engine sends a file's data once, under its first name; when
+		// that name was excluded the data is gone from the stream and a
+		// link to it would dangle on restore.
+		if h.Typeflag == tar.TypeLink && ex.match(link) != "" {
+			msg := fmt.Sprintf("skipped hard link %q: its target %q is excluded", rel, link)
+			p.log.Warn(msg)
+			st.warn(msg)
+			continue
+		}
+		out := header(h, tarName(rel), link)
+		if err := tw.WriteHeader(out); err != nil {
+			return fmt.Errorf("write archive: %w", err)
+		}
+		if out.Typeflag == tar.TypeReg {
+			if _, err := copyData(ctx, tw, ts, out.Size); err != nil {
+				if err == io.EOF {
+					err = errTruncated
+				}
+				return fmt.Errorf("copy %q: %w", rel, err)
+			}
+		}
+		st.add(rel, out)
+	}
+	if prefix == "" {
+		return errors.New("the Engine sent an empty archive")
+	}
+	return nil
+}
+
+func stripPrefix(prefix, name string) (string, error) {
+	rel, ok := strings.CutPrefix(name, prefix+"/")
+	if !ok || rel == "" {
+		return "", fmt.Errorf("the Engine's archive holds %q, outside %q", name, prefix)
+	}
+	return rel, nil
+}
+
+// tarName is an entry's name in mbk's archives: relative, "./" for the root.
+func tarName(rel string) string {
+	if rel == "." {
+		return "./"
+	}
+	return rel
+}

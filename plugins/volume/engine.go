@@ -1,0 +1,292 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mbk-backup/mbk/core/docker"
+)
+
+const (
+	helperPrefix = "mbk-volume-helper-"
+	helperLabel  = "io.mbk.helper"
+	helperMount  = "/data"
+	scratchRef   = "mbk-scratch:latest"
+	// cleanupTimeout bounds removals run after the caller's context ended.
+	cleanupTimeout = 30 * time.Second
+)
+
+// engine is the Docker side of the plugin.
+type engine struct {
+	*docker.Client
+	log hclog.Logger
+}
+
+func newEngine(log hclog.Logger) (*engine, error) {
+	c, err := docker.New()
+	if err != nil {
+		return nil, err
+	}
+	return &engine{Client: c, log: log}, nil
+}
+
+func (e *engine) inspectVolume(ctx context.Context, name string) (volume.Volume, error) {
+	v, err := e.VolumeInspect(ctx, name)
+	if docker.IsNotFound(err) {
+		return v, fmt.Errorf("volume %q does not exist", name)
+	}
+	if err != nil {
+		return v, fmt.Errorf("inspect volume %q: %w", name, err)
+	}
+	return v, nil
+}
+
+// containersUsing lists the containers that mount a volume. The Engine's
+// "volume" filter also matches mount destinations, so mounts are re-checked.
+func (e *engine) containersUsing(ctx context.Context, name string, runningOnly bool) ([]container.Summary, error) {
+	f := filters.NewArgs(filters.Arg("volume", name))
+	if runningOnly {
+		f.Add("status", "running")
+	}
+	list, err := e.ContainerList(ctx, container.ListOptions{All: !runningOnly, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers using volume %q: %w", name, err)
+	}
+	var out []container.Summary
+	for _, c := range list {
+		for _, m := range c.Mounts {
+			if m.Type == mount.TypeVolume && m.Name == name {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// mountOf returns where a running container mounts the whole volume, or ""
+// when it mounts only a subpath of it.
+func (e *engine) mountOf(ctx context.Context, id, name string) (string, error) {
+	info, err := e.ContainerInspect(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("inspect container %s: %w", id, err)
+	}
+	if info.HostConfig != nil {
+		for _, m := range info.HostConfig.Mounts {
+			if m.Type == mount.TypeVolume && m.Source == name && m.VolumeOptions != nil && m.VolumeOptions.Subpath != "" {
+				return "", nil
+			}
+		}
+	}
+	for _, m := range info.Mounts {
+		if m.Type == mount.TypeVolume && m.Name == name {
+			return m.Destination, nil
+		}
+	}
+	return "", nil
+}
+
+// helper is a created, never started, container mounting one volume at /data.
+type helper struct {
+	id, name string
+}
+
+// createHelper creates a helper container. The returned remove function is
+// never nil and uses its own context: it must run after the caller's ended.
+func (e *engine) createHelper(ctx context.Context, vol string, readOnly bool) (helper, func(), error) {
+	noop := func() {}
+	img, err := e.helperImage(ctx)
+	if err != nil {
+		return helper{}, noop, err
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return helper{}, noop, fmt.Errorf("helper container name: %w", err)
+	}
+	name := helperPrefix + hex.EncodeToString(b[:])
+	remove := func() {
+		rctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		// RemoveVolumes drops anonymous volumes an image might declare;
+		// named volumes are never removed by it.
+		err := e.ContainerRemove(rctx, name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !docker.IsNotFound(err) {
+			e.log.Warn("could not remove helper container", "container", name, "error", err)
+		}
+	}
+	resp, err := e.ContainerCreate(ctx,
+		&container.Config{
+			Image:           img,
+			Cmd:             []string{"/mbk-helper-is-never-started"},
+			Labels:          map[string]string{helperLabel: "volume"},
+			NetworkDisabled: true,
+		},
+		&container.HostConfig{Mounts: []mount.Mount{{
+			Type: mount.TypeVolume, Source: vol, Target: helperMount, ReadOnly: readOnly,
+		}}},
+		nil, nil, name)
+	if err != nil {
+		// A cancelled create may still have happened on the Engine's side.
+		remove()
+		return helper{}, noop, fmt.Errorf("create helper container for volume %q: %w", vol, err)
+	}
+	e.log.Debug("created helper container", "container", name, "volume", vol, "image", img)
+	return helper{id: resp.ID, name: name}, remove, nil
+}
+
+// helperImage picks an image for a container that never runs: any will do.
+// mbk-scratch:latest first, then the smallest local image, then a freshly
+// imported empty one. Nothing is ever pulled.
+func (e *engine) helperImage(ctx context.Context) (string, error) {
+	list, err := e.ImageList(ctx, image.ListOptions{})
+	if err != nil {
+		return "", fmt.Errorf("list images: %w", err)
+	}
+	for _, im := range list {
+		for _, tag := range im.RepoTags {
+			if tag == scratchRef {
+				return scratchRef, nil
+			}
+		}
+	}
+	if len(list) > 0 {
+		sort.Slice(list, func(i, j int) bool { return list[i].Size < list[j].Size })
+		return list[0].ID, nil
+	}
+	if err := e.importScratch(ctx, scratchRef); err != nil {
+		return "", err
+	}
+	return scratchRef, nil
+}
+
+// importScratch creates an image with an empty filesystem from an empty tar.
+func (e *engine) importScratch(ctx context.Context, ref string) error {
+	var empty bytes.Buffer
+	if err := tar.NewWriter(&empty).Close(); err != nil {
+		return err
+	}
+	rc, err := e.ImageImport(ctx, image.ImportSource{Source: &empty, SourceName: "-"}, ref,
+		image.ImportOptions{Message: "mbk: empty image for never-started helper containers"})
+	if err != nil {
+		return fmt.Errorf("import empty image %s: %w", ref, err)
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(rc)
+	for {
+		var msg struct {
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("import empty image %s: %w", ref, err)
+		}
+		if msg.Error != "" {
+			return fmt.Errorf("import empty image %s: %s", ref, msg.Error)
+		}
+	}
+	e.log.Info("imported an empty image for helper containers", "image", ref)
+	return nil
+}
+
+// resolveDir checks that dir is a directory in the container, following a
+// symlink once (a dataroot is often a link to a mounted disk).
+func (e *engine) resolveDir(ctx context.Context, id, label, dir string) (string, error) {
+	for range 2 {
+		st, err := e.ContainerStatPath(ctx, id, dir)
+		if docker.IsNotFound(err) {
+			return "", fmt.Errorf("path %q does not exist in container %q", dir, label)
+		}
+		if err != nil {
+			return "", fmt.Errorf("stat %q in container %q: %w", dir, label, err)
+		}
+		if st.Mode&os.ModeSymlink != 0 && st.LinkTarget != "" {
+			dir = st.LinkTarget
+			continue
+		}
+		if !st.Mode.IsDir() {
+			return "", fmt.Errorf("path %q in container %q is not a directory", dir, label)
+		}
+		return path.Clean(dir), nil
+	}
+	return "", fmt.Errorf("path %q in container %q is a chain of symlinks", dir, label)
+}
+
+// firstEntry returns the first entry below dir in the container, "" when
+// dir is empty. It reads only as far as the second header.
+func (e *engine) firstEntry(ctx context.Context, id, label, dir string) (string, error) {
+	rc, _, err := e.CopyFromContainer(ctx, id, dir)
+	if err != nil {
+		return "", fmt.Errorf("read %q in %s: %w", dir, label, err)
+	}
+	defer rc.Close()
+	ts := newTarStream(rc)
+	root, err := ts.Next()
+	if err != nil {
+		return "", fmt.Errorf("read %q in %s: %w", dir, label, err)
+	}
+	h, err := ts.Next()
+	if errors.Is(err, io.EOF) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %q in %s: %w", dir, label, err)
+	}
+	prefix := strings.TrimSuffix(root.Name, "/") + "/"
+	return strings.TrimSuffix(strings.TrimPrefix(h.Name, prefix), "/"), nil
+}
+
+// recreateVolume empties a volume the only way the API allows: remove it and
+// create it again with the same driver, options and labels. A volume any
+// container uses (even a stopped one) is refused, naming the containers.
+func (e *engine) recreateVolume(ctx context.Context, name string) error {
+	users, err := e.containersUsing(ctx, name, false)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		var names []string
+		for _, c := range users {
+			n := c.ID[:12]
+			if len(c.Names) > 0 {
+				n = strings.TrimPrefix(c.Names[0], "/")
+			}
+			names = append(names, fmt.Sprintf("%q (%s)", n, c.State))
+		}
+		return fmt.Errorf("cannot empty volume %q: it is used by container %s; remove those containers "+
+			"(e.g. `docker compose down`), or restore into a fresh target_volume", name, strings.Join(names, ", "))
+	}
+	v, err := e.inspectVolume(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := e.VolumeRemove(ctx, name, false); err != nil {
+		return fmt.Errorf("empty volume %q: remove it: %w", name, err)
+	}
+	if _, err := e.VolumeCreate(ctx, volume.CreateOptions{
+		Name: name, Driver: v.Driver, DriverOpts: v.Options, Labels: v.Labels,
+	}); err != nil {
+		return fmt.Errorf("empty volume %q: it was removed but creating it again failed (driver %q): %w", name, v.Driver, err)
+	}
+	e.log.Info("emptied volume by removing and re-creating it", "volume", name, "driver", v.Driver)
+	return nil
+}

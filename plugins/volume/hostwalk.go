@@ -1,0 +1,186 @@
+package main
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+type devIno struct{ dev, ino uint64 }
+
+// backupHost walks a host directory and writes it to tw. Changes made while
+// it reads (files vanishing, growing or shrinking) are warnings: the archive
+// stays a valid tar whatever happens.
+func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *stats, tw *tar.Writer) error {
+	root, err := hostRoot(dir)
+	if err != nil {
+		return err
+	}
+	warn := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		p.log.Warn(msg)
+		st.warn(msg)
+	}
+	links := map[devIno]string{}
+	return filepath.WalkDir(root, func(full string, d fs.DirEntry, walkErr error) error {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		rel, err := filepath.Rel(root, full)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if excl := ex.match(rel); excl != "" {
+			// Walk on below an excluded directory only to report its size.
+			if walkErr == nil {
+				if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
+					st.exclude(excl, fi.Size())
+				} else if err == nil {
+					st.exclude(excl, 0)
+				}
+			}
+			return nil
+		}
+		if walkErr != nil {
+			if errors.Is(walkErr, fs.ErrNotExist) && rel != "." {
+				warn("skipped %q: it vanished while the directory was read", rel)
+				return nil
+			}
+			return fmt.Errorf("read %q: %w", full, walkErr)
+		}
+		fi, err := os.Lstat(full)
+		if errors.Is(err, fs.ErrNotExist) {
+			warn("skipped %q: it vanished while the directory was read", rel)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("stat %q: %w", full, err)
+		}
+		sys, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("stat %q: no unix metadata", full)
+		}
+		h := &tar.Header{
+			Name:    tarName(rel),
+			Mode:    int64(sys.Mode & 0o7777),
+			Uid:     int(sys.Uid),
+			Gid:     int(sys.Gid),
+			ModTime: time.Unix(sys.Mtim.Sec, sys.Mtim.Nsec),
+		}
+		switch fi.Mode().Type() {
+		case fs.ModeDir:
+			h.Typeflag = tar.TypeDir
+		case fs.ModeSymlink:
+			h.Typeflag = tar.TypeSymlink
+			if h.Linkname, err = os.Readlink(full); errors.Is(err, fs.ErrNotExist) {
+				warn("skipped %q: it vanished while the directory was read", rel)
+				return nil
+			} else if err != nil {
+				return fmt.Errorf("read symlink %q: %w", full, err)
+			}
+		case fs.ModeNamedPipe:
+			h.Typeflag = tar.TypeFifo
+		case 0:
+			key := devIno{uint64(sys.Dev), sys.Ino}
+			if first, ok := links[key]; ok && sys.Nlink > 1 {
+				h.Typeflag, h.Linkname = tar.TypeLink, first
+				break
+			}
+			written, err := p.hostFile(ctx, full, rel, tw, st, warn)
+			if err != nil || !written {
+				return err
+			}
+			if sys.Nlink > 1 {
+				links[key] = rel
+			}
+			return nil
+		default:
+			warn("skipped %q: %s is not archived", rel, fi.Mode().Type())
+			return nil
+		}
+		out := header(h, h.Name, h.Linkname)
+		if err := tw.WriteHeader(out); err != nil {
+			return fmt.Errorf("write archive: %w", err)
+		}
+		st.add(rel, out)
+		return nil
+	})
+}
+
+// hostFile archives one regular file. Its header comes from fstat on the
+// open file, so name, size and metadata describe what is read.
+func (p *plugin) hostFile(ctx context.Context, full, rel string, tw *tar.Writer, st *stats, warn func(string, ...any)) (bool, error) {
+	f, err := os.OpenFile(full, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
+		warn("skipped %q: it vanished or was replaced while the directory was read", rel)
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("open %q: %w", full, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("stat %q: %w", full, err)
+	}
+	if !fi.Mode().IsRegular() {
+		warn("skipped %q: it was replaced while the directory was read", rel)
+		return false, nil
+	}
+	sys := fi.Sys().(*syscall.Stat_t)
+	h := header(&tar.Header{
+		Typeflag: tar.TypeReg,
+		Mode:     int64(sys.Mode & 0o7777),
+		Uid:      int(sys.Uid),
+		Gid:      int(sys.Gid),
+		ModTime:  time.Unix(sys.Mtim.Sec, sys.Mtim.Nsec),
+		Size:     fi.Size(),
+	}, rel, "")
+	if err := tw.WriteHeader(h); err != nil {
+		return false, fmt.Errorf("write archive: %w", err)
+	}
+	if err := fileData(ctx, tw, f, h.Size, func(format string, args ...any) {
+		warn("%q "+format, append([]any{rel}, args...)...)
+	}); err != nil {
+		return false, fmt.Errorf("archive file %q: %w", full, err)
+	}
+	st.add(rel, h)
+	return true, nil
+}
+
+// fileData writes exactly size bytes of r to tw: the tar header promised
+// that many. A file that shrank is padded with zeros, one that grew is cut
+// at size; both are warnings, since a live site keeps writing.
+func fileData(ctx context.Context, tw io.Writer, r io.Reader, size int64, warn func(string, ...any)) error {
+	n, err := copyData(ctx, tw, r, size)
+	if err == io.EOF {
+		warn("shrank from %d to %d bytes while being read; the rest is padded with zeros", size, n)
+		if _, err := copyData(ctx, tw, zeroReader{}, size-n); err != nil {
+			return err
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var one [1]byte
+	if m, _ := r.Read(one[:]); m > 0 {
+		warn("grew while being read; only its first %d bytes are archived", size)
+	}
+	return nil
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}

@@ -1,0 +1,78 @@
+// Command mbk-plugin-volume serves the "archive" stage: it turns Moodle's
+// dataroot (moodledata) into one uncompressed tar stream and puts such a
+// stream back.
+//
+// # Sources
+//
+// Exactly one of:
+//   - volume: a named Docker volume;
+//   - container + path: a directory inside a running container;
+//   - path: a directory on the host.
+//
+// # Reading a named volume without pulling an image
+//
+// The Engine's archive API (CopyFromContainer, the call behind `docker cp`)
+// reads any path of any container, started or not, volumes included. So the
+// plugin reads the volume through a running container that already mounts it
+// when there is one; otherwise it creates, and never starts, a helper
+// container named mbk-volume-helper-<random> with the volume mounted
+// read-only at /data, and removes it afterwards (also on failure or
+// cancellation, with a fresh context). A container that is never started
+// needs no working image: the helper uses mbk-scratch:latest when present,
+// else the smallest image already on the host, else it imports an empty tar
+// as mbk-scratch:latest (ImageImport needs no registry). Nothing is pulled.
+//
+// The Engine prefixes every entry with the base name of the copied path; the
+// plugin re-emits the stream as a PAX tar with names relative to the source
+// root ("./" is the root itself), numeric owners only, dropping excluded
+// entries. The Engine sends excluded directories too (the API cannot filter),
+// and it skips files that vanish while it reads, noting that only in the
+// daemon's log, and it truncates mtimes to whole seconds. A stream that ends
+// without tar's end-of-archive marker is an error: the Engine stopped early.
+//
+// # Host directories
+//
+// The plugin walks the directory itself: hard links by (device, inode), symlinks
+// as links, numeric owners, nanosecond mtimes. A file that vanishes or changes
+// size while it is read is a WARNING (in the log, the details and the info
+// file), never a failure: the archive stays valid (a shrunk file is padded with
+// zeros, a grown one cut at its first size) and the site was live anyway.
+//
+// # Exclusions
+//
+// Patterns are relative to the source root and use path.Match globs per
+// component ("*" never crosses "/"). A pattern without a slash matches a
+// top-level name ("cache", "*.log"); "lang/*/cache" matches at that depth. A
+// match on a directory excludes everything below it, so "cache" is enough
+// ("cache/" and "cache/**" mean the same). Extended attributes and ACLs are not
+// kept: Moodle does not use them.
+//
+// # Restore
+//
+// Options: target_volume (a named volume, created when missing), target_path
+// (a host directory), neither (the source itself), and clean ("true"/"false").
+// A non-empty target is refused unless clean=true. Every entry is checked while
+// the stream passes: no absolute name, no ".." after cleaning, hard links
+// inside the target, nothing through a symlink the archive itself created.
+// The first bad entry aborts the restore; entries after it never reach the
+// target (those before it may have).
+//
+// Volumes are written with CopyToContainer (numeric owners kept) into a
+// created, never started, helper mounting the volume read-write at /data.
+// The archive API cannot delete, so clean=true on a volume removes it and
+// creates it again with the same driver, options and labels; that needs a
+// volume no container (running or stopped) uses, and is refused otherwise,
+// naming the containers. A volume whose storage survives removal (a local
+// volume bound to a host directory) is still not empty afterwards: refused.
+// A container path cannot be cleaned for the same reason.
+package main
+
+import (
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+func main() {
+	sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/volume"
+
+	"github.com/mbk-backup/mbk/core/docker"
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// restoreOpts are the options of a restore.
+type restoreOpts struct {
+	volume string // target_volume
+	path   string // target_path (host)
+	clean  bool
+}
+
+var knownOptions = []string{"target_volume", "target_path", "clean"}
+
+func parseOptions(m map[string]string) (restoreOpts, error) {
+	var o restoreOpts
+	var unknown []string
+	for k, v := range m {
+		switch k {
+		case "target_volume":
+			o.volume = v
+		case "target_path":
+			o.path = v
+		case "clean":
+			switch strings.ToLower(v) {
+			case "", "false":
+			case "true":
+				o.clean = true
+			default:
+				return o, fmt.Errorf(`restore option clean must be "true" or "false", not %q`, v)
+			}
+		default:
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		// A misspelt target must not silently restore over the source.
+		sort.Strings(unknown)
+		return o, fmt.Errorf("unknown restore option %s (known: %s)", strings.Join(quoteAll(unknown), ", "), strings.Join(knownOptions, ", "))
+	}
+	if o.volume != "" && o.path != "" {
+		return o, errors.New("set target_volume or target_path, not both")
+	}
+	if o.path != "" && !filepath.IsAbs(o.path) {
+		return o, fmt.Errorf("target_path %q must be absolute", o.path)
+	}
+	return o, nil
+}
+
+func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reader) (sdk.RestoreResult, error) {
+	c, err := p.decode(req.Config)
+	if err != nil {
+		return sdk.RestoreResult{}, err
+	}
+	if req.Artifact != artifactID {
+		return sdk.RestoreResult{}, fmt.Errorf("plugin volume has no artifact %q", req.Artifact)
+	}
+	o, err := parseOptions(req.Options)
+	if err != nil {
+		return sdk.RestoreResult{}, err
+	}
+	var target string
+	var run func(*tarStream, *tar.Header) (*stats, error)
+	switch {
+	case o.path != "" || (o.volume == "" && c.Volume == "" && c.Container == ""):
+		dir := o.path
+		if dir == "" {
+			dir = c.Path
+		}
+		target = fmt.Sprintf("host directory %q", dir)
+		run = func(ts *tarStream, first *tar.Header) (*stats, error) {
+			return p.restoreHost(ctx, dir, o.clean, ts, first)
+		}
+	case o.volume != "" || c.Volume != "":
+		vol := o.volume
+		if vol == "" {
+			vol = c.Volume
+		}
+		target = fmt.Sprintf("volume %q", vol)
+		run = func(ts *tarStream, first *tar.Header) (*stats, error) {
+			return p.restoreVolume(ctx, vol, o.clean, ts, first)
+		}
+	default:
+		target = fmt.Sprintf("path %q in container %q", c.Path, c.Container)
+		run = func(ts *tarStream, first *tar.Header) (*stats, error) {
+			return p.restoreContainer(ctx, c.Container, c.Path, o.clean, ts, first)
+		}
+	}
+
+	// Read and check the first entry before touching the target: a stream
+	// that is not one of our archives must not cost an emptied volume.
+	ts := newTarStream(r)
+	first, err := ts.Next()
+	for err == nil && first.Typeflag == tar.TypeXGlobalHeader {
+		first, err = ts.Next()
+	}
+	if err == io.EOF {
+		err = errors.New("the archive is empty")
+	}
+	if err != nil {
+		return sdk.RestoreResult{}, fmt.Errorf("restore into %s: read archive: %w", target, err)
+	}
+	if _, err := newChecker().check(first); err != nil {
+		return sdk.RestoreResult{}, fmt.Errorf("restore into %s: refused: %w; nothing was written", target, err)
+	}
+	st, err := run(ts, first)
+	if err != nil {
+		return sdk.RestoreResult{}, fmt.Errorf("restore into %s: %w", target, err)
+	}
+	// The core expects the stream read to its end (tar pads to a record).
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return sdk.RestoreResult{}, fmt.Errorf("restore into %s: read the end of the stream: %w", target, err)
+	}
+	summary := fmt.Sprintf("restored %s into %s", st.summary(), target)
+	p.log.Info(summary)
+	return sdk.RestoreResult{Summary: summary}, nil
+}
+
+// restoreVolume restores into a named volume through a helper container,
+// creating the volume when it does not exist.
+func (p *plugin) restoreVolume(ctx context.Context, vol string, clean bool, ts *tarStream, first *tar.Header) (*stats, error) {
+	e, err := newEngine(p.log)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	if _, err := e.VolumeInspect(ctx, vol); docker.IsNotFound(err) {
+		if _, err := e.VolumeCreate(ctx, volume.CreateOptions{Name: vol}); err != nil {
+			return nil, fmt.Errorf("create volume: %w", err)
+		}
+		p.log.Info("created volume", "volume", vol)
+	} else if err != nil {
+		return nil, fmt.Errorf("inspect volume: %w", err)
+	}
+
+	h, remove, err := e.createHelper(ctx, vol, false)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { remove() }()
+	label := fmt.Sprintf("volume %q", vol)
+	found, err := e.firstEntry(ctx, h.id, label, helperMount)
+	if err != nil {
+		return nil, err
+	}
+	if found != "" {
+		if !clean {
+			return nil, fmt.Errorf("the volume is not empty (it holds %q): set clean=true to empty it first", found)
+		}
+		remove() // the helper would keep the volume in use
+		if err := e.recreateVolume(ctx, vol); err != nil {
+			return nil, err
+		}
+		if h, remove, err = e.createHelper(ctx, vol, false); err != nil {
+			return nil, err
+		}
+		if found, err = e.firstEntry(ctx, h.id, label, helperMount); err != nil {
+			return nil, err
+		}
+		if found != "" {
+			return nil, fmt.Errorf("the volume still holds %q after it was removed and created again: "+
+				"its driver keeps the data (e.g. a local volume bound to a host directory); empty that storage by hand", found)
+		}
+	}
+	return p.copyInto(ctx, e, h.id, helperMount, ts, first)
+}
+
+// restoreContainer restores into a directory of a running container.
+func (p *plugin) restoreContainer(ctx context.Context, name, dir string, clean bool, ts *tarStream, first *tar.Header) (*stats, error) {
+	e, err := newEngine(p.log)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	info, err := e.FindRunning(ctx, docker.Target{Container: name})
+	if err != nil {
+		return nil, err
+	}
+	if dir, err = e.resolveDir(ctx, info.ID, name, dir); err != nil {
+		return nil, err
+	}
+	found, err := e.firstEntry(ctx, info.ID, fmt.Sprintf("container %q", name), dir)
+	if err != nil {
+		return nil, err
+	}
+	if found != "" {
+		if clean {
+			return nil, fmt.Errorf("the directory is not empty (it holds %q) and clean=true cannot empty a container path: "+
+				"the Engine's archive API cannot delete; empty it yourself, or restore into a volume", found)
+		}
+		return nil, fmt.Errorf("the directory is not empty (it holds %q); empty it first, or restore into a volume", found)
+	}
+	return p.copyInto(ctx, e, info.ID, dir, ts, first)
+}
+
+// errAborted unblocks the archive writer when the Engine stopped reading.
+var errAborted = errors.New("the Engine stopped reading the archive")
+
+// copyInto streams the checked archive into dir of a container with
+// CopyToContainer. Entries are renamed below dir's base name and extracted
+// into its parent, so the Engine also applies the root entry's owner, mode
+// and mtime to dir itself (it skips a bare "." entry). The first bad entry
+// closes the pipe with an error, so the Engine never receives what follows.
+func (p *plugin) copyInto(ctx context.Context, e *engine, id, dir string, ts *tarStream, first *tar.Header) (*stats, error) {
+	base := path.Base(dir)
+	pr, pw := io.Pipe()
+	type result struct {
+		st  *stats
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tw := tar.NewWriter(pw)
+		st, err := eachEntry(ctx, ts, first, func(en entry) error {
+			name, link := base, ""
+			if en.name != "." {
+				name = base + "/" + en.name
+			}
+			if en.hdr.Typeflag == tar.TypeLink {
+				link = base + "/" + en.link
+			} else {
+				link = en.hdr.Linkname
+			}
+			out := header(en.hdr, name, link)
+			if err := tw.WriteHeader(out); err != nil {
+				return err
+			}
+			if out.Typeflag == tar.TypeReg {
+				if _, err := copyData(ctx, tw, ts, out.Size); err != nil {
+					if err == io.EOF {
+						err = errTruncated
+					}
+					return fmt.Errorf("copy %q: %w", en.name, err)
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+		done <- result{st, err}
+	}()
+	copyErr := e.CopyToContainer(ctx, id, path.Dir(dir), pr, container.CopyToContainerOptions{CopyUIDGID: true})
+	pr.CloseWithError(errAborted)
+	res := <-done
+	switch {
+	case res.err != nil && !errors.Is(res.err, errAborted):
+		return nil, res.err
+	case copyErr != nil:
+		return nil, fmt.Errorf("write into the container: %w", copyErr)
+	case res.err != nil:
+		return nil, res.err
+	}
+	return res.st, nil
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"archive/tar"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+const (
+	largestKept  = 10
+	excludedKept = 100 // listed one by one; the rest are summed
+	warningsKept = 100
+)
+
+type sizedPath struct {
+	Path    string `json:"path"`
+	Size    int64  `json:"size"`
+	Entries int64  `json:"entries,omitempty"`
+}
+
+// stats is what an archive holds, for the manifest, the info file and a
+// restore's summary.
+type stats struct {
+	files, dirs, symlinks, hardlinks, others int64
+	bytes                                    int64
+	largest                                  []sizedPath // biggest first
+	excluded                                 map[string]*sizedPath
+	excludedOrder                            []string
+	warnings                                 []string
+	moreWarnings                             int
+}
+
+func newStats() *stats { return &stats{excluded: map[string]*sizedPath{}} }
+
+// add counts an entry written to (or restored from) the archive.
+func (s *stats) add(name string, h *tar.Header) {
+	switch h.Typeflag {
+	case tar.TypeDir:
+		s.dirs++
+	case tar.TypeSymlink:
+		s.symlinks++
+	case tar.TypeLink:
+		s.hardlinks++
+	case tar.TypeReg:
+		s.files++
+		s.bytes += h.Size
+		s.keepLargest(name, h.Size)
+	default:
+		s.others++
+	}
+}
+
+func (s *stats) keepLargest(name string, size int64) {
+	if len(s.largest) == largestKept && size <= s.largest[largestKept-1].Size {
+		return
+	}
+	i := sort.Search(len(s.largest), func(i int) bool { return s.largest[i].Size < size })
+	s.largest = append(s.largest, sizedPath{})
+	copy(s.largest[i+1:], s.largest[i:])
+	s.largest[i] = sizedPath{Path: name, Size: size}
+	if len(s.largest) > largestKept {
+		s.largest = s.largest[:largestKept]
+	}
+}
+
+// exclude counts an entry left out because it is, or lies below, root.
+func (s *stats) exclude(root string, size int64) {
+	x, ok := s.excluded[root]
+	if !ok {
+		x = &sizedPath{Path: root}
+		s.excluded[root] = x
+		s.excludedOrder = append(s.excludedOrder, root)
+	}
+	x.Size += size
+	x.Entries++
+}
+
+func (s *stats) warn(msg string) {
+	if len(s.warnings) < warningsKept {
+		s.warnings = append(s.warnings, msg)
+	} else {
+		s.moreWarnings++
+	}
+}
+
+func (s *stats) excludedList() (list []sizedPath, restPaths, restSize int64) {
+	for i, root := range s.excludedOrder {
+		x := s.excluded[root]
+		if i < excludedKept {
+			list = append(list, *x)
+			continue
+		}
+		restPaths++
+		restSize += x.Size
+	}
+	return list, restPaths, restSize
+}
+
+func (s *stats) details(source string, patterns []string) map[string]any {
+	excl, restPaths, restSize := s.excludedList()
+	d := map[string]any{
+		"source":           source,
+		"files":            s.files,
+		"directories":      s.dirs,
+		"symlinks":         s.symlinks,
+		"hard_links":       s.hardlinks,
+		"other":            s.others,
+		"bytes":            s.bytes,
+		"largest_files":    s.largest,
+		"exclude_patterns": patterns,
+		"excluded":         excl,
+		"warnings":         len(s.warnings) + s.moreWarnings,
+	}
+	if restPaths > 0 {
+		d["excluded_more"] = map[string]int64{"paths": restPaths, "bytes": restSize}
+	}
+	return d
+}
+
+func (s *stats) infoText(source string, patterns []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Moodle data archive (plugin volume %s)\n", version)
+	fmt.Fprintf(&b, "Source:       %s\n", source)
+	fmt.Fprintf(&b, "Files:        %d\n", s.files)
+	fmt.Fprintf(&b, "Directories:  %d\n", s.dirs)
+	fmt.Fprintf(&b, "Symlinks:     %d\n", s.symlinks)
+	fmt.Fprintf(&b, "Hard links:   %d\n", s.hardlinks)
+	if s.others > 0 {
+		fmt.Fprintf(&b, "Other:        %d (FIFOs)\n", s.others)
+	}
+	fmt.Fprintf(&b, "Total size:   %s (%d bytes)\n", humanBytes(s.bytes), s.bytes)
+	fmt.Fprintf(&b, "Exclude:      %s\n", strings.Join(quoteAll(patterns), ", "))
+	if len(s.largest) > 0 {
+		b.WriteString("\nLargest files:\n")
+		for _, f := range s.largest {
+			fmt.Fprintf(&b, "  %12s  %s\n", humanBytes(f.Size), f.Path)
+		}
+	}
+	excl, restPaths, restSize := s.excludedList()
+	if len(excl) > 0 {
+		b.WriteString("\nExcluded paths:\n")
+		for _, x := range excl {
+			fmt.Fprintf(&b, "  %12s  %s (%d entries)\n", humanBytes(x.Size), x.Path, x.Entries)
+		}
+		if restPaths > 0 {
+			fmt.Fprintf(&b, "  %12s  ... and %d more paths\n", humanBytes(restSize), restPaths)
+		}
+	}
+	if len(s.warnings) > 0 {
+		b.WriteString("\nWarnings:\n")
+		for _, w := range s.warnings {
+			fmt.Fprintf(&b, "  %s\n", w)
+		}
+		if s.moreWarnings > 0 {
+			fmt.Fprintf(&b, "  ... and %d more\n", s.moreWarnings)
+		}
+	}
+	return b.String()
+}
+
+// summary is a one-line account of a restore.
+func (s *stats) summary() string {
+	return fmt.Sprintf("%d files, %d directories, %d symlinks, %d hard links (%s)",
+		s.files, s.dirs, s.symlinks, s.hardlinks, humanBytes(s.bytes))
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	if len(out) == 0 {
+		return []string{"(nothing)"}
+	}
+	return out
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
