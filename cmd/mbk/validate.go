@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -90,6 +91,17 @@ func writeDiags(w *os.File, loader *config.Loader, diags hcl.Diagnostics) {
 	if len(diags) == 0 {
 		return
 	}
+	// Stable output: by file and position, whatever order they were found in.
+	sort.SliceStable(diags, func(i, j int) bool {
+		a, b := diags[i].Subject, diags[j].Subject
+		if a == nil || b == nil {
+			return a != nil
+		}
+		if a.Filename != b.Filename {
+			return a.Filename < b.Filename
+		}
+		return a.Start.Byte < b.Start.Byte
+	})
 	color := isatty.IsTerminal(w.Fd()) && os.Getenv("NO_COLOR") == ""
 	dw := hcl.NewDiagnosticTextWriter(w, loader.Files(), 100, color)
 	dw.WriteDiagnostics(diags)

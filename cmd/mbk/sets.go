@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/engine"
+	"github.com/mbk-backup/mbk/core/repo"
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// loadPipeline loads FILE and picks one pipeline (--pipeline, or the only one).
+func (a *app) loadPipeline(path, name string) (*config.Loader, *config.Pipeline, error) {
+	loader, err := a.loader()
+	if err != nil {
+		return nil, nil, err
+	}
+	f, diags := loader.Load(path)
+	if diags.HasErrors() {
+		writeDiags(os.Stderr, loader, diags)
+		return nil, nil, exitf(2, "%s is not valid", path)
+	}
+	p, err := f.Pipeline(name)
+	if err != nil {
+		return nil, nil, exitf(2, "%v", err)
+	}
+	return loader, p, nil
+}
+
+// setSummary is one line of `mbk list`.
+type setSummary struct {
+	Set      string    `json:"set"`
+	Status   string    `json:"status"` // complete, incomplete
+	Problem  string    `json:"problem,omitempty"`
+	Bytes    int64     `json:"bytes"`
+	Started  time.Time `json:"started,omitzero"`
+	Duration string    `json:"duration,omitempty"`
+	Dir      string    `json:"dir"`
+}
+
+func summarize(s repo.Set) setSummary {
+	out := setSummary{Set: s.Name, Status: "complete", Dir: s.Dir, Bytes: dirSize(s.Dir)}
+	if !s.Complete {
+		out.Status, out.Problem = "incomplete", s.Problem
+	}
+	if m := s.Manifest; m != nil && !m.Finished.IsZero() {
+		out.Started = m.Started
+		out.Duration = m.Finished.Sub(m.Started).Round(time.Second).String()
+	}
+	return out
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && !e.IsDir() {
+			n += info.Size()
+		}
+	}
+	return n
+}
+
+func (a *app) listCmd() *cobra.Command {
+	var pipeline string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list FILE",
+		Short: "List a pipeline's backup sets, newest first, with status, size and duration",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, p, err := a.loadPipeline(args[0], pipeline)
+			if err != nil {
+				return err
+			}
+			sets, err := repo.List(p.Root, p.Location)
+			if err != nil {
+				return exitf(1, "list %s: %v", p.Root, err)
+			}
+			var out []setSummary
+			for i := len(sets) - 1; i >= 0; i-- {
+				out = append(out, summarize(sets[i]))
+			}
+			return printSets(cmd.OutOrStdout(), p, out, asJSON)
+		},
+	}
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	a.varFlag(cmd)
+	return cmd
+}
+
+func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) error {
+	if asJSON {
+		if sets == nil {
+			sets = []setSummary{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(sets)
+	}
+	if len(sets) == 0 {
+		fmt.Fprintf(w, "no sets in %s\n", p.Root)
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SET\tSTATUS\tSIZE\tDURATION")
+	for _, s := range sets {
+		status := s.Status
+		if s.Problem != "" {
+			status += " (" + s.Problem + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Set, status, humanBytes(s.Bytes), s.Duration)
+	}
+	return tw.Flush()
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// findSet resolves SET (or the newest complete set when empty).
+func findSet(p *config.Pipeline, name string) (repo.Set, error) {
+	sets, err := repo.List(p.Root, p.Location)
+	if err != nil {
+		return repo.Set{}, err
+	}
+	for i := len(sets) - 1; i >= 0; i-- {
+		s := sets[i]
+		if (name == "" && s.Complete) || s.Name == name {
+			return s, nil
+		}
+	}
+	if name == "" {
+		return repo.Set{}, fmt.Errorf("no complete set in %s", p.Root)
+	}
+	return repo.Set{}, fmt.Errorf("no set %q in %s", name, p.Root)
+}
+
+func (a *app) infoCmd() *cobra.Command {
+	var pipeline string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "info FILE [SET]",
+		Short: "Show a set's manifest in human form (the newest complete set by default)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, p, err := a.loadPipeline(args[0], pipeline)
+			if err != nil {
+				return err
+			}
+			s, err := findSet(p, argAt(args, 1))
+			if err != nil {
+				return exitf(1, "%v", err)
+			}
+			if s.Manifest == nil {
+				return exitf(1, "set %s: %s", s.Name, s.Problem)
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s.Manifest)
+			}
+			printInfo(w, s)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifest as JSON")
+	a.varFlag(cmd)
+	return cmd
+}
+
+func argAt(args []string, i int) string {
+	if i < len(args) {
+		return args[i]
+	}
+	return ""
+}
+
+func printInfo(w io.Writer, s repo.Set) {
+	m := s.Manifest
+	status := m.Status
+	if !s.Complete {
+		status += " — " + s.Problem
+	}
+	fmt.Fprintf(w, "Set:       %s (%s)\nPipeline:  %s\nStatus:    %s\nHost:      %s\nStarted:   %s\nFinished:  %s (%s)\nmbk:       %s\n\n",
+		m.Set, s.Dir, m.Pipeline, status, m.Host, m.Started.Local().Format(time.RFC3339), m.Finished.Local().Format(time.RFC3339),
+		m.Finished.Sub(m.Started).Round(time.Millisecond), m.MBKVersion)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE\tPLUGIN\tVERSION\tSTATUS\tDURATION")
+	for _, st := range m.Stages {
+		fmt.Fprintf(tw, "%s %q\t%s\t%s\t%s\t%s\n", st.Kind, st.Name, st.Plugin, st.PluginVersion, st.Status, time.Duration(st.DurationMS)*time.Millisecond)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, a := range m.Artifacts {
+		fmt.Fprintf(w, "%s\n  %s stored (%s raw, %s), %s %q, %s\n  sha256 %s\n", a.File, humanBytes(a.Size), humanBytes(a.RawSize),
+			a.Compression, a.Stage, a.Name, time.Duration(a.DurationMS)*time.Millisecond, a.SHA256)
+	}
+	for _, name := range []string{"DB_INFO.txt", "MOODLEDATA_INFO.txt"} {
+		if b, err := os.ReadFile(filepath.Join(s.Dir, name)); err == nil {
+			fmt.Fprintf(w, "\n--- %s\n%s", name, b)
+		}
+	}
+}
+
+func (a *app) verifyCmd() *cobra.Command {
+	var pipeline string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "verify FILE [SET | --all]",
+		Short: "Re-hash every file against SHA256SUMS and read each artifact to its end",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, p, err := a.loadPipeline(args[0], pipeline)
+			if err != nil {
+				return err
+			}
+			var targets []repo.Set
+			if all {
+				if targets, err = repo.List(p.Root, p.Location); err != nil {
+					return exitf(1, "%v", err)
+				}
+			} else {
+				s, err := findSet(p, argAt(args, 1))
+				if err != nil {
+					return exitf(1, "%v", err)
+				}
+				targets = []repo.Set{s}
+			}
+			w := cmd.OutOrStdout()
+			bad := 0
+			for _, s := range targets {
+				probs := repo.Verify(cmd.Context(), s.Dir, nil)
+				if len(probs) == 0 {
+					fmt.Fprintf(w, "%s: OK\n", s.Name)
+					continue
+				}
+				bad++
+				for _, pr := range probs {
+					fmt.Fprintf(w, "%s: BAD: %s\n", s.Name, pr)
+				}
+			}
+			if bad > 0 {
+				return exitf(1, "%d of %d set(s) failed verification", bad, len(targets))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
+	cmd.Flags().BoolVar(&all, "all", false, "verify every set")
+	a.varFlag(cmd)
+	return cmd
+}
+
+func (a *app) pruneCmd() *cobra.Command {
+	var pipeline string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "prune FILE [--dry-run]",
+		Short: "Apply the pipeline's retention on its own, explaining each keep and delete",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			loader, p, err := a.loadPipeline(args[0], pipeline)
+			if err != nil {
+				return err
+			}
+			h := a.host(p.File.PluginDir)
+			defer h.Close()
+			stages, diags := engine.Prepare(cmd.Context(), h, p)
+			if diags.HasErrors() {
+				writeDiags(os.Stderr, loader, diags)
+				return exitf(2, "pipeline %q is not valid", p.Name)
+			}
+			return a.prune(cmd.Context(), cmd.OutOrStdout(), p, stages, dryRun)
+		},
+	}
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be deleted, delete nothing")
+	a.varFlag(cmd)
+	return cmd
+}
+
+func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages []*engine.Stage, dryRun bool) error {
+	var retains []*engine.Stage
+	for _, s := range stages {
+		if s.Kind == sdk.KindRetain {
+			retains = append(retains, s)
+		}
+	}
+	if len(retains) == 0 {
+		return exitf(2, "pipeline %q has no retain stage", p.Name)
+	}
+	lock, err := repo.Acquire(p.Root)
+	if err != nil {
+		return exitf(1, "%v", err)
+	}
+	defer lock.Release()
+	deleted := 0
+	for _, s := range retains {
+		decisions, err := engine.Retain(ctx, s, p.Root, p.Location, "")
+		for _, d := range decisions {
+			verdict := "keep  "
+			if !d.Keep {
+				verdict = "delete"
+				if dryRun {
+					verdict = "would delete"
+				}
+			}
+			fmt.Fprintf(w, "%s  %s  %s\n", verdict, d.Set, strings.Join(d.Reasons, "; "))
+		}
+		if err != nil {
+			return exitf(1, "%s: %v", s.ID(), err)
+		}
+		if dryRun {
+			continue
+		}
+		for _, d := range decisions {
+			if d.Keep {
+				continue
+			}
+			if err := repo.Delete(p.Root, d.Set); err != nil {
+				return exitf(1, "delete %s: %v", d.Set, err)
+			}
+			deleted++
+		}
+	}
+	if !dryRun {
+		fmt.Fprintf(w, "%d set(s) deleted\n", deleted)
+	}
+	return nil
+}
+
+// detailsOf flattens an artifact's details to the strings describeTarget uses.
+func detailsOf(raw json.RawMessage) map[string]string {
+	out := map[string]string{}
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return out
+	}
+	for k, v := range m {
+		if s, ok := v.(string); ok {
+			out[k] = s
+		}
+	}
+	return out
+}
