@@ -190,6 +190,9 @@ func (s *Server) WaitMessages(t testing.TB, n int, timeout time.Duration) []Mess
 func (s *Server) Close() {
 	s.once.Do(func() {
 		_ = s.srv.Close()
+		// Serve may not have registered the listener yet when Close
+		// comes right after Start; closing it here ends Serve either way.
+		_ = s.ln.Close()
 		<-s.served
 		s.log.stop()
 	})

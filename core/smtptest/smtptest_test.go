@@ -190,6 +190,14 @@ func TestUntrustedWithoutCA(t *testing.T) {
 	}
 }
 
+func TestCloseRightAfterStart(t *testing.T) {
+	// Close used to race Serve's registration of the listener and hang.
+	for range 20 {
+		s := Start(t, Options{TLS: TLSImplicit})
+		s.Close()
+	}
+}
+
 func TestClose(t *testing.T) {
 	s := Start(t, Options{TLS: TLSNone})
 	c := dial(t, s)

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	htmltemplate "html/template"
+	"os"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/wneessen/go-mail"
+
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// defaultSubject gives e.g. "[mbk] production OK 2026-11-27_03-00-00".
+const defaultSubject = "[mbk] {{.Pipeline}} {{.Outcome}} {{.Set}}"
+
+// subjectData is what the subject template sees: the report itself, so that
+// users can write {{.Host}} or {{.Status}}, plus the event being sent.
+type subjectData struct {
+	sdk.Report
+	Event   string // success, failure, warning, test
+	Outcome string // OK, FAILED, WARNING, TEST
+}
+
+type subjectTemplate = *template.Template
+
+var subjectFuncs = template.FuncMap{"upper": strings.ToUpper, "lower": strings.ToLower}
+
+// parseSubject parses a subject template and runs it once on a sample
+// report, so that a misspelt field fails validation instead of a 3 a.m. run.
+func parseSubject(text string) (subjectTemplate, error) {
+	t, err := template.New("subject").Funcs(subjectFuncs).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	sample := sdk.Report{Pipeline: "production", Host: "moodle1", Set: "2026-11-27_03-00-00", Status: sdk.EventSuccess}
+	if _, err := renderSubject(t, sdk.EventSuccess, sample); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func renderSubject(t subjectTemplate, event string, r sdk.Report) (string, error) {
+	var b strings.Builder
+	if err := t.Execute(&b, subjectData{Report: r, Event: event, Outcome: outcome(event)}); err != nil {
+		return "", err
+	}
+	// A subject is one header line: fold whatever the template produced.
+	subject := strings.Join(strings.Fields(b.String()), " ")
+	if subject == "" {
+		subject = fmt.Sprintf("[mbk] %s %s", r.Pipeline, outcome(event))
+	}
+	return subject, nil
+}
+
+func outcome(event string) string {
+	switch event {
+	case sdk.EventSuccess:
+		return "OK"
+	case sdk.EventFailure:
+		return "FAILED"
+	}
+	return strings.ToUpper(event)
+}
+
+//go:embed templates
+var templateFiles embed.FS
+
+var (
+	textBody = template.Must(template.New("report.txt").ParseFS(templateFiles, "templates/report.txt"))
+	htmlBody = htmltemplate.Must(htmltemplate.New("report.html").ParseFS(templateFiles, "templates/report.html"))
+)
+
+// bodyView is the report as the message bodies show it, every value already
+// formatted for people.
+type bodyView struct {
+	Test      bool
+	Failed    bool
+	Outcome   string
+	Pipeline  string
+	File      string
+	Host      string
+	Set       string
+	Dir       string
+	Status    string
+	Committed bool
+	Started   string
+	Finished  string
+	Duration  string
+	Error     string
+	Stages    []stageView
+	Artifacts []artifactView
+	Retention []decisionView
+	Warnings  []string
+	LogTail   []string
+	Via       string
+}
+
+type stageView struct{ Kind, Plugin, Name, Status, Duration, Error string }
+
+type artifactView struct{ File, Size, Bytes, Raw, SHA256 string }
+
+type decisionView struct{ Set, Verdict, Reasons string }
+
+func newBodyView(event string, r sdk.Report, via string) bodyView {
+	v := bodyView{
+		Test: event == sdk.EventTest, Failed: event == sdk.EventFailure || r.Status == sdk.EventFailure,
+		Outcome: outcome(event), Pipeline: r.Pipeline, File: r.File, Host: r.Host, Set: r.Set, Dir: r.Dir,
+		Status: r.Status, Committed: r.Committed, Started: clock(r.Started), Finished: clock(r.Finished),
+		Error: r.Error, Warnings: r.Warnings, Via: via,
+	}
+	if v.Host == "" {
+		v.Host, _ = os.Hostname()
+	}
+	if !r.Started.IsZero() && !r.Finished.IsZero() {
+		v.Duration = span(r.Duration())
+	}
+	for _, s := range r.Stages {
+		v.Stages = append(v.Stages, stageView{s.Kind, s.Plugin, s.Name, s.Status, span(s.Duration), s.Error})
+	}
+	for _, a := range r.Artifacts {
+		av := artifactView{File: a.File, Size: humanBytes(a.Size), Bytes: groupDigits(a.Size), SHA256: a.SHA256}
+		if a.Raw > 0 {
+			av.Raw = humanBytes(a.Raw)
+		}
+		v.Artifacts = append(v.Artifacts, av)
+	}
+	for _, d := range r.Retention {
+		verdict := "deleted"
+		if d.Keep {
+			verdict = "kept"
+		}
+		v.Retention = append(v.Retention, decisionView{d.Set, verdict, strings.Join(d.Reasons, "; ")})
+	}
+	// The log tail is for finding out what went wrong; on success it is noise.
+	if v.Failed {
+		v.LogTail = r.LogTail
+	}
+	return v
+}
+
+// buildMessage renders the report into one multipart/alternative message.
+// via describes the transport, for the test message's body.
+func buildMessage(s settings, event string, r sdk.Report, via string) (*mail.Msg, error) {
+	subject, err := renderSubject(s.subject, event, r)
+	if err != nil {
+		return nil, fmt.Errorf("render the subject template: %w", err)
+	}
+	v := newBodyView(event, r, via)
+	var text, html bytes.Buffer
+	if err := textBody.Execute(&text, v); err != nil {
+		return nil, fmt.Errorf("render the text body: %w", err)
+	}
+	if err := htmlBody.Execute(&html, v); err != nil {
+		return nil, fmt.Errorf("render the HTML body: %w", err)
+	}
+
+	m := mail.NewMsg()
+	if err := m.From(s.From); err != nil {
+		return nil, fmt.Errorf("from %q: %w", s.From, err)
+	}
+	for _, h := range []struct {
+		name  string
+		set   func(...string) error
+		addrs []string
+	}{{"to", m.To, s.To}, {"cc", m.Cc, s.Cc}, {"bcc", m.Bcc, s.Bcc}} {
+		if len(h.addrs) == 0 {
+			continue
+		}
+		if err := h.set(h.addrs...); err != nil {
+			return nil, fmt.Errorf("%s: %w", h.name, err)
+		}
+	}
+	m.Subject(subject)
+	m.SetDate()
+	m.SetMessageID()
+	m.SetUserAgent("mbk-plugin-smtp/" + version)
+	// RFC 3834: tells vacation responders and ticket systems not to answer.
+	m.SetGenHeader(mail.Header("Auto-Submitted"), "auto-generated")
+	if v.Failed {
+		m.SetImportance(mail.ImportanceHigh)
+	}
+	m.SetBodyString(mail.TypeTextPlain, text.String())
+	m.AddAlternativeString(mail.TypeTextHTML, html.String())
+	return m, nil
+}
+
+func clock(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format("2006-01-02 15:04:05 MST")
+}
+
+func span(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "" // a stage that never ran
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+// humanBytes gives a size in binary units: "512 B", "12.3 MiB".
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// groupDigits writes 12897280 as "12,897,280" so that byte counts can be read.
+func groupDigits(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
