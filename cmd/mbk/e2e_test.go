@@ -263,6 +263,61 @@ func TestRunEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("list, info and verify", func(t *testing.T) {
+		l := mbk(t, runOpts{env: env}, "list", file, "--json")
+		var listed []struct{ Set, Status string }
+		if l.code != 0 || json.Unmarshal([]byte(l.stdout), &listed) != nil || len(listed) != 1 || listed[0].Set != set || listed[0].Status != "complete" {
+			t.Fatalf("list: %s", l)
+		}
+		if i := mbk(t, runOpts{env: env}, "info", file, set); i.code != 0 || !strings.Contains(i.stdout, "moodle_"+set+".sql.gz") || !strings.Contains(i.stdout, "DB_INFO.txt") {
+			t.Fatalf("info: %s", i)
+		}
+		if v := mbk(t, runOpts{env: env}, "verify", file, set); v.code != 0 || !strings.Contains(v.stdout, set+": OK") {
+			t.Fatalf("verify: %s", v)
+		}
+	})
+
+	t.Run("restore refuses without confirmation", func(t *testing.T) {
+		r := mbk(t, runOpts{env: env}, "restore", file, set, "--target-database", "never")
+		if r.code != 2 || !strings.Contains(r.stderr, "--yes") {
+			t.Fatalf("want a refusal naming --yes: %s", r)
+		}
+		if out := s.db.SQL(t, "SHOW DATABASES LIKE 'never';"); strings.TrimSpace(out) != "" {
+			t.Fatalf("a refused restore created the database")
+		}
+	})
+
+	t.Run("restore into fresh targets gives back the same data", func(t *testing.T) {
+		target := testenv.UniqueName(t, "mbktest-restored")
+		// The pipeline's own user restores: give it the new database too.
+		s.db.SQL(t, "GRANT ALL ON restored.* TO 'moodle'@'%'; GRANT ALL ON restored.* TO 'moodle'@'localhost';")
+		r := mbk(t, runOpts{env: env}, "restore", file, set, "--yes", "--target-database", "restored", "--target-volume", target)
+		if r.code != 0 {
+			t.Fatalf("restore: %s", r)
+		}
+		t.Cleanup(func() { removeVolume(t, target) })
+		for _, table := range []string{"mdl_user", "mdl_course", "mdl_logstore_standard_log"} {
+			want := strings.Fields(s.db.SQL(t, "CHECKSUM TABLE moodle."+table+";"))[1]
+			got := strings.Fields(s.db.SQL(t, "CHECKSUM TABLE restored."+table+";"))[1]
+			if got != want {
+				t.Errorf("%s: checksum %s after restore, want %s", table, got, want)
+			}
+		}
+		checker := testenv.StartApp(t, target, "/data")
+		fp := "cd /data && find . -path ./cache -prune -o -path ./localcache -prune -o -path ./temp -prune -o -path ./sessions -prune -o -printf '%p %y %m %U:%G %s\\n' | sort"
+		want, _, _ := testenv.Exec(t, s.app, nil, "sh", "-c", fp)
+		got, _, _ := testenv.Exec(t, checker, nil, "sh", "-c", fp)
+		if got != want {
+			t.Errorf("restored volume differs:\n--- source\n%s\n--- restored\n%s", want, got)
+		}
+		sums := "cd /data && find filedir trashdir muc lang -type f -exec sha256sum {} + | sort"
+		want, _, _ = testenv.Exec(t, s.app, nil, "sh", "-c", sums)
+		got, _, _ = testenv.Exec(t, checker, nil, "sh", "-c", sums)
+		if got != want || want == "" {
+			t.Errorf("restored file contents differ")
+		}
+	})
+
 	t.Run("no secret anywhere", func(t *testing.T) {
 		places := map[string]string{"stdout": r.stdout, "stderr": r.stderr}
 		files, _ := filepath.Glob(filepath.Join(setDir, "*"))
@@ -282,6 +337,67 @@ func TestRunEndToEnd(t *testing.T) {
 					t.Errorf("a password appears in %s", where)
 				}
 			}
+		}
+	})
+}
+
+// TestVerifyAndRestoreRefuseCorruptSets: one flipped byte in each kind of
+// artifact, or a truncated file, fails verify naming the file, and restore
+// refuses the set.
+func TestVerifyAndRestoreRefuseCorruptSets(t *testing.T) {
+	s := newSite(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "backups")
+	file := writeFile(t, dir, "site.hcl", fmt.Sprintf(sitePipeline, root, s.db.Container, s.volume, ""))
+	if r := mbk(t, runOpts{env: s.env()}, "run", file); r.code != 0 {
+		t.Fatalf("run: %s", r)
+	}
+	set := sets(t, root)[0]
+	setDir := filepath.Join(root, set)
+	pristine := filepath.Join(dir, "pristine")
+	if out, err := exec.Command("cp", "-a", setDir, pristine).CombinedOutput(); err != nil {
+		t.Fatalf("copy: %v %s", err, out)
+	}
+	damage := map[string]func(path string){
+		"flipped byte": func(path string) {
+			b, _ := os.ReadFile(path)
+			b[len(b)/2] ^= 0x01
+			os.WriteFile(path, b, 0o600)
+		},
+		"truncated": func(path string) {
+			st, _ := os.Stat(path)
+			os.Truncate(path, st.Size()*2/3)
+		},
+	}
+	for _, victim := range []string{"moodle_" + set + ".sql.gz", "moodledata_" + set + ".tar.gz"} {
+		for how, fn := range damage {
+			t.Run(how+" in "+victim, func(t *testing.T) {
+				os.RemoveAll(setDir)
+				if out, err := exec.Command("cp", "-a", pristine, setDir).CombinedOutput(); err != nil {
+					t.Fatalf("copy: %v %s", err, out)
+				}
+				fn(filepath.Join(setDir, victim))
+				v := mbk(t, runOpts{env: s.env()}, "verify", file, set)
+				if v.code != 1 || !strings.Contains(v.stdout, "BAD: "+victim) {
+					t.Fatalf("verify should fail naming %s: %s", victim, v)
+				}
+				r := mbk(t, runOpts{env: s.env()}, "restore", file, set, "--yes", "--target-database", "never_restored")
+				if r.code != 1 || !strings.Contains(r.stderr+r.stdout, "refusing to restore") {
+					t.Fatalf("restore should refuse: %s", r)
+				}
+				if out := s.db.SQL(t, "SHOW DATABASES LIKE 'never_restored';"); strings.TrimSpace(out) != "" {
+					t.Fatalf("a refused restore touched the server")
+				}
+			})
+		}
+	}
+	t.Run("garbage SHA256SUMS is reported, not trusted", func(t *testing.T) {
+		os.RemoveAll(setDir)
+		exec.Command("cp", "-a", pristine, setDir).Run()
+		os.WriteFile(filepath.Join(setDir, "SHA256SUMS"), []byte("this is not a checksum list\n"), 0o600)
+		v := mbk(t, runOpts{env: s.env()}, "verify", file, set)
+		if v.code != 1 || !strings.Contains(v.stdout, "SHA256SUMS") {
+			t.Fatalf("verify: %s", v)
 		}
 	})
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mbk-backup/mbk/core/testenv"
 )
 
 // The end-to-end tests run the real mbk binary with real plugin binaries,
@@ -138,4 +140,9 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// removeVolume removes a volume a restore created.
+func removeVolume(t *testing.T, name string) {
+	testenv.Docker(t).VolumeRemove(context.Background(), name, true)
 }
