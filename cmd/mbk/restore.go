@@ -85,7 +85,7 @@ Targets default to where the backup came from.`,
 				}
 			}
 			e := &engine.Engine{Host: h, Log: a.log, Redact: a.redact, Version: version}
-			if err := e.Restore(ctx, set.Dir, steps, options); err != nil {
+			if err := e.Restore(ctx, p, set.Dir, steps, options); err != nil {
 				return exitf(1, "%s", a.redact.String(err.Error()))
 			}
 			fmt.Fprintf(out, "Set %s restored.\n", set.Name)

@@ -41,7 +41,10 @@ type Pipeline struct {
 	Location  *time.Location
 	Timeout   time.Duration
 	Stages    []*Stage
-	ctx       *hcl.EvalContext
+	// Maintenance, when set, puts Moodle in maintenance mode while the
+	// database and files are copied.
+	Maintenance *Maintenance
+	ctx         *hcl.EvalContext
 }
 
 // DefaultTimeout bounds a run whose pipeline sets no timeout: a backup must

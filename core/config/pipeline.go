@@ -85,8 +85,19 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 
 	seen := map[string]hcl.Range{}
 	for _, blk := range body.Blocks {
+		if blk.Type == "maintenance" {
+			if p.Maintenance != nil {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate maintenance block",
+					Detail: "A pipeline has at most one maintenance block.", Subject: blk.DefRange().Ptr()})
+				continue
+			}
+			m, d := decodeMaintenance(blk, ctx)
+			diags = append(diags, d...)
+			p.Maintenance = m
+			continue
+		}
 		if blk.Type != "stage" {
-			diags = append(diags, unsupported("block type", blk.Type, []string{"stage"}, blk.TypeRange))
+			diags = append(diags, unsupported("block type", blk.Type, []string{"stage", "maintenance"}, blk.TypeRange))
 			continue
 		}
 		s, d := newStage(blk, p)

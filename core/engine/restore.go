@@ -2,11 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/maintenance"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 	"github.com/mbk-backup/mbk/core/stream"
@@ -52,10 +55,42 @@ func PlanRestore(stages []*Stage, m *repo.Manifest, only string) ([]RestoreStep,
 	return steps, nil
 }
 
-// Restore streams each artifact, decompressed, into its stage's plugin. It
-// checks the raw bytes against the manifest while streaming. options holds
-// the plugin options per stage kind.
-func (e *Engine) Restore(ctx context.Context, dir string, steps []RestoreStep, options map[string]map[string]string) error {
+// Restore puts a set back: under the root's lock (no backup runs meanwhile),
+// with the site in maintenance mode when the pipeline asks for it, it streams
+// each artifact, decompressed, into its stage's plugin. options holds the
+// plugin options per stage kind.
+func (e *Engine) Restore(ctx context.Context, p *config.Pipeline, dir string, steps []RestoreStep, options map[string]map[string]string) error {
+	lock, err := repo.Acquire(p.Root)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	if p.Maintenance == nil {
+		return e.restore(ctx, dir, steps, options)
+	}
+	site, err := maintenance.Open(ctx, p.Maintenance, e.Log)
+	if err != nil {
+		return err
+	}
+	defer site.Close()
+	if msg, err := maintenance.Recover(ctx, site, p.Root); err != nil {
+		return err
+	} else if msg != "" {
+		e.Log.Warn(msg)
+	}
+	w, err := maintenance.Begin(ctx, site, p.Root)
+	if err != nil {
+		return err
+	}
+	rerr := e.restore(ctx, dir, steps, options)
+	held, werr := w.End()
+	if w.Ours() {
+		e.Log.Info("the site was in maintenance mode during the restore", "held", held.Round(100*time.Millisecond))
+	}
+	return errors.Join(rerr, werr)
+}
+
+func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, options map[string]map[string]string) error {
 	for _, st := range steps {
 		a := st.Artifact
 		log := e.Log.With("file", a.File, "stage", st.Stage.ID())

@@ -79,6 +79,9 @@ type run struct {
 	info    map[string]*strings.Builder // info file -> text
 	infoOrd []string
 	release func() error
+	// afterCommit holds errors that do not stop the commit but make the
+	// run's outcome a warning (exit 3).
+	afterCommit []error
 }
 
 // Run runs one pipeline end to end. The stages must come from Prepare.
@@ -148,12 +151,17 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 	r.man = &repo.Manifest{Format: 1, Pipeline: p.Name, Set: r.name, Started: start.UTC(), Host: r.res.Report.Host,
 		MBKVersion: r.e.Version, Timezone: p.Location.String()}
 	r.info = map[string]*strings.Builder{}
-	for _, kind := range []string{sdk.KindDump, sdk.KindArchive} {
-		for _, s := range stagesOf(stages, kind) {
-			if err := r.stage(ctx, s, func(ctx context.Context) error { return r.produce(ctx, s) }); err != nil {
-				return err
+	if err := r.inMaintenance(ctx, func() error {
+		for _, kind := range []string{sdk.KindDump, sdk.KindArchive} {
+			for _, s := range stagesOf(stages, kind) {
+				if err := r.stage(ctx, s, func(ctx context.Context) error { return r.produce(ctx, s) }); err != nil {
+					return err
+				}
 			}
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	if err := r.writeInfoFiles(); err != nil {
 		return err
@@ -177,6 +185,7 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 		return fmt.Errorf("commit set %s: %w", r.name, err)
 	}
 	r.res.Committed = true
+	r.res.Later = append(r.res.Later, r.afterCommit...)
 	r.res.SetDir = r.final
 	r.res.Report.Committed = true
 	r.res.Report.Dir = r.final

@@ -46,6 +46,8 @@ type Manifest struct {
 	Timezone   string     `json:"timezone"`
 	Artifacts  []Artifact `json:"artifacts"`
 	Stages     []Stage    `json:"stages"`
+	// MaintenanceMS is how long mbk held the site in maintenance mode.
+	MaintenanceMS int64 `json:"maintenance_ms,omitempty"`
 }
 
 // StatusComplete marks a set every required stage succeeded for.

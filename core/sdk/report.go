@@ -23,7 +23,9 @@ type Report struct {
 	Artifacts []ArtifactReport `json:"artifacts"`
 	Retention []Decision       `json:"retention,omitempty"`
 	Warnings  []string         `json:"warnings,omitempty"`
-	LogTail   []string         `json:"log_tail,omitempty"`
+	// Maintenance says what happened to Moodle's maintenance mode.
+	Maintenance string   `json:"maintenance,omitempty"`
+	LogTail     []string `json:"log_tail,omitempty"`
 }
 
 // Duration is how long the run took.

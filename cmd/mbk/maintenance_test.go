@@ -1,0 +1,157 @@
+package main
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mbk-backup/mbk/core/repo"
+	"github.com/mbk-backup/mbk/core/testenv"
+)
+
+// maintenanceScript stands in for Moodle's admin/cli/maintenance.php, which
+// needs a Moodle install: same command line, same status lines, and the same
+// effect (CLI maintenance mode is the climaintenance.html file in dataroot).
+const maintenanceScript = `flag=/data/climaintenance.html
+case "$1" in
+  --enable)  echo '<h1>Site under maintenance</h1>' > "$flag"; echo "CLI maintenance mode enabled" ;;
+  --disable) rm -f "$flag"; echo "Status: disabled" ;;
+  "")        if [ -f "$flag" ]; then echo "Status: CLI maintenance mode enabled."; else echo "Status: disabled"; fi ;;
+  *)         echo "unknown option $1" >&2; exit 2 ;;
+esac
+`
+
+// maintenancePipeline archives everything but cache, so climaintenance.html
+// lands in the archive exactly when the site was in maintenance meanwhile.
+const maintenancePipeline = `pipeline "maint" {
+  root    = %q
+  timeout = "10m"
+
+  maintenance {
+    container = %q
+    user      = "0"  # numeric: the test image has no /etc/passwd of its own
+    php       = "sh"
+    script    = "/tmp/maintenance.sh"
+  }
+  stage "dump" "mysql" {
+    container = %q
+    database  = "moodle"
+    user      = "moodle"
+    password  = env("MYSQL_PASSWORD")
+  }
+  stage "archive" "volume" {
+    volume  = %q
+    exclude = ["cache"]
+  }
+}
+`
+
+func TestMaintenanceMode(t *testing.T) {
+	s := newSite(t)
+	if _, stderr, code := testenv.Exec(t, s.app, strings.NewReader(maintenanceScript), "sh", "-c", "cat > /tmp/maintenance.sh"); code != 0 {
+		t.Fatal(stderr)
+	}
+	dir := t.TempDir()
+	root := filepath.Join(dir, "backups")
+	file := writeFile(t, dir, "maint.hcl", fmt.Sprintf(maintenancePipeline, root, s.app, s.db.Container, s.volume))
+	flagOn := func() bool {
+		_, _, code := testenv.Exec(t, s.app, nil, "test", "-f", "/data/climaintenance.html")
+		return code == 0
+	}
+	archived := func(t *testing.T) bool {
+		set := sets(t, root)
+		f, err := os.Open(filepath.Join(root, set[len(set)-1], "moodledata_"+set[len(set)-1]+".tar.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(zr)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return false
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimPrefix(h.Name, "./") == "climaintenance.html" {
+				return true
+			}
+		}
+	}
+
+	t.Run("on during the copy, off after", func(t *testing.T) {
+		r := mbk(t, runOpts{env: s.env()}, "run", file)
+		if r.code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		if !archived(t) {
+			t.Fatal("climaintenance.html is not in the archive: the site was not in maintenance mode during the copy")
+		}
+		if flagOn() {
+			t.Fatal("maintenance mode is still on after the run")
+		}
+		if !strings.Contains(r.stderr, "the site was in maintenance mode for") {
+			t.Errorf("the run does not say how long the site was in maintenance\n%s", r)
+		}
+		set := sets(t, root)
+		m, err := repo.ReadManifest(filepath.Join(root, set[len(set)-1]))
+		if err != nil || m.MaintenanceMS <= 0 {
+			t.Errorf("manifest maintenance_ms: %+v %v", m, err)
+		}
+	})
+
+	t.Run("left on when an administrator had it on", func(t *testing.T) {
+		testenv.Exec(t, s.app, nil, "sh", "/tmp/maintenance.sh", "--enable")
+		r := mbk(t, runOpts{env: s.env()}, "run", file)
+		if r.code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		if !flagOn() {
+			t.Fatal("mbk switched off maintenance mode that an administrator had switched on")
+		}
+		testenv.Exec(t, s.app, nil, "sh", "/tmp/maintenance.sh", "--disable")
+	})
+
+	t.Run("off again after a failed run", func(t *testing.T) {
+		r := mbk(t, runOpts{env: []string{"MYSQL_PASSWORD=wrong-password"}}, "run", file)
+		if r.code != 1 || !strings.Contains(r.stderr, "Access denied") {
+			t.Fatalf("want the dump to fail: %s", r)
+		}
+		if flagOn() {
+			t.Fatal("maintenance mode is still on after a failed run")
+		}
+	})
+
+	t.Run("a run killed inside the window is cleaned up by the next", func(t *testing.T) {
+		// What SIGKILL inside the window leaves: the site in maintenance
+		// and mbk's marker beside the sets.
+		testenv.Exec(t, s.app, nil, "sh", "/tmp/maintenance.sh", "--enable")
+		marker := `{"container":"` + s.app + `","since":"2026-01-01T03:00:00Z","pid":4242}`
+		if err := os.WriteFile(filepath.Join(root, ".mbk-maintenance.json"), []byte(marker), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := mbk(t, runOpts{env: s.env()}, "run", file)
+		if r.code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+		if !strings.Contains(r.stderr, "switched off maintenance mode left on by an interrupted run (pid 4242") {
+			t.Errorf("the recovery is not reported\n%s", r)
+		}
+		if flagOn() {
+			t.Fatal("maintenance mode is still on")
+		}
+		if _, err := os.Stat(filepath.Join(root, ".mbk-maintenance.json")); !os.IsNotExist(err) {
+			t.Fatal("the marker is still there")
+		}
+	})
+}

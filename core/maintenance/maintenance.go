@@ -1,0 +1,193 @@
+// Package maintenance puts a Moodle site in maintenance mode around a backup
+// or a restore, with Moodle's own admin/cli/maintenance.php run as the web
+// user inside the app container.
+//
+// It never switches off maintenance that an administrator had switched on,
+// always switches off what it switched on (after a failure too), and leaves
+// a marker beside the sets while the window is open, so that a run killed
+// inside the window is cleaned up by the next one.
+package maintenance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/docker"
+	"github.com/mbk-backup/mbk/core/repo"
+)
+
+// MarkerFile is left in the pipeline's root while mbk holds the site in
+// maintenance mode.
+const MarkerFile = ".mbk-maintenance.json"
+
+// offTimeout bounds switching maintenance off, which runs with a fresh
+// context: the run's own may have ended (timeout, Ctrl-C).
+const offTimeout = 2 * time.Minute
+
+type marker struct {
+	Container string    `json:"container"`
+	Since     time.Time `json:"since"`
+	PID       int       `json:"pid"`
+}
+
+// Site runs maintenance.php in one app container.
+type Site struct {
+	cfg       *config.Maintenance
+	dc        *docker.Client
+	container string
+	log       hclog.Logger
+}
+
+// Open finds the app container.
+func Open(ctx context.Context, cfg *config.Maintenance, log hclog.Logger) (*Site, error) {
+	dc, err := docker.New()
+	if err != nil {
+		return nil, err
+	}
+	info, err := dc.FindRunning(ctx, docker.Target{Container: cfg.Container, ComposeProject: cfg.ComposeProject, ComposeService: cfg.ComposeService})
+	if err != nil {
+		dc.Close()
+		return nil, fmt.Errorf("maintenance mode: %w", err)
+	}
+	return &Site{cfg: cfg, dc: dc, container: strings.TrimPrefix(info.Name, "/"), log: log}, nil
+}
+
+// Close releases the Docker client.
+func (s *Site) Close() { s.dc.Close() }
+
+func (s *Site) php(ctx context.Context, args ...string) (string, error) {
+	var out strings.Builder
+	var errLines []string
+	code, err := s.dc.Run(ctx, docker.Exec{
+		Container: s.container,
+		User:      s.cfg.User,
+		Cmd:       append([]string{s.cfg.PHP, s.cfg.Script}, args...),
+		Stdout:    &out,
+		Stderr:    func(l string) { errLines = append(errLines, l) },
+	})
+	if err != nil {
+		return "", err
+	}
+	if code != 0 {
+		msg := strings.TrimSpace(strings.Join(errLines, "\n") + "\n" + out.String())
+		cmd := strings.Join(append([]string{s.cfg.PHP, s.cfg.Script}, args...), " ")
+		return "", fmt.Errorf("%s (as %s in container %q) exited with %d: %s", cmd, s.cfg.User, s.container, code, msg)
+	}
+	return out.String(), nil
+}
+
+// On reports whether the site is in maintenance mode, from maintenance.php's
+// status line ("Status: disabled", "Status: CLI maintenance mode enabled").
+func (s *Site) On(ctx context.Context) (bool, error) {
+	out, err := s.php(ctx)
+	if err != nil {
+		return false, err
+	}
+	l := strings.ToLower(out)
+	switch {
+	case strings.Contains(l, "disabled"):
+		return false, nil
+	case strings.Contains(l, "enabled"):
+		return true, nil
+	}
+	return false, fmt.Errorf("cannot tell the maintenance state from %s's output: %q", s.cfg.Script, strings.TrimSpace(out))
+}
+
+// Window is an open maintenance window.
+type Window struct {
+	site   *Site
+	root   string
+	start  time.Time
+	ours   bool // false: it was already on, and stays on
+	closed bool
+}
+
+// Begin opens a window: it records the state, and switches maintenance on
+// unless an administrator already had.
+func Begin(ctx context.Context, s *Site, root string) (*Window, error) {
+	on, err := s.On(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("maintenance mode: %w", err)
+	}
+	w := &Window{site: s, root: root, start: time.Now()}
+	if on {
+		s.log.Warn("the site is already in maintenance mode: an administrator switched it on, so mbk will leave it on", "container", s.container)
+		return w, nil
+	}
+	// The marker goes down first: if we die between the two, the next run
+	// finds a marker and a site that is off, and only removes the marker.
+	b, _ := json.Marshal(marker{Container: s.container, Since: w.start.UTC(), PID: os.Getpid()})
+	if err := repo.WriteFileSync(filepath.Join(root, MarkerFile), b); err != nil {
+		return nil, fmt.Errorf("maintenance mode: write marker: %w", err)
+	}
+	if _, err := s.php(ctx, "--enable"); err != nil {
+		os.Remove(filepath.Join(root, MarkerFile))
+		return nil, fmt.Errorf("maintenance mode: enable: %w", err)
+	}
+	w.ours = true
+	s.log.Info("maintenance mode on", "container", s.container)
+	return w, nil
+}
+
+// End closes the window: maintenance goes off again if mbk switched it on.
+// It returns how long the site was held in maintenance by mbk.
+func (w *Window) End() (time.Duration, error) {
+	if w.closed || !w.ours {
+		w.closed = true
+		return 0, nil
+	}
+	w.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), offTimeout)
+	defer cancel()
+	d := time.Since(w.start)
+	if _, err := w.site.php(ctx, "--disable"); err != nil {
+		return d, fmt.Errorf("maintenance mode: disable (the site is STILL in maintenance mode; the next run retries): %w", err)
+	}
+	os.Remove(filepath.Join(w.root, MarkerFile))
+	w.site.log.Info("maintenance mode off", "container", w.site.container, "held", d.Round(time.Millisecond))
+	return d, nil
+}
+
+// Ours reports whether mbk switched maintenance on in this window.
+func (w *Window) Ours() bool { return w.ours }
+
+// Recover finishes the window of a run that was killed inside it: when the
+// marker is there, maintenance is switched off. Call it holding the root's
+// lock. It says what it did, "" when there was nothing to do.
+func Recover(ctx context.Context, s *Site, root string) (string, error) {
+	path := filepath.Join(root, MarkerFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var m marker
+	_ = json.Unmarshal(b, &m)
+	on, err := s.On(ctx)
+	if err != nil {
+		return "", fmt.Errorf("maintenance mode left by an interrupted run: %w", err)
+	}
+	if on {
+		if _, err := s.php(ctx, "--disable"); err != nil {
+			return "", fmt.Errorf("maintenance mode left by an interrupted run: disable: %w", err)
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		return "", err
+	}
+	if !on {
+		return fmt.Sprintf("an interrupted run (pid %d) left a maintenance marker from %s; the site was already out of maintenance", m.PID, m.Since.Format(time.RFC3339)), nil
+	}
+	return fmt.Sprintf("switched off maintenance mode left on by an interrupted run (pid %d, since %s)", m.PID, m.Since.Format(time.RFC3339)), nil
+}
