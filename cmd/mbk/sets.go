@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dustin/go-humanize"
 	"io"
 	"os"
 	"path/filepath"
@@ -120,22 +121,9 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		if s.Problem != "" {
 			status += " (" + s.Problem + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Set, status, humanBytes(s.Bytes), s.Duration)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Set, status, humanize.IBytes(uint64(s.Bytes)), s.Duration)
 	}
 	return tw.Flush()
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // findSet resolves SET (or the newest complete set when empty).
@@ -215,7 +203,7 @@ func printInfo(w io.Writer, s repo.Set) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	for _, a := range m.Artifacts {
-		fmt.Fprintf(w, "%s\n  %s stored (%s raw, %s), %s %q, %s\n  sha256 %s\n", a.File, humanBytes(a.Size), humanBytes(a.RawSize),
+		fmt.Fprintf(w, "%s\n  %s stored (%s raw, %s), %s %q, %s\n  sha256 %s\n", a.File, humanize.IBytes(uint64(a.Size)), humanize.IBytes(uint64(a.RawSize)),
 			a.Compression, a.Stage, a.Name, time.Duration(a.DurationMS)*time.Millisecond, a.SHA256)
 	}
 	for _, name := range []string{"DB_INFO.txt", "MOODLEDATA_INFO.txt"} {

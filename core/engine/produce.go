@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"github.com/dustin/go-humanize"
 	"io"
 	"os"
 	"path/filepath"
@@ -67,7 +68,7 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 		return fmt.Errorf("artifact %s: the plugin sent %d bytes, %d were stored", a.Name, reply.Bytes, res.RawSize)
 	}
 	d := time.Since(t0)
-	r.log.Info("artifact written", "file", file, "raw", humanBytes(res.RawSize), "stored", humanBytes(res.Size),
+	r.log.Info("artifact written", "file", file, "raw", humanize.IBytes(uint64(res.RawSize)), "stored", humanize.IBytes(uint64(res.Size)),
 		"duration", d.Round(time.Millisecond), "rate", rate(res.RawSize, d), "sha256", res.SHA256)
 	r.man.Artifacts = append(r.man.Artifacts, repo.Artifact{
 		Stage: s.Kind, Plugin: s.Plugin, Name: s.Name, ArtifactID: a.ID, File: file, Format: a.Format,
@@ -174,22 +175,9 @@ func (r *run) openLog() error {
 	return nil
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 func rate(n int64, d time.Duration) string {
 	if d <= 0 {
 		return "-"
 	}
-	return humanBytes(int64(float64(n)/d.Seconds())) + "/s"
+	return humanize.IBytes(uint64(float64(n)/d.Seconds())) + "/s"
 }

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"github.com/dustin/go-humanize"
 	"slices"
 	"strings"
 )
@@ -79,7 +80,7 @@ func (d details) infoText() string {
 	line("Character set", "%s, collation %s", d.Charset, d.Collation)
 	line("Tables", "%d (and %d views, %d routines, %d triggers, %d events)", d.Tables, d.Views, d.Routines, d.Triggers, d.Events)
 	line("Rows dumped", "%d", d.TotalRows)
-	line("Data size", "%s (data + indexes, as the server estimates it)", humanBytes(d.DataBytes))
+	line("Data size", "%s (data + indexes, as the server estimates it)", humanize.IBytes(uint64(d.DataBytes)))
 	line("Dump time", "%.1f s", d.DumpSeconds)
 	if len(d.Skipped) > 0 {
 		line("Left out", "%s (not in the dump: see extra_args)", strings.Join(d.Skipped, ", "))
@@ -115,17 +116,4 @@ func largest(rows map[string]int64, n int) []string {
 		out = append(out, fmt.Sprintf("%s (%d rows)", t, rows[t]))
 	}
 	return out
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

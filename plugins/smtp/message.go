@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"github.com/dustin/go-humanize"
 	htmltemplate "html/template"
 	"os"
 	"strings"
@@ -123,9 +124,9 @@ func newBodyView(event string, r sdk.Report, via string) bodyView {
 		v.Stages = append(v.Stages, stageView{s.Kind, s.Plugin, s.Name, s.Status, span(s.Duration), s.Error})
 	}
 	for _, a := range r.Artifacts {
-		av := artifactView{File: a.File, Size: humanBytes(a.Size), Bytes: groupDigits(a.Size), SHA256: a.SHA256}
+		av := artifactView{File: a.File, Size: humanize.IBytes(uint64(a.Size)), Bytes: humanize.Comma(a.Size), SHA256: a.SHA256}
 		if a.Raw > 0 {
-			av.Raw = humanBytes(a.Raw)
+			av.Raw = humanize.IBytes(uint64(a.Raw))
 		}
 		v.Artifacts = append(v.Artifacts, av)
 	}
@@ -204,36 +205,4 @@ func span(d time.Duration) string {
 		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
-}
-
-// humanBytes gives a size in binary units: "512 B", "12.3 MiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// groupDigits writes 12897280 as "12,897,280" so that byte counts can be read.
-func groupDigits(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }

@@ -9,29 +9,6 @@ import (
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
-func TestHumanBytes(t *testing.T) {
-	tests := []struct {
-		n          int64
-		human, raw string
-	}{
-		{0, "0 B", "0"},
-		{1023, "1023 B", "1,023"},
-		{1024, "1.0 KiB", "1,024"},
-		{1536, "1.5 KiB", "1,536"},
-		{12897280, "12.3 MiB", "12,897,280"},
-		{5 << 30, "5.0 GiB", "5,368,709,120"},
-		{3 << 40, "3.0 TiB", "3,298,534,883,328"},
-	}
-	for _, tt := range tests {
-		if got := humanBytes(tt.n); got != tt.human {
-			t.Errorf("humanBytes(%d) = %q, want %q", tt.n, got, tt.human)
-		}
-		if got := groupDigits(tt.n); got != tt.raw {
-			t.Errorf("groupDigits(%d) = %q, want %q", tt.n, got, tt.raw)
-		}
-	}
-}
-
 func TestSubject(t *testing.T) {
 	r := sdk.Report{Pipeline: "production", Host: "moodle1", Set: set, Status: sdk.EventSuccess}
 	tests := []struct {

@@ -105,7 +105,7 @@ func TestNotifyDelivers(t *testing.T) {
 			assertContains(t, "To header", mp.header.Get("To"), "ops@example.com", "jane@example.com")
 			for _, body := range []struct{ name, text string }{{"text body", mp.text}, {"HTML body", mp.html}} {
 				assertContains(t, body.name, body.text, set, "production", "moodle1",
-					"moodle_"+set+".sql.gz", "12.3 MiB", "12,897,280 bytes", "1.5 KiB", "1,536 bytes",
+					"moodle_"+set+".sql.gz", "12 MiB", "12,897,280 bytes", "1.5 KiB", "1,536 bytes",
 					"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 					"60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
 					"2m13s", "kept", "deleted", "older than every window", "changed while archiving")

@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"fmt"
+	"github.com/dustin/go-humanize"
 	"sort"
 	"strings"
 )
@@ -129,22 +130,22 @@ func (s *stats) infoText(source string, patterns []string) string {
 	if s.others > 0 {
 		fmt.Fprintf(&b, "Other:        %d (FIFOs)\n", s.others)
 	}
-	fmt.Fprintf(&b, "Total size:   %s (%d bytes)\n", humanBytes(s.bytes), s.bytes)
+	fmt.Fprintf(&b, "Total size:   %s (%d bytes)\n", humanize.IBytes(uint64(s.bytes)), s.bytes)
 	fmt.Fprintf(&b, "Exclude:      %s\n", strings.Join(quoteAll(patterns), ", "))
 	if len(s.largest) > 0 {
 		b.WriteString("\nLargest files:\n")
 		for _, f := range s.largest {
-			fmt.Fprintf(&b, "  %12s  %s\n", humanBytes(f.Size), f.Path)
+			fmt.Fprintf(&b, "  %12s  %s\n", humanize.IBytes(uint64(f.Size)), f.Path)
 		}
 	}
 	excl, restPaths, restSize := s.excludedList()
 	if len(excl) > 0 {
 		b.WriteString("\nExcluded paths:\n")
 		for _, x := range excl {
-			fmt.Fprintf(&b, "  %12s  %s (%d entries)\n", humanBytes(x.Size), x.Path, x.Entries)
+			fmt.Fprintf(&b, "  %12s  %s (%d entries)\n", humanize.IBytes(uint64(x.Size)), x.Path, x.Entries)
 		}
 		if restPaths > 0 {
-			fmt.Fprintf(&b, "  %12s  ... and %d more paths\n", humanBytes(restSize), restPaths)
+			fmt.Fprintf(&b, "  %12s  ... and %d more paths\n", humanize.IBytes(uint64(restSize)), restPaths)
 		}
 	}
 	if len(s.warnings) > 0 {
@@ -162,7 +163,7 @@ func (s *stats) infoText(source string, patterns []string) string {
 // summary is a one-line account of a restore.
 func (s *stats) summary() string {
 	return fmt.Sprintf("%d files, %d directories, %d symlinks, %d hard links (%s)",
-		s.files, s.dirs, s.symlinks, s.hardlinks, humanBytes(s.bytes))
+		s.files, s.dirs, s.symlinks, s.hardlinks, humanize.IBytes(uint64(s.bytes)))
 }
 
 func quoteAll(ss []string) []string {
@@ -174,17 +175,4 @@ func quoteAll(ss []string) []string {
 		return []string{"(nothing)"}
 	}
 	return out
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -102,7 +102,7 @@ func TestVolumeRoundTrip(t *testing.T) {
 		if excl["cache"].Size != 300000 || excl["temp"].Size != 50000 {
 			t.Errorf("excluded sizes: cache %d, temp %d", excl["cache"].Size, excl["temp"].Size)
 		}
-		for _, want := range []string{"Files:        5006", bigFile, "Excluded paths:", "cache", "200.0 MiB"} {
+		for _, want := range []string{"Files:        5006", bigFile, "Excluded paths:", "cache", "200 MiB"} {
 			if !strings.Contains(res.InfoText, want) {
 				t.Errorf("info text lacks %q:\n%s", want, res.InfoText)
 			}
