@@ -68,7 +68,10 @@ Targets default to where the backup came from.`,
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Verifying set %s before restoring it...\n", set.Name)
-			if probs := repo.Verify(ctx, set.Dir, nil); len(probs) > 0 {
+			progress, stopBars := a.verifyProgress(set.Dir)
+			probs := repo.Verify(ctx, set.Dir, progress)
+			stopBars()
+			if len(probs) > 0 {
 				for _, pr := range probs {
 					fmt.Fprintf(out, "  BAD: %s\n", pr)
 				}
@@ -84,7 +87,7 @@ Targets default to where the backup came from.`,
 					return err
 				}
 			}
-			e := &engine.Engine{Host: h, Log: a.log, Redact: a.redact, Version: version}
+			e := &engine.Engine{Host: h, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress()}
 			if err := e.Restore(ctx, p, set.Dir, steps, options); err != nil {
 				return exitf(1, "%s", a.redact.String(err.Error()))
 			}

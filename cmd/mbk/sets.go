@@ -240,7 +240,9 @@ func (a *app) verifyCmd() *cobra.Command {
 			w := cmd.OutOrStdout()
 			bad := 0
 			for _, s := range targets {
-				probs := repo.Verify(cmd.Context(), s.Dir, nil)
+				progress, stop := a.verifyProgress(s.Dir)
+				probs := repo.Verify(cmd.Context(), s.Dir, progress)
+				stop()
 				if len(probs) == 0 {
 					fmt.Fprintf(w, "%s: OK\n", s.Name)
 					continue

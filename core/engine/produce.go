@@ -54,7 +54,9 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 	}
 	t0 := time.Now()
 	r.log.Info("writing artifact", "file", file, "compression", s.Compression)
-	reply, err := s.Client.Backup(ctx, s.Config, a.ID, r.name, sink)
+	tr := r.e.track(fmt.Sprintf("%s %s", s.Kind, file), -1)
+	reply, err := s.Client.Backup(ctx, s.Config, a.ID, r.name, trackWriter{sink, tr})
+	tr.Done()
 	if err != nil {
 		sink.Abort()
 		return fmt.Errorf("artifact %s: %w", a.Name, err)

@@ -105,7 +105,9 @@ func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, o
 			f.Close()
 			return fmt.Errorf("%s: %w", a.File, err)
 		}
-		reply, err := st.Stage.Client.Restore(ctx, st.Stage.Config, a.ArtifactID, options[st.Stage.Kind], a.Details, zr)
+		tr := e.track("restore "+a.File, a.RawSize)
+		reply, err := st.Stage.Client.Restore(ctx, st.Stage.Config, a.ArtifactID, options[st.Stage.Kind], a.Details, trackReader{zr, tr})
+		tr.Done()
 		zr.Close()
 		f.Close()
 		if err != nil {

@@ -27,6 +27,8 @@ type Engine struct {
 	Redact  *redact.Redactor
 	Version string
 	Now     func() time.Time
+	// Progress draws progress bars; nil draws none.
+	Progress Progress
 }
 
 // Result is the outcome of one run.
