@@ -135,3 +135,35 @@ func TestSecondRunIsRefusedWhileLocked(t *testing.T) {
 		t.Fatalf("after release: %s", r)
 	}
 }
+
+func TestRootPermissions(t *testing.T) {
+	t.Run("world-writable root refused", func(t *testing.T) {
+		file, root := faultyPipeline(t, "ok", "")
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(root, 0o777)
+		r := mbk(t, runOpts{}, "run", file)
+		if r.code != 1 || !strings.Contains(r.stderr, "writable by every user") {
+			t.Fatalf("want a refusal: %s", r)
+		}
+		if got := sets(t, root); len(got) != 0 {
+			t.Fatalf("sets %v", got)
+		}
+	})
+	t.Run("symlinked root warned about", func(t *testing.T) {
+		file, root := faultyPipeline(t, "ok", "")
+		real := filepath.Join(t.TempDir(), "elsewhere")
+		os.MkdirAll(real, 0o700)
+		if err := os.Symlink(real, root); err != nil {
+			t.Fatal(err)
+		}
+		r := mbk(t, runOpts{}, "run", file)
+		if r.code != 0 || !strings.Contains(r.stderr, "is a symlink to "+real) {
+			t.Fatalf("want a warning naming the target: %s", r)
+		}
+		if got := sets(t, real); len(got) != 1 {
+			t.Fatalf("want the set stored at the target, got %v", got)
+		}
+	})
+}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/smtptest"
 )
@@ -84,7 +86,7 @@ func TestSMTPNotifications(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"From: \"Moodle Backup System\" <backups@example.com>", "Subject: [mbk] mail OK " + set, "faulty_" + set + ".bin.gz", man.Artifacts[0].SHA256, fmt.Sprint(man.Artifacts[0].Size)} {
+		for _, want := range []string{"From: \"Moodle Backup System\" <backups@example.com>", "Subject: [mbk] mail OK " + set, "faulty_" + set + ".bin.gz", man.Artifacts[0].SHA256, humanize.Comma(man.Artifacts[0].Size) + " bytes"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("message lacks %q", want)
 			}

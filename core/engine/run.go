@@ -117,6 +117,9 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 	if err := os.MkdirAll(p.Root, repo.DirMode); err != nil {
 		return fmt.Errorf("create root %s: %w", p.Root, err)
 	}
+	if err := r.checkRoot(); err != nil {
+		return err
+	}
 	lock, err := repo.Acquire(p.Root)
 	if err != nil {
 		return err
@@ -292,4 +295,25 @@ func (t *tailSink) get() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]string(nil), t.lines...)
+}
+
+// checkRoot refuses a root others can write to (anyone could replace a set
+// or plant one) and warns when it is a symlink (the sets live elsewhere).
+func (r *run) checkRoot() error {
+	root := r.p.Root
+	if lst, err := os.Lstat(root); err == nil && lst.Mode()&os.ModeSymlink != 0 {
+		target, _ := filepath.EvalSymlinks(root)
+		r.warn(fmt.Sprintf("root %s is a symlink to %s: the sets are stored there", root, target))
+	}
+	st, err := os.Stat(root)
+	if err != nil {
+		return fmt.Errorf("root %s: %w", root, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("root %s is not a directory", root)
+	}
+	if st.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("root %s is writable by every user (mode %04o): anyone could replace or plant a set; run chmod 0700 %s", root, st.Mode().Perm(), root)
+	}
+	return nil
 }
