@@ -200,7 +200,7 @@ func (h *Host) start(ctx context.Context, f Found) (*running, error) {
 		VersionedPlugins: sdk.PluginSets(nil),
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           h.log.Named(f.Name),
+		Logger:           quiet{h.log.Named(f.Name)},
 		StartTimeout:     30 * time.Second,
 	})
 	fail := func(err error) (*running, error) {
