@@ -25,6 +25,7 @@ type restoreFlags struct {
 	targetDatabase string
 	targetVolume   string
 	targetPath     string
+	identities     []string
 }
 
 func (a *app) restoreCmd() *cobra.Command {
@@ -69,7 +70,14 @@ Targets default to where the backup came from.`,
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Verifying set %s before restoring it...\n", set.Name)
 			progress, stopBars := a.verifyProgress(set.Dir)
-			probs := repo.Verify(ctx, set.Dir, progress)
+			ids, err := loadIdentities(f.identities)
+			if err != nil {
+				return err
+			}
+			if encrypted(set.Manifest) && len(ids) == 0 {
+				return exitf(2, "set %s is encrypted: give its age identity with --identity FILE", set.Name)
+			}
+			probs := repo.Verify(ctx, set.Dir, ids, progress)
 			stopBars()
 			if len(probs) > 0 {
 				for _, pr := range probs {
@@ -87,7 +95,7 @@ Targets default to where the backup came from.`,
 					return err
 				}
 			}
-			e := &engine.Engine{Host: h, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress()}
+			e := &engine.Engine{Host: h, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress(), Identities: ids}
 			if err := e.Restore(ctx, p, set.Dir, steps, options); err != nil {
 				return exitf(1, "%s", a.redact.String(err.Error()))
 			}
@@ -102,6 +110,7 @@ Targets default to where the backup came from.`,
 	cmd.Flags().StringVar(&f.targetDatabase, "target-database", "", "restore the database under this name")
 	cmd.Flags().StringVar(&f.targetVolume, "target-volume", "", "restore the files into this Docker volume")
 	cmd.Flags().StringVar(&f.targetPath, "target-path", "", "restore the files into this host directory")
+	cmd.Flags().StringArrayVar(&f.identities, "identity", nil, "age identity file, to decrypt an encrypted set")
 	a.varFlag(cmd)
 	return cmd
 }
@@ -161,4 +170,13 @@ func confirm(in io.Reader, out io.Writer, name string) error {
 		return exitf(1, "not confirmed: nothing was restored")
 	}
 	return nil
+}
+
+func encrypted(m *repo.Manifest) bool {
+	for _, a := range m.Artifacts {
+		if a.Encryption != "" {
+			return true
+		}
+	}
+	return false
 }

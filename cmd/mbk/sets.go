@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"filippo.io/age"
 	"fmt"
 	"github.com/dustin/go-humanize"
 	"io"
@@ -216,6 +217,7 @@ func printInfo(w io.Writer, s repo.Set) {
 func (a *app) verifyCmd() *cobra.Command {
 	var pipeline string
 	var all bool
+	var identities []string
 	cmd := &cobra.Command{
 		Use:   "verify FILE [SET | --all]",
 		Short: "Re-hash every file against SHA256SUMS and read each artifact to its end",
@@ -237,11 +239,15 @@ func (a *app) verifyCmd() *cobra.Command {
 				}
 				targets = []repo.Set{s}
 			}
+			ids, err := loadIdentities(identities)
+			if err != nil {
+				return err
+			}
 			w := cmd.OutOrStdout()
 			bad := 0
 			for _, s := range targets {
 				progress, stop := a.verifyProgress(s.Dir)
-				probs := repo.Verify(cmd.Context(), s.Dir, progress)
+				probs := repo.Verify(cmd.Context(), s.Dir, ids, progress)
 				stop()
 				if len(probs) == 0 {
 					fmt.Fprintf(w, "%s: OK\n", s.Name)
@@ -260,6 +266,7 @@ func (a *app) verifyCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
 	cmd.Flags().BoolVar(&all, "all", false, "verify every set")
+	cmd.Flags().StringArrayVar(&identities, "identity", nil, "age identity file: also decrypt encrypted artifacts and read them to their end")
 	a.varFlag(cmd)
 	return cmd
 }
@@ -355,4 +362,22 @@ func detailsOf(raw json.RawMessage) map[string]string {
 		}
 	}
 	return out
+}
+
+// loadIdentities reads age identity files (private keys).
+func loadIdentities(paths []string) ([]age.Identity, error) {
+	var out []age.Identity
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, exitf(2, "--identity: %v", err)
+		}
+		ids, err := age.ParseIdentities(f)
+		f.Close()
+		if err != nil {
+			return nil, exitf(2, "--identity %s: %v", p, err)
+		}
+		out = append(out, ids...)
+	}
+	return out, nil
 }

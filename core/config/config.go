@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -44,7 +45,9 @@ type Pipeline struct {
 	// Maintenance, when set, puts Moodle in maintenance mode while the
 	// database and files are copied.
 	Maintenance *Maintenance
-	ctx         *hcl.EvalContext
+	// Recipients, when set, encrypt every artifact (age).
+	Recipients []age.Recipient
+	ctx        *hcl.EvalContext
 }
 
 // DefaultTimeout bounds a run whose pipeline sets no timeout: a backup must

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -96,8 +97,19 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 			p.Maintenance = m
 			continue
 		}
+		if blk.Type == "encryption" {
+			if p.Recipients != nil {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate encryption block",
+					Detail: "A pipeline has at most one encryption block.", Subject: blk.DefRange().Ptr()})
+				continue
+			}
+			r, d := decodeEncryption(blk, ctx, filepath.Dir(file.Path))
+			diags = append(diags, d...)
+			p.Recipients = r
+			continue
+		}
 		if blk.Type != "stage" {
-			diags = append(diags, unsupported("block type", blk.Type, []string{"stage", "maintenance"}, blk.TypeRange))
+			diags = append(diags, unsupported("block type", blk.Type, []string{"stage", "maintenance", "encryption"}, blk.TypeRange))
 			continue
 		}
 		s, d := newStage(blk, p)
@@ -142,7 +154,9 @@ func loadLocation(name string) (*time.Location, error) {
 	return time.LoadLocation(name)
 }
 
-var stageKinds = []string{"dump", "archive", "checksum", "retain", "notify"}
+// Run order: the copy (dump, archive, checksum), commit, then retain, store
+// (off-site copies) and notify.
+var stageKinds = []string{"dump", "archive", "checksum", "retain", "store", "notify"}
 
 func kindIndex(k string) int { return slices.Index(stageKinds, k) }
 

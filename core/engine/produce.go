@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"filippo.io/age"
 	"fmt"
 	"github.com/dustin/go-humanize"
 	"io"
@@ -38,7 +39,7 @@ func (r *run) produce(ctx context.Context, s *Stage) error {
 }
 
 func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
-	file := fmt.Sprintf("%s_%s.%s%s", a.Name, r.name, a.Format, stream.Ext(s.Compression))
+	file := fmt.Sprintf("%s_%s.%s%s", a.Name, r.name, a.Format, stream.Ext(s.Compression, len(r.p.Recipients) > 0))
 	if strings.ContainsAny(file, "/\\") || strings.HasPrefix(file, ".") {
 		return fmt.Errorf("artifact name %q is not a plain file name", a.Name)
 	}
@@ -48,7 +49,7 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 		}
 	}
 	path := filepath.Join(r.staging, file)
-	sink, err := stream.NewSink(path, s.Compression)
+	sink, err := stream.NewSink(path, s.Compression, r.p.Recipients)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", file, err)
 	}
@@ -74,7 +75,7 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 		"duration", d.Round(time.Millisecond), "rate", rate(res.RawSize, d), "sha256", res.SHA256)
 	r.man.Artifacts = append(r.man.Artifacts, repo.Artifact{
 		Stage: s.Kind, Plugin: s.Plugin, Name: s.Name, ArtifactID: a.ID, File: file, Format: a.Format,
-		Compression: s.Compression, Size: res.Size, SHA256: res.SHA256, RawSize: res.RawSize,
+		Compression: s.Compression, Encryption: encryption(r.p.Recipients), Size: res.Size, SHA256: res.SHA256, RawSize: res.RawSize,
 		RawSHA256: res.RawSHA256, DurationMS: d.Milliseconds(), Details: reply.Details,
 	})
 	r.res.Report.Artifacts = append(r.res.Report.Artifacts, sdk.ArtifactReport{
@@ -182,4 +183,11 @@ func rate(n int64, d time.Duration) string {
 		return "-"
 	}
 	return humanize.IBytes(uint64(float64(n)/d.Seconds())) + "/s"
+}
+
+func encryption(recipients []age.Recipient) string {
+	if len(recipients) > 0 {
+		return "age"
+	}
+	return ""
 }

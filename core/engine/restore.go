@@ -100,7 +100,7 @@ func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, o
 		if err != nil {
 			return err
 		}
-		zr, err := stream.NewReader(f, a.Compression)
+		zr, err := stream.NewReader(f, a.Compression, a.Encryption == "age", e.Identities)
 		if err != nil {
 			f.Close()
 			return fmt.Errorf("%s: %w", a.File, err)

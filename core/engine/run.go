@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"filippo.io/age"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,6 +30,8 @@ type Engine struct {
 	Now     func() time.Time
 	// Progress draws progress bars; nil draws none.
 	Progress Progress
+	// Identities decrypt encrypted sets (restore only).
+	Identities []age.Identity
 }
 
 // Result is the outcome of one run.

@@ -62,6 +62,7 @@ type Artifact struct {
 	File        string          `json:"file"`
 	Format      string          `json:"format"`
 	Compression string          `json:"compression"`
+	Encryption  string          `json:"encryption,omitempty"` // "age" or none
 	Size        int64           `json:"size"`
 	SHA256      string          `json:"sha256"`
 	RawSize     int64           `json:"raw_size"`

@@ -7,25 +7,31 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
 	"runtime"
 
+	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 )
 
-// Ext is the file extension a compression adds.
-func Ext(compression string) string {
+// Ext is the file extension compression and encryption add.
+func Ext(compression string, encrypted bool) string {
+	ext := ""
 	switch compression {
 	case "gzip":
-		return ".gz"
+		ext = ".gz"
 	case "zstd":
-		return ".zst"
+		ext = ".zst"
 	}
-	return ""
+	if encrypted {
+		ext += ".age"
+	}
+	return ext
 }
 
 // Result describes a stored artifact.
@@ -60,23 +66,36 @@ type Sink struct {
 	buf    *bufio.Writer
 	stored *hashCounter
 	comp   io.WriteCloser // nil for "none"
+	enc    io.WriteCloser // nil without encryption
 	raw    *hashCounter
 }
 
 // bufSize is the write buffer in front of the file.
 const bufSize = 1 << 20
 
-// NewSink creates path (0600, must not exist) and a writer chain for it.
-func NewSink(path, compression string) (*Sink, error) {
+// NewSink creates path (0600, must not exist) and a writer chain for it:
+// raw bytes are compressed, then encrypted to the recipients when there are
+// any (age), then hashed and written: one pass, no second file.
+func NewSink(path, compression string, recipients []age.Recipient) (*Sink, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	s := &Sink{f: f, buf: bufio.NewWriterSize(f, bufSize)}
 	s.stored = newHashCounter(s.buf)
+	var under io.Writer = s.stored
+	if len(recipients) > 0 {
+		enc, err := age.Encrypt(s.stored, recipients...)
+		if err != nil {
+			s.Abort()
+			return nil, fmt.Errorf("encrypt: %w", err)
+		}
+		s.enc = enc
+		under = enc
+	}
 	switch compression {
 	case "gzip":
-		zw, err := pgzip.NewWriterLevel(s.stored, pgzip.DefaultCompression)
+		zw, err := pgzip.NewWriterLevel(under, pgzip.DefaultCompression)
 		if err == nil {
 			// 1 MiB blocks, two per core in flight: bounded memory, all cores busy.
 			err = zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0))
@@ -87,7 +106,7 @@ func NewSink(path, compression string) (*Sink, error) {
 		}
 		s.comp = zw
 	case "zstd":
-		zw, err := zstd.NewWriter(s.stored, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+		zw, err := zstd.NewWriter(under, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 		if err != nil {
 			s.Abort()
 			return nil, err
@@ -101,7 +120,7 @@ func NewSink(path, compression string) (*Sink, error) {
 	if s.comp != nil {
 		s.raw = newHashCounter(s.comp)
 	} else {
-		s.raw = newHashCounter(s.stored)
+		s.raw = newHashCounter(under)
 	}
 	return s, nil
 }
@@ -114,6 +133,11 @@ func (s *Sink) Close() (Result, error) {
 	if s.comp != nil {
 		if err := s.comp.Close(); err != nil {
 			return Result{}, fmt.Errorf("compress: %w", err)
+		}
+	}
+	if s.enc != nil {
+		if err := s.enc.Close(); err != nil {
+			return Result{}, fmt.Errorf("encrypt: %w", err)
 		}
 	}
 	if err := s.buf.Flush(); err != nil {
@@ -137,8 +161,23 @@ func (s *Sink) Abort() {
 	os.Remove(s.f.Name())
 }
 
-// NewReader decompresses a stored artifact.
-func NewReader(r io.Reader, compression string) (io.ReadCloser, error) {
+// ErrNoIdentity says an artifact is encrypted and no identity was given.
+var ErrNoIdentity = errors.New("the artifact is encrypted: give the age identity (--identity FILE)")
+
+// NewReader reads a stored artifact back: decrypted with the identities when
+// encrypted, then decompressed. A wrong identity fails here, at the header,
+// before a single byte is returned.
+func NewReader(r io.Reader, compression string, encrypted bool, identities []age.Identity) (io.ReadCloser, error) {
+	if encrypted {
+		if len(identities) == 0 {
+			return nil, ErrNoIdentity
+		}
+		d, err := age.Decrypt(r, identities...)
+		if err != nil {
+			return nil, fmt.Errorf("decrypt: %w", err)
+		}
+		r = d
+	}
 	switch compression {
 	case "gzip":
 		return pgzip.NewReader(r)

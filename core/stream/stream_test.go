@@ -51,8 +51,8 @@ func TestSinkRoundTrip(t *testing.T) {
 			t.Run(comp+"/"+sz.name, func(t *testing.T) {
 				size := sz.n
 				raw := data[:size]
-				path := filepath.Join(t.TempDir(), "moodle.sql"+stream.Ext(comp))
-				s, err := stream.NewSink(path, comp)
+				path := filepath.Join(t.TempDir(), "moodle.sql"+stream.Ext(comp, false))
+				s, err := stream.NewSink(path, comp, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -92,7 +92,7 @@ func TestSinkRoundTrip(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer f.Close()
-				r, err := stream.NewReader(f, comp)
+				r, err := stream.NewReader(f, comp, false, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -122,7 +122,7 @@ func TestSinkRoundTrip(t *testing.T) {
 
 func TestExt(t *testing.T) {
 	for comp, want := range map[string]string{"gzip": ".gz", "zstd": ".zst", "none": "", "": ""} {
-		if got := stream.Ext(comp); got != want {
+		if got := stream.Ext(comp, false); got != want {
 			t.Errorf("Ext(%q) = %q, want %q", comp, got, want)
 		}
 	}
@@ -132,7 +132,7 @@ func TestSinkAbort(t *testing.T) {
 	for _, comp := range []string{"gzip", "zstd", "none"} {
 		t.Run(comp, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "x")
-			s, err := stream.NewSink(path, comp)
+			s, err := stream.NewSink(path, comp, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,7 +153,7 @@ func TestNewSinkRefuses(t *testing.T) {
 	if err := os.WriteFile(existing, []byte("keep me"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.NewSink(existing, "gzip"); !os.IsExist(err) {
+	if _, err := stream.NewSink(existing, "gzip", nil); !os.IsExist(err) {
 		t.Errorf("NewSink over an existing file: err = %v, want exists", err)
 	}
 	if b, _ := os.ReadFile(existing); string(b) != "keep me" {
@@ -161,13 +161,13 @@ func TestNewSinkRefuses(t *testing.T) {
 	}
 
 	bad := filepath.Join(dir, "bad")
-	if _, err := stream.NewSink(bad, "bzip2"); err == nil || err.Error() != `unknown compression "bzip2"` {
+	if _, err := stream.NewSink(bad, "bzip2", nil); err == nil || err.Error() != `unknown compression "bzip2"` {
 		t.Errorf("NewSink(bzip2) = %v", err)
 	}
 	if _, err := os.Stat(bad); !os.IsNotExist(err) {
 		t.Error("an unknown compression left a file behind")
 	}
-	if _, err := stream.NewReader(strings.NewReader(""), "bzip2"); err == nil || err.Error() != `unknown compression "bzip2"` {
+	if _, err := stream.NewReader(strings.NewReader(""), "bzip2", false, nil); err == nil || err.Error() != `unknown compression "bzip2"` {
 		t.Errorf("NewReader(bzip2) = %v", err)
 	}
 }
@@ -176,7 +176,7 @@ func TestNewReaderRejectsCorruption(t *testing.T) {
 	for _, comp := range []string{"gzip", "zstd"} {
 		t.Run(comp, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "x")
-			s, err := stream.NewSink(path, comp)
+			s, err := stream.NewSink(path, comp, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -186,7 +186,7 @@ func TestNewReaderRejectsCorruption(t *testing.T) {
 			}
 			b, _ := os.ReadFile(path)
 			b[len(b)/2] ^= 0xff
-			r, err := stream.NewReader(bytes.NewReader(b), comp)
+			r, err := stream.NewReader(bytes.NewReader(b), comp, false, nil)
 			if err == nil {
 				_, err = io.ReadAll(r)
 			}
@@ -208,7 +208,7 @@ func BenchmarkSink(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				path := filepath.Join(dir, "bench")
-				s, err := stream.NewSink(path, comp)
+				s, err := stream.NewSink(path, comp, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
