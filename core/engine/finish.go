@@ -49,30 +49,43 @@ func (r *run) retain(ctx context.Context, stages []*Stage) {
 }
 
 // Retain asks a retain stage for its verdict on every set under root and
-// checks it: the newest complete set and the current one are never deleted,
-// nor anything incomplete, and a verdict deleting every complete set is
-// refused whole. It deletes nothing itself.
+// checks it (see decide). It deletes nothing itself.
 func Retain(ctx context.Context, s *Stage, root string, loc *time.Location, current string) ([]sdk.Decision, error) {
 	sets, err := repo.List(root, loc)
 	if err != nil {
 		return nil, fmt.Errorf("list sets: %w", err)
 	}
-	in := sdk.RetainInput{Current: current, Location: loc}
+	var infos []sdk.SetInfo
+	for _, st := range sets {
+		infos = append(infos, sdk.SetInfo{Name: st.Name, Time: st.Time, Complete: st.Complete})
+	}
+	return decide(ctx, s, infos, loc, current)
+}
+
+// decide gets a retain stage's verdict on sets (oldest first) and holds it to
+// the engine's own guarantees, whatever the plugin says: the newest complete
+// set and the current one are never deleted, nor anything incomplete, and a
+// verdict deleting every complete set is refused whole.
+func decide(ctx context.Context, s *Stage, sets []sdk.SetInfo, loc *time.Location, current string) ([]sdk.Decision, error) {
 	complete := map[string]bool{}
+	known := map[string]bool{}
 	newest := ""
 	for _, st := range sets {
-		in.Sets = append(in.Sets, sdk.SetInfo{Name: st.Name, Time: st.Time, Complete: st.Complete})
+		known[st.Name] = true
 		if st.Complete {
 			complete[st.Name] = true
-			newest = st.Name // List is oldest first
+			newest = st.Name
 		}
 	}
-	decisions, err := s.Client.Retain(ctx, s.Config, in)
+	decisions, err := s.Client.Retain(ctx, s.Config, sdk.RetainInput{Sets: sets, Current: current, Location: loc})
 	if err != nil {
 		return nil, err
 	}
 	deleting := 0
 	for i, d := range decisions {
+		if !known[d.Set] {
+			return decisions, fmt.Errorf("the policy named a set that does not exist: %q", d.Set)
+		}
 		if d.Keep {
 			continue
 		}
@@ -88,15 +101,6 @@ func Retain(ctx context.Context, s *Stage, root string, loc *time.Location, curr
 	}
 	if deleting > 0 && deleting >= len(complete) {
 		return decisions, fmt.Errorf("refusing the policy's verdict: it would delete all %d complete sets", deleting)
-	}
-	known := map[string]bool{}
-	for _, st := range sets {
-		known[st.Name] = true
-	}
-	for _, d := range decisions {
-		if !known[d.Set] {
-			return decisions, fmt.Errorf("the policy named a set that does not exist: %q", d.Set)
-		}
 	}
 	return decisions, nil
 }
