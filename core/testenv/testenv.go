@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +32,7 @@ import (
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
 )
 
 const (
@@ -126,6 +128,34 @@ func UniqueName(t testing.TB, prefix string) string {
 type MariaDB struct {
 	Container    string
 	RootPassword string
+	// Port is the port on 127.0.0.1 the server listens on through the
+	// engine's port publishing; 0 unless started by StartMariaDBPublished.
+	Port int
+}
+
+// mariadbPort is the server's port inside its container.
+const mariadbPort nat.Port = "3306/tcp"
+
+// publishedPort reads back the host port the engine chose for mariadbPort.
+func publishedPort(t testing.TB, cli *client.Client, name string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	ins, err := cli.ContainerInspect(ctx, name)
+	if err != nil {
+		t.Fatalf("testenv: inspect container %s: %v", name, err)
+	}
+	if ins.NetworkSettings != nil {
+		for _, b := range ins.NetworkSettings.Ports[mariadbPort] {
+			if b.HostIP == "127.0.0.1" {
+				if p, err := strconv.Atoi(b.HostPort); err == nil && p > 0 {
+					return p
+				}
+			}
+		}
+	}
+	t.Fatalf("testenv: container %s has no port published on 127.0.0.1 for %s", name, mariadbPort)
+	return 0
 }
 
 const mariadbScript = `set -e
@@ -140,15 +170,39 @@ exec mariadbd --user=root --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld.s
 // until root can run a query. Container and volume are removed at cleanup.
 func StartMariaDB(t testing.TB) *MariaDB {
 	t.Helper()
+	return startMariaDB(t, false)
+}
+
+// StartMariaDBPublished is StartMariaDB with the server's port 3306 also
+// published on 127.0.0.1, at a free port the engine picks (Port), for tests
+// of clients that connect over TCP from the host. Only loopback is
+// published: tests never reach a container by its bridge address.
+func StartMariaDBPublished(t testing.TB) *MariaDB {
+	t.Helper()
+	return startMariaDB(t, true)
+}
+
+func startMariaDB(t testing.TB, publish bool) *MariaDB {
+	t.Helper()
 	cli := Docker(t)
 	requireImage(t, cli)
 
 	name := UniqueName(t, "mbktest-db")
 	vol := name + "-data"
 	CreateVolume(t, vol)
-	startContainer(t, cli, name, []string{"sh", "-c", mariadbScript}, hostBinds(vol+":/var/lib/mysql"))
+	hc := &container.HostConfig{Binds: hostBinds(vol + ":/var/lib/mysql")}
+	var exposed nat.PortSet
+	if publish {
+		exposed = nat.PortSet{mariadbPort: {}}
+		// HostPort "" lets the engine choose, so parallel tests never collide.
+		hc.PortBindings = nat.PortMap{mariadbPort: {{HostIP: "127.0.0.1", HostPort: ""}}}
+	}
+	createAndStart(t, cli, name, []string{"sh", "-c", mariadbScript}, hc, exposed)
 
 	m := &MariaDB{Container: name}
+	if publish {
+		m.Port = publishedPort(t, cli, name)
+	}
 	deadline := time.Now().Add(readyTimeout)
 	var last string
 	for {
@@ -326,18 +380,26 @@ func execRun(ctx context.Context, cli *client.Client, ctr string, env []string, 
 // removal first so a failed start leaves nothing behind.
 func startContainer(t testing.TB, cli *client.Client, name string, cmd, binds []string) {
 	t.Helper()
+	createAndStart(t, cli, name, cmd, &container.HostConfig{Binds: binds}, nil)
+}
+
+// createAndStart is startContainer with a whole host configuration and the
+// ports the container exposes (nil: none).
+func createAndStart(t testing.TB, cli *client.Client, name string, cmd []string, hc *container.HostConfig, exposed nat.PortSet) {
+	t.Helper()
 	t.Cleanup(func() { removeContainer(t, cli, name) })
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
 	_, err := cli.ContainerCreate(ctx,
 		&container.Config{
-			Image:    Image,
-			Hostname: name,
-			Cmd:      cmd,
-			Env:      []string{"LANG=C.UTF-8"},
-			Labels:   map[string]string{Label: "1"},
+			Image:        Image,
+			Hostname:     name,
+			Cmd:          cmd,
+			Env:          []string{"LANG=C.UTF-8"},
+			Labels:       map[string]string{Label: "1"},
+			ExposedPorts: exposed,
 		},
-		&container.HostConfig{Binds: binds},
+		hc,
 		nil, nil, name)
 	if err != nil {
 		t.Fatalf("testenv: create container %s: %v", name, err)

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mbk-backup/mbk/core/docker"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
@@ -28,7 +27,7 @@ func (p *plugin) Plan(ctx context.Context, cfg sdk.Config) ([]sdk.Artifact, erro
 		}
 		defer ss.Close()
 		if names, err = ss.userDatabases(ctx); err != nil {
-			return nil, fmt.Errorf("list databases in container %q: %w", ss.name, err)
+			return nil, fmt.Errorf("list databases %s: %w", ss.at, err)
 		}
 	}
 	var out []sdk.Artifact
@@ -57,7 +56,7 @@ func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 	defer ss.Close()
 	d, err := p.dump(ctx, ss, s, name, w)
 	if err != nil {
-		return sdk.BackupResult{}, fmt.Errorf("dump database %q in container %q: %w", name, ss.name, err)
+		return sdk.BackupResult{}, fmt.Errorf("dump database %q %s: %w", name, ss.at, err)
 	}
 	m, err := d.toMap()
 	if err != nil {
@@ -84,7 +83,7 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 	d := details{
 		Flavour: srv.Flavour, ServerVersion: srv.Version, ServerComment: srv.Comment,
 		Client: ss.dump, ClientVersion: ss.clientVersion(ctx),
-		Container: ss.name, Database: name, Charset: db.Charset, Collation: db.Collation,
+		Container: ss.container, Address: ss.address, ClientContainer: ss.clientContainer, Database: name, Charset: db.Charset, Collation: db.Collation,
 		Views: len(db.Views), Routines: db.Routines, Triggers: db.Triggers, Events: db.Events,
 		DataBytes: db.DataBytes,
 	}
@@ -96,6 +95,7 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 	args := append([]string{ss.dump}, pre...)
 	args = append(args, dumpFlags(srv, s.User)...)
 	args = append(args, "--user="+s.User)
+	args = append(args, ss.conn...)
 	args = append(args, extra...)
 	args = append(args, "--", name)
 
@@ -105,14 +105,13 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 	out := &dumpSink{w: w, scan: scan, fail: cancel}
 	var stderr lines
 	client := path.Base(ss.dump)
-	p.log.Info("dump starting", "database", name, "container", ss.name, "client", ss.dump, "server", srv.Version)
+	p.log.Info("dump starting", "database", name, "where", ss.at, "client", ss.dump, "server", srv.Version)
 	start := time.Now()
-	code, err := ss.docker.Run(runCtx, docker.Exec{
-		Container: ss.id,
-		Cmd:       args,
-		Env:       ss.env,
-		Stdout:    out,
-		Stderr: func(l string) {
+	code, err := ss.run.run(runCtx, command{
+		args:   args,
+		env:    ss.env,
+		stdout: out,
+		stderr: func(l string) {
 			p.log.Warn(client+" said", "database", name, "line", stderr.add(l))
 		},
 	})
@@ -153,11 +152,12 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 // clientVersion is the dump client's own description of itself, for the
 // info file; "" when it would not say.
 func (ss *session) clientVersion(ctx context.Context) string {
-	out, err := ss.docker.Output(ctx, ss.id, nil, ss.dump, "--version")
-	if err != nil {
+	var out strings.Builder
+	code, err := ss.run.run(ctx, command{args: []string{ss.dump, "--version"}, stdout: &out})
+	if err != nil || code != 0 {
 		return ""
 	}
-	return strings.Join(strings.Fields(out), " ")
+	return strings.Join(strings.Fields(out.String()), " ")
 }
 
 // defaultsFirst splits off the option-file options, which the clients accept
@@ -185,9 +185,8 @@ func said(client, msg string) string {
 
 // dumpSink passes the dump to the core's writer, counts it and scans it on
 // the way. When the writer fails it cancels the dump (fail) and swallows the
-// rest: returning the error to the exec would stop reading the client's
-// output without stopping the client, which would then hang on a full pipe
-// inside the container.
+// rest: returning the error to the runner would stop reading the client's
+// output without stopping the client, which would then hang on a full pipe.
 type dumpSink struct {
 	w    io.Writer
 	scan *dumpScan

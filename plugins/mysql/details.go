@@ -5,32 +5,38 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"github.com/dustin/go-humanize"
+	"net"
 	"slices"
 	"strings"
+
+	"github.com/dustin/go-humanize"
 )
 
 // details is what a backup records about one database (manifest.json) and
 // what its restore is checked against.
 type details struct {
-	Flavour       string           `json:"flavour"`
-	ServerVersion string           `json:"server_version"`
-	ServerComment string           `json:"server_comment,omitempty"`
-	Client        string           `json:"client"`
-	ClientVersion string           `json:"client_version,omitempty"`
-	Container     string           `json:"container"`
-	Database      string           `json:"database"`
-	Charset       string           `json:"charset"`
-	Collation     string           `json:"collation"`
-	Tables        int              `json:"tables"`
-	Views         int              `json:"views"`
-	Routines      int              `json:"routines"`
-	Triggers      int              `json:"triggers"`
-	Events        int              `json:"events"`
-	Rows          map[string]int64 `json:"rows"`
-	TotalRows     int64            `json:"total_rows"`
-	DataBytes     int64            `json:"data_bytes"`
-	DumpSeconds   float64          `json:"dump_seconds"`
+	Flavour       string `json:"flavour"`
+	ServerVersion string `json:"server_version"`
+	ServerComment string `json:"server_comment,omitempty"`
+	Client        string `json:"client"`
+	ClientVersion string `json:"client_version,omitempty"`
+	// Container is where the server runs, or, over TCP, Address (host:port)
+	// and ClientContainer (where the clients ran, "" for mbk's machine).
+	Container       string           `json:"container,omitempty"`
+	Address         string           `json:"address,omitempty"`
+	ClientContainer string           `json:"client_container,omitempty"`
+	Database        string           `json:"database"`
+	Charset         string           `json:"charset"`
+	Collation       string           `json:"collation"`
+	Tables          int              `json:"tables"`
+	Views           int              `json:"views"`
+	Routines        int              `json:"routines"`
+	Triggers        int              `json:"triggers"`
+	Events          int              `json:"events"`
+	Rows            map[string]int64 `json:"rows"`
+	TotalRows       int64            `json:"total_rows"`
+	DataBytes       int64            `json:"data_bytes"`
+	DumpSeconds     float64          `json:"dump_seconds"`
 	// Skipped lists base tables the server had but the dump left out
 	// (e.g. --ignore-table in extra_args).
 	Skipped []string `json:"skipped_tables,omitempty"`
@@ -75,7 +81,7 @@ func (d details) infoText() string {
 		fmt.Fprintf(&b, "  %-16s %s\n", label+":", fmt.Sprintf(format, args...))
 	}
 	fmt.Fprintf(&b, "Database %q\n", d.Database)
-	line("Server", "%s %s (%s) in container %q", d.Flavour, d.ServerVersion, d.ServerComment, d.Container)
+	line("Server", "%s %s (%s) %s", d.Flavour, d.ServerVersion, d.ServerComment, d.place())
 	line("Dump client", "%s", cmp.Or(d.ClientVersion, d.Client))
 	line("Character set", "%s, collation %s", d.Charset, d.Collation)
 	line("Tables", "%d (and %d views, %d routines, %d triggers, %d events)", d.Tables, d.Views, d.Routines, d.Triggers, d.Events)
@@ -89,8 +95,35 @@ func (d details) infoText() string {
 		line("Largest tables", "%s", strings.Join(big, ", "))
 	}
 	fmt.Fprintf(&b, "  To restore by hand: CREATE DATABASE %s CHARACTER SET %s COLLATE %s;\n", quoteIdent(d.Database), d.Charset, d.Collation)
-	fmt.Fprintf(&b, "    then: gunzip -c %s_<timestamp>.sql.gz | docker exec -i %s %s -u <user> %s\n", d.Database, d.Container, sqlClientFor(d.Client), d.Database)
+	fmt.Fprintf(&b, "    then: gunzip -c %s_<timestamp>.sql.gz | %s -u <user> %s\n", d.Database, d.restoreCommand(), d.Database)
 	return b.String()
+}
+
+// place says where the server was, as the info file tells it.
+func (d details) place() string {
+	switch {
+	case d.Address == "":
+		return fmt.Sprintf("in container %q", d.Container)
+	case d.ClientContainer != "":
+		return fmt.Sprintf("at %s (clients run in container %q)", d.Address, d.ClientContainer)
+	}
+	return "at " + d.Address + " (clients run on mbk's host)"
+}
+
+// restoreCommand is the SQL client's command line a person would load the
+// dump with, without user and database.
+func (d details) restoreCommand() string {
+	sql := sqlClientFor(d.Client)
+	if d.Address == "" {
+		return fmt.Sprintf("docker exec -i %s %s", d.Container, sql)
+	}
+	host, port, _ := net.SplitHostPort(d.Address)
+	cmd := fmt.Sprintf("%s --host=%s --port=%s --protocol=TCP", sql, host, port)
+	if d.ClientContainer != "" {
+		return fmt.Sprintf("docker exec -i %s %s", d.ClientContainer, cmd)
+	}
+	// -p asks on the terminal; the dump comes through stdin.
+	return cmd + " -p"
 }
 
 func sqlClientFor(dumpClient string) string {

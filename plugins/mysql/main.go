@@ -1,6 +1,7 @@
 // Command mbk-plugin-mysql is mbk's "dump" stage for MySQL and MariaDB: it runs
 // mariadb-dump or mysqldump inside the database container through the Docker
-// exec API, streams the SQL to the core, and restores it the same way.
+// exec API, or on mbk's machine against a server reached over TCP, streams
+// the SQL to the core, and restores it the same way (settings.go says how).
 package main
 
 import (
@@ -31,6 +32,6 @@ func (p *plugin) Describe() sdk.Info {
 		Name:        "mysql",
 		Version:     version,
 		Kinds:       []string{sdk.KindDump},
-		Description: "Dumps MySQL/MariaDB databases with mariadb-dump or mysqldump run inside their container, and restores them.",
+		Description: "Dumps MySQL/MariaDB databases with mariadb-dump or mysqldump, run inside their container or against host:port over TCP, and restores them.",
 	}
 }

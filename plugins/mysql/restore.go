@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mbk-backup/mbk/core/docker"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
@@ -53,7 +52,7 @@ func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 	defer ss.Close()
 	summary, err := p.restore(ctx, ss, req.Options, d, recorded, target, r)
 	if err != nil {
-		return sdk.RestoreResult{}, fmt.Errorf("restore database %q in container %q: %w", target, ss.name, err)
+		return sdk.RestoreResult{}, fmt.Errorf("restore database %q %s: %w", target, ss.at, err)
 	}
 	return sdk.RestoreResult{Summary: summary}, nil
 }
@@ -85,13 +84,12 @@ func (p *plugin) restore(ctx context.Context, ss *session, opts map[string]strin
 
 	var stderr lines
 	client := path.Base(ss.sql)
-	p.log.Info("restore starting", "database", target, "container", ss.name, "client", ss.sql)
-	code, err := ss.docker.Run(ctx, docker.Exec{
-		Container: ss.id,
-		Cmd:       ss.sqlCmd("--database=" + target),
-		Env:       ss.env,
-		Stdin:     r,
-		Stderr: func(l string) {
+	p.log.Info("restore starting", "database", target, "where", ss.at, "client", ss.sql)
+	code, err := ss.run.run(ctx, command{
+		args:  ss.sqlCmd("--database=" + target),
+		env:   ss.env,
+		stdin: r,
+		stderr: func(l string) {
 			p.log.Warn(client+" said", "database", target, "line", stderr.add(l))
 		},
 	})

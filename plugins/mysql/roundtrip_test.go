@@ -83,6 +83,10 @@ CREATE EVENT mdl_cleanup ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00'
 `
 }
 
+// roundTripRows are the row counts of roundTripSchema's tables, as a dump
+// must record them (mdl_log's six come from the trigger).
+var roundTripRows = map[string]int64{"mdl_log": 6, "mdl_text": 6, "mdl_blob": 3, "mdl_num": 5, "mdl weird`name (x)": 2, "mdl_empty": 0}
+
 // objects are the stored programs the test compares by SHOW CREATE.
 var objects = []struct{ kind, name string }{
 	{"VIEW", "mdl_view"},
@@ -110,7 +114,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("details: ok=%v err=%v (%v)", ok, err, res.Details)
 	}
-	wantRows := map[string]int64{"mdl_log": 6, "mdl_text": 6, "mdl_blob": 3, "mdl_num": 5, "mdl weird`name (x)": 2, "mdl_empty": 0}
+	wantRows := roundTripRows
 	if !maps.Equal(d.Rows, wantRows) || d.Tables != len(wantRows) || d.TotalRows != 22 {
 		t.Errorf("details rows %v (tables %d, total %d), want %v", d.Rows, d.Tables, d.TotalRows, wantRows)
 	}

@@ -4,53 +4,71 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/mbk-backup/mbk/core/docker"
 )
 
-// session is one conversation with a database container: the container is
-// found and running, and the client programs inside it are known.
+// session is one conversation with a database server: where its clients
+// run is settled, and which of them are there is known.
 type session struct {
-	docker *docker.Client
-	id     string // container ID, for execs
-	name   string // container name, for messages
-	user   string
-	env    []string
-	// present lists the candidate programs found in the container.
+	run runner
+	// at says where the server is, for messages: `in container "db"` or
+	// `at 127.0.0.1:3306`.
+	at   string
+	user string
+	env  []string
+	// conn are the client options that reach a server over TCP; none when
+	// the clients run in the server's container and use its socket.
+	conn []string
+	// container is the server's container; address (host:port) and
+	// clientContainer are set instead for a server reached over TCP.
+	container, address, clientContainer string
+	// present lists the candidate programs found.
 	present map[string]bool
 	dump    string // "" when no dump client was found
 	sql     string // "" when no SQL client was found
 }
 
-// open finds the container, which must be running, and probes its clients.
-// The caller closes the session.
+// open settles where the clients run, which for a container means finding
+// it running, and probes them. The caller closes the session.
 func open(ctx context.Context, s settings) (*session, error) {
-	dc, err := docker.New()
-	if err != nil {
-		return nil, err
+	ss := &session{user: s.User, env: s.env()}
+	if s.Host != "" {
+		port := strconv.Itoa(s.port())
+		ss.address = net.JoinHostPort(s.Host, port)
+		ss.at = "at " + ss.address
+		ss.conn = []string{"--host=" + s.Host, "--port=" + port, "--protocol=TCP"}
+		ss.run = hostRunner{}
+		if s.ClientContainer != "" {
+			r, err := openContainer(ctx, docker.Target{Container: s.ClientContainer})
+			if err != nil {
+				return nil, err
+			}
+			ss.run, ss.clientContainer = r, r.name
+			ss.at += fmt.Sprintf(" through container %q", r.name)
+		}
+	} else {
+		r, err := openContainer(ctx, s.target())
+		if err != nil {
+			return nil, err
+		}
+		ss.run, ss.container, ss.at = r, r.name, fmt.Sprintf("in container %q", r.name)
 	}
-	info, err := dc.FindRunning(ctx, s.target())
-	if err != nil {
-		dc.Close()
-		return nil, err
-	}
-	ss := &session{
-		docker: dc,
-		id:     info.ID,
-		name:   strings.TrimPrefix(info.Name, "/"),
-		user:   s.User,
-		env:    s.env(),
-	}
+
 	dumps := []string{"mariadb-dump", "mysqldump"}
 	if s.Client != "" {
 		dumps = []string{s.Client}
 	}
-	if err := ss.probe(ctx, append(dumps, "mariadb", "mysql")); err != nil {
+	present, err := ss.run.look(ctx, append(dumps, "mariadb", "mysql"))
+	if err != nil {
 		ss.Close()
 		return nil, err
 	}
+	ss.present = present
 	for _, c := range dumps {
 		if ss.present[c] {
 			ss.dump = c
@@ -72,45 +90,29 @@ func open(ctx context.Context, s settings) (*session, error) {
 	return ss, nil
 }
 
-func (ss *session) Close() { ss.docker.Close() }
+func (ss *session) Close() { ss.run.Close() }
 
-// probe asks the container's shell which of the programs exist, in one exec.
-func (ss *session) probe(ctx context.Context, programs []string) error {
-	script := `for c do command -v "$c" >/dev/null 2>&1 && printf '%s\n' "$c"; done; exit 0`
-	out, err := ss.docker.Output(ctx, ss.id, nil, append([]string{"sh", "-c", script, "sh"}, programs...)...)
-	if err != nil {
-		return fmt.Errorf("look for the database clients in container %q: %w", ss.name, err)
-	}
-	ss.present = map[string]bool{}
-	for _, l := range strings.Split(out, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			ss.present[l] = true
-		}
-	}
-	return nil
-}
-
-// needDump fails when the container has no dump client.
+// needDump fails when no dump client was found.
 func (ss *session) needDump(configured string) error {
 	if ss.dump != "" {
 		return nil
 	}
 	if configured != "" {
-		return fmt.Errorf("dump client %q not found in container %q", configured, ss.name)
+		return fmt.Errorf("dump client %q not found %s", configured, ss.run.where())
 	}
-	return fmt.Errorf("neither mariadb-dump nor mysqldump found in container %q", ss.name)
+	return fmt.Errorf("neither mariadb-dump nor mysqldump found %s", ss.run.where())
 }
 
-// needSQL fails when the container has no SQL client.
+// needSQL fails when no SQL client was found.
 func (ss *session) needSQL() error {
 	if ss.sql == "" {
-		return fmt.Errorf("neither mariadb nor mysql client found in container %q", ss.name)
+		return fmt.Errorf("neither mariadb nor mysql client found %s", ss.run.where())
 	}
 	return nil
 }
 
 // query runs SQL (sent on stdin, so nothing of it shows in a process list)
-// through the SQL client inside the container and returns the result rows.
+// through the SQL client and returns the result rows.
 // NULL comes back as the string "NULL", as the client prints it.
 func (ss *session) query(ctx context.Context, sql string) ([][]string, error) {
 	if err := ss.needSQL(); err != nil {
@@ -118,13 +120,12 @@ func (ss *session) query(ctx context.Context, sql string) ([][]string, error) {
 	}
 	var out bytes.Buffer
 	var stderr lines
-	code, err := ss.docker.Run(ctx, docker.Exec{
-		Container: ss.id,
-		Cmd:       ss.sqlCmd("--batch", "--skip-column-names"),
-		Env:       ss.env,
-		Stdin:     strings.NewReader(sql),
-		Stdout:    &out,
-		Stderr:    func(l string) { stderr.add(l) },
+	code, err := ss.run.run(ctx, command{
+		args:   ss.sqlCmd("--batch", "--skip-column-names"),
+		env:    ss.env,
+		stdin:  strings.NewReader(sql),
+		stdout: &out,
+		stderr: func(l string) { stderr.add(l) },
 	})
 	if err != nil {
 		return nil, err
@@ -156,6 +157,7 @@ func (ss *session) sqlCmd(args ...string) []string {
 		cmd = append(cmd, "--loose-skip-print-query-on-error")
 	}
 	cmd = append(cmd, "--user="+ss.user, "--default-character-set=utf8mb4")
+	cmd = append(cmd, ss.conn...)
 	return append(cmd, args...)
 }
 

@@ -1,8 +1,50 @@
+// Settings of a mysql dump stage.
+//
+// Where the server is (exactly one of container, compose_project +
+// compose_service, host):
+//
+//	container                          name or ID of the server's container; the clients run
+//	                                   inside it through the Docker exec API and use its socket
+//	compose_project + compose_service  the same, found by Docker Compose's labels
+//	host + port                        a server reached over TCP (port defaults to 3306); the
+//	                                   clients run on mbk's machine, from its PATH, connecting
+//	                                   with --host --port --protocol=TCP
+//	client_container                   with host only: run the clients inside this container
+//	                                   instead (a sidecar that has them, or the server's own
+//	                                   container); host and port are then as it sees them
+//
+// What to dump (exactly one of):
+//
+//	database       one database
+//	databases      several, one artifact each
+//	all_databases  every database but information_schema, performance_schema, sys, mysql
+//
+// How:
+//
+//	user        database user (default root)
+//	password    sensitive; reaches the client only as MYSQL_PWD in its environment (the exec's,
+//	            or the child process's on mbk's machine), never in its arguments. Without it an
+//	            option file (~/.my.cnf where the client runs) may supply one; on mbk's machine
+//	            a MYSQL_PWD mbk itself inherited is not passed on.
+//	extra_args  more options for the dump client; those that would break the stream, its
+//	            trailer or the choice of databases are refused, and over TCP so are those that
+//	            pick another server (--host, --port, --socket, --protocol)
+//	client      the dump program; default: the first of mariadb-dump, mysqldump found where
+//	            the clients run. The SQL client (queries, restore) is mariadb or mysql.
+//
+// On mbk's machine each client runs in a process group of its own; when the
+// run is cancelled the group gets SIGTERM, then SIGKILL after a grace period,
+// as the exec path does inside a container. TLS has no setting yet: options
+// in an option file's [client] group (~/.my.cnf where the clients run) reach
+// both clients, whereas extra_args reach only the dump client, not the SQL
+// client that runs the queries and the restore.
+
 package main
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 
@@ -14,17 +56,23 @@ import (
 
 // settings is the decoded stage body.
 type settings struct {
-	Container      string   `cty:"container"`
-	ComposeProject string   `cty:"compose_project"`
-	ComposeService string   `cty:"compose_service"`
-	Database       string   `cty:"database"`
-	Databases      []string `cty:"databases"`
-	AllDatabases   bool     `cty:"all_databases"`
-	User           string   `cty:"user"`
-	Password       string   `cty:"password"`
-	ExtraArgs      []string `cty:"extra_args"`
-	Client         string   `cty:"client"`
+	Container       string   `cty:"container"`
+	ComposeProject  string   `cty:"compose_project"`
+	ComposeService  string   `cty:"compose_service"`
+	Host            string   `cty:"host"`
+	Port            *int     `cty:"port"` // nil: defaultPort; a pointer so that a port without a host is caught
+	ClientContainer string   `cty:"client_container"`
+	Database        string   `cty:"database"`
+	Databases       []string `cty:"databases"`
+	AllDatabases    bool     `cty:"all_databases"`
+	User            string   `cty:"user"`
+	Password        string   `cty:"password"`
+	ExtraArgs       []string `cty:"extra_args"`
+	Client          string   `cty:"client"`
 }
+
+// defaultPort is the server's port when host is set and port is not.
+const defaultPort = 3306
 
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
 	{Name: "container", Type: cty.String,
@@ -33,6 +81,12 @@ var schema = sdk.Schema{Attributes: []sdk.Attribute{
 		Description: "Docker Compose project of the database container (with compose_service)."},
 	{Name: "compose_service", Type: cty.String,
 		Description: "Docker Compose service of the database container (with compose_project)."},
+	{Name: "host", Type: cty.String,
+		Description: "Host name or IP address of a database server reached over TCP, instead of container or compose_project + compose_service. The clients then run on mbk's machine (from its PATH), or in client_container."},
+	{Name: "port", Type: cty.Number,
+		Description: "TCP port of the server at host. Default: 3306."},
+	{Name: "client_container", Type: cty.String,
+		Description: "With host: run the clients inside this container (through the Docker exec API) instead of on mbk's machine; host and port are then as that container sees them."},
 	{Name: "database", Type: cty.String,
 		Description: "The database to dump. Use exactly one of database, databases, all_databases."},
 	{Name: "databases", Type: cty.List(cty.String),
@@ -42,11 +96,11 @@ var schema = sdk.Schema{Attributes: []sdk.Attribute{
 	{Name: "user", Type: cty.String, Default: cty.StringVal("root"),
 		Description: "Database user the dump runs as."},
 	{Name: "password", Type: cty.String, Sensitive: true,
-		Description: "Password of user. It reaches the client only as MYSQL_PWD in the exec's environment, never on a command line. Leave it out to use an option file inside the container."},
+		Description: "Password of user. It reaches the client only as MYSQL_PWD in its environment, never on a command line. Leave it out to use an option file (~/.my.cnf) where the client runs."},
 	{Name: "extra_args", Type: cty.List(cty.String),
 		Description: "More options for the dump client (not for the SQL client), e.g. [\"--ignore-table=moodle.mdl_cache\"]. Passwords are refused here."},
 	{Name: "client", Type: cty.String,
-		Description: "Dump program inside the container: \"mariadb-dump\" or \"mysqldump\" (or a path). Default: the first of mariadb-dump, mysqldump found there."},
+		Description: "Dump program: \"mariadb-dump\" or \"mysqldump\" (or a path), where the clients run. Default: the first of mariadb-dump, mysqldump found there."},
 }}
 
 func (p *plugin) Schema(kind string) (sdk.Schema, error) {
@@ -67,12 +121,20 @@ func decodeSettings(cfg sdk.Config) (settings, error) {
 	return s, nil
 }
 
+// port is the server's TCP port when host is set.
+func (s settings) port() int {
+	if s.Port == nil {
+		return defaultPort
+	}
+	return *s.Port
+}
+
 func (s settings) target() docker.Target {
 	return docker.Target{Container: s.Container, ComposeProject: s.ComposeProject, ComposeService: s.ComposeService}
 }
 
-// env is the exec environment. With no password configured MYSQL_PWD stays
-// unset, so an option file inside the container (~/.my.cnf) can supply one.
+// env is added to the clients' environment. With no password configured
+// MYSQL_PWD stays unset, so an option file (~/.my.cnf) can supply one.
 func (s settings) env() []string {
 	if s.Password == "" {
 		return nil
@@ -100,15 +162,18 @@ func (s settings) validate() sdk.Diagnostics {
 	var ds sdk.Diagnostics
 	compose := s.ComposeProject != "" || s.ComposeService != ""
 	switch {
+	case s.Host != "" && (s.Container != "" || compose):
+		ds = append(ds, sdk.Errorf("host", "set either host (and port) or container / compose_project + compose_service, not both; to run the clients in a container next to a TCP server, use client_container"))
 	case s.Container != "" && compose:
 		ds = append(ds, sdk.Errorf("container", "set either container or compose_project + compose_service, not both"))
-	case s.Container == "" && !compose:
-		ds = append(ds, sdk.Errorf("container", "say where the database server runs: container, or compose_project + compose_service"))
+	case s.Container == "" && !compose && s.Host == "":
+		ds = append(ds, sdk.Errorf("container", "say where the database server runs: container, compose_project + compose_service, or host (and port)"))
 	case compose && s.ComposeProject == "":
 		ds = append(ds, sdk.Errorf("compose_project", "compose_service needs compose_project too"))
 	case compose && s.ComposeService == "":
 		ds = append(ds, sdk.Errorf("compose_service", "compose_project needs compose_service too"))
 	}
+	ds = append(ds, s.validateTCP()...)
 
 	n := 0
 	if s.Database != "" {
@@ -146,11 +211,64 @@ func (s settings) validate() sdk.Diagnostics {
 			Summary: fmt.Sprintf("client %q is neither mariadb-dump nor mysqldump; mbk will run it with mysqldump's options", s.Client)})
 	}
 	for _, a := range s.ExtraArgs {
-		if why := refusedArg(a); why != "" {
+		why := refusedArg(a)
+		if why == "" && s.Host != "" {
+			why = refusedOverTCP(a)
+		}
+		if why != "" {
 			ds = append(ds, sdk.Errorf("extra_args", "extra_args: %s", why))
 		}
 	}
 	return ds
+}
+
+// validateTCP checks host, port and client_container.
+func (s settings) validateTCP() sdk.Diagnostics {
+	var ds sdk.Diagnostics
+	if s.Host == "" {
+		if s.Port != nil {
+			ds = append(ds, sdk.Errorf("port", "port needs host"))
+		}
+		if s.ClientContainer != "" {
+			ds = append(ds, sdk.Errorf("client_container", "client_container needs host: it runs the clients that connect to host and port"))
+		}
+		return ds
+	}
+	switch {
+	// An IPv6 address holds colons too, but parses as an IP.
+	case strings.Contains(s.Host, ":") && net.ParseIP(s.Host) == nil:
+		ds = append(ds, sdk.Errorf("host", "host %q is not a host name or an IP address; put the port in port", s.Host))
+	case strings.ContainsAny(s.Host, " \t\n/"):
+		ds = append(ds, sdk.Errorf("host", "host %q is not a host name or an IP address", s.Host))
+	}
+	if p := s.port(); p < 1 || p > 65535 {
+		ds = append(ds, sdk.Errorf("port", "port %d is not a TCP port (1 to 65535)", p))
+	}
+	return ds
+}
+
+// refusedOverTCP says why an option cannot be passed through when host and
+// port say where the server is, or "": the option would send the dump
+// elsewhere than the queries, the restore and the details say.
+func refusedOverTCP(arg string) string {
+	if len(arg) >= 2 && arg[0] == '-' && arg[1] != '-' {
+		switch arg[1] {
+		case 'h', 'P', 'S':
+			return fmt.Sprintf("%s changes which server is dumped; set host and port instead", arg[:2])
+		}
+		return ""
+	}
+	if !strings.HasPrefix(arg, "--") {
+		return ""
+	}
+	name, _, _ := strings.Cut(arg[2:], "=")
+	name = strings.TrimPrefix(strings.ReplaceAll(strings.ToLower(name), "_", "-"), "loose-")
+	for _, o := range []string{"host", "port", "socket", "protocol"} {
+		if len(name) >= 2 && strings.HasPrefix(o, name) {
+			return fmt.Sprintf("--%s changes which server is dumped; set host and port instead", name)
+		}
+	}
+	return ""
 }
 
 // refusedArg says why a dump option cannot be passed through, or "". The
@@ -167,7 +285,7 @@ func refusedArg(arg string) string {
 		case 'p':
 			return "a password option (-p) is not allowed: set password, which reaches the client only through its environment"
 		case 'r', 'T':
-			return fmt.Sprintf("%s would write the dump to files inside the container instead of the stream", arg[:2])
+			return fmt.Sprintf("%s would write the dump to files where the client runs instead of the stream", arg[:2])
 		case 'X':
 			return "-X (XML output) is not SQL"
 		case 'A', 'B':
@@ -185,7 +303,7 @@ func refusedArg(arg string) string {
 	case prefixOf("password"):
 		return "a password option (--password) is not allowed: set password, which reaches the client only through its environment"
 	case prefixOf("result-file"), prefixOf("tab"):
-		return fmt.Sprintf("--%s would write the dump to files inside the container instead of the stream", name)
+		return fmt.Sprintf("--%s would write the dump to files where the client runs instead of the stream", name)
 	case prefixOf("xml"):
 		return "--xml output is not SQL"
 	case prefixOf("databases"), prefixOf("all-databases"):
