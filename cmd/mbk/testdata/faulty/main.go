@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"time"
 
@@ -19,20 +20,59 @@ import (
 type faulty struct{ log hclog.Logger }
 
 type settings struct {
-	Mode string `cty:"mode"`
-	Size int64  `cty:"size"`
+	Mode    string  `cty:"mode"`
+	Size    int64   `cty:"size"`
+	Seconds float64 `cty:"seconds"`
+	Gate    string  `cty:"gate"`
+	PIDFile string  `cty:"pidfile"`
 }
 
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "mode", Type: cty.String, Required: true, Description: "ok, crash, hang, error"},
+	{Name: "mode", Type: cty.String, Required: true, Description: "ok, crash, hang, hang-child, error, slow"},
 	{Name: "size", Type: cty.Number, Default: cty.NumberIntVal(1 << 20)},
+	{Name: "seconds", Type: cty.Number, Default: cty.NumberIntVal(0), Description: "slow: spread the bytes over this many seconds"},
+	{Name: "gate", Type: cty.String, Default: cty.StringVal(""), Description: "slow: after half the bytes, wait until this file exists"},
+	{Name: "pidfile", Type: cty.String, Default: cty.StringVal(""), Description: "hang-child: write the child's PID here"},
+}}
+
+// retainSchema: the faulty retention policy, a liar the engine must not obey.
+var retainSchema = sdk.Schema{Attributes: []sdk.Attribute{
+	{Name: "mode", Type: cty.String, Required: true, Description: "delete-all: a verdict deleting every set; delete-all-but-newest: every set but the newest complete one, incomplete ones too"},
 }}
 
 func (f *faulty) Describe() sdk.Info {
-	return sdk.Info{Name: "faulty", Version: "0.0.1", Kinds: []string{sdk.KindDump}}
+	return sdk.Info{Name: "faulty", Version: "0.0.1", Kinds: []string{sdk.KindDump, sdk.KindRetain}}
 }
 
-func (f *faulty) Schema(string) (sdk.Schema, error) { return schema, nil }
+func (f *faulty) Schema(kind string) (sdk.Schema, error) {
+	if kind == sdk.KindRetain {
+		return retainSchema, nil
+	}
+	return schema, nil
+}
+
+// Decide returns the verdict its mode asks for, whatever the sets are: the
+// engine has to check it before deleting anything.
+func (f *faulty) Decide(_ context.Context, cfg sdk.Config, in sdk.RetainInput) ([]sdk.Decision, error) {
+	var s struct {
+		Mode string `cty:"mode"`
+	}
+	if err := cfg.Decode(&s); err != nil {
+		return nil, err
+	}
+	newest := -1
+	for i, set := range in.Sets {
+		if set.Complete && (newest < 0 || set.Time.After(in.Sets[newest].Time)) {
+			newest = i
+		}
+	}
+	var out []sdk.Decision
+	for i, set := range in.Sets {
+		keep := s.Mode == "delete-all-but-newest" && i == newest
+		out = append(out, sdk.Decision{Set: set.Name, Keep: keep, Reasons: []string{"faulty " + s.Mode}})
+	}
+	return out, nil
+}
 
 func (f *faulty) Plan(context.Context, sdk.Config) ([]sdk.Artifact, error) {
 	return []sdk.Artifact{{ID: "0", Name: "faulty", Format: "bin"}}, nil
@@ -66,14 +106,68 @@ func (f *faulty) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 		_ = write(s.Size / 2)
 		f.log.Info("hanging on purpose, ignoring cancellation")
 		time.Sleep(time.Hour)
+	case "hang-child":
+		// A plugin that started a process of its own and then hangs: when
+		// mbk gives up on it, the child must not be left running.
+		_ = write(s.Size / 2)
+		child := exec.Command("sleep", "1000")
+		if err := child.Start(); err != nil {
+			return sdk.BackupResult{}, err
+		}
+		if s.PIDFile != "" {
+			_ = os.WriteFile(s.PIDFile, []byte(strconv.Itoa(child.Process.Pid)), 0o600)
+		}
+		f.log.Info("hanging on purpose with a child, ignoring cancellation", "child", child.Process.Pid)
+		time.Sleep(time.Hour)
 	case "error":
 		_ = write(s.Size / 2)
 		return sdk.BackupResult{}, errors.New("disk on fire")
+	case "slow":
+		if err := f.slow(ctx, s, write); err != nil {
+			return sdk.BackupResult{}, err
+		}
+		return sdk.BackupResult{Details: map[string]any{"mode": s.Mode}, InfoFile: "FAULTY_INFO.txt", InfoText: "slow but good\n"}, nil
 	}
 	if err := write(s.Size); err != nil {
 		return sdk.BackupResult{}, err
 	}
 	return sdk.BackupResult{Details: map[string]any{"mode": s.Mode}, InfoFile: "FAULTY_INFO.txt", InfoText: "all good\n"}, nil
+}
+
+// slow writes the bytes in ten pieces spread over the given seconds and,
+// with a gate, stops halfway until the gate file exists, so a test decides
+// when the run ends. It stops when ctx ends, as a well-behaved plugin must.
+func (f *faulty) slow(ctx context.Context, s settings, write func(int64) error) error {
+	const pieces = 10
+	pause := time.Duration(s.Seconds * float64(time.Second) / pieces)
+	for i := int64(0); i < pieces; i++ {
+		if i == pieces/2 && s.Gate != "" {
+			f.log.Info("waiting at the gate", "gate", s.Gate)
+			for {
+				if _, err := os.Stat(s.Gate); err == nil {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+		n := s.Size / pieces
+		if i == pieces-1 {
+			n = s.Size - n*(pieces-1)
+		}
+		if err := write(n); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+	return nil
 }
 
 func (f *faulty) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reader) (sdk.RestoreResult, error) {
