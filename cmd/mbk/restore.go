@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -39,7 +37,7 @@ without --yes it refuses). It never starts from an incomplete or corrupt set.
 Targets default to where the backup came from.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			if f.only != "" && f.only != engine.OnlyDB && f.only != engine.OnlyFiles {
 				return exitf(2, "--only takes db or files, not %q", f.only)

@@ -76,7 +76,7 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 	}
 	p.Location = loc
 	if p.Schedule != "" {
-		sched, err := parseSchedule(p.Schedule)
+		sched, err := ParseSchedule(p.Schedule)
 		if err != nil {
 			diags = append(diags, attrError(body.Attributes["schedule"], fmt.Sprintf("schedule %q is not a cron expression: %s. Use five fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\", or @daily.", p.Schedule, err)))
 		} else {
@@ -132,10 +132,10 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 	return p, diags
 }
 
-// parseSchedule parses a cron expression without letting robfig/cron panic
+// ParseSchedule parses a cron expression without letting robfig/cron panic
 // (it does on "TZ=Zone" with no fields). A TZ= prefix is refused: the
 // pipeline's timezone attribute is the one place a timezone is set.
-func parseSchedule(s string) (sched cron.Schedule, err error) {
+func ParseSchedule(s string) (sched cron.Schedule, err error) {
 	if strings.HasPrefix(s, "TZ=") || strings.HasPrefix(s, "CRON_TZ=") {
 		return nil, errors.New("a TZ= prefix is not allowed; set the pipeline's timezone attribute")
 	}

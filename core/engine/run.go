@@ -242,8 +242,13 @@ func (r *run) stage(ctx context.Context, s *Stage, fn func(context.Context) erro
 		// A plugin past its deadline may not stop by itself: stop it, and
 		// with it the processes it started.
 		r.e.Host.Kill(s.Plugin)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			err = fmt.Errorf("timed out after %s: %w", time.Since(t0).Round(time.Second), err)
+		case cause != nil && cause != context.Canceled:
+			// Say why (a signal, the daemon's grace period), not just
+			// "context canceled".
+			err = fmt.Errorf("%w (cancelled: %v)", err, cause)
 		}
 	}
 	d := time.Since(t0)

@@ -193,7 +193,10 @@ func (h *Host) start(ctx context.Context, f Found) (*running, error) {
 	// would keep a dump running and a database snapshot open. SIGTERM, not
 	// SIGKILL, so the SDK can cancel its calls and stop what they started
 	// (a dump inside a container survives its client's disconnection).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	// Its own process group: a signal for mbk's group (Ctrl-C, systemd's
+	// stop, timeout(1)) must reach mbk alone, which then cancels its calls
+	// and lets the plugins clean up, instead of killing them mid-stream.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
 	cmd.Env = []string{"MBK_PLUGIN_NAME=" + f.Name} // go-plugin adds the host environment
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
