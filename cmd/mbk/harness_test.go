@@ -31,6 +31,8 @@ func TestMain(m *testing.M) {
 		"mbk-plugin-mysql":  "../../plugins/mysql",
 		"mbk-plugin-volume": "../../plugins/volume",
 		"mbk-plugin-smtp":   "../../plugins/smtp",
+		"mbk-plugin-s3":     "../../plugins/s3",
+		"mbk-plugin-sftp":   "../../plugins/sftp",
 	}
 	for out, pkg := range builds {
 		if err := goBuild(filepath.Join(dir, out), pkg); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -24,12 +25,13 @@ type restoreFlags struct {
 	targetVolume   string
 	targetPath     string
 	identities     []string
+	from           string
 }
 
 func (a *app) restoreCmd() *cobra.Command {
 	var f restoreFlags
 	cmd := &cobra.Command{
-		Use:   "restore FILE [SET]",
+		Use:   "restore FILE [SET] [--from STORE]",
 		Short: "Restore a set (the newest complete one by default): database and files",
 		Long: `restore verifies the set, says what will be overwritten and asks you to type
 the pipeline's name to confirm (--yes for scripts; without a terminal and
@@ -42,24 +44,26 @@ Targets default to where the backup came from.`,
 			if f.only != "" && f.only != engine.OnlyDB && f.only != engine.OnlyFiles {
 				return exitf(2, "--only takes db or files, not %q", f.only)
 			}
-			loader, p, err := a.loadPipeline(args[0], f.pipeline)
+			pr, err := a.prepare(ctx, args[0], f.pipeline)
 			if err != nil {
 				return err
 			}
-			set, err := findSet(p, argAt(args, 1))
-			if err != nil {
+			defer pr.close()
+			p, stages := pr.p, pr.stages
+			var set repo.Set
+			if f.from != "" {
+				// From a store: download into a hidden directory under the
+				// root (the next run removes it if we are killed), then go
+				// on exactly as from a local set.
+				if set, err = a.fetchForRestore(ctx, pr, f.from, argAt(args, 1)); err != nil {
+					return err
+				}
+				defer os.RemoveAll(filepath.Dir(set.Dir))
+			} else if set, err = findSet(p, argAt(args, 1)); err != nil {
 				return exitf(1, "%v", err)
 			}
 			if !set.Complete {
 				return exitf(1, "set %s is not complete (%s): refusing to restore from it", set.Name, set.Problem)
-			}
-			h := a.host(p.File.PluginDir)
-			defer h.Close()
-			stages, diags := engine.Prepare(ctx, h, p)
-			a.redact.Add(p.Secrets()...)
-			if diags.HasErrors() {
-				writeDiags(os.Stderr, loader, diags)
-				return exitf(2, "pipeline %q is not valid", p.Name)
 			}
 			steps, err := engine.PlanRestore(stages, set.Manifest, f.only)
 			if err != nil {
@@ -93,7 +97,7 @@ Targets default to where the backup came from.`,
 					return err
 				}
 			}
-			e := &engine.Engine{Host: h, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress(), Identities: ids}
+			e := &engine.Engine{Host: pr.host, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress(), Identities: ids}
 			if err := e.Restore(ctx, p, set.Dir, steps, options); err != nil {
 				return exitf(1, "%s", a.redact.String(err.Error()))
 			}
@@ -109,6 +113,7 @@ Targets default to where the backup came from.`,
 	cmd.Flags().StringVar(&f.targetVolume, "target-volume", "", "restore the files into this Docker volume")
 	cmd.Flags().StringVar(&f.targetPath, "target-path", "", "restore the files into this host directory")
 	cmd.Flags().StringArrayVar(&f.identities, "identity", nil, "age identity file, to decrypt an encrypted set")
+	cmd.Flags().StringVar(&f.from, "from", "", "restore from the copy in this store stage (downloaded and verified first)")
 	a.varFlag(cmd)
 	return cmd
 }

@@ -74,13 +74,16 @@ func dirSize(dir string) int64 {
 }
 
 func (a *app) listCmd() *cobra.Command {
-	var pipeline string
+	var pipeline, store string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "list FILE",
+		Use:   "list FILE [--store NAME]",
 		Short: "List a pipeline's backup sets, newest first, with status, size and duration",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if store != "" {
+				return a.listStore(cmd, args[0], pipeline, store, asJSON)
+			}
 			_, p, err := a.loadPipeline(args[0], pipeline)
 			if err != nil {
 				return err
@@ -98,6 +101,7 @@ func (a *app) listCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&store, "store", "", "list the copies in this store stage instead of the local sets")
 	a.varFlag(cmd)
 	return cmd
 }
@@ -215,7 +219,7 @@ func printInfo(w io.Writer, s repo.Set) {
 }
 
 func (a *app) verifyCmd() *cobra.Command {
-	var pipeline string
+	var pipeline, store string
 	var all bool
 	var identities []string
 	cmd := &cobra.Command{
@@ -223,6 +227,9 @@ func (a *app) verifyCmd() *cobra.Command {
 		Short: "Re-hash every file against SHA256SUMS and read each artifact to its end",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if store != "" {
+				return a.verifyStore(cmd, args[0], pipeline, store, argAt(args, 1), all, identities)
+			}
 			_, p, err := a.loadPipeline(args[0], pipeline)
 			if err != nil {
 				return err
@@ -267,6 +274,7 @@ func (a *app) verifyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
 	cmd.Flags().BoolVar(&all, "all", false, "verify every set")
 	cmd.Flags().StringArrayVar(&identities, "identity", nil, "age identity file: also decrypt encrypted artifacts and read them to their end")
+	cmd.Flags().StringVar(&store, "store", "", "verify the copies in this store stage (downloaded to a temporary directory)")
 	a.varFlag(cmd)
 	return cmd
 }

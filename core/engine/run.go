@@ -108,6 +108,7 @@ func (e *Engine) Run(ctx context.Context, p *config.Pipeline, stages []*Stage) *
 	}
 	if r.res.Committed {
 		r.retain(ctx, stages)
+		r.store(ctx, stages)
 	}
 	r.finish(ctx, stages, now)
 	return r.res

@@ -22,6 +22,7 @@ const SetNameLayout = "2006-01-02_15-04-05"
 const (
 	StagingPrefix  = ".mbk-partial-"
 	DeletingPrefix = ".mbk-deleting-"
+	DownloadPrefix = ".mbk-download-" // a set fetched from a store for a restore
 	ManifestFile   = "manifest.json"
 	SumsFile       = "SHA256SUMS"
 	LogFile        = "backup.log"

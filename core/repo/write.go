@@ -106,7 +106,7 @@ type Leftover struct {
 	Dir  string
 }
 
-// Leftovers lists staging and deleting directories under root.
+// Leftovers lists staging, deleting and download directories under root.
 func Leftovers(root string) ([]Leftover, error) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
@@ -117,7 +117,7 @@ func Leftovers(root string) ([]Leftover, error) {
 	}
 	var out []Leftover
 	for _, e := range entries {
-		if e.IsDir() && (strings.HasPrefix(e.Name(), StagingPrefix) || strings.HasPrefix(e.Name(), DeletingPrefix)) {
+		if e.IsDir() && (strings.HasPrefix(e.Name(), StagingPrefix) || strings.HasPrefix(e.Name(), DeletingPrefix) || strings.HasPrefix(e.Name(), DownloadPrefix)) {
 			out = append(out, Leftover{Name: e.Name(), Dir: filepath.Join(root, e.Name())})
 		}
 	}

@@ -22,6 +22,7 @@ type Client struct {
 	archive  pb.ArchiveClient
 	checksum pb.ChecksumClient
 	retain   pb.RetainClient
+	store    pb.StoreClient
 	notify   pb.NotifyClient
 }
 
@@ -32,6 +33,7 @@ func newClient(c *grpc.ClientConn) *Client {
 		archive:  pb.NewArchiveClient(c),
 		checksum: pb.NewChecksumClient(c),
 		retain:   pb.NewRetainClient(c),
+		store:    pb.NewStoreClient(c),
 		notify:   pb.NewNotifyClient(c),
 	}
 }

@@ -3,7 +3,7 @@
 //
 // A plugin is one binary named mbk-plugin-<name>. It implements Plugin plus one
 // interface per stage kind it serves (Source for dump and archive, Checksummer,
-// Retainer, Notifier) and calls Serve from main:
+// Retainer, Storer, Notifier) and calls Serve from main:
 //
 //	func main() {
 //		sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &webhook{log: log} })
@@ -20,11 +20,12 @@ const (
 	KindArchive  = "archive"
 	KindChecksum = "checksum"
 	KindRetain   = "retain"
+	KindStore    = "store"
 	KindNotify   = "notify"
 )
 
 // Kinds lists every stage kind in run order.
-var Kinds = []string{KindDump, KindArchive, KindChecksum, KindRetain, KindNotify}
+var Kinds = []string{KindDump, KindArchive, KindChecksum, KindRetain, KindStore, KindNotify}
 
 // ProtocolVersion is bumped on any incompatible change to proto/mbk.proto.
 const ProtocolVersion = 1

@@ -119,6 +119,9 @@ func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	if r, ok := p.impl.(Retainer); ok && slices.Contains(kinds, KindRetain) {
 		pb.RegisterRetainServer(s, &retainServer{srv: srv, impl: r})
 	}
+	if st, ok := p.impl.(Storer); ok && slices.Contains(kinds, KindStore) {
+		pb.RegisterStoreServer(s, &storeServer{srv: srv, impl: st})
+	}
 	if n, ok := p.impl.(Notifier); ok && slices.Contains(kinds, KindNotify) {
 		pb.RegisterNotifyServer(s, &notifyServer{srv: srv, impl: n})
 	}

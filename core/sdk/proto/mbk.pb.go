@@ -69,7 +69,7 @@ type DescribeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Kinds         []string               `protobuf:"bytes,3,rep,name=kinds,proto3" json:"kinds,omitempty"` // dump, archive, checksum, retain, notify
+	Kinds         []string               `protobuf:"bytes,3,rep,name=kinds,proto3" json:"kinds,omitempty"` // dump, archive, checksum, retain, store, notify
 	Description   string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1280,6 +1280,446 @@ func (x *RetainResponse) GetDecisions() []*Decision {
 	return nil
 }
 
+type StorePutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Set           string                 `protobuf:"bytes,2,opt,name=set,proto3" json:"set,omitempty"`
+	File          string                 `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`    // bytes the core will send
+	Socket        string                 `protobuf:"bytes,5,opt,name=socket,proto3" json:"socket,omitempty"` // unix socket to connect to and read the file from
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StorePutRequest) Reset() {
+	*x = StorePutRequest{}
+	mi := &file_mbk_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StorePutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StorePutRequest) ProtoMessage() {}
+
+func (x *StorePutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StorePutRequest.ProtoReflect.Descriptor instead.
+func (*StorePutRequest) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StorePutRequest) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *StorePutRequest) GetSet() string {
+	if x != nil {
+		return x.Set
+	}
+	return ""
+}
+
+func (x *StorePutRequest) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *StorePutRequest) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *StorePutRequest) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
+}
+
+type StorePutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bytes         int64                  `protobuf:"varint,1,opt,name=bytes,proto3" json:"bytes,omitempty"`      // bytes read from the socket
+	Location      string                 `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"` // where the file went, for people: s3://bucket/key
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StorePutResponse) Reset() {
+	*x = StorePutResponse{}
+	mi := &file_mbk_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StorePutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StorePutResponse) ProtoMessage() {}
+
+func (x *StorePutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StorePutResponse.ProtoReflect.Descriptor instead.
+func (*StorePutResponse) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StorePutResponse) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *StorePutResponse) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+type StoreGetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Set           string                 `protobuf:"bytes,2,opt,name=set,proto3" json:"set,omitempty"`
+	File          string                 `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
+	Socket        string                 `protobuf:"bytes,4,opt,name=socket,proto3" json:"socket,omitempty"` // unix socket to connect to and write the file to
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreGetRequest) Reset() {
+	*x = StoreGetRequest{}
+	mi := &file_mbk_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreGetRequest) ProtoMessage() {}
+
+func (x *StoreGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreGetRequest.ProtoReflect.Descriptor instead.
+func (*StoreGetRequest) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StoreGetRequest) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *StoreGetRequest) GetSet() string {
+	if x != nil {
+		return x.Set
+	}
+	return ""
+}
+
+func (x *StoreGetRequest) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *StoreGetRequest) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
+}
+
+type StoreGetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bytes         int64                  `protobuf:"varint,1,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreGetResponse) Reset() {
+	*x = StoreGetResponse{}
+	mi := &file_mbk_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreGetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreGetResponse) ProtoMessage() {}
+
+func (x *StoreGetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreGetResponse.ProtoReflect.Descriptor instead.
+func (*StoreGetResponse) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StoreGetResponse) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type StoredFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredFile) Reset() {
+	*x = StoredFile{}
+	mi := &file_mbk_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredFile) ProtoMessage() {}
+
+func (x *StoredFile) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
+func (*StoredFile) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *StoredFile) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StoredFile) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type StoredSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Files         []*StoredFile          `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"` // sorted by name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredSet) Reset() {
+	*x = StoredSet{}
+	mi := &file_mbk_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredSet) ProtoMessage() {}
+
+func (x *StoredSet) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredSet.ProtoReflect.Descriptor instead.
+func (*StoredSet) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *StoredSet) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StoredSet) GetFiles() []*StoredFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type StoreListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sets          []*StoredSet           `protobuf:"bytes,1,rep,name=sets,proto3" json:"sets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreListResponse) Reset() {
+	*x = StoreListResponse{}
+	mi := &file_mbk_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreListResponse) ProtoMessage() {}
+
+func (x *StoreListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreListResponse.ProtoReflect.Descriptor instead.
+func (*StoreListResponse) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *StoreListResponse) GetSets() []*StoredSet {
+	if x != nil {
+		return x.Sets
+	}
+	return nil
+}
+
+type StoreDeleteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Set           string                 `protobuf:"bytes,2,opt,name=set,proto3" json:"set,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreDeleteRequest) Reset() {
+	*x = StoreDeleteRequest{}
+	mi := &file_mbk_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreDeleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreDeleteRequest) ProtoMessage() {}
+
+func (x *StoreDeleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreDeleteRequest.ProtoReflect.Descriptor instead.
+func (*StoreDeleteRequest) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *StoreDeleteRequest) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *StoreDeleteRequest) GetSet() string {
+	if x != nil {
+		return x.Set
+	}
+	return ""
+}
+
 type NotifyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -1291,7 +1731,7 @@ type NotifyRequest struct {
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_mbk_proto_msgTypes[22]
+	mi := &file_mbk_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1743,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[22]
+	mi := &file_mbk_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1756,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{22}
+	return file_mbk_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NotifyRequest) GetConfig() *Config {
@@ -1349,7 +1789,7 @@ type NotifyResponse struct {
 
 func (x *NotifyResponse) Reset() {
 	*x = NotifyResponse{}
-	mi := &file_mbk_proto_msgTypes[23]
+	mi := &file_mbk_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1801,7 @@ func (x *NotifyResponse) String() string {
 func (*NotifyResponse) ProtoMessage() {}
 
 func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[23]
+	mi := &file_mbk_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1814,7 @@ func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyResponse.ProtoReflect.Descriptor instead.
 func (*NotifyResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{23}
+	return file_mbk_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *NotifyResponse) GetSummary() string {
@@ -1475,7 +1915,35 @@ const file_mbk_proto_rawDesc = "" +
 	"\x04keep\x18\x02 \x01(\bR\x04keep\x12\x18\n" +
 	"\areasons\x18\x03 \x03(\tR\areasons\"@\n" +
 	"\x0eRetainResponse\x12.\n" +
-	"\tdecisions\x18\x01 \x03(\v2\x10.mbk.v1.DecisionR\tdecisions\"n\n" +
+	"\tdecisions\x18\x01 \x03(\v2\x10.mbk.v1.DecisionR\tdecisions\"\x8b\x01\n" +
+	"\x0fStorePutRequest\x12&\n" +
+	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x10\n" +
+	"\x03set\x18\x02 \x01(\tR\x03set\x12\x12\n" +
+	"\x04file\x18\x03 \x01(\tR\x04file\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06socket\x18\x05 \x01(\tR\x06socket\"D\n" +
+	"\x10StorePutResponse\x12\x14\n" +
+	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12\x1a\n" +
+	"\blocation\x18\x02 \x01(\tR\blocation\"w\n" +
+	"\x0fStoreGetRequest\x12&\n" +
+	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x10\n" +
+	"\x03set\x18\x02 \x01(\tR\x03set\x12\x12\n" +
+	"\x04file\x18\x03 \x01(\tR\x04file\x12\x16\n" +
+	"\x06socket\x18\x04 \x01(\tR\x06socket\"(\n" +
+	"\x10StoreGetResponse\x12\x14\n" +
+	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\"4\n" +
+	"\n" +
+	"StoredFile\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\"I\n" +
+	"\tStoredSet\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\x05files\x18\x02 \x03(\v2\x12.mbk.v1.StoredFileR\x05files\":\n" +
+	"\x11StoreListResponse\x12%\n" +
+	"\x04sets\x18\x01 \x03(\v2\x11.mbk.v1.StoredSetR\x04sets\"N\n" +
+	"\x12StoreDeleteRequest\x12&\n" +
+	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x10\n" +
+	"\x03set\x18\x02 \x01(\tR\x03set\"n\n" +
 	"\rNotifyRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12\x1f\n" +
@@ -1499,7 +1967,12 @@ const file_mbk_proto_rawDesc = "" +
 	"\bChecksum\x128\n" +
 	"\x03Sum\x12\x17.mbk.v1.ChecksumRequest\x1a\x18.mbk.v1.ChecksumResponse2?\n" +
 	"\x06Retain\x125\n" +
-	"\x04Plan\x12\x15.mbk.v1.RetainRequest\x1a\x16.mbk.v1.RetainResponse2?\n" +
+	"\x04Plan\x12\x15.mbk.v1.RetainRequest\x1a\x16.mbk.v1.RetainResponse2\xea\x01\n" +
+	"\x05Store\x128\n" +
+	"\x03Put\x12\x17.mbk.v1.StorePutRequest\x1a\x18.mbk.v1.StorePutResponse\x128\n" +
+	"\x03Get\x12\x17.mbk.v1.StoreGetRequest\x1a\x18.mbk.v1.StoreGetResponse\x128\n" +
+	"\x04List\x12\x15.mbk.v1.ConfigRequest\x1a\x19.mbk.v1.StoreListResponse\x123\n" +
+	"\x06Delete\x12\x1a.mbk.v1.StoreDeleteRequest\x1a\r.mbk.v1.Empty2?\n" +
 	"\x06Notify\x125\n" +
 	"\x04Send\x12\x15.mbk.v1.NotifyRequest\x1a\x16.mbk.v1.NotifyResponseB*Z(github.com/mbk-backup/mbk/core/sdk/protob\x06proto3"
 
@@ -1515,7 +1988,7 @@ func file_mbk_proto_rawDescGZIP() []byte {
 	return file_mbk_proto_rawDescData
 }
 
-var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_mbk_proto_goTypes = []any{
 	(*Empty)(nil),               // 0: mbk.v1.Empty
 	(*DescribeResponse)(nil),    // 1: mbk.v1.DescribeResponse
@@ -1539,9 +2012,17 @@ var file_mbk_proto_goTypes = []any{
 	(*RetainRequest)(nil),       // 19: mbk.v1.RetainRequest
 	(*Decision)(nil),            // 20: mbk.v1.Decision
 	(*RetainResponse)(nil),      // 21: mbk.v1.RetainResponse
-	(*NotifyRequest)(nil),       // 22: mbk.v1.NotifyRequest
-	(*NotifyResponse)(nil),      // 23: mbk.v1.NotifyResponse
-	nil,                         // 24: mbk.v1.RestoreRequest.OptionsEntry
+	(*StorePutRequest)(nil),     // 22: mbk.v1.StorePutRequest
+	(*StorePutResponse)(nil),    // 23: mbk.v1.StorePutResponse
+	(*StoreGetRequest)(nil),     // 24: mbk.v1.StoreGetRequest
+	(*StoreGetResponse)(nil),    // 25: mbk.v1.StoreGetResponse
+	(*StoredFile)(nil),          // 26: mbk.v1.StoredFile
+	(*StoredSet)(nil),           // 27: mbk.v1.StoredSet
+	(*StoreListResponse)(nil),   // 28: mbk.v1.StoreListResponse
+	(*StoreDeleteRequest)(nil),  // 29: mbk.v1.StoreDeleteRequest
+	(*NotifyRequest)(nil),       // 30: mbk.v1.NotifyRequest
+	(*NotifyResponse)(nil),      // 31: mbk.v1.NotifyResponse
+	nil,                         // 32: mbk.v1.RestoreRequest.OptionsEntry
 }
 var file_mbk_proto_depIdxs = []int32{
 	3,  // 0: mbk.v1.SchemaResponse.attributes:type_name -> mbk.v1.Attribute
@@ -1550,44 +2031,57 @@ var file_mbk_proto_depIdxs = []int32{
 	9,  // 3: mbk.v1.PlanResponse.artifacts:type_name -> mbk.v1.Artifact
 	5,  // 4: mbk.v1.BackupRequest.config:type_name -> mbk.v1.Config
 	5,  // 5: mbk.v1.RestoreRequest.config:type_name -> mbk.v1.Config
-	24, // 6: mbk.v1.RestoreRequest.options:type_name -> mbk.v1.RestoreRequest.OptionsEntry
+	32, // 6: mbk.v1.RestoreRequest.options:type_name -> mbk.v1.RestoreRequest.OptionsEntry
 	5,  // 7: mbk.v1.ChecksumRequest.config:type_name -> mbk.v1.Config
 	16, // 8: mbk.v1.ChecksumResponse.sums:type_name -> mbk.v1.FileSum
 	5,  // 9: mbk.v1.RetainRequest.config:type_name -> mbk.v1.Config
 	18, // 10: mbk.v1.RetainRequest.sets:type_name -> mbk.v1.SetInfo
 	20, // 11: mbk.v1.RetainResponse.decisions:type_name -> mbk.v1.Decision
-	5,  // 12: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
-	0,  // 13: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
-	2,  // 14: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
-	6,  // 15: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
-	6,  // 16: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
-	6,  // 17: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 18: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 19: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
-	6,  // 20: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 21: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 22: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
-	15, // 23: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
-	19, // 24: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
-	22, // 25: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
-	1,  // 26: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
-	4,  // 27: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
-	8,  // 28: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
-	8,  // 29: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
-	10, // 30: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 31: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 32: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
-	10, // 33: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 34: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 35: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
-	17, // 36: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
-	21, // 37: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
-	23, // 38: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
-	26, // [26:39] is the sub-list for method output_type
-	13, // [13:26] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	5,  // 12: mbk.v1.StorePutRequest.config:type_name -> mbk.v1.Config
+	5,  // 13: mbk.v1.StoreGetRequest.config:type_name -> mbk.v1.Config
+	26, // 14: mbk.v1.StoredSet.files:type_name -> mbk.v1.StoredFile
+	27, // 15: mbk.v1.StoreListResponse.sets:type_name -> mbk.v1.StoredSet
+	5,  // 16: mbk.v1.StoreDeleteRequest.config:type_name -> mbk.v1.Config
+	5,  // 17: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
+	0,  // 18: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
+	2,  // 19: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
+	6,  // 20: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
+	6,  // 21: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
+	6,  // 22: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 23: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 24: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
+	6,  // 25: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 26: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 27: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 28: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
+	19, // 29: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
+	22, // 30: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
+	24, // 31: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
+	6,  // 32: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
+	29, // 33: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
+	30, // 34: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
+	1,  // 35: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
+	4,  // 36: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
+	8,  // 37: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
+	8,  // 38: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
+	10, // 39: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 40: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 41: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
+	10, // 42: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 43: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 44: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
+	17, // 45: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
+	21, // 46: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
+	23, // 47: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
+	25, // 48: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
+	28, // 49: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
+	0,  // 50: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
+	31, // 51: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
+	35, // [35:52] is the sub-list for method output_type
+	18, // [18:35] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_mbk_proto_init() }
@@ -1601,9 +2095,9 @@ func file_mbk_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mbk_proto_rawDesc), len(file_mbk_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   33,
 			NumExtensions: 0,
-			NumServices:   6,
+			NumServices:   7,
 		},
 		GoTypes:           file_mbk_proto_goTypes,
 		DependencyIndexes: file_mbk_proto_depIdxs,

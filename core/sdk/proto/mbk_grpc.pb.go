@@ -807,6 +807,222 @@ var Retain_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Store_Put_FullMethodName    = "/mbk.v1.Store/Put"
+	Store_Get_FullMethodName    = "/mbk.v1.Store/Get"
+	Store_List_FullMethodName   = "/mbk.v1.Store/List"
+	Store_Delete_FullMethodName = "/mbk.v1.Store/Delete"
+)
+
+// StoreClient is the client API for Store service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type StoreClient interface {
+	Put(ctx context.Context, in *StorePutRequest, opts ...grpc.CallOption) (*StorePutResponse, error)
+	Get(ctx context.Context, in *StoreGetRequest, opts ...grpc.CallOption) (*StoreGetResponse, error)
+	List(ctx context.Context, in *ConfigRequest, opts ...grpc.CallOption) (*StoreListResponse, error)
+	Delete(ctx context.Context, in *StoreDeleteRequest, opts ...grpc.CallOption) (*Empty, error)
+}
+
+type storeClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewStoreClient(cc grpc.ClientConnInterface) StoreClient {
+	return &storeClient{cc}
+}
+
+func (c *storeClient) Put(ctx context.Context, in *StorePutRequest, opts ...grpc.CallOption) (*StorePutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StorePutResponse)
+	err := c.cc.Invoke(ctx, Store_Put_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) Get(ctx context.Context, in *StoreGetRequest, opts ...grpc.CallOption) (*StoreGetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StoreGetResponse)
+	err := c.cc.Invoke(ctx, Store_Get_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) List(ctx context.Context, in *ConfigRequest, opts ...grpc.CallOption) (*StoreListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StoreListResponse)
+	err := c.cc.Invoke(ctx, Store_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) Delete(ctx context.Context, in *StoreDeleteRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Store_Delete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// StoreServer is the server API for Store service.
+// All implementations must embed UnimplementedStoreServer
+// for forward compatibility.
+type StoreServer interface {
+	Put(context.Context, *StorePutRequest) (*StorePutResponse, error)
+	Get(context.Context, *StoreGetRequest) (*StoreGetResponse, error)
+	List(context.Context, *ConfigRequest) (*StoreListResponse, error)
+	Delete(context.Context, *StoreDeleteRequest) (*Empty, error)
+	mustEmbedUnimplementedStoreServer()
+}
+
+// UnimplementedStoreServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedStoreServer struct{}
+
+func (UnimplementedStoreServer) Put(context.Context, *StorePutRequest) (*StorePutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Put not implemented")
+}
+func (UnimplementedStoreServer) Get(context.Context, *StoreGetRequest) (*StoreGetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
+}
+func (UnimplementedStoreServer) List(context.Context, *ConfigRequest) (*StoreListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedStoreServer) Delete(context.Context, *StoreDeleteRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedStoreServer) mustEmbedUnimplementedStoreServer() {}
+func (UnimplementedStoreServer) testEmbeddedByValue()               {}
+
+// UnsafeStoreServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to StoreServer will
+// result in compilation errors.
+type UnsafeStoreServer interface {
+	mustEmbedUnimplementedStoreServer()
+}
+
+func RegisterStoreServer(s grpc.ServiceRegistrar, srv StoreServer) {
+	// If the following call panics, it indicates UnimplementedStoreServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Store_ServiceDesc, srv)
+}
+
+func _Store_Put_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StorePutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).Put(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_Put_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).Put(ctx, req.(*StorePutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StoreGetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).Get(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_Get_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).Get(ctx, req.(*StoreGetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).List(ctx, req.(*ConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StoreDeleteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).Delete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_Delete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).Delete(ctx, req.(*StoreDeleteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Store_ServiceDesc is the grpc.ServiceDesc for Store service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Store_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "mbk.v1.Store",
+	HandlerType: (*StoreServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Put",
+			Handler:    _Store_Put_Handler,
+		},
+		{
+			MethodName: "Get",
+			Handler:    _Store_Get_Handler,
+		},
+		{
+			MethodName: "List",
+			Handler:    _Store_List_Handler,
+		},
+		{
+			MethodName: "Delete",
+			Handler:    _Store_Delete_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "mbk.proto",
+}
+
+const (
 	Notify_Send_FullMethodName = "/mbk.v1.Notify/Send"
 )
 

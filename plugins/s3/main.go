@@ -1,0 +1,104 @@
+// Command mbk-plugin-s3 is the store plugin that copies committed sets to an
+// S3-compatible service (AWS, MinIO, Ceph RGW, Backblaze B2, Wasabi, ...)
+// with streaming multipart uploads in bounded memory.
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+const (
+	version       = "0.1.0"
+	defaultRegion = "us-east-1"
+)
+
+func main() {
+	sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
+}
+
+type plugin struct {
+	log hclog.Logger
+}
+
+var (
+	_ sdk.Plugin      = (*plugin)(nil)
+	_ sdk.Storer      = (*plugin)(nil)
+	_ sdk.Validator   = (*plugin)(nil)
+	_ sdk.Preflighter = (*plugin)(nil)
+)
+
+func (p *plugin) Describe() sdk.Info {
+	return sdk.Info{
+		Name:        "s3",
+		Version:     version,
+		Kinds:       []string{sdk.KindStore},
+		Description: "Copies backup sets to an S3-compatible bucket.",
+	}
+}
+
+var schema = sdk.Schema{Attributes: []sdk.Attribute{
+	{Name: "endpoint", Type: cty.String,
+		Description: "S3-compatible server as host[:port] or https://host[:port]; empty for AWS."},
+	{Name: "region", Type: cty.String, Default: cty.StringVal(defaultRegion),
+		Description: "Region the requests are signed for."},
+	{Name: "bucket", Type: cty.String, Required: true,
+		Description: "Bucket the sets go to; it must exist."},
+	{Name: "prefix", Type: cty.String,
+		Description: "Key prefix inside the bucket, without a leading slash: files go to <prefix>/<set>/<file>."},
+	{Name: "access_key", Type: cty.String, Sensitive: true,
+		Description: "Access key ID; when unset, AWS_ACCESS_KEY_ID and the AWS shared files (~/.aws) are used."},
+	{Name: "secret_key", Type: cty.String, Sensitive: true,
+		Description: "Secret access key, with access_key."},
+	{Name: "path_style", Type: cty.Bool,
+		Description: "Address the bucket in the path (https://host/bucket/key) instead of the host name; default true when endpoint is set."},
+	{Name: "ca_file", Type: cty.String,
+		Description: "PEM file of extra CAs to trust, for a server with a private CA."},
+	{Name: "insecure", Type: cty.Bool, Default: cty.False,
+		Description: "Plain HTTP to the endpoint (a local MinIO): anyone on the path can read the backups."},
+}}
+
+func (p *plugin) Schema(kind string) (sdk.Schema, error) {
+	if kind != sdk.KindStore {
+		return sdk.Schema{}, fmt.Errorf("the s3 plugin serves only the %s kind, not %q", sdk.KindStore, kind)
+	}
+	return schema, nil
+}
+
+func (p *plugin) ValidateConfig(_ context.Context, cfg sdk.Config) sdk.Diagnostics {
+	_, d := load(cfg)
+	return d
+}
+
+// Preflight checks that the bucket answers and its keys can be listed with
+// these credentials. It writes nothing.
+func (p *plugin) Preflight(ctx context.Context, cfg sdk.Config) sdk.Diagnostics {
+	s, d := load(cfg)
+	if d.HasErrors() {
+		return d
+	}
+	b, err := connect(ctx, s, p.log)
+	if err != nil {
+		return append(d, sdk.Errorf("", "%v", err))
+	}
+	if err := b.check(ctx); err != nil {
+		return append(d, sdk.Errorf("bucket", "%v", err))
+	}
+	return d
+}
+
+// open loads a config for a store call; its diagnostics are the error.
+func (p *plugin) open(ctx context.Context, cfg sdk.Config) (*bucket, error) {
+	s, d := load(cfg)
+	for _, x := range d {
+		if x.Error {
+			return nil, fmt.Errorf("s3 settings: %s", x.Summary)
+		}
+	}
+	return connect(ctx, s, p.log)
+}
