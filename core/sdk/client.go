@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -137,10 +138,6 @@ type BackupReply struct {
 	InfoText string
 }
 
-// lateConnect bounds the wait for a side-channel connection after the plugin
-// has already answered.
-const lateConnect = 5 * time.Second
-
 // Backup asks a dump or archive plugin for one artifact and copies the raw
 // stream into w. It succeeds only when the call returned OK and the bytes w
 // received match the count the plugin reported: end of stream alone proves
@@ -150,53 +147,15 @@ func (c *Client) Backup(ctx context.Context, cfg *pb.Config, artifactID, set str
 	if err != nil {
 		return BackupReply{}, err
 	}
-	sc, err := newSideChannel()
+	var r *pb.BackupResponse
+	n, err := pull(ctx, w, "the stream", func(ctx context.Context, socket string) (int64, error) {
+		r, err = src.Backup(ctx, &pb.BackupRequest{Config: cfg, ArtifactId: artifactID, Socket: socket, Set: set})
+		return r.GetBytes(), err
+	})
 	if err != nil {
 		return BackupReply{}, err
 	}
-	defer sc.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	type copied struct {
-		n   int64
-		err error
-	}
-	done := make(chan copied, 1)
-	sink := &errWriter{w: w}
-	go func() {
-		conn, err := sc.accept(ctx)
-		if err != nil {
-			done <- copied{err: err}
-			return
-		}
-		defer conn.Close()
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		defer stop()
-		n, err := io.Copy(sink, conn)
-		done <- copied{n, err}
-	}()
-
-	r, err := src.Backup(ctx, &pb.BackupRequest{Config: cfg, ArtifactId: artifactID, Socket: sc.path, Set: set})
-	if err != nil {
-		cancel()
-		<-done
-		// When the core could not store the stream, the plugin fails on a
-		// broken pipe: the core's own write error is the cause to report.
-		if sink.err != nil {
-			return BackupReply{}, fmt.Errorf("writing the stream: %w (the plugin then failed: %v)", sink.err, rpcError(err))
-		}
-		return BackupReply{}, rpcError(err)
-	}
-	sc.giveUpAcceptAfter(lateConnect)
-	cp := <-done
-	if cp.err != nil {
-		return BackupReply{}, fmt.Errorf("reading the stream: %w", cp.err)
-	}
-	if cp.n != r.GetBytes() {
-		return BackupReply{}, fmt.Errorf("the plugin reported %d bytes but %d arrived", r.GetBytes(), cp.n)
-	}
-	return BackupReply{Bytes: cp.n, Details: r.GetDetailsJson(), InfoFile: r.GetInfoFile(), InfoText: r.GetInfoText()}, nil
+	return BackupReply{Bytes: n, Details: r.GetDetailsJson(), InfoFile: r.GetInfoFile(), InfoText: r.GetInfoText()}, nil
 }
 
 // RestoreReply is what a plugin said after a restore.
@@ -212,50 +171,22 @@ func (c *Client) Restore(ctx context.Context, cfg *pb.Config, artifactID string,
 	if err != nil {
 		return RestoreReply{}, err
 	}
-	sc, err := newSideChannel()
-	if err != nil {
-		return RestoreReply{}, err
-	}
-	defer sc.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	type sent struct {
-		n   int64
-		err error
-	}
-	done := make(chan sent, 1)
-	go func() {
-		conn, err := sc.accept(ctx)
-		if err != nil {
-			done <- sent{err: err}
-			return
-		}
-		defer conn.Close()
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		defer stop()
+	var resp *pb.RestoreResponse
+	send := func(conn *net.UnixConn) (int64, error, bool) {
 		n, err := io.Copy(conn, r)
 		if err == nil {
 			err = conn.CloseWrite()
 		}
-		done <- sent{n, err}
-	}()
-
-	resp, err := src.Restore(ctx, &pb.RestoreRequest{Config: cfg, ArtifactId: artifactID, Socket: sc.path, Options: options, DetailsJson: details})
+		return n, err, false
+	}
+	n, err := push(ctx, send, func(ctx context.Context, socket string) (int64, error) {
+		resp, err = src.Restore(ctx, &pb.RestoreRequest{Config: cfg, ArtifactId: artifactID, Socket: socket, Options: options, DetailsJson: details})
+		return resp.GetBytes(), err
+	})
 	if err != nil {
-		cancel()
-		<-done
-		return RestoreReply{}, rpcError(err)
+		return RestoreReply{}, err
 	}
-	sc.giveUpAcceptAfter(lateConnect)
-	s := <-done
-	if s.err != nil {
-		return RestoreReply{}, fmt.Errorf("sending the stream: %w", s.err)
-	}
-	if s.n != resp.GetBytes() {
-		return RestoreReply{}, fmt.Errorf("sent %d bytes but the plugin read %d", s.n, resp.GetBytes())
-	}
-	return RestoreReply{Bytes: s.n, Summary: resp.GetSummary()}, nil
+	return RestoreReply{Bytes: n, Summary: resp.GetSummary()}, nil
 }
 
 // Sum asks a checksum plugin to hash files in dir.

@@ -86,3 +86,111 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // errShortRead says a restore stopped consuming before the stream ended.
 var errShortRead = errors.New("the plugin stopped reading before the end of the stream")
+
+// lateConnect bounds the wait for a side-channel connection after the plugin
+// has already answered.
+const lateConnect = 5 * time.Second
+
+// pull runs call, which has the plugin write a stream to the socket, while
+// copying what arrives into w. It succeeds only when the call returned OK and
+// the bytes w received match the count the plugin reported: end of stream
+// alone proves nothing. what names the stream in errors.
+func pull(ctx context.Context, w io.Writer, what string, call func(ctx context.Context, socket string) (int64, error)) (int64, error) {
+	sc, err := newSideChannel()
+	if err != nil {
+		return 0, err
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type copied struct {
+		n   int64
+		err error
+	}
+	done := make(chan copied, 1)
+	sink := &errWriter{w: w}
+	go func() {
+		conn, err := sc.accept(ctx)
+		if err != nil {
+			done <- copied{err: err}
+			return
+		}
+		defer conn.Close()
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		defer stop()
+		n, err := io.Copy(sink, conn)
+		done <- copied{n, err}
+	}()
+	reported, err := call(ctx, sc.path)
+	if err != nil {
+		cancel()
+		<-done
+		// When the core could not keep the bytes, the plugin fails on a
+		// broken pipe: the core's own write error is the cause to report.
+		if sink.err != nil {
+			return 0, fmt.Errorf("writing %s: %w (the plugin then failed: %v)", what, sink.err, rpcError(err))
+		}
+		return 0, rpcError(err)
+	}
+	sc.giveUpAcceptAfter(lateConnect)
+	cp := <-done
+	if cp.err != nil {
+		return cp.n, fmt.Errorf("reading the stream: %w", cp.err)
+	}
+	if cp.n != reported {
+		return cp.n, fmt.Errorf("the plugin reported %d bytes but %d arrived", reported, cp.n)
+	}
+	return cp.n, nil
+}
+
+// push runs call, which has the plugin read a stream from the socket, while
+// send writes it. send says whether its error is local (about the core's own
+// source), which is then the cause reported.
+func push(ctx context.Context, send func(conn *net.UnixConn) (n int64, err error, local bool), call func(ctx context.Context, socket string) (int64, error)) (int64, error) {
+	sc, err := newSideChannel()
+	if err != nil {
+		return 0, err
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type sent struct {
+		n     int64
+		err   error
+		local bool
+	}
+	done := make(chan sent, 1)
+	go func() {
+		conn, err := sc.accept(ctx)
+		if err != nil {
+			done <- sent{err: err}
+			return
+		}
+		defer conn.Close()
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		defer stop()
+		n, err, local := send(conn)
+		done <- sent{n, err, local}
+	}()
+	read, err := call(ctx, sc.path)
+	if err != nil {
+		cancel()
+		s := <-done
+		if s.local {
+			return 0, fmt.Errorf("%w (the plugin then failed: %v)", s.err, rpcError(err))
+		}
+		return 0, rpcError(err)
+	}
+	sc.giveUpAcceptAfter(lateConnect)
+	s := <-done
+	if s.local {
+		return 0, s.err
+	}
+	if s.err != nil {
+		return 0, fmt.Errorf("sending the stream: %w", s.err)
+	}
+	if s.n != read {
+		return 0, fmt.Errorf("sent %d bytes but the plugin read %d", s.n, read)
+	}
+	return s.n, nil
+}
