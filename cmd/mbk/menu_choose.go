@@ -93,9 +93,9 @@ func (u *tui) app() (*tview.Application, error) {
 	return tview.NewApplication().SetScreen(startedScreen{s}), nil
 }
 
-// run shows the application until one of its handlers stops it, or the
+// runScreen shows the application until one of its handlers stops it, or the
 // context ends (errLeave).
-func run(ctx context.Context, app *tview.Application) error {
+func runScreen(ctx context.Context, app *tview.Application) error {
 	finished := make(chan struct{})
 	defer close(finished)
 	go func() {
@@ -267,7 +267,7 @@ func (u *tui) choose(ctx context.Context, header, title string, items []choice) 
 	layout.AddItem(more, 2, 0, false)
 	app.SetRoot(layout, true).SetFocus(list)
 
-	if err := run(ctx, app); err != nil {
+	if err := runScreen(ctx, app); err != nil {
 		return "", err
 	}
 	switch {

@@ -22,7 +22,8 @@ type field struct {
 // name or a few addresses, and it scrolls beyond.
 const fieldWidth = 60
 
-// form asks for fields on one screen. Enter checks the field and moves to
+// form asks for fields on one screen, under a heading of one or more lines
+// (what was printed before is out of sight while it shows). Enter checks the field and moves to
 // the next; on the last one it checks them all and ends. Tab and Shift+Tab
 // move between fields. It returns false when the person cancelled (Esc or
 // Ctrl+C go back to the menu), the values unchanged; errLeave when the
@@ -112,7 +113,7 @@ func (u *tui) form(ctx context.Context, heading string, fields []field) (bool, e
 	})
 
 	layout := tview.NewFlex().SetDirection(tview.FlexRow).
-		AddItem(tview.NewTextView().SetText(heading).SetTextStyle(tcell.StyleDefault.Bold(true)), 1, 0, false).
+		AddItem(tview.NewTextView().SetText(heading).SetTextStyle(tcell.StyleDefault.Bold(true)), strings.Count(heading, "\n")+1, 0, false).
 		AddItem(tview.NewBox(), 1, 0, false)
 	for _, in := range inputs {
 		layout.AddItem(in, 1, 0, false)
@@ -126,7 +127,7 @@ func (u *tui) form(ctx context.Context, heading string, fields []field) (bool, e
 		AddItem(tview.NewBox(), 0, 1, false)
 	app.SetRoot(layout, true).SetFocus(inputs[0])
 
-	if err := run(ctx, app); err != nil {
+	if err := runScreen(ctx, app); err != nil {
 		return false, err
 	}
 	if cancelled || !done {

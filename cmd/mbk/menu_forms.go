@@ -69,8 +69,11 @@ func (m *menu) configureEmail(ctx context.Context, p *config.Pipeline) error {
 		"SMTP_SERVER, SMTP_PORT, SMTP_USER, SMTP_PASSWORD, SMTP_FROM_NAME and BACKUP_EMAIL_TO (comma-separated).\n"+
 		"The pipeline reads them with env(\"...\"); a variable exported in the shell wins over the file.\n",
 		p.Name, envPath, p.File.Path)
+	heading := "Configure e-mail: pipeline " + p.Name + ", settings in " + envPath
 	if src, err := os.ReadFile(p.File.Path); err == nil && !strings.Contains(string(src), "SMTP_") {
-		fmt.Printf("Note: %s does not mention SMTP_*: its notify stage does not read these keys yet.\n", p.File.Path)
+		note := fmt.Sprintf("Note: %s does not mention SMTP_*: its notify stage does not read these keys yet.", p.File.Path)
+		fmt.Println(note)
+		heading += "\n" + note // the form hides what was printed
 	}
 	cur, err := readEnvFile(envPath)
 	if err != nil {
@@ -90,7 +93,7 @@ func (m *menu) configureEmail(ctx context.Context, p *config.Pipeline) error {
 		pwDesc = "Set already: leave empty to keep it. Typed characters are masked."
 	}
 	server, port, user, from, to := vals["SMTP_SERVER"], vals["SMTP_PORT"], vals["SMTP_USER"], vals["SMTP_FROM_NAME"], vals["BACKUP_EMAIL_TO"]
-	ok, err := m.ui.form(ctx, "Configure e-mail: pipeline "+p.Name+", settings in "+envPath, []field{
+	ok, err := m.ui.form(ctx, heading, []field{
 		{title: "SMTP_SERVER", desc: "The mail server, e.g. smtp.gmail.com", value: &server, validate: validHost},
 		{title: "SMTP_PORT", desc: "465 implicit TLS, 587 STARTTLS, 25 a local relay", value: &port, validate: validPort},
 		{title: "SMTP_USER", desc: "The login (empty for a relay without login)", value: &user, validate: oneLine},

@@ -177,6 +177,18 @@ func TestMenuSchedules(t *testing.T) {
 	tm := startTerm(t, s.crontabEnv, "menu", s.dir)
 	tm.waitFor("0  Quit")
 
+	// Esc in a form goes back to the menu, nothing changed.
+	tm.send("4")
+	tm.waitFor("0  Back")
+	tm.send("2")
+	tm.waitShown("› When should beta run?")
+	tm.send(keyEsc)
+	tm.waitFor("Cancelled: nothing was changed.")
+	backToMenu(tm)
+	if tab := readFile(t, s.crontab); strings.TrimSpace(tab) != other {
+		t.Fatalf("crontab after a cancelled form, want only the other line:\n%s", tab)
+	}
+
 	tm.send("4")
 	tm.waitFor("0  Back")
 	tm.send("2")
@@ -207,9 +219,10 @@ func TestMenuSchedules(t *testing.T) {
 		t.Fatalf("crontab after remove, want only the other line:\n%s", tab)
 	}
 
-	tm.send("0")
+	// Ctrl+C in a list leaves the menu.
+	tm.send("\x03")
 	if code := tm.wait(); code != 0 {
-		t.Fatalf("quit: exit %d", code)
+		t.Fatalf("leave with Ctrl+C: exit %d", code)
 	}
 }
 
