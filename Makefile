@@ -49,9 +49,21 @@ test: tools
 	bash scripts/stack.sh image
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
+	$(MAKE) test-faults
 
 test-unit:
 	$(GO) test -count=1 -short ./core/config/ ./core/retain/ ./core/repo/ ./core/stream/ ./core/sdk/...
+
+# The fault suite's bounded fuzzing (TESTING.md): the pipeline loader and the
+# restore path's archive reader, FUZZTIME each. The fault tests themselves
+# (TestFaultSuite*) run with `go test ./...`. A longer hunt: FUZZTIME=30m.
+FUZZTIME ?= 20s
+.PHONY: test-faults
+test-faults:
+	rc=0; \
+	$(GO) test -run XXX -fuzz FuzzLoad -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./core/config/ || rc=1; \
+	$(GO) test -run XXX -fuzz FuzzRestoreHost -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./plugins/volume/ || rc=1; \
+	exit $$rc
 
 # mbk against the shell way and the floor on a deterministic Moodle-shaped site;
 # appends a dated section to BENCHMARKS.md. SCALE=small|medium|large ROUNDS=3

@@ -215,6 +215,11 @@ func (l *Loader) Load(path string) (*File, hcl.Diagnostics) {
 	seen := map[string]hcl.Range{}
 	for _, b := range content.Blocks.OfType("pipeline") {
 		name := b.Labels[0]
+		if name == "" || !hclsyntax.ValidIdentifier(strings.ReplaceAll(name, "-", "_")) {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid pipeline name",
+				Detail: fmt.Sprintf("%q cannot name a pipeline: use letters, digits, underscores and dashes, starting with a letter (it is typed in --pipeline and in restore's confirmation).", name), Subject: b.LabelRanges[0].Ptr()})
+			continue
+		}
 		if prev, dup := seen[name]; dup {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate pipeline",
 				Detail: fmt.Sprintf("A pipeline named %q is already defined at %s.", name, prev), Subject: b.LabelRanges[0].Ptr()})

@@ -178,7 +178,7 @@ func TestStageLabelErrors(t *testing.T) {
 		{"four labels", `stage "dump" "mysql" "a" "b" {}`, `stage "dump"`, []string{"Wrong stage labels"}},
 		{"unknown kind suggests", `stage "dumb" "mysql" {}`, `"dumb"`, []string{"Unknown stage kind", `"dumb"`, `Did you mean "dump"?`}},
 		{"unknown kind suggests notify", `stage "notfy" "smtp" {}`, `"notfy"`, []string{`Did you mean "notify"?`}},
-		{"unknown kind, nothing close", `stage "upload" "s3" {}`, `"upload"`, []string{"Unknown stage kind", "dump, archive, checksum, retain, notify"}},
+		{"unknown kind, nothing close", `stage "upload" "s3" {}`, `"upload"`, []string{"Unknown stage kind", "dump, archive, checksum, retain, store, notify"}},
 		{"label and name conflict", `stage "dump" "mysql" "a" {
     name = "b"
   }`, `name = "b"`, []string{`labelled "a" and named "b"`}},

@@ -50,6 +50,7 @@ type Host struct {
 }
 
 type running struct {
+	pid    int // also the plugin's process group
 	client *plugin.Client
 	sdk    *sdk.Client
 	info   sdk.Info
@@ -231,7 +232,7 @@ func (h *Host) start(ctx context.Context, f Found) (*running, error) {
 	if info.Name != f.Name {
 		return fail(fmt.Errorf("the binary says it is plugin %q", info.Name))
 	}
-	return &running{client: client, sdk: c, info: info, path: path}, nil
+	return &running{pid: cmd.Process.Pid, client: client, sdk: c, info: info, path: path}, nil
 }
 
 // Kill stops one plugin, e.g. after it timed out, so its children stop too.
@@ -241,7 +242,17 @@ func (h *Host) Kill(name string) {
 	delete(h.running, name)
 	h.mu.Unlock()
 	if ok {
-		r.client.Kill()
+		r.stop()
+	}
+}
+
+// stop ends a plugin and everything it started: go-plugin stops the plugin
+// process, and the group kill reaches its children (a plugin past its
+// timeout may have left some).
+func (r *running) stop() {
+	r.client.Kill()
+	if r.pid > 0 {
+		_ = syscall.Kill(-r.pid, syscall.SIGKILL)
 	}
 }
 
@@ -252,6 +263,6 @@ func (h *Host) Close() {
 	h.running = map[string]*running{}
 	h.mu.Unlock()
 	for _, r := range all {
-		r.client.Kill()
+		r.stop()
 	}
 }

@@ -71,6 +71,12 @@ func Verify(ctx context.Context, dir string, identities []age.Identity, progress
 	if m.Status != StatusComplete {
 		probs = append(probs, Problem{File: ManifestFile, Reason: fmt.Sprintf("status is %q, not complete", m.Status)})
 	}
+	if m.Set != filepath.Base(dir) {
+		probs = append(probs, Problem{File: ManifestFile, Reason: fmt.Sprintf("it describes set %q, not %q", m.Set, filepath.Base(dir))})
+	}
+	if len(m.Artifacts) == 0 {
+		probs = append(probs, Problem{File: ManifestFile, Reason: "it lists no artifact"})
+	}
 	sums, err := ReadSums(dir)
 	if err != nil {
 		return append(probs, Problem{File: SumsFile, Reason: err.Error()})
