@@ -66,9 +66,11 @@ type Stage struct {
 	// Set by Decode.
 	Timeout     time.Duration // 0: bounded by the pipeline's timeout only
 	Compression string        // dump and archive
-	On          []string      // notify
-	Config      cty.Value     // the plugin's attributes only
-	Secrets     []string
+	// CompressionLevel is 0 for the compressor's fastest level.
+	CompressionLevel int
+	On               []string  // notify
+	Config           cty.Value // the plugin's attributes only
+	Secrets          []string
 }
 
 // ID names a stage in messages: `dump "mysql"` or `dump "mysql" "moodle"`.

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/mbk-backup/mbk/core/sdk"
 )
@@ -22,6 +23,7 @@ func coreAttrs(kind string) map[string]*hcldec.AttrSpec {
 	switch kind {
 	case sdk.KindDump, sdk.KindArchive:
 		attrs["compression"] = &hcldec.AttrSpec{Name: "compression", Type: cty.String}
+		attrs["compression_level"] = &hcldec.AttrSpec{Name: "compression_level", Type: cty.Number}
 	case sdk.KindNotify:
 		attrs["on"] = &hcldec.AttrSpec{Name: "on", Type: cty.List(cty.String)}
 	}
@@ -75,6 +77,13 @@ func (s *Stage) Decode(schema sdk.Schema) hcl.Diagnostics {
 				diags = append(diags, attrError(a, fmt.Sprintf("compression %q is not one of gzip, zstd, none.", c)+suggest(c, Compressions)))
 			}
 			s.Compression = c
+		case "compression_level":
+			var lvl int
+			if err := gocty.FromCtyValue(v, &lvl); err != nil || lvl < 1 || lvl > 9 {
+				diags = append(diags, attrError(a, "compression_level is a whole number: 1 (fastest) to 9 for gzip, 1 to 4 for zstd."))
+				continue
+			}
+			s.CompressionLevel = lvl
 		case "on":
 			s.On = nil
 			for _, e := range v.AsValueSlice() {

@@ -49,7 +49,7 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 		}
 	}
 	path := filepath.Join(r.staging, file)
-	sink, err := stream.NewSink(path, s.Compression, r.p.Recipients)
+	sink, err := stream.NewSink(path, s.Compression, s.CompressionLevel, r.p.Recipients)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", file, err)
 	}

@@ -87,6 +87,8 @@ type run struct {
 	// afterCommit holds errors that do not stop the commit but make the
 	// run's outcome a warning (exit 3).
 	afterCommit []error
+	// lastUse is each plugin's last stage, after which it is stopped.
+	lastUse map[string]*Stage
 }
 
 // Run runs one pipeline end to end. The stages must come from Prepare.
@@ -97,7 +99,25 @@ func (e *Engine) Run(ctx context.Context, p *config.Pipeline, stages []*Stage) *
 	}
 	host, _ := os.Hostname()
 	start := now()
-	r := &run{e: e, p: p, log: e.Log.Named(p.Name), res: &Result{}}
+	r := &run{e: e, p: p, log: e.Log.Named(p.Name), res: &Result{}, lastUse: map[string]*Stage{}}
+	// Plugins run only while a stage needs them: Prepare started them all
+	// to read their schemas; from here each starts for its first stage and
+	// stops after its last, so at most the core and one or two plugins hold
+	// memory at any time.
+	var lastStore *Stage
+	for _, s := range stages {
+		r.lastUse[s.Plugin] = s
+		if s.Kind == sdk.KindStore {
+			lastStore = s
+		}
+	}
+	if lastStore != nil {
+		// Retention runs again for each store, after the retain stages.
+		for _, s := range stagesOf(stages, sdk.KindRetain) {
+			r.lastUse[s.Plugin] = lastStore
+		}
+	}
+	e.Host.Close()
 	r.res.Report = sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Started: start.UTC()}
 	e.Redact.Add(p.Secrets()...)
 
@@ -238,7 +258,16 @@ func (r *run) stage(ctx context.Context, s *Stage, fn func(context.Context) erro
 	}
 	t0 := time.Now()
 	r.log.Info("stage started", "stage", s.ID(), "plugin", s.Info.Name, "version", s.Info.Version)
-	err := fn(ctx)
+	client, _, err := r.e.Host.Get(ctx, s.Plugin)
+	if err == nil {
+		s.Client = client
+		err = fn(ctx)
+	}
+	for plugin, last := range r.lastUse {
+		if last == s {
+			defer r.e.Host.Kill(plugin)
+		}
+	}
 	if err != nil && ctx.Err() != nil {
 		// A plugin past its deadline may not stop by itself: stop it, and
 		// with it the processes it started.

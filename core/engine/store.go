@@ -25,6 +25,11 @@ func (r *run) store(ctx context.Context, stages []*Stage) {
 			}
 			r.log.Info("set copied", "store", s.Name, "set", r.name)
 			for _, rs := range retains {
+				client, _, err := r.e.Host.Get(ctx, rs.Plugin)
+				if err != nil {
+					return err
+				}
+				rs.Client = client
 				decisions, err := RetainStore(ctx, rs, s, r.p.Location, r.name)
 				for _, d := range decisions {
 					if !d.Keep {

