@@ -93,7 +93,7 @@ func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 		}
 		target = fmt.Sprintf("volume %q", vol)
 		run = func(ts *tarStream, first *tar.Header) (*stats, error) {
-			return p.restoreVolume(ctx, vol, o.clean, ts, first)
+			return p.restoreVolume(ctx, vol, c.Read, o.clean, ts, first)
 		}
 	default:
 		target = fmt.Sprintf("path %q in container %q", c.Path, c.Container)
@@ -133,19 +133,27 @@ func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 
 // restoreVolume restores into a named volume through a helper container,
 // creating the volume when it does not exist.
-func (p *plugin) restoreVolume(ctx context.Context, vol string, clean bool, ts *tarStream, first *tar.Header) (*stats, error) {
+func (p *plugin) restoreVolume(ctx context.Context, vol, read string, clean bool, ts *tarStream, first *tar.Header) (*stats, error) {
 	e, err := newEngine(p.log)
 	if err != nil {
 		return nil, err
 	}
 	defer e.Close()
-	if _, err := e.VolumeInspect(ctx, vol); docker.IsNotFound(err) {
-		if _, err := e.VolumeCreate(ctx, volume.CreateOptions{Name: vol}); err != nil {
+	v, err := e.VolumeInspect(ctx, vol)
+	if docker.IsNotFound(err) {
+		if v, err = e.VolumeCreate(ctx, volume.CreateOptions{Name: vol}); err != nil {
 			return nil, fmt.Errorf("create volume: %w", err)
 		}
 		p.log.Info("created volume", "volume", vol)
 	} else if err != nil {
 		return nil, fmt.Errorf("inspect volume: %w", err)
+	}
+	if dir, ok := localDir(v, read); ok {
+		// As for backups: straight into its directory, with the same
+		// entry checks, instead of through the daemon (measured: the
+		// archive API took 10.7 s for 480 MiB where tar xzf took 4.7 s).
+		p.log.Info("restoring into the volume's directory directly", "volume", vol, "path", dir)
+		return p.restoreHost(ctx, dir, clean, ts, first)
 	}
 
 	h, remove, err := e.createHelper(ctx, vol, false)

@@ -116,8 +116,10 @@ func TestRestoreVolumeClean(t *testing.T) {
 		tarEntry{typ: tar.TypeDir, name: "./", mode: 0o750},
 		tarEntry{typ: tar.TypeReg, name: "muc/config.php", body: "<?php\n", mode: 0o640},
 	)
+	// The archive API path (a remote Engine): clean removes and re-creates
+	// the volume, so it is refused while a container uses it.
 	restore := func(vol string, opts map[string]string) error {
-		cfg := testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(vol)})
+		cfg := testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(vol), "read": cty.StringVal("engine")})
 		_, err := restoreFrom(t, p, cfg, opts, bytes.NewReader(archive))
 		return err
 	}
@@ -149,6 +151,28 @@ func TestRestoreVolumeClean(t *testing.T) {
 	if out, _, _ := testenv.Exec(t, check, nil, "cat", "/data/muc/config.php"); out != "<?php\n" {
 		t.Errorf("restored content %q", out)
 	}
+
+	t.Run("direct: clean empties the directory, even in use", func(t *testing.T) {
+		vol := testenv.UniqueName(t, "mbktest-direct")
+		testenv.CreateVolume(t, vol)
+		app := testenv.StartApp(t, vol, "/data")
+		testenv.Exec(t, app, nil, "sh", "-c", "echo stale > /data/stale.txt")
+		direct := func(opts map[string]string) error {
+			cfg := testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(vol)})
+			_, err := restoreFrom(t, p, cfg, opts, bytes.NewReader(archive))
+			return err
+		}
+		if err := direct(nil); err == nil || !strings.Contains(err.Error(), "not empty") {
+			t.Fatalf("restore over a non-empty volume: %v", err)
+		}
+		if err := direct(map[string]string{"clean": "true"}); err != nil {
+			t.Fatalf("clean restore: %v", err)
+		}
+		out, _, _ := testenv.Exec(t, app, nil, "sh", "-c", "cat /data/muc/config.php; ls /data")
+		if out != "<?php\nmuc\n" {
+			t.Errorf("after a clean restore the volume holds %q", out)
+		}
+	})
 
 	t.Run("truncated archive", func(t *testing.T) {
 		vol := testenv.UniqueName(t, "mbktest-trunc")
