@@ -91,32 +91,52 @@ func (e *Engine) Restore(ctx context.Context, p *config.Pipeline, dir string, st
 }
 
 func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, options map[string]map[string]string) error {
-	for _, st := range steps {
-		a := st.Artifact
-		log := e.Log.With("file", a.File, "stage", st.Stage.ID())
-		t0 := time.Now()
-		log.Info("restore started")
-		f, err := os.Open(filepath.Join(dir, a.File))
+	// As in a run: each plugin lives only while its steps need it.
+	last := map[string]int{}
+	for i, st := range steps {
+		last[st.Stage.Plugin] = i
+	}
+	e.Host.Close()
+	for i, st := range steps {
+		client, _, err := e.Host.Get(ctx, st.Stage.Plugin)
 		if err != nil {
 			return err
 		}
-		zr, err := stream.NewReader(f, a.Compression, a.Encryption == "age", e.Identities)
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("%s: %w", a.File, err)
+		st.Stage.Client = client
+		if err := e.restoreStep(ctx, dir, st, options); err != nil {
+			return err
 		}
-		tr := e.track("restore "+a.File, a.RawSize)
-		reply, err := st.Stage.Client.Restore(ctx, st.Stage.Config, a.ArtifactID, options[st.Stage.Kind], a.Details, trackReader{zr, tr})
-		tr.Done()
-		zr.Close()
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), err)
+		if last[st.Stage.Plugin] == i {
+			e.Host.Kill(st.Stage.Plugin)
 		}
-		if reply.Bytes != a.RawSize {
-			return fmt.Errorf("restore %s: %d bytes restored, the manifest records %d", a.File, reply.Bytes, a.RawSize)
-		}
-		log.Info("restore finished", "duration", time.Since(t0).Round(time.Millisecond), "result", e.Redact.String(reply.Summary))
 	}
+	return nil
+}
+
+func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, options map[string]map[string]string) error {
+	a := st.Artifact
+	log := e.Log.With("file", a.File, "stage", st.Stage.ID())
+	t0 := time.Now()
+	log.Info("restore started")
+	f, err := os.Open(filepath.Join(dir, a.File))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zr, err := stream.NewReader(f, a.Compression, a.Encryption == "age", e.Identities)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.File, err)
+	}
+	defer zr.Close()
+	tr := e.track("restore "+a.File, a.RawSize)
+	reply, err := st.Stage.Client.Restore(ctx, st.Stage.Config, a.ArtifactID, options[st.Stage.Kind], a.Details, trackReader{zr, tr})
+	tr.Done()
+	if err != nil {
+		return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), err)
+	}
+	if reply.Bytes != a.RawSize {
+		return fmt.Errorf("restore %s: %d bytes restored, the manifest records %d", a.File, reply.Bytes, a.RawSize)
+	}
+	log.Info("restore finished", "duration", time.Since(t0).Round(time.Millisecond), "result", e.Redact.String(reply.Summary))
 	return nil
 }
