@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 )
 
 // errTruncated says a tar stream stopped between two entries. Go's tar reader
@@ -137,8 +138,18 @@ func header(h *tar.Header, name, link string) *tar.Header {
 
 // copyData copies exactly n bytes, checking ctx between chunks: a 50 GB
 // file must not hold a cancelled run.
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, 1<<20)
+	return &b
+}}
+
 func copyData(ctx context.Context, dst io.Writer, src io.Reader, n int64) (int64, error) {
-	buf := make([]byte, 1<<20)
+	// One buffer per copy, not per file: a fresh 1 MiB for each of 12,900
+	// files was 12.6 GiB of zeroed allocation and 9.75 of the plugin's CPU
+	// seconds on the medium bench.
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	var done int64
 	for done < n {
 		if err := ctx.Err(); err != nil {
