@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# bench.sh - `make bench`: mbk measured against the shell way and the floor on a
+# deterministic Moodle-shaped site, and the result appended to BENCHMARKS.md.
+#
+# Usage: scripts/bench.sh [run]     SCALE=small|medium|large ROUNDS=3 QUIET=1 QUIET_BUDGET=90 (environment)
+#        scripts/bench.sh clean [SCALE]   remove a scale's cached dataset
+#
+#   small   ~100 MiB of SQL, 200 MiB / 5,000 files of moodledata
+#   medium  ~295 MiB of SQL, 464 MiB / 12,900 files (the issue's reference site)
+#   large   ~2.1 GiB of SQL, 3 GiB / 50,000 files
+#
+# The dataset (container mbk-bench-SCALE-db with volume mbk-bench-SCALE-dbdata, and
+# volume mbk-bench-SCALE-moodledata) is built once and reused while its recorded
+# parameters match; the database container is stopped at the end. Every run is timed
+# warm, ROUNDS times, the variants interleaved within each round:
+#   floor-db      docker exec DB mariadb-dump ... | wc -c
+#   floor-files   docker run -v VOL:/data ... sh -c 'tar cf - -C /data . | wc -c'
+#   shell-db      docker exec DB mariadb-dump ... | gzip > moodle.sql.gz
+#   shell-files   docker run --rm -v VOL:/data ... tar czf - -C /data . > moodledata.tar.gz
+#   mbk-gzip      bin/mbk run (dump + archive + checksum), compression gzip
+#   mbk-zstd      the same with zstd
+#   restore-shell-db     gunzip -c moodle.sql.gz | docker exec -i DB mariadb NEWDB
+#   restore-shell-files  docker run -i -v NEWVOL:/data ... tar xzf - -C /data < moodledata.tar.gz
+#   restore-mbk   bin/mbk restore FILE SET --yes --target-database NEWDB --target-volume NEWVOL
+# Then the side-channel Go benchmarks (core/sdk/bench_test.go). Raw results stay in
+# /tmp/mbk-bench-results-SCALE-DATE/.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly REPO
+readonly HERE="$REPO/scripts/bench"
+readonly IMAGE="mbk-base:latest"
+readonly CG="mbkbench" # cgroup parent of every benchmark container: their CPU adds up there
+readonly DB_USER="bench"
+readonly DB_NAME="moodle"
+export BENCH_DB_PASSWORD='bench-Pa$$ word;#ñ'
+# mbk's mysql plugin's default flags, so that every variant dumps the same way.
+readonly DUMP_FLAGS=(--single-transaction --quick --routines --triggers --events --hex-blob --default-character-set=utf8mb4)
+readonly DATASET_VERSION=1
+export PATH="$PATH:/usr/local/go/bin"
+
+SCALE=${SCALE:-small}
+ROUNDS=${ROUNDS:-3}
+QUIET=${QUIET:-1}               # 0: do not wait for the machine to be idle before each run
+QUIET_BUDGET=${QUIET_BUDGET:-90} # seconds of such waiting, at most, in a whole run
+QUIET_SPENT=0
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() {
+  printf '[bench] error: %s\n' "$*" >&2
+  exit 1
+}
+
+# scale_params sets the dataset's sizes. The row counts were chosen so that the
+# dump comes out at the named size (about 190 bytes of SQL per log row).
+scale_params() {
+  case $SCALE in
+  small) USERS=3000 COURSES=120 POSTS=20000 GRADES=60000 FILEROWS=10000 LOGROWS=458000 FILES=5000 FILEBYTES=$((200 << 20)) ;;
+  medium) USERS=9000 COURSES=360 POSTS=60000 GRADES=180000 FILEROWS=25800 LOGROWS=1354000 FILES=12900 FILEBYTES=$((464 << 20)) ;;
+  large) USERS=63000 COURSES=2520 POSTS=420000 GRADES=1260000 FILEROWS=100000 LOGROWS=10070000 FILES=50000 FILEBYTES=$((3 << 30)) ;;
+  *) die "SCALE must be small, medium or large, not '$SCALE'" ;;
+  esac
+  [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive number, not '$ROUNDS'"
+  NAME="mbk-bench-$SCALE"
+  DB="$NAME-db"
+  DBVOL="$NAME-dbdata"
+  VOL="$NAME-moodledata"
+  DB_KEY="v$DATASET_VERSION users=$USERS courses=$COURSES posts=$POSTS grades=$GRADES filerows=$FILEROWS logrows=$LOGROWS"
+  FILES_KEY="v$DATASET_VERSION files=$FILES bytes=$FILEBYTES seed=1"
+}
+
+# ------------------------------------------------------------------ dataset: database
+db_sql() { docker exec -i "$DB" mariadb -uroot --default-character-set=utf8mb4 "$@"; }
+
+start_db() {
+  local state
+  if ! state=$(docker container inspect -f '{{.State.Running}}' "$DB" 2>/dev/null); then
+    state=missing
+  fi
+  case $state in
+  true) ;;
+  false) docker start "$DB" >/dev/null ;;
+  missing)
+    docker volume create --label io.mbk.bench="$SCALE" "$DBVOL" >/dev/null
+    # A 1 GiB buffer pool, as a small Moodle server would give MariaDB; the
+    # rest is MariaDB's defaults.
+    docker run -d --name "$DB" --hostname "$DB" --label io.mbk.bench="$SCALE" --cgroup-parent="/$CG" \
+      -v /usr:/usr:ro -v /etc:/etc:ro -v "$DBVOL:/var/lib/mysql" "$IMAGE" sh -c '
+        if [ ! -d /var/lib/mysql/mysql ]; then
+          mariadb-install-db --user=root --datadir=/var/lib/mysql --skip-test-db >/tmp/init.log 2>&1 ||
+            { cat /tmp/init.log >&2; exit 1; }
+        fi
+        exec mariadbd --user=root --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld.sock \
+          --pid-file=/run/mysqld/mysqld.pid --bind-address=127.0.0.1 \
+          --innodb-buffer-pool-size=1G --innodb-log-file-size=256M' >/dev/null
+    ;;
+  esac
+  local i
+  for ((i = 0; i < 120; i++)); do
+    docker exec "$DB" mariadb -uroot -e 'select 1' >/dev/null 2>&1 && return 0
+    [[ $(docker inspect -f '{{.State.Running}}' "$DB" 2>/dev/null) == true ]] || {
+      docker logs --tail 30 "$DB" >&2 || true
+      die "container $DB exited while starting MariaDB"
+    }
+    sleep 1
+  done
+  die "MariaDB in $DB not ready after 120 s"
+}
+
+build_db() {
+  local have
+  have=$(docker exec "$DB" mariadb -uroot -N -e "SELECT value FROM $DB_NAME.mdl_config WHERE name = 'mbk_bench_dataset'" 2>/dev/null || true)
+  if [[ $have == "$DB_KEY" ]]; then
+    log "database: cached ($DB_KEY)"
+  else
+    log "database: building $DB_KEY (once per scale)"
+    local t0=$SECONDS lo hi chunk=250000
+    db_sql <<<"DROP DATABASE IF EXISTS \`$DB_NAME\`; CREATE DATABASE \`$DB_NAME\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+    {
+      echo "SET @users = $USERS, @courses = $COURSES, @posts = $POSTS, @grades = $GRADES, @filerows = $FILEROWS, @logrows = $LOGROWS;"
+      cat "$HERE/dataset.sql"
+      for ((lo = 1; lo <= LOGROWS; lo += chunk)); do
+        hi=$((lo + chunk - 1 < LOGROWS ? lo + chunk - 1 : LOGROWS))
+        echo "SET @lo = $lo, @hi = $hi;"
+        cat "$HERE/logchunk.sql"
+      done
+      echo "ANALYZE TABLE mdl_config, mdl_user, mdl_course, mdl_files, mdl_forum_posts, mdl_grade_grades, mdl_logstore_standard_log;"
+      # Written last: a database without it is rebuilt.
+      echo "INSERT INTO mdl_config (name, value) VALUES ('mbk_bench_dataset', '$DB_KEY');"
+    } | db_sql "$DB_NAME" >/dev/null
+    log "database: built in $((SECONDS - t0)) s"
+  fi
+  # The pipeline's user: rights on the site and on the restore targets.
+  local pw=${BENCH_DB_PASSWORD//\'/\'\'}
+  db_sql <<SQL
+CREATE OR REPLACE USER '$DB_USER'@'localhost' IDENTIFIED BY '$pw';
+GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO '$DB_USER'@'localhost';
+GRANT ALL PRIVILEGES ON \`mbkr\\_%\`.* TO '$DB_USER'@'localhost';
+SQL
+}
+
+# ------------------------------------------------------------------ dataset: files
+# in_volume MOUNT [docker run options...] -- CMD...: run CMD in a throwaway container
+# of the base image with MOUNT (VOL:/data[:ro]), in the benchmark's cgroup.
+in_volume() {
+  local mount=$1 opts=()
+  shift
+  while [[ $1 != -- ]]; do opts+=("$1") && shift; done
+  shift
+  docker run --rm "${opts[@]}" --cgroup-parent="/$CG" -v /usr:/usr:ro -v /etc:/etc:ro -v "$mount" "$IMAGE" "$@"
+}
+
+# in_volume_line MOUNT [options]: the same `docker run` as a line for bash -c.
+in_volume_line() {
+  local mount=$1
+  shift
+  printf 'docker run --rm %s --cgroup-parent=/%s -v /usr:/usr:ro -v /etc:/etc:ro -v %s %s' "$*" "$CG" "$mount" "$IMAGE"
+}
+
+build_files() {
+  local have
+  have=$(in_volume "$VOL:/data:ro" -- cat /data/.mbk-bench-dataset 2>/dev/null || true)
+  if [[ $have == "$FILES_KEY" ]]; then
+    log "moodledata: cached ($FILES_KEY)"
+    return 0
+  fi
+  log "moodledata: building $FILES_KEY (once per scale)"
+  docker volume rm -f "$VOL" >/dev/null 2>&1 || die "cannot remove stale volume $VOL (in use?)"
+  docker volume create --label io.mbk.bench="$SCALE" "$VOL" >/dev/null
+  in_volume "$VOL:/data" -v "$WORK/tool:/tool:ro" -- /tool/benchtool files -dir /data -files "$FILES" -bytes "$FILEBYTES" -seed 1 -marker "$FILES_KEY" >&2
+}
+
+# ------------------------------------------------------------------ runs
+measure() { # measure LABEL ROUND CMD...
+  local label=$1 round=$2
+  shift 2
+  # Let other work on the machine (builds, tests) calm down first, within a
+  # budget for the whole run: a busy machine must not stretch it without end.
+  local t=$SECONDS
+  if ((QUIET && QUIET_SPENT < QUIET_BUDGET)); then
+    "$WORK/tool/benchtool" quiet -max 0.25 -seconds 2 -timeout "$((QUIET_BUDGET - QUIET_SPENT < 20 ? QUIET_BUDGET - QUIET_SPENT : 20))s"
+  fi
+  QUIET_SPENT=$((QUIET_SPENT + SECONDS - t))
+  "$WORK/tool/benchtool" measure -o "$RES/$label.r$round.json" -label "$label" -round "$round" -cgroup "$CG" -- "$@"
+}
+
+annotate() { "$WORK/tool/benchtool" annotate "$@"; }
+
+# newest_set prints the newest set directory under a pipeline's root.
+newest_set() {
+  local sets=("$1"/20*)
+  [[ -d ${sets[-1]} ]] || die "no set under $1"
+  printf '%s' "${sets[-1]}"
+}
+
+size_of() { stat -c %s "$1"; }
+
+floor_db() {
+  measure floor-db "$1" bash -c "MYSQL_PWD=\$BENCH_DB_PASSWORD docker exec -e MYSQL_PWD $DB mariadb-dump ${DUMP_FLAGS[*]} --user=$DB_USER $DB_NAME | wc -c" >"$WORK/count"
+  annotate "$RES/floor-db.r$1.json" -in "$(<"$WORK/count")" -out 0
+}
+
+floor_files() {
+  measure floor-files "$1" bash -c "$(in_volume_line "$VOL:/data:ro") sh -c 'tar cf - -C /data . | wc -c'" >"$WORK/count"
+  annotate "$RES/floor-files.r$1.json" -in "$(<"$WORK/count")" -out 0
+}
+
+shell_db() {
+  measure shell-db "$1" bash -c "MYSQL_PWD=\$BENCH_DB_PASSWORD docker exec -e MYSQL_PWD $DB mariadb-dump ${DUMP_FLAGS[*]} --user=$DB_USER $DB_NAME | gzip > $WORK/shell/moodle.sql.gz"
+  annotate "$RES/shell-db.r$1.json" -in "$RAW_DB" -out "$(size_of "$WORK/shell/moodle.sql.gz")"
+}
+
+shell_files() {
+  measure shell-files "$1" bash -c "$(in_volume_line "$VOL:/data:ro") tar czf - -C /data . > $WORK/shell/moodledata.tar.gz"
+  annotate "$RES/shell-files.r$1.json" -in "$RAW_FILES" -out "$(size_of "$WORK/shell/moodledata.tar.gz")"
+}
+
+mbk_run() { # mbk_run gzip|zstd ROUND
+  local comp=$1 r=$2 root="$WORK/root-$1" set
+  rm -rf "$root" && mkdir -p "$root"
+  measure "mbk-$comp" "$r" "$REPO/bin/mbk" --log-format json run "$WORK/bench-$comp.hcl" \
+    >/dev/null 2>"$RES/mbk-$comp.r$r.log" || die "mbk run failed: see $RES/mbk-$comp.r$r.log"
+  set=$(newest_set "$root")
+  annotate "$RES/mbk-$comp.r$r.json" -manifest "$set/manifest.json"
+}
+
+restore_shell() {
+  local r=$1 db="mbkr_shell_$1" vol="$NAME-rs-shell-$1"
+  measure restore-shell-db "$r" bash -c "set -e
+    MYSQL_PWD=\$BENCH_DB_PASSWORD docker exec -e MYSQL_PWD $DB mariadb --user=$DB_USER -e 'CREATE DATABASE $db CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci'
+    gunzip -c $WORK/shell/moodle.sql.gz | MYSQL_PWD=\$BENCH_DB_PASSWORD docker exec -i -e MYSQL_PWD $DB mariadb --user=$DB_USER --default-character-set=utf8mb4 $db"
+  annotate "$RES/restore-shell-db.r$r.json" -in "$(size_of "$WORK/shell/moodle.sql.gz")" -out "$RAW_DB"
+  measure restore-shell-files "$r" bash -c "set -e
+    docker volume create $vol >/dev/null
+    $(in_volume_line "$vol:/data" -i) tar xzf - -C /data < $WORK/shell/moodledata.tar.gz"
+  annotate "$RES/restore-shell-files.r$r.json" -in "$(size_of "$WORK/shell/moodledata.tar.gz")" -out "$RAW_FILES"
+}
+
+restore_mbk() {
+  local r=$1 set
+  set=$(newest_set "$WORK/root-gzip")
+  measure restore-mbk "$r" "$REPO/bin/mbk" --log-format json restore "$WORK/bench-gzip.hcl" "$(basename "$set")" --yes \
+    --target-database "mbkr_mbk_$r" --target-volume "$NAME-rs-mbk-$r" \
+    >/dev/null 2>"$RES/restore-mbk.r$r.log" || die "mbk restore failed: see $RES/restore-mbk.r$r.log"
+  annotate "$RES/restore-mbk.r$r.json" -manifest "$set/manifest.json" -restore -mbklog "$RES/restore-mbk.r$r.log"
+}
+
+# Removes what a round (or a killed run) left: restored databases and volumes.
+clean_targets() {
+  local dbs v
+  dbs=$(docker exec "$DB" mariadb -uroot -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'mbkr\\_%'" 2>/dev/null || true)
+  for v in $dbs; do db_sql <<<"DROP DATABASE \`$v\`;"; done
+  for v in $(docker volume ls -q --filter "name=^$NAME-rs-"); do docker volume rm -f "$v" >/dev/null; done
+  rm -rf "$WORK/root-gzip" "$WORK/root-zstd" "$WORK/shell"
+  mkdir -p "$WORK/shell"
+}
+
+write_pipelines() {
+  local comp
+  for comp in gzip zstd; do
+    cat >"$WORK/bench-$comp.hcl" <<HCL
+# Written by scripts/bench.sh: the benchmark's site, compression $comp.
+pipeline "bench-$comp" {
+  root     = "$WORK/root-$comp"
+  timezone = "UTC"
+  timeout  = "4h"
+
+  stage "dump" "mysql" {
+    container   = "$DB"
+    database    = "$DB_NAME"
+    user        = "$DB_USER"
+    password    = env("BENCH_DB_PASSWORD")
+    compression = "$comp"
+  }
+  stage "archive" "volume" {
+    volume      = "$VOL"
+    exclude     = []
+    compression = "$comp"
+  }
+  stage "checksum" "sha256" {}
+}
+HCL
+  done
+}
+
+describe_machine() {
+  local f="$RES/machine.txt"
+  {
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "host_cpus=$(nproc)"
+    echo "cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "ram=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+    echo "kernel=$(uname -r)"
+    # shellcheck disable=SC1091
+    echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
+    echo "docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null) ($(docker info --format '{{.Driver}}, cgroup {{.CgroupVersion}} {{.CgroupDriver}}' 2>/dev/null))"
+    echo "mariadb=$(docker exec "$DB" mariadb -uroot -N -e 'SELECT VERSION()') (buffer pool 1 GiB, in container $DB)"
+    echo "tools=$(gzip --version | head -n 1), $(tar --version | head -n 1) (host's, bound into the containers)"
+    echo "go=$(go version | cut -d' ' -f3-)"
+    echo "mbk=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+    echo "load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+  } >"$f"
+}
+
+describe_dataset() {
+  local rows
+  rows=$(docker exec "$DB" mariadb -uroot -N -e "SELECT CONCAT(table_name, ':', table_rows) FROM information_schema.tables WHERE table_schema = '$DB_NAME' ORDER BY data_length DESC" | tr '\n' ' ')
+  {
+    echo "sql_bytes=$RAW_DB"
+    echo "tables=$rows(InnoDB estimates)"
+    echo "log_rows=$LOGROWS"
+    echo "files=$FILES in filedir, +20 in trashdir, +5 others"
+    echo "file_bytes=$FILEBYTES in filedir (half random bytes: already compressed)"
+    echo "tar_bytes=$RAW_FILES"
+  } >"$RES/dataset.txt"
+}
+
+cmd_run() {
+  scale_params
+  command -v docker >/dev/null || die "docker not found (run: bash scripts/stack.sh deps)"
+  docker info >/dev/null 2>&1 || die "the Docker engine does not answer (run: bash scripts/stack.sh engine)"
+  docker image inspect "$IMAGE" >/dev/null 2>&1 || die "image $IMAGE missing (run: bash scripts/stack.sh image)"
+  [[ -x $REPO/bin/mbk && -x $REPO/bin/mbk-plugin-mysql && -x $REPO/bin/mbk-plugin-volume ]] || die "bin/mbk and plugins missing (run: make build)"
+  local t0=$SECONDS
+  WORK=$(mktemp -d /tmp/mbk-bench.XXXXXX)
+  RES="/tmp/mbk-bench-results-$SCALE-$(date -u +%Y%m%d-%H%M%S)"
+  mkdir -p "$RES" "$WORK/tool" "$WORK/shell"
+  trap 'clean_targets >/dev/null 2>&1 || true; rm -rf "$WORK"; docker stop "$DB" >/dev/null 2>&1 || true' EXIT
+  export WORK
+  log "SCALE=$SCALE ROUNDS=$ROUNDS; results in $RES"
+
+  # Static, so that it also runs inside the tiny image.
+  (cd "$REPO" && CGO_ENABLED=0 go build -o "$WORK/tool/benchtool" ./scripts/bench/benchtool)
+  start_db
+  build_db
+  build_files
+  clean_targets
+  write_pipelines
+  describe_machine
+
+  log "warming the caches (untimed floor and mbk runs)"
+  MYSQL_PWD=$BENCH_DB_PASSWORD docker exec -e MYSQL_PWD "$DB" mariadb-dump "${DUMP_FLAGS[@]}" --user="$DB_USER" "$DB_NAME" | wc -c >"$WORK/count"
+  RAW_DB=$(<"$WORK/count")
+  RAW_FILES=$(in_volume "$VOL:/data:ro" -- sh -c 'tar cf - -C /data . | wc -c')
+  "$REPO/bin/mbk" --log-format json run "$WORK/bench-zstd.hcl" >/dev/null 2>"$RES/warmup.log" || die "mbk run failed: see $RES/warmup.log"
+  clean_targets
+  describe_dataset
+  log "dump $((RAW_DB >> 20)) MiB, tar $((RAW_FILES >> 20)) MiB"
+
+  local r i k backups=(floor_db floor_files shell_db shell_files "mbk_run gzip" "mbk_run zstd")
+  for ((r = 1; r <= ROUNDS; r++)); do
+    # Rotate the order every round, so no variant always runs first.
+    for ((i = 0; i < ${#backups[@]}; i++)); do
+      k=$(((i + r - 1) % ${#backups[@]}))
+      log "round $r/$ROUNDS: ${backups[k]}"
+      ${backups[k]} "$r"
+    done
+    if ((r % 2)); then
+      log "round $r/$ROUNDS: restore (shell, then mbk)"
+      restore_shell "$r"
+      restore_mbk "$r"
+    else
+      log "round $r/$ROUNDS: restore (mbk, then shell)"
+      restore_mbk "$r"
+      restore_shell "$r"
+    fi
+    clean_targets
+  done
+  echo "load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"
+
+  log "side-channel Go benchmarks (core/sdk/bench_test.go)"
+  # The test binary is run directly: go test would mix go-plugin's debug log
+  # (stderr) into the benchmark lines.
+  if (cd "$REPO" && go test -c -o "$WORK/sdk.test" ./core/sdk/); then
+    "$WORK/sdk.test" -test.run '^$' -test.bench 'SideChannel|InProcess|UnixSocket' -test.count 1 \
+      >"$RES/gobench.txt" 2>"$RES/gobench.log" || log "warning: the Go benchmarks failed; see $RES/gobench.txt"
+  else
+    log "warning: cannot build the core/sdk test binary"
+  fi
+
+  "$WORK/tool/benchtool" report -dir "$RES" -md "$REPO/BENCHMARKS.md" -scale "$SCALE" -rounds "$ROUNDS" \
+    -command "make bench SCALE=$SCALE ROUNDS=$ROUNDS"
+  log "done in $((SECONDS - t0)) s; raw results in $RES; section appended to BENCHMARKS.md"
+}
+
+cmd_clean() {
+  SCALE=${1:-$SCALE}
+  scale_params
+  docker rm -f -v "$DB" >/dev/null 2>&1 || true
+  docker volume rm -f "$DBVOL" "$VOL" >/dev/null 2>&1 || true
+  for v in $(docker volume ls -q --filter "name=^$NAME-rs-"); do docker volume rm -f "$v" >/dev/null; done
+  log "removed the $SCALE dataset"
+}
+
+case ${1:-run} in
+run) cmd_run ;;
+clean) cmd_clean "${2:-}" ;;
+-h | --help | help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' ;;
+*) die "unknown command '$1' (run, clean)" ;;
+esac

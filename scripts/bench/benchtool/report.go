@@ -1,0 +1,430 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// reportCmd reads a results directory and prints, and appends to the results
+// file, one dated section: medians per variant, ratios, the issues' targets.
+func reportCmd(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ExitOnError)
+	dir := fs.String("dir", "", "results directory (*.json, machine.txt, dataset.txt, gobench.txt)")
+	md := fs.String("md", "", "markdown file to append the section to")
+	scale := fs.String("scale", "", "scale name")
+	rounds := fs.Int("rounds", 0, "rounds")
+	command := fs.String("command", "", "the command that produced the results")
+	fs.Parse(args)
+	if *dir == "" {
+		return errors.New("usage: report -dir RESULTS [-md FILE] [-scale S] [-rounds N] [-command C]")
+	}
+	runs, err := loadRuns(*dir)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	rep := &report{all: runs, runs: quietOnes(runs), w: &b, dir: *dir}
+	rep.write(*scale, *rounds, *command)
+	fmt.Print(b.String())
+	if *md == "" {
+		return nil
+	}
+	f, err := os.OpenFile(*md, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.WriteString(f, "\n"+b.String())
+	return err
+}
+
+// loadRuns groups the results by label, and adds the two-part variants
+// (database + files) summed per round.
+func loadRuns(dir string) (map[string][]*Result, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.r*.json"))
+	if err != nil {
+		return nil, err
+	}
+	runs := map[string][]*Result{}
+	for _, p := range paths {
+		r, err := readResult(p)
+		if err != nil {
+			return nil, err
+		}
+		runs[r.Label] = append(runs[r.Label], r)
+	}
+	for label := range runs {
+		slices.SortFunc(runs[label], func(a, b *Result) int { return a.Round - b.Round })
+	}
+	for sum, parts := range map[string][2]string{
+		"floor":         {"floor-db", "floor-files"},
+		"shell":         {"shell-db", "shell-files"},
+		"restore-shell": {"restore-shell-db", "restore-shell-files"},
+	} {
+		for _, a := range runs[parts[0]] {
+			for _, b := range runs[parts[1]] {
+				if a.Round == b.Round {
+					runs[sum] = append(runs[sum], add(sum, a, b))
+				}
+			}
+		}
+	}
+	return runs, nil
+}
+
+func add(label string, a, b *Result) *Result {
+	return &Result{
+		Label: label, Round: a.Round, Wall: a.Wall + b.Wall, User: a.User + b.User, Sys: a.Sys + b.Sys,
+		Containers: a.Containers + b.Containers, Daemons: a.Daemons + b.Daemons, Machine: a.Machine + b.Machine,
+		PeakRSS: max(a.PeakRSS, b.PeakRSS), MaxSingleRSS: max(a.MaxSingleRSS, b.MaxSingleRSS),
+		BytesIn: a.BytesIn + b.BytesIn, BytesOut: a.BytesOut + b.BytesOut,
+	}
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// quiet says whether other tenants stayed out of a run: their CPU at most
+// a tenth of the run's own, or half a second.
+func quiet(x *Result) bool { return x.Machine-allCPU(x) <= max(0.5, 0.1*allCPU(x)) }
+
+// quietOnes keeps, per label, the runs no other work disturbed; a label
+// whose every run was disturbed keeps them all.
+func quietOnes(runs map[string][]*Result) map[string][]*Result {
+	out := map[string][]*Result{}
+	for label, rs := range runs {
+		for _, x := range rs {
+			if quiet(x) {
+				out[label] = append(out[label], x)
+			}
+		}
+		if len(out[label]) == 0 {
+			out[label] = rs
+		}
+	}
+	return out
+}
+
+type report struct {
+	all  map[string][]*Result // every run
+	runs map[string][]*Result // the undisturbed ones, which the figures use
+	w    *strings.Builder
+	dir  string
+}
+
+func (r *report) pf(format string, a ...any) { fmt.Fprintf(r.w, format, a...) }
+
+// med is the median of f over a label's runs.
+func (r *report) med(label string, f func(*Result) float64) float64 {
+	var xs []float64
+	for _, x := range r.runs[label] {
+		xs = append(xs, f(x))
+	}
+	return median(xs)
+}
+
+func wallOf(x *Result) float64  { return x.Wall }
+func treeCPU(x *Result) float64 { return x.User + x.Sys }
+func allCPU(x *Result) float64  { return x.User + x.Sys + x.Containers + x.Daemons }
+
+// phase is the median duration of an mbk run's phase of one kind.
+func (r *report) phase(label, kind string) float64 {
+	return r.med(label, func(x *Result) float64 {
+		var s float64
+		for _, p := range x.Phases {
+			if p.Kind == kind {
+				s += p.Seconds
+			}
+		}
+		return s
+	})
+}
+
+// procCPU is the median sampled CPU of the processes whose name starts so.
+func (r *report) procCPU(label, prefix string, exact bool) float64 {
+	return r.med(label, func(x *Result) float64 {
+		var s float64
+		for name, u := range x.Procs {
+			if name == prefix || !exact && strings.HasPrefix(name, prefix) {
+				s += u.CPU
+			}
+		}
+		return s
+	})
+}
+
+var variants = []struct{ label, what string }{
+	{"floor-db", "`docker exec DB mariadb-dump … | wc -c`"},
+	{"floor-files", "`tar cf - -C /data . | wc -c` in a container"},
+	{"floor", "floor, database + files"},
+	{"shell-db", "`docker exec DB mariadb-dump … | gzip > f`"},
+	{"shell-files", "`docker run --rm -v VOL:/data … tar czf - -C /data . > f`"},
+	{"shell", "shell way, database + files"},
+	{"mbk-gzip", "`mbk run`, gzip (dump, archive, checksum)"},
+	{"mbk-zstd", "`mbk run`, zstd"},
+	{"restore-shell-db", "`gunzip -c f | docker exec -i DB mariadb NEWDB`"},
+	{"restore-shell-files", "`docker run -i -v NEWVOL:/data … tar xzf -` < f"},
+	{"restore-shell", "shell restore, database + files"},
+	{"restore-mbk", "`mbk restore` of the gzip set, both"},
+}
+
+func (r *report) write(scale string, rounds int, command string) {
+	machine := readKV(filepath.Join(r.dir, "machine.txt"))
+	r.pf("## %s — SCALE=%s, ROUNDS=%d, mbk %s\n\n", machine["date"], scale, rounds, machine["mbk"])
+	r.pf("Command: `%s` (raw results: `%s`).\n\n", command, r.dir)
+	r.kvList("Machine", machine, []string{"host_cpus", "cpu_model", "ram", "kernel", "os", "docker", "mariadb", "gzip", "tools", "go", "load_at_start", "load_at_end"})
+	r.kvList("Dataset", readKV(filepath.Join(r.dir, "dataset.txt")), []string{"sql_bytes", "tables", "log_rows", "files", "file_bytes", "tar_bytes"})
+
+	r.pf("### Medians\n\n")
+	r.pf("| variant | what | runs used | wall s (min–max of all) | CPU s: tree | containers | daemons | others | peak RSS MiB | MiB in | MiB out |\n")
+	r.pf("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, v := range variants {
+		runs := r.all[v.label]
+		if len(runs) == 0 {
+			continue
+		}
+		lo, hi := runs[0].Wall, runs[0].Wall
+		for _, x := range runs {
+			lo, hi = min(lo, x.Wall), max(hi, x.Wall)
+		}
+		r.pf("| %s | %s | %d/%d | %.2f (%.2f–%.2f) | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f | %.1f |\n", v.label, cell(v.what),
+			len(r.runs[v.label]), len(runs), r.med(v.label, wallOf), lo, hi, r.med(v.label, treeCPU),
+			r.med(v.label, func(x *Result) float64 { return x.Containers }),
+			r.med(v.label, func(x *Result) float64 { return x.Daemons }),
+			r.med(v.label, func(x *Result) float64 { return max(0, x.Machine-allCPU(x)) }),
+			r.med(v.label, func(x *Result) float64 { return float64(x.PeakRSS) / 1024 }),
+			r.med(v.label, func(x *Result) float64 { return float64(x.BytesIn) / (1 << 20) }),
+			r.med(v.label, func(x *Result) float64 { return float64(x.BytesOut) / (1 << 20) }))
+	}
+	r.pf("\nCPU: *tree* is the measured command and every process it waited for (mbk and its plugins; the docker CLI and gzip for the shell way); " +
+		"*containers* is the benchmark's cgroup (the MariaDB server and the clients exec'd in its container, the shell way's tar containers); " +
+		"*daemons* is dockerd, containerd and the shims (the Engine's archive API, exec and attach streams; the shim of a `docker run --rm` container is lost when it exits); " +
+		"*others* is the rest of the machine's busy CPU meanwhile (other tenants). " +
+		"Medians are over the runs used: those where other tenants took at most a tenth of the run's own CPU (or 0.5 s); when every run of a variant was disturbed, all of them. " +
+		"Peak RSS is the largest sum of resident memory over the command's process tree, sampled every 50 ms from /proc; processes inside containers are not in that tree.\n\n")
+
+	r.phases()
+	r.targets()
+	r.gobench()
+}
+
+func (r *report) kvList(title string, kv map[string]string, keys []string) {
+	if len(kv) == 0 {
+		return
+	}
+	r.pf("%s:\n", title)
+	for _, k := range keys {
+		if v, ok := kv[k]; ok {
+			r.pf("- %s: %s\n", k, v)
+		}
+	}
+	r.pf("\n")
+}
+
+// phases breaks the mbk runs down with what mbk recorded itself.
+func (r *report) phases() {
+	r.pf("### Inside the mbk runs (medians)\n\n")
+	r.pf("| run | dump s | archive s | checksum s | CPU s: mbk | plugins | plugins' share of tree CPU |\n|---|---|---|---|---|---|---|\n")
+	for _, l := range []string{"mbk-gzip", "mbk-zstd", "restore-mbk"} {
+		if len(r.runs[l]) == 0 {
+			continue
+		}
+		core, plug := r.procCPU(l, "mbk", true), r.procCPU(l, "mbk-plugin-", false)
+		r.pf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f%% |\n", l, r.phase(l, "dump"), r.phase(l, "archive"),
+			r.phase(l, "checksum"), core, plug, pct(plug, core+plug))
+	}
+	r.pf("\nPhases come from the set's manifest (per-artifact duration) and, for restores, from mbk's `restore finished` log lines. " +
+		"Plugin CPU includes reading the Docker streams, scanning the dump and re-writing the tar entries, so it bounds the plugin boundary's cost from above.\n\n")
+
+	r.pf("| run | peak RSS MiB, sum | of which anonymous | per process: peak RSS MiB (anonymous), processes of that name |\n|---|---|---|---|\n")
+	for _, l := range []string{"mbk-gzip", "mbk-zstd", "restore-mbk"} {
+		runs := r.runs[l]
+		if len(runs) == 0 {
+			continue
+		}
+		// The per-process figures are from the run with the median peak.
+		mid := slices.Clone(runs)
+		slices.SortFunc(mid, func(a, b *Result) int { return int(a.PeakRSS - b.PeakRSS) })
+		x := mid[len(mid)/2]
+		names := make([]string, 0, len(x.Procs))
+		for n := range x.Procs {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		var per []string
+		for _, n := range names {
+			u := x.Procs[n]
+			per = append(per, fmt.Sprintf("%s %.1f (%.1f) ×%d", n, float64(u.PeakRSS)/1024, float64(u.PeakAnon)/1024, u.Count))
+		}
+		r.pf("| %s | %.1f | %.1f | %s |\n", l, float64(x.PeakRSS)/1024, float64(x.PeakAnon)/1024, strings.Join(per, "; "))
+	}
+	r.pf("\nProcess names are cut to 15 characters by the kernel; `mbk ×2` is mbk and the built-in sha256/policy plugin it serves from its own binary. " +
+		"The non-anonymous part of RSS is file pages (the binaries' text), shared between processes of one binary and counted once per process here.\n\n")
+}
+
+func pct(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * a / b
+}
+
+type target struct {
+	issue, what string
+	got         string
+	ok          bool
+	known       bool
+}
+
+func (r *report) targets() {
+	w := func(l string) float64 { return r.med(l, wallOf) }
+	speed := func(base, x float64) (string, bool) {
+		if x == 0 || base == 0 {
+			return "n/a", false
+		}
+		if base < x {
+			return fmt.Sprintf("%.2f× slower (%.2f s vs %.2f s)", x/base, x, base), true
+		}
+		return fmt.Sprintf("%.2f× faster (%.2f s vs %.2f s)", base/x, x, base), true
+	}
+	within := func(x, floor float64) (string, bool) {
+		if x == 0 || floor == 0 {
+			return "n/a", false
+		}
+		return fmt.Sprintf("%.2f× the floor (%.2f s vs %.2f s)", x/floor, x, floor), true
+	}
+	var ts []target
+	addSpeed := func(issue, what string, base, x, need float64) {
+		s, ok := speed(base, x)
+		ts = append(ts, target{issue, what, s, ok && base/x >= need, ok})
+	}
+	addWithin := func(issue, what string, x, floor, limit float64) {
+		s, ok := within(x, floor)
+		ts = append(ts, target{issue, what, s, ok && x/floor <= limit, ok})
+	}
+	addSpeed("#7", "whole backup, gzip: ≥ 5× faster than the shell way", w("shell"), w("mbk-gzip"), 5)
+	addWithin("#7", "whole backup, zstd: within 1.3× of the floor", w("mbk-zstd"), w("floor"), 1.3)
+	addSpeed("#7", "restore: no slower than the shell way", w("restore-shell"), w("restore-mbk"), 1)
+	addSpeed("#7", "restore (stretch): 1.5× faster than the shell way", w("restore-shell"), w("restore-mbk"), 1.5)
+	addSpeed("#3", "dump path, gzip: ≥ 1.5× faster than `mariadb-dump | gzip`", w("shell-db"), r.phase("mbk-gzip", "dump"), 1.5)
+	addSpeed("#3", "dump path, zstd: ≥ 1.8× faster than `mariadb-dump | gzip`", w("shell-db"), r.phase("mbk-zstd", "dump"), 1.8)
+	addWithin("#3", "dump path, zstd: within 1.25× of `mariadb-dump | wc -c`", r.phase("mbk-zstd", "dump"), w("floor-db"), 1.25)
+	addSpeed("#4", "archive, gzip: ≥ 13× faster than `tar czf`", w("shell-files"), r.phase("mbk-gzip", "archive"), 13)
+	addSpeed("#4", "archive, zstd: ≥ 20× faster than `tar czf`", w("shell-files"), r.phase("mbk-zstd", "archive"), 20)
+	addWithin("#4", "archive, zstd: within 1.3× of `tar cf - | wc -c`", r.phase("mbk-zstd", "archive"), w("floor-files"), 1.3)
+	for _, l := range []string{"mbk-gzip", "mbk-zstd", "restore-mbk"} {
+		// Memory does not suffer from other tenants: every run counts.
+		var peaks []float64
+		var most float64
+		for _, x := range r.all[l] {
+			peaks = append(peaks, float64(x.PeakRSS)/1024)
+			most = max(most, float64(x.PeakRSS)/1024)
+		}
+		ts = append(ts, target{"#3 #4 #7", "peak memory of mbk + plugins under 100 MiB: " + l,
+			fmt.Sprintf("%.1f MiB median, %.1f MiB highest", median(peaks), most), most < 100, len(peaks) > 0})
+	}
+	for _, l := range []string{"mbk-gzip", "mbk-zstd"} {
+		raw := r.med(l, func(x *Result) float64 { return float64(x.BytesIn) / (1 << 30) })
+		if raw > 0 {
+			ts = append(ts, target{"#7", "time per GiB of raw data (linear in size: compare scales): " + l,
+				fmt.Sprintf("%.2f s/GiB", w(l)/raw), true, false})
+		}
+	}
+	r.pf("### Targets\n\n| issue | target | measured | met |\n|---|---|---|---|\n")
+	for _, t := range ts {
+		verdict := "no"
+		switch {
+		case !t.known:
+			verdict = "—"
+		case t.ok:
+			verdict = "yes"
+		}
+		r.pf("| %s | %s | %s | %s |\n", t.issue, cell(t.what), t.got, verdict)
+	}
+	r.pf("\nThe dump and archive paths are mbk's per-artifact durations (from the manifest) against the shell way's and the floor's separate runs.\n\n")
+}
+
+// gobench reports the side-channel benchmarks and what they say about the
+// plugin boundary's share of a run's CPU.
+func (r *report) gobench() {
+	f, err := os.Open(filepath.Join(r.dir, "gobench.txt"))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var lines []string
+	cpu := map[string]float64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, "Benchmark") {
+			continue
+		}
+		lines = append(lines, l)
+		fl := strings.Fields(l)
+		for i := 1; i < len(fl); i++ {
+			if fl[i] == "cpu-s/GB" {
+				v, _ := strconv.ParseFloat(fl[i-1], 64)
+				cpu[fl[0]] = v
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	r.pf("### Side channel (`go test -bench . ./core/sdk/`, core/sdk/bench_test.go)\n\n```\n%s\n```\n\n", strings.Join(lines, "\n"))
+	var extra float64
+	var pair string
+	for name, v := range cpu {
+		if base, ok := cpu[strings.Replace(name, "SideChannelBackup", "InProcessCopy", 1)]; ok && name != strings.Replace(name, "SideChannelBackup", "InProcessCopy", 1) && v-base > extra {
+			extra, pair = v-base, name
+		}
+	}
+	if pair == "" {
+		return
+	}
+	r.pf("The boundary costs at most %.3f CPU-s per GB more than copying in one process (%s).", extra, pair)
+	for _, l := range []string{"mbk-gzip", "mbk-zstd"} {
+		gb := r.med(l, func(x *Result) float64 { return float64(x.BytesIn) / 1e9 })
+		if gb == 0 {
+			continue
+		}
+		r.pf(" For %s (%.2f GB raw) that is %.2f CPU-s: %.1f%% of mbk's own CPU, %.1f%% of the run's attributable CPU.",
+			l, gb, extra*gb, pct(extra*gb, r.med(l, treeCPU)), pct(extra*gb, r.med(l, allCPU)))
+	}
+	r.pf("\n\n")
+}
+
+// cell escapes the pipes of shell commands inside a markdown table cell.
+func cell(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
+func readKV(path string) map[string]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
