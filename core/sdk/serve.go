@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -217,10 +218,16 @@ func (s sourceServer) Backup(ctx context.Context, r *pb.BackupRequest) (*pb.Back
 		return nil, fmt.Errorf("connect to the core's stream: %w", err)
 	}
 	defer conn.Close()
-	cw := &countingWriter{w: conn}
+	// Buffered: a tar stream is many small writes (a 512-byte header per
+	// file); one syscall per megabyte instead.
+	bw := bufio.NewWriterSize(conn, streamBuf)
+	cw := &countingWriter{w: bw}
 	res, err := s.src.Backup(ctx, BackupRequest{Config: cfg, Artifact: r.GetArtifactId(), Set: r.GetSet()}, cw)
 	if err != nil {
 		return nil, err
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, fmt.Errorf("write the stream: %w", err)
 	}
 	// Close before answering, so that the core has seen every byte by the
 	// time it reads our count.

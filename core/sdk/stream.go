@@ -87,6 +87,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // errShortRead says a restore stopped consuming before the stream ended.
 var errShortRead = errors.New("the plugin stopped reading before the end of the stream")
 
+// streamBuf is the side channel's buffer size on each end.
+const streamBuf = 1 << 20
+
 // lateConnect bounds the wait for a side-channel connection after the plugin
 // has already answered.
 const lateConnect = 5 * time.Second
@@ -118,7 +121,7 @@ func pull(ctx context.Context, w io.Writer, what string, call func(ctx context.C
 		defer conn.Close()
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		defer stop()
-		n, err := io.Copy(sink, conn)
+		n, err := io.CopyBuffer(sink, conn, make([]byte, streamBuf))
 		done <- copied{n, err}
 	}()
 	reported, err := call(ctx, sc.path)
