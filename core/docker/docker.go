@@ -6,7 +6,6 @@ package docker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -95,6 +94,4 @@ func (c *Client) FindRunning(ctx context.Context, t Target) (container.InspectRe
 }
 
 // IsNotFound reports whether err says an object does not exist.
-func IsNotFound(err error) bool { return errdefs.IsNotFound(err) || errors.Is(err, errNotFound) }
-
-var errNotFound = errors.New("not found")
+func IsNotFound(err error) bool { return errdefs.IsNotFound(err) }
