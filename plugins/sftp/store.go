@@ -55,7 +55,7 @@ func (c *conn) upload(ctx context.Context, name string, size int64, r io.Reader)
 	}
 	// CopyN hands the sftp client a LimitedReader, whose length lets it
 	// keep many writes in flight.
-	n, err := io.CopyN(f, ctxReader{ctx, r}, size)
+	n, err := io.CopyN(f, sdk.ContextReader(ctx, r), size)
 	if err == nil {
 		err = atEnd(r, size)
 	}
@@ -129,7 +129,7 @@ func (p *plugin) Get(ctx context.Context, cfg sdk.Config, set, file string, w io
 		return fmt.Errorf("download %s: %w", c.s.url(name), c.why(ctx, err))
 	}
 	defer f.Close()
-	if _, err := io.Copy(ctxWriter{ctx, w}, f); err != nil {
+	if _, err := io.Copy(sdk.ContextWriter(ctx, w), f); err != nil {
 		return fmt.Errorf("download %s: %w", c.s.url(name), c.why(ctx, err))
 	}
 	return nil
@@ -218,30 +218,4 @@ func (c *conn) why(ctx context.Context, err error) error {
 		return context.Cause(ctx)
 	}
 	return err
-}
-
-// ctxReader and ctxWriter stop a transfer between two chunks once ctx
-// ends, while the connection is still there to clean up.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (c ctxWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.w.Write(p)
 }
