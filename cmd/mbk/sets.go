@@ -287,18 +287,12 @@ func (a *app) pruneCmd() *cobra.Command {
 		Short: "Apply the pipeline's retention on its own, explaining each keep and delete",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			loader, p, err := a.loadPipeline(args[0], pipeline)
+			pr, err := a.prepare(cmd.Context(), args[0], pipeline)
 			if err != nil {
 				return err
 			}
-			h := a.host(p.File.PluginDir)
-			defer h.Close()
-			stages, diags := engine.Prepare(cmd.Context(), h, p)
-			if diags.HasErrors() {
-				writeDiags(os.Stderr, loader, diags)
-				return exitf(2, "pipeline %q is not valid", p.Name)
-			}
-			return a.prune(cmd.Context(), cmd.OutOrStdout(), p, stages, dryRun)
+			defer pr.close()
+			return a.prune(cmd.Context(), cmd.OutOrStdout(), pr.p, pr.stages, dryRun)
 		},
 	}
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")

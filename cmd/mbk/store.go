@@ -169,17 +169,28 @@ func (a *app) syncCmd() *cobra.Command {
 	return cmd
 }
 
+// openStore prepares FILE's pipeline and finds its store stage called name;
+// the caller closes the returned pipeline.
+func (a *app) openStore(ctx context.Context, file, pipeline, name string) (*prepared, *engine.Stage, error) {
+	pr, err := a.prepare(ctx, file, pipeline)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := pr.store(name)
+	if err != nil {
+		pr.close()
+		return nil, nil, err
+	}
+	return pr, s, nil
+}
+
 func (a *app) listStore(cmd *cobra.Command, file, pipeline, name string, asJSON bool) error {
 	ctx := cmd.Context()
-	pr, err := a.prepare(ctx, file, pipeline)
+	pr, s, err := a.openStore(ctx, file, pipeline, name)
 	if err != nil {
 		return err
 	}
 	defer pr.close()
-	s, err := pr.store(name)
-	if err != nil {
-		return err
-	}
 	infos, stored, err := engine.RemoteSets(ctx, s, pr.p.Location)
 	if err != nil {
 		return exitf(1, "store %q: %s", name, a.redact.String(err.Error()))
@@ -229,15 +240,11 @@ func (a *app) verifyStore(cmd *cobra.Command, file, pipeline, name, set string, 
 	if err != nil {
 		return err
 	}
-	pr, err := a.prepare(ctx, file, pipeline)
+	pr, s, err := a.openStore(ctx, file, pipeline, name)
 	if err != nil {
 		return err
 	}
 	defer pr.close()
-	s, err := pr.store(name)
-	if err != nil {
-		return err
-	}
 	var targets []sdk.StoredSet
 	if all {
 		_, stored, err := engine.RemoteSets(ctx, s, pr.p.Location)
