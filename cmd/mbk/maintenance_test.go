@@ -155,3 +155,31 @@ func TestMaintenanceMode(t *testing.T) {
 		}
 	})
 }
+
+// TestMaintenanceStuckOn: when maintenance mode cannot be switched off after
+// a good copy, the set is kept, the run exits 3 and says the site is still in
+// maintenance, and the marker stays so that the next run retries.
+func TestMaintenanceStuckOn(t *testing.T) {
+	s := newSite(t)
+	stuck := strings.Replace(maintenanceScript, `--disable) rm -f "$flag"; echo "Status: disabled" ;;`,
+		`--disable) echo "cannot write to dataroot" >&2; exit 1 ;;`, 1)
+	if stuck == maintenanceScript {
+		t.Fatal("the stuck script is the same as the working one")
+	}
+	if _, stderr, code := testenv.Exec(t, s.app, strings.NewReader(stuck), "sh", "-c", "cat > /tmp/maintenance.sh"); code != 0 {
+		t.Fatal(stderr)
+	}
+	dir := t.TempDir()
+	root := filepath.Join(dir, "backups")
+	file := writeFile(t, dir, "maint.hcl", fmt.Sprintf(maintenancePipeline, root, s.app, s.db.Container, s.volume))
+	r := mbk(t, runOpts{env: s.env()}, "run", file)
+	if r.code != 3 || !strings.Contains(r.stdout+r.stderr, "STILL in maintenance mode") || !strings.Contains(r.stdout+r.stderr, "cannot write to dataroot") {
+		t.Fatalf("want exit 3 saying the site is still in maintenance: %s", r)
+	}
+	if got := sets(t, root); len(got) != 1 {
+		t.Fatalf("the good copy must be kept, got %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(root, ".mbk-maintenance.json")); err != nil {
+		t.Fatalf("the marker must stay for the next run to retry: %v", err)
+	}
+}
