@@ -82,6 +82,7 @@ type Server struct {
 	msgs    []Message
 	logins  []Login
 	changed chan struct{} // closed and replaced whenever msgs grows
+	conns   []net.Conn    // every session's connection, closed by Close
 }
 
 // Start runs a server on 127.0.0.1 on a free port. It fails the test if the
@@ -193,6 +194,13 @@ func (s *Server) Close() {
 		// Serve may not have registered the listener yet when Close
 		// comes right after Start; closing it here ends Serve either way.
 		_ = s.ln.Close()
+		// go-smtp's Close can miss a connection it is still registering:
+		// close every session's connection ourselves.
+		s.mu.Lock()
+		for _, c := range s.conns {
+			_ = c.Close()
+		}
+		s.mu.Unlock()
 		<-s.served
 		s.log.stop()
 	})
@@ -213,6 +221,9 @@ func (s *Server) addLogin(l Login) {
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	s.mu.Lock()
+	s.conns = append(s.conns, c.Conn())
+	s.mu.Unlock()
 	return &session{srv: s, conn: c}, nil
 }
 
