@@ -27,7 +27,21 @@ type Exec struct {
 	Stdout io.Writer // nil: discarded
 	// Stderr receives the command's stderr line by line.
 	Stderr func(line string)
+	// Pipe, when set, carries stdout instead of the exec stream (see
+	// NewPipe). When the command cannot open it inside the container
+	// (another user, another container), nothing has run and Run returns
+	// ErrPipeUnusable: run it again without.
+	Pipe *Pipe
 }
+
+// ErrPipeUnusable says the command could not open Exec.Pipe and was not run.
+var ErrPipeUnusable = errors.New("the FIFO cannot be opened inside the container")
+
+// pipeMissing is the line the wrapper prints when it cannot use the FIFO.
+const pipeMissing = "mbk-exec-no-pipe"
+
+// pipeExit is the wrapper's exit code when it cannot use the FIFO.
+const pipeExit = 125
 
 // pidMarker prefixes the first stderr line of a wrapped command: the
 // process's PID inside the container, so cancellation can signal it there.
@@ -39,6 +53,13 @@ const pidMarker = "mbk-exec-pid:"
 // through `sh -c 'exec "$@"'` to learn that PID, so the container needs sh.
 func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 	wrapped := append([]string{"sh", "-c", `echo "` + pidMarker + `$$" >&2; exec "$@"`, "sh"}, e.Cmd...)
+	if e.Pipe != nil {
+		// The FIFO must be there and writable as this user before the
+		// command starts, or the redirection would fail after the fact.
+		script := `echo "` + pidMarker + `$$" >&2; f=$1; shift; if [ -p "$f" ] && [ -w "$f" ]; then exec "$@" >"$f"; fi; ` +
+			`echo "` + pipeMissing + `" >&2; exit ` + strconv.Itoa(pipeExit)
+		wrapped = append([]string{"sh", "-c", script, "sh", e.Pipe.Path}, e.Cmd...)
+	}
 	created, err := c.ContainerExecCreate(ctx, e.Container, container.ExecOptions{
 		User:         e.User,
 		AttachStdin:  e.Stdin != nil,
@@ -60,6 +81,17 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 	if stdout == nil {
 		stdout = io.Discard
 	}
+	// With a pipe, the exec stream's stdout should stay empty; the output
+	// comes through the FIFO.
+	streamOut := stdout
+	exited := make(chan struct{})
+	var pipeDone chan error
+	if e.Pipe != nil {
+		streamOut = io.Discard
+		pipeDone = make(chan error, 1)
+		go func() { pipeDone <- e.Pipe.copyTo(stdout, exited) }()
+	}
+	var noPipe bool
 	pidCh := make(chan int, 1)
 	errPipeR, errPipeW := io.Pipe()
 	stderrDone := make(chan struct{})
@@ -78,6 +110,10 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 				continue
 			}
 			first = false
+			if e.Pipe != nil && line == pipeMissing {
+				noPipe = true
+				continue
+			}
 			if e.Stderr != nil {
 				e.Stderr(line)
 			}
@@ -94,7 +130,7 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 
 	copyDone := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(stdout, errPipeW, att.Reader)
+		_, err := stdcopy.StdCopy(streamOut, errPipeW, att.Reader)
 		errPipeW.Close()
 		copyDone <- err
 	}()
@@ -114,22 +150,53 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 		}
 		att.Close()
 	}
+	// Wait for the exec stream to end (the process exited) and, with a
+	// pipe, for the FIFO to reach its end; whichever fails first on our side
+	// stops the process.
 	var copyErr error
-	select {
-	case copyErr = <-copyDone:
-	case <-ctx.Done():
-		stop()
-		<-copyDone
-		<-stderrDone
-		return -1, fmt.Errorf("%s in container %q: %w", e.Cmd[0], e.Container, context.Cause(ctx))
+	streamOpen, pipeOpen := true, pipeDone != nil
+	for streamOpen || pipeOpen {
+		select {
+		case copyErr = <-copyDone:
+			streamOpen = false
+			close(exited)
+			if copyErr != nil {
+				// Our side failed (e.g. the disk filled up): the process is
+				// still running, blocked on a full pipe.
+				stop()
+				if e.Pipe != nil {
+					e.Pipe.Close()
+					<-pipeDone
+				}
+				<-stderrDone
+				return -1, fmt.Errorf("read output of %s in container %q: %w", e.Cmd[0], e.Container, copyErr)
+			}
+		case err := <-pipeDone:
+			pipeOpen = false
+			if err != nil && !errors.Is(err, errNoWriter) {
+				stop()
+				if streamOpen {
+					<-copyDone
+				}
+				<-stderrDone
+				return -1, fmt.Errorf("read output of %s in container %q through its FIFO: %w", e.Cmd[0], e.Container, err)
+			}
+		case <-ctx.Done():
+			stop()
+			if e.Pipe != nil {
+				e.Pipe.Close()
+				if pipeOpen {
+					<-pipeDone
+				}
+			}
+			if streamOpen {
+				<-copyDone
+			}
+			<-stderrDone
+			return -1, fmt.Errorf("%s in container %q: %w", e.Cmd[0], e.Container, context.Cause(ctx))
+		}
 	}
 	<-stderrDone
-	if copyErr != nil {
-		// Our side failed (e.g. the disk filled up): the process is still
-		// running, blocked on a full pipe.
-		stop()
-		return -1, fmt.Errorf("read output of %s in container %q: %w", e.Cmd[0], e.Container, copyErr)
-	}
 	// The stream has ended; the exit code may lag a moment behind.
 	ictx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -139,6 +206,9 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 			return -1, fmt.Errorf("inspect %s in container %q: %w", e.Cmd[0], e.Container, err)
 		}
 		if !ins.Running {
+			if noPipe && ins.ExitCode == pipeExit {
+				return -1, ErrPipeUnusable
+			}
 			return ins.ExitCode, nil
 		}
 		select {

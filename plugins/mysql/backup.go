@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mbk-backup/mbk/core/sdk"
@@ -69,23 +70,28 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 	if err := ss.needDump(s.Client); err != nil {
 		return details{}, err
 	}
+	// The database's facts and the client's version are for the record and
+	// for checking the dump afterwards, so they are asked for while the dump
+	// runs: each question is an exec, and together they took a fifth of a
+	// 100 MiB dump's time. Only the server's flavour must be known first,
+	// for the flags.
+	var (
+		db        database
+		dbErr     error
+		clientVer string
+		facts     sync.WaitGroup
+	)
+	facts.Add(2)
+	go func() { defer facts.Done(); db, dbErr = ss.database(ctx, name) }()
+	go func() { defer facts.Done(); clientVer = ss.clientVersion(ctx) }()
+	defer facts.Wait()
 	srv, err := ss.server(ctx)
 	if err != nil {
 		return details{}, err
 	}
-	db, err := ss.database(ctx, name)
-	if errors.Is(err, errNoDatabase) {
-		return details{}, fmt.Errorf("the server has no database %q", name)
-	}
-	if err != nil {
-		return details{}, err
-	}
 	d := details{
-		Flavour: srv.Flavour, ServerVersion: srv.Version, ServerComment: srv.Comment,
-		Client: ss.dump, ClientVersion: ss.clientVersion(ctx),
-		Container: ss.container, Address: ss.address, ClientContainer: ss.clientContainer, Database: name, Charset: db.Charset, Collation: db.Collation,
-		Views: len(db.Views), Routines: db.Routines, Triggers: db.Triggers, Events: db.Events,
-		DataBytes: db.DataBytes,
+		Flavour: srv.Flavour, ServerVersion: srv.Version, ServerComment: srv.Comment, Client: ss.dump,
+		Container: ss.container, Address: ss.address, ClientContainer: ss.clientContainer, Database: name,
 	}
 
 	// No --databases: the dump then holds no CREATE DATABASE or USE, so it
@@ -114,8 +120,19 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 		stderr: func(l string) {
 			p.log.Warn(client+" said", "database", name, "line", stderr.add(l))
 		},
+		bulk: true,
+		via: func(way, why string) {
+			d.Output = way
+			if why != "" {
+				p.log.Info("dump output through the Engine's exec stream", "database", name, "why not a FIFO", why)
+			}
+		},
 	})
 	d.DumpSeconds = time.Since(start).Seconds()
+	facts.Wait()
+	if errors.Is(dbErr, errNoDatabase) {
+		return d, fmt.Errorf("the server has no database %q", name)
+	}
 	switch {
 	case out.err != nil:
 		return d, fmt.Errorf("write the dump: %w", out.err)
@@ -127,7 +144,12 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 		return d, fmt.Errorf("%s wrote nothing (%s)", client, stderr.failure(code))
 	case !scan.completed():
 		return d, fmt.Errorf("%s exited 0 but its output lacks the final \"-- Dump completed\" line, so the dump may be cut short", client)
+	case dbErr != nil:
+		return d, dbErr
 	}
+	d.ClientVersion = clientVer
+	d.Charset, d.Collation, d.DataBytes = db.Charset, db.Collation, db.DataBytes
+	d.Views, d.Routines, d.Triggers, d.Events = len(db.Views), db.Routines, db.Triggers, db.Events
 
 	d.Rows = map[string]int64{}
 	for _, t := range scan.created {

@@ -37,6 +37,10 @@ type details struct {
 	TotalRows       int64            `json:"total_rows"`
 	DataBytes       int64            `json:"data_bytes"`
 	DumpSeconds     float64          `json:"dump_seconds"`
+	// Output is how the dump's bytes left its container: "fifo" (a FIFO
+	// in the container read from this host) or "exec" (the Engine's exec
+	// stream); "" on mbk's machine.
+	Output string `json:"output,omitempty"`
 	// Skipped lists base tables the server had but the dump left out
 	// (e.g. --ignore-table in extra_args).
 	Skipped []string `json:"skipped_tables,omitempty"`
@@ -87,7 +91,14 @@ func (d details) infoText() string {
 	line("Tables", "%d (and %d views, %d routines, %d triggers, %d events)", d.Tables, d.Views, d.Routines, d.Triggers, d.Events)
 	line("Rows dumped", "%d", d.TotalRows)
 	line("Data size", "%s (data + indexes, as the server estimates it)", humanize.IBytes(uint64(d.DataBytes)))
-	line("Dump time", "%.1f s", d.DumpSeconds)
+	switch d.Output {
+	case "fifo":
+		line("Dump time", "%.1f s (output through a FIFO in the container)", d.DumpSeconds)
+	case "exec":
+		line("Dump time", "%.1f s (output through the Engine's exec stream)", d.DumpSeconds)
+	default:
+		line("Dump time", "%.1f s", d.DumpSeconds)
+	}
 	if len(d.Skipped) > 0 {
 		line("Left out", "%s (not in the dump: see extra_args)", strings.Join(d.Skipped, ", "))
 	}

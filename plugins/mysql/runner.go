@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -35,6 +36,13 @@ type command struct {
 	stdin  io.Reader // nil: none
 	stdout io.Writer // nil: discarded
 	stderr func(line string)
+	// bulk marks a command whose stdout is large (the dump): inside a
+	// container it then comes out through a FIFO rather than the Engine's
+	// exec stream, when this machine can reach one (docker.NewPipe).
+	bulk bool
+	// via, when set, learns which way stdout came: "fifo" or "exec",
+	// with the reason the FIFO was not used.
+	via func(way, why string)
 }
 
 // containerRunner runs the clients inside a running container.
@@ -59,14 +67,39 @@ func openContainer(ctx context.Context, t docker.Target) (*containerRunner, erro
 }
 
 func (r *containerRunner) run(ctx context.Context, c command) (int, error) {
-	return r.docker.Run(ctx, docker.Exec{
+	e := docker.Exec{
 		Container: r.id,
 		Cmd:       c.args,
 		Env:       c.env,
 		Stdin:     c.stdin,
 		Stdout:    c.stdout,
 		Stderr:    c.stderr,
-	})
+	}
+	via := c.via
+	if via == nil {
+		via = func(string, string) {}
+	}
+	if !c.bulk || c.stdout == nil {
+		return r.docker.Run(ctx, e)
+	}
+	p, err := r.docker.NewPipe(ctx, r.id)
+	if err != nil {
+		via("exec", err.Error())
+		return r.docker.Run(ctx, e)
+	}
+	defer p.Close()
+	e.Pipe = p
+	code, err := r.docker.Run(ctx, e)
+	if errors.Is(err, docker.ErrPipeUnusable) {
+		// Checked before the command started: nothing ran, nothing was
+		// written. Another user, or /proc led to another container.
+		p.Close()
+		via("exec", "the command cannot open the FIFO inside the container")
+		e.Pipe = nil
+		return r.docker.Run(ctx, e)
+	}
+	via("fifo", "")
+	return code, err
 }
 
 // look asks the container's shell, in one exec.

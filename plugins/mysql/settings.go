@@ -32,6 +32,10 @@
 //	client      the dump program; default: the first of mariadb-dump, mysqldump found where
 //	            the clients run. The SQL client (queries, restore) is mariadb or mysql.
 //
+// Inside a container the dump's output comes out through a FIFO in the
+// container's /tmp, read from this host (docker.NewPipe), and through the
+// exec stream where that cannot work; DB_INFO.txt records which.
+//
 // On mbk's machine each client runs in a process group of its own; when the
 // run is cancelled the group gets SIGTERM, then SIGKILL after a grace period,
 // as the exec path does inside a container. TLS has no setting yet: options

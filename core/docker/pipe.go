@@ -1,0 +1,182 @@
+package docker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Pipe carries a command's stdout out of a container without the Engine: a
+// FIFO made in the container's /tmp from this host, through /proc/PID/root.
+//
+// Why: an exec's output travels process -> containerd-shim -> dockerd ->
+// HTTP -> the client, and dockerd spends about as much CPU framing it as
+// mariadb-dump spends producing it (measured by `make bench`: 0.9 of 2.5
+// CPU-s for a 100 MiB dump). Through a FIFO the bytes go from the process
+// to us through one kernel pipe buffer; the exec still carries stderr, the
+// exit code and cancellation.
+//
+// It only works where mbk runs on the Engine's host with the right to look
+// into the container's filesystem (root, no remote DOCKER_HOST); NewPipe
+// says why not otherwise, and callers then use the exec stream.
+type Pipe struct {
+	// Path is the FIFO as the container sees it.
+	Path string
+	dir  int // O_PATH descriptor of the container's /tmp
+	name string
+
+	mu sync.Mutex
+	f  *os.File // our read end; nil until opened, and after Close
+}
+
+// pipeDir is where the FIFO is made inside the container.
+const pipeDir = "/tmp"
+
+// NewPipe makes a FIFO in a running container's /tmp. The FIFO is mode 0600
+// and owned by the user of the container's main process: root inside the
+// container (what `docker exec` runs as unless the image says otherwise)
+// may open it whoever owns it, and an image that runs as a user of its own
+// runs its execs as that user too. The caller Closes it, which removes it.
+func (c *Client) NewPipe(ctx context.Context, containerID string) (*Pipe, error) {
+	if h := os.Getenv("DOCKER_HOST"); h != "" && !strings.HasPrefix(h, "unix://") {
+		return nil, fmt.Errorf("the Engine is not on this machine (DOCKER_HOST=%s)", h)
+	}
+	info, err := c.ContainerInspect(ctx, containerID)
+	if err != nil {
+		return nil, err
+	}
+	if info.State == nil || !info.State.Running || info.State.Pid <= 0 {
+		return nil, errors.New("the container is not running")
+	}
+	root := "/proc/" + strconv.Itoa(info.State.Pid) + "/root"
+	var owner unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(info.State.Pid), &owner); err != nil {
+		return nil, fmt.Errorf("the container's main process: %w", err)
+	}
+	// O_NOFOLLOW on the last component: a /tmp that is a symlink would be
+	// resolved against this host's root, not the container's. Every later
+	// step is relative to this descriptor, so nothing the container does
+	// meanwhile can send us elsewhere.
+	dir, err := unix.Open(root+pipeDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open the container's %s from this host: %w", pipeDir, err)
+	}
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	p := &Pipe{dir: dir, name: ".mbk-" + hex.EncodeToString(rnd[:]) + ".fifo"}
+	p.Path = pipeDir + "/" + p.name
+	if err := unix.Mkfifoat(dir, p.name, 0o600); err != nil {
+		unix.Close(dir)
+		return nil, fmt.Errorf("make a FIFO in the container's %s: %w", pipeDir, err)
+	}
+	if err := unix.Fchownat(dir, p.name, int(owner.Uid), int(owner.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("hand the FIFO to the container's user: %w", err)
+	}
+	// Non-blocking, so that opening does not wait for a writer; reads then
+	// go through Go's poller and can be interrupted by Close.
+	fd, err := unix.Openat(dir, p.name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("open the FIFO: %w", err)
+	}
+	// A larger pipe buffer means fewer wake-ups on both sides; the kernel's
+	// limit for unprivileged users is 1 MiB, and the default (64 KiB) works.
+	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, 1<<20)
+	p.f = os.NewFile(uintptr(fd), p.Path)
+	return p, nil
+}
+
+// Close stops reading (a blocked read returns) and removes the FIFO.
+func (p *Pipe) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.f != nil {
+		p.f.Close()
+		p.f = nil
+	}
+	if p.dir >= 0 {
+		err := unix.Unlinkat(p.dir, p.name, 0)
+		unix.Close(p.dir)
+		p.dir = -1
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove the FIFO %s in the container: %w", p.Path, err)
+		}
+	}
+	return nil
+}
+
+func (p *Pipe) file() *os.File {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.f
+}
+
+// errNoWriter: the command ended without opening the FIFO.
+var errNoWriter = errors.New("nothing opened the FIFO")
+
+// copyTo waits until a writer has opened the FIFO, then copies until the
+// writer closes it. exited is closed when the command has ended: if nothing
+// opened the FIFO by then, nothing will.
+//
+// The wait is needed because a FIFO read end reports end-of-file for as
+// long as no writer has come, whereas poll(2) waits for the first writer
+// (and reports a hang-up only once a writer has come and gone).
+func (p *Pipe) copyTo(w io.Writer, exited <-chan struct{}) error {
+	f := p.file()
+	if f == nil {
+		return os.ErrClosed
+	}
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for ended := false; ; {
+		var ready bool
+		var perr error
+		err := raw.Control(func(fd uintptr) {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			timeout := 100
+			if ended {
+				timeout = 0
+			}
+			n, err := unix.Poll(fds, timeout)
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				perr = err
+			}
+			ready = n > 0
+		})
+		if err != nil {
+			return err
+		}
+		if perr != nil {
+			return fmt.Errorf("wait for the FIFO's writer: %w", perr)
+		}
+		if ready {
+			break
+		}
+		if ended {
+			return errNoWriter
+		}
+		select {
+		case <-exited:
+			ended = true
+		default:
+		}
+	}
+	_, err = io.CopyBuffer(w, onlyReader{f}, make([]byte, 1<<20))
+	return err
+}
+
+// onlyReader hides *os.File's WriteTo, so that io.CopyBuffer uses our
+// buffer rather than splicing through a small one of its own.
+type onlyReader struct{ io.Reader }
