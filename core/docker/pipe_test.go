@@ -247,4 +247,3 @@ func (w *failAt) Write(b []byte) (int, error) {
 	w.n += len(b)
 	return len(b), nil
 }
-

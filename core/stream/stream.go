@@ -115,12 +115,10 @@ func NewSink(path, compression string, level int, recipients []age.Recipient) (*
 		}
 		s.comp = zw
 	case "zstd":
-		if level == 0 {
-			level = 1
-		}
 		// zstd's levels here: 1 fastest, 2 default, 3 better, 4 best.
-		zw, err := zstd.NewWriter(under, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-			zstd.WithEncoderLevel(zstd.EncoderLevel(level)))
+		// Independent frames compressed in parallel: zstd's own stream
+		// encoder keeps only about one core busy.
+		zw, err := newZstdParWriter(under, level, zstdChunkSize)
 		if err != nil {
 			s.Abort()
 			return nil, err
