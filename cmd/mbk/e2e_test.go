@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -159,6 +160,17 @@ func TestRunEndToEnd(t *testing.T) {
 		if len(m.Artifacts) != 2 || m.Artifacts[0].Stage != "dump" || m.Artifacts[1].Stage != "archive" {
 			t.Fatalf("artifacts: %+v", m.Artifacts)
 		}
+		if len(m.Stages) != 3 || m.Stages[0].Kind != "dump" || m.Stages[1].Kind != "archive" || m.Stages[2].Kind != "checksum" {
+			t.Fatalf("stages, want the pipeline's order: %+v", m.Stages)
+		}
+		// The dump and the archive ran side by side (parallel is the
+		// default): the archive started before the dump was done.
+		blog, _ := os.ReadFile(filepath.Join(setDir, "backup.log"))
+		archiveStarted := strings.Index(string(blog), `stage started: stage="archive`)
+		dumpFinished := strings.Index(string(blog), `stage finished: stage="dump`)
+		if archiveStarted < 0 || dumpFinished < 0 || archiveStarted > dumpFinished {
+			t.Errorf("the archive did not start while the dump ran (at %d, dump finished at %d):\n%s", archiveStarted, dumpFinished, blog)
+		}
 		for _, a := range m.Artifacts {
 			if a.Size <= 0 || len(a.SHA256) != 64 || a.Plugin == "" || a.File == "" {
 				t.Errorf("artifact record: %+v", a)
@@ -296,6 +308,12 @@ func TestRunEndToEnd(t *testing.T) {
 			t.Fatalf("restore: %s", r)
 		}
 		t.Cleanup(func() { removeVolume(t, target) })
+		// The database and the files were restored side by side.
+		filesStarted := regexp.MustCompile(`restore started: file=moodledata_`).FindStringIndex(r.stderr)
+		dbFinished := regexp.MustCompile(`restore finished: file=moodle_`).FindStringIndex(r.stderr)
+		if filesStarted == nil || dbFinished == nil || filesStarted[0] > dbFinished[0] {
+			t.Errorf("the files were not restored while the database was:\n%s", r.stderr)
+		}
 		for _, table := range []string{"mdl_user", "mdl_course", "mdl_logstore_standard_log"} {
 			want := strings.Fields(s.db.SQL(t, "CHECKSUM TABLE moodle."+table+";"))[1]
 			got := strings.Fields(s.db.SQL(t, "CHECKSUM TABLE restored."+table+";"))[1]
@@ -507,4 +525,39 @@ INSERT INTO mdl_big SELECT seq, MD5(seq), MD5(seq+1), MD5(seq+2) FROM seq_1_to_3
 	if got := sets(t, root); len(got) != 1 {
 		t.Fatalf("want one set after the rerun, got %v", got)
 	}
+}
+
+// TestParallelFailureStopsTheOtherSide: when the archive fails while the
+// dump runs beside it, the dump is stopped (inside the container too), the
+// error names the cause, and nothing is committed.
+func TestParallelFailureStopsTheOtherSide(t *testing.T) {
+	s := newSite(t)
+	s.db.SQL(t, `USE moodle; CREATE TABLE mdl_big (id BIGINT PRIMARY KEY, a CHAR(32), b CHAR(32), c CHAR(32)) ENGINE=InnoDB;
+INSERT INTO mdl_big SELECT seq, MD5(seq), MD5(seq+1), MD5(seq+2) FROM seq_1_to_1000000;`)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "backups")
+	missing := testenv.UniqueName(t, "mbktest-novolume")
+	file := writeFile(t, dir, "site.hcl", fmt.Sprintf(sitePipeline, root, s.db.Container, missing, ""))
+	r := mbk(t, runOpts{env: s.env()}, "run", file)
+	if r.code != 1 {
+		t.Fatalf("want exit 1\n%s", r)
+	}
+	if !strings.Contains(r.stdout+r.stderr, missing) || !strings.Contains(r.stdout+r.stderr, `archive "volume"`) {
+		t.Errorf("the output does not name the archive stage and the volume\n%s", r)
+	}
+	logs, _ := filepath.Glob(filepath.Join(root, "*.failed.log"))
+	if len(logs) != 1 {
+		t.Fatalf("want the failed run's log, got %v", logs)
+	}
+	blog, _ := os.ReadFile(logs[0])
+	if !regexp.MustCompile(`stage failed: stage=.*dump.*cancelled: the archive stages failed`).Match(blog) {
+		t.Errorf("the log does not show the dump stopped because the archive failed:\n%s", blog)
+	}
+	if got := sets(t, root); len(got) != 0 {
+		t.Fatalf("a failed run left sets %v", got)
+	}
+	if left, _ := repo.Leftovers(root); len(left) != 0 {
+		t.Fatalf("staging left behind: %v", left)
+	}
+	waitNoneIn(t, s.db.Container, "mariadb-dump")
 }

@@ -41,7 +41,11 @@ type Pipeline struct {
 	Timezone  string
 	Location  *time.Location
 	Timeout   time.Duration
-	Stages    []*Stage
+	// Parallel runs the dump stages and the archive stages side by side
+	// (default true): the database dump is bound by the server's one
+	// thread, which leaves a core for the files.
+	Parallel bool
+	Stages   []*Stage
 	// Maintenance, when set, puts Moodle in maintenance mode while the
 	// database and files are copied.
 	Maintenance *Maintenance

@@ -18,7 +18,7 @@ import (
 // CronParser is the schedule syntax: five fields or a descriptor (@daily).
 var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout"}
+var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout", "parallel"}
 
 // Compressions the core understands in dump and archive stages.
 var Compressions = []string{"gzip", "zstd", "none"}
@@ -33,7 +33,7 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unsupported syntax",
 			Detail: "Pipelines are written in HCL native syntax (.hcl), not JSON.", Subject: b.DefRange.Ptr()}}
 	}
-	p := &Pipeline{Name: b.Labels[0], File: file, DeclRange: b.DefRange, Timezone: "Local", Timeout: DefaultTimeout, ctx: ctx}
+	p := &Pipeline{Name: b.Labels[0], File: file, DeclRange: b.DefRange, Timezone: "Local", Timeout: DefaultTimeout, Parallel: true, ctx: ctx}
 
 	for name, a := range body.Attributes {
 		if !slices.Contains(pipelineAttrs, name) {
@@ -43,6 +43,14 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 		v, d := a.Expr.Value(ctx)
 		diags = append(diags, d...)
 		if d.HasErrors() {
+			continue
+		}
+		if name == "parallel" {
+			if v.IsNull() || !v.IsKnown() || v.Type() != cty.Bool {
+				diags = append(diags, attrError(a, fmt.Sprintf("parallel must be true or false, not %s.", v.Type().FriendlyName())))
+				continue
+			}
+			p.Parallel = v.True()
 			continue
 		}
 		s, err := asString(v)

@@ -17,6 +17,7 @@ pipeline "nightly" {
   schedule = "30 2 * * *"
   timezone = "Europe/Madrid"
   timeout  = "90m"
+  parallel = false
 }
 pipeline "defaults" {
   root = "/srv/other"
@@ -32,8 +33,8 @@ pipeline "descriptor" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Root != "/srv/backups" || p.Schedule != "30 2 * * *" || p.Timezone != "Europe/Madrid" || p.Timeout != 90*time.Minute {
-		t.Errorf("nightly = root %q schedule %q tz %q timeout %v", p.Root, p.Schedule, p.Timezone, p.Timeout)
+	if p.Root != "/srv/backups" || p.Schedule != "30 2 * * *" || p.Timezone != "Europe/Madrid" || p.Timeout != 90*time.Minute || p.Parallel {
+		t.Errorf("nightly = root %q schedule %q tz %q timeout %v parallel %v", p.Root, p.Schedule, p.Timezone, p.Timeout, p.Parallel)
 	}
 	if p.Location == nil || p.Location.String() != "Europe/Madrid" {
 		t.Errorf("Location = %v", p.Location)
@@ -50,8 +51,8 @@ pipeline "descriptor" {
 	}
 
 	d, _ := f.Pipeline("defaults")
-	if d.Timeout != config.DefaultTimeout || d.Cron != nil || d.Timezone != "Local" || d.Location != time.Local {
-		t.Errorf("defaults: timeout %v cron %v tz %q loc %v", d.Timeout, d.Cron, d.Timezone, d.Location)
+	if d.Timeout != config.DefaultTimeout || d.Cron != nil || d.Timezone != "Local" || d.Location != time.Local || !d.Parallel {
+		t.Errorf("defaults: timeout %v cron %v tz %q loc %v parallel %v", d.Timeout, d.Cron, d.Timezone, d.Location, d.Parallel)
 	}
 	if config.DefaultTimeout != 6*time.Hour {
 		t.Errorf("DefaultTimeout = %v", config.DefaultTimeout)
@@ -87,6 +88,8 @@ func TestPipelineErrors(t *testing.T) {
   timeout = "-5m"`, "timeout =", []string{`timeout "-5m" is not a positive duration`}},
 		{"timeout not a string", `  root = "/b"
   timeout = 90`, "timeout =", []string{`"timeout" must be a string`}},
+		{"parallel not a bool", `  root = "/b"
+  parallel = "yes"`, "parallel =", []string{"parallel must be true or false, not string"}},
 		{"unknown attribute suggests", `  root = "/b"
   schedul = "@daily"`, "schedul =", []string{"Unsupported argument", `"schedul"`, `Did you mean "schedule"?`}},
 		{"unknown attribute far from any", `  root = "/b"

@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,6 +21,81 @@ import (
 	"github.com/mbk-backup/mbk/core/sdk"
 	"github.com/mbk-backup/mbk/core/stream"
 )
+
+// produceAll runs the dump stages and the archive stages. With the
+// pipeline's parallel (the default) the two kinds run side by side, each
+// kind's stages in order: a dump is bound by the database server's one
+// thread and leaves a core for compressing the files. The first failure
+// stops the other side too, since nothing will be committed. The manifest
+// and the report list stages and artifacts in the pipeline's order either
+// way.
+func (r *run) produceAll(ctx context.Context, stages []*Stage) error {
+	lanes := [][]*Stage{stagesOf(stages, sdk.KindDump), stagesOf(stages, sdk.KindArchive)}
+	runLane := func(ctx context.Context, lane []*Stage) error {
+		for _, s := range lane {
+			if err := r.stage(ctx, s, func(ctx context.Context) error { return r.produce(ctx, s) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if !r.p.Parallel || len(lanes[0]) == 0 || len(lanes[1]) == 0 {
+		for _, lane := range lanes {
+			if err := runLane(ctx, lane); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		first error
+		once  sync.Once
+		wg    sync.WaitGroup
+	)
+	for _, lane := range lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := runLane(ctx, lane); err != nil {
+				once.Do(func() {
+					first = err
+					cancel(fmt.Errorf("the %s stages failed", lane[0].Kind))
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	r.inPipelineOrder(stages)
+	return first
+}
+
+// inPipelineOrder sorts what the lanes recorded by their stages' places
+// in the pipeline.
+func (r *run) inPipelineOrder(stages []*Stage) {
+	pos := map[string]int{}
+	for i, s := range stages {
+		pos[s.Kind+"\x00"+s.Name] = i
+	}
+	at := func(kind, name string) int { return pos[kind+"\x00"+name] }
+	slices.SortStableFunc(r.man.Stages, func(a, b repo.Stage) int { return at(a.Kind, a.Name) - at(b.Kind, b.Name) })
+	slices.SortStableFunc(r.man.Artifacts, func(a, b repo.Artifact) int { return at(a.Stage, a.Name) - at(b.Stage, b.Name) })
+	slices.SortStableFunc(r.res.Report.Stages, func(a, b sdk.StageReport) int { return at(a.Kind, a.Name) - at(b.Kind, b.Name) })
+	slices.SortStableFunc(r.res.Report.Artifacts, func(a, b sdk.ArtifactReport) int {
+		return at(a.Stage, r.stageName(a.File)) - at(b.Stage, r.stageName(b.File))
+	})
+}
+
+// stageName is the name of the stage that made an artifact file.
+func (r *run) stageName(file string) string {
+	for _, a := range r.man.Artifacts {
+		if a.File == file {
+			return a.Name
+		}
+	}
+	return ""
+}
 
 // produce runs one dump or archive stage: each artifact the plugin plans is
 // streamed through the side channel into compress-hash-write, in one pass.
@@ -43,10 +120,17 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 	if strings.ContainsAny(file, "/\\") || strings.HasPrefix(file, ".") {
 		return fmt.Errorf("artifact name %q is not a plain file name", a.Name)
 	}
-	for _, have := range r.man.Artifacts {
-		if have.File == file {
-			return fmt.Errorf("two artifacts would be named %s (stage %s %q made one already): give one stage another name", file, have.Stage, have.Name)
+	r.mu.Lock()
+	other, taken := r.files[file]
+	if !taken {
+		if r.files == nil {
+			r.files = map[string]string{}
 		}
+		r.files[file] = s.ID()
+	}
+	r.mu.Unlock()
+	if taken {
+		return fmt.Errorf("two artifacts would be named %s (stage %s made one already): give one stage another name", file, other)
 	}
 	path := filepath.Join(r.staging, file)
 	sink, err := stream.NewSink(path, s.Compression, s.CompressionLevel, r.p.Recipients)
@@ -71,6 +155,8 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 		return fmt.Errorf("artifact %s: the plugin sent %d bytes, %d were stored", a.Name, reply.Bytes, res.RawSize)
 	}
 	d := time.Since(t0)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.log.Info("artifact written", "file", file, "raw", humanize.IBytes(uint64(res.RawSize)), "stored", humanize.IBytes(uint64(res.Size)),
 		"duration", d.Round(time.Millisecond), "rate", rate(res.RawSize, d), "sha256", res.SHA256)
 	r.man.Artifacts = append(r.man.Artifacts, repo.Artifact{

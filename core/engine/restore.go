@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/mbk-backup/mbk/core/config"
@@ -66,7 +68,7 @@ func (e *Engine) Restore(ctx context.Context, p *config.Pipeline, dir string, st
 	}
 	defer lock.Release()
 	if p.Maintenance == nil {
-		return e.restore(ctx, dir, steps, options)
+		return e.restore(ctx, dir, steps, options, p.Parallel)
 	}
 	site, err := maintenance.Open(ctx, p.Maintenance, e.Log)
 	if err != nil {
@@ -82,7 +84,7 @@ func (e *Engine) Restore(ctx context.Context, p *config.Pipeline, dir string, st
 	if err != nil {
 		return err
 	}
-	rerr := e.restore(ctx, dir, steps, options)
+	rerr := e.restore(ctx, dir, steps, options, p.Parallel)
 	held, werr := w.End()
 	if w.Ours() {
 		e.Log.Info("the site was in maintenance mode during the restore", "held", held.Round(100*time.Millisecond))
@@ -90,27 +92,85 @@ func (e *Engine) Restore(ctx context.Context, p *config.Pipeline, dir string, st
 	return errors.Join(rerr, werr)
 }
 
-func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, options map[string]map[string]string) error {
-	// As in a run: each plugin lives only while its steps need it.
-	last := map[string]int{}
-	for i, st := range steps {
-		last[st.Stage.Plugin] = i
-	}
+// restore runs the steps. With parallel, the database and the files are
+// restored side by side (loading the dump keeps one core busy in the
+// server; unpacking the files uses the other). A failure on one side does
+// not interrupt the other: that side is then complete, and the error says
+// which part must be restored again.
+func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, options map[string]map[string]string, parallel bool) error {
 	e.Host.Close()
-	for i, st := range steps {
-		client, _, err := e.Host.Get(ctx, st.Stage.Plugin)
-		if err != nil {
-			return err
+	var lanes [][]RestoreStep
+	if parallel {
+		byKind := map[string]int{}
+		for _, st := range steps {
+			i, ok := byKind[st.Stage.Kind]
+			if !ok {
+				i = len(lanes)
+				byKind[st.Stage.Kind] = i
+				lanes = append(lanes, nil)
+			}
+			lanes[i] = append(lanes[i], st)
 		}
-		st.Stage.Client = client
-		if err := e.restoreStep(ctx, dir, st, options); err != nil {
-			return err
-		}
-		if last[st.Stage.Plugin] == i {
-			e.Host.Kill(st.Stage.Plugin)
+	} else {
+		lanes = [][]RestoreStep{steps}
+	}
+	// As in a run: each plugin lives only while its steps need it. A
+	// plugin both lanes use is stopped when both are done.
+	uses := map[string]int{}
+	for _, lane := range lanes {
+		for _, p := range lanePlugins(lane) {
+			uses[p]++
 		}
 	}
-	return nil
+	var mu sync.Mutex
+	runLane := func(lane []RestoreStep) error {
+		last := map[string]int{}
+		for i, st := range lane {
+			last[st.Stage.Plugin] = i
+		}
+		defer func() {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, p := range lanePlugins(lane) {
+				if uses[p]--; uses[p] == 0 {
+					e.Host.Kill(p)
+				}
+			}
+		}()
+		for _, st := range lane {
+			client, _, err := e.Host.Get(ctx, st.Stage.Plugin)
+			if err != nil {
+				return err
+			}
+			st.Stage.Client = client
+			if err := e.restoreStep(ctx, dir, st, options); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, len(lanes))
+	var wg sync.WaitGroup
+	for i, lane := range lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = runLane(lane)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// lanePlugins lists the plugins a lane uses, once each.
+func lanePlugins(lane []RestoreStep) []string {
+	var out []string
+	for _, st := range lane {
+		if !slices.Contains(out, st.Stage.Plugin) {
+			out = append(out, st.Stage.Plugin)
+		}
+	}
+	return out
 }
 
 func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, options map[string]map[string]string) error {

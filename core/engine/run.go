@@ -89,6 +89,11 @@ type run struct {
 	afterCommit []error
 	// lastUse is each plugin's last stage, after which it is stopped.
 	lastUse map[string]*Stage
+	// mu guards what the dump and archive lanes both record (res.Report,
+	// man, info, infoOrd, files) while they run side by side.
+	mu sync.Mutex
+	// files are the artifact file names taken so far.
+	files map[string]string
 }
 
 // Run runs one pipeline end to end. The stages must come from Prepare.
@@ -180,16 +185,7 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 	r.man = &repo.Manifest{Format: 1, Pipeline: p.Name, Set: r.name, Started: start.UTC(), Host: r.res.Report.Host,
 		MBKVersion: r.e.Version, Timezone: p.Location.String()}
 	r.info = map[string]*strings.Builder{}
-	if err := r.inMaintenance(ctx, func() error {
-		for _, kind := range []string{sdk.KindDump, sdk.KindArchive} {
-			for _, s := range stagesOf(stages, kind) {
-				if err := r.stage(ctx, s, func(ctx context.Context) error { return r.produce(ctx, s) }); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := r.inMaintenance(ctx, func() error { return r.produceAll(ctx, stages) }); err != nil {
 		return err
 	}
 	if err := r.writeInfoFiles(); err != nil {
@@ -246,7 +242,9 @@ func (r *run) cleanLeftovers() {
 
 func (r *run) warn(msg string) {
 	r.log.Warn(msg)
+	r.mu.Lock()
 	r.res.Report.Warnings = append(r.res.Report.Warnings, r.e.Redact.String(msg))
+	r.mu.Unlock()
 }
 
 // stage runs one stage with its timeout and records it.
@@ -268,12 +266,16 @@ func (r *run) stage(ctx context.Context, s *Stage, fn func(context.Context) erro
 			defer r.e.Host.Kill(plugin)
 		}
 	}
-	if err != nil && ctx.Err() != nil {
+	// gRPC keeps its own timer for the call's deadline and may report it a
+	// moment before ctx's timer fires: a deadline that has passed counts.
+	deadline, hasDeadline := ctx.Deadline()
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded) || hasDeadline && !time.Now().Before(deadline)
+	if err != nil && (ctx.Err() != nil || timedOut) {
 		// A plugin past its deadline may not stop by itself: stop it, and
 		// with it the processes it started.
 		r.e.Host.Kill(s.Plugin)
 		switch cause := context.Cause(ctx); {
-		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		case timedOut:
 			err = fmt.Errorf("timed out after %s: %w", time.Since(t0).Round(time.Second), err)
 		case cause != nil && cause != context.Canceled:
 			// Say why (a signal, the daemon's grace period), not just
@@ -293,10 +295,12 @@ func (r *run) stage(ctx context.Context, s *Stage, fn func(context.Context) erro
 	} else {
 		r.log.Info("stage finished", "stage", s.ID(), "duration", d.Round(time.Millisecond))
 	}
+	r.mu.Lock()
 	r.res.Report.Stages = append(r.res.Report.Stages, rep)
 	if r.man != nil && (s.Kind == sdk.KindDump || s.Kind == sdk.KindArchive || s.Kind == sdk.KindChecksum) {
 		r.man.Stages = append(r.man.Stages, ms)
 	}
+	r.mu.Unlock()
 	return err
 }
 
