@@ -50,7 +50,7 @@ func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 		return sdk.RestoreResult{}, fmt.Errorf("restore database %q: %w", target, err)
 	}
 	defer ss.Close()
-	summary, err := p.restore(ctx, ss, req.Options, d, recorded, target, r)
+	summary, err := p.restore(ctx, ss, req.Options, d, recorded, target, s.RestoreJobs, r)
 	if err != nil {
 		return sdk.RestoreResult{}, fmt.Errorf("restore database %q %s: %w", target, ss.at, err)
 	}
@@ -74,7 +74,7 @@ func checkOptions(opts map[string]string) error {
 	return nil
 }
 
-func (p *plugin) restore(ctx context.Context, ss *session, opts map[string]string, d details, recorded bool, target string, r io.Reader) (string, error) {
+func (p *plugin) restore(ctx context.Context, ss *session, opts map[string]string, d details, recorded bool, target string, jobs int, r io.Reader) (string, error) {
 	if err := ss.needSQL(); err != nil {
 		return "", err
 	}
@@ -82,22 +82,28 @@ func (p *plugin) restore(ctx context.Context, ss *session, opts map[string]strin
 		return "", err
 	}
 
-	var stderr lines
-	client := path.Base(ss.sql)
-	p.log.Info("restore starting", "database", target, "where", ss.at, "client", ss.sql)
-	code, err := ss.run.run(ctx, command{
-		args:  ss.sqlCmd("--database=" + target),
-		env:   ss.env,
-		stdin: r,
-		stderr: func(l string) {
-			p.log.Warn(client+" said", "database", target, "line", stderr.add(l))
-		},
-	})
-	if err != nil {
-		return "", err
-	}
-	if code != 0 {
-		return "", errors.New(said(client, stderr.failure(code)))
+	p.log.Info("restore starting", "database", target, "where", ss.at, "client", ss.sql, "connections", jobs)
+	if jobs > 1 {
+		if err := p.load(ctx, ss, target, jobs, r); err != nil {
+			return "", err
+		}
+	} else {
+		var stderr lines
+		client := path.Base(ss.sql)
+		code, err := ss.run.run(ctx, command{
+			args:  ss.sqlCmd("--database=" + target),
+			env:   ss.env,
+			stdin: r,
+			stderr: func(l string) {
+				p.log.Warn(client+" said", "database", target, "line", stderr.add(l))
+			},
+		})
+		if err != nil {
+			return "", err
+		}
+		if code != 0 {
+			return "", errors.New(said(client, stderr.failure(code)))
+		}
 	}
 	if !recorded {
 		return fmt.Sprintf("loaded into database %q; not verified: the backup recorded no table list", target), nil

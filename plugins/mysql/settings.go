@@ -31,6 +31,7 @@
 //	            pick another server (--host, --port, --socket, --protocol)
 //	client      the dump program; default: the first of mariadb-dump, mysqldump found where
 //	            the clients run. The SQL client (queries, restore) is mariadb or mysql.
+//	restore_jobs  connections a restore loads through side by side (default 2; see load.go)
 //
 // Inside a container the dump's output comes out through a FIFO in the
 // container's /tmp, read from this host (docker.NewPipe), and through the
@@ -73,6 +74,7 @@ type settings struct {
 	Password        string   `cty:"password"`
 	ExtraArgs       []string `cty:"extra_args"`
 	Client          string   `cty:"client"`
+	RestoreJobs     int      `cty:"restore_jobs"`
 }
 
 // defaultPort is the server's port when host is set and port is not.
@@ -105,7 +107,12 @@ var schema = sdk.Schema{Attributes: []sdk.Attribute{
 		Description: "More options for the dump client (not for the SQL client), e.g. [\"--ignore-table=moodle.mdl_cache\"]. Passwords are refused here."},
 	{Name: "client", Type: cty.String,
 		Description: "Dump program: \"mariadb-dump\" or \"mysqldump\" (or a path), where the clients run. Default: the first of mariadb-dump, mysqldump found there."},
+	{Name: "restore_jobs", Type: cty.Number, Default: cty.NumberIntVal(defaultRestoreJobs),
+		Description: "Connections a restore loads the dump through, side by side (1 to 16; default 2). The server runs each on one thread: 2 suits a 2-core server, 1 loads the dump as one stream, as `mariadb < dump.sql` does."},
 }}
+
+// defaultRestoreJobs: a 2-core server is the common case.
+const defaultRestoreJobs = 2
 
 func (p *plugin) Schema(kind string) (sdk.Schema, error) {
 	if kind != sdk.KindDump {
@@ -118,7 +125,7 @@ func (p *plugin) Schema(kind string) (sdk.Schema, error) {
 var systemDatabases = []string{"information_schema", "performance_schema", "sys", "mysql"}
 
 func decodeSettings(cfg sdk.Config) (settings, error) {
-	s := settings{User: "root"}
+	s := settings{User: "root", RestoreJobs: defaultRestoreJobs}
 	if err := cfg.Decode(&s); err != nil {
 		return s, err
 	}
@@ -209,6 +216,9 @@ func (s settings) validate() sdk.Diagnostics {
 	}
 	if s.User == "" {
 		ds = append(ds, sdk.Errorf("user", "user is empty"))
+	}
+	if s.RestoreJobs < 1 || s.RestoreJobs > 16 {
+		ds = append(ds, sdk.Errorf("restore_jobs", "restore_jobs must be 1 to 16, not %d", s.RestoreJobs))
 	}
 	if s.Client != "" && !slices.Contains([]string{"mariadb-dump", "mysqldump"}, s.Client) {
 		ds = append(ds, sdk.Diagnostic{Attribute: "client",

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/testenv"
+)
+
+// TestParallelLoad restores a dump of many INSERT statements per table
+// over several connections and checks that every row is back exactly, that
+// the trigger was created only after its table's rows were all in (it would
+// otherwise add rows to the log), and that a failing statement stops the
+// load with the server's words.
+func TestParallelLoad(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartMariaDB(t)
+	m.SQL(t, `CREATE DATABASE bulk CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci; USE bulk;
+CREATE TABLE tlog (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(40)) ENGINE=InnoDB;
+CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(200), k INT, ts TIMESTAMP NULL, KEY k_ix (k)) ENGINE=InnoDB;
+INSERT INTO t SELECT seq, CONCAT('row ', seq, ' ñandú 😀 ', REPEAT('x', seq % 100)), seq % 97, FROM_UNIXTIME(1700000000 + seq * 60) FROM seq_1_to_30000;
+CREATE TABLE z (id INT PRIMARY KEY) ENGINE=InnoDB;
+INSERT INTO z VALUES (0), (1);
+CREATE TABLE small (a INT) ENGINE=InnoDB;
+INSERT INTO small VALUES (1);
+CREATE TRIGGER t_ai AFTER INSERT ON t FOR EACH ROW INSERT INTO tlog (note) VALUES (CONCAT('t ', NEW.id));
+CREATE VIEW v AS SELECT k, COUNT(*) AS n FROM t GROUP BY k;`)
+	p := newPlugin(t)
+	// Small statements: hundreds of INSERTs for t, to spread.
+	cfg := dbConfig(t, m.Container, "bulk", map[string]cty.Value{
+		"extra_args": cty.ListVal([]cty.Value{cty.StringVal("--net-buffer-length=8192")})})
+	res, dump := backup(t, p, cfg, "bulk")
+	if n := bytes.Count(dump, []byte("\nINSERT INTO `t` ")); n < 50 {
+		t.Fatalf("the dump has %d INSERT statements for t; the test needs many", n)
+	}
+
+	// Sessions that missed the dump's SET TIME_ZONE='+00:00' would now
+	// store every TIMESTAMP five hours off.
+	m.SQL(t, "SET GLOBAL time_zone = '+05:00';")
+	for _, jobs := range []int64{2, 4} {
+		t.Run(fmt.Sprintf("%d connections", jobs), func(t *testing.T) {
+			target := fmt.Sprintf("bulk%d", jobs)
+			rcfg := dbConfig(t, m.Container, "bulk", map[string]cty.Value{"restore_jobs": cty.NumberIntVal(jobs)})
+			rr, err := p.Restore(testContext(t), sdk.RestoreRequest{Config: rcfg, Artifact: "bulk",
+				Options: map[string]string{optTarget: target}, Details: res.Details}, bytes.NewReader(dump))
+			if err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			if !strings.Contains(rr.Summary, "verified 4 tables and 30003 rows") {
+				t.Errorf("summary: %s", rr.Summary)
+			}
+			for _, table := range []string{"t", "tlog", "z", "small"} {
+				q := "CHECKSUM TABLE %s.%s EXTENDED;"
+				if got, want := checksum(t, m, fmt.Sprintf(q, target, table)), checksum(t, m, fmt.Sprintf(q, "bulk", table)); got != want {
+					t.Errorf("table %s: checksum %s after restore, %s before", table, got, want)
+				}
+			}
+			if got := strings.TrimSpace(m.SQL(t, "SELECT COUNT(*) FROM "+target+".tlog;")); got != "0" {
+				t.Errorf("the trigger fired during the load: %s rows in tlog", got)
+			}
+			for _, o := range []struct{ kind, name string }{{"TRIGGER", "t_ai"}, {"VIEW", "v"}} {
+				if got, want := showCreate(t, m, target, o.kind, o.name), showCreate(t, m, "bulk", o.kind, o.name); got != strings.ReplaceAll(want, "`bulk`", "`"+target+"`") && got != want {
+					t.Errorf("%s %s differs:\n got: %s\nwant: %s", o.kind, o.name, got, want)
+				}
+			}
+		})
+	}
+
+	t.Run("a failing statement stops the load", func(t *testing.T) {
+		// The 40th INSERT into t names a table that does not exist: it goes
+		// to some connection in the middle of the spread.
+		i := 0
+		bad := regexp.MustCompile("(?m)^INSERT INTO `t` ").ReplaceAllFunc(dump, func(b []byte) []byte {
+			if i++; i == 40 {
+				return []byte("INSERT INTO `nosuch` ")
+			}
+			return b
+		})
+		rcfg := dbConfig(t, m.Container, "bulk", map[string]cty.Value{"restore_jobs": cty.NumberIntVal(3)})
+		_, err := p.Restore(testContext(t), sdk.RestoreRequest{Config: rcfg, Artifact: "bulk",
+			Options: map[string]string{optTarget: "broken"}, Details: res.Details}, bytes.NewReader(bad))
+		if err == nil || !strings.Contains(err.Error(), "nosuch") || !strings.Contains(err.Error(), "doesn't exist") {
+			t.Fatalf("restore of a broken dump: %v, want the server's words about table nosuch", err)
+		}
+		waitNoClient(t, m.Container)
+	})
+}
+
+// waitNoClient fails when a SQL client still runs in the container.
+func waitNoClient(t *testing.T, container string) {
+	t.Helper()
+	for range 80 {
+		alive := false
+		for _, l := range processes(t, container) {
+			if strings.HasPrefix(l, "mariadb ") || strings.HasPrefix(l, "mysql ") {
+				alive = true
+			}
+		}
+		if !alive {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("a SQL client still runs in %s: %q", container, processes(t, container))
+}
+
+// TestSplitRules pins the line rules the loader relies on, with lines as
+// mariadb-dump 10.11 writes them.
+func TestSplitRules(t *testing.T) {
+	for _, l := range []string{
+		"/*M!999999\\- enable the sandbox mode */ \n",
+		"-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB\n",
+		"\n",
+		"/*!40101 SET NAMES utf8mb4 */;\n",
+		"/*!40103 SET TIME_ZONE='+00:00' */;\n",
+		"/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;\n",
+	} {
+		if !isSessionSetting([]byte(l)) {
+			t.Errorf("%q is not taken as a session setting", l)
+		}
+	}
+	for _, l := range []string{"DROP TABLE IF EXISTS `t`;\n", "SET @@GLOBAL.GTID_PURGED='x';\n", "CREATE TABLE `t` (\n"} {
+		if isSessionSetting([]byte(l)) {
+			t.Errorf("%q is taken as a session setting", l)
+		}
+	}
+	for l, want := range map[string]bool{
+		"LOCK TABLES `t` WRITE;\n":                    true,
+		"UNLOCK TABLES;\n":                            true,
+		"/*!40000 ALTER TABLE `t` DISABLE KEYS */;\n": true,
+		"/*!40000 ALTER TABLE `t` ENABLE KEYS */;\n":  true,
+		"ALTER TABLE `t` ADD KEY k (a);\n":            false,
+		"INSERT INTO `t` VALUES (1);\n":               false,
+	} {
+		if isDropped([]byte(l)) != want {
+			t.Errorf("isDropped(%q) = %v", l, !want)
+		}
+	}
+	for l, want := range map[string]bool{
+		"INSERT INTO `t` VALUES (1),\n":        false,
+		"(2);\n":                               true,
+		"(3);\r\n":                             true,
+		"('a;'),\n":                            false,
+		"INSERT INTO `t` VALUES ('x;y;');\n":   true,
+		"/*!40000 ALTER TABLE `t` ENABLE KEYS": false,
+	} {
+		if endsStatement([]byte(l)) != want {
+			t.Errorf("endsStatement(%q) = %v", l, !want)
+		}
+	}
+}
