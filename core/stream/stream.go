@@ -70,8 +70,9 @@ type Sink struct {
 	raw    *hashCounter
 }
 
-// bufSize is the write buffer in front of the file.
-const bufSize = 1 << 20
+// bufSize is the write buffer in front of the file: enough to write in
+// large pieces, small enough for two streams side by side.
+const bufSize = 256 << 10
 
 // NewSink creates path (0600, must not exist) and a writer chain for it:
 // raw bytes are compressed, then encrypted to the recipients when there are
@@ -106,8 +107,10 @@ func NewSink(path, compression string, level int, recipients []age.Recipient) (*
 		}
 		zw, err := pgzip.NewWriterLevel(under, level)
 		if err == nil {
-			// 1 MiB blocks, two per core in flight: bounded memory, all cores busy.
-			err = zw.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0))
+			// 512 KiB blocks, two per core in flight: all cores busy, and
+			// memory bounded for two streams side by side. BenchmarkSink ran
+			// as fast as with 1 MiB blocks; a whole run took 8 MiB less.
+			err = zw.SetConcurrency(512<<10, 2*runtime.GOMAXPROCS(0))
 		}
 		if err != nil {
 			s.Abort()

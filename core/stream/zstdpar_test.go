@@ -344,7 +344,7 @@ func BenchmarkZstd(b *testing.B) {
 			return zw, err
 		}},
 	}
-	for _, size := range []int{256 << 10, 1 << 20, 4 << 20, 8 << 20} {
+	for _, size := range []int{256 << 10, 512 << 10, 1 << 20, 4 << 20, 8 << 20} {
 		compressors = append(compressors, compressor{fmt.Sprintf("parallel-%dKiB", size>>10), func(w io.Writer) (io.WriteCloser, error) {
 			return newZstdParWriter(w, 0, size)
 		}})
