@@ -19,6 +19,9 @@
 #   shell-files   docker run --rm -v VOL:/data ... tar czf - -C /data . > moodledata.tar.gz
 #   mbk-gzip      bin/mbk run (dump + archive + checksum), compression gzip
 #   mbk-zstd      the same with zstd
+#   mbk-db-gzip, mbk-db-zstd, mbk-files-gzip, mbk-files-zstd
+#                 bin/mbk run of the dump stage alone, or the archive stage alone: the
+#                 paths #3 and #4 compare with shell-db, shell-files and the floors
 #   restore-shell-db     gunzip -c moodle.sql.gz | docker exec -i DB mariadb NEWDB
 #   restore-shell-files  docker run -i -v NEWVOL:/data ... tar xzf - -C /data < moodledata.tar.gz
 #   restore-mbk   bin/mbk restore FILE SET --yes --target-database NEWDB --target-volume NEWVOL
@@ -215,13 +218,13 @@ shell_files() {
   annotate "$RES/shell-files.r$1.json" -in "$RAW_FILES" -out "$(size_of "$WORK/shell/moodledata.tar.gz")"
 }
 
-mbk_run() { # mbk_run gzip|zstd ROUND
-  local comp=$1 r=$2 root="$WORK/root-$1" set
+mbk_run() { # mbk_run [db-|files-]gzip|zstd ROUND: the whole pipeline, or one stage alone
+  local v=$1 r=$2 root="$WORK/root-$1" set
   rm -rf "$root" && mkdir -p "$root"
-  measure "mbk-$comp" "$r" "$REPO/bin/mbk" --log-format json run "$WORK/bench-$comp.hcl" \
-    >/dev/null 2>"$RES/mbk-$comp.r$r.log" || die "mbk run failed: see $RES/mbk-$comp.r$r.log"
+  measure "mbk-$v" "$r" "$REPO/bin/mbk" --log-format json run "$WORK/bench-$v.hcl" \
+    >/dev/null 2>"$RES/mbk-$v.r$r.log" || die "mbk run failed: see $RES/mbk-$v.r$r.log"
   set=$(newest_set "$root")
-  annotate "$RES/mbk-$comp.r$r.json" -manifest "$set/manifest.json"
+  annotate "$RES/mbk-$v.r$r.json" -manifest "$set/manifest.json"
 }
 
 restore_shell() {
@@ -251,20 +254,15 @@ clean_targets() {
   dbs=$(docker exec "$DB" mariadb -uroot -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'mbkr\\_%'" 2>/dev/null || true)
   for v in $dbs; do db_sql <<<"DROP DATABASE \`$v\`;"; done
   for v in $(docker volume ls -q --filter "name=^$NAME-rs-"); do docker volume rm -f "$v" >/dev/null; done
-  rm -rf "$WORK/root-gzip" "$WORK/root-zstd" "$WORK/shell"
+  rm -rf "$WORK"/root-* "$WORK/shell"
   mkdir -p "$WORK/shell"
 }
 
 write_pipelines() {
-  local comp
+  local comp dump archive
   for comp in gzip zstd; do
-    cat >"$WORK/bench-$comp.hcl" <<HCL
-# Written by scripts/bench.sh: the benchmark's site, compression $comp.
-pipeline "bench-$comp" {
-  root     = "$WORK/root-$comp"
-  timezone = "UTC"
-  timeout  = "4h"
-
+    dump=$(
+      cat <<HCL
   stage "dump" "mysql" {
     container   = "$DB"
     database    = "$DB_NAME"
@@ -272,15 +270,36 @@ pipeline "bench-$comp" {
     password    = env("BENCH_DB_PASSWORD")
     compression = "$comp"
   }
+HCL
+    )
+    archive=$(
+      cat <<HCL
   stage "archive" "volume" {
     volume      = "$VOL"
     exclude     = []
     compression = "$comp"
   }
-  stage "checksum" "sha256" {}
+HCL
+    )
+    # The whole backup, then each path alone (no checksum stage: the
+    # shell way and the floor do not re-read what they wrote).
+    bench_pipeline "$comp" "the whole backup" "$dump"$'\n'"$archive"$'\n  stage "checksum" "sha256" {}'
+    bench_pipeline "db-$comp" "the dump stage alone" "$dump"
+    bench_pipeline "files-$comp" "the archive stage alone" "$archive"
+  done
+}
+
+bench_pipeline() { # bench_pipeline VARIANT WHAT STAGES
+  cat >"$WORK/bench-$1.hcl" <<HCL
+# Written by scripts/bench.sh: the benchmark's site, $2, $1.
+pipeline "bench-$1" {
+  root     = "$WORK/root-$1"
+  timezone = "UTC"
+  timeout  = "4h"
+
+$3
 }
 HCL
-  done
 }
 
 describe_machine() {
@@ -347,7 +366,8 @@ cmd_run() {
   describe_dataset
   log "dump $((RAW_DB >> 20)) MiB, tar $((RAW_FILES >> 20)) MiB"
 
-  local r i k backups=(floor_db floor_files shell_db shell_files "mbk_run gzip" "mbk_run zstd")
+  local r i k backups=(floor_db floor_files shell_db shell_files "mbk_run gzip" "mbk_run zstd"
+    "mbk_run db-gzip" "mbk_run db-zstd" "mbk_run files-gzip" "mbk_run files-zstd")
   for ((r = 1; r <= ROUNDS; r++)); do
     # Rotate the order every round, so no variant always runs first.
     for ((i = 0; i < ${#backups[@]}; i++)); do
