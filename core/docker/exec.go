@@ -214,7 +214,7 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 		select {
 		case <-ictx.Done():
 			return -1, fmt.Errorf("%s in container %q: no exit code after its output ended", e.Cmd[0], e.Container)
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
@@ -260,7 +260,7 @@ func (c *Client) Output(ctx context.Context, containerName string, env []string,
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

