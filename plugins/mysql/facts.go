@@ -19,17 +19,6 @@ type server struct {
 	Major   int
 }
 
-func (ss *session) server(ctx context.Context) (server, error) {
-	rows, err := ss.query(ctx, "SELECT VERSION(), @@version_comment;")
-	if err != nil {
-		return server{}, err
-	}
-	if len(rows) != 1 || len(rows[0]) != 2 {
-		return server{}, fmt.Errorf("unexpected answer to SELECT VERSION(): %q", rows)
-	}
-	return parseServer(rows[0][0], rows[0][1]), nil
-}
-
 func parseServer(version, comment string) server {
 	s := server{Flavour: "MySQL", Version: version, Comment: comment}
 	if strings.Contains(strings.ToLower(version+" "+comment), "mariadb") {
@@ -40,15 +29,19 @@ func parseServer(version, comment string) server {
 	return s
 }
 
-// dumpFlags are the options every dump gets, before extra_args.
-func dumpFlags(srv server, user string) []string {
+// dumpFlags are the options every dump gets, before extra_args. They do
+// not depend on the server, so the dump need not wait for its answers.
+//
+// --no-tablespaces for any user but root: MySQL 8 and 5.7.31+ want the
+// PROCESS privilege to dump tablespaces, which an application user rarely
+// has, and InnoDB databases have none worth dumping; MariaDB has none at
+// all (its option only says so).
+func dumpFlags(user string) []string {
 	flags := []string{
 		"--single-transaction", "--quick", "--routines", "--triggers", "--events",
 		"--hex-blob", "--default-character-set=utf8mb4",
 	}
-	// MySQL 8 wants the PROCESS privilege to dump tablespaces, which an
-	// application user rarely has; InnoDB databases have none worth dumping.
-	if srv.Flavour == "MySQL" && srv.Major >= 8 && user != "root" {
+	if user != "root" {
 		flags = append(flags, "--no-tablespaces")
 	}
 	return flags
@@ -71,51 +64,81 @@ var errNoDatabase = errors.New("database does not exist")
 
 // database reads a database's facts; errNoDatabase when it does not exist.
 func (ss *session) database(ctx context.Context, name string) (database, error) {
-	db := database{Name: name}
-	q := quoteString(name)
-	rows, err := ss.query(ctx, "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = "+q+";")
+	rows, err := ss.query(ctx, databaseSQL(name))
 	if err != nil {
-		return db, err
+		return database{Name: name}, err
 	}
-	if len(rows) == 0 {
+	return parseDatabase(name, rows)
+}
+
+// facts asks for the server's and a database's facts in one go: every
+// question is a client run (an exec, inside a container), and those runs
+// compete with the dump for the CPU.
+func (ss *session) facts(ctx context.Context, name string) (server, database, error, error) {
+	rows, err := ss.query(ctx, "SELECT 'server', VERSION(), @@version_comment;\n"+databaseSQL(name))
+	if err != nil {
+		return server{}, database{Name: name}, err, err
+	}
+	var srvRows, dbRows [][]string
+	for _, r := range rows {
+		if r[0] == "server" {
+			srvRows = append(srvRows, r)
+		} else {
+			dbRows = append(dbRows, r)
+		}
+	}
+	if len(srvRows) != 1 || len(srvRows[0]) != 3 {
+		err := fmt.Errorf("unexpected answer to SELECT VERSION(): %q", srvRows)
+		return server{}, database{Name: name}, err, err
+	}
+	db, dbErr := parseDatabase(name, dbRows)
+	return parseServer(srvRows[0][1], srvRows[0][2]), db, nil, dbErr
+}
+
+// databaseSQL asks for a database's facts; each row starts with a tag
+// saying what it answers.
+func databaseSQL(name string) string {
+	q := quoteString(name)
+	return "SELECT 'schema', DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = " + q + ";\n" +
+		"SELECT 'table', TABLE_NAME, TABLE_TYPE, COALESCE(DATA_LENGTH,0) + COALESCE(INDEX_LENGTH,0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = " + q + " ORDER BY TABLE_NAME;\n" +
+		"SELECT 'objects', " +
+		"(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = " + q + "), " +
+		"(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = " + q + "), " +
+		"(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = " + q + ");\n"
+}
+
+// parseDatabase reads databaseSQL's answer.
+func parseDatabase(name string, rows [][]string) (database, error) {
+	db := database{Name: name}
+	var schema, objects bool
+	for _, r := range rows {
+		switch {
+		case r[0] == "schema" && len(r) == 3:
+			db.Charset, db.Collation, schema = r[1], r[2], true
+		case r[0] == "table" && len(r) == 4:
+			switch r[2] {
+			case "VIEW":
+				db.Views = append(db.Views, r[1])
+			case "BASE TABLE", "SYSTEM VERSIONED":
+				db.Tables = append(db.Tables, r[1])
+				n, _ := strconv.ParseInt(r[3], 10, 64)
+				db.DataBytes += n
+			}
+		case r[0] == "objects" && len(r) == 4:
+			db.Routines, _ = strconv.Atoi(r[1])
+			db.Triggers, _ = strconv.Atoi(r[2])
+			db.Events, _ = strconv.Atoi(r[3])
+			objects = true
+		default:
+			return db, fmt.Errorf("unexpected answer about database %q: %q", name, r)
+		}
+	}
+	if !schema {
 		return db, errNoDatabase
 	}
-	if len(rows[0]) != 2 {
-		return db, fmt.Errorf("unexpected answer about the character set of %q: %q", name, rows)
+	if !objects {
+		return db, fmt.Errorf("no answer about the routines, triggers and events of %q", name)
 	}
-	db.Charset, db.Collation = rows[0][0], rows[0][1]
-
-	rows, err = ss.query(ctx, "SELECT TABLE_NAME, TABLE_TYPE, COALESCE(DATA_LENGTH,0) + COALESCE(INDEX_LENGTH,0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "+q+" ORDER BY TABLE_NAME;")
-	if err != nil {
-		return db, err
-	}
-	for _, r := range rows {
-		if len(r) != 3 {
-			return db, fmt.Errorf("unexpected answer about the tables of %q: %q", name, r)
-		}
-		switch r[1] {
-		case "VIEW":
-			db.Views = append(db.Views, r[0])
-		case "BASE TABLE", "SYSTEM VERSIONED":
-			db.Tables = append(db.Tables, r[0])
-			n, _ := strconv.ParseInt(r[2], 10, 64)
-			db.DataBytes += n
-		}
-	}
-
-	rows, err = ss.query(ctx, "SELECT "+
-		"(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = "+q+"), "+
-		"(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = "+q+"), "+
-		"(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = "+q+");")
-	if err != nil {
-		return db, err
-	}
-	if len(rows) != 1 || len(rows[0]) != 3 {
-		return db, fmt.Errorf("unexpected answer about the routines of %q: %q", name, rows)
-	}
-	db.Routines, _ = strconv.Atoi(rows[0][0])
-	db.Triggers, _ = strconv.Atoi(rows[0][1])
-	db.Events, _ = strconv.Atoi(rows[0][2])
 	return db, nil
 }
 

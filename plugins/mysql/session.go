@@ -63,7 +63,7 @@ func open(ctx context.Context, s settings) (*session, error) {
 	if s.Client != "" {
 		dumps = []string{s.Client}
 	}
-	present, err := ss.run.look(ctx, append(dumps, "mariadb", "mysql"))
+	present, err := ss.run.look(ctx, append(dumps, "mariadb", "mysql", "stdbuf"))
 	if err != nil {
 		ss.Close()
 		return nil, err
