@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -54,15 +55,23 @@ const pidMarker = "mbk-exec-pid:"
 func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 	wrapped := append([]string{"sh", "-c", `echo "` + pidMarker + `$$" >&2; exec "$@"`, "sh"}, e.Cmd...)
 	if e.Pipe != nil {
-		// The FIFO must be there and writable as this user before the
+		// The FIFO must be there and usable as this user before the
 		// command starts, or the redirection would fail after the fact.
-		script := `echo "` + pidMarker + `$$" >&2; f=$1; shift; if [ -p "$f" ] && [ -w "$f" ]; then exec "$@" >"$f"; fi; ` +
+		redirect, test := `>"$f"`, "-w"
+		if e.Pipe.Input {
+			redirect, test = `<"$f"`, "-r"
+		}
+		script := `echo "` + pidMarker + `$$" >&2; f=$1; shift; if [ -p "$f" ] && [ ` + test + ` "$f" ]; then exec "$@" ` + redirect + `; fi; ` +
 			`echo "` + pipeMissing + `" >&2; exit ` + strconv.Itoa(pipeExit)
 		wrapped = append([]string{"sh", "-c", script, "sh", e.Pipe.Path}, e.Cmd...)
 	}
+	stdin := e.Stdin
+	if e.Pipe != nil && e.Pipe.Input {
+		stdin = nil // through the FIFO
+	}
 	created, err := c.ContainerExecCreate(ctx, e.Container, container.ExecOptions{
 		User:         e.User,
-		AttachStdin:  e.Stdin != nil,
+		AttachStdin:  stdin != nil,
 		AttachStdout: true,
 		AttachStderr: true,
 		Env:          e.Env,
@@ -86,7 +95,11 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 	streamOut := stdout
 	exited := make(chan struct{})
 	var pipeDone chan error
-	if e.Pipe != nil {
+	switch {
+	case e.Pipe != nil && e.Pipe.Input:
+		pipeDone = make(chan error, 1)
+		go func() { pipeDone <- e.Pipe.copyFrom(e.Stdin, exited) }()
+	case e.Pipe != nil:
 		streamOut = io.Discard
 		pipeDone = make(chan error, 1)
 		go func() { pipeDone <- e.Pipe.copyTo(stdout, exited) }()
@@ -121,9 +134,9 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 		io.Copy(io.Discard, errPipeR)
 	}()
 
-	if e.Stdin != nil {
+	if stdin != nil {
 		go func() {
-			io.Copy(att.Conn, e.Stdin)
+			io.Copy(att.Conn, stdin)
 			att.CloseWrite()
 		}()
 	}
@@ -153,7 +166,7 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 	// Wait for the exec stream to end (the process exited) and, with a
 	// pipe, for the FIFO to reach its end; whichever fails first on our side
 	// stops the process.
-	var copyErr error
+	var copyErr, inputErr error
 	streamOpen, pipeOpen := true, pipeDone != nil
 	for streamOpen || pipeOpen {
 		select {
@@ -173,6 +186,13 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 			}
 		case err := <-pipeDone:
 			pipeOpen = false
+			if e.Pipe.Input {
+				// Our end is closed either way, which the command reads as
+				// the end of its input; its exit code and stderr say more
+				// about a failure than a broken pipe does.
+				inputErr = err
+				continue
+			}
 			if err != nil && !errors.Is(err, errNoWriter) {
 				stop()
 				if streamOpen {
@@ -208,6 +228,11 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 		if !ins.Running {
 			if noPipe && ins.ExitCode == pipeExit {
 				return -1, ErrPipeUnusable
+			}
+			if ins.ExitCode == 0 && inputErr != nil && !errors.Is(inputErr, errNoReader) && !errors.Is(inputErr, syscall.EPIPE) {
+				// The command took what came and succeeded, but not all of
+				// the input reached it.
+				return -1, fmt.Errorf("feed %s in container %q through its FIFO: %w", e.Cmd[0], e.Container, inputErr)
 			}
 			return ins.ExitCode, nil
 		}

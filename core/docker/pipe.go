@@ -32,11 +32,14 @@ import (
 type Pipe struct {
 	// Path is the FIFO as the container sees it.
 	Path string
-	dir  int // O_PATH descriptor of the container's /tmp
-	name string
+	// Input: the FIFO carries stdin into the command (NewInputPipe), not
+	// stdout out of it.
+	Input bool
+	dir   int // O_PATH descriptor of the container's /tmp
+	name  string
 
 	mu sync.Mutex
-	f  *os.File // our read end; nil until opened, and after Close
+	f  *os.File // our end; nil until opened, and after Close
 }
 
 // pipeDir is where the FIFO is made inside the container.
@@ -48,6 +51,17 @@ const pipeDir = "/tmp"
 // may open it whoever owns it, and an image that runs as a user of its own
 // runs its execs as that user too. The caller Closes it, which removes it.
 func (c *Client) NewPipe(ctx context.Context, containerID string) (*Pipe, error) {
+	return c.newPipe(ctx, containerID, false)
+}
+
+// NewInputPipe is NewPipe the other way: the FIFO carries Exec.Stdin into
+// the command, whose input then bypasses the Engine's attach stream. Our
+// end is opened once the command has opened its own.
+func (c *Client) NewInputPipe(ctx context.Context, containerID string) (*Pipe, error) {
+	return c.newPipe(ctx, containerID, true)
+}
+
+func (c *Client) newPipe(ctx context.Context, containerID string, input bool) (*Pipe, error) {
 	if h := os.Getenv("DOCKER_HOST"); h != "" && !strings.HasPrefix(h, "unix://") {
 		return nil, fmt.Errorf("the Engine is not on this machine (DOCKER_HOST=%s)", h)
 	}
@@ -73,7 +87,7 @@ func (c *Client) NewPipe(ctx context.Context, containerID string) (*Pipe, error)
 	}
 	var rnd [8]byte
 	rand.Read(rnd[:])
-	p := &Pipe{dir: dir, name: ".mbk-" + hex.EncodeToString(rnd[:]) + ".fifo"}
+	p := &Pipe{dir: dir, name: ".mbk-" + hex.EncodeToString(rnd[:]) + ".fifo", Input: input}
 	p.Path = pipeDir + "/" + p.name
 	if err := unix.Mkfifoat(dir, p.name, 0o600); err != nil {
 		unix.Close(dir)
@@ -82,6 +96,11 @@ func (c *Client) NewPipe(ctx context.Context, containerID string) (*Pipe, error)
 	if err := unix.Fchownat(dir, p.name, int(owner.Uid), int(owner.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("hand the FIFO to the container's user: %w", err)
+	}
+	if input {
+		// A FIFO cannot be opened for writing before someone reads it
+		// (without blocking); copyFrom opens it.
+		return p, nil
 	}
 	// Non-blocking, so that opening does not wait for a writer; reads then
 	// go through Go's poller and can be interrupted by Close.
@@ -175,6 +194,69 @@ func (p *Pipe) copyTo(w io.Writer, exited <-chan struct{}) error {
 		}
 	}
 	return copyAhead(w, f)
+}
+
+// copyFrom opens the FIFO for writing once the command has opened it for
+// reading, copies r into it and closes it, which the command reads as the
+// end of its input. exited is closed when the command has ended: if it has
+// not opened the FIFO by then, it never will.
+func (p *Pipe) copyFrom(r io.Reader, exited <-chan struct{}) error {
+	var fd int
+	for {
+		var err error
+		p.mu.Lock()
+		if p.dir < 0 {
+			p.mu.Unlock()
+			return os.ErrClosed
+		}
+		// Without a reader, a non-blocking open for writing fails with
+		// ENXIO instead of waiting.
+		fd, err = unix.Openat(p.dir, p.name, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, 1<<20)
+			p.f = os.NewFile(uintptr(fd), p.Path)
+		}
+		p.mu.Unlock()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.ENXIO) {
+			return fmt.Errorf("open the FIFO for writing: %w", err)
+		}
+		select {
+		case <-exited:
+			return errNoReader
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	f := p.file()
+	if f == nil {
+		return os.ErrClosed
+	}
+	_, err := io.CopyBuffer(f, onlyReader{r}, make([]byte, aheadSize))
+	if cerr := p.closeFile(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// errNoReader: the command ended without opening the FIFO.
+var errNoReader = errors.New("nothing opened the FIFO for reading")
+
+// onlyReader hides a reader's WriteTo, so that io.CopyBuffer uses our
+// buffer.
+type onlyReader struct{ io.Reader }
+
+// closeFile closes our end only (the FIFO stays until Close).
+func (p *Pipe) closeFile() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.f == nil {
+		return nil
+	}
+	err := p.f.Close()
+	p.f = nil
+	return err
 }
 
 // Read-ahead between the FIFO and the writer: the command must never wait

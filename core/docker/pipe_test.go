@@ -3,8 +3,10 @@ package docker
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -247,3 +249,97 @@ func (w *failAt) Write(b []byte) (int, error) {
 	w.n += len(b)
 	return len(b), nil
 }
+
+// TestInputPipeCarriesStdin: the command's stdin is the FIFO, every byte
+// arrives, the end of our input is its end of input, and the exit code
+// and stdout still come through the exec.
+func TestInputPipeCarriesStdin(t *testing.T) {
+	c, ctr := appContainer(t)
+	ctx := testCtx(t)
+	p, err := c.NewInputPipe(ctx, ctr)
+	if err != nil {
+		t.Fatalf("NewInputPipe: %v", err)
+	}
+	defer p.Close()
+	in := seqText(2_000_000)
+	var out bytes.Buffer
+	code, err := c.Run(ctx, Exec{
+		Container: ctr,
+		Cmd:       []string{"sh", "-c", `readlink /proc/self/fd/0; sha256sum | cut -d' ' -f1; exit 4`},
+		Stdin:     bytes.NewReader(in),
+		Stdout:    &out,
+		Pipe:      p,
+	})
+	if err != nil || code != 4 {
+		t.Fatalf("Run: code %d, %v", code, err)
+	}
+	want := fmt.Sprintf("%s\n%x\n", p.Path, sha256.Sum256(in))
+	if out.String() != want {
+		t.Errorf("the command saw:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
+// TestInputPipeEarlyExit: a command that stops reading and fails gives
+// its own exit code, not our broken pipe; one that fails to get all of
+// our input (our source breaks) is an error even when it exits 0.
+func TestInputPipeEarlyExit(t *testing.T) {
+	c, ctr := appContainer(t)
+	ctx := testCtx(t)
+	p, err := c.NewInputPipe(ctx, ctr)
+	if err != nil {
+		t.Fatalf("NewInputPipe: %v", err)
+	}
+	code, err := c.Run(ctx, Exec{
+		Container: ctr,
+		Cmd:       []string{"sh", "-c", `head -c 100 >/dev/null; exit 3`},
+		Stdin:     bytes.NewReader(seqText(2_000_000)),
+		Pipe:      p,
+	})
+	p.Close()
+	if err != nil || code != 3 {
+		t.Fatalf("Run of a command that stops reading: code %d, %v; want code 3", code, err)
+	}
+
+	p, err = c.NewInputPipe(ctx, ctr)
+	if err != nil {
+		t.Fatalf("NewInputPipe: %v", err)
+	}
+	defer p.Close()
+	broken := errors.New("the set's file could not be read")
+	_, err = c.Run(ctx, Exec{
+		Container: ctr,
+		Cmd:       []string{"sh", "-c", `cat >/dev/null`},
+		Stdin:     io.MultiReader(bytes.NewReader(seqText(100_000)), &failReader{broken}),
+		Pipe:      p,
+	})
+	if !errors.Is(err, broken) {
+		t.Fatalf("Run with a source that fails: %v, want its error", err)
+	}
+}
+
+// TestInputPipeUnusable: as with output, a user who may not open the FIFO
+// gets ErrPipeUnusable, nothing runs, and nothing of the input was taken.
+func TestInputPipeUnusable(t *testing.T) {
+	c, ctr := appContainer(t)
+	ctx := testCtx(t)
+	p, err := c.NewInputPipe(ctx, ctr)
+	if err != nil {
+		t.Fatalf("NewInputPipe: %v", err)
+	}
+	defer p.Close()
+	in := bytes.NewReader([]byte("input"))
+	_, err = c.Run(ctx, Exec{Container: ctr, User: "65534", Cmd: []string{"sh", "-c", "cat > /data/ran"}, Stdin: in, Pipe: p})
+	if !errors.Is(err, ErrPipeUnusable) {
+		t.Fatalf("Run as another user: %v, want ErrPipeUnusable", err)
+	}
+	if in.Len() != 5 {
+		t.Errorf("%d bytes of the input were taken", 5-in.Len())
+	}
+	if _, _, code := testenv.Exec(t, ctr, nil, "test", "-e", "/data/ran"); code == 0 {
+		t.Error("the command ran although the FIFO could not be used")
+	}
+}
+
+type failReader struct{ err error }
+
+func (f *failReader) Read([]byte) (int, error) { return 0, f.err }

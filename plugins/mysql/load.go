@@ -56,6 +56,23 @@ type loader struct {
 	inData    bool // the statement being read is data
 	runLen    int  // data statements since the last statement that was not
 	pool      sync.Pool
+	// pending are tables created without their secondary keys (deferKeys),
+	// whose ALTER TABLE waits for their rows; dataTable is the table the
+	// latest data statement filled.
+	pending   []pendingKeys
+	dataTable string
+	// spread says which tables' rows may go to several workers: those
+	// created here with no unique secondary key left. Concurrent INSERTs
+	// into a unique index take gap locks for its duplicate check and can
+	// deadlock (seen on the bench site's mdl_files before keys were
+	// deferred); a table this dump did not create stays on one worker too.
+	spread     map[string]bool
+	dataSpread bool
+}
+
+type pendingKeys struct {
+	table, alter string
+	filled       bool // rows were sent
 }
 
 // loadWorker is one connection: a SQL client reading from a pipe.
@@ -99,6 +116,12 @@ func (p *plugin) load(ctx context.Context, ss *session, target string, jobs int,
 				args:   ss.sqlCmd("--batch", "--skip-column-names", "--unbuffered", "--database="+target),
 				env:    ss.env,
 				stdin:  pr,
+				bulkIn: true,
+				via: func(way, why string) {
+					if w.id == 0 && why != "" {
+						p.log.Info("restore input through the Engine's attach stream", "database", target, "why not a FIFO", why)
+					}
+				},
 				stdout: &markWriter{w: w},
 				stderr: func(line string) {
 					p.log.Warn(client+" said", "database", target, "connection", w.id+1, "line", w.stderr.add(line))
@@ -158,6 +181,7 @@ func (l *loader) split(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	header := l.buffer()
 	inHeader, inDelimiter := true, false
+	var create *bytes.Buffer    // a CREATE TABLE statement being read
 	var ctl, stmt *bytes.Buffer // statements for the first worker; the data statement being read
 	var long []byte             // a line longer than the reader's buffer
 	for {
@@ -194,6 +218,12 @@ func (l *loader) split(r io.Reader) error {
 			if isDelimiter(line) && delimiterOf(line) == ";" {
 				inDelimiter = false
 			}
+		case create != nil:
+			create.Write(line)
+			if endsStatement(line) {
+				ctl = l.created(ctl, create)
+				create = nil
+			}
 		case isDropped(line):
 		case isDataStart(line):
 			if inHeader {
@@ -209,6 +239,7 @@ func (l *loader) split(r io.Reader) error {
 				ctl = nil
 			}
 			l.inData = true
+			l.filling(rawTable(line))
 			stmt = l.buffer()
 			stmt.Write(line)
 			if endsStatement(line) {
@@ -227,6 +258,17 @@ func (l *loader) split(r io.Reader) error {
 			}
 			if isDelimiter(line) && delimiterOf(line) != ";" {
 				inDelimiter = true
+			}
+			if bytes.HasPrefix(line, []byte("CREATE TABLE `")) {
+				// Keys of tables that got no rows go back at once.
+				ctl = l.unfilled(ctl)
+				create = l.buffer()
+				create.Write(line)
+				if endsStatement(line) {
+					ctl = l.created(ctl, create)
+					create = nil
+				}
+				continue
 			}
 			ctl = l.appendCtl(ctl, line)
 			if ctl.Len() >= 1<<20 {
@@ -254,8 +296,96 @@ func (l *loader) split(r io.Reader) error {
 			return err
 		}
 	}
+	if create != nil {
+		ctl = l.appendCtl(ctl, create.Bytes())
+	}
+	ctl = l.unfilled(ctl)
 	if ctl != nil {
-		return l.control(ctl)
+		if err := l.control(ctl); err != nil {
+			return err
+		}
+	}
+	// Keys of a table whose rows ended the dump.
+	if len(l.pending) > 0 {
+		b := l.buffer()
+		for _, pk := range l.pending {
+			b.WriteString(pk.alter)
+		}
+		l.pending = nil
+		return l.control(b)
+	}
+	return nil
+}
+
+// created passes a CREATE TABLE on, without its secondary keys when
+// deferKeys finds that safe; their ALTER TABLE waits for the rows.
+func (l *loader) created(ctl, create *bytes.Buffer) *bytes.Buffer {
+	out, table, alter := deferKeys(create.Bytes())
+	if table == "" {
+		table = createdTable(create.Bytes())
+	}
+	if l.spread == nil {
+		l.spread = map[string]bool{}
+	}
+	l.spread[table] = !bytes.Contains(out, []byte("\n  UNIQUE KEY "))
+	ctl = l.appendCtl(ctl, out)
+	if alter != "" {
+		l.pending = append(l.pending, pendingKeys{table: table, alter: alter})
+	}
+	create.Reset()
+	l.pool.Put(create)
+	return ctl
+}
+
+// filling notes the table data statements go to.
+func (l *loader) filling(table string) {
+	l.dataTable = table
+	l.dataSpread = l.spread[table]
+	for i := range l.pending {
+		if l.pending[i].table == table {
+			l.pending[i].filled = true
+		}
+	}
+}
+
+// unfilled adds the ALTER TABLEs of tables that got no rows to ctl: they
+// follow their CREATE on the first worker, in order.
+func (l *loader) unfilled(ctl *bytes.Buffer) *bytes.Buffer {
+	kept := l.pending[:0]
+	for _, pk := range l.pending {
+		if pk.filled {
+			kept = append(kept, pk)
+			continue
+		}
+		ctl = l.appendCtl(ctl, []byte(pk.alter))
+	}
+	l.pending = kept
+	return ctl
+}
+
+// keysBack sends the ALTER TABLE of the table whose rows are all in (the
+// barrier before has waited for them) to the least busy worker but the
+// first, which goes on with the next table meanwhile.
+func (l *loader) keysBack() error {
+	for i, pk := range l.pending {
+		if pk.table != l.dataTable || !pk.filled {
+			continue
+		}
+		l.pending = append(l.pending[:i], l.pending[i+1:]...)
+		// The barrier waited for the other workers; the first one's rows
+		// must be in too before the index is built elsewhere.
+		if err := l.await(l.workers[0], l.mark(l.workers[0])); err != nil {
+			return err
+		}
+		pick := l.workers[0]
+		for _, w := range l.workers[1:] {
+			if pick.id == 0 || w.queued.Load() < pick.queued.Load() {
+				pick = w
+			}
+		}
+		b := l.buffer()
+		b.WriteString(pk.alter)
+		return l.send(pick, b)
 	}
 	return nil
 }
@@ -297,6 +427,9 @@ func (l *loader) control(b *bytes.Buffer) error {
 			l.dataOn[i] = false
 		}
 		l.runLen = 0
+		if err := l.keysBack(); err != nil {
+			return err
+		}
 	}
 	w := l.workers[0]
 	if err := l.send(w, b); err != nil {
@@ -312,7 +445,7 @@ func (l *loader) control(b *bytes.Buffer) error {
 // other once the first has run that DDL.
 func (l *loader) data(b *bytes.Buffer) error {
 	pick := l.workers[0]
-	if l.runLen > 0 {
+	if l.runLen > 0 && l.dataSpread {
 		for _, w := range l.workers[1:] {
 			if w.queued.Load() < pick.queued.Load() {
 				pick = w

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +34,13 @@ CREATE TABLE z (id INT PRIMARY KEY) ENGINE=InnoDB;
 INSERT INTO z VALUES (0), (1);
 CREATE TABLE small (a INT) ENGINE=InnoDB;
 INSERT INTO small VALUES (1);
+CREATE TABLE keyed (id INT AUTO_INCREMENT PRIMARY KEY, u VARCHAR(20), n INT, txt TEXT, UNIQUE KEY u_uix (u), KEY n_ix (n), KEY nu_ix (n, u), FULLTEXT KEY txt_ft (txt)) ENGINE=InnoDB;
+INSERT INTO keyed (u, n, txt) SELECT CONCAT('u', seq), seq % 10, CONCAT('word', seq % 50) FROM seq_1_to_5000;
+CREATE TABLE emptykeyed (id INT PRIMARY KEY, n INT, KEY n_ix (n)) ENGINE=InnoDB;
+CREATE TABLE aisec (a INT PRIMARY KEY, id INT NOT NULL AUTO_INCREMENT, KEY id_ix (id)) ENGINE=InnoDB;
+INSERT INTO aisec (a) SELECT seq FROM seq_1_to_100;
+CREATE TABLE mi (a INT, KEY a_ix (a)) ENGINE=MyISAM;
+INSERT INTO mi SELECT seq FROM seq_1_to_100;
 CREATE TRIGGER t_ai AFTER INSERT ON t FOR EACH ROW INSERT INTO tlog (note) VALUES (CONCAT('t ', NEW.id));
 CREATE VIEW v AS SELECT k, COUNT(*) AS n FROM t GROUP BY k;`)
 	p := newPlugin(t)
@@ -53,10 +64,17 @@ CREATE VIEW v AS SELECT k, COUNT(*) AS n FROM t GROUP BY k;`)
 			if err != nil {
 				t.Fatalf("restore: %v", err)
 			}
-			if !strings.Contains(rr.Summary, "verified 4 tables and 30003 rows") {
+			if !strings.Contains(rr.Summary, "verified 8 tables and 35203 rows") {
 				t.Errorf("summary: %s", rr.Summary)
 			}
-			for _, table := range []string{"t", "tlog", "z", "small"} {
+			// Every table as it was, keys (put back after the rows where
+			// that is safe) and all.
+			for _, table := range []string{"t", "tlog", "z", "small", "keyed", "emptykeyed", "aisec", "mi"} {
+				if got, want := showCreate(t, m, target, "TABLE", table), showCreate(t, m, "bulk", "TABLE", table); got != want {
+					t.Errorf("table %s differs:\n got: %s\nwant: %s", table, got, want)
+				}
+			}
+			for _, table := range []string{"t", "tlog", "z", "small", "keyed", "aisec", "mi"} {
 				q := "CHECKSUM TABLE %s.%s EXTENDED;"
 				if got, want := checksum(t, m, fmt.Sprintf(q, target, table)), checksum(t, m, fmt.Sprintf(q, "bulk", table)); got != want {
 					t.Errorf("table %s: checksum %s after restore, %s before", table, got, want)
@@ -154,5 +172,102 @@ func TestSplitRules(t *testing.T) {
 		if endsStatement([]byte(l)) != want {
 			t.Errorf("endsStatement(%q) = %v", l, !want)
 		}
+	}
+}
+
+// fakeClients stands for the SQL clients of a load: each reads its stdin
+// as the mariadb client would (statements end with ";\n" outside DELIMITER
+// blocks are not needed here), answers the markers, and keeps the rest.
+type fakeClients struct {
+	mu   sync.Mutex
+	next int
+	got  [][]string // per client, the statements in order
+}
+
+func (f *fakeClients) run(ctx context.Context, c command) (int, error) {
+	f.mu.Lock()
+	id := f.next
+	f.next++
+	f.got = append(f.got, nil)
+	f.mu.Unlock()
+	sc := bufio.NewScanner(c.stdin)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "SELECT '"+syncPrefix) {
+			fmt.Fprintln(c.stdout, strings.TrimSuffix(strings.TrimPrefix(line, "SELECT '"), "';"))
+			continue
+		}
+		f.mu.Lock()
+		f.got[id] = append(f.got[id], line)
+		f.mu.Unlock()
+	}
+	return 0, sc.Err()
+}
+func (f *fakeClients) look(context.Context, []string) (map[string]bool, error) { return nil, nil }
+func (f *fakeClients) where() string                                           { return "in a test" }
+func (f *fakeClients) Close()                                                  {}
+
+// TestLoadRouting checks where the loader sends each line of a dump:
+// settings to every connection, table locks nowhere, rows of a table with
+// a unique key it cannot defer to the first connection only, rows of the
+// others spread, and each deferred ALTER TABLE after every row of its table.
+func TestLoadRouting(t *testing.T) {
+	var dump strings.Builder
+	dump.WriteString("/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n\n")
+	table := func(name, create string, rows int) {
+		fmt.Fprintf(&dump, "DROP TABLE IF EXISTS `%s`;\n%s", name, create)
+		fmt.Fprintf(&dump, "LOCK TABLES `%s` WRITE;\n/*!40000 ALTER TABLE `%s` DISABLE KEYS */;\n", name, name)
+		for i := range rows {
+			fmt.Fprintf(&dump, "INSERT INTO `%s` VALUES (%d,1),\n(%d,2);\n", name, 2*i, 2*i+1)
+		}
+		fmt.Fprintf(&dump, "/*!40000 ALTER TABLE `%s` ENABLE KEYS */;\nUNLOCK TABLES;\n", name)
+	}
+	table("spread", "CREATE TABLE `spread` (\n  `id` int(11) NOT NULL,\n  `u` int(11) DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  UNIQUE KEY `u` (`u`)\n) ENGINE=InnoDB;\n", 40)
+	table("fk", "CREATE TABLE `fk` (\n  `id` int(11) NOT NULL,\n  `u` int(11) DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  UNIQUE KEY `u` (`u`),\n"+
+		"  CONSTRAINT `fk_1` FOREIGN KEY (`u`) REFERENCES `spread` (`id`)\n) ENGINE=InnoDB;\n", 40)
+	dump.WriteString("-- Dump completed on 2026-01-01\n")
+
+	f := &fakeClients{}
+	p := newPlugin(t)
+	ss := &session{run: f, sql: "mariadb", user: "u"}
+	if err := p.load(testContext(t), ss, "db", 3, strings.NewReader(dump.String())); err != nil {
+		t.Fatal(err)
+	}
+	// The first connection is the one that got the DDL.
+	first := slices.IndexFunc(f.got, func(stmts []string) bool { return slices.Contains(stmts, "DROP TABLE IF EXISTS `spread`;") })
+	if first < 0 {
+		t.Fatalf("no client got the DDL: %q", f.got)
+	}
+	where := map[string][]int{} // table -> clients its INSERTs went to
+	alterAt := -1
+	for id, stmts := range f.got {
+		if len(stmts) == 0 || !strings.Contains(stmts[0], "sandbox") || !slices.Contains(stmts, "/*!40101 SET NAMES utf8mb4 */;") {
+			t.Errorf("client %d did not get the session settings first: %q", id, stmts[:min(3, len(stmts))])
+		}
+		for _, s := range stmts {
+			switch {
+			case strings.HasPrefix(s, "LOCK TABLES") || strings.HasPrefix(s, "UNLOCK") || strings.Contains(s, "DISABLE KEYS"):
+				t.Errorf("client %d got %q", id, s)
+			case strings.HasPrefix(s, "INSERT INTO `spread`"):
+				where["spread"] = append(where["spread"], id)
+			case strings.HasPrefix(s, "INSERT INTO `fk`"):
+				where["fk"] = append(where["fk"], id)
+			case strings.HasPrefix(s, "ALTER TABLE `spread` ADD UNIQUE KEY `u` (`u`);"):
+				alterAt = id
+			}
+		}
+	}
+	if got := len(where["spread"]); got != 40 || !slices.ContainsFunc(where["spread"], func(i int) bool { return i != first }) {
+		t.Errorf("rows of `spread` (keys deferred) went to clients %v", where["spread"])
+	}
+	if got := len(where["fk"]); got != 40 || slices.ContainsFunc(where["fk"], func(i int) bool { return i != first }) {
+		t.Errorf("rows of `fk` (a unique key kept) went to clients %v, want the first only", where["fk"])
+	}
+	if alterAt < 0 {
+		t.Fatal("the deferred keys of `spread` never came back")
+	}
+	if strings.Contains(strings.Join(f.got[first], "\n"), "UNIQUE KEY `u` (`u`)\n) ENGINE") {
+		t.Error("`spread` was created with its unique key")
 	}
 }

@@ -91,9 +91,10 @@ func (p *plugin) restore(ctx context.Context, ss *session, opts map[string]strin
 		var stderr lines
 		client := path.Base(ss.sql)
 		code, err := ss.run.run(ctx, command{
-			args:  ss.sqlCmd("--database=" + target),
-			env:   ss.env,
-			stdin: r,
+			args:   ss.sqlCmd("--database=" + target),
+			env:    ss.env,
+			stdin:  r,
+			bulkIn: true,
 			stderr: func(l string) {
 				p.log.Warn(client+" said", "database", target, "line", stderr.add(l))
 			},

@@ -40,6 +40,8 @@ type command struct {
 	// container it then comes out through a FIFO rather than the Engine's
 	// exec stream, when this machine can reach one (docker.NewPipe).
 	bulk bool
+	// bulkIn is the same for a large stdin (a restore).
+	bulkIn bool
 	// via, when set, learns which way stdout came: "fifo" or "exec",
 	// with the reason the FIFO was not used.
 	via func(way, why string)
@@ -79,10 +81,15 @@ func (r *containerRunner) run(ctx context.Context, c command) (int, error) {
 	if via == nil {
 		via = func(string, string) {}
 	}
-	if !c.bulk || c.stdout == nil {
+	input := c.bulkIn && c.stdin != nil
+	if !input && (!c.bulk || c.stdout == nil) {
 		return r.docker.Run(ctx, e)
 	}
-	p, err := r.docker.NewPipe(ctx, r.id)
+	newPipe := r.docker.NewPipe
+	if input {
+		newPipe = r.docker.NewInputPipe
+	}
+	p, err := newPipe(ctx, r.id)
 	if err != nil {
 		via("exec", err.Error())
 		return r.docker.Run(ctx, e)
