@@ -266,7 +266,7 @@ func (p *Pipe) closeFile() error {
 // between it and mbk.
 const (
 	aheadBufs = 4
-	aheadSize = 1 << 20
+	aheadSize = 256 << 10 // reads come in ~200 KiB once the reader naps
 	// aheadNap is short enough that the pipe (1 MiB) does not fill at
 	// hundreds of MB/s.
 	aheadNap = 2 * time.Millisecond

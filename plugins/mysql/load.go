@@ -103,7 +103,7 @@ func (p *plugin) load(ctx context.Context, ss *session, target string, jobs int,
 	client := path.Base(ss.sql)
 	var wg sync.WaitGroup
 	for i := range jobs {
-		w := &loadWorker{id: i, queue: make(chan *bytes.Buffer, 2), ping: make(chan struct{}, 1), done: make(chan struct{})}
+		w := &loadWorker{id: i, queue: make(chan *bytes.Buffer, 1), ping: make(chan struct{}, 1), done: make(chan struct{})}
 		l.workers = append(l.workers, w)
 		pr, pw := io.Pipe()
 		wg.Add(2)
@@ -178,7 +178,7 @@ var errClientGone = errors.New("a SQL client of the restore stopped")
 
 // split reads the dump and hands it out.
 func (l *loader) split(r io.Reader) error {
-	br := bufio.NewReaderSize(r, 1<<20)
+	br := bufio.NewReaderSize(r, 256<<10)
 	header := l.buffer()
 	inHeader, inDelimiter := true, false
 	var create *bytes.Buffer    // a CREATE TABLE statement being read

@@ -139,7 +139,7 @@ func header(h *tar.Header, name, link string) *tar.Header {
 // copyData copies exactly n bytes, checking ctx between chunks: a 50 GB
 // file must not hold a cancelled run.
 var copyBufs = sync.Pool{New: func() any {
-	b := make([]byte, 1<<20)
+	b := make([]byte, 256<<10)
 	return &b
 }}
 
