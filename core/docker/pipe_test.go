@@ -29,6 +29,21 @@ func appContainer(t *testing.T) (*Client, string) {
 	return c, name
 }
 
+// mustPipe makes a FIFO in ctr (for stdin when input), removed at cleanup.
+func mustPipe(t *testing.T, c *Client, ctr string, input bool) *Pipe {
+	t.Helper()
+	newPipe := c.NewPipe
+	if input {
+		newPipe = c.NewInputPipe
+	}
+	p, err := newPipe(testCtx(t), ctr)
+	if err != nil {
+		t.Fatalf("make a FIFO in %s: %v", ctr, err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
@@ -50,11 +65,7 @@ func seqText(n int) []byte {
 func TestPipeCarriesStdout(t *testing.T) {
 	c, ctr := appContainer(t)
 	ctx := testCtx(t)
-	p, err := c.NewPipe(ctx, ctr)
-	if err != nil {
-		t.Fatalf("NewPipe: %v", err)
-	}
-	defer p.Close()
+	p := mustPipe(t, c, ctr, false)
 	const n = 2_000_000 // about 15 MB: many times the pipe buffer
 	var out bytes.Buffer
 	var stderr []string
@@ -100,13 +111,9 @@ func TestPipeCarriesStdout(t *testing.T) {
 func TestPipeUnusable(t *testing.T) {
 	c, ctr := appContainer(t)
 	ctx := testCtx(t)
-	p, err := c.NewPipe(ctx, ctr)
-	if err != nil {
-		t.Fatalf("NewPipe: %v", err)
-	}
-	defer p.Close()
+	p := mustPipe(t, c, ctr, false)
 	var stderr []string
-	_, err = c.Run(ctx, Exec{
+	_, err := c.Run(ctx, Exec{
 		Container: ctr, User: "65534",
 		Cmd:    []string{"sh", "-c", "echo ran > /data/ran; echo data"},
 		Stdout: &bytes.Buffer{},
@@ -152,14 +159,10 @@ func TestPipeCancel(t *testing.T) {
 	c, ctr := appContainer(t)
 	ctx, cancel := context.WithCancelCause(testCtx(t))
 	defer cancel(nil)
-	p, err := c.NewPipe(ctx, ctr)
-	if err != nil {
-		t.Fatalf("NewPipe: %v", err)
-	}
-	defer p.Close()
+	p := mustPipe(t, c, ctr, false)
 	stopped := errors.New("stopped by the test")
 	w := &callAt{at: 1 << 20, fn: func() { cancel(stopped) }}
-	_, err = c.Run(ctx, Exec{
+	_, err := c.Run(ctx, Exec{
 		Container: ctr,
 		Cmd:       []string{"sh", "-c", `while :; do seq 1 100000; done # mbk-pipe-test-forever`},
 		Stdout:    w,
@@ -177,13 +180,9 @@ func TestPipeCancel(t *testing.T) {
 func TestPipeWriterFails(t *testing.T) {
 	c, ctr := appContainer(t)
 	ctx := testCtx(t)
-	p, err := c.NewPipe(ctx, ctr)
-	if err != nil {
-		t.Fatalf("NewPipe: %v", err)
-	}
-	defer p.Close()
+	p := mustPipe(t, c, ctr, false)
 	full := errors.New("no space left on the test's device")
-	_, err = c.Run(ctx, Exec{
+	_, err := c.Run(ctx, Exec{
 		Container: ctr,
 		Cmd:       []string{"sh", "-c", `while :; do seq 1 100000; done # mbk-pipe-test-full`},
 		Stdout:    &failAt{at: 1 << 20, err: full},
@@ -256,11 +255,7 @@ func (w *failAt) Write(b []byte) (int, error) {
 func TestInputPipeCarriesStdin(t *testing.T) {
 	c, ctr := appContainer(t)
 	ctx := testCtx(t)
-	p, err := c.NewInputPipe(ctx, ctr)
-	if err != nil {
-		t.Fatalf("NewInputPipe: %v", err)
-	}
-	defer p.Close()
+	p := mustPipe(t, c, ctr, true)
 	in := seqText(2_000_000)
 	var out bytes.Buffer
 	code, err := c.Run(ctx, Exec{
@@ -285,10 +280,7 @@ func TestInputPipeCarriesStdin(t *testing.T) {
 func TestInputPipeEarlyExit(t *testing.T) {
 	c, ctr := appContainer(t)
 	ctx := testCtx(t)
-	p, err := c.NewInputPipe(ctx, ctr)
-	if err != nil {
-		t.Fatalf("NewInputPipe: %v", err)
-	}
+	p := mustPipe(t, c, ctr, true)
 	code, err := c.Run(ctx, Exec{
 		Container: ctr,
 		Cmd:       []string{"sh", "-c", `head -c 100 >/dev/null; exit 3`},
@@ -300,11 +292,7 @@ func TestInputPipeEarlyExit(t *testing.T) {
 		t.Fatalf("Run of a command that stops reading: code %d, %v; want code 3", code, err)
 	}
 
-	p, err = c.NewInputPipe(ctx, ctr)
-	if err != nil {
-		t.Fatalf("NewInputPipe: %v", err)
-	}
-	defer p.Close()
+	p = mustPipe(t, c, ctr, true)
 	broken := errors.New("the set's file could not be read")
 	_, err = c.Run(ctx, Exec{
 		Container: ctr,
@@ -322,13 +310,9 @@ func TestInputPipeEarlyExit(t *testing.T) {
 func TestInputPipeUnusable(t *testing.T) {
 	c, ctr := appContainer(t)
 	ctx := testCtx(t)
-	p, err := c.NewInputPipe(ctx, ctr)
-	if err != nil {
-		t.Fatalf("NewInputPipe: %v", err)
-	}
-	defer p.Close()
+	p := mustPipe(t, c, ctr, true)
 	in := bytes.NewReader([]byte("input"))
-	_, err = c.Run(ctx, Exec{Container: ctr, User: "65534", Cmd: []string{"sh", "-c", "cat > /data/ran"}, Stdin: in, Pipe: p})
+	_, err := c.Run(ctx, Exec{Container: ctr, User: "65534", Cmd: []string{"sh", "-c", "cat > /data/ran"}, Stdin: in, Pipe: p})
 	if !errors.Is(err, ErrPipeUnusable) {
 		t.Fatalf("Run as another user: %v, want ErrPipeUnusable", err)
 	}
