@@ -53,6 +53,7 @@ type loader struct {
 	// were not data, and waitedDDL whether it was awaited in this run of data.
 	ddlMark   uint64
 	waitedDDL bool
+	lastPick  int  // the worker the latest data statement went to
 	inData    bool // the statement being read is data
 	runLen    int  // data statements since the last statement that was not
 	pool      sync.Pool
@@ -446,12 +447,18 @@ func (l *loader) control(b *bytes.Buffer) error {
 func (l *loader) data(b *bytes.Buffer) error {
 	pick := l.workers[0]
 	if l.runLen > 0 && l.dataSpread {
-		for _, w := range l.workers[1:] {
-			if w.queued.Load() < pick.queued.Load() {
+		// The least busy; among equals (all idle, say) the next after the
+		// last one picked, so that idle workers share the rows rather than
+		// the first taking them all.
+		n := len(l.workers)
+		pick = l.workers[(l.lastPick+1)%n]
+		for i := 2; i <= n; i++ {
+			if w := l.workers[(l.lastPick+i)%n]; w.queued.Load() < pick.queued.Load() {
 				pick = w
 			}
 		}
 	}
+	l.lastPick = pick.id
 	l.runLen++
 	if pick.id != 0 && !l.waitedDDL {
 		if err := l.await(l.workers[0], l.ddlMark); err != nil {
