@@ -220,25 +220,34 @@ func (c *Client) Run(ctx context.Context, e Exec) (int, error) {
 	// The stream has ended; the exit code may lag a moment behind.
 	ictx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	code, err := c.exitCode(ictx, created.ID)
+	switch {
+	case err != nil:
+		return -1, fmt.Errorf("%s in container %q: no exit code after its output ended: %w", e.Cmd[0], e.Container, err)
+	case noPipe && code == pipeExit:
+		return -1, ErrPipeUnusable
+	case code == 0 && inputErr != nil && !errors.Is(inputErr, errNoReader) && !errors.Is(inputErr, syscall.EPIPE):
+		// The command took what came and succeeded, but not all of the
+		// input reached it.
+		return -1, fmt.Errorf("feed %s in container %q through its FIFO: %w", e.Cmd[0], e.Container, inputErr)
+	}
+	return code, nil
+}
+
+// exitCode waits for an exec whose output has ended to be reported done,
+// and returns its exit code.
+func (c *Client) exitCode(ctx context.Context, id string) (int, error) {
 	for {
-		ins, err := c.ContainerExecInspect(ictx, created.ID)
+		ins, err := c.ContainerExecInspect(ctx, id)
 		if err != nil {
-			return -1, fmt.Errorf("inspect %s in container %q: %w", e.Cmd[0], e.Container, err)
+			return -1, err
 		}
 		if !ins.Running {
-			if noPipe && ins.ExitCode == pipeExit {
-				return -1, ErrPipeUnusable
-			}
-			if ins.ExitCode == 0 && inputErr != nil && !errors.Is(inputErr, errNoReader) && !errors.Is(inputErr, syscall.EPIPE) {
-				// The command took what came and succeeded, but not all of
-				// the input reached it.
-				return -1, fmt.Errorf("feed %s in container %q through its FIFO: %w", e.Cmd[0], e.Container, inputErr)
-			}
 			return ins.ExitCode, nil
 		}
 		select {
-		case <-ictx.Done():
-			return -1, fmt.Errorf("%s in container %q: no exit code after its output ended", e.Cmd[0], e.Container)
+		case <-ctx.Done():
+			return -1, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -271,23 +280,14 @@ func (c *Client) Output(ctx context.Context, containerName string, env []string,
 	if _, err := stdcopy.StdCopy(&out, &errb, att.Reader); err != nil {
 		return "", fmt.Errorf("read output of %s in container %q: %w", cmd[0], containerName, err)
 	}
-	for {
-		ins, err := c.ContainerExecInspect(ctx, created.ID)
-		if err != nil {
-			return "", fmt.Errorf("inspect %s in container %q: %w", cmd[0], containerName, err)
-		}
-		if !ins.Running {
-			if ins.ExitCode != 0 {
-				return out.String(), &ExitError{Code: ins.ExitCode, Stderr: strings.TrimSpace(errb.String())}
-			}
-			return out.String(), nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	code, err := c.exitCode(ctx, created.ID)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("inspect %s in container %q: %w", cmd[0], containerName, err)
+	case code != 0:
+		return out.String(), &ExitError{Code: code, Stderr: strings.TrimSpace(errb.String())}
 	}
+	return out.String(), nil
 }
 
 // ExitError is a command that ran and failed.

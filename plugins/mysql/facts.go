@@ -73,11 +73,12 @@ func (ss *session) database(ctx context.Context, name string) (database, error) 
 
 // facts asks for the server's and a database's facts in one go: every
 // question is a client run (an exec, inside a container), and those runs
-// compete with the dump for the CPU.
-func (ss *session) facts(ctx context.Context, name string) (server, database, error, error) {
+// compete with the dump for the CPU. errNoDatabase when the database does
+// not exist.
+func (ss *session) facts(ctx context.Context, name string) (server, database, error) {
 	rows, err := ss.query(ctx, "SELECT 'server', VERSION(), @@version_comment;\n"+databaseSQL(name))
 	if err != nil {
-		return server{}, database{Name: name}, err, err
+		return server{}, database{Name: name}, err
 	}
 	var srvRows, dbRows [][]string
 	for _, r := range rows {
@@ -88,11 +89,10 @@ func (ss *session) facts(ctx context.Context, name string) (server, database, er
 		}
 	}
 	if len(srvRows) != 1 || len(srvRows[0]) != 3 {
-		err := fmt.Errorf("unexpected answer to SELECT VERSION(): %q", srvRows)
-		return server{}, database{Name: name}, err, err
+		return server{}, database{Name: name}, fmt.Errorf("unexpected answer to SELECT VERSION(): %q", srvRows)
 	}
-	db, dbErr := parseDatabase(name, dbRows)
-	return parseServer(srvRows[0][1], srvRows[0][2]), db, nil, dbErr
+	db, err := parseDatabase(name, dbRows)
+	return parseServer(srvRows[0][1], srvRows[0][2]), db, err
 }
 
 // databaseSQL asks for a database's facts; each row starts with a tag
