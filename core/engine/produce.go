@@ -52,23 +52,35 @@ func (r *run) produceAll(ctx context.Context, stages []*Stage) error {
 	var (
 		first error
 		once  sync.Once
-		wg    sync.WaitGroup
 	)
-	for _, lane := range lanes {
+	sideBySide(len(lanes), func(i int) error {
+		err := runLane(ctx, lanes[i])
+		if err != nil {
+			once.Do(func() {
+				first = err
+				cancel(fmt.Errorf("the %s stages failed", lanes[i][0].Kind))
+			})
+		}
+		return err
+	})
+	r.inPipelineOrder(stages)
+	return first
+}
+
+// sideBySide runs fn for lanes 0..n-1 at once and returns their errors
+// when all have ended.
+func sideBySide(n int, fn func(lane int) error) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := runLane(ctx, lane); err != nil {
-				once.Do(func() {
-					first = err
-					cancel(fmt.Errorf("the %s stages failed", lane[0].Kind))
-				})
-			}
+			errs[i] = fn(i)
 		}()
 	}
 	wg.Wait()
-	r.inPipelineOrder(stages)
-	return first
+	return errs
 }
 
 // inPipelineOrder sorts what the lanes recorded by their stages' places

@@ -149,17 +149,7 @@ func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, o
 		}
 		return nil
 	}
-	errs := make([]error, len(lanes))
-	var wg sync.WaitGroup
-	for i, lane := range lanes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = runLane(lane)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(sideBySide(len(lanes), func(i int) error { return runLane(lanes[i]) })...)
 }
 
 // lanePlugins lists the plugins a lane uses, once each.
