@@ -53,9 +53,8 @@ type loader struct {
 	// were not data, and waitedDDL whether it was awaited in this run of data.
 	ddlMark   uint64
 	waitedDDL bool
-	lastPick  int  // the worker the latest data statement went to
-	inData    bool // the statement being read is data
-	runLen    int  // data statements since the last statement that was not
+	lastPick  int // the worker the latest data statement went to
+	runLen    int // data statements since the last statement that was not
 	pool      sync.Pool
 	// pending are tables created without their secondary keys (deferKeys),
 	// whose ALTER TABLE waits for their rows; dataTable is the table the
@@ -185,6 +184,15 @@ func (l *loader) split(r io.Reader) error {
 	var create *bytes.Buffer    // a CREATE TABLE statement being read
 	var ctl, stmt *bytes.Buffer // statements for the first worker; the data statement being read
 	var long []byte             // a line longer than the reader's buffer
+	// endHeader sends the session settings read so far to every worker,
+	// once: the first line that is not one ends them.
+	endHeader := func() error {
+		if !inHeader {
+			return nil
+		}
+		inHeader = false
+		return l.broadcast(header)
+	}
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -203,15 +211,8 @@ func (l *loader) split(r io.Reader) error {
 			break
 		}
 		switch {
-		case l.inData:
+		case stmt != nil:
 			stmt.Write(line)
-			if endsStatement(line) {
-				l.inData = false
-				if err := l.data(stmt); err != nil {
-					return err
-				}
-				stmt = nil
-			}
 		case inHeader && isSessionSetting(line):
 			header.Write(line)
 		case inDelimiter:
@@ -221,17 +222,10 @@ func (l *loader) split(r io.Reader) error {
 			}
 		case create != nil:
 			create.Write(line)
-			if endsStatement(line) {
-				ctl = l.created(ctl, create)
-				create = nil
-			}
 		case isDropped(line):
 		case isDataStart(line):
-			if inHeader {
-				inHeader = false
-				if err := l.broadcast(header); err != nil {
-					return err
-				}
+			if err := endHeader(); err != nil {
+				return err
 			}
 			if ctl != nil {
 				if err := l.control(ctl); err != nil {
@@ -239,37 +233,23 @@ func (l *loader) split(r io.Reader) error {
 				}
 				ctl = nil
 			}
-			l.inData = true
 			l.filling(rawTable(line))
 			stmt = l.buffer()
 			stmt.Write(line)
-			if endsStatement(line) {
-				l.inData = false
-				if err := l.data(stmt); err != nil {
-					return err
-				}
-				stmt = nil
+		case bytes.HasPrefix(line, []byte("CREATE TABLE `")):
+			if err := endHeader(); err != nil {
+				return err
 			}
+			// Keys of tables that got no rows go back at once.
+			ctl = l.unfilled(ctl)
+			create = l.buffer()
+			create.Write(line)
 		default:
-			if inHeader {
-				inHeader = false
-				if err := l.broadcast(header); err != nil {
-					return err
-				}
+			if err := endHeader(); err != nil {
+				return err
 			}
 			if isDelimiter(line) && delimiterOf(line) != ";" {
 				inDelimiter = true
-			}
-			if bytes.HasPrefix(line, []byte("CREATE TABLE `")) {
-				// Keys of tables that got no rows go back at once.
-				ctl = l.unfilled(ctl)
-				create = l.buffer()
-				create.Write(line)
-				if endsStatement(line) {
-					ctl = l.created(ctl, create)
-					create = nil
-				}
-				continue
 			}
 			ctl = l.appendCtl(ctl, line)
 			if ctl.Len() >= 1<<20 {
@@ -279,6 +259,17 @@ func (l *loader) split(r io.Reader) error {
 				ctl = nil
 			}
 		}
+		// A statement being read into stmt or create took this line.
+		if stmt != nil && endsStatement(line) {
+			if err := l.data(stmt); err != nil {
+				return err
+			}
+			stmt = nil
+		}
+		if create != nil && endsStatement(line) {
+			ctl = l.created(ctl, create)
+			create = nil
+		}
 		if err != nil {
 			if err != io.EOF {
 				return err
@@ -286,10 +277,8 @@ func (l *loader) split(r io.Reader) error {
 			break
 		}
 	}
-	if inHeader {
-		if err := l.broadcast(header); err != nil {
-			return err
-		}
+	if err := endHeader(); err != nil {
+		return err
 	}
 	if stmt != nil {
 		// Cut short: let the client say what is wrong with it.
