@@ -364,7 +364,7 @@ func (r *report) targets() {
 		}
 		r.pf("| %s | %s | %s | %s |\n", t.issue, cell(t.what), t.got, verdict)
 	}
-	r.pf("\nThe dump and archive paths are mbk's per-artifact durations (from the manifest) against the shell way's and the floor's separate runs.\n\n")
+	r.pf("\nThe dump and archive paths are whole `mbk run`s of that stage alone (mbk-db-*, mbk-files-*) against the shell way's and the floor's separate runs.\n\n")
 }
 
 // gobench reports the side-channel benchmarks and what they say about the
