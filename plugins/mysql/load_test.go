@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -106,6 +108,23 @@ CREATE VIEW v AS SELECT k, COUNT(*) AS n FROM t GROUP BY k;`)
 			Options: map[string]string{optTarget: "broken"}, Details: res.Details}, bytes.NewReader(bad))
 		if err == nil || !strings.Contains(err.Error(), "nosuch") || !strings.Contains(err.Error(), "doesn't exist") {
 			t.Fatalf("restore of a broken dump: %v, want the server's words about table nosuch", err)
+		}
+		waitNoClient(t, m.Container)
+	})
+
+	t.Run("a cancelled load stops every client", func(t *testing.T) {
+		// The run is cancelled (Ctrl-C, a timeout, mbk killed) once a
+		// third of the dump has been read: every SQL client in the
+		// container stops, and the error says why.
+		ctx, cancel := context.WithCancelCause(testContext(t))
+		defer cancel(nil)
+		stop := errors.New("stopped by the test")
+		r := &cancelAfter{r: bytes.NewReader(dump), n: len(dump) / 3, cancel: func() { cancel(stop) }}
+		rcfg := dbConfig(t, m.Container, "bulk", map[string]cty.Value{"restore_jobs": cty.NumberIntVal(3)})
+		_, err := p.Restore(ctx, sdk.RestoreRequest{Config: rcfg, Artifact: "bulk",
+			Options: map[string]string{optTarget: "cancelled"}, Details: res.Details}, r)
+		if !errors.Is(err, stop) {
+			t.Fatalf("restore cancelled midway: %v, want the cause", err)
 		}
 		waitNoClient(t, m.Container)
 	})
@@ -275,4 +294,20 @@ func TestLoadRouting(t *testing.T) {
 	if strings.Contains(strings.Join(f.got[first], "\n"), "UNIQUE KEY `u` (`u`)\n) ENGINE") {
 		t.Error("`spread` was created with its unique key")
 	}
+}
+
+// cancelAfter reads r and calls cancel once n bytes have been read.
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	if c.n -= k; c.n <= 0 && c.cancel != nil {
+		c.cancel()
+		c.cancel = nil
+	}
+	return k, err
 }
