@@ -174,7 +174,7 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 	r.man.Artifacts = append(r.man.Artifacts, repo.Artifact{
 		Stage: s.Kind, Plugin: s.Plugin, Name: s.Name, ArtifactID: a.ID, File: file, Format: a.Format,
 		Compression: s.Compression, Encryption: encryption(r.p.Recipients), Size: res.Size, SHA256: res.SHA256, RawSize: res.RawSize,
-		RawSHA256: res.RawSHA256, DurationMS: d.Milliseconds(), Details: reply.Details,
+		RawXXH64: res.RawXXH64, DurationMS: d.Milliseconds(), Details: reply.Details,
 	})
 	r.res.Report.Artifacts = append(r.res.Report.Artifacts, sdk.ArtifactReport{
 		Stage: s.Kind, Plugin: s.Plugin, File: file, Size: res.Size, Raw: res.RawSize, SHA256: res.SHA256})

@@ -67,7 +67,8 @@ type Artifact struct {
 	Size        int64           `json:"size"`
 	SHA256      string          `json:"sha256"`
 	RawSize     int64           `json:"raw_size"`
-	RawSHA256   string          `json:"raw_sha256"`
+	RawXXH64    string          `json:"raw_xxh64,omitempty"`  // XXH64 of the decompressed stream, as xxhsum prints it
+	RawSHA256   string          `json:"raw_sha256,omitempty"` // what sets made before raw_xxh64 carry instead
 	DurationMS  int64           `json:"duration_ms"`
 	Details     json.RawMessage `json:"details,omitempty"`
 }

@@ -7,14 +7,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"filippo.io/age"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"filippo.io/age"
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/mbk-backup/mbk/core/stream"
 )
@@ -139,7 +141,12 @@ func readArtifact(r io.Reader, a *Artifact, identities []age.Identity) error {
 		return fmt.Errorf("not readable: %w", err)
 	}
 	defer zr.Close()
-	raw := sha256.New()
+	// The raw hash the manifest has: XXH64, or SHA-256 in older sets.
+	var raw hash.Hash = xxhash.New()
+	want, name := a.RawXXH64, "raw xxh64"
+	if want == "" && a.RawSHA256 != "" {
+		raw, want, name = sha256.New(), a.RawSHA256, "raw sha256"
+	}
 	cr := &countReader{r: io.TeeReader(zr, raw)}
 	switch a.Format {
 	case "tar":
@@ -168,8 +175,8 @@ func readArtifact(r io.Reader, a *Artifact, identities []age.Identity) error {
 	if a.RawSize > 0 && cr.n != a.RawSize {
 		return fmt.Errorf("decompresses to %d bytes, the manifest says %d", cr.n, a.RawSize)
 	}
-	if a.RawSHA256 != "" && hex.EncodeToString(raw.Sum(nil)) != a.RawSHA256 {
-		return errors.New("decompressed content does not match the manifest's raw sha256")
+	if want != "" && hex.EncodeToString(raw.Sum(nil)) != want {
+		return fmt.Errorf("decompressed content does not match the manifest's %s", name)
 	}
 	return nil
 }

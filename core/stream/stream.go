@@ -15,6 +15,7 @@ import (
 	"runtime"
 
 	"filippo.io/age"
+	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 )
@@ -36,10 +37,10 @@ func Ext(compression string, encrypted bool) string {
 
 // Result describes a stored artifact.
 type Result struct {
-	RawSize   int64
-	RawSHA256 string
-	Size      int64
-	SHA256    string
+	RawSize  int64
+	RawXXH64 string // of the raw stream: what decompression must give back
+	Size     int64
+	SHA256   string // of the stored file: what SHA256SUMS lists
 }
 
 type hashCounter struct {
@@ -48,7 +49,7 @@ type hashCounter struct {
 	n int64
 }
 
-func newHashCounter(w io.Writer) *hashCounter { return &hashCounter{w: w, h: sha256.New()} }
+func newHashCounter(w io.Writer, h hash.Hash) *hashCounter { return &hashCounter{w: w, h: h} }
 
 func (c *hashCounter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
@@ -89,7 +90,7 @@ func NewSink(path, compression string, level int, recipients []age.Recipient) (*
 		return nil, err
 	}
 	s := &Sink{f: f, buf: bufio.NewWriterSize(f, bufSize)}
-	s.stored = newHashCounter(s.buf)
+	s.stored = newHashCounter(s.buf, sha256.New())
 	var under io.Writer = s.stored
 	if len(recipients) > 0 {
 		enc, err := age.Encrypt(s.stored, recipients...)
@@ -132,11 +133,14 @@ func NewSink(path, compression string, level int, recipients []age.Recipient) (*
 		s.Abort()
 		return nil, fmt.Errorf("unknown compression %q", compression)
 	}
+	// The raw stream's hash only has to prove that decompression gives back
+	// what the plugin sent (the stored file's SHA-256 is the tamper check):
+	// XXH64, the hash zstd's own frames carry, at 4.4 GB/s against SHA-256's
+	// 1.1 here, where it was a ninth of the archive path's CPU.
 	if s.comp != nil {
-		s.raw = newHashCounter(s.comp)
-	} else {
-		s.raw = newHashCounter(under)
+		under = s.comp
 	}
+	s.raw = newHashCounter(under, xxhash.New())
 	return s, nil
 }
 
@@ -164,7 +168,7 @@ func (s *Sink) Close() (Result, error) {
 	if err := s.f.Close(); err != nil {
 		return Result{}, err
 	}
-	return Result{RawSize: s.raw.n, RawSHA256: s.raw.sum(), Size: s.stored.n, SHA256: s.stored.sum()}, nil
+	return Result{RawSize: s.raw.n, RawXXH64: s.raw.sum(), Size: s.stored.n, SHA256: s.stored.sum()}, nil
 }
 
 // Abort closes and removes the file.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/mbk-backup/mbk/core/stream"
 )
@@ -38,6 +41,18 @@ func mixed(n int) []byte {
 func sum(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// xxh64 is XXH64 with seed 0 in its canonical form, as xxhsum prints it.
+func xxh64(b []byte) string { return fmt.Sprintf("%016x", xxhash.Sum64(b)) }
+
+func TestXXH64Form(t *testing.T) {
+	// The specification's values (xxhsum -H1): the empty input, and "abc".
+	for in, want := range map[string]string{"": "ef46db3751d8e999", "abc": "44bc2cf5ad770999"} {
+		if got := xxh64([]byte(in)); got != want {
+			t.Errorf("xxh64(%q) = %s, want %s", in, got, want)
+		}
+	}
 }
 
 func TestSinkRoundTrip(t *testing.T) {
@@ -73,7 +88,7 @@ func TestSinkRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := stream.Result{RawSize: int64(size), RawSHA256: sum(raw), Size: int64(len(stored)), SHA256: sum(stored)}
+				want := stream.Result{RawSize: int64(size), RawXXH64: xxh64(raw), Size: int64(len(stored)), SHA256: sum(stored)}
 				if res != want {
 					t.Errorf("Result = %+v\nwant     %+v", res, want)
 				}
