@@ -89,7 +89,7 @@ func NewSink(path, compression string, level int, recipients []age.Recipient) (*
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{f: f, buf: bufio.NewWriterSize(f, bufSize)}
+	s := &Sink{f: f, buf: bufio.NewWriterSize(&writeBehind{f: f}, bufSize)}
 	s.stored = newHashCounter(s.buf, sha256.New())
 	var under io.Writer = s.stored
 	if len(recipients) > 0 {
