@@ -56,6 +56,11 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 			}
 			return fmt.Errorf("read %q: %w", full, walkErr)
 		}
+		if d.Type().IsRegular() {
+			// The directory listing says regular file: open and fstat it,
+			// one path lookup instead of two (lstat, then open).
+			return p.hostFile(ctx, full, rel, tw, st, links, warn)
+		}
 		fi, err := os.Lstat(full)
 		if errors.Is(err, fs.ErrNotExist) {
 			warn("skipped %q: it vanished while the directory was read", rel)
@@ -89,19 +94,8 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		case fs.ModeNamedPipe:
 			h.Typeflag = tar.TypeFifo
 		case 0:
-			key := devIno{uint64(sys.Dev), sys.Ino}
-			if first, ok := links[key]; ok && sys.Nlink > 1 {
-				h.Typeflag, h.Linkname = tar.TypeLink, first
-				break
-			}
-			written, err := p.hostFile(ctx, full, rel, tw, st, warn)
-			if err != nil || !written {
-				return err
-			}
-			if sys.Nlink > 1 {
-				links[key] = rel
-			}
-			return nil
+			// It became a regular file after the directory was listed.
+			return p.hostFile(ctx, full, rel, tw, st, links, warn)
 		default:
 			warn("skipped %q: %s is not archived", rel, fi.Mode().Type())
 			return nil
@@ -115,45 +109,60 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 	})
 }
 
-// hostFile archives one regular file. Its header comes from fstat on the
-// open file, so name, size and metadata describe what is read.
-func (p *plugin) hostFile(ctx context.Context, full, rel string, tw *tar.Writer, st *stats, warn func(string, ...any)) (bool, error) {
+// hostFile archives one regular file, or a hard link to one archived
+// before. Its header comes from fstat on the open file, so name, size and
+// metadata describe what is read.
+func (p *plugin) hostFile(ctx context.Context, full, rel string, tw *tar.Writer, st *stats, links map[devIno]string, warn func(string, ...any)) error {
 	f, err := os.OpenFile(full, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
 		warn("skipped %q: it vanished or was replaced while the directory was read", rel)
-		return false, nil
+		return nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("open %q: %w", full, err)
+		return fmt.Errorf("open %q: %w", full, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return false, fmt.Errorf("stat %q: %w", full, err)
+		return fmt.Errorf("stat %q: %w", full, err)
 	}
 	if !fi.Mode().IsRegular() {
 		warn("skipped %q: it was replaced while the directory was read", rel)
-		return false, nil
+		return nil
 	}
 	sys := fi.Sys().(*syscall.Stat_t)
-	h := header(&tar.Header{
+	h := &tar.Header{
 		Typeflag: tar.TypeReg,
 		Mode:     int64(sys.Mode & 0o7777),
 		Uid:      int(sys.Uid),
 		Gid:      int(sys.Gid),
 		ModTime:  time.Unix(sys.Mtim.Sec, sys.Mtim.Nsec),
 		Size:     fi.Size(),
-	}, rel, "")
+	}
+	key := devIno{uint64(sys.Dev), sys.Ino}
+	if first, ok := links[key]; ok && sys.Nlink > 1 {
+		h.Typeflag, h.Size = tar.TypeLink, 0
+		out := header(h, rel, first)
+		if err := tw.WriteHeader(out); err != nil {
+			return fmt.Errorf("write archive: %w", err)
+		}
+		st.add(rel, out)
+		return nil
+	}
+	h = header(h, rel, "")
 	if err := tw.WriteHeader(h); err != nil {
-		return false, fmt.Errorf("write archive: %w", err)
+		return fmt.Errorf("write archive: %w", err)
 	}
 	if err := fileData(ctx, tw, f, h.Size, func(format string, args ...any) {
 		warn("%q "+format, append([]any{rel}, args...)...)
 	}); err != nil {
-		return false, fmt.Errorf("archive file %q: %w", full, err)
+		return fmt.Errorf("archive file %q: %w", full, err)
 	}
 	st.add(rel, h)
-	return true, nil
+	if sys.Nlink > 1 {
+		links[key] = rel
+	}
+	return nil
 }
 
 // fileData writes exactly size bytes of r to tw: the tar header promised
