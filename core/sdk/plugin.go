@@ -62,8 +62,9 @@ type RestoreResult struct {
 
 // Source serves the dump and archive kinds. Backup writes the raw stream
 // (uncompressed: the core compresses, hashes and stores it) to w and returns
-// only when it is complete; returning nil vouches for every byte. Restore reads
-// the raw stream from r to its end.
+// only when it is complete; returning nil vouches for every byte. w is also a
+// FileSender, for file contents that need not pass through the plugin.
+// Restore reads the raw stream from r to its end.
 type Source interface {
 	Plan(ctx context.Context, cfg Config) ([]Artifact, error)
 	Backup(ctx context.Context, req BackupRequest, w io.Writer) (BackupResult, error)

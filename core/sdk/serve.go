@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -213,20 +212,17 @@ func (s sourceServer) Backup(ctx context.Context, r *pb.BackupRequest) (*pb.Back
 	if err != nil {
 		return nil, err
 	}
-	conn, err := net.Dial("unix", r.GetSocket())
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: r.GetSocket(), Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("connect to the core's stream: %w", err)
 	}
 	defer conn.Close()
-	// Buffered: a tar stream is many small writes (a 512-byte header per
-	// file); one syscall per megabyte instead.
-	bw := bufio.NewWriterSize(conn, streamBuf)
-	cw := &countingWriter{w: bw}
-	res, err := s.src.Backup(ctx, BackupRequest{Config: cfg, Artifact: r.GetArtifactId(), Set: r.GetSet()}, cw)
+	sw := newStreamWriter(conn)
+	res, err := s.src.Backup(ctx, BackupRequest{Config: cfg, Artifact: r.GetArtifactId(), Set: r.GetSet()}, sw)
 	if err != nil {
 		return nil, err
 	}
-	if err := bw.Flush(); err != nil {
+	if err := sw.Flush(); err != nil {
 		return nil, fmt.Errorf("write the stream: %w", err)
 	}
 	// Close before answering, so that the core has seen every byte by the
@@ -238,7 +234,7 @@ func (s sourceServer) Backup(ctx context.Context, r *pb.BackupRequest) (*pb.Back
 	if err != nil {
 		return nil, fmt.Errorf("encode details: %w", err)
 	}
-	return &pb.BackupResponse{Bytes: cw.n, DetailsJson: details, InfoFile: res.InfoFile, InfoText: res.InfoText}, nil
+	return &pb.BackupResponse{Bytes: sw.n, DetailsJson: details, InfoFile: res.InfoFile, InfoText: res.InfoText}, nil
 }
 
 func (s sourceServer) Restore(ctx context.Context, r *pb.RestoreRequest) (*pb.RestoreResponse, error) {

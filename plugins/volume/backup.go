@@ -25,7 +25,7 @@ func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 	}
 	ex, _ := newExcluder(c.Exclude) // checked by decode
 	st := newStats()
-	tw := tar.NewWriter(w)
+	tw := newArchiveWriter(w)
 	source := c.source()
 
 	switch {
@@ -53,7 +53,7 @@ func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 
 // backupEngine reads a volume or a container path through the Engine's
 // archive API and returns a description of where it read from.
-func (p *plugin) backupEngine(ctx context.Context, c config, ex *excluder, st *stats, tw *tar.Writer) (string, error) {
+func (p *plugin) backupEngine(ctx context.Context, c config, ex *excluder, st *stats, tw *archiveWriter) (string, error) {
 	e, err := newEngine(p.log)
 	if err != nil {
 		return "", err
@@ -121,7 +121,7 @@ func (p *plugin) backupEngine(ctx context.Context, c config, ex *excluder, st *s
 // reemit copies the Engine's tar stream to tw with names relative to the
 // copied directory (the Engine prefixes them with its base name), leaving
 // out excluded entries.
-func (p *plugin) reemit(ctx context.Context, r io.Reader, ex *excluder, st *stats, tw *tar.Writer) error {
+func (p *plugin) reemit(ctx context.Context, r io.Reader, ex *excluder, st *stats, tw *archiveWriter) error {
 	ts := newTarStream(r)
 	prefix := ""
 	for {

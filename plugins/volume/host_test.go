@@ -1,6 +1,8 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -191,8 +193,13 @@ func TestHostPathRoundTrip(t *testing.T) {
 }
 
 // TestChangingFile covers a file that shrinks or grows between its header
-// and its data: the archive stays valid, with a warning.
+// and its data: the archive stays valid, with a warning. Each case runs with
+// the data copied through tar.Writer and with it sent around it (a stream
+// that takes files; the real side channel's sendfile is tested in core/sdk
+// and end to end by the volume round trips).
 func TestChangingFile(t *testing.T) {
+	text := func(n int) string { return strings.Repeat("moodledata", n/10+1)[:n] }
+	big := sendFileMin + 12345
 	tests := []struct {
 		name, data string
 		size       int64
@@ -201,23 +208,78 @@ func TestChangingFile(t *testing.T) {
 		{"shrank", "abc", 6, "abc\x00\x00\x00", "shrank from 6 to 3 bytes"},
 		{"grew", "abcdefgh", 4, "abcd", "grew while being read"},
 		{"same", "abcd", 4, "abcd", ""},
+		{"large shrank", text(big), int64(big + 700), text(big) + strings.Repeat("\x00", 700), fmt.Sprintf("shrank from %d to %d bytes", big+700, big)},
+		{"large grew", text(3*sendChunk + 5), 3 * sendChunk, text(3 * sendChunk), "grew while being read"},
+		{"large same", text(big), int64(big), text(big), ""},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var out strings.Builder
-			var warned string
-			err := fileData(t.Context(), &out, strings.NewReader(tc.data), tc.size, func(f string, a ...any) {
-				warned = fmt.Sprintf(f, a...)
+		for _, send := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/send=%v", tc.name, send), func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "f")
+				if err := os.WriteFile(path, []byte(tc.data), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				f, err := os.Open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				out := &fileStream{}
+				var w io.Writer = &out.Buffer
+				if send {
+					w = out
+				}
+				tw := newArchiveWriter(w)
+				if err := tw.WriteHeader(&tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o600, Size: tc.size}); err != nil {
+					t.Fatal(err)
+				}
+				var warned string
+				err = fileData(t.Context(), tw, f, tc.size, func(f string, a ...any) {
+					warned = fmt.Sprintf(f, a...)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := tw.Close(); err != nil {
+					t.Fatal(err)
+				}
+				tr := tar.NewReader(&out.Buffer)
+				if _, err := tr.Next(); err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(tr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(got) != tc.want {
+					t.Errorf("wrote %d bytes, want %d (or they differ)", len(got), len(tc.want))
+				}
+				if _, err := tr.Next(); err != io.EOF {
+					t.Errorf("after the entry: %v, want the end of the archive", err)
+				}
+				if !strings.Contains(warned, tc.warn) || (tc.warn == "" && warned != "") {
+					t.Errorf("warning %q, want %q", warned, tc.warn)
+				}
+				if wantSent := send && tc.size >= sendFileMin; (out.sent > 0) != wantSent {
+					t.Errorf("%d bytes went around tar.Writer; want some: %v", out.sent, wantSent)
+				}
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if out.String() != tc.want {
-				t.Errorf("wrote %q, want %q", out.String(), tc.want)
-			}
-			if !strings.Contains(warned, tc.warn) || (tc.warn == "" && warned != "") {
-				t.Errorf("warning %q, want %q", warned, tc.warn)
-			}
-		})
+		}
 	}
+}
+
+// fileStream is a stream that takes files, as the side channel does, into
+// the same buffer as its writes.
+type fileStream struct {
+	bytes.Buffer
+	sent int64
+}
+
+func (s *fileStream) SendFile(f *os.File, n int64) (int64, error) {
+	k, err := io.CopyN(&s.Buffer, f, n)
+	s.sent += k
+	if err == io.EOF {
+		err = nil
+	}
+	return k, err
 }

@@ -18,7 +18,7 @@ type devIno struct{ dev, ino uint64 }
 // backupHost walks a host directory and writes it to tw. Changes made while
 // it reads (files vanishing, growing or shrinking) are warnings: the archive
 // stays a valid tar whatever happens.
-func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *stats, tw *tar.Writer) error {
+func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *stats, tw *archiveWriter) error {
 	root, err := hostRoot(dir)
 	if err != nil {
 		return err
@@ -112,7 +112,7 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 // hostFile archives one regular file, or a hard link to one archived
 // before. Its header comes from fstat on the open file, so name, size and
 // metadata describe what is read.
-func (p *plugin) hostFile(ctx context.Context, full, rel string, tw *tar.Writer, st *stats, links map[devIno]string, warn func(string, ...any)) error {
+func (p *plugin) hostFile(ctx context.Context, full, rel string, tw *archiveWriter, st *stats, links map[devIno]string, warn func(string, ...any)) error {
 	f, err := os.OpenFile(full, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
 		warn("skipped %q: it vanished or was replaced while the directory was read", rel)
@@ -168,8 +168,8 @@ func (p *plugin) hostFile(ctx context.Context, full, rel string, tw *tar.Writer,
 // fileData writes exactly size bytes of r to tw: the tar header promised
 // that many. A file that shrank is padded with zeros, one that grew is cut
 // at size; both are warnings, since a live site keeps writing.
-func fileData(ctx context.Context, tw io.Writer, r io.Reader, size int64, warn func(string, ...any)) error {
-	n, err := copyData(ctx, tw, r, size)
+func fileData(ctx context.Context, tw *archiveWriter, r io.Reader, size int64, warn func(string, ...any)) error {
+	n, err := tw.copyFrom(ctx, r, size)
 	if err == io.EOF {
 		warn("shrank from %d to %d bytes while being read; the rest is padded with zeros", size, n)
 		if _, err := copyData(ctx, tw, zeroReader{}, size-n); err != nil {

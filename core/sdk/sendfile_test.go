@@ -1,0 +1,79 @@
+package sdk_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// TestSendFile: a plugin's stream takes files (sendfile into the side
+// channel's socket) between ordinary writes, in order and counted, from the
+// file's current offset; a file that ends early gives a short count. 20 MiB
+// outruns the socket's buffer, so the send must also wait for the core.
+func TestSendFile(t *testing.T) {
+	data := bigPayload()[:20<<20]
+	dir := t.TempDir()
+	path := filepath.Join(dir, "big")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var sends []int64
+	p := &source{backup: func(ctx context.Context, req sdk.BackupRequest, w io.Writer) (sdk.BackupResult, error) {
+		fs, ok := w.(sdk.FileSender)
+		if !ok {
+			return sdk.BackupResult{}, errors.New("the stream is no FileSender")
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return sdk.BackupResult{}, err
+		}
+		defer f.Close()
+		io.WriteString(w, "header|")
+		// From offset 100: what was read before is not sent again.
+		if _, err := io.ReadFull(f, make([]byte, 100)); err != nil {
+			return sdk.BackupResult{}, err
+		}
+		n, err := fs.SendFile(f, 15<<20)
+		sends = append(sends, n)
+		if err != nil {
+			return sdk.BackupResult{}, err
+		}
+		io.WriteString(w, "|middle|")
+		// More than is left: a short count, no error.
+		n, err = fs.SendFile(f, 10<<20)
+		sends = append(sends, n)
+		if err != nil {
+			return sdk.BackupResult{}, err
+		}
+		io.WriteString(w, "|end")
+		return sdk.BackupResult{}, nil
+	}}
+	c := connect(t, p)
+	var got bytes.Buffer
+	reply, err := c.Backup(context.Background(), dumpConfig(t), "db:moodle", "2024-03-01_03-00-00", &got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest := int64(len(data)) - 100 - 15<<20
+	if len(sends) != 2 || sends[0] != 15<<20 || sends[1] != rest {
+		t.Fatalf("SendFile counts %v, want [%d %d]", sends, 15<<20, rest)
+	}
+	var want bytes.Buffer
+	want.WriteString("header|")
+	want.Write(data[100 : 100+15<<20])
+	want.WriteString("|middle|")
+	want.Write(data[100+15<<20:])
+	want.WriteString("|end")
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("received %d bytes, sha256 %s; want %d bytes, sha256 %s", got.Len(), sha(got.Bytes()), want.Len(), sha(want.Bytes()))
+	}
+	if reply.Bytes != int64(want.Len()) {
+		t.Errorf("the plugin reported %d bytes, want %d", reply.Bytes, want.Len())
+	}
+}
