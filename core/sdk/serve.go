@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -212,9 +211,9 @@ func (s sourceServer) Backup(ctx context.Context, r *pb.BackupRequest) (*pb.Back
 	if err != nil {
 		return nil, err
 	}
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: r.GetSocket(), Net: "unix"})
+	conn, err := dial(r.GetSocket())
 	if err != nil {
-		return nil, fmt.Errorf("connect to the core's stream: %w", err)
+		return nil, err
 	}
 	defer conn.Close()
 	sw := newStreamWriter(conn)
@@ -248,9 +247,9 @@ func (s sourceServer) Restore(ctx context.Context, r *pb.RestoreRequest) (*pb.Re
 			return nil, fmt.Errorf("decode details: %w", err)
 		}
 	}
-	conn, err := net.Dial("unix", r.GetSocket())
+	conn, err := dial(r.GetSocket())
 	if err != nil {
-		return nil, fmt.Errorf("connect to the core's stream: %w", err)
+		return nil, err
 	}
 	defer conn.Close()
 	cr := &countingReader{r: conn}

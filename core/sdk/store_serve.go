@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"net"
 	"slices"
 
 	pb "github.com/mbk-backup/mbk/core/sdk/proto"
@@ -43,9 +42,9 @@ func (s *storeServer) Put(ctx context.Context, r *pb.StorePutRequest) (*pb.Store
 	if r.GetSize() < 0 {
 		return nil, fmt.Errorf("size %d is negative", r.GetSize())
 	}
-	conn, err := net.Dial("unix", r.GetSocket())
+	conn, err := dial(r.GetSocket())
 	if err != nil {
-		return nil, fmt.Errorf("connect to the core's stream: %w", err)
+		return nil, err
 	}
 	defer conn.Close()
 	sr := &sizedReader{r: conn, size: r.GetSize(), left: r.GetSize()}
@@ -67,9 +66,9 @@ func (s *storeServer) Get(ctx context.Context, r *pb.StoreGetRequest) (*pb.Store
 	if err := checkStoreNames(r.GetSet(), r.GetFile()); err != nil {
 		return nil, err
 	}
-	conn, err := net.Dial("unix", r.GetSocket())
+	conn, err := dial(r.GetSocket())
 	if err != nil {
-		return nil, fmt.Errorf("connect to the core's stream: %w", err)
+		return nil, err
 	}
 	defer conn.Close()
 	cw := &countingWriter{w: conn}
