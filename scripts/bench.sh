@@ -22,6 +22,10 @@
 #   mbk-db-gzip, mbk-db-zstd, mbk-files-gzip, mbk-files-zstd
 #                 bin/mbk run of the dump stage alone, or the archive stage alone: the
 #                 paths #3 and #4 compare with shell-db, shell-files and the floors
+#   onepass-files-gzip, onepass-files-zstd
+#                 benchtool onepass: the one-process way to archive the volume's
+#                 directory (archive/tar into klauspost's stream encoders, no
+#                 hashing), the design of the peer issue #4 quotes: for scale
 #   restore-shell-db     gunzip -c moodle.sql.gz | docker exec -i DB mariadb NEWDB
 #   restore-shell-files  docker run -i -v NEWVOL:/data ... tar xzf - -C /data < moodledata.tar.gz
 #   restore-mbk   bin/mbk restore FILE SET --yes --target-database NEWDB --target-volume NEWVOL
@@ -208,6 +212,17 @@ floor_files() {
   annotate "$RES/floor-files.r$1.json" -in "$(<"$WORK/count")" -out 0
 }
 
+# onepass_files gzip|zstd ROUND: the one-process way (benchtool onepass), on
+# the volume's directory as mbk reads it: for scale, not a target.
+onepass_files() {
+  local c=$1 r=$2 out="$WORK/shell/onepass.tar.$1"
+  rm -f "$out"
+  measure "onepass-files-$c" "$r" "$WORK/tool/benchtool" onepass -compression "$c" -out "$out" \
+    -dir "$(docker volume inspect -f '{{.Mountpoint}}' "$VOL")"
+  annotate "$RES/onepass-files-$c.r$r.json" -in "$RAW_FILES" -out "$(size_of "$out")"
+  rm -f "$out"
+}
+
 shell_db() {
   measure shell-db "$1" bash -c "MYSQL_PWD=\$BENCH_DB_PASSWORD docker exec -e MYSQL_PWD $DB mariadb-dump ${DUMP_FLAGS[*]} --user=$DB_USER $DB_NAME | gzip > $WORK/shell/moodle.sql.gz"
   annotate "$RES/shell-db.r$1.json" -in "$RAW_DB" -out "$(size_of "$WORK/shell/moodle.sql.gz")"
@@ -367,7 +382,8 @@ cmd_run() {
   log "dump $((RAW_DB >> 20)) MiB, tar $((RAW_FILES >> 20)) MiB"
 
   local r i k backups=(floor_db floor_files shell_db shell_files "mbk_run gzip" "mbk_run zstd"
-    "mbk_run db-gzip" "mbk_run db-zstd" "mbk_run files-gzip" "mbk_run files-zstd")
+    "mbk_run db-gzip" "mbk_run db-zstd" "mbk_run files-gzip" "mbk_run files-zstd"
+    "onepass_files gzip" "onepass_files zstd")
   for ((r = 1; r <= ROUNDS; r++)); do
     # Rotate the order every round, so no variant always runs first.
     for ((i = 0; i < ${#backups[@]}; i++)); do

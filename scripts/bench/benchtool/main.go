@@ -3,13 +3,15 @@
 //	benchtool measure -o RESULT.json -label L -round N [-cgroup NAME] -- CMD ARGS...
 //	benchtool annotate RESULT.json [-in N] [-out N] [-manifest FILE] [-mbklog FILE]
 //	benchtool files -dir DIR -files N -bytes N [-seed S]
+//	benchtool onepass -dir DIR -out FILE [-compression zstd|gzip]
 //	benchtool report -dir RESULTS -md BENCHMARKS.md -scale S -rounds N -command C
 //	benchtool quiet [-max 0.25] [-seconds 3] [-timeout 2m]
 //
 // measure runs one command and records its wall time, the CPU of its process
 // tree, the CPU of the benchmark's containers and of the Docker daemons, and
 // the peak resident memory of the tree, sampled from /proc. files writes the
-// deterministic moodledata dataset. report turns the results into medians,
+// deterministic moodledata dataset. onepass archives a directory the
+// one-process way, for scale next to mbk. report turns the results into medians,
 // ratios and a dated section of BENCHMARKS.md. quiet waits for other work on
 // the machine to calm down before a round.
 //
@@ -33,6 +35,8 @@ func main() {
 		err = annotateCmd(os.Args[2:])
 	case "files":
 		err = filesCmd(os.Args[2:])
+	case "onepass":
+		err = onepassCmd(os.Args[2:])
 	case "report":
 		err = reportCmd(os.Args[2:])
 	case "quiet":
@@ -47,6 +51,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchtool measure|annotate|files|report|quiet ... (see scripts/bench/benchtool/main.go)")
+	fmt.Fprintln(os.Stderr, "usage: benchtool measure|annotate|files|onepass|report|quiet ... (see scripts/bench/benchtool/main.go)")
 	os.Exit(2)
 }

@@ -183,6 +183,8 @@ var variants = []struct{ label, what string }{
 	{"mbk-db-zstd", "`mbk run` of the dump stage alone, zstd"},
 	{"mbk-files-gzip", "`mbk run` of the archive stage alone, gzip"},
 	{"mbk-files-zstd", "`mbk run` of the archive stage alone, zstd"},
+	{"onepass-files-gzip", "one process: archive/tar into pgzip (level 1), no hashing (`benchtool onepass`)"},
+	{"onepass-files-zstd", "one process: archive/tar into zstd's stream encoder (fastest), no hashing"},
 	{"restore-shell-db", "`gunzip -c f | docker exec -i DB mariadb NEWDB`"},
 	{"restore-shell-files", "`docker run -i -v NEWVOL:/data … tar xzf -` < f"},
 	{"restore-shell", "shell restore, database + files"},
@@ -335,6 +337,15 @@ func (r *report) targets() {
 	addSpeed("#4", "archive, gzip: ≥ 13× faster than `tar czf`", w("shell-files"), w("mbk-files-gzip"), 13)
 	addSpeed("#4", "archive, zstd: ≥ 20× faster than `tar czf`", w("shell-files"), w("mbk-files-zstd"), 20)
 	addWithin("#4", "archive, zstd: within 1.3× of `tar cf - | wc -c`", w("mbk-files-zstd"), w("floor-files"), 1.3)
+	// For scale, not targets: the one-process way on the same volume.
+	for _, c := range []string{"gzip", "zstd"} {
+		if s, ok := speed(w("shell-files"), w("onepass-files-"+c)); ok {
+			ts = append(ts, target{"#4", "for scale: the one-process way (`benchtool onepass`), " + c + ", against `tar czf`", s, true, false})
+		}
+		if s, ok := speed(w("onepass-files-"+c), w("mbk-files-"+c)); ok {
+			ts = append(ts, target{"#4", "for scale: mbk's archive stage, " + c + ", against the one-process way", s, true, false})
+		}
+	}
 	for _, l := range []string{"mbk-gzip", "mbk-zstd", "mbk-db-gzip", "mbk-db-zstd", "mbk-files-gzip", "mbk-files-zstd", "restore-mbk"} {
 		// Memory does not suffer from other tenants: every run counts.
 		var peaks []float64
