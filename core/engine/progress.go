@@ -26,6 +26,12 @@ func (tw trackWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom passes the reading down (to a Sink that reads into its
+// compressor's buffers), counting what goes by.
+func (tw trackWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(tw.w, trackReader{r, tw.t})
+}
+
 type trackReader struct {
 	r io.Reader
 	t Tracker

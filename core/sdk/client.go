@@ -246,3 +246,22 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// ReadFrom copies r to its end: the core's writer reads the stream itself
+// when it can (into its compressor's buffers), else through a buffer of
+// streamBuf. Its own failures are kept apart from the stream's.
+func (e *errWriter) ReadFrom(r io.Reader) (int64, error) {
+	src := &errReader{r: r}
+	var n int64
+	var err error
+	if rf, ok := e.w.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.CopyBuffer(struct{ io.Writer }{e.w}, src, make([]byte, streamBuf))
+	}
+	if err != nil && (src.err == nil || !errors.Is(err, src.err)) && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+

@@ -115,6 +115,34 @@ func (f *failingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// failingReaderFrom fails the same way, but reads the stream itself, as
+// the core's zstd Sink does.
+type failingReaderFrom struct{ failingWriter }
+
+func (f *failingReaderFrom) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, 100<<10)
+	for {
+		k, err := r.Read(buf)
+		if _, werr := f.Write(buf[:k]); werr != nil {
+			return f.n, werr
+		}
+		if err == io.EOF {
+			return f.n, nil
+		}
+		if err != nil {
+			return f.n, err
+		}
+	}
+}
+
+// coreWriters fail after n bytes: one is written to, one reads the stream.
+func coreWriters(n int64) map[string]io.Writer {
+	return map[string]io.Writer{
+		"written to":         &failingWriter{after: n},
+		"reading the stream": &failingReaderFrom{failingWriter{after: n}},
+	}
+}
+
 // When the core cannot store the stream, the plugin's writes fail in turn
 // and it reports a broken pipe. The error must still name the real cause.
 func TestBackupCoreWriteFails(t *testing.T) {
@@ -125,9 +153,11 @@ func TestBackupCoreWriteFails(t *testing.T) {
 		return sdk.BackupResult{}, nil
 	}}
 	c := connect(t, p)
-	_, err := c.Backup(context.Background(), dumpConfig(t), "db:moodle", "s", &failingWriter{after: 4 << 20})
-	if err == nil || !strings.Contains(err.Error(), "no space left on device") {
-		t.Errorf("err = %v\nwant it to name the core's write error (%v)", err, errDiskFull)
+	for name, w := range coreWriters(4 << 20) {
+		_, err := c.Backup(context.Background(), dumpConfig(t), "db:moodle", "s", w)
+		if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+			t.Errorf("%s: err = %v\nwant it to name the core's write error (%v)", name, err, errDiskFull)
+		}
 	}
 }
 
@@ -139,9 +169,11 @@ func TestBackupCoreWriteFailsPluginIgnores(t *testing.T) {
 		return sdk.BackupResult{}, nil
 	}}
 	c := connect(t, p)
-	_, err := c.Backup(context.Background(), dumpConfig(t), "db:moodle", "s", &failingWriter{after: 1 << 20})
-	if err == nil || !strings.Contains(err.Error(), "no space left on device") {
-		t.Errorf("err = %v", err)
+	for name, w := range coreWriters(1 << 20) {
+		_, err := c.Backup(context.Background(), dumpConfig(t), "db:moodle", "s", w)
+		if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+			t.Errorf("%s: err = %v", name, err)
+		}
 	}
 }
 

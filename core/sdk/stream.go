@@ -164,7 +164,7 @@ func pull(ctx context.Context, w io.Writer, what string, call func(ctx context.C
 		defer conn.Close()
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		defer stop()
-		n, err := io.CopyBuffer(sink, conn, make([]byte, streamBuf))
+		n, err := sink.ReadFrom(conn)
 		done <- copied{n, err}
 	}()
 	reported, err := call(ctx, sc.path)

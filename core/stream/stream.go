@@ -60,6 +60,28 @@ func (c *hashCounter) Write(p []byte) (int, error) {
 
 func (c *hashCounter) sum() string { return hex.EncodeToString(c.h.Sum(nil)) }
 
+// ReadFrom lets the writer under read straight from r when it can (the
+// zstd writer fills its chunks so), hashing and counting what it reads.
+func (c *hashCounter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(&hashingReader{r: r, c: c})
+	}
+	return io.CopyBuffer(struct{ io.Writer }{c}, r, make([]byte, bufSize))
+}
+
+// hashingReader hashes and counts what is read through it, for a hashCounter.
+type hashingReader struct {
+	r io.Reader
+	c *hashCounter
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.c.h.Write(p[:n])
+	h.c.n += int64(n)
+	return n, err
+}
+
 // Sink writes one artifact file. Write the raw stream into it, then Close;
 // on any failure, Abort removes the file.
 type Sink struct {
@@ -146,6 +168,10 @@ func NewSink(path, compression string, level int, recipients []age.Recipient) (*
 
 // Write takes raw bytes.
 func (s *Sink) Write(p []byte) (int, error) { return s.raw.Write(p) }
+
+// ReadFrom takes raw bytes from r to its end, into the compressor's own
+// buffers where it has them.
+func (s *Sink) ReadFrom(r io.Reader) (int64, error) { return s.raw.ReadFrom(r) }
 
 // Close finishes the compressed stream and makes the file durable.
 func (s *Sink) Close() (Result, error) {

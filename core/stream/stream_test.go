@@ -55,6 +55,22 @@ func TestXXH64Form(t *testing.T) {
 	}
 }
 
+// unevenReader returns rest in pieces of changing size, then io.EOF.
+type unevenReader struct {
+	rest []byte
+	i    int
+}
+
+func (u *unevenReader) Read(p []byte) (int, error) {
+	if len(u.rest) == 0 {
+		return 0, io.EOF
+	}
+	u.i++
+	n := copy(p[:min(len(p), 1+(u.i*7919)%300000)], u.rest)
+	u.rest = u.rest[n:]
+	return n, nil
+}
+
 func TestSinkRoundTrip(t *testing.T) {
 	data := mixed(5<<20 + 12345)
 	tools := map[string][]string{"gzip": {"gzip", "-t"}, "zstd": {"zstd", "-q", "-t"}}
@@ -63,74 +79,81 @@ func TestSinkRoundTrip(t *testing.T) {
 			name string
 			n    int
 		}{{"empty", 0}, {"one_byte", 1}, {"5MiB", len(data)}} {
-			t.Run(comp+"/"+sz.name, func(t *testing.T) {
-				size := sz.n
-				raw := data[:size]
-				path := filepath.Join(t.TempDir(), "moodle.sql"+stream.Ext(comp, false))
-				s, err := stream.NewSink(path, comp, 0, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				// Uneven writes, as a plugin's stream arrives.
-				for rest, i := raw, 0; len(rest) > 0; i++ {
-					n := min(len(rest), 1+(i*7919)%300000)
-					if w, err := s.Write(rest[:n]); err != nil || w != n {
-						t.Fatalf("Write = %d, %v", w, err)
+			for _, how := range []string{"Write", "ReadFrom"} {
+				t.Run(comp+"/"+sz.name+"/"+how, func(t *testing.T) {
+					size := sz.n
+					raw := data[:size]
+					path := filepath.Join(t.TempDir(), "moodle.sql"+stream.Ext(comp, false))
+					s, err := stream.NewSink(path, comp, 0, nil)
+					if err != nil {
+						t.Fatal(err)
 					}
-					rest = rest[n:]
-				}
-				res, err := s.Close()
-				if err != nil {
-					t.Fatal(err)
-				}
-
-				stored, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want := stream.Result{RawSize: int64(size), RawXXH64: xxh64(raw), Size: int64(len(stored)), SHA256: sum(stored)}
-				if res != want {
-					t.Errorf("Result = %+v\nwant     %+v", res, want)
-				}
-				if comp == "none" && !bytes.Equal(stored, raw) {
-					t.Error("compression none changed the bytes")
-				}
-				if comp != "none" && size == len(data) && len(stored) >= size {
-					t.Errorf("%s did not compress: %d -> %d bytes", comp, size, len(stored))
-				}
-				if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
-					t.Errorf("mode %o, want 600", st.Mode().Perm())
-				}
-
-				f, err := os.Open(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer f.Close()
-				r, err := stream.NewReader(f, comp, false, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				back, err := io.ReadAll(r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := r.Close(); err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(back, raw) {
-					t.Errorf("read back %d bytes (sha256 %s), want %d (%s)", len(back), sum(back), size, sum(raw))
-				}
-
-				if tool, ok := tools[comp]; ok {
-					if _, err := exec.LookPath(tool[0]); err != nil {
-						t.Fatalf("%s is needed to check the file independently: apt-get install %s", tool[0], tool[0])
+					// Uneven pieces, as a plugin's stream arrives: written, or
+					// read by the Sink itself (as the side channel is).
+					if how == "Write" {
+						for rest, i := raw, 0; len(rest) > 0; i++ {
+							n := min(len(rest), 1+(i*7919)%300000)
+							if w, err := s.Write(rest[:n]); err != nil || w != n {
+								t.Fatalf("Write = %d, %v", w, err)
+							}
+							rest = rest[n:]
+						}
+					} else if n, err := s.ReadFrom(&unevenReader{rest: raw}); err != nil || n != int64(size) {
+						t.Fatalf("ReadFrom = %d, %v", n, err)
 					}
-					if out, err := exec.Command(tool[0], append(tool[1:], path)...).CombinedOutput(); err != nil {
-						t.Errorf("%s refused the file: %v\n%s", strings.Join(tool, " "), err, out)
+					res, err := s.Close()
+					if err != nil {
+						t.Fatal(err)
 					}
-				}
-			})
+
+					stored, err := os.ReadFile(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := stream.Result{RawSize: int64(size), RawXXH64: xxh64(raw), Size: int64(len(stored)), SHA256: sum(stored)}
+					if res != want {
+						t.Errorf("Result = %+v\nwant     %+v", res, want)
+					}
+					if comp == "none" && !bytes.Equal(stored, raw) {
+						t.Error("compression none changed the bytes")
+					}
+					if comp != "none" && size == len(data) && len(stored) >= size {
+						t.Errorf("%s did not compress: %d -> %d bytes", comp, size, len(stored))
+					}
+					if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+						t.Errorf("mode %o, want 600", st.Mode().Perm())
+					}
+
+					f, err := os.Open(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer f.Close()
+					r, err := stream.NewReader(f, comp, false, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					back, err := io.ReadAll(r)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := r.Close(); err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(back, raw) {
+						t.Errorf("read back %d bytes (sha256 %s), want %d (%s)", len(back), sum(back), size, sum(raw))
+					}
+
+					if tool, ok := tools[comp]; ok {
+						if _, err := exec.LookPath(tool[0]); err != nil {
+							t.Fatalf("%s is needed to check the file independently: apt-get install %s", tool[0], tool[0])
+						}
+						if out, err := exec.Command(tool[0], append(tool[1:], path)...).CombinedOutput(); err != nil {
+							t.Errorf("%s refused the file: %v\n%s", strings.Join(tool, " "), err, out)
+						}
+					}
+				})
+			}
 		}
 	}
 }

@@ -133,6 +133,37 @@ func (z *zstdParWriter) Write(p []byte) (int, error) {
 	return n, z.failure()
 }
 
+// ReadFrom reads r to its end straight into the chunks: the bytes land
+// where the compressor reads them, without Write's copy (480 MB on the
+// medium bench's archive).
+func (z *zstdParWriter) ReadFrom(r io.Reader) (int64, error) {
+	if z.closed {
+		return 0, errZstdClosed
+	}
+	var n int64
+	for {
+		if err := z.failure(); err != nil {
+			return n, err
+		}
+		if z.cur == nil {
+			z.cur = z.chunk()
+		}
+		c := z.cur
+		k, err := r.Read(c.src[len(c.src):z.size])
+		c.src = c.src[:len(c.src)+k]
+		n += int64(k)
+		if len(c.src) == z.size {
+			z.submit()
+		}
+		if err == io.EOF {
+			return n, z.failure()
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // Close compresses what is left and waits until every frame is written. Its
 // error is the first failure of the underlying writer, if any. An empty
 // stream still gets one empty frame, as zstd's stream encoder writes, so
@@ -142,7 +173,7 @@ func (z *zstdParWriter) Close() error {
 		return z.failure()
 	}
 	z.closed = true
-	if z.failure() == nil && (z.cur != nil || !z.wrote) {
+	if z.failure() == nil && (z.cur != nil && len(z.cur.src) > 0 || !z.wrote) {
 		if z.cur == nil {
 			z.cur = z.chunk()
 		}
