@@ -264,4 +264,3 @@ func (e *errWriter) ReadFrom(r io.Reader) (int64, error) {
 	}
 	return n, err
 }
-
