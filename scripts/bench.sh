@@ -2,7 +2,7 @@
 # bench.sh - `make bench`: mbk measured against the shell way and the floor on a
 # deterministic Moodle-shaped site, and the result appended to BENCHMARKS.md.
 #
-# Usage: scripts/bench.sh [run]     SCALE=small|medium|large ROUNDS=3 QUIET=1 QUIET_BUDGET=90 (environment)
+# Usage: scripts/bench.sh [run]     SCALE=small|medium|large ROUNDS=3 ONLY= QUIET=1 QUIET_BUDGET=90 (environment)
 #        scripts/bench.sh clean [SCALE]   remove a scale's cached dataset
 #
 #   small   ~100 MiB of SQL, 200 MiB / 5,000 files of moodledata
@@ -29,6 +29,9 @@
 #   restore-shell-db     gunzip -c moodle.sql.gz | docker exec -i DB mariadb NEWDB
 #   restore-shell-files  docker run -i -v NEWVOL:/data ... tar xzf - -C /data < moodledata.tar.gz
 #   restore-mbk   bin/mbk restore FILE SET --yes --target-database NEWDB --target-volume NEWVOL
+# ONLY=files runs the archive path's variants alone (floor-files, shell-files,
+# mbk-files-*, onepass-files-*): no dump, no restore, so that #4's large volume
+# can be measured over several rounds in minutes.
 # Then the side-channel Go benchmarks (core/sdk/bench_test.go). Raw results stay in
 # /tmp/mbk-bench-results-SCALE-DATE/.
 set -euo pipefail
@@ -48,6 +51,7 @@ export PATH="$PATH:/usr/local/go/bin"
 
 SCALE=${SCALE:-small}
 ROUNDS=${ROUNDS:-3}
+ONLY=${ONLY:-}
 QUIET=${QUIET:-1}               # 0: do not wait for the machine to be idle before each run
 QUIET_BUDGET=${QUIET_BUDGET:-90} # seconds of such waiting, at most, in a whole run
 QUIET_SPENT=0
@@ -68,6 +72,7 @@ scale_params() {
   *) die "SCALE must be small, medium or large, not '$SCALE'" ;;
   esac
   [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive number, not '$ROUNDS'"
+  [[ -z $ONLY || $ONLY == files ]] || die "ONLY must be files or empty, not '$ONLY'"
   NAME="mbk-bench-$SCALE"
   DB="$NAME-db"
   DBVOL="$NAME-dbdata"
@@ -373,10 +378,16 @@ cmd_run() {
   describe_machine
 
   log "warming the caches (untimed floor and mbk runs)"
-  MYSQL_PWD=$BENCH_DB_PASSWORD docker exec -e MYSQL_PWD "$DB" mariadb-dump "${DUMP_FLAGS[@]}" --user="$DB_USER" "$DB_NAME" | wc -c >"$WORK/count"
-  RAW_DB=$(<"$WORK/count")
+  local warm=zstd
+  RAW_DB=0
+  if [[ $ONLY == files ]]; then
+    warm=files-zstd
+  else
+    MYSQL_PWD=$BENCH_DB_PASSWORD docker exec -e MYSQL_PWD "$DB" mariadb-dump "${DUMP_FLAGS[@]}" --user="$DB_USER" "$DB_NAME" | wc -c >"$WORK/count"
+    RAW_DB=$(<"$WORK/count")
+  fi
   RAW_FILES=$(in_volume "$VOL:/data:ro" -- sh -c 'tar cf - -C /data . | wc -c')
-  "$REPO/bin/mbk" --log-format json run "$WORK/bench-zstd.hcl" >/dev/null 2>"$RES/warmup.log" || die "mbk run failed: see $RES/warmup.log"
+  "$REPO/bin/mbk" --log-format json run "$WORK/bench-$warm.hcl" >/dev/null 2>"$RES/warmup.log" || die "mbk run failed: see $RES/warmup.log"
   clean_targets
   describe_dataset
   log "dump $((RAW_DB >> 20)) MiB, tar $((RAW_FILES >> 20)) MiB"
@@ -384,6 +395,9 @@ cmd_run() {
   local r i k backups=(floor_db floor_files shell_db shell_files "mbk_run gzip" "mbk_run zstd"
     "mbk_run db-gzip" "mbk_run db-zstd" "mbk_run files-gzip" "mbk_run files-zstd"
     "onepass_files gzip" "onepass_files zstd")
+  if [[ $ONLY == files ]]; then
+    backups=(floor_files shell_files "mbk_run files-gzip" "mbk_run files-zstd" "onepass_files gzip" "onepass_files zstd")
+  fi
   for ((r = 1; r <= ROUNDS; r++)); do
     # Rotate the order every round, so no variant always runs first.
     for ((i = 0; i < ${#backups[@]}; i++)); do
@@ -391,7 +405,9 @@ cmd_run() {
       log "round $r/$ROUNDS: ${backups[k]}"
       ${backups[k]} "$r"
     done
-    if ((r % 2)); then
+    if [[ $ONLY == files ]]; then
+      :
+    elif ((r % 2)); then
       log "round $r/$ROUNDS: restore (shell, then mbk)"
       restore_shell "$r"
       restore_mbk "$r"
@@ -414,8 +430,8 @@ cmd_run() {
     log "warning: cannot build the core/sdk test binary"
   fi
 
-  "$WORK/tool/benchtool" report -dir "$RES" -md "$REPO/BENCHMARKS.md" -scale "$SCALE" -rounds "$ROUNDS" \
-    -command "make bench SCALE=$SCALE ROUNDS=$ROUNDS"
+  "$WORK/tool/benchtool" report -dir "$RES" -md "$REPO/BENCHMARKS.md" -scale "$SCALE${ONLY:+, ONLY=$ONLY}" -rounds "$ROUNDS" \
+    -command "make bench SCALE=$SCALE ROUNDS=$ROUNDS${ONLY:+ ONLY=$ONLY}"
   log "done in $((SECONDS - t0)) s; raw results in $RES; section appended to BENCHMARKS.md"
 }
 
