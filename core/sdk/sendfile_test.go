@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,8 +15,9 @@ import (
 
 // TestSendFile: a plugin's stream takes files (sendfile into the side
 // channel's socket) between ordinary writes, in order and counted, from the
-// file's current offset; a file that ends early gives a short count. 20 MiB
-// outruns the socket's buffer, so the send must also wait for the core.
+// file's current offset; a file that ends early gives a short count; one
+// sendfile cannot read is refused with ErrNoSendFile. 20 MiB outruns the
+// socket's buffer, so the send must also wait for the core.
 func TestSendFile(t *testing.T) {
 	data := bigPayload()[:20<<20]
 	dir := t.TempDir()
@@ -52,6 +54,16 @@ func TestSendFile(t *testing.T) {
 			return sdk.BackupResult{}, err
 		}
 		io.WriteString(w, "|end")
+		// A file sendfile(2) cannot read (procfs has no splice): nothing is
+		// sent, and the plugin is told to write instead.
+		proc, err := os.Open("/proc/self/stat")
+		if err != nil {
+			return sdk.BackupResult{}, err
+		}
+		defer proc.Close()
+		if n, err := fs.SendFile(proc, 100); n != 0 || !errors.Is(err, sdk.ErrNoSendFile) {
+			return sdk.BackupResult{}, fmt.Errorf("SendFile from procfs = %d, %v; want 0, ErrNoSendFile", n, err)
+		}
 		return sdk.BackupResult{}, nil
 	}}
 	c := connect(t, p)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 // buildHostDataroot makes a small Moodle-shaped dataroot with every kind of
@@ -194,9 +196,9 @@ func TestHostPathRoundTrip(t *testing.T) {
 
 // TestChangingFile covers a file that shrinks or grows between its header
 // and its data: the archive stays valid, with a warning. Each case runs with
-// the data copied through tar.Writer and with it sent around it (a stream
-// that takes files; the real side channel's sendfile is tested in core/sdk
-// and end to end by the volume round trips).
+// the data copied through tar.Writer, sent around it (a stream that takes
+// files; the real side channel's sendfile is tested in core/sdk and end to
+// end by the volume round trips), and refused by the stream's filesystem.
 func TestChangingFile(t *testing.T) {
 	text := func(n int) string { return strings.Repeat("moodledata", n/10+1)[:n] }
 	big := sendFileMin + 12345
@@ -213,8 +215,8 @@ func TestChangingFile(t *testing.T) {
 		{"large same", text(big), int64(big), text(big), ""},
 	}
 	for _, tc := range tests {
-		for _, send := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/send=%v", tc.name, send), func(t *testing.T) {
+		for _, way := range []string{"copied", "sent", "refused"} {
+			t.Run(tc.name+"/"+way, func(t *testing.T) {
 				path := filepath.Join(t.TempDir(), "f")
 				if err := os.WriteFile(path, []byte(tc.data), 0o600); err != nil {
 					t.Fatal(err)
@@ -224,9 +226,11 @@ func TestChangingFile(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer f.Close()
-				out := &fileStream{}
+				// copied: a stream that takes no files; sent: one that does;
+				// refused: one whose filesystem cannot (the copy takes over).
+				out := &fileStream{refuse: way == "refused"}
 				var w io.Writer = &out.Buffer
-				if send {
+				if way != "copied" {
 					w = out
 				}
 				tw := newArchiveWriter(w)
@@ -260,7 +264,7 @@ func TestChangingFile(t *testing.T) {
 				if !strings.Contains(warned, tc.warn) || (tc.warn == "" && warned != "") {
 					t.Errorf("warning %q, want %q", warned, tc.warn)
 				}
-				if wantSent := send && tc.size >= sendFileMin; (out.sent > 0) != wantSent {
+				if wantSent := way == "sent" && tc.size >= sendFileMin; (out.sent > 0) != wantSent {
 					t.Errorf("%d bytes went around tar.Writer; want some: %v", out.sent, wantSent)
 				}
 			})
@@ -272,10 +276,14 @@ func TestChangingFile(t *testing.T) {
 // the same buffer as its writes.
 type fileStream struct {
 	bytes.Buffer
-	sent int64
+	sent   int64
+	refuse bool
 }
 
 func (s *fileStream) SendFile(f *os.File, n int64) (int64, error) {
+	if s.refuse {
+		return 0, sdk.ErrNoSendFile
+	}
 	k, err := io.CopyN(&s.Buffer, f, n)
 	s.sent += k
 	if err == io.EOF {
