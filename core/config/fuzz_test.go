@@ -57,7 +57,8 @@ func FuzzLoad(f *testing.F) {
 		}
 		// A file without errors is usable: every pipeline has a name (an
 		// empty one can never be chosen with --pipeline once the file has a
-		// second pipeline) and a root, and every stage a kind and a plugin.
+		// second pipeline) and a root, and every stage a kind, a plugin and
+		// a name.
 		if file == nil || len(file.Pipelines) == 0 {
 			t.Fatalf("no error, yet no pipeline")
 		}
@@ -69,8 +70,8 @@ func FuzzLoad(f *testing.F) {
 				t.Fatalf("pipeline %q accepted without root or timezone", p.Name)
 			}
 			for _, s := range p.Stages {
-				if s.Kind == "" || s.Plugin == "" {
-					t.Fatalf("stage accepted without kind or plugin: %+v", s)
+				if s.Kind == "" || s.Plugin == "" || s.Name == "" {
+					t.Fatalf("stage accepted without kind, plugin or name: %+v", s)
 				}
 				// What the engine does next with the plugin's schema.
 				d := s.Decode(fuzzSchema)

@@ -179,10 +179,20 @@ func newStage(blk *hclsyntax.Block, p *Pipeline) (*Stage, hcl.Diagnostics) {
 			Detail:  fmt.Sprintf("%q is not a stage kind; the kinds are %s.", s.Kind, strings.Join(stageKinds, ", ")) + suggest(s.Kind, stageKinds),
 			Subject: blk.LabelRanges[0].Ptr()}}
 	}
+	if s.Plugin == "" {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Empty plugin name",
+			Detail:  fmt.Sprintf(`The second label names the plugin that serves the stage, e.g. stage %q "mysql".`, s.Kind),
+			Subject: blk.LabelRanges[1].Ptr()}}
+	}
 	var diags hcl.Diagnostics
 	label := ""
 	if len(blk.Labels) == 3 {
 		label = blk.Labels[2]
+		if label == "" {
+			return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Empty stage name",
+				Detail:  fmt.Sprintf(`The third label names the stage in logs and reports; leave it out to use the plugin's name (%q).`, s.Plugin),
+				Subject: blk.LabelRanges[2].Ptr()}}
+		}
 		s.Name = label
 	}
 	if a, ok := blk.Body.Attributes["name"]; ok {
