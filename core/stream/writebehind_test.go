@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -40,5 +41,36 @@ func TestWriteBehind(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatal("the file differs from what was written")
+	}
+}
+
+// TestWriteBehindRefused: where sync_file_range is refused (here a pipe,
+// which it cannot sync), writing goes on as before and it is not asked again.
+func TestWriteBehindRefused(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	data := make([]byte, writeBehindEvery+1)
+	rand.NewChaCha8([32]byte{8}).Read(data)
+	wb := &writeBehind{f: w}
+	if n, err := wb.Write(data); err != nil || n != len(data) {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	if !wb.off {
+		t.Error("sync_file_range on a pipe was not refused, or the refusal was not kept")
+	}
+	if n, err := wb.Write(data[:10]); err != nil || n != 10 {
+		t.Fatalf("Write after the refusal = %d, %v", n, err)
+	}
+	w.Close()
+	if b := <-got; !bytes.Equal(b, append(data, data[:10]...)) {
+		t.Error("the bytes differ from what was written")
 	}
 }
