@@ -53,9 +53,14 @@ func newHashCounter(w io.Writer, h hash.Hash) *hashCounter { return &hashCounter
 
 func (c *hashCounter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.h.Write(p[:n])
-	c.n += int64(n)
+	c.add(p[:n])
 	return n, err
+}
+
+// add hashes and counts bytes that went through.
+func (c *hashCounter) add(p []byte) {
+	c.h.Write(p)
+	c.n += int64(len(p))
 }
 
 func (c *hashCounter) sum() string { return hex.EncodeToString(c.h.Sum(nil)) }
@@ -77,8 +82,7 @@ type hashingReader struct {
 
 func (h *hashingReader) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
-	h.c.h.Write(p[:n])
-	h.c.n += int64(n)
+	h.c.add(p[:n])
 	return n, err
 }
 

@@ -123,17 +123,10 @@ func (z *zstdParWriter) Write(p []byte) (int, error) {
 		if err := z.failure(); err != nil {
 			return n, err
 		}
-		if z.cur == nil {
-			z.cur = z.chunk()
-		}
-		c := z.cur
-		k := copy(c.src[len(c.src):z.size], p)
-		c.src = c.src[:len(c.src)+k]
+		k := copy(z.room(), p)
+		z.filled(k)
 		p = p[k:]
 		n += k
-		if len(c.src) == z.size {
-			z.submit()
-		}
 	}
 	return n, z.failure()
 }
@@ -150,22 +143,32 @@ func (z *zstdParWriter) ReadFrom(r io.Reader) (int64, error) {
 		if err := z.failure(); err != nil {
 			return n, err
 		}
-		if z.cur == nil {
-			z.cur = z.chunk()
-		}
-		c := z.cur
-		k, err := r.Read(c.src[len(c.src):z.size])
-		c.src = c.src[:len(c.src)+k]
+		k, err := r.Read(z.room())
+		z.filled(k)
 		n += int64(k)
-		if len(c.src) == z.size {
-			z.submit()
-		}
 		if err == io.EOF {
 			return n, z.failure()
 		}
 		if err != nil {
 			return n, err
 		}
+	}
+}
+
+// room is the free end of the chunk being filled, taking a chunk first
+// when there is none (which waits while every chunk is busy).
+func (z *zstdParWriter) room() []byte {
+	if z.cur == nil {
+		z.cur = z.chunk()
+	}
+	return z.cur.src[len(z.cur.src):z.size]
+}
+
+// filled counts k bytes put into room, and hands the chunk on once full.
+func (z *zstdParWriter) filled(k int) {
+	z.cur.src = z.cur.src[:len(z.cur.src)+k]
+	if len(z.cur.src) == z.size {
+		z.submit()
 	}
 }
 
