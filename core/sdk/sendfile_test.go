@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/mbk-backup/mbk/core/sdk"
 )
@@ -87,5 +89,45 @@ func TestSendFile(t *testing.T) {
 	}
 	if reply.Bytes != int64(want.Len()) {
 		t.Errorf("the plugin reported %d bytes, want %d", reply.Bytes, want.Len())
+	}
+}
+
+// TestSendFileCoreWriteFails: when the core cannot keep the stream while a
+// file is being sent, SendFile fails (the socket is closed) rather than
+// waiting forever, and the error names the core's cause.
+func TestSendFileCoreWriteFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(path, bigPayload(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sendErr := make(chan error, 1)
+	p := &source{backup: func(ctx context.Context, req sdk.BackupRequest, w io.Writer) (sdk.BackupResult, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return sdk.BackupResult{}, err
+		}
+		defer f.Close()
+		_, err = w.(sdk.FileSender).SendFile(f, int64(len(bigPayload())))
+		sendErr <- err
+		return sdk.BackupResult{}, err
+	}}
+	c := connect(t, p)
+	for name, w := range coreWriters(4 << 20) {
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Backup(context.Background(), dumpConfig(t), "db:moodle", "s", w)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+				t.Errorf("%s: err = %v\nwant it to name the core's write error", name, err)
+			}
+		case <-time.After(hangGuard):
+			t.Fatalf("%s: Backup hangs while the plugin sends a file the core cannot keep", name)
+		}
+		if err := <-sendErr; err == nil {
+			t.Errorf("%s: SendFile succeeded although the core stopped reading", name)
+		}
 	}
 }
