@@ -31,19 +31,14 @@ var ErrNoSendFile = errors.New("sendfile is not possible for this file")
 // buffer instead), files can be sent without a copy, and every byte is
 // counted for the reply.
 type streamWriter struct {
-	conn *net.UnixConn
-	bw   *bufio.Writer
-	n    int64
+	countingWriter // over bw
+	conn           *net.UnixConn
+	bw             *bufio.Writer
 }
 
 func newStreamWriter(conn *net.UnixConn) *streamWriter {
-	return &streamWriter{conn: conn, bw: bufio.NewWriterSize(conn, streamBuf)}
-}
-
-func (s *streamWriter) Write(p []byte) (int, error) {
-	n, err := s.bw.Write(p)
-	s.n += int64(n)
-	return n, err
+	bw := bufio.NewWriterSize(conn, streamBuf)
+	return &streamWriter{countingWriter: countingWriter{w: bw}, conn: conn, bw: bw}
 }
 
 // Flush writes what is buffered.
