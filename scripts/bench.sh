@@ -268,6 +268,19 @@ restore_mbk() {
   annotate "$RES/restore-mbk.r$r.json" -manifest "$set/manifest.json" -restore -mbklog "$RES/restore-mbk.r$r.log"
 }
 
+# restores ROUND: both restores, the first one alternating between rounds.
+restores() {
+  if (($1 % 2)); then
+    log "round $1/$ROUNDS: restore (shell, then mbk)"
+    restore_shell "$1"
+    restore_mbk "$1"
+  else
+    log "round $1/$ROUNDS: restore (mbk, then shell)"
+    restore_mbk "$1"
+    restore_shell "$1"
+  fi
+}
+
 # Removes what a round (or a killed run) left: restored databases and volumes.
 clean_targets() {
   local dbs v
@@ -405,17 +418,7 @@ cmd_run() {
       log "round $r/$ROUNDS: ${backups[k]}"
       ${backups[k]} "$r"
     done
-    if [[ $ONLY == files ]]; then
-      :
-    elif ((r % 2)); then
-      log "round $r/$ROUNDS: restore (shell, then mbk)"
-      restore_shell "$r"
-      restore_mbk "$r"
-    else
-      log "round $r/$ROUNDS: restore (mbk, then shell)"
-      restore_mbk "$r"
-      restore_shell "$r"
-    fi
+    [[ $ONLY == files ]] || restores "$r"
     clean_targets
   done
   echo "load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"
