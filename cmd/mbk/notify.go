@@ -39,7 +39,7 @@ func (a *app) notifyCmd() *cobra.Command {
 				}
 				h := a.host(f.PluginDir)
 				stages, d := engine.Prepare(cmd.Context(), h, p)
-				a.redact.Add(p.Secrets()...)
+				a.redact.Add(engine.Secrets(p, stages)...)
 				if d.HasErrors() {
 					writeDiags(os.Stderr, loader, d)
 					h.Close()
@@ -53,7 +53,7 @@ func (a *app) notifyCmd() *cobra.Command {
 						continue
 					}
 					sent++
-					summary, err := s.Client.Notify(cmd.Context(), s.Config, sdk.EventTest, rep)
+					summary, err := s.Client.Notify(cmd.Context(), s.Wire, sdk.EventTest, rep)
 					if err != nil {
 						failed++
 						fmt.Fprintf(out, "%s: %s: FAILED: %s\n", p.Name, s.ID(), a.redact.String(err.Error()))

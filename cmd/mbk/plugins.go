@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"github.com/spf13/cobra"
 
 	"github.com/mbk-backup/mbk/core/sdk"
@@ -65,8 +62,9 @@ func servePluginCmd() *cobra.Command {
 			if !ok {
 				return exitf(2, "no built-in plugin %q", args[0])
 			}
-			log := hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: os.Stderr, JSONFormat: true})
-			plugin.Serve(sdk.ServeConfig(factory(log), log))
+			if err := sdk.Serve(args[0], factory); err != nil {
+				return exitf(1, "%v", err)
+			}
 			return nil
 		},
 	}

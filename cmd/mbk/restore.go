@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/mbk-backup/mbk/core/engine"
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 type restoreFlags struct {
@@ -24,6 +24,7 @@ type restoreFlags struct {
 	targetDatabase string
 	targetVolume   string
 	targetPath     string
+	restoreOpts    []string
 	identities     []string
 	from           string
 }
@@ -87,10 +88,14 @@ Targets default to where the backup came from.`,
 				}
 				return exitf(1, "set %s failed verification: refusing to restore from it", set.Name)
 			}
-			options := f.options()
+			options, diags := engine.BindRestore(steps, f.request(cmd))
+			if diags.HasErrors() {
+				writeDiags(os.Stderr, pr.loader, diags)
+				return exitf(2, "the restore options are not valid: nothing was restored")
+			}
 			fmt.Fprintf(out, "\nRestoring set %s of pipeline %q will OVERWRITE:\n", set.Name, p.Name)
 			for _, st := range steps {
-				fmt.Fprintf(out, "  - %s\n", describeTarget(st, options[st.Stage.Kind]))
+				fmt.Fprintf(out, "  - %s\n", describeTarget(st, options[st.Stage]))
 			}
 			if !f.yes {
 				if err := confirm(cmd.InOrStdin(), out, p.Name); err != nil {
@@ -112,52 +117,40 @@ Targets default to where the backup came from.`,
 	cmd.Flags().StringVar(&f.targetDatabase, "target-database", "", "restore the database under this name")
 	cmd.Flags().StringVar(&f.targetVolume, "target-volume", "", "restore the files into this Docker volume")
 	cmd.Flags().StringVar(&f.targetPath, "target-path", "", "restore the files into this host directory")
+	cmd.Flags().StringArrayVar(&f.restoreOpts, "restore-opt", nil, "set a stage's restore option: STAGE.NAME=VALUE (repeatable; `mbk plugins` lists each plugin's options)")
 	cmd.Flags().StringArrayVar(&f.identities, "identity", nil, "age identity file, to decrypt an encrypted set")
 	cmd.Flags().StringVar(&f.from, "from", "", "restore from the copy in this store stage (downloaded and verified first)")
 	a.varFlag(cmd)
 	return cmd
 }
 
-// options maps the command's flags to each kind's plugin options.
-func (f restoreFlags) options() map[string]map[string]string {
-	db, files := map[string]string{}, map[string]string{}
-	if f.targetDatabase != "" {
-		db["target_database"] = f.targetDatabase
-	}
-	if f.targetVolume != "" {
-		files["target_volume"] = f.targetVolume
-	}
-	if f.targetPath != "" {
-		files["target_path"] = f.targetPath
-	}
-	if f.clean {
-		db["replace"] = "true"
-		files["clean"] = "true"
-	}
-	return map[string]map[string]string{sdk.KindDump: db, sdk.KindArchive: files}
-}
-
-// describeTarget says, from what the backup recorded and the options, what
-// a step will overwrite.
-func describeTarget(st engine.RestoreStep, opts map[string]string) string {
-	d := detailsOf(st.Artifact.Details)
-	switch st.Stage.Kind {
-	case sdk.KindDump:
-		db := firstOf(opts["target_database"], d["database"], st.Artifact.Name)
-		return fmt.Sprintf("database %q in container %q  <-  %s", db, firstOf(d["container"], "?"), st.Artifact.File)
-	default:
-		target := firstOf(opts["target_path"], opts["target_volume"], d["volume"], d["path"], d["source"])
-		return fmt.Sprintf("files in %s  <-  %s", target, st.Artifact.File)
-	}
-}
-
-func firstOf(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
+// request is what the flags ask of the restore; the stages' plugins say
+// which of their options each flag sets (engine.BindRestore).
+func (f restoreFlags) request(cmd *cobra.Command) engine.RestoreRequest {
+	req := engine.RestoreRequest{Flags: map[string]string{}, Opts: f.restoreOpts}
+	for flag, v := range map[string]string{"target-database": f.targetDatabase, "target-volume": f.targetVolume, "target-path": f.targetPath} {
+		if cmd.Flags().Changed(flag) {
+			req.Flags[flag] = v
 		}
 	}
-	return ""
+	if f.clean {
+		req.Flags["clean"] = "true"
+	}
+	return req
+}
+
+// describeTarget says what a step restores, with which options.
+func describeTarget(st engine.RestoreStep, opts engine.BoundOptions) string {
+	var set []string
+	for k, v := range opts.Set {
+		set = append(set, k+"="+v)
+	}
+	sort.Strings(set)
+	with := "where it was backed up from"
+	if len(set) > 0 {
+		with = strings.Join(set, ", ")
+	}
+	return fmt.Sprintf("%s  ->  stage %s (%s)", st.Artifact.File, st.Stage.ID(), with)
 }
 
 // confirm asks for the pipeline's name, typed. Without a terminal it

@@ -112,7 +112,7 @@ func versionCmd() *cobra.Command {
 		Short: "Print mbk's version and plugin protocol version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "mbk %s (plugin protocol %d)\n", version, sdk.ProtocolVersion)
+			fmt.Fprintf(cmd.OutOrStdout(), "mbk %s (plugin protocol %d)\n", version, pluginhost.ProtocolVersion)
 		},
 	}
 }

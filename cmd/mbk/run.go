@@ -63,7 +63,7 @@ func (a *app) runPipeline(ctx context.Context, out io.Writer, loader *config.Loa
 	defer h.Close()
 	e := &engine.Engine{Host: h, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress()}
 	stages, diags := engine.Prepare(ctx, h, p)
-	a.redact.Add(p.Secrets()...)
+	a.redact.Add(engine.Secrets(p, stages)...)
 	if diags.HasErrors() {
 		writeDiags(os.Stderr, loader, diags)
 		e.NotifyFailure(ctx, p, stages, fmt.Sprintf("pipeline %q in %s is not valid (%d errors); run `mbk validate %s`", p.Name, p.File.Path, countErrors(diags), p.File.Path))

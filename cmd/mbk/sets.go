@@ -3,15 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"filippo.io/age"
 	"fmt"
-	"github.com/dustin/go-humanize"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"filippo.io/age"
+	"github.com/dustin/go-humanize"
 
 	"github.com/spf13/cobra"
 
@@ -351,22 +352,6 @@ func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages
 	return nil
 }
 
-// detailsOf flattens an artifact's details to the strings describeTarget uses.
-func detailsOf(raw json.RawMessage) map[string]string {
-	out := map[string]string{}
-	var m map[string]any
-	if json.Unmarshal(raw, &m) != nil {
-		return out
-	}
-	for k, v := range m {
-		if s, ok := v.(string); ok {
-			out[k] = s
-		}
-	}
-	return out
-}
-
-// loadIdentities reads age identity files (private keys).
 func loadIdentities(paths []string) ([]age.Identity, error) {
 	var out []age.Identity
 	for _, p := range paths {

@@ -18,6 +18,7 @@ import (
 
 // prepared loads FILE, picks a pipeline and starts its plugins.
 type prepared struct {
+	loader *config.Loader
 	p      *config.Pipeline
 	stages []*engine.Stage
 	host   *pluginhost.Host
@@ -31,13 +32,13 @@ func (a *app) prepare(ctx context.Context, path, name string) (*prepared, error)
 	}
 	h := a.host(p.File.PluginDir)
 	stages, diags := engine.Prepare(ctx, h, p)
-	a.redact.Add(p.Secrets()...)
+	a.redact.Add(engine.Secrets(p, stages)...)
 	if diags.HasErrors() {
 		h.Close()
 		writeDiags(os.Stderr, loader, diags)
 		return nil, exitf(2, "pipeline %q is not valid", p.Name)
 	}
-	return &prepared{p: p, stages: stages, host: h, close: h.Close}, nil
+	return &prepared{loader: loader, p: p, stages: stages, host: h, close: h.Close}, nil
 }
 
 // store finds the store stage called name (its label, or the plugin name).
@@ -94,7 +95,7 @@ func download(ctx context.Context, s *engine.Stage, st sdk.StoredSet, dir string
 		if err != nil {
 			return err
 		}
-		n, err := s.Client.Get(ctx, s.Config, st.Name, f.Name, out)
+		n, err := s.Client.Get(ctx, s.Wire, st.Name, f.Name, out)
 		cerr := out.Close()
 		if err != nil {
 			return fmt.Errorf("download %s/%s: %w", st.Name, f.Name, err)

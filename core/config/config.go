@@ -66,15 +66,6 @@ type Stage struct {
 	DeclRange hcl.Range
 	Body      *hclsyntax.Body
 	pipeline  *Pipeline
-
-	// Set by Decode.
-	Timeout     time.Duration // 0: bounded by the pipeline's timeout only
-	Compression string        // dump and archive
-	// CompressionLevel is 0 for the compressor's fastest level.
-	CompressionLevel int
-	On               []string  // notify
-	Config           cty.Value // the plugin's attributes only
-	Secrets          []string
 }
 
 // ID names a stage in messages: `dump "mysql"` or `dump "mysql" "moodle"`.
@@ -85,14 +76,11 @@ func (s *Stage) ID() string {
 	return fmt.Sprintf("%s %q", s.Kind, s.Plugin)
 }
 
-// Secrets returns every sensitive value the pipeline knows of: sensitive
-// variables and the sensitive attributes of decoded stages.
+// Secrets returns the sensitive values the file itself holds: sensitive
+// variables and what env_file set. The sensitive settings of stages are
+// known once each is decoded against its plugin's schema (Settings.Secrets).
 func (p *Pipeline) Secrets() []string {
-	out := append([]string(nil), p.File.secrets...)
-	for _, s := range p.Stages {
-		out = append(out, s.Secrets...)
-	}
-	return out
+	return append([]string(nil), p.File.secrets...)
 }
 
 // Stages of one kind, in file order.

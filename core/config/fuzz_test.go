@@ -8,20 +8,19 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
-	"github.com/zclconf/go-cty/cty"
-
 	"github.com/mbk-backup/mbk/core/config"
-	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/internal/wire"
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // fuzzSchema stands for a plugin's schema: one attribute of each shape the
 // plugins declare.
-var fuzzSchema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "container", Type: cty.String},
-	{Name: "password", Type: cty.String, Sensitive: true},
-	{Name: "port", Type: cty.Number},
-	{Name: "to", Type: cty.List(cty.String)},
-	{Name: "tls", Type: cty.Bool},
+var fuzzSchema = spec.Schema{Attributes: []spec.Attribute{
+	{Name: "container", Type: spec.String},
+	{Name: "password", Type: spec.String, Sensitive: true},
+	{Name: "port", Type: spec.Int},
+	{Name: "to", Type: spec.List(spec.String)},
+	{Name: "tls", Type: spec.Bool},
 }}
 
 // FuzzLoad feeds the pipeline loader arbitrary bytes: it must report what
@@ -74,12 +73,12 @@ func FuzzLoad(f *testing.F) {
 					t.Fatalf("stage accepted without kind, plugin or name: %+v", s)
 				}
 				// What the engine does next with the plugin's schema.
-				d := s.Decode(fuzzSchema)
+				set, d := s.Decode(fuzzSchema)
 				if err := w.WriteDiagnostics(d); err != nil {
 					t.Fatalf("stage diagnostics do not render: %v", err)
 				}
 				if !d.HasErrors() {
-					if _, err := sdk.EncodeConfig(s.Kind, s.Config, fuzzSchema); err != nil {
+					if _, err := wire.EncodeConfig(s.Kind, set.Config, fuzzSchema); err != nil {
 						t.Fatalf("a stage decoded without error does not encode: %v", err)
 					}
 				}

@@ -11,7 +11,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/mbk-backup/mbk/core/config"
-	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // writeFile writes a file under dir and returns its path.
@@ -128,7 +128,7 @@ func countErrors(diags hcl.Diagnostics) int {
 
 // probeSchema accepts any value in `value`, so a test can read what an
 // expression evaluated to through the public Stage.Decode.
-var probeSchema = sdk.Schema{Attributes: []sdk.Attribute{{Name: "value", Type: cty.DynamicPseudoType}}}
+var probeSchema = spec.Schema{Attributes: []spec.Attribute{{Name: "value", Type: spec.TypeOf(cty.DynamicPseudoType, false)}}}
 
 // probe loads preamble plus a pipeline whose notify stage holds
 // `value = expr`, and returns the decoded value.
@@ -144,8 +144,9 @@ func probe(t *testing.T, dir, preamble, expr string, vars map[string]string) (ct
 		t.Fatal(err)
 	}
 	s := p.StagesOf("notify")[0]
-	if d := s.Decode(probeSchema); d.HasErrors() {
+	set, d := s.Decode(probeSchema)
+	if d.HasErrors() {
 		return cty.NilVal, append(diags, d...)
 	}
-	return s.Config.GetAttr("value"), diags
+	return set.Config.GetAttr("value"), diags
 }

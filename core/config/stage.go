@@ -10,7 +10,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/gocty"
 
-	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // coreAttrs are the stage attributes the core understands itself, per kind;
@@ -21,23 +21,37 @@ func coreAttrs(kind string) map[string]*hcldec.AttrSpec {
 		"timeout": {Name: "timeout", Type: cty.String},
 	}
 	switch kind {
-	case sdk.KindDump, sdk.KindArchive:
+	case spec.KindDump, spec.KindArchive:
 		attrs["compression"] = &hcldec.AttrSpec{Name: "compression", Type: cty.String}
 		attrs["compression_level"] = &hcldec.AttrSpec{Name: "compression_level", Type: cty.Number}
-	case sdk.KindNotify:
+	case spec.KindNotify:
 		attrs["on"] = &hcldec.AttrSpec{Name: "on", Type: cty.List(cty.String)}
 	}
 	return attrs
 }
 
+// Settings is a stage bound to its plugin's schema: the core's own settings
+// and the plugin's, decoded once. The stage itself stays as loaded.
+type Settings struct {
+	Timeout     time.Duration // 0: bounded by the pipeline's timeout only
+	Compression string        // dump and archive
+	// CompressionLevel is 0 for the compressor's default level.
+	CompressionLevel int
+	On               []string  // notify
+	Config           cty.Value // the plugin's attributes only
+	// Secrets are the values of the sensitive attributes.
+	Secrets []string
+}
+
 // Decode decodes the stage body against the plugin's schema plus the core's
 // own attributes, reporting every problem with its source range.
-func (s *Stage) Decode(schema sdk.Schema) hcl.Diagnostics {
+func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
-	spec := hcldec.ObjectSpec{}
+	var out Settings
+	hspec := hcldec.ObjectSpec{}
 	core := coreAttrs(s.Kind)
 	for name, a := range core {
-		spec[name] = a
+		hspec[name] = a
 	}
 	for _, a := range schema.Attributes {
 		if _, clash := core[a.Name]; clash {
@@ -46,18 +60,18 @@ func (s *Stage) Decode(schema sdk.Schema) hcl.Diagnostics {
 				Subject: s.DeclRange.Ptr()})
 			continue
 		}
-		spec[a.Name] = &hcldec.AttrSpec{Name: a.Name, Type: a.Type, Required: a.Required}
+		hspec[a.Name] = &hcldec.AttrSpec{Name: a.Name, Type: a.Type.Cty(), Required: a.Required}
 	}
 	if diags.HasErrors() {
-		return diags
+		return out, diags
 	}
 	// On errors hcldec still decodes what it can (unknown where a value is
 	// wrong): keep checking the rest, so every mistake is reported at once.
-	val, d := hcldec.Decode(s.Body, spec, s.pipeline.ctx)
+	val, d := hcldec.Decode(s.Body, hspec, s.pipeline.ctx)
 	diags = append(diags, d...)
 
-	s.Compression = "gzip"
-	s.On = append([]string(nil), Events...)
+	out.Compression = "gzip"
+	out.On = spec.Events()
 	for name := range core {
 		v := val.GetAttr(name)
 		if v.IsNull() || !v.IsWhollyKnown() {
@@ -70,51 +84,53 @@ func (s *Stage) Decode(schema sdk.Schema) hcl.Diagnostics {
 			if err != nil || t <= 0 {
 				diags = append(diags, attrError(a, fmt.Sprintf("timeout %q is not a positive duration such as \"30m\".", v.AsString())))
 			}
-			s.Timeout = t
+			out.Timeout = t
 		case "compression":
 			c := v.AsString()
 			if !slices.Contains(Compressions, c) {
 				diags = append(diags, attrError(a, fmt.Sprintf("compression %q is not one of gzip, zstd, none.", c)+suggest(c, Compressions)))
 			}
-			s.Compression = c
+			out.Compression = c
 		case "compression_level":
 			var lvl int
 			if err := gocty.FromCtyValue(v, &lvl); err != nil || lvl < 1 || lvl > 9 {
 				diags = append(diags, attrError(a, "compression_level is a whole number: 1 (fastest) to 9 for gzip, 1 to 4 for zstd."))
 				continue
 			}
-			s.CompressionLevel = lvl
+			out.CompressionLevel = lvl
 		case "on":
-			s.On = nil
+			out.On = nil
 			for _, e := range v.AsValueSlice() {
-				if e.IsNull() || !slices.Contains(Events, e.AsString()) {
-					diags = append(diags, attrError(a, fmt.Sprintf("on takes events among %q.", Events)))
+				if e.IsNull() || !slices.Contains(spec.Events(), e.AsString()) {
+					diags = append(diags, attrError(a, fmt.Sprintf("on takes events among %q.", spec.Events())))
 					continue
 				}
-				s.On = append(s.On, e.AsString())
+				out.On = append(out.On, e.AsString())
 			}
 		}
 	}
 
 	plugin := map[string]cty.Value{}
-	s.Secrets = nil
 	for _, a := range schema.Attributes {
 		v := val.GetAttr(a.Name)
 		plugin[a.Name] = v
+		if err := a.Type.Check(v); err != nil {
+			diags = append(diags, attrError(s.Body.Attributes[a.Name], fmt.Sprintf("%s is a %s: %v.", a.Name, a.Type, err)))
+		}
 		if a.Sensitive && !v.IsNull() && v.IsKnown() && v.Type() == cty.String && v.AsString() != "" {
-			s.Secrets = append(s.Secrets, v.AsString())
+			out.Secrets = append(out.Secrets, v.AsString())
 		}
 	}
-	s.Config = cty.ObjectVal(plugin)
+	out.Config = cty.ObjectVal(plugin)
 	if len(plugin) == 0 {
-		s.Config = cty.EmptyObjectVal
+		out.Config = cty.EmptyObjectVal
 	}
-	return diags
+	return out, diags
 }
 
 // PluginDiagnostics turns a plugin's verdict on this stage into HCL
 // diagnostics that point at the attribute at fault.
-func (s *Stage) PluginDiagnostics(ds sdk.Diagnostics) hcl.Diagnostics {
+func (s *Stage) PluginDiagnostics(ds spec.Diagnostics) hcl.Diagnostics {
 	var out hcl.Diagnostics
 	for _, d := range ds {
 		sev := hcl.DiagWarning

@@ -10,15 +10,15 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/mbk-backup/mbk/core/config"
-	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // dbSchema is a hand-made plugin schema like a dump plugin's.
-var dbSchema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "container", Type: cty.String, Required: true},
-	{Name: "port", Type: cty.Number},
-	{Name: "password", Type: cty.String, Sensitive: true},
-	{Name: "databases", Type: cty.List(cty.String)},
+var dbSchema = spec.Schema{Attributes: []spec.Attribute{
+	{Name: "container", Type: spec.String, Required: true},
+	{Name: "port", Type: spec.Int},
+	{Name: "password", Type: spec.String, Sensitive: true},
+	{Name: "databases", Type: spec.List(spec.String)},
 }}
 
 // stageOf loads a one-pipeline file whose body is given and returns the
@@ -45,7 +45,8 @@ func TestStageDecode(t *testing.T) {
     compression = "zstd"
     timeout     = "45m"
   }`, "dump")
-	if diags := s.Decode(dbSchema); diags.HasErrors() {
+	set, diags := s.Decode(dbSchema)
+	if diags.HasErrors() {
 		t.Fatalf("Decode:\n%s", diagText(diags))
 	}
 	want := cty.ObjectVal(map[string]cty.Value{
@@ -54,58 +55,62 @@ func TestStageDecode(t *testing.T) {
 		"password":  cty.StringVal("env-secret-1"),
 		"databases": cty.ListVal([]cty.Value{cty.StringVal("moodle"), cty.StringVal("other")}),
 	})
-	if !s.Config.RawEquals(want) {
-		t.Errorf("Config = %#v\nwant %#v (plugin attributes only)", s.Config, want)
+	if !set.Config.RawEquals(want) {
+		t.Errorf("Config = %#v\nwant %#v (plugin attributes only)", set.Config, want)
 	}
-	if s.Compression != "zstd" || s.Timeout != 45*time.Minute {
-		t.Errorf("compression %q timeout %v", s.Compression, s.Timeout)
+	if set.Compression != "zstd" || set.Timeout != 45*time.Minute {
+		t.Errorf("compression %q timeout %v", set.Compression, set.Timeout)
 	}
-	if !slices.Equal(s.Secrets, []string{"env-secret-1"}) {
-		t.Errorf("Secrets = %q", s.Secrets)
+	if !slices.Equal(set.Secrets, []string{"env-secret-1"}) {
+		t.Errorf("Secrets = %q", set.Secrets)
 	}
 }
 
 func TestStageDecodeDefaults(t *testing.T) {
 	t.Run("dump", func(t *testing.T) {
 		_, s, _ := stageOf(t, "", "  stage \"dump\" \"mysql\" {\n    container = \"db\"\n  }", "dump")
-		if diags := s.Decode(dbSchema); diags.HasErrors() {
+		set, diags := s.Decode(dbSchema)
+		if diags.HasErrors() {
 			t.Fatal(diagText(diags))
 		}
-		if s.Compression != "gzip" || s.Timeout != 0 || len(s.Secrets) != 0 {
-			t.Errorf("compression %q timeout %v secrets %q", s.Compression, s.Timeout, s.Secrets)
+		if set.Compression != "gzip" || set.Timeout != 0 || len(set.Secrets) != 0 {
+			t.Errorf("compression %q timeout %v secrets %q", set.Compression, set.Timeout, set.Secrets)
 		}
-		if v := s.Config.GetAttr("port"); !v.IsNull() {
+		if v := set.Config.GetAttr("port"); !v.IsNull() {
 			t.Errorf("port left out = %#v, want null", v)
 		}
 	})
 	t.Run("notify", func(t *testing.T) {
 		_, s, _ := stageOf(t, "", "  stage \"notify\" \"smtp\" {}", "notify")
-		if diags := s.Decode(sdk.Schema{}); diags.HasErrors() {
+		set, diags := s.Decode(spec.Schema{})
+		if diags.HasErrors() {
 			t.Fatal(diagText(diags))
 		}
-		if !slices.Equal(s.On, []string{"success", "failure", "warning"}) {
-			t.Errorf("On = %q, want every event", s.On)
+		if !slices.Equal(set.On, []string{"success", "failure", "warning"}) {
+			t.Errorf("On = %q, want every event", set.On)
 		}
-		if !s.Config.RawEquals(cty.EmptyObjectVal) {
-			t.Errorf("Config = %#v", s.Config)
+		if !set.Config.RawEquals(cty.EmptyObjectVal) {
+			t.Errorf("Config = %#v", set.Config)
 		}
 	})
 	t.Run("notify on", func(t *testing.T) {
 		_, s, _ := stageOf(t, "", "  stage \"notify\" \"smtp\" {\n    on = [\"failure\", \"warning\"]\n  }", "notify")
-		if diags := s.Decode(sdk.Schema{}); diags.HasErrors() {
+		set, diags := s.Decode(spec.Schema{})
+		if diags.HasErrors() {
 			t.Fatal(diagText(diags))
 		}
-		if !slices.Equal(s.On, []string{"failure", "warning"}) {
-			t.Errorf("On = %q", s.On)
+		if !slices.Equal(set.On, []string{"failure", "warning"}) {
+			t.Errorf("On = %q", set.On)
 		}
 	})
 	t.Run("archive compression none", func(t *testing.T) {
 		_, s, _ := stageOf(t, "", "  stage \"archive\" \"volume\" {\n    compression = \"none\"\n  }", "archive")
-		if diags := s.Decode(sdk.Schema{}); diags.HasErrors() {
+		set, diags := s.Decode(spec.Schema{})
+		if diags.HasErrors() {
 			t.Fatal(diagText(diags))
 		}
-		if s.Compression != "none" {
-			t.Errorf("compression %q", s.Compression)
+		if set.Compression != "none" {
+			t.Errorf("compression %q", set.Compression)
 		}
 	})
 }
@@ -115,7 +120,7 @@ func TestStageDecodeErrors(t *testing.T) {
 		name   string
 		kind   string
 		body   string // the stage block
-		schema sdk.Schema
+		schema spec.Schema
 		marker string
 		frags  []string
 	}{
@@ -140,7 +145,7 @@ func TestStageDecodeErrors(t *testing.T) {
   }`, dbSchema, "compression", []string{`compression "gzp" is not one of gzip, zstd, none`, `Did you mean "gzip"?`}},
 		{"compression not for notify", "notify", `stage "notify" "smtp" {
     compression = "gzip"
-  }`, sdk.Schema{}, "compression", []string{"Unsupported argument", `"compression"`}},
+  }`, spec.Schema{}, "compression", []string{"Unsupported argument", `"compression"`}},
 		{"on not for dump", "dump", `stage "dump" "mysql" {
     container = "db"
     on        = ["success"]
@@ -151,18 +156,18 @@ func TestStageDecodeErrors(t *testing.T) {
   }`, dbSchema, "timeout", []string{`timeout "0s" is not a positive duration`}},
 		{"bad event", "notify", `stage "notify" "smtp" {
     on = ["success", "sucess"]
-  }`, sdk.Schema{}, "on =", []string{"on takes events among"}},
+  }`, spec.Schema{}, "on =", []string{"on takes events among"}},
 		{"schema clashes with core", "dump", `stage "dump" "mysql" {
     container = "db"
-  }`, sdk.Schema{Attributes: []sdk.Attribute{{Name: "container", Type: cty.String}, {Name: "compression", Type: cty.String}}},
+  }`, spec.Schema{Attributes: []spec.Attribute{{Name: "container", Type: spec.String}, {Name: "compression", Type: spec.String}}},
 			`stage "dump"`, []string{"Plugin schema clashes with mbk", `"compression"`, `Plugin "mysql"`}},
 		{"schema clashes with name", "retain", `stage "retain" "policy" {}`,
-			sdk.Schema{Attributes: []sdk.Attribute{{Name: "name", Type: cty.String}}}, `stage "retain"`, []string{"Plugin schema clashes with mbk", `"name"`}},
+			spec.Schema{Attributes: []spec.Attribute{{Name: "name", Type: spec.String}}}, `stage "retain"`, []string{"Plugin schema clashes with mbk", `"name"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, s, src := stageOf(t, "", "  "+tt.body, tt.kind)
-			diags := s.Decode(tt.schema)
+			_, diags := s.Decode(tt.schema)
 			wantDiag(t, diags, hcl.DiagError, lineOf(t, src, tt.marker), tt.frags...)
 		})
 	}
@@ -177,7 +182,7 @@ func TestStageDecodeAllErrorsAtOnce(t *testing.T) {
     compression = "bzip2"
     timeout     = "forever"
   }`, "dump")
-	diags := s.Decode(dbSchema)
+	_, diags := s.Decode(dbSchema)
 	for _, m := range []string{"passwrd", "port", "compression", "timeout"} {
 		found := false
 		for _, d := range diags {
@@ -195,10 +200,10 @@ func TestStageDecodeAllErrorsAtOnce(t *testing.T) {
 }
 
 func TestSecretsCollected(t *testing.T) {
-	schema := sdk.Schema{Attributes: []sdk.Attribute{
-		{Name: "user", Type: cty.String},
-		{Name: "password", Type: cty.String, Sensitive: true},
-		{Name: "token", Type: cty.String, Sensitive: true},
+	schema := spec.Schema{Attributes: []spec.Attribute{
+		{Name: "user", Type: spec.String},
+		{Name: "password", Type: spec.String, Sensitive: true},
+		{Name: "token", Type: spec.String, Sensitive: true},
 	}}
 	pre := "variable \"smtp_password\" {\n  sensitive = true\n  default = \"var-secret\"\n}\n"
 	p, _, _ := stageOf(t, pre, `  stage "dump" "mysql" {
@@ -209,27 +214,32 @@ func TestSecretsCollected(t *testing.T) {
     password = var.smtp_password
     token    = ""
   }`, "dump")
-	// Before any Decode, only the sensitive variable is known.
+	// The file holds the sensitive variable; decoding does not change the
+	// loaded pipeline.
 	if got := p.Secrets(); !slices.Equal(got, []string{"var-secret"}) {
-		t.Errorf("Secrets() before Decode = %q", got)
+		t.Errorf("Secrets() = %q", got)
 	}
+	var got []string
 	for _, s := range p.Stages {
-		if d := s.Decode(schema); d.HasErrors() {
+		set, d := s.Decode(schema)
+		if d.HasErrors() {
 			t.Fatal(diagText(d))
 		}
+		got = append(got, set.Secrets...)
 	}
-	got := p.Secrets()
 	slices.Sort(got)
-	// The variable's value counts once as a variable and once as a stage
-	// attribute; the empty token is no secret; the user name is not one.
-	want := []string{"stage-secret", "var-secret", "var-secret"}
+	// The variable's value is a stage's secret too; the empty token is no
+	// secret; the user name is not one.
+	want := []string{"stage-secret", "var-secret"}
 	if !slices.Equal(got, want) {
-		t.Errorf("Secrets() = %q, want %q", got, want)
+		t.Errorf("stage secrets = %q, want %q", got, want)
 	}
-	// Decoding again does not pile the same secrets up.
-	p.Stages[0].Decode(schema)
-	if n := len(p.Secrets()); n != 3 {
-		t.Errorf("after a second Decode, %d secrets", n)
+	// Decoding again gives the same, and the pipeline still holds only its own.
+	if set, _ := p.Stages[0].Decode(schema); !slices.Equal(set.Secrets, []string{"stage-secret"}) {
+		t.Errorf("a second Decode gives %q", set.Secrets)
+	}
+	if got := p.Secrets(); !slices.Equal(got, []string{"var-secret"}) {
+		t.Errorf("Secrets() after Decode = %q", got)
 	}
 }
 
@@ -238,11 +248,11 @@ func TestPluginDiagnostics(t *testing.T) {
     container = "db"
     port      = 70000
   }`, "dump")
-	if d := s.Decode(dbSchema); d.HasErrors() {
+	if _, d := s.Decode(dbSchema); d.HasErrors() {
 		t.Fatal(diagText(d))
 	}
-	got := s.PluginDiagnostics(sdk.Diagnostics{
-		sdk.Errorf("port", "must be below %d", 65536),
+	got := s.PluginDiagnostics(spec.Diagnostics{
+		spec.Errorf("port", "must be below %d", 65536),
 		{Error: false, Summary: "no database listed: every database is dumped", Detail: "more text"},
 		{Error: true, Summary: "unknown databases", Attribute: "databases"}, // not written: the stage
 	})
@@ -270,5 +280,32 @@ func TestPluginDiagnostics(t *testing.T) {
 	}
 	if got[1].Detail != "more text" {
 		t.Errorf("detail = %q", got[1].Detail)
+	}
+}
+
+// An Int setting given a fraction is refused at the line that gives it,
+// in a list too; a whole number written as 3.0 is a whole number.
+func TestWholeNumbers(t *testing.T) {
+	schema := spec.Schema{Attributes: []spec.Attribute{
+		{Name: "port", Type: spec.Int},
+		{Name: "ports", Type: spec.List(spec.Int)},
+		{Name: "ratio", Type: spec.Number},
+	}}
+	_, s, src := stageOf(t, "", `  stage "dump" "mysql" {
+    port  = 3306.5
+    ports = [1, 2.25]
+    ratio = 0.5
+  }`, "dump")
+	_, diags := s.Decode(schema)
+	wantDiag(t, diags, hcl.DiagError, lineOf(t, src, "port  ="), "port is a whole number", "3306.5 is not a whole number")
+	wantDiag(t, diags, hcl.DiagError, lineOf(t, src, "ports ="), "ports is a list of whole number", "2.25 is not a whole number")
+	if len(diags) != 2 {
+		t.Errorf("got %d diagnostics, want 2 (ratio is a number):\n%s", len(diags), diagText(diags))
+	}
+	_, s, _ = stageOf(t, "", `  stage "dump" "mysql" {
+    port = 3.0
+  }`, "dump")
+	if set, diags := s.Decode(schema); diags.HasErrors() || set.Config.GetAttr("port").AsBigFloat().String() != "3" {
+		t.Errorf("port = 3.0: %s", diagText(diags))
 	}
 }

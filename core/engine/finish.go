@@ -77,7 +77,7 @@ func decide(ctx context.Context, s *Stage, sets []sdk.SetInfo, loc *time.Locatio
 			newest = st.Name
 		}
 	}
-	decisions, err := s.Client.Retain(ctx, s.Config, sdk.RetainInput{Sets: sets, Current: current, Location: loc})
+	decisions, err := s.Client.Retain(ctx, s.Wire, sdk.RetainInput{Sets: sets, Current: current, Location: loc})
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func (r *run) finish(ctx context.Context, stages []*Stage, now func() time.Time)
 			rep.LogTail = r.tail.get()
 		}
 		err := r.stage(nctx, s, func(ctx context.Context) error {
-			summary, err := s.Client.Notify(ctx, s.Config, rep.Status, *rep)
+			summary, err := s.Client.Notify(ctx, s.Wire, rep.Status, *rep)
 			if err == nil {
 				r.log.Info("notification sent", "stage", s.ID(), "summary", summary)
 			}
@@ -187,7 +187,7 @@ func (e *Engine) NotifyFailure(ctx context.Context, p *config.Pipeline, stages [
 		if !slices.Contains(s.On, sdk.EventFailure) {
 			continue
 		}
-		if _, err := s.Client.Notify(nctx, s.Config, sdk.EventFailure, rep); err != nil {
+		if _, err := s.Client.Notify(nctx, s.Wire, sdk.EventFailure, rep); err != nil {
 			e.Log.Error("failure notification not sent", "stage", s.ID(), "error", e.Redact.String(err.Error()))
 		}
 	}

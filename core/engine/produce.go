@@ -112,7 +112,7 @@ func (r *run) stageName(file string) string {
 // produce runs one dump or archive stage: each artifact the plugin plans is
 // streamed through the side channel into compress-hash-write, in one pass.
 func (r *run) produce(ctx context.Context, s *Stage) error {
-	arts, err := s.Client.Plan(ctx, s.Config)
+	arts, err := s.Client.Plan(ctx, s.Wire)
 	if err != nil {
 		return fmt.Errorf("plan: %w", err)
 	}
@@ -152,7 +152,7 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 	t0 := time.Now()
 	r.log.Info("writing artifact", "file", file, "compression", s.Compression)
 	tr := r.e.track(fmt.Sprintf("%s %s", s.Kind, file), -1)
-	reply, err := s.Client.Backup(ctx, s.Config, a.ID, r.name, trackWriter{sink, tr})
+	reply, err := s.Client.Backup(ctx, s.Wire, a.ID, r.name, trackWriter{sink, tr})
 	tr.Done()
 	if err != nil {
 		sink.Abort()
@@ -228,7 +228,7 @@ func (r *run) sums(ctx context.Context, stages []*Stage) ([]repo.Sum, error) {
 	}
 	for _, s := range stagesOf(stages, sdk.KindChecksum) {
 		err := r.stage(ctx, s, func(ctx context.Context) error {
-			got, err := s.Client.Sum(ctx, s.Config, r.staging, files)
+			got, err := s.Client.Sum(ctx, s.Wire, r.staging, files)
 			if err != nil {
 				return err
 			}

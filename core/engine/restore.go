@@ -59,9 +59,9 @@ func PlanRestore(stages []*Stage, m *repo.Manifest, only string) ([]RestoreStep,
 
 // Restore puts a set back: under the root's lock (no backup runs meanwhile),
 // with the site in maintenance mode when the pipeline asks for it, it streams
-// each artifact, decompressed, into its stage's plugin. options holds the
-// plugin options per stage kind.
-func (e *Engine) Restore(ctx context.Context, p *config.Pipeline, dir string, steps []RestoreStep, options map[string]map[string]string) error {
+// each artifact, decompressed, into its stage's plugin. options holds each
+// stage's restore options (BindRestore).
+func (e *Engine) Restore(ctx context.Context, p *config.Pipeline, dir string, steps []RestoreStep, options map[*Stage]BoundOptions) error {
 	lock, err := repo.Acquire(p.Root)
 	if err != nil {
 		return err
@@ -97,8 +97,14 @@ func (e *Engine) Restore(ctx context.Context, p *config.Pipeline, dir string, st
 // server; unpacking the files uses the other). A failure on one side does
 // not interrupt the other: that side is then complete, and the error says
 // which part must be restored again.
-func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, options map[string]map[string]string, parallel bool) error {
-	e.Host.Close()
+func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, options map[*Stage]BoundOptions, parallel bool) error {
+	// The plugins Prepare started that no step uses (checksum, notify,
+	// store) are not needed: stop them now rather than at the end.
+	for _, p := range e.Host.Running() {
+		if !slices.Contains(lanePlugins(steps), p) {
+			e.Host.Kill(p)
+		}
+	}
 	var lanes [][]RestoreStep
 	if parallel {
 		byKind := map[string]int{}
@@ -114,8 +120,8 @@ func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, o
 	} else {
 		lanes = [][]RestoreStep{steps}
 	}
-	// As in a run: each plugin lives only while its steps need it. A
-	// plugin both lanes use is stopped when both are done.
+	// As in a run: each plugin is stopped after its last step. A plugin
+	// both lanes use is stopped when both are done.
 	uses := map[string]int{}
 	for _, lane := range lanes {
 		for _, p := range lanePlugins(lane) {
@@ -163,7 +169,7 @@ func lanePlugins(lane []RestoreStep) []string {
 	return out
 }
 
-func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, options map[string]map[string]string) error {
+func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, options map[*Stage]BoundOptions) error {
 	a := st.Artifact
 	log := e.Log.With("file", a.File, "stage", st.Stage.ID())
 	t0 := time.Now()
@@ -179,7 +185,7 @@ func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, op
 	}
 	defer zr.Close()
 	tr := e.track("restore "+a.File, a.RawSize)
-	reply, err := st.Stage.Client.Restore(ctx, st.Stage.Config, a.ArtifactID, options[st.Stage.Kind], a.Details, trackReader{zr, tr})
+	reply, err := st.Stage.Client.Restore(ctx, st.Stage.Wire, a.ArtifactID, options[st.Stage].Wire, a.Details, trackReader{zr, tr})
 	tr.Done()
 	if err != nil {
 		return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), err)

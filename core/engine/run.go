@@ -105,10 +105,9 @@ func (e *Engine) Run(ctx context.Context, p *config.Pipeline, stages []*Stage) *
 	host, _ := os.Hostname()
 	start := now()
 	r := &run{e: e, p: p, log: e.Log.Named(p.Name), res: &Result{}, lastUse: map[string]*Stage{}}
-	// Plugins run only while a stage needs them: Prepare started them all
-	// to read their schemas; from here each starts for its first stage and
-	// stops after its last, so at most the core and one or two plugins hold
-	// memory at any time.
+	// Each plugin was started once, by Prepare, and serves every stage of
+	// the run that uses it; it is stopped after its last stage, so what is
+	// done no longer holds memory.
 	var lastStore *Stage
 	for _, s := range stages {
 		r.lastUse[s.Plugin] = s
@@ -122,9 +121,8 @@ func (e *Engine) Run(ctx context.Context, p *config.Pipeline, stages []*Stage) *
 			r.lastUse[s.Plugin] = lastStore
 		}
 	}
-	e.Host.Close()
 	r.res.Report = sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Started: start.UTC()}
-	e.Redact.Add(p.Secrets()...)
+	e.Redact.Add(Secrets(p, stages)...)
 
 	err := r.backup(ctx, stages, start)
 	if err != nil {

@@ -83,7 +83,7 @@ func putFile(ctx context.Context, s *Stage, dir, set, name string) error {
 		return err
 	}
 	// backup.log may still grow (this run logs on): copy what is there now.
-	reply, err := s.Client.Put(ctx, s.Config, set, name, st.Size(), io.LimitReader(f, st.Size()))
+	reply, err := s.Client.Put(ctx, s.Wire, set, name, st.Size(), io.LimitReader(f, st.Size()))
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", name, err)
 	}
@@ -96,7 +96,7 @@ func putFile(ctx context.Context, s *Stage, dir, set, name string) error {
 // RemoteSets lists a store's sets as retention sees them: complete when
 // manifest.json is there.
 func RemoteSets(ctx context.Context, s *Stage, loc *time.Location) ([]sdk.SetInfo, []sdk.StoredSet, error) {
-	stored, err := s.Client.List(ctx, s.Config)
+	stored, err := s.Client.List(ctx, s.Wire)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -133,7 +133,7 @@ func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, 
 		if d.Keep {
 			continue
 		}
-		if err := store.Client.DeleteSet(ctx, store.Config, d.Set); err != nil {
+		if err := store.Client.DeleteSet(ctx, store.Wire, d.Set); err != nil {
 			return decisions, fmt.Errorf("delete set %s: %w", d.Set, err)
 		}
 	}

@@ -10,7 +10,11 @@ package pluginhost
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,8 +27,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
+	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // Prefix of every plugin binary's name.
@@ -45,16 +52,20 @@ type Host struct {
 	SelfCommand func(name string) *exec.Cmd
 	log         hclog.Logger
 
+	reattach map[string]*plugin.ReattachConfig
+
 	mu      sync.Mutex
 	running map[string]*running
+	starts  int
 }
 
 type running struct {
-	pid    int // also the plugin's process group
-	client *plugin.Client
-	sdk    *sdk.Client
-	info   sdk.Info
-	path   string
+	pid     int // also the plugin's process group; 0 when reattached
+	client  *plugin.Client
+	sdk     *Client
+	info    sdk.Info
+	path    string
+	schemas map[string]spec.Schema // by kind, asked once
 }
 
 // Options configures a Host.
@@ -64,6 +75,10 @@ type Options struct {
 	// Builtins are the plugins the mbk binary serves itself.
 	Builtins []string
 	Logger   hclog.Logger
+	// Reattach names plugins already running (served with sdk.WithDebug,
+	// in a test or under a debugger) to use instead of starting a binary.
+	// MBK_REATTACH_PLUGINS adds to it.
+	Reattach map[string]*plugin.ReattachConfig
 }
 
 // New makes a host with the standard search path.
@@ -72,7 +87,15 @@ func New(opts Options) *Host {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	h := &Host{dirs: SearchPath(opts.PluginDir), builtins: opts.Builtins, log: log, running: map[string]*running{}}
+	h := &Host{dirs: SearchPath(opts.PluginDir), builtins: opts.Builtins, log: log, running: map[string]*running{}, reattach: map[string]*plugin.ReattachConfig{}}
+	if env := os.Getenv(wire.ReattachEnv); env != "" {
+		rc, err := parseReattach(env)
+		if err != nil {
+			log.Warn("ignoring "+wire.ReattachEnv, "error", err)
+		}
+		maps.Copy(h.reattach, rc)
+	}
+	maps.Copy(h.reattach, opts.Reattach)
 	h.SelfCommand = func(name string) *exec.Cmd {
 		self, err := os.Executable()
 		if err != nil {
@@ -109,6 +132,9 @@ func (h *Host) Dirs() []string { return h.dirs }
 
 // Find locates one plugin.
 func (h *Host) Find(name string) (Found, error) {
+	if _, ok := h.reattach[name]; ok {
+		return Found{Name: name, Path: "reattached"}, nil
+	}
 	for _, d := range h.dirs {
 		p := filepath.Join(d, Prefix+name)
 		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
@@ -152,8 +178,10 @@ func (h *Host) Discover() []Found {
 	return out
 }
 
-// Get returns a running plugin, starting it on first use.
-func (h *Host) Get(ctx context.Context, name string) (*sdk.Client, sdk.Info, error) {
+// Get returns a running plugin, starting it on first use. A plugin stays
+// running until Kill or Close: a run starts each plugin once, for the
+// validation, the planning and every stage it serves.
+func (h *Host) Get(ctx context.Context, name string) (*Client, sdk.Info, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r, ok := h.running[name]; ok && !r.client.Exited() {
@@ -168,7 +196,38 @@ func (h *Host) Get(ctx context.Context, name string) (*sdk.Client, sdk.Info, err
 		return nil, sdk.Info{}, err
 	}
 	h.running[name] = r
+	h.starts++
 	return r.sdk, r.info, nil
+}
+
+// Starts counts the plugin processes this host started (or reattached to).
+func (h *Host) Starts() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.starts
+}
+
+// Schema returns what a kind of a plugin accepts, asking the plugin once.
+func (h *Host) Schema(ctx context.Context, name, kind string) (spec.Schema, error) {
+	c, _, err := h.Get(ctx, name)
+	if err != nil {
+		return spec.Schema{}, err
+	}
+	h.mu.Lock()
+	r := h.running[name]
+	s, ok := r.schemas[kind]
+	h.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err = c.Schema(ctx, kind)
+	if err != nil {
+		return spec.Schema{}, err
+	}
+	h.mu.Lock()
+	r.schemas[kind] = s
+	h.mu.Unlock()
+	return s, nil
 }
 
 // Path says where a plugin was started from ("built-in" for mbk's own).
@@ -182,9 +241,21 @@ func (h *Host) Path(name string) string {
 }
 
 func (h *Host) start(ctx context.Context, f Found) (*running, error) {
+	plugins := plugin.PluginSet{wire.PluginKey: &grpcPlugin{}}
+	cfg := &plugin.ClientConfig{
+		HandshakeConfig:  wire.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{wire.ProtocolVersion: plugins},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           quiet{h.log.Named(f.Name)},
+		StartTimeout:     30 * time.Second,
+	}
 	var cmd *exec.Cmd
 	path := f.Path
-	if f.Builtin {
+	if rc, ok := h.reattach[f.Name]; ok {
+		cfg.Reattach = rc
+		// A reattached plugin negotiates no version: it serves this one.
+		cfg.Plugins = plugins
+	} else if f.Builtin {
 		cmd = h.SelfCommand(f.Name)
 		path = "built-in"
 	} else {
@@ -197,16 +268,12 @@ func (h *Host) start(ctx context.Context, f Found) (*running, error) {
 	// Its own process group: a signal for mbk's group (Ctrl-C, systemd's
 	// stop, timeout(1)) must reach mbk alone, which then cancels its calls
 	// and lets the plugins clean up, instead of killing them mid-stream.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
-	cmd.Env = []string{"MBK_PLUGIN_NAME=" + f.Name} // go-plugin adds the host environment
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		VersionedPlugins: sdk.PluginSets(nil),
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           quiet{h.log.Named(f.Name)},
-		StartTimeout:     30 * time.Second,
-	})
+	if cmd != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+		cmd.Env = []string{"MBK_PLUGIN_NAME=" + f.Name} // go-plugin adds the host environment
+		cfg.Cmd = cmd
+	}
+	client := plugin.NewClient(cfg)
 	fail := func(err error) (*running, error) {
 		client.Kill()
 		return nil, fmt.Errorf("plugin %q (%s): %w", f.Name, path, err)
@@ -215,11 +282,11 @@ func (h *Host) start(ctx context.Context, f Found) (*running, error) {
 	if err != nil {
 		return fail(fmt.Errorf("start: %w", err))
 	}
-	raw, err := rpc.Dispense("mbk")
+	raw, err := rpc.Dispense(wire.PluginKey)
 	if err != nil {
 		return fail(err)
 	}
-	c, ok := raw.(*sdk.Client)
+	c, ok := raw.(*Client)
 	if !ok {
 		return fail(fmt.Errorf("unexpected client type %T", raw))
 	}
@@ -232,7 +299,57 @@ func (h *Host) start(ctx context.Context, f Found) (*running, error) {
 	if info.Name != f.Name {
 		return fail(fmt.Errorf("the binary says it is plugin %q", info.Name))
 	}
-	return &running{pid: cmd.Process.Pid, client: client, sdk: c, info: info, path: path}, nil
+	r := &running{client: client, sdk: c, info: info, path: path, schemas: map[string]spec.Schema{}}
+	if cmd != nil {
+		r.pid = cmd.Process.Pid
+	}
+	return r, nil
+}
+
+// grpcPlugin is the host's end of go-plugin's plugin entry.
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+}
+
+func (grpcPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
+	return errors.New("the host serves no plugin")
+}
+
+func (grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return newClient(c), nil
+}
+
+// parseReattach reads MBK_REATTACH_PLUGINS, as a plugin in debug mode
+// prints it.
+func parseReattach(s string) (map[string]*plugin.ReattachConfig, error) {
+	var in map[string]struct {
+		Protocol        string
+		ProtocolVersion int
+		Pid             int
+		Test            bool
+		Addr            struct{ Network, String string }
+	}
+	if err := json.Unmarshal([]byte(s), &in); err != nil {
+		return nil, err
+	}
+	out := map[string]*plugin.ReattachConfig{}
+	for name, r := range in {
+		var addr net.Addr
+		switch r.Addr.Network {
+		case "unix":
+			addr = &net.UnixAddr{Name: r.Addr.String, Net: "unix"}
+		case "tcp":
+			a, err := net.ResolveTCPAddr("tcp", r.Addr.String)
+			if err != nil {
+				return nil, fmt.Errorf("plugin %q: %w", name, err)
+			}
+			addr = a
+		default:
+			return nil, fmt.Errorf("plugin %q: unknown network %q", name, r.Addr.Network)
+		}
+		out[name] = &plugin.ReattachConfig{Protocol: plugin.Protocol(r.Protocol), ProtocolVersion: r.ProtocolVersion, Pid: r.Pid, Test: r.Test, Addr: addr}
+	}
+	return out, nil
 }
 
 // Kill stops one plugin, e.g. after it timed out, so its children stop too.
@@ -266,3 +383,18 @@ func (h *Host) Close() {
 		r.stop()
 	}
 }
+
+// Running lists the plugins running now.
+func (h *Host) Running() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.running))
+	for name := range h.running {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ProtocolVersion is the plugin protocol this host speaks.
+const ProtocolVersion = wire.ProtocolVersion

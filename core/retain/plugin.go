@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/mbk-backup/mbk/core/sdk"
@@ -22,11 +21,11 @@ var (
 )
 
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "keep_days", Type: cty.Number, Description: "Keep every set made within this many days of the newest set (the seed's BACKUP_RETENTION_DAYS)."},
-	{Name: "keep_last", Type: cty.Number, Description: "Keep the newest N sets."},
-	{Name: "keep_daily", Type: cty.Number, Description: "Keep the newest set of each of the last N days that have one."},
-	{Name: "keep_weekly", Type: cty.Number, Description: "Keep the newest set of each of the last N ISO weeks that have one."},
-	{Name: "keep_monthly", Type: cty.Number, Description: "Keep the newest set of each of the last N months that have one."},
+	{Name: "keep_days", Type: sdk.Int, Description: "Keep every set made within this many days of the newest set (the seed's BACKUP_RETENTION_DAYS)."},
+	{Name: "keep_last", Type: sdk.Int, Description: "Keep the newest N sets."},
+	{Name: "keep_daily", Type: sdk.Int, Description: "Keep the newest set of each of the last N days that have one."},
+	{Name: "keep_weekly", Type: sdk.Int, Description: "Keep the newest set of each of the last N ISO weeks that have one."},
+	{Name: "keep_monthly", Type: sdk.Int, Description: "Keep the newest set of each of the last N months that have one."},
 }}
 
 // Describe implements sdk.Plugin.

@@ -35,7 +35,7 @@ func TestPluginDescribeAndSchema(t *testing.T) {
 	schema, _ := p.Schema(sdk.KindRetain)
 	for _, name := range []string{"keep_days", "keep_last", "keep_daily", "keep_weekly", "keep_monthly"} {
 		a, ok := schema.Attribute(name)
-		if !ok || !a.Type.Equals(cty.Number) || a.Required || a.Sensitive || a.Description == "" {
+		if !ok || a.Type != sdk.Int || a.Required || a.Sensitive || a.Description == "" {
 			t.Errorf("attribute %s = %+v, %v", name, a, ok)
 		}
 	}
@@ -52,8 +52,9 @@ func TestValidateConfig(t *testing.T) {
 		{"valid", map[string]cty.Value{"keep_days": cty.NumberIntVal(14), "keep_last": cty.NumberIntVal(3)}, nil, false},
 		{"zero is allowed", map[string]cty.Value{"keep_days": cty.NumberIntVal(0), "keep_monthly": cty.NumberIntVal(6)}, nil, false},
 		{"negative", map[string]cty.Value{"keep_last": cty.NumberIntVal(-1)}, []string{"keep_last"}, false},
-		{"fractional", map[string]cty.Value{"keep_days": cty.NumberFloatVal(1.5)}, []string{"keep_days"}, false},
-		{"several at once", map[string]cty.Value{"keep_daily": cty.NumberFloatVal(0.5), "keep_weekly": cty.NumberIntVal(-2), "keep_last": cty.NumberIntVal(2)},
+		// 1.5 never reaches the plugin: its schema says Int, and the core
+		// refuses it with the file and line (core/config TestWholeNumbers).
+		{"several at once", map[string]cty.Value{"keep_daily": cty.NumberIntVal(-5), "keep_weekly": cty.NumberIntVal(-2), "keep_last": cty.NumberIntVal(2)},
 			[]string{"keep_daily", "keep_weekly"}, false},
 		// Valid-looking but beyond int: it must fail at validate time, not
 		// at retention time after a backup has been made.

@@ -3,7 +3,10 @@ package sdk
 import (
 	"context"
 	"io"
+	"os"
 	"time"
+
+	"github.com/mbk-backup/mbk/core/internal/wire"
 )
 
 // Plugin is what every plugin implements. It serves the kinds it lists in
@@ -51,8 +54,11 @@ type BackupResult struct {
 type RestoreRequest struct {
 	Config   Config
 	Artifact string
-	Options  map[string]string
-	Details  map[string]any // what the backup recorded
+	// Options are the restore options the stage's schema declares
+	// (Schema.RestoreOptions), as `mbk restore` set them, defaults filled
+	// in: decode them like the settings.
+	Options Config
+	Details map[string]any // what the backup recorded
 }
 
 // RestoreResult is what a Source reports after a restore.
@@ -65,6 +71,10 @@ type RestoreResult struct {
 // only when it is complete; returning nil vouches for every byte. w is also a
 // FileSender, for file contents that need not pass through the plugin.
 // Restore reads the raw stream from r to its end.
+//
+// A Source declares in Schema(kind).RestoreOptions what a restore may ask of
+// it (a target database, a target volume, whether to replace what is there):
+// the core knows no plugin's option names.
 type Source interface {
 	Plan(ctx context.Context, cfg Config) ([]Artifact, error)
 	Backup(ctx context.Context, req BackupRequest, w io.Writer) (BackupResult, error)
@@ -112,32 +122,22 @@ type Retainer interface {
 
 // Notifier serves the notify kind.
 type Notifier interface {
-	// Notify sends the report; event is success, failure, warning or test.
+	// Notify sends the report; event is one of the Event constants.
 	Notify(ctx context.Context, cfg Config, event string, r Report) (summary string, err error)
 }
 
-// Diagnostic is a problem found in a config.
-type Diagnostic struct {
-	Error     bool
-	Summary   string
-	Detail    string
-	Attribute string
+// FileSender is implemented by the writer a Source's Backup gets: SendFile
+// writes the next n bytes of f into the stream straight from the page cache
+// (sendfile(2) into the side channel's socket), where Write would have the
+// plugin copy them into its memory and out again. Bytes written before and
+// after keep their order.
+//
+// It returns how many bytes it sent: fewer than n only when f ended first,
+// with a nil error. ErrNoSendFile, with nothing sent, says the file's
+// filesystem cannot do it: write the bytes instead.
+type FileSender interface {
+	SendFile(f *os.File, n int64) (int64, error)
 }
 
-// Diagnostics is a list of problems.
-type Diagnostics []Diagnostic
-
-// HasErrors reports whether any diagnostic is an error.
-func (d Diagnostics) HasErrors() bool {
-	for _, x := range d {
-		if x.Error {
-			return true
-		}
-	}
-	return false
-}
-
-// Errorf returns an error diagnostic about an attribute ("" for the stage).
-func Errorf(attribute, format string, args ...any) Diagnostic {
-	return Diagnostic{Error: true, Summary: sprintf(format, args...), Attribute: attribute}
-}
+// ErrNoSendFile says sendfile(2) refused the file: use Write.
+var ErrNoSendFile = wire.ErrNoSendFile

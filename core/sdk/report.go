@@ -1,11 +1,10 @@
 package sdk
 
 import (
-	"fmt"
 	"time"
-)
 
-var sprintf = fmt.Sprintf
+	"github.com/mbk-backup/mbk/core/spec"
+)
 
 // Report is what a run tells its notifiers. It never holds a secret.
 type Report struct {
@@ -53,8 +52,9 @@ type ArtifactReport struct {
 
 // Event names for Notifier.Notify and the `on` setting.
 const (
-	EventSuccess = "success"
-	EventFailure = "failure"
-	EventWarning = "warning"
-	EventTest    = "test"
+	EventSuccess = spec.EventSuccess
+	EventFailure = spec.EventFailure
+	EventWarning = spec.EventWarning
+	// EventTest is sent by `mbk notify test`.
+	EventTest = spec.EventTest
 )

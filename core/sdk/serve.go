@@ -3,10 +3,13 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -16,32 +19,162 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	pb "github.com/mbk-backup/mbk/core/sdk/proto"
+	"github.com/mbk-backup/mbk/core/internal/wire"
+	"github.com/mbk-backup/mbk/core/internal/wire/pb"
 )
 
-// Serve runs a plugin. It returns only when the host is done with it. Run by
-// hand, the binary explains that it is a plugin and exits.
-func Serve(factory func(log hclog.Logger) Plugin) {
-	log := hclog.New(&hclog.LoggerOptions{
-		Level:      hclog.Debug,
-		Output:     os.Stderr,
-		JSONFormat: true,
-	})
-	plugin.Serve(ServeConfig(factory(log), log))
+// ServeOpt changes how Serve runs a plugin.
+type ServeOpt func(*serveOptions)
+
+type serveOptions struct {
+	log hclog.Logger
+	// debug, when set, serves in this process (go-plugin's test mode)
+	// instead of for a host that started the binary.
+	debug *plugin.ServeTestConfig
+	// managed prints the reattach settings and waits for Ctrl-C.
+	managed bool
 }
 
-// ServeConfig is the go-plugin configuration Serve uses, for hosts that serve
-// a plugin from inside their own binary.
-func ServeConfig(impl Plugin, log hclog.Logger) *plugin.ServeConfig {
-	g := newGrace(log)
-	return &plugin.ServeConfig{
-		HandshakeConfig:  Handshake,
-		VersionedPlugins: PluginSets(impl),
-		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.UnaryInterceptor(g.intercept))...)
-		},
-		Logger: log,
+// WithLogger sets the plugin's logger. By default it writes JSON to stderr,
+// which the host re-levels and adds to its own log.
+func WithLogger(log hclog.Logger) ServeOpt { return func(o *serveOptions) { o.log = log } }
+
+// WithDebug serves the plugin inside this process, for a test or a
+// debugger, until ctx ends: the settings a host needs to reach it are sent
+// on reattach, and closed (if not nil) is closed once it has stopped. A host
+// reaches such a plugin through MBK_REATTACH_PLUGINS, or
+// pluginhost.Options.Reattach in Go.
+func WithDebug(ctx context.Context, reattach chan<- *plugin.ReattachConfig, closed chan<- struct{}) ServeOpt {
+	return func(o *serveOptions) {
+		o.debug = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
 	}
+}
+
+// WithManagedDebug serves the plugin inside this process (run it under a
+// debugger: `dlv exec mbk-plugin-NAME -- -debug`) and prints the
+// MBK_REATTACH_PLUGINS setting under which mbk uses it instead of starting
+// the binary. It serves until interrupted (Ctrl-C).
+func WithManagedDebug() ServeOpt { return func(o *serveOptions) { o.managed = true } }
+
+// Main is the whole main function of a plugin binary: it serves the plugin
+// named name (with -debug: in managed debug mode, see WithManagedDebug) and
+// exits non-zero with the reason when serving fails.
+func Main(name string, factory func(log hclog.Logger) Plugin) {
+	fs := flag.NewFlagSet(filepath.Base(os.Args[0]), flag.ExitOnError)
+	debug := fs.Bool("debug", false, "serve in this process for a debugger and print the MBK_REATTACH_PLUGINS setting for mbk")
+	_ = fs.Parse(os.Args[1:])
+	var opts []ServeOpt
+	if *debug {
+		opts = append(opts, WithManagedDebug())
+	}
+	if err := Serve(name, factory, opts...); err != nil {
+		fmt.Fprintf(os.Stderr, "mbk-plugin-%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+// Serve runs the plugin named name. It returns when the host is done with
+// it, or at once with an error when the plugin cannot be served: its
+// Describe names another plugin or no kind, or a schema it declares is
+// broken. Run by hand, the binary explains that it is a plugin and exits.
+func Serve(name string, factory func(log hclog.Logger) Plugin, opts ...ServeOpt) error {
+	var o serveOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: os.Stderr, JSONFormat: !o.managed})
+	}
+	impl := factory(o.log)
+	if err := check(name, impl); err != nil {
+		return err
+	}
+	cfg := &plugin.ServeConfig{
+		HandshakeConfig:  wire.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{wire.ProtocolVersion: {wire.PluginKey: &grpcPlugin{impl: impl}}},
+		Logger:           o.log,
+	}
+	if o.managed {
+		return serveManaged(name, cfg)
+	}
+	g := &grace{ctx: context.Background()}
+	if o.debug != nil {
+		g.ctx = o.debug.Context
+	} else {
+		// Only a plugin process of its own stops itself on SIGTERM.
+		g = newGrace(o.log)
+	}
+	cfg.GRPCServer = func(opts []grpc.ServerOption) *grpc.Server {
+		return grpc.NewServer(append(opts, grpc.UnaryInterceptor(g.intercept))...)
+	}
+	cfg.Test = o.debug
+	plugin.Serve(cfg)
+	return nil
+}
+
+// check refuses a plugin the core could not use, before any host sees it.
+func check(name string, impl Plugin) error {
+	info := impl.Describe()
+	if info.Name != name {
+		return fmt.Errorf("Describe names plugin %q, but it is served as %q", info.Name, name)
+	}
+	if len(info.Kinds) == 0 {
+		return fmt.Errorf("plugin %q serves no stage kind", name)
+	}
+	for _, k := range info.Kinds {
+		if !slices.Contains(Kinds(), k) {
+			return fmt.Errorf("plugin %q claims kind %q; the kinds are %v", name, k, Kinds())
+		}
+		s, err := impl.Schema(k)
+		if err != nil {
+			return fmt.Errorf("plugin %q: schema of %s: %w", name, k, err)
+		}
+		if err := s.Check(); err != nil {
+			return fmt.Errorf("plugin %q: schema of %s: %w", name, k, err)
+		}
+		if len(s.RestoreOptions) > 0 && k != KindDump && k != KindArchive {
+			return fmt.Errorf("plugin %q: only dump and archive stages restore, but %s declares restore options", name, k)
+		}
+	}
+	return nil
+}
+
+// serveManaged serves in this process and prints how to reach it.
+func serveManaged(name string, cfg *plugin.ServeConfig) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	reattach := make(chan *plugin.ReattachConfig, 1)
+	closed := make(chan struct{})
+	cfg.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
+	go plugin.Serve(cfg)
+	select {
+	case rc := <-reattach:
+		b, err := json.Marshal(map[string]reattachJSON{name: toReattachJSON(rc)})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("Plugin %q is serving in debug mode. Run mbk with:\n\n\t%s='%s'\n\nCtrl-C stops it.\n", name, wire.ReattachEnv, b)
+	case <-closed:
+		return errors.New("the plugin stopped before it could be reached")
+	}
+	<-closed
+	return nil
+}
+
+// reattachJSON is go-plugin's reattach settings in the form
+// MBK_REATTACH_PLUGINS holds them (its Addr is an interface).
+type reattachJSON struct {
+	Protocol        string
+	ProtocolVersion int
+	Pid             int
+	Test            bool
+	Addr            struct{ Network, String string }
+}
+
+func toReattachJSON(rc *plugin.ReattachConfig) reattachJSON {
+	r := reattachJSON{Protocol: string(rc.Protocol), ProtocolVersion: rc.ProtocolVersion, Pid: rc.Pid, Test: rc.Test}
+	r.Addr.Network, r.Addr.String = rc.Addr.Network(), rc.Addr.String()
+	return r
 }
 
 // graceTime is how long a plugin told to stop (SIGTERM) gives its calls in
@@ -88,20 +221,13 @@ func (g *grace) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo,
 	return h(ctx, req)
 }
 
-// PluginSets is the go-plugin version map; impl is nil on the host side.
-func PluginSets(impl Plugin) map[int]plugin.PluginSet {
-	return map[int]plugin.PluginSet{
-		ProtocolVersion: {pluginKey: &grpcPlugin{impl: impl}},
-	}
-}
-
 type grpcPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	impl Plugin
 }
 
 func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	srv := &server{impl: p.impl}
+	srv := newServer(p.impl)
 	pb.RegisterPluginServer(s, &pluginServer{server: srv})
 	kinds := p.impl.Describe().Kinds
 	if src, ok := p.impl.(Source); ok {
@@ -127,18 +253,84 @@ func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	return nil
 }
 
-func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return newClient(c), nil
+// GRPCClient belongs to the host (core/pluginhost).
+func (p *grpcPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("the plugin side has no client")
 }
 
-type server struct{ impl Plugin }
+// server decodes each stage's settings once: a run sends the same wire form
+// for validation, planning and every artifact, and the plugin process lives
+// for the whole run.
+type server struct {
+	impl Plugin
+
+	mu      sync.Mutex
+	schemas map[string]Schema
+	configs map[string]Config // by kind and wire form
+}
+
+// maxConfigs bounds the decoded settings kept: a run has a few stages.
+const maxConfigs = 64
+
+func newServer(impl Plugin) *server {
+	return &server{impl: impl, schemas: map[string]Schema{}, configs: map[string]Config{}}
+}
+
+func (s *server) schema(kind string) (Schema, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sc, ok := s.schemas[kind]; ok {
+		return sc, nil
+	}
+	sc, err := s.impl.Schema(kind)
+	if err != nil {
+		return Schema{}, err
+	}
+	s.schemas[kind] = sc
+	return sc, nil
+}
 
 func (s *server) config(p *pb.Config) (Config, error) {
-	schema, err := s.impl.Schema(p.GetKind())
+	key := p.GetKind() + "\x00" + string(p.GetMsgpack())
+	s.mu.Lock()
+	c, ok := s.configs[key]
+	s.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	schema, err := s.schema(p.GetKind())
 	if err != nil {
 		return Config{}, err
 	}
-	return decodeConfig(p, schema)
+	v, err := wire.DecodeValue(p.GetMsgpack(), schema.Attributes)
+	if err != nil {
+		return Config{}, fmt.Errorf("decode %s settings: %w", p.GetKind(), err)
+	}
+	c = Config{Kind: p.GetKind(), Value: withDefaults(v, schema.Attributes)}
+	s.mu.Lock()
+	if len(s.configs) >= maxConfigs {
+		clear(s.configs)
+	}
+	s.configs[key] = c
+	s.mu.Unlock()
+	return c, nil
+}
+
+// restoreOptions decodes a restore's options against the kind's schema.
+func (s *server) restoreOptions(kind string, b []byte) (Config, error) {
+	schema, err := s.schema(kind)
+	if err != nil {
+		return Config{}, err
+	}
+	// None sent: every option left out.
+	v, err := objectOf(schema.RestoreOptions, nil)
+	if len(b) > 0 {
+		v, err = wire.DecodeValue(b, schema.RestoreOptions)
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("decode the restore options: %w", err)
+	}
+	return Config{Kind: restoreKind, Value: withDefaults(v, schema.RestoreOptions)}, nil
 }
 
 type pluginServer struct {
@@ -152,11 +344,11 @@ func (s *pluginServer) Describe(context.Context, *pb.Empty) (*pb.DescribeRespons
 }
 
 func (s *pluginServer) GetSchema(_ context.Context, r *pb.SchemaRequest) (*pb.SchemaResponse, error) {
-	schema, err := s.impl.Schema(r.GetKind())
+	schema, err := s.schema(r.GetKind())
 	if err != nil {
 		return nil, err
 	}
-	return schema.toProto()
+	return wire.SchemaToProto(schema)
 }
 
 func (s *pluginServer) ValidateConfig(ctx context.Context, r *pb.ConfigRequest) (*pb.DiagnosticsResponse, error) {
@@ -168,7 +360,7 @@ func (s *pluginServer) ValidateConfig(ctx context.Context, r *pb.ConfigRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return diagsToProto(v.ValidateConfig(ctx, cfg)), nil
+	return wire.DiagsToProto(v.ValidateConfig(ctx, cfg)), nil
 }
 
 func (s *pluginServer) Preflight(ctx context.Context, r *pb.ConfigRequest) (*pb.DiagnosticsResponse, error) {
@@ -180,7 +372,7 @@ func (s *pluginServer) Preflight(ctx context.Context, r *pb.ConfigRequest) (*pb.
 	if err != nil {
 		return nil, err
 	}
-	return diagsToProto(v.Preflight(ctx, cfg)), nil
+	return wire.DiagsToProto(v.Preflight(ctx, cfg)), nil
 }
 
 // sourceServer is shared by the dump and archive services: both produce
@@ -211,12 +403,12 @@ func (s sourceServer) Backup(ctx context.Context, r *pb.BackupRequest) (*pb.Back
 	if err != nil {
 		return nil, err
 	}
-	conn, err := dial(r.GetSocket())
+	conn, err := wire.Dial(r.GetSocket())
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	sw := newStreamWriter(conn)
+	sw := wire.NewStreamWriter(conn)
 	res, err := s.src.Backup(ctx, BackupRequest{Config: cfg, Artifact: r.GetArtifactId(), Set: r.GetSet()}, sw)
 	if err != nil {
 		return nil, err
@@ -233,7 +425,7 @@ func (s sourceServer) Backup(ctx context.Context, r *pb.BackupRequest) (*pb.Back
 	if err != nil {
 		return nil, fmt.Errorf("encode details: %w", err)
 	}
-	return &pb.BackupResponse{Bytes: sw.n, DetailsJson: details, InfoFile: res.InfoFile, InfoText: res.InfoText}, nil
+	return &pb.BackupResponse{Bytes: sw.N, DetailsJson: details, InfoFile: res.InfoFile, InfoText: res.InfoText}, nil
 }
 
 func (s sourceServer) Restore(ctx context.Context, r *pb.RestoreRequest) (*pb.RestoreResponse, error) {
@@ -241,27 +433,29 @@ func (s sourceServer) Restore(ctx context.Context, r *pb.RestoreRequest) (*pb.Re
 	if err != nil {
 		return nil, err
 	}
-	var details map[string]any
-	if len(r.GetDetailsJson()) > 0 {
-		if err := json.Unmarshal(r.GetDetailsJson(), &details); err != nil {
-			return nil, fmt.Errorf("decode details: %w", err)
-		}
+	opts, err := s.restoreOptions(r.GetConfig().GetKind(), r.GetOptionsMsgpack())
+	if err != nil {
+		return nil, err
 	}
-	conn, err := dial(r.GetSocket())
+	details, err := wire.DecodeDetails(r.GetDetailsJson())
+	if err != nil {
+		return nil, err
+	}
+	conn, err := wire.Dial(r.GetSocket())
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	cr := &countingReader{r: conn}
-	res, err := s.src.Restore(ctx, RestoreRequest{Config: cfg, Artifact: r.GetArtifactId(), Options: r.GetOptions(), Details: details}, cr)
+	cr := &wire.CountingReader{R: conn}
+	res, err := s.src.Restore(ctx, RestoreRequest{Config: cfg, Artifact: r.GetArtifactId(), Options: opts, Details: details}, cr)
 	if err != nil {
 		return nil, err
 	}
 	var one [1]byte
 	if n, _ := io.ReadFull(cr, one[:]); n > 0 {
-		return nil, errShortRead
+		return nil, wire.ErrShortRead
 	}
-	return &pb.RestoreResponse{Bytes: cr.n, Summary: res.Summary}, nil
+	return &pb.RestoreResponse{Bytes: cr.N, Summary: res.Summary}, nil
 }
 
 // The dump and archive services have the same shape; sourceServer serves both.
@@ -351,20 +545,4 @@ func (s *notifyServer) Send(ctx context.Context, r *pb.NotifyRequest) (*pb.Notif
 		return nil, err
 	}
 	return &pb.NotifyResponse{Summary: summary}, nil
-}
-
-func diagsToProto(ds Diagnostics) *pb.DiagnosticsResponse {
-	out := &pb.DiagnosticsResponse{}
-	for _, d := range ds {
-		out.Diagnostics = append(out.Diagnostics, &pb.Diagnostic{Error: d.Error, Summary: d.Summary, Detail: d.Detail, Attribute: d.Attribute})
-	}
-	return out
-}
-
-func diagsFromProto(p *pb.DiagnosticsResponse) Diagnostics {
-	var out Diagnostics
-	for _, d := range p.GetDiagnostics() {
-		out = append(out, Diagnostic{Error: d.Error, Summary: d.Summary, Detail: d.Detail, Attribute: d.Attribute})
-	}
-	return out
 }

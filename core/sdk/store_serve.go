@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"slices"
 
-	pb "github.com/mbk-backup/mbk/core/sdk/proto"
+	"github.com/mbk-backup/mbk/core/internal/wire"
+	"github.com/mbk-backup/mbk/core/internal/wire/pb"
 )
 
 // storeServer serves the store kind. Put reads the file from the core's side
@@ -42,7 +43,7 @@ func (s *storeServer) Put(ctx context.Context, r *pb.StorePutRequest) (*pb.Store
 	if r.GetSize() < 0 {
 		return nil, fmt.Errorf("size %d is negative", r.GetSize())
 	}
-	conn, err := dial(r.GetSocket())
+	conn, err := wire.Dial(r.GetSocket())
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +54,7 @@ func (s *storeServer) Put(ctx context.Context, r *pb.StorePutRequest) (*pb.Store
 		return nil, err
 	}
 	if sr.left > 0 {
-		return nil, errShortRead
+		return nil, wire.ErrShortRead
 	}
 	return &pb.StorePutResponse{Bytes: sr.read(), Location: loc}, nil
 }
@@ -66,12 +67,12 @@ func (s *storeServer) Get(ctx context.Context, r *pb.StoreGetRequest) (*pb.Store
 	if err := checkStoreNames(r.GetSet(), r.GetFile()); err != nil {
 		return nil, err
 	}
-	conn, err := dial(r.GetSocket())
+	conn, err := wire.Dial(r.GetSocket())
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	cw := &countingWriter{w: conn}
+	cw := &wire.CountingWriter{W: conn}
 	if err := s.impl.Get(ctx, cfg, r.GetSet(), r.GetFile(), cw); err != nil {
 		return nil, err
 	}
@@ -80,7 +81,7 @@ func (s *storeServer) Get(ctx context.Context, r *pb.StoreGetRequest) (*pb.Store
 	if err := conn.Close(); err != nil {
 		return nil, fmt.Errorf("close the stream: %w", err)
 	}
-	return &pb.StoreGetResponse{Bytes: cw.n}, nil
+	return &pb.StoreGetResponse{Bytes: cw.N}, nil
 }
 
 func (s *storeServer) List(ctx context.Context, r *pb.ConfigRequest) (*pb.StoreListResponse, error) {

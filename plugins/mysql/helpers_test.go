@@ -83,3 +83,13 @@ func addBigTable(t testing.TB, m *testenv.MariaDB, db string) {
 	m.SQL(t, "USE "+quoteIdent(db)+"; CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(255)) ENGINE=InnoDB;"+
 		"INSERT INTO big SELECT seq, REPEAT(MD5(seq), 6) FROM seq_1_to_400000;")
 }
+
+// ropts are restore options as `mbk restore` would send them, from strings.
+func ropts(t testing.TB, opts map[string]string) sdk.Config {
+	t.Helper()
+	c, err := sdk.NewRestoreOptions(sdk.Schema{RestoreOptions: restoreOptions}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -62,7 +62,7 @@ CREATE VIEW v AS SELECT k, COUNT(*) AS n FROM t GROUP BY k;`)
 			target := fmt.Sprintf("bulk%d", jobs)
 			rcfg := dbConfig(t, m.Container, "bulk", map[string]cty.Value{"restore_jobs": cty.NumberIntVal(jobs)})
 			rr, err := p.Restore(testContext(t), sdk.RestoreRequest{Config: rcfg, Artifact: "bulk",
-				Options: map[string]string{optTarget: target}, Details: res.Details}, bytes.NewReader(dump))
+				Options: ropts(t, map[string]string{optTarget: target}), Details: res.Details}, bytes.NewReader(dump))
 			if err != nil {
 				t.Fatalf("restore: %v", err)
 			}
@@ -105,7 +105,7 @@ CREATE VIEW v AS SELECT k, COUNT(*) AS n FROM t GROUP BY k;`)
 		})
 		rcfg := dbConfig(t, m.Container, "bulk", map[string]cty.Value{"restore_jobs": cty.NumberIntVal(3)})
 		_, err := p.Restore(testContext(t), sdk.RestoreRequest{Config: rcfg, Artifact: "bulk",
-			Options: map[string]string{optTarget: "broken"}, Details: res.Details}, bytes.NewReader(bad))
+			Options: ropts(t, map[string]string{optTarget: "broken"}), Details: res.Details}, bytes.NewReader(bad))
 		if err == nil || !strings.Contains(err.Error(), "nosuch") || !strings.Contains(err.Error(), "doesn't exist") {
 			t.Fatalf("restore of a broken dump: %v, want the server's words about table nosuch", err)
 		}
@@ -122,7 +122,7 @@ CREATE VIEW v AS SELECT k, COUNT(*) AS n FROM t GROUP BY k;`)
 		r := &cancelAfter{r: bytes.NewReader(dump), n: len(dump) / 3, cancel: func() { cancel(stop) }}
 		rcfg := dbConfig(t, m.Container, "bulk", map[string]cty.Value{"restore_jobs": cty.NumberIntVal(3)})
 		_, err := p.Restore(ctx, sdk.RestoreRequest{Config: rcfg, Artifact: "bulk",
-			Options: map[string]string{optTarget: "cancelled"}, Details: res.Details}, r)
+			Options: ropts(t, map[string]string{optTarget: "cancelled"}), Details: res.Details}, r)
 		if !errors.Is(err, stop) {
 			t.Fatalf("restore cancelled midway: %v, want the cause", err)
 		}

@@ -13,7 +13,7 @@ import (
 const version = "0.1.0"
 
 func main() {
-	sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
+	sdk.Main("mysql", func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
 }
 
 type plugin struct {

@@ -10,18 +10,34 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/zclconf/go-cty/cty"
+
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
-// Restore options (RestoreRequest.Options).
+// Restore options (RestoreRequest.Options), declared in restoreOptions.
 const (
 	// optTarget names the database to restore into; default: the one dumped.
 	optTarget = "target_database"
-	// optReplace = "true" drops a target database that already holds tables.
-	// Without it such a target is refused: loading a dump over other tables
-	// would leave a mixture no check could vouch for.
+	// optReplace drops a target database that already holds tables. Without
+	// it such a target is refused: loading a dump over other tables would
+	// leave a mixture no check could vouch for.
 	optReplace = "replace"
 )
+
+// restoreOptions is what `mbk restore` may ask of a dump stage.
+var restoreOptions = []sdk.Attribute{
+	{Name: optTarget, Type: sdk.String, Flag: "target-database",
+		Description: "Database to restore into; default: the database that was dumped."},
+	{Name: optReplace, Type: sdk.Bool, Flag: "clean", Default: cty.False,
+		Description: "Drop and recreate a target database that already holds tables, views, routines or events; without it such a target is refused."},
+}
+
+// restoreOpts are the decoded restore options.
+type restoreOpts struct {
+	Target  string `cty:"target_database"`
+	Replace bool   `cty:"replace"`
+}
 
 // Restore loads a dump into a new or empty database, created with the
 // recorded character set and collation, then checks that every table the
@@ -35,10 +51,11 @@ func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 	if err != nil {
 		return sdk.RestoreResult{}, err
 	}
-	if err := checkOptions(req.Options); err != nil {
+	var opts restoreOpts
+	if err := req.Options.Decode(&opts); err != nil {
 		return sdk.RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}
-	target := cmp.Or(req.Options[optTarget], d.Database, req.Artifact)
+	target := cmp.Or(opts.Target, d.Database, req.Artifact)
 	switch {
 	case target == "":
 		return sdk.RestoreResult{}, errors.New("restore: no target database: set the option " + optTarget)
@@ -50,35 +67,18 @@ func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 		return sdk.RestoreResult{}, fmt.Errorf("restore database %q: %w", target, err)
 	}
 	defer ss.Close()
-	summary, err := p.restore(ctx, ss, req.Options, d, recorded, target, s.RestoreJobs, r)
+	summary, err := p.restore(ctx, ss, opts, d, recorded, target, s.RestoreJobs, r)
 	if err != nil {
 		return sdk.RestoreResult{}, fmt.Errorf("restore database %q %s: %w", target, ss.at, err)
 	}
 	return sdk.RestoreResult{Summary: summary}, nil
 }
 
-// checkOptions refuses options it does not know: a misspelt target_database
-// must not send a restore (with replace=true) onto the live database.
-func checkOptions(opts map[string]string) error {
-	for k, v := range opts {
-		switch k {
-		case optTarget:
-		case optReplace:
-			if v != "true" && v != "false" {
-				return fmt.Errorf("option %s must be true or false, not %q", optReplace, v)
-			}
-		default:
-			return fmt.Errorf("unknown option %q (this plugin knows %s and %s)", k, optTarget, optReplace)
-		}
-	}
-	return nil
-}
-
-func (p *plugin) restore(ctx context.Context, ss *session, opts map[string]string, d details, recorded bool, target string, jobs int, r io.Reader) (string, error) {
+func (p *plugin) restore(ctx context.Context, ss *session, opts restoreOpts, d details, recorded bool, target string, jobs int, r io.Reader) (string, error) {
 	if err := ss.needSQL(); err != nil {
 		return "", err
 	}
-	if err := p.prepareTarget(ctx, ss, opts[optReplace] == "true", d, target); err != nil {
+	if err := p.prepareTarget(ctx, ss, opts.Replace, d, target); err != nil {
 		return "", err
 	}
 
@@ -133,7 +133,7 @@ func (p *plugin) prepareTarget(ctx context.Context, ss *session, replace bool, d
 	}
 	if n := len(cur.Tables) + len(cur.Views) + cur.Routines + cur.Events; n > 0 {
 		if !replace {
-			return fmt.Errorf("the database already holds %d tables, views, routines or events; restore into a new database (option %s) or allow replacing it (option %s=true)", n, optTarget, optReplace)
+			return fmt.Errorf("the database already holds %d tables, views, routines or events; restore into a new database (--target-database) or allow replacing it (--clean, option %s)", n, optReplace)
 		}
 		p.log.Warn("dropping the existing database to replace it", "database", target)
 		_, err = ss.query(ctx, "DROP DATABASE "+quoteIdent(target)+"; CREATE DATABASE "+quoteIdent(target)+spec+";")

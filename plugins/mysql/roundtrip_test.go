@@ -133,7 +133,7 @@ func TestRoundTrip(t *testing.T) {
 	// Into another server, under another name: the dump must not care.
 	dstCfg := dbConfig(t, dst.Container, "moodle", nil)
 	restore := func(opts map[string]string) (sdk.RestoreResult, error) {
-		return p.Restore(testContext(t), sdk.RestoreRequest{Config: dstCfg, Artifact: "moodle", Options: opts, Details: res.Details}, bytes.NewReader(dump))
+		return p.Restore(testContext(t), sdk.RestoreRequest{Config: dstCfg, Artifact: "moodle", Options: ropts(t, opts), Details: res.Details}, bytes.NewReader(dump))
 	}
 	rr, err := restore(map[string]string{optTarget: "copy"})
 	if err != nil {
@@ -195,7 +195,7 @@ func TestRoundTrip(t *testing.T) {
 		bad := maps.Clone(res.Details)
 		bad["rows"] = map[string]any{"mdl_log": 6, "mdl_text": 7, "mdl_blob": 3, "mdl_num": 5, "mdl weird`name (x)": 2, "mdl_empty": 0}
 		_, err := p.Restore(testContext(t), sdk.RestoreRequest{Config: dstCfg, Artifact: "moodle",
-			Options: map[string]string{optTarget: "copy2"}, Details: bad}, bytes.NewReader(dump))
+			Options: ropts(t, map[string]string{optTarget: "copy2"}), Details: bad}, bytes.NewReader(dump))
 		if err == nil || !strings.Contains(err.Error(), "mdl_text (6 rows, the dump held 7)") {
 			t.Fatalf("restore against wrong counts: %v", err)
 		}
@@ -203,7 +203,7 @@ func TestRoundTrip(t *testing.T) {
 	t.Run("broken dump", func(t *testing.T) {
 		cut := append(bytes.Clone(dump[:len(dump)/2]), []byte("\nTHIS IS NOT SQL;\n")...)
 		_, err := p.Restore(testContext(t), sdk.RestoreRequest{Config: dstCfg, Artifact: "moodle",
-			Options: map[string]string{optTarget: "copy3"}, Details: res.Details}, bytes.NewReader(cut))
+			Options: ropts(t, map[string]string{optTarget: "copy3"}), Details: res.Details}, bytes.NewReader(cut))
 		if err == nil || !strings.Contains(err.Error(), "ERROR 1064") {
 			t.Fatalf("restore of a broken dump: %v", err)
 		}
@@ -221,7 +221,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("details after --ignore-table and --where: %+v", d)
 		}
 		rr, err := p.Restore(testContext(t), sdk.RestoreRequest{Config: dstCfg, Artifact: "moodle",
-			Options: map[string]string{optTarget: "partial"}, Details: res.Details}, bytes.NewReader(dump))
+			Options: ropts(t, map[string]string{optTarget: "partial"}), Details: res.Details}, bytes.NewReader(dump))
 		if err != nil {
 			t.Fatalf("restore: %v", err)
 		}

@@ -58,7 +58,7 @@ func TestPasswordStaysSecret(t *testing.T) {
 	}
 
 	rr, err := p.Restore(testContext(t), sdk.RestoreRequest{Config: cfg, Artifact: "moodle",
-		Options: map[string]string{optReplace: "true"}, Details: res.Details}, bytes.NewReader(w.buf.Bytes()))
+		Options: ropts(t, map[string]string{optReplace: "true"}), Details: res.Details}, bytes.NewReader(w.buf.Bytes()))
 	if err != nil {
 		t.Fatalf("restore with the password: %v", err)
 	}

@@ -81,33 +81,33 @@ type settings struct {
 const defaultPort = 3306
 
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "container", Type: cty.String,
+	{Name: "container", Type: sdk.String,
 		Description: "Name or ID of the container the database server runs in. Use this or compose_project + compose_service."},
-	{Name: "compose_project", Type: cty.String,
+	{Name: "compose_project", Type: sdk.String,
 		Description: "Docker Compose project of the database container (with compose_service)."},
-	{Name: "compose_service", Type: cty.String,
+	{Name: "compose_service", Type: sdk.String,
 		Description: "Docker Compose service of the database container (with compose_project)."},
-	{Name: "host", Type: cty.String,
+	{Name: "host", Type: sdk.String,
 		Description: "Host name or IP address of a database server reached over TCP, instead of container or compose_project + compose_service. The clients then run on mbk's machine (from its PATH), or in client_container."},
-	{Name: "port", Type: cty.Number,
+	{Name: "port", Type: sdk.Int,
 		Description: "TCP port of the server at host. Default: 3306."},
-	{Name: "client_container", Type: cty.String,
+	{Name: "client_container", Type: sdk.String,
 		Description: "With host: run the clients inside this container (through the Docker exec API) instead of on mbk's machine; host and port are then as that container sees them."},
-	{Name: "database", Type: cty.String,
+	{Name: "database", Type: sdk.String,
 		Description: "The database to dump. Use exactly one of database, databases, all_databases."},
-	{Name: "databases", Type: cty.List(cty.String),
+	{Name: "databases", Type: sdk.List(sdk.String),
 		Description: "Several databases to dump, one artifact each."},
-	{Name: "all_databases", Type: cty.Bool,
+	{Name: "all_databases", Type: sdk.Bool,
 		Description: "Dump every database on the server except information_schema, performance_schema, sys and mysql."},
-	{Name: "user", Type: cty.String, Default: cty.StringVal("root"),
+	{Name: "user", Type: sdk.String, Default: cty.StringVal("root"),
 		Description: "Database user the dump runs as."},
-	{Name: "password", Type: cty.String, Sensitive: true,
+	{Name: "password", Type: sdk.String, Sensitive: true,
 		Description: "Password of user. It reaches the client only as MYSQL_PWD in its environment, never on a command line. Leave it out to use an option file (~/.my.cnf) where the client runs."},
-	{Name: "extra_args", Type: cty.List(cty.String),
+	{Name: "extra_args", Type: sdk.List(sdk.String),
 		Description: "More options for the dump client (not for the SQL client), e.g. [\"--ignore-table=moodle.mdl_cache\"]. Passwords are refused here."},
-	{Name: "client", Type: cty.String,
+	{Name: "client", Type: sdk.String,
 		Description: "Dump program: \"mariadb-dump\" or \"mysqldump\" (or a path), where the clients run. Default: the first of mariadb-dump, mysqldump found there."},
-	{Name: "restore_jobs", Type: cty.Number, Default: cty.NumberIntVal(defaultRestoreJobs),
+	{Name: "restore_jobs", Type: sdk.Int, Default: cty.NumberIntVal(defaultRestoreJobs),
 		Description: "Connections a restore loads the dump through, side by side (1 to 16; default 2). The server runs each on one thread: 2 suits a 2-core server, 1 loads the dump as one stream, as `mariadb < dump.sql` does."},
 }}
 
@@ -118,7 +118,7 @@ func (p *plugin) Schema(kind string) (sdk.Schema, error) {
 	if kind != sdk.KindDump {
 		return sdk.Schema{}, fmt.Errorf("the mysql plugin serves only the %q kind, not %q", sdk.KindDump, kind)
 	}
-	return schema, nil
+	return sdk.Schema{Attributes: schema.Attributes, RestoreOptions: restoreOptions}, nil
 }
 
 // systemDatabases are never dumped by all_databases: they belong to the server.

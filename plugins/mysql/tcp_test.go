@@ -81,7 +81,7 @@ func TestTCPRoundTrip(t *testing.T) {
 	restore := func(cfg sdk.Config, target string, res sdk.BackupResult, dump []byte) {
 		t.Helper()
 		rr, err := p.Restore(testContext(t), sdk.RestoreRequest{Config: cfg, Artifact: "moodle",
-			Options: map[string]string{optTarget: target}, Details: res.Details}, bytes.NewReader(dump))
+			Options: ropts(t, map[string]string{optTarget: target}), Details: res.Details}, bytes.NewReader(dump))
 		if err != nil {
 			t.Fatalf("restore into %q: %v", target, err)
 		}
@@ -230,7 +230,7 @@ func TestTCPErrors(t *testing.T) {
 		}
 		// The SQL client gets it the same way: restore next to the original.
 		rr, err := p.Restore(testContext(t), sdk.RestoreRequest{Config: cfg, Artifact: "moodle",
-			Options: map[string]string{optTarget: "moodle_copy"}, Details: res.Details}, bytes.NewReader(w.buf.Bytes()))
+			Options: ropts(t, map[string]string{optTarget: "moodle_copy"}), Details: res.Details}, bytes.NewReader(w.buf.Bytes()))
 		if err != nil {
 			t.Fatalf("restore: %v", err)
 		}

@@ -19,7 +19,7 @@ const (
 )
 
 func main() {
-	sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
+	sdk.Main("s3", func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
 }
 
 type plugin struct {
@@ -43,23 +43,23 @@ func (p *plugin) Describe() sdk.Info {
 }
 
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "endpoint", Type: cty.String,
+	{Name: "endpoint", Type: sdk.String,
 		Description: "S3-compatible server as host[:port] or https://host[:port]; empty for AWS."},
-	{Name: "region", Type: cty.String, Default: cty.StringVal(defaultRegion),
+	{Name: "region", Type: sdk.String, Default: cty.StringVal(defaultRegion),
 		Description: "Region the requests are signed for."},
-	{Name: "bucket", Type: cty.String, Required: true,
+	{Name: "bucket", Type: sdk.String, Required: true,
 		Description: "Bucket the sets go to; it must exist."},
-	{Name: "prefix", Type: cty.String,
+	{Name: "prefix", Type: sdk.String,
 		Description: "Key prefix inside the bucket, without a leading slash: files go to <prefix>/<set>/<file>."},
-	{Name: "access_key", Type: cty.String, Sensitive: true,
+	{Name: "access_key", Type: sdk.String, Sensitive: true,
 		Description: "Access key ID; when unset, AWS_ACCESS_KEY_ID and the AWS shared files (~/.aws) are used."},
-	{Name: "secret_key", Type: cty.String, Sensitive: true,
+	{Name: "secret_key", Type: sdk.String, Sensitive: true,
 		Description: "Secret access key, with access_key."},
-	{Name: "path_style", Type: cty.Bool,
+	{Name: "path_style", Type: sdk.Bool,
 		Description: "Address the bucket in the path (https://host/bucket/key) instead of the host name; default true when endpoint is set."},
-	{Name: "ca_file", Type: cty.String,
+	{Name: "ca_file", Type: sdk.String,
 		Description: "PEM file of extra CAs to trust, for a server with a private CA."},
-	{Name: "insecure", Type: cty.Bool, Default: cty.False,
+	{Name: "insecure", Type: sdk.Bool, Default: cty.False,
 		Description: "Plain HTTP to the endpoint (a local MinIO): anyone on the path can read the backups."},
 }}
 

@@ -21,7 +21,7 @@ const (
 )
 
 func main() {
-	sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
+	sdk.Main("sftp", func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
 }
 
 type plugin struct {
@@ -45,19 +45,19 @@ func (p *plugin) Describe() sdk.Info {
 }
 
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "host", Type: cty.String, Required: true,
+	{Name: "host", Type: sdk.String, Required: true,
 		Description: "SFTP server name or address."},
-	{Name: "port", Type: cty.Number, Default: cty.NumberIntVal(defaultPort),
+	{Name: "port", Type: sdk.Int, Default: cty.NumberIntVal(defaultPort),
 		Description: "SSH port."},
-	{Name: "user", Type: cty.String, Required: true,
+	{Name: "user", Type: sdk.String, Required: true,
 		Description: "Account to log in as."},
-	{Name: "key_file", Type: cty.String, Required: true,
+	{Name: "key_file", Type: sdk.String, Required: true,
 		Description: "Private key (OpenSSH or PEM) to log in with."},
-	{Name: "key_passphrase", Type: cty.String, Sensitive: true,
+	{Name: "key_passphrase", Type: sdk.String, Sensitive: true,
 		Description: "Passphrase of key_file, when it is encrypted."},
-	{Name: "known_hosts", Type: cty.String, Required: true,
+	{Name: "known_hosts", Type: sdk.String, Required: true,
 		Description: "known_hosts file holding the server's host key; an unknown or changed key is refused."},
-	{Name: "path", Type: cty.String,
+	{Name: "path", Type: sdk.String,
 		Description: "Remote directory of the sets, created when missing; relative to the login directory unless absolute."},
 }}
 

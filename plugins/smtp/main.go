@@ -15,7 +15,7 @@ import (
 const version = "0.1.0"
 
 func main() {
-	sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
+	sdk.Main("smtp", func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
 }
 
 type plugin struct {
@@ -41,33 +41,33 @@ func (p *plugin) Describe() sdk.Info {
 // schema is the notify stage's settings. The core itself handles `on` and
 // `timeout`, which every notify stage has, so they are not declared here.
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "host", Type: cty.String, Required: true,
+	{Name: "host", Type: sdk.String, Required: true,
 		Description: "SMTP server name or address."},
-	{Name: "port", Type: cty.Number,
+	{Name: "port", Type: sdk.Int,
 		Description: "SMTP server port; default 465 for tls = \"implicit\", 587 for \"starttls\", 25 for \"none\"."},
-	{Name: "tls", Type: cty.String, Default: cty.StringVal(tlsStartTLS),
+	{Name: "tls", Type: sdk.String, Default: cty.StringVal(tlsStartTLS),
 		Description: "\"implicit\" (TLS from the first byte), \"starttls\" (required, never opportunistic) or \"none\"."},
-	{Name: "ca_file", Type: cty.String,
+	{Name: "ca_file", Type: sdk.String,
 		Description: "PEM file of extra CAs to trust, for a server with a private CA. Verification is always on."},
-	{Name: "insecure_skip_verify", Type: cty.Bool, Default: cty.False,
+	{Name: "insecure_skip_verify", Type: sdk.Bool, Default: cty.False,
 		Description: "Do not verify the server's certificate. Anyone on the path can then read the password and the report."},
-	{Name: "auth", Type: cty.String,
+	{Name: "auth", Type: sdk.String,
 		Description: "\"plain\", \"login\", \"xoauth2\" or \"none\"; default \"plain\" when username is set, else \"none\"."},
-	{Name: "username", Type: cty.String,
+	{Name: "username", Type: sdk.String,
 		Description: "Login name for AUTH."},
-	{Name: "password", Type: cty.String, Sensitive: true,
+	{Name: "password", Type: sdk.String, Sensitive: true,
 		Description: "Password for AUTH PLAIN and LOGIN."},
-	{Name: "oauth2_token", Type: cty.String, Sensitive: true,
+	{Name: "oauth2_token", Type: sdk.String, Sensitive: true,
 		Description: "OAuth 2 access token for AUTH XOAUTH2 (Office 365, Gmail)."},
-	{Name: "from", Type: cty.String, Required: true,
+	{Name: "from", Type: sdk.String, Required: true,
 		Description: "Sender, optionally with a display name: \"Moodle Backups <backups@example.com>\"."},
-	{Name: "to", Type: cty.List(cty.String), Required: true,
+	{Name: "to", Type: sdk.List(sdk.String), Required: true,
 		Description: "Recipients (at least one)."},
-	{Name: "cc", Type: cty.List(cty.String),
+	{Name: "cc", Type: sdk.List(sdk.String),
 		Description: "Copy recipients."},
-	{Name: "bcc", Type: cty.List(cty.String),
+	{Name: "bcc", Type: sdk.List(sdk.String),
 		Description: "Blind copy recipients: in the envelope, not in the headers."},
-	{Name: "subject", Type: cty.String, Default: cty.StringVal(defaultSubject),
+	{Name: "subject", Type: sdk.String, Default: cty.StringVal(defaultSubject),
 		Description: "Go text/template over the report (.Pipeline, .Host, .Set, .Status, ...) plus .Event and .Outcome (OK, FAILED, WARNING, TEST)."},
 }}
 

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
-	"github.com/dustin/go-humanize"
 	htmltemplate "html/template"
 	"os"
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/wneessen/go-mail"
 

@@ -69,7 +69,7 @@ func FuzzRestoreHost(f *testing.F) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_, _ = p.Restore(ctx, sdk.RestoreRequest{Config: cfg, Artifact: artifactID, Options: map[string]string{"target_path": target}}, bytes.NewReader(archive))
+		_, _ = p.Restore(ctx, sdk.RestoreRequest{Config: cfg, Artifact: artifactID, Options: ropts(t, map[string]string{"target_path": target})}, bytes.NewReader(archive))
 		if after := snapshot(t, base, target); after != before {
 			t.Fatalf("the restore changed things outside its target:\n--- before\n%s--- after\n%s", before, after)
 		}

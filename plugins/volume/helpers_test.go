@@ -91,7 +91,7 @@ func restoreFrom(t testing.TB, p *plugin, cfg sdk.Config, opts map[string]string
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	return p.Restore(ctx, sdk.RestoreRequest{Config: cfg, Artifact: artifactID, Options: opts}, r)
+	return p.Restore(ctx, sdk.RestoreRequest{Config: cfg, Artifact: artifactID, Options: ropts(t, opts)}, r)
 }
 
 func restoreFile(t testing.TB, p *plugin, cfg sdk.Config, opts map[string]string, file string) (sdk.RestoreResult, error) {
@@ -307,4 +307,14 @@ func helpersLeft(t testing.TB, vol string) []string {
 		}
 	}
 	return out
+}
+
+// ropts are restore options as `mbk restore` would send them, from strings.
+func ropts(t testing.TB, opts map[string]string) sdk.Config {
+	t.Helper()
+	c, err := sdk.NewRestoreOptions(sdk.Schema{RestoreOptions: restoreOptions}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -74,5 +74,5 @@ import (
 )
 
 func main() {
-	sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
+	sdk.Main("volume", func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
 }

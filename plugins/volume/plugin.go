@@ -66,19 +66,19 @@ func (p *plugin) Schema(kind string) (sdk.Schema, error) {
 		excl[i] = cty.StringVal(e)
 	}
 	return sdk.Schema{Attributes: []sdk.Attribute{
-		{Name: "volume", Type: cty.String,
+		{Name: "volume", Type: sdk.String,
 			Description: "Named Docker volume holding moodledata. Exclusive with container/path."},
-		{Name: "container", Type: cty.String,
+		{Name: "container", Type: sdk.String,
 			Description: "Running container (name or ID) holding moodledata at `path`."},
-		{Name: "path", Type: cty.String,
+		{Name: "path", Type: sdk.String,
 			Description: "Absolute path of moodledata: inside `container` when set, else on the host."},
-		{Name: "exclude", Type: cty.List(cty.String), Default: cty.ListVal(excl),
+		{Name: "exclude", Type: sdk.List(sdk.String), Default: cty.ListVal(excl),
 			Description: "Patterns relative to the source root, path.Match globs per component; a pattern without a slash matches a top-level name; a matched directory is excluded with everything below it."},
-		{Name: "read", Type: cty.String, Default: cty.StringVal("auto"),
+		{Name: "read", Type: sdk.String, Default: cty.StringVal("auto"),
 			Description: "How a volume is read: auto (straight from its directory when mbk runs on the Docker host and the volume is a plain local one; through the Engine's archive API otherwise) or engine (always the archive API)."},
-		{Name: "artifact", Type: cty.String, Default: cty.StringVal("moodledata"),
+		{Name: "artifact", Type: sdk.String, Default: cty.StringVal("moodledata"),
 			Description: "Base name of the artifact file (<artifact>_<set>.tar.gz)."},
-	}}, nil
+	}, RestoreOptions: restoreOptions}, nil
 }
 
 func (p *plugin) decode(cfg sdk.Config) (config, error) {

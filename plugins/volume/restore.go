@@ -8,15 +8,24 @@ import (
 	"io"
 	"path"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/volume"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/mbk-backup/mbk/core/docker"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
+
+// restoreOptions is what `mbk restore` may ask of an archive stage.
+var restoreOptions = []sdk.Attribute{
+	{Name: "target_volume", Type: sdk.String, Flag: "target-volume",
+		Description: "Docker volume to restore into; default: the stage's volume (or container path)."},
+	{Name: "target_path", Type: sdk.String, Flag: "target-path",
+		Description: "Absolute host directory to restore into."},
+	{Name: "clean", Type: sdk.Bool, Flag: "clean", Default: cty.False,
+		Description: "Empty a target that holds files first; without it such a target is refused."},
+}
 
 // restoreOpts are the options of a restore.
 type restoreOpts struct {
@@ -25,34 +34,16 @@ type restoreOpts struct {
 	clean  bool
 }
 
-var knownOptions = []string{"target_volume", "target_path", "clean"}
-
-func parseOptions(m map[string]string) (restoreOpts, error) {
-	var o restoreOpts
-	var unknown []string
-	for k, v := range m {
-		switch k {
-		case "target_volume":
-			o.volume = v
-		case "target_path":
-			o.path = v
-		case "clean":
-			switch strings.ToLower(v) {
-			case "", "false":
-			case "true":
-				o.clean = true
-			default:
-				return o, fmt.Errorf(`restore option clean must be "true" or "false", not %q`, v)
-			}
-		default:
-			unknown = append(unknown, k)
-		}
+func parseOptions(cfg sdk.Config) (restoreOpts, error) {
+	var d struct {
+		Volume string `cty:"target_volume"`
+		Path   string `cty:"target_path"`
+		Clean  bool   `cty:"clean"`
 	}
-	if len(unknown) > 0 {
-		// A misspelt target must not silently restore over the source.
-		sort.Strings(unknown)
-		return o, fmt.Errorf("unknown restore option %s (known: %s)", strings.Join(quoteAll(unknown), ", "), strings.Join(knownOptions, ", "))
+	if err := cfg.Decode(&d); err != nil {
+		return restoreOpts{}, err
 	}
+	o := restoreOpts{volume: d.Volume, path: d.Path, clean: d.Clean}
 	if o.volume != "" && o.path != "" {
 		return o, errors.New("set target_volume or target_path, not both")
 	}

@@ -3,9 +3,10 @@ package main
 import (
 	"archive/tar"
 	"fmt"
-	"github.com/dustin/go-humanize"
 	"sort"
 	"strings"
+
+	"github.com/dustin/go-humanize"
 )
 
 const (

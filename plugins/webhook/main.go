@@ -32,11 +32,11 @@ type settings struct {
 }
 
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "url", Type: cty.String, Required: true, Sensitive: true,
+	{Name: "url", Type: sdk.String, Required: true, Sensitive: true,
 		Description: "Where to send the report. Sensitive: incoming-webhook URLs embed their token."},
-	{Name: "method", Type: cty.String, Default: cty.StringVal("POST")},
-	{Name: "headers", Type: cty.Map(cty.String), Description: "Extra request headers."},
-	{Name: "template", Type: cty.String,
+	{Name: "method", Type: sdk.String, Default: cty.StringVal("POST")},
+	{Name: "headers", Type: sdk.Map(sdk.String), Description: "Extra request headers."},
+	{Name: "template", Type: sdk.String,
 		Description: "A Go text/template over the report producing the body; the JSON report when unset. The json function quotes a string: {\"text\": {{json .Pipeline}}}."},
 }}
 
@@ -131,5 +131,5 @@ func redactURL(err error, raw string) error {
 }
 
 func main() {
-	sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &webhook{log: log} })
+	sdk.Main("webhook", func(log hclog.Logger) sdk.Plugin { return &webhook{log: log} })
 }

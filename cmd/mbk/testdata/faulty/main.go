@@ -28,16 +28,16 @@ type settings struct {
 }
 
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "mode", Type: cty.String, Required: true, Description: "ok, crash, hang, hang-child, error, slow"},
-	{Name: "size", Type: cty.Number, Default: cty.NumberIntVal(1 << 20)},
-	{Name: "seconds", Type: cty.Number, Default: cty.NumberIntVal(0), Description: "slow: spread the bytes over this many seconds"},
-	{Name: "gate", Type: cty.String, Default: cty.StringVal(""), Description: "slow: after half the bytes, wait until this file exists"},
-	{Name: "pidfile", Type: cty.String, Default: cty.StringVal(""), Description: "hang-child: write the child's PID here"},
+	{Name: "mode", Type: sdk.String, Required: true, Description: "ok, crash, hang, hang-child, error, slow"},
+	{Name: "size", Type: sdk.Int, Default: cty.NumberIntVal(1 << 20)},
+	{Name: "seconds", Type: sdk.Int, Default: cty.NumberIntVal(0), Description: "slow: spread the bytes over this many seconds"},
+	{Name: "gate", Type: sdk.String, Default: cty.StringVal(""), Description: "slow: after half the bytes, wait until this file exists"},
+	{Name: "pidfile", Type: sdk.String, Default: cty.StringVal(""), Description: "hang-child: write the child's PID here"},
 }}
 
 // retainSchema: the faulty retention policy, a liar the engine must not obey.
 var retainSchema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "mode", Type: cty.String, Required: true, Description: "delete-all: a verdict deleting every set; delete-all-but-newest: every set but the newest complete one, incomplete ones too"},
+	{Name: "mode", Type: sdk.String, Required: true, Description: "delete-all: a verdict deleting every set; delete-all-but-newest: every set but the newest complete one, incomplete ones too"},
 }}
 
 func (f *faulty) Describe() sdk.Info {

@@ -1,4 +1,4 @@
-package sdk
+package wire
 
 import (
 	"net"
@@ -29,7 +29,7 @@ func TestSideChannelBuffer(t *testing.T) {
 		defer c.Close()
 		accepted <- sndbuf(t, c)
 	}()
-	c, err := dial(sc.path)
+	c, err := Dial(sc.path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@
 // - protoc             v3.21.12
 // source: mbk.proto
 
-package proto
+package pb
 
 import (
 	context "context"

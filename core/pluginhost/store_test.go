@@ -1,4 +1,4 @@
-package sdk_test
+package pluginhost_test
 
 import (
 	"bytes"
@@ -14,12 +14,12 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/mbk-backup/mbk/core/internal/wire/pb"
 	"github.com/mbk-backup/mbk/core/sdk"
-	pb "github.com/mbk-backup/mbk/core/sdk/proto"
 )
 
 var storeSchema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "bucket", Type: cty.String, Required: true},
+	{Name: "bucket", Type: sdk.String, Required: true},
 }}
 
 // memStore is a fake store plugin that keeps files in memory. Each test can
@@ -131,13 +131,13 @@ func (m *memStore) Delete(_ context.Context, cfg sdk.Config, set string) error {
 }
 
 func storeConfig(t *testing.T) *pb.Config {
-	return wire(t, sdk.KindStore, storeSchema, map[string]cty.Value{"bucket": cty.StringVal("backups")})
+	return encode(t, sdk.KindStore, storeSchema, map[string]cty.Value{"bucket": cty.StringVal("backups")})
 }
 
 func TestKinds(t *testing.T) {
 	want := []string{"dump", "archive", "checksum", "retain", "store", "notify"}
-	if !reflect.DeepEqual(sdk.Kinds, want) {
-		t.Errorf("Kinds = %v, want %v", sdk.Kinds, want)
+	if !reflect.DeepEqual(sdk.Kinds(), want) {
+		t.Errorf("Kinds = %v, want %v", sdk.Kinds(), want)
 	}
 }
 
@@ -175,12 +175,12 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []sdk.StoredSet{
-		{Name: "2024-02-29_03-00-00", Files: []sdk.StoredFile{{"SHA256SUMS", 3}}},
+		{Name: "2024-02-29_03-00-00", Files: []sdk.StoredFile{{Name: "SHA256SUMS", Size: 3}}},
 		{Name: set, Files: []sdk.StoredFile{
-			{"SHA256SUMS", int64(len(files[1].data))},
-			{"empty.txt", 0},
-			{sdk.ManifestFile, int64(len(files[3].data))},
-			{"moodle_2024-03-01_03-00-00.sql.gz", int64(len(big))},
+			{Name: "SHA256SUMS", Size: int64(len(files[1].data))},
+			{Name: "empty.txt", Size: 0},
+			{Name: sdk.ManifestFile, Size: int64(len(files[3].data))},
+			{Name: "moodle_2024-03-01_03-00-00.sql.gz", Size: int64(len(big))},
 		}},
 	}
 	if !reflect.DeepEqual(sets, want) {

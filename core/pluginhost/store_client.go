@@ -1,4 +1,4 @@
-package sdk
+package pluginhost
 
 import (
 	"context"
@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 
-	pb "github.com/mbk-backup/mbk/core/sdk/proto"
+	"github.com/mbk-backup/mbk/core/internal/wire"
+	"github.com/mbk-backup/mbk/core/internal/wire/pb"
+	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 // PutReply is what a store plugin said about one file it stored.
@@ -20,14 +22,14 @@ type PutReply struct {
 // exactly the bytes sent. A reader that ends before size bytes or holds more
 // is an error of its own, reported as the cause.
 func (c *Client) Put(ctx context.Context, cfg *pb.Config, set, file string, size int64, r io.Reader) (PutReply, error) {
-	src := &errReader{r: r}
+	src := &wire.ErrReader{R: r}
 	// Any failure closes without CloseWrite, so the plugin's reader fails
 	// short instead of seeing a clean end of file.
 	send := func(conn *net.UnixConn) (int64, error, bool) {
 		n, err := io.CopyN(conn, src, size)
 		switch {
-		case src.err != nil:
-			return n, fmt.Errorf("reading %s: %w", file, src.err), true
+		case src.Err != nil:
+			return n, fmt.Errorf("reading %s: %w", file, src.Err), true
 		case err == io.EOF:
 			return n, fmt.Errorf("%s ended after %d of the %d bytes announced", file, n, size), true
 		case err != nil:
@@ -40,7 +42,7 @@ func (c *Client) Put(ctx context.Context, cfg *pb.Config, set, file string, size
 		return n, conn.CloseWrite(), false
 	}
 	var resp *pb.StorePutResponse
-	n, err := push(ctx, send, func(ctx context.Context, socket string) (int64, error) {
+	n, err := wire.Push(ctx, send, func(ctx context.Context, socket string) (int64, error) {
 		var err error
 		resp, err = c.store.Put(ctx, &pb.StorePutRequest{Config: cfg, Set: set, File: file, Size: size, Socket: socket})
 		return resp.GetBytes(), err
@@ -55,7 +57,7 @@ func (c *Client) Put(ctx context.Context, cfg *pb.Config, set, file string, size
 // succeeds only when the call returned OK and the bytes w received match the
 // count the plugin reported.
 func (c *Client) Get(ctx context.Context, cfg *pb.Config, set, file string, w io.Writer) (int64, error) {
-	return pull(ctx, w, file, func(ctx context.Context, socket string) (int64, error) {
+	return wire.Pull(ctx, w, file, func(ctx context.Context, socket string) (int64, error) {
 		r, err := c.store.Get(ctx, &pb.StoreGetRequest{Config: cfg, Set: set, File: file, Socket: socket})
 		return r.GetBytes(), err
 	})
@@ -63,16 +65,16 @@ func (c *Client) Get(ctx context.Context, cfg *pb.Config, set, file string, w io
 
 // List asks a store plugin for every set it holds, complete or not, sorted
 // by name with each set's files sorted by name.
-func (c *Client) List(ctx context.Context, cfg *pb.Config) ([]StoredSet, error) {
+func (c *Client) List(ctx context.Context, cfg *pb.Config) ([]sdk.StoredSet, error) {
 	r, err := c.store.List(ctx, &pb.ConfigRequest{Config: cfg})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, wire.RPCError(err)
 	}
-	var out []StoredSet
+	var out []sdk.StoredSet
 	for _, s := range r.GetSets() {
-		set := StoredSet{Name: s.GetName()}
+		set := sdk.StoredSet{Name: s.GetName()}
 		for _, f := range s.GetFiles() {
-			set.Files = append(set.Files, StoredFile{Name: f.GetName(), Size: f.GetSize()})
+			set.Files = append(set.Files, sdk.StoredFile{Name: f.GetName(), Size: f.GetSize()})
 		}
 		out = append(out, set)
 	}
@@ -82,20 +84,5 @@ func (c *Client) List(ctx context.Context, cfg *pb.Config) ([]StoredSet, error) 
 // DeleteSet asks a store plugin to remove a whole set, manifest.json first.
 func (c *Client) DeleteSet(ctx context.Context, cfg *pb.Config, set string) error {
 	_, err := c.store.Delete(ctx, &pb.StoreDeleteRequest{Config: cfg, Set: set})
-	return rpcError(err)
-}
-
-// errReader remembers the first error of the reader it wraps, to tell the
-// core's read failures from the plugin's.
-type errReader struct {
-	r   io.Reader
-	err error
-}
-
-func (e *errReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF && e.err == nil {
-		e.err = err
-	}
-	return n, err
+	return wire.RPCError(err)
 }

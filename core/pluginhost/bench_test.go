@@ -1,4 +1,4 @@
-package sdk_test
+package pluginhost_test
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/hashicorp/go-plugin"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/mbk-backup/mbk/core/internal/wire"
+	"github.com/mbk-backup/mbk/core/internal/wire/pb"
 	"github.com/mbk-backup/mbk/core/sdk"
-	pb "github.com/mbk-backup/mbk/core/sdk/proto"
 )
 
 // The side channel's cost, for `make bench` (scripts/bench.sh) and by hand:
@@ -43,7 +43,7 @@ func BenchmarkSideChannelBackup(b *testing.B) {
 			p := &source{backup: func(ctx context.Context, _ sdk.BackupRequest, w io.Writer) (sdk.BackupResult, error) {
 				return sdk.BackupResult{}, produce(ctx, w, chunk, benchBytes)
 			}}
-			c := connectBench(b, p)
+			c := connect(b, p)
 			cfg := benchConfig(b)
 			measureCPU(b, benchBytes, func() {
 				reply, err := c.Backup(context.Background(), cfg, "db:moodle", "s", sinkWriter{})
@@ -63,7 +63,7 @@ func BenchmarkSideChannelRestore(b *testing.B) {
 				_, err := io.Copy(sinkWriter{}, r)
 				return sdk.RestoreResult{}, err
 			}}
-			c := connectBench(b, p)
+			c := connect(b, p)
 			cfg := benchConfig(b)
 			measureCPU(b, benchBytes, func() {
 				reply, err := c.Restore(context.Background(), cfg, "db:moodle", nil, nil, &generator{chunk: chunk, left: benchBytes})
@@ -149,26 +149,14 @@ func cpuSeconds(b *testing.B) float64 {
 	return tv(ru.Utime) + tv(ru.Stime)
 }
 
-// connectBench is connect (fake_test.go) for benchmarks.
-func connectBench(b *testing.B, impl sdk.Plugin) *sdk.Client {
-	b.Helper()
-	client, _ := plugin.TestPluginGRPCConn(b, false, sdk.PluginSets(impl)[sdk.ProtocolVersion])
-	b.Cleanup(func() { client.Close() })
-	raw, err := client.Dispense("mbk")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return raw.(*sdk.Client)
-}
-
 // benchConfig is a dump stage body as the core sends it.
 func benchConfig(b *testing.B) *pb.Config {
 	obj := map[string]cty.Value{}
 	for _, a := range fakeSchema.Attributes {
-		obj[a.Name] = cty.NullVal(a.Type)
+		obj[a.Name] = cty.NullVal(a.Type.Cty())
 	}
 	obj["container"] = cty.StringVal("db")
-	cfg, err := sdk.EncodeConfig(sdk.KindDump, cty.ObjectVal(obj), fakeSchema)
+	cfg, err := wire.EncodeConfig(sdk.KindDump, cty.ObjectVal(obj), fakeSchema)
 	if err != nil {
 		b.Fatal(err)
 	}

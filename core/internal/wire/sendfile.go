@@ -1,4 +1,4 @@
-package sdk
+package wire
 
 import (
 	"bufio"
@@ -10,41 +10,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// FileSender is implemented by the writer a source's Backup gets: SendFile
-// writes the next n bytes of f into the stream straight from the page cache
-// (sendfile(2) into the side channel's socket), where Write would have the
-// plugin copy them into its memory and out again. Bytes written before and
-// after keep their order.
-//
-// It returns how many bytes it sent: fewer than n only when f ended first,
-// with a nil error. ErrNoSendFile, with nothing sent, says the file's
-// filesystem cannot do it: write the bytes instead.
-type FileSender interface {
-	SendFile(f *os.File, n int64) (int64, error)
-}
-
-// ErrNoSendFile says sendfile(2) refused the file: use Write.
+// ErrNoSendFile says sendfile(2) refused the file: use Write. core/sdk
+// exports it with the FileSender interface StreamWriter implements.
 var ErrNoSendFile = errors.New("sendfile is not possible for this file")
 
-// streamWriter is the side channel as a source's Backup sees it: writes
+// StreamWriter is the side channel as a source's Backup sees it: writes
 // are buffered (a tar stream is many 512-byte headers: one syscall per
 // buffer instead), files can be sent without a copy, and every byte is
 // counted for the reply.
-type streamWriter struct {
-	countingWriter // over bw
+type StreamWriter struct {
+	CountingWriter // over bw
 	conn           *net.UnixConn
 	bw             *bufio.Writer
 }
 
-func newStreamWriter(conn *net.UnixConn) *streamWriter {
-	bw := bufio.NewWriterSize(conn, streamBuf)
-	return &streamWriter{countingWriter: countingWriter{w: bw}, conn: conn, bw: bw}
+// NewStreamWriter wraps a plugin's end of a side channel.
+func NewStreamWriter(conn *net.UnixConn) *StreamWriter {
+	bw := bufio.NewWriterSize(conn, StreamBuf)
+	return &StreamWriter{CountingWriter: CountingWriter{W: bw}, conn: conn, bw: bw}
 }
 
 // Flush writes what is buffered.
-func (s *streamWriter) Flush() error { return s.bw.Flush() }
+func (s *StreamWriter) Flush() error { return s.bw.Flush() }
 
-func (s *streamWriter) SendFile(f *os.File, n int64) (int64, error) {
+// SendFile writes the next n bytes of f into the stream straight from the
+// page cache (sendfile(2) into the socket). It returns fewer than n only when
+// f ended first; ErrNoSendFile, with nothing sent, when f's filesystem
+// cannot do it.
+func (s *StreamWriter) SendFile(f *os.File, n int64) (int64, error) {
 	if n <= 0 {
 		return 0, nil
 	}
@@ -80,7 +73,7 @@ func (s *streamWriter) SendFile(f *os.File, n int64) (int64, error) {
 		return true
 	})
 	runtime.KeepAlive(f)
-	s.n += sent
+	s.N += sent
 	if err == nil {
 		err = sendErr
 	}

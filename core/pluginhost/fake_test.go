@@ -1,4 +1,4 @@
-package sdk_test
+package pluginhost_test
 
 import (
 	"context"
@@ -11,23 +11,34 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/mbk-backup/mbk/core/internal/wire"
+	"github.com/mbk-backup/mbk/core/internal/wire/pb"
+	"github.com/mbk-backup/mbk/core/pluginhost"
 	"github.com/mbk-backup/mbk/core/sdk"
-	pb "github.com/mbk-backup/mbk/core/sdk/proto"
 )
 
 // fakeSchema covers the types a real plugin declares, with defaults.
-var fakeSchema = sdk.Schema{Attributes: []sdk.Attribute{
-	{Name: "container", Type: cty.String, Required: true, Description: "Database container name."},
-	{Name: "port", Type: cty.Number, Default: cty.NumberIntVal(3306), Description: "TCP port."},
-	{Name: "password", Type: cty.String, Sensitive: true, Description: "Database password."},
-	{Name: "databases", Type: cty.List(cty.String), Default: cty.ListVal([]cty.Value{cty.StringVal("moodle")})},
-	{Name: "labels", Type: cty.Map(cty.String)},
-	{Name: "verify", Type: cty.Bool, Default: cty.True},
+var fakeSchema = sdk.Schema{RestoreOptions: fakeRestoreOptions, Attributes: []sdk.Attribute{
+	{Name: "container", Type: sdk.String, Required: true, Description: "Database container name."},
+	{Name: "port", Type: sdk.Int, Default: cty.NumberIntVal(3306), Description: "TCP port."},
+	{Name: "password", Type: sdk.String, Sensitive: true, Description: "Database password."},
+	{Name: "databases", Type: sdk.List(sdk.String), Default: cty.ListVal([]cty.Value{cty.StringVal("moodle")})},
+	{Name: "labels", Type: sdk.Map(sdk.String)},
+	{Name: "verify", Type: sdk.Bool, Default: cty.True},
 }}
+
+// fakeRestoreOptions are what the fake's restore accepts.
+var fakeRestoreOptions = []sdk.Attribute{
+	{Name: "target_database", Type: sdk.String, Flag: "target-database"},
+	{Name: "clean", Type: sdk.Bool, Flag: "clean", Default: cty.False},
+	{Name: "jobs", Type: sdk.Int, Default: cty.NumberIntVal(2)},
+}
 
 // fakeSettings is what the plugin decodes fakeSchema into.
 type fakeSettings struct {
@@ -142,7 +153,7 @@ func (r *retainer) Describe() sdk.Info {
 }
 
 func (r *retainer) Schema(string) (sdk.Schema, error) {
-	return sdk.Schema{Attributes: []sdk.Attribute{{Name: "keep_last", Type: cty.Number, Default: cty.NumberIntVal(1)}}}, nil
+	return sdk.Schema{Attributes: []sdk.Attribute{{Name: "keep_last", Type: sdk.Int, Default: cty.NumberIntVal(1)}}}, nil
 }
 
 func (r *retainer) Decide(_ context.Context, cfg sdk.Config, in sdk.RetainInput) ([]sdk.Decision, error) {
@@ -156,42 +167,67 @@ func (r *retainer) Decide(_ context.Context, cfg sdk.Config, in sdk.RetainInput)
 	return out, nil
 }
 
-// connect serves impl in-process over a real gRPC connection and returns the
-// host-side client, as the core gets it from go-plugin.
-func connect(t *testing.T, impl sdk.Plugin) *sdk.Client {
+// connect serves impl in this process over a real gRPC connection, through
+// sdk.Serve in debug mode, and returns the host's client for it, reached
+// the way a debugger's plugin is (pluginhost.Options.Reattach).
+func connect(t testing.TB, impl sdk.Plugin) *pluginhost.Client {
 	t.Helper()
-	client, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSets(impl)[sdk.ProtocolVersion])
-	// Close asks the server to stop through go-plugin's controller; stopping
-	// it here as well would race with that.
-	t.Cleanup(func() { client.Close() })
-	raw, err := client.Dispense("mbk")
+	h := serve(t, impl)
+	c, _, err := h.Get(context.Background(), impl.Describe().Name)
 	if err != nil {
 		t.Fatal(err)
-	}
-	c, ok := raw.(*sdk.Client)
-	if !ok {
-		t.Fatalf("Dispense returned %T, want *sdk.Client", raw)
 	}
 	return c
 }
 
+// serve serves impl in this process and returns a host that reaches it.
+func serve(t testing.TB, impl sdk.Plugin) *pluginhost.Host {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	reattach := make(chan *plugin.ReattachConfig, 1)
+	closed := make(chan struct{})
+	served := make(chan error, 1)
+	name := impl.Describe().Name
+	go func() {
+		served <- sdk.Serve(name, func(hclog.Logger) sdk.Plugin { return impl },
+			sdk.WithDebug(ctx, reattach, closed), sdk.WithLogger(hclog.NewNullLogger()))
+	}()
+	var rc *plugin.ReattachConfig
+	select {
+	case rc = <-reattach:
+	case err := <-served:
+		cancel()
+		t.Fatalf("Serve returned before serving: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("the plugin did not start serving")
+	}
+	h := pluginhost.New(pluginhost.Options{Reattach: map[string]*plugin.ReattachConfig{name: rc}})
+	t.Cleanup(func() {
+		h.Close()
+		cancel()
+		<-closed
+	})
+	return h
+}
+
 // wire encodes a stage body as the core sends it: attributes left out are
 // null, never their default (defaults stay inside the plugin).
-func wire(t *testing.T, kind string, schema sdk.Schema, attrs map[string]cty.Value) *pb.Config {
+func encode(t testing.TB, kind string, schema sdk.Schema, attrs map[string]cty.Value) *pb.Config {
 	t.Helper()
 	obj := map[string]cty.Value{}
 	for _, a := range schema.Attributes {
 		if v, ok := attrs[a.Name]; ok {
 			obj[a.Name] = v
 		} else {
-			obj[a.Name] = cty.NullVal(a.Type)
+			obj[a.Name] = cty.NullVal(a.Type.Cty())
 		}
 	}
 	v := cty.EmptyObjectVal
 	if len(obj) > 0 {
 		v = cty.ObjectVal(obj)
 	}
-	cfg, err := sdk.EncodeConfig(kind, v, schema)
+	cfg, err := wire.EncodeConfig(kind, v, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +235,7 @@ func wire(t *testing.T, kind string, schema sdk.Schema, attrs map[string]cty.Val
 }
 
 func dumpConfig(t *testing.T) *pb.Config {
-	return wire(t, sdk.KindDump, fakeSchema, map[string]cty.Value{"container": cty.StringVal("db")})
+	return encode(t, sdk.KindDump, fakeSchema, map[string]cty.Value{"container": cty.StringVal("db")})
 }
 
 var (

@@ -1,4 +1,4 @@
-package sdk_test
+package pluginhost_test
 
 import (
 	"context"
@@ -34,12 +34,17 @@ func TestSchemaRoundTrip(t *testing.T) {
 	if len(got.Attributes) != len(fakeSchema.Attributes) {
 		t.Fatalf("got %d attributes, want %d", len(got.Attributes), len(fakeSchema.Attributes))
 	}
-	for i, want := range fakeSchema.Attributes {
-		a := got.Attributes[i]
-		if a.Name != want.Name || !a.Type.Equals(want.Type) || a.Required != want.Required || a.Sensitive != want.Sensitive || a.Description != want.Description {
-			t.Errorf("attribute %d = %s %s req=%v sens=%v %q; want %s %s req=%v sens=%v %q", i,
-				a.Name, a.Type.FriendlyName(), a.Required, a.Sensitive, a.Description,
-				want.Name, want.Type.FriendlyName(), want.Required, want.Sensitive, want.Description)
+	if len(got.RestoreOptions) != len(fakeSchema.RestoreOptions) {
+		t.Fatalf("got %d restore options, want %d", len(got.RestoreOptions), len(fakeSchema.RestoreOptions))
+	}
+	all := append(slices.Clone(fakeSchema.Attributes), fakeSchema.RestoreOptions...)
+	for i, want := range all {
+		a := append(slices.Clone(got.Attributes), got.RestoreOptions...)[i]
+		if a.Name != want.Name || !a.Type.Cty().Equals(want.Type.Cty()) || a.Type.Whole() != want.Type.Whole() ||
+			a.Required != want.Required || a.Sensitive != want.Sensitive || a.Description != want.Description || a.Flag != want.Flag {
+			t.Errorf("attribute %d = %s %s req=%v sens=%v %q flag=%q; want %s %s req=%v sens=%v %q flag=%q", i,
+				a.Name, a.Type, a.Required, a.Sensitive, a.Description, a.Flag,
+				want.Name, want.Type, want.Required, want.Sensitive, want.Description, want.Flag)
 		}
 		// Defaults stay inside the plugin: the core decodes with nulls.
 		if a.Default != cty.NilVal {
@@ -72,7 +77,7 @@ func TestValidateConfig(t *testing.T) {
 		return want
 	}}
 	c := connect(t, p)
-	cfg := wire(t, sdk.KindDump, fakeSchema, map[string]cty.Value{
+	cfg := encode(t, sdk.KindDump, fakeSchema, map[string]cty.Value{
 		"container": cty.StringVal("db"), "port": cty.NumberIntVal(70000), "verify": cty.False,
 	})
 	got, err := c.ValidateConfig(context.Background(), cfg)
@@ -91,7 +96,7 @@ func TestValidateConfig(t *testing.T) {
 
 	// A plugin that is not a Validator has nothing to say.
 	r := connect(t, &retainer{})
-	ds, err := r.ValidateConfig(context.Background(), wire(t, sdk.KindRetain, sdk.Schema{}, nil))
+	ds, err := r.ValidateConfig(context.Background(), encode(t, sdk.KindRetain, sdk.Schema{}, nil))
 	if err != nil || len(ds) != 0 {
 		t.Errorf("non-validator: %v, %v", ds, err)
 	}
@@ -125,7 +130,7 @@ func TestConfigDefaultsAndDecode(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := &source{}
 			c := connect(t, p)
-			arts, err := c.Plan(context.Background(), wire(t, sdk.KindDump, fakeSchema, tt.attrs))
+			arts, err := c.Plan(context.Background(), encode(t, sdk.KindDump, fakeSchema, tt.attrs))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -189,21 +194,21 @@ func TestNewConfig(t *testing.T) {
 
 func TestKindsNotServed(t *testing.T) {
 	c := connect(t, &source{kinds: []string{sdk.KindDump}})
-	arch := wire(t, sdk.KindArchive, fakeSchema, map[string]cty.Value{"container": cty.StringVal("db")})
+	arch := encode(t, sdk.KindArchive, fakeSchema, map[string]cty.Value{"container": cty.StringVal("db")})
 	if _, err := c.Plan(context.Background(), arch); err == nil || !strings.Contains(err.Error(), "the plugin does not implement this") {
 		t.Errorf("Plan on an unserved kind: %v", err)
 	}
-	if _, err := c.Notify(context.Background(), wire(t, sdk.KindNotify, sdk.Schema{}, nil), "success", sdk.Report{}); err == nil || !strings.Contains(err.Error(), "does not implement") {
+	if _, err := c.Notify(context.Background(), encode(t, sdk.KindNotify, sdk.Schema{}, nil), "success", sdk.Report{}); err == nil || !strings.Contains(err.Error(), "does not implement") {
 		t.Errorf("Notify on an unserved kind: %v", err)
 	}
-	if _, err := c.Plan(context.Background(), wire(t, sdk.KindNotify, sdk.Schema{}, nil)); err == nil || err.Error() != `kind "notify" does not produce artifacts` {
+	if _, err := c.Plan(context.Background(), encode(t, sdk.KindNotify, sdk.Schema{}, nil)); err == nil || err.Error() != `kind "notify" does not produce artifacts` {
 		t.Errorf("Plan on notify: %v", err)
 	}
 }
 
 func TestChecksum(t *testing.T) {
 	c := connect(t, &source{})
-	got, err := c.Sum(context.Background(), wire(t, sdk.KindChecksum, sdk.Schema{}, nil), "/set", []string{"a.sql.gz", "b.tar.gz"})
+	got, err := c.Sum(context.Background(), encode(t, sdk.KindChecksum, sdk.Schema{}, nil), "/set", []string{"a.sql.gz", "b.tar.gz"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +238,7 @@ func TestRetain(t *testing.T) {
 		},
 	}
 	schema, _ := p.Schema(sdk.KindRetain)
-	ds, err := c.Retain(context.Background(), wire(t, sdk.KindRetain, schema, nil), in)
+	ds, err := c.Retain(context.Background(), encode(t, sdk.KindRetain, schema, nil), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +279,7 @@ func TestNotify(t *testing.T) {
 		Warnings:  []string{"moodle is not in maintenance mode"},
 		LogTail:   []string{"line 1", "line 2 ñ 😀"},
 	}
-	summary, err := c.Notify(context.Background(), wire(t, sdk.KindNotify, sdk.Schema{}, nil), sdk.EventWarning, rep)
+	summary, err := c.Notify(context.Background(), encode(t, sdk.KindNotify, sdk.Schema{}, nil), sdk.EventWarning, rep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +299,7 @@ func TestNotify(t *testing.T) {
 		t.Errorf("Duration = %v", got.Duration())
 	}
 
-	_, err = c.Notify(context.Background(), wire(t, sdk.KindNotify, sdk.Schema{}, nil), "fail", rep)
+	_, err = c.Notify(context.Background(), encode(t, sdk.KindNotify, sdk.Schema{}, nil), "fail", rep)
 	if err == nil || err.Error() != `send mail to "ops@example.org": 554 5.7.1 relay denied` {
 		t.Errorf("Notify error = %v; want the plugin's own words", err)
 	}

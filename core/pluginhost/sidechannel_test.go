@@ -1,4 +1,4 @@
-package sdk_test
+package pluginhost_test
 
 import (
 	"bytes"
@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
@@ -268,7 +271,13 @@ func TestRestore(t *testing.T) {
 		return sdk.RestoreResult{Summary: "restored 412 tables into moodle_restore"}, nil
 	}}
 	c := connect(t, p)
-	opts := map[string]string{"target_database": "moodle_restore", "clean": "true"}
+	// The options travel typed; those left out arrive as their default.
+	opts, err := wire.EncodeValue(cty.ObjectVal(map[string]cty.Value{
+		"target_database": cty.StringVal("moodle_restore"), "clean": cty.True, "jobs": cty.NullVal(cty.Number),
+	}), fakeRestoreOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
 	details := json.RawMessage(`{"tables":412,"server":"MariaDB 11.4"}`)
 	reply, err := c.Restore(context.Background(), dumpConfig(t), "db:moodle", opts, details, bytes.NewReader(data))
 	if err != nil {
@@ -280,7 +289,15 @@ func TestRestore(t *testing.T) {
 	if got.n != int64(len(data)) || got.sum != sha(data) {
 		t.Errorf("plugin read %d bytes sha256 %s; want %d %s", got.n, got.sum, len(data), sha(data))
 	}
-	if got.req.Artifact != "db:moodle" || !reflect.DeepEqual(got.req.Options, opts) ||
+	var o struct {
+		Target string `cty:"target_database"`
+		Clean  bool   `cty:"clean"`
+		Jobs   int    `cty:"jobs"`
+	}
+	if err := got.req.Options.Decode(&o); err != nil || o.Target != "moodle_restore" || !o.Clean || o.Jobs != 2 {
+		t.Errorf("plugin decoded the restore options as %+v, %v", o, err)
+	}
+	if got.req.Artifact != "db:moodle" ||
 		!reflect.DeepEqual(got.req.Details, map[string]any{"tables": 412.0, "server": "MariaDB 11.4"}) {
 		t.Errorf("plugin got %+v", got.req)
 	}

@@ -1,22 +1,24 @@
-package sdk
+package pluginhost
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
-	pb "github.com/mbk-backup/mbk/core/sdk/proto"
+	"github.com/mbk-backup/mbk/core/internal/wire"
+	"github.com/mbk-backup/mbk/core/internal/wire/pb"
+	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
-// Client is the core's handle on a running plugin.
+// Client is the core's handle on a running plugin: every call of the
+// protocol, with the side channel for bulk bytes. Stage settings travel in
+// their wire form (*pb.Config), encoded once when the stage is prepared.
 type Client struct {
 	plugin   pb.PluginClient
 	dump     pb.DumpClient
@@ -39,62 +41,40 @@ func newClient(c *grpc.ClientConn) *Client {
 	}
 }
 
-// rpcError turns a gRPC status into the plugin's own words.
-func rpcError(err error) error {
-	if err == nil {
-		return nil
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	switch st.Code() {
-	case codes.Unavailable:
-		return fmt.Errorf("the plugin process stopped answering (crashed or killed): %s", st.Message())
-	case codes.Canceled:
-		return context.Canceled
-	case codes.DeadlineExceeded:
-		return context.DeadlineExceeded
-	case codes.Unimplemented:
-		return fmt.Errorf("the plugin does not implement this: %s", st.Message())
-	}
-	return errors.New(st.Message())
-}
-
 // Describe asks the plugin who it is.
-func (c *Client) Describe(ctx context.Context) (Info, error) {
+func (c *Client) Describe(ctx context.Context) (sdk.Info, error) {
 	r, err := c.plugin.Describe(ctx, &pb.Empty{})
 	if err != nil {
-		return Info{}, rpcError(err)
+		return sdk.Info{}, wire.RPCError(err)
 	}
-	return Info{Name: r.Name, Version: r.Version, Kinds: r.Kinds, Description: r.Description}, nil
+	return sdk.Info{Name: r.Name, Version: r.Version, Kinds: r.Kinds, Description: r.Description}, nil
 }
 
 // Schema asks for the settings a kind accepts.
-func (c *Client) Schema(ctx context.Context, kind string) (Schema, error) {
+func (c *Client) Schema(ctx context.Context, kind string) (spec.Schema, error) {
 	r, err := c.plugin.GetSchema(ctx, &pb.SchemaRequest{Kind: kind})
 	if err != nil {
-		return Schema{}, rpcError(err)
+		return spec.Schema{}, wire.RPCError(err)
 	}
-	return schemaFromProto(r)
+	return wire.SchemaFromProto(r)
 }
 
 // ValidateConfig asks the plugin to check a decoded stage body.
-func (c *Client) ValidateConfig(ctx context.Context, cfg *pb.Config) (Diagnostics, error) {
+func (c *Client) ValidateConfig(ctx context.Context, cfg *pb.Config) (spec.Diagnostics, error) {
 	r, err := c.plugin.ValidateConfig(ctx, &pb.ConfigRequest{Config: cfg})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, wire.RPCError(err)
 	}
-	return diagsFromProto(r), nil
+	return wire.DiagsFromProto(r), nil
 }
 
 // Preflight asks the plugin to check the live world.
-func (c *Client) Preflight(ctx context.Context, cfg *pb.Config) (Diagnostics, error) {
+func (c *Client) Preflight(ctx context.Context, cfg *pb.Config) (spec.Diagnostics, error) {
 	r, err := c.plugin.Preflight(ctx, &pb.ConfigRequest{Config: cfg})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, wire.RPCError(err)
 	}
-	return diagsFromProto(r), nil
+	return wire.DiagsFromProto(r), nil
 }
 
 type sourceClient interface {
@@ -105,27 +85,27 @@ type sourceClient interface {
 
 func (c *Client) source(kind string) (sourceClient, error) {
 	switch kind {
-	case KindDump:
+	case sdk.KindDump:
 		return c.dump, nil
-	case KindArchive:
+	case sdk.KindArchive:
 		return c.archive, nil
 	}
 	return nil, fmt.Errorf("kind %q does not produce artifacts", kind)
 }
 
 // Plan asks a dump or archive plugin which artifacts it will produce.
-func (c *Client) Plan(ctx context.Context, cfg *pb.Config) ([]Artifact, error) {
+func (c *Client) Plan(ctx context.Context, cfg *pb.Config) ([]sdk.Artifact, error) {
 	src, err := c.source(cfg.GetKind())
 	if err != nil {
 		return nil, err
 	}
 	r, err := src.Plan(ctx, &pb.ConfigRequest{Config: cfg})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, wire.RPCError(err)
 	}
-	var out []Artifact
+	var out []sdk.Artifact
 	for _, a := range r.GetArtifacts() {
-		out = append(out, Artifact{ID: a.Id, Name: a.Name, Format: a.Format})
+		out = append(out, sdk.Artifact{ID: a.Id, Name: a.Name, Format: a.Format})
 	}
 	return out, nil
 }
@@ -148,7 +128,7 @@ func (c *Client) Backup(ctx context.Context, cfg *pb.Config, artifactID, set str
 		return BackupReply{}, err
 	}
 	var r *pb.BackupResponse
-	n, err := pull(ctx, w, "the stream", func(ctx context.Context, socket string) (int64, error) {
+	n, err := wire.Pull(ctx, w, "the stream", func(ctx context.Context, socket string) (int64, error) {
 		r, err = src.Backup(ctx, &pb.BackupRequest{Config: cfg, ArtifactId: artifactID, Socket: socket, Set: set})
 		return r.GetBytes(), err
 	})
@@ -165,8 +145,9 @@ type RestoreReply struct {
 }
 
 // Restore streams r (raw, uncompressed) into a dump or archive plugin, which
-// puts it back where options say.
-func (c *Client) Restore(ctx context.Context, cfg *pb.Config, artifactID string, options map[string]string, details json.RawMessage, r io.Reader) (RestoreReply, error) {
+// puts it back where options (the stage's restore options, in wire form:
+// see EncodeRestoreOptions) say.
+func (c *Client) Restore(ctx context.Context, cfg *pb.Config, artifactID string, options []byte, details json.RawMessage, r io.Reader) (RestoreReply, error) {
 	src, err := c.source(cfg.GetKind())
 	if err != nil {
 		return RestoreReply{}, err
@@ -179,8 +160,8 @@ func (c *Client) Restore(ctx context.Context, cfg *pb.Config, artifactID string,
 		}
 		return n, err, false
 	}
-	n, err := push(ctx, send, func(ctx context.Context, socket string) (int64, error) {
-		resp, err = src.Restore(ctx, &pb.RestoreRequest{Config: cfg, ArtifactId: artifactID, Socket: socket, Options: options, DetailsJson: details})
+	n, err := wire.Push(ctx, send, func(ctx context.Context, socket string) (int64, error) {
+		resp, err = src.Restore(ctx, &pb.RestoreRequest{Config: cfg, ArtifactId: artifactID, Socket: socket, OptionsMsgpack: options, DetailsJson: details})
 		return resp.GetBytes(), err
 	})
 	if err != nil {
@@ -190,77 +171,44 @@ func (c *Client) Restore(ctx context.Context, cfg *pb.Config, artifactID string,
 }
 
 // Sum asks a checksum plugin to hash files in dir.
-func (c *Client) Sum(ctx context.Context, cfg *pb.Config, dir string, files []string) ([]FileSum, error) {
+func (c *Client) Sum(ctx context.Context, cfg *pb.Config, dir string, files []string) ([]sdk.FileSum, error) {
 	r, err := c.checksum.Sum(ctx, &pb.ChecksumRequest{Config: cfg, Dir: dir, Files: files})
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, wire.RPCError(err)
 	}
-	var out []FileSum
+	var out []sdk.FileSum
 	for _, s := range r.GetSums() {
-		out = append(out, FileSum{File: s.File, Algorithm: s.Algorithm, Hex: s.Hex, Size: s.Size})
+		out = append(out, sdk.FileSum{File: s.File, Algorithm: s.Algorithm, Hex: s.Hex, Size: s.Size})
 	}
 	return out, nil
 }
 
 // Retain asks a retain plugin to decide which sets to keep.
-func (c *Client) Retain(ctx context.Context, cfg *pb.Config, in RetainInput) ([]Decision, error) {
+func (c *Client) Retain(ctx context.Context, cfg *pb.Config, in sdk.RetainInput) ([]sdk.Decision, error) {
 	req := &pb.RetainRequest{Config: cfg, Current: in.Current, Timezone: in.Location.String()}
 	for _, s := range in.Sets {
 		req.Sets = append(req.Sets, &pb.SetInfo{Name: s.Name, Time: s.Time.Format(time.RFC3339), Complete: s.Complete})
 	}
 	r, err := c.retain.Plan(ctx, req)
 	if err != nil {
-		return nil, rpcError(err)
+		return nil, wire.RPCError(err)
 	}
-	var out []Decision
+	var out []sdk.Decision
 	for _, d := range r.GetDecisions() {
-		out = append(out, Decision{Set: d.Set, Keep: d.Keep, Reasons: d.Reasons})
+		out = append(out, sdk.Decision{Set: d.Set, Keep: d.Keep, Reasons: d.Reasons})
 	}
 	return out, nil
 }
 
 // Notify asks a notify plugin to send a report.
-func (c *Client) Notify(ctx context.Context, cfg *pb.Config, event string, rep Report) (string, error) {
+func (c *Client) Notify(ctx context.Context, cfg *pb.Config, event string, rep sdk.Report) (string, error) {
 	b, err := json.Marshal(rep)
 	if err != nil {
 		return "", err
 	}
 	r, err := c.notify.Send(ctx, &pb.NotifyRequest{Config: cfg, Event: event, ReportJson: b})
 	if err != nil {
-		return "", rpcError(err)
+		return "", wire.RPCError(err)
 	}
 	return r.GetSummary(), nil
-}
-
-// errWriter remembers the first error of the writer it wraps, to tell the
-// core's write failures from the plugin's.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	n, err := e.w.Write(p)
-	if err != nil && e.err == nil {
-		e.err = err
-	}
-	return n, err
-}
-
-// ReadFrom copies r to its end: the core's writer reads the stream itself
-// when it can (into its compressor's buffers), else through a buffer of
-// streamBuf. Its own failures are kept apart from the stream's.
-func (e *errWriter) ReadFrom(r io.Reader) (int64, error) {
-	src := &errReader{r: r}
-	var n int64
-	var err error
-	if rf, ok := e.w.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(src)
-	} else {
-		n, err = io.CopyBuffer(struct{ io.Writer }{e.w}, src, make([]byte, streamBuf))
-	}
-	if err != nil && (src.err == nil || !errors.Is(err, src.err)) && e.err == nil {
-		e.err = err
-	}
-	return n, err
 }

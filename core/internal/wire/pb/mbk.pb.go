@@ -12,7 +12,7 @@
 // 	protoc        v3.21.12
 // source: mbk.proto
 
-package proto
+package pb
 
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -181,10 +181,15 @@ type Attribute struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The cty type in its JSON form, e.g. "string", ["list","string"].
-	TypeJson      []byte `protobuf:"bytes,2,opt,name=type_json,json=typeJson,proto3" json:"type_json,omitempty"`
-	Required      bool   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
-	Sensitive     bool   `protobuf:"varint,4,opt,name=sensitive,proto3" json:"sensitive,omitempty"`
-	Description   string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	TypeJson    []byte `protobuf:"bytes,2,opt,name=type_json,json=typeJson,proto3" json:"type_json,omitempty"`
+	Required    bool   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
+	Sensitive   bool   `protobuf:"varint,4,opt,name=sensitive,proto3" json:"sensitive,omitempty"`
+	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// The numbers in the type are whole numbers (a port, a count).
+	Whole bool `protobuf:"varint,6,opt,name=whole,proto3" json:"whole,omitempty"`
+	// Restore options only: the common `mbk restore` flag this option answers
+	// (target-database, target-volume, target-path, clean), if any.
+	Flag          string `protobuf:"bytes,7,opt,name=flag,proto3" json:"flag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,11 +259,27 @@ func (x *Attribute) GetDescription() string {
 	return ""
 }
 
+func (x *Attribute) GetWhole() bool {
+	if x != nil {
+		return x.Whole
+	}
+	return false
+}
+
+func (x *Attribute) GetFlag() string {
+	if x != nil {
+		return x.Flag
+	}
+	return ""
+}
+
 type SchemaResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Attributes    []*Attribute           `protobuf:"bytes,1,rep,name=attributes,proto3" json:"attributes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Attributes []*Attribute           `protobuf:"bytes,1,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// dump and archive: the options `mbk restore` may set for this stage.
+	RestoreOptions []*Attribute `protobuf:"bytes,2,rep,name=restore_options,json=restoreOptions,proto3" json:"restore_options,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SchemaResponse) Reset() {
@@ -294,6 +315,13 @@ func (*SchemaResponse) Descriptor() ([]byte, []int) {
 func (x *SchemaResponse) GetAttributes() []*Attribute {
 	if x != nil {
 		return x.Attributes
+	}
+	return nil
+}
+
+func (x *SchemaResponse) GetRestoreOptions() []*Attribute {
+	if x != nil {
+		return x.RestoreOptions
 	}
 	return nil
 }
@@ -749,14 +777,16 @@ func (x *BackupResponse) GetInfoText() string {
 }
 
 type RestoreRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
-	ArtifactId    string                 `protobuf:"bytes,2,opt,name=artifact_id,json=artifactId,proto3" json:"artifact_id,omitempty"`
-	Socket        string                 `protobuf:"bytes,3,opt,name=socket,proto3" json:"socket,omitempty"`                                                                             // unix socket to connect to and read the raw stream
-	Options       map[string]string      `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // e.g. target_database, target_volume, clean
-	DetailsJson   []byte                 `protobuf:"bytes,5,opt,name=details_json,json=detailsJson,proto3" json:"details_json,omitempty"`                                                // what the backup recorded for this artifact
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Config      *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	ArtifactId  string                 `protobuf:"bytes,2,opt,name=artifact_id,json=artifactId,proto3" json:"artifact_id,omitempty"`
+	Socket      string                 `protobuf:"bytes,3,opt,name=socket,proto3" json:"socket,omitempty"`                              // unix socket to connect to and read the raw stream
+	DetailsJson []byte                 `protobuf:"bytes,5,opt,name=details_json,json=detailsJson,proto3" json:"details_json,omitempty"` // what the backup recorded for this artifact
+	// The restore options, as a cty msgpack value of the object type of the
+	// schema's restore_options.
+	OptionsMsgpack []byte `protobuf:"bytes,6,opt,name=options_msgpack,json=optionsMsgpack,proto3" json:"options_msgpack,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RestoreRequest) Reset() {
@@ -810,16 +840,16 @@ func (x *RestoreRequest) GetSocket() string {
 	return ""
 }
 
-func (x *RestoreRequest) GetOptions() map[string]string {
+func (x *RestoreRequest) GetDetailsJson() []byte {
 	if x != nil {
-		return x.Options
+		return x.DetailsJson
 	}
 	return nil
 }
 
-func (x *RestoreRequest) GetDetailsJson() []byte {
+func (x *RestoreRequest) GetOptionsMsgpack() []byte {
 	if x != nil {
-		return x.DetailsJson
+		return x.OptionsMsgpack
 	}
 	return nil
 }
@@ -1724,7 +1754,7 @@ type NotifyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
 	Event         string                 `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`                             // success, failure, warning, test
-	ReportJson    []byte                 `protobuf:"bytes,3,opt,name=report_json,json=reportJson,proto3" json:"report_json,omitempty"` // the run report (see core/sdk Report)
+	ReportJson    []byte                 `protobuf:"bytes,3,opt,name=report_json,json=reportJson,proto3" json:"report_json,omitempty"` // the run report (core/sdk Report)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1836,17 +1866,20 @@ const file_mbk_proto_rawDesc = "" +
 	"\x05kinds\x18\x03 \x03(\tR\x05kinds\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\"#\n" +
 	"\rSchemaRequest\x12\x12\n" +
-	"\x04kind\x18\x01 \x01(\tR\x04kind\"\x98\x01\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\"\xc2\x01\n" +
 	"\tAttribute\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\ttype_json\x18\x02 \x01(\fR\btypeJson\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12\x1c\n" +
 	"\tsensitive\x18\x04 \x01(\bR\tsensitive\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"C\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12\x14\n" +
+	"\x05whole\x18\x06 \x01(\bR\x05whole\x12\x12\n" +
+	"\x04flag\x18\a \x01(\tR\x04flag\"\x7f\n" +
 	"\x0eSchemaResponse\x121\n" +
 	"\n" +
 	"attributes\x18\x01 \x03(\v2\x11.mbk.v1.AttributeR\n" +
-	"attributes\"6\n" +
+	"attributes\x12:\n" +
+	"\x0frestore_options\x18\x02 \x03(\v2\x11.mbk.v1.AttributeR\x0erestoreOptions\"6\n" +
 	"\x06Config\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amsgpack\x18\x02 \x01(\fR\amsgpack\"7\n" +
@@ -1876,17 +1909,14 @@ const file_mbk_proto_rawDesc = "" +
 	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12!\n" +
 	"\fdetails_json\x18\x02 \x01(\fR\vdetailsJson\x12\x1b\n" +
 	"\tinfo_file\x18\x03 \x01(\tR\binfoFile\x12\x1b\n" +
-	"\tinfo_text\x18\x04 \x01(\tR\binfoText\"\x8f\x02\n" +
+	"\tinfo_text\x18\x04 \x01(\tR\binfoText\"\xc3\x01\n" +
 	"\x0eRestoreRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x1f\n" +
 	"\vartifact_id\x18\x02 \x01(\tR\n" +
 	"artifactId\x12\x16\n" +
-	"\x06socket\x18\x03 \x01(\tR\x06socket\x12=\n" +
-	"\aoptions\x18\x04 \x03(\v2#.mbk.v1.RestoreRequest.OptionsEntryR\aoptions\x12!\n" +
-	"\fdetails_json\x18\x05 \x01(\fR\vdetailsJson\x1a:\n" +
-	"\fOptionsEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
+	"\x06socket\x18\x03 \x01(\tR\x06socket\x12!\n" +
+	"\fdetails_json\x18\x05 \x01(\fR\vdetailsJson\x12'\n" +
+	"\x0foptions_msgpack\x18\x06 \x01(\fR\x0eoptionsMsgpackJ\x04\b\x04\x10\x05\"A\n" +
 	"\x0fRestoreResponse\x12\x14\n" +
 	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12\x18\n" +
 	"\asummary\x18\x02 \x01(\tR\asummary\"a\n" +
@@ -1974,7 +2004,7 @@ const file_mbk_proto_rawDesc = "" +
 	"\x04List\x12\x15.mbk.v1.ConfigRequest\x1a\x19.mbk.v1.StoreListResponse\x123\n" +
 	"\x06Delete\x12\x1a.mbk.v1.StoreDeleteRequest\x1a\r.mbk.v1.Empty2?\n" +
 	"\x06Notify\x125\n" +
-	"\x04Send\x12\x15.mbk.v1.NotifyRequest\x1a\x16.mbk.v1.NotifyResponseB*Z(github.com/mbk-backup/mbk/core/sdk/protob\x06proto3"
+	"\x04Send\x12\x15.mbk.v1.NotifyRequest\x1a\x16.mbk.v1.NotifyResponseB1Z/github.com/mbk-backup/mbk/core/internal/wire/pbb\x06proto3"
 
 var (
 	file_mbk_proto_rawDescOnce sync.Once
@@ -1988,7 +2018,7 @@ func file_mbk_proto_rawDescGZIP() []byte {
 	return file_mbk_proto_rawDescData
 }
 
-var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_mbk_proto_goTypes = []any{
 	(*Empty)(nil),               // 0: mbk.v1.Empty
 	(*DescribeResponse)(nil),    // 1: mbk.v1.DescribeResponse
@@ -2022,16 +2052,15 @@ var file_mbk_proto_goTypes = []any{
 	(*StoreDeleteRequest)(nil),  // 29: mbk.v1.StoreDeleteRequest
 	(*NotifyRequest)(nil),       // 30: mbk.v1.NotifyRequest
 	(*NotifyResponse)(nil),      // 31: mbk.v1.NotifyResponse
-	nil,                         // 32: mbk.v1.RestoreRequest.OptionsEntry
 }
 var file_mbk_proto_depIdxs = []int32{
 	3,  // 0: mbk.v1.SchemaResponse.attributes:type_name -> mbk.v1.Attribute
-	5,  // 1: mbk.v1.ConfigRequest.config:type_name -> mbk.v1.Config
-	7,  // 2: mbk.v1.DiagnosticsResponse.diagnostics:type_name -> mbk.v1.Diagnostic
-	9,  // 3: mbk.v1.PlanResponse.artifacts:type_name -> mbk.v1.Artifact
-	5,  // 4: mbk.v1.BackupRequest.config:type_name -> mbk.v1.Config
-	5,  // 5: mbk.v1.RestoreRequest.config:type_name -> mbk.v1.Config
-	32, // 6: mbk.v1.RestoreRequest.options:type_name -> mbk.v1.RestoreRequest.OptionsEntry
+	3,  // 1: mbk.v1.SchemaResponse.restore_options:type_name -> mbk.v1.Attribute
+	5,  // 2: mbk.v1.ConfigRequest.config:type_name -> mbk.v1.Config
+	7,  // 3: mbk.v1.DiagnosticsResponse.diagnostics:type_name -> mbk.v1.Diagnostic
+	9,  // 4: mbk.v1.PlanResponse.artifacts:type_name -> mbk.v1.Artifact
+	5,  // 5: mbk.v1.BackupRequest.config:type_name -> mbk.v1.Config
+	5,  // 6: mbk.v1.RestoreRequest.config:type_name -> mbk.v1.Config
 	5,  // 7: mbk.v1.ChecksumRequest.config:type_name -> mbk.v1.Config
 	16, // 8: mbk.v1.ChecksumResponse.sums:type_name -> mbk.v1.FileSum
 	5,  // 9: mbk.v1.RetainRequest.config:type_name -> mbk.v1.Config
@@ -2095,7 +2124,7 @@ func file_mbk_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mbk_proto_rawDesc), len(file_mbk_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   7,
 		},

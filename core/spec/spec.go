@@ -1,0 +1,34 @@
+// Package spec holds what a plugin declares and the core checks against: the
+// stage kinds, the notify events, the settings schema with its types, and
+// diagnostics. It is small on purpose: both core/config (which decodes the
+// user's file) and core/sdk (which plugin authors import) use it, and neither
+// needs the other. Plugin authors reach it through the sdk's aliases.
+package spec
+
+// Stage kinds, in the order a pipeline runs them.
+const (
+	KindDump     = "dump"
+	KindArchive  = "archive"
+	KindChecksum = "checksum"
+	KindRetain   = "retain"
+	KindStore    = "store"
+	KindNotify   = "notify"
+)
+
+// Kinds lists every stage kind in run order.
+func Kinds() []string {
+	return []string{KindDump, KindArchive, KindChecksum, KindRetain, KindStore, KindNotify}
+}
+
+// Events a notifier is sent.
+const (
+	EventSuccess = "success"
+	EventFailure = "failure"
+	EventWarning = "warning"
+	// EventTest is sent by `mbk notify test` only; a notify stage's `on`
+	// setting does not list it.
+	EventTest = "test"
+)
+
+// Events lists the events a notify stage can subscribe to with `on`.
+func Events() []string { return []string{EventSuccess, EventFailure, EventWarning} }
