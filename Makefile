@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 BIN := bin
 PLUGINS := mysql volume smtp s3 sftp
 
-.PHONY: all build stack demo demo-down test test-unit bench clean
+.PHONY: all build stack demo demo-down test test-unit bench clean proto
 
 all: build
 
@@ -42,11 +42,17 @@ demo-down:
 tools:
 	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 
+# The plugin protocol's generated code (core/internal/wire/pb) from
+# mbk.proto, with pinned generators; `make test` checks it is up to date.
+proto:
+	bash scripts/proto.sh gen
+
 # Everything, end to end included. Installs and starts what it needs.
 test: tools
 	bash scripts/stack.sh deps
 	bash scripts/stack.sh engine
 	bash scripts/stack.sh image
+	bash scripts/proto.sh check
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) test-faults

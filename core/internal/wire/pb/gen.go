@@ -6,4 +6,4 @@
 // that the checked-in files match.
 package pb
 
-//go:generate protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative mbk.proto
+//go:generate bash ../../../../scripts/proto.sh gen
