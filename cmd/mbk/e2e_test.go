@@ -133,9 +133,14 @@ func TestRunEndToEnd(t *testing.T) {
 	if v.code != 0 || !strings.Contains(v.stdout, "next runs") {
 		t.Fatalf("validate: %s", v)
 	}
-	r := mbk(t, runOpts{env: env}, "run", file)
+	r := mbk(t, runOpts{env: env}, "--log-level", "debug", "run", file)
 	if r.code != 0 {
 		t.Fatalf("run: %s", r)
+	}
+	// Each of the five plugins (mysql, volume, sha256, policy, smtp) was
+	// started once, for the validation, the planning and its stages.
+	if !strings.Contains(r.stderr, "plugin processes started: count=5 plugins=5") {
+		t.Errorf("want one process per plugin for the whole run:\n%s", r.stderr)
 	}
 	got := sets(t, root)
 	if len(got) != 1 {

@@ -105,17 +105,14 @@ func parseRestoreOpt(stages []*Stage, kv string) (*Stage, string, string, error)
 	case len(match) > 1:
 		return nil, "", "", fmt.Errorf("%q: %d stages of this restore are named %q: give them distinct names in the pipeline", kv, len(match), stage)
 	}
-	if _, ok := match[0].Schema.Attribute(name); !ok && !hasOption(match[0], name) {
-		return nil, "", "", fmt.Errorf("%q: stage %s declares no restore option %q (%s)", kv, match[0].ID(), name, describeOptions(match))
+	s := match[0]
+	if !slices.ContainsFunc(s.Schema.RestoreOptions, func(o spec.Attribute) bool { return o.Name == name }) {
+		if _, ok := s.Schema.Attribute(name); ok {
+			return nil, "", "", fmt.Errorf("%q: %q is a setting of stage %s, not a restore option (%s)", kv, name, s.ID(), describeOptions(match))
+		}
+		return nil, "", "", fmt.Errorf("%q: stage %s declares no restore option %q (%s)", kv, s.ID(), name, describeOptions(match))
 	}
-	if !hasOption(match[0], name) {
-		return nil, "", "", fmt.Errorf("%q: %q is a setting of stage %s, not a restore option (%s)", kv, name, match[0].ID(), describeOptions(match))
-	}
-	return match[0], name, value, nil
-}
-
-func hasOption(s *Stage, name string) bool {
-	return slices.ContainsFunc(s.Schema.RestoreOptions, func(o spec.Attribute) bool { return o.Name == name })
+	return s, name, value, nil
 }
 
 // describeOptions lists what the stages accept, for an error message.

@@ -134,6 +134,8 @@ func (e *Engine) Run(ctx context.Context, p *config.Pipeline, stages []*Stage) *
 		r.store(ctx, stages)
 	}
 	r.finish(ctx, stages, now)
+	// One process per plugin for the whole run, Prepare included.
+	r.log.Debug("plugin processes started", "count", e.Host.Starts(), "plugins", len(r.lastUse))
 	return r.res
 }
 
