@@ -59,8 +59,9 @@ type source struct {
 	backup   func(ctx context.Context, req sdk.BackupRequest, w io.Writer) (sdk.BackupResult, error)
 	restore  func(ctx context.Context, req sdk.RestoreRequest, r io.Reader) (sdk.RestoreResult, error)
 
-	mu       sync.Mutex
-	settings fakeSettings // from the last Plan
+	mu          sync.Mutex
+	settings    fakeSettings   // from the last Plan
+	schemaCalls map[string]int // by kind
 	event    string
 	report   sdk.Report
 }
@@ -81,6 +82,12 @@ func (s *source) Describe() sdk.Info {
 }
 
 func (s *source) Schema(kind string) (sdk.Schema, error) {
+	s.mu.Lock()
+	if s.schemaCalls == nil {
+		s.schemaCalls = map[string]int{}
+	}
+	s.schemaCalls[kind]++
+	s.mu.Unlock()
 	switch kind {
 	case sdk.KindDump, sdk.KindArchive:
 		return fakeSchema, nil

@@ -2,6 +2,7 @@ package pluginhost_test
 
 import (
 	"context"
+	"io"
 	"reflect"
 	"slices"
 	"strings"
@@ -302,5 +303,46 @@ func TestNotify(t *testing.T) {
 	_, err = c.Notify(context.Background(), encode(t, sdk.KindNotify, sdk.Schema{}, nil), "fail", rep)
 	if err == nil || err.Error() != `send mail to "ops@example.org": 554 5.7.1 relay denied` {
 		t.Errorf("Notify error = %v; want the plugin's own words", err)
+	}
+}
+
+// A plugin process reads each kind's schema once, and decodes a stage's
+// settings once however many calls carry them: Serve checks the schemas as
+// it starts, and every later call (schema, validation, planning, backup,
+// restore) is served from what it read.
+func TestSchemaReadOnce(t *testing.T) {
+	p := &source{backup: func(ctx context.Context, req sdk.BackupRequest, w io.Writer) (sdk.BackupResult, error) {
+		_, err := io.WriteString(w, "-- dump")
+		return sdk.BackupResult{}, err
+	}, restore: func(ctx context.Context, req sdk.RestoreRequest, r io.Reader) (sdk.RestoreResult, error) {
+		_, err := io.Copy(io.Discard, r)
+		return sdk.RestoreResult{}, err
+	}}
+	c := connect(t, p)
+	ctx := context.Background()
+	cfg := dumpConfig(t)
+	for range 3 {
+		if _, err := c.Schema(ctx, sdk.KindDump); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ValidateConfig(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Plan(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Backup(ctx, cfg, "db:moodle", "2024-03-01_03-00-00", io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Restore(ctx, cfg, "db:moodle", nil, nil, strings.NewReader("-- dump")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range []string{sdk.KindDump, sdk.KindArchive, sdk.KindChecksum, sdk.KindNotify} {
+		if p.schemaCalls[k] != 1 {
+			t.Errorf("Schema(%s) was called %d times, want once", k, p.schemaCalls[k])
+		}
 	}
 }

@@ -85,13 +85,13 @@ func Serve(name string, factory func(log hclog.Logger) Plugin, opts ...ServeOpt)
 	if o.log == nil {
 		o.log = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: os.Stderr, JSONFormat: !o.managed})
 	}
-	impl := factory(o.log)
-	if err := check(name, impl); err != nil {
+	srv := newServer(factory(o.log))
+	if err := srv.check(name); err != nil {
 		return err
 	}
 	cfg := &plugin.ServeConfig{
 		HandshakeConfig:  wire.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{wire.ProtocolVersion: {wire.PluginKey: &grpcPlugin{impl: impl}}},
+		VersionedPlugins: map[int]plugin.PluginSet{wire.ProtocolVersion: {wire.PluginKey: &grpcPlugin{srv: srv}}},
 		Logger:           o.log,
 	}
 	if o.managed {
@@ -113,8 +113,9 @@ func Serve(name string, factory func(log hclog.Logger) Plugin, opts ...ServeOpt)
 }
 
 // check refuses a plugin the core could not use, before any host sees it.
-func check(name string, impl Plugin) error {
-	info := impl.Describe()
+// It reads each kind's schema, once for the process.
+func (srv *server) check(name string) error {
+	info := srv.impl.Describe()
 	if info.Name != name {
 		return fmt.Errorf("Describe names plugin %q, but it is served as %q", info.Name, name)
 	}
@@ -125,7 +126,7 @@ func check(name string, impl Plugin) error {
 		if !slices.Contains(Kinds(), k) {
 			return fmt.Errorf("plugin %q claims kind %q; the kinds are %v", name, k, Kinds())
 		}
-		s, err := impl.Schema(k)
+		s, err := srv.schema(k)
 		if err != nil {
 			return fmt.Errorf("plugin %q: schema of %s: %w", name, k, err)
 		}
@@ -223,14 +224,14 @@ func (g *grace) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo,
 
 type grpcPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	impl Plugin
+	srv *server
 }
 
 func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	srv := newServer(p.impl)
+	srv := p.srv
 	pb.RegisterPluginServer(s, &pluginServer{server: srv})
-	kinds := p.impl.Describe().Kinds
-	if src, ok := p.impl.(Source); ok {
+	kinds := srv.impl.Describe().Kinds
+	if src, ok := srv.impl.(Source); ok {
 		if slices.Contains(kinds, KindDump) {
 			pb.RegisterDumpServer(s, &dumpServer{sourceServer: sourceServer{srv, src}})
 		}
@@ -238,16 +239,16 @@ func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 			pb.RegisterArchiveServer(s, &archiveServer{sourceServer: sourceServer{srv, src}})
 		}
 	}
-	if c, ok := p.impl.(Checksummer); ok && slices.Contains(kinds, KindChecksum) {
+	if c, ok := srv.impl.(Checksummer); ok && slices.Contains(kinds, KindChecksum) {
 		pb.RegisterChecksumServer(s, &checksumServer{srv: srv, impl: c})
 	}
-	if r, ok := p.impl.(Retainer); ok && slices.Contains(kinds, KindRetain) {
+	if r, ok := srv.impl.(Retainer); ok && slices.Contains(kinds, KindRetain) {
 		pb.RegisterRetainServer(s, &retainServer{srv: srv, impl: r})
 	}
-	if st, ok := p.impl.(Storer); ok && slices.Contains(kinds, KindStore) {
+	if st, ok := srv.impl.(Storer); ok && slices.Contains(kinds, KindStore) {
 		pb.RegisterStoreServer(s, &storeServer{srv: srv, impl: st})
 	}
-	if n, ok := p.impl.(Notifier); ok && slices.Contains(kinds, KindNotify) {
+	if n, ok := srv.impl.(Notifier); ok && slices.Contains(kinds, KindNotify) {
 		pb.RegisterNotifyServer(s, &notifyServer{srv: srv, impl: n})
 	}
 	return nil
