@@ -70,6 +70,11 @@ Targets default to where the backup came from.`,
 			if err != nil {
 				return exitf(1, "%v", err)
 			}
+			options, diags := engine.BindRestore(steps, f.request(cmd))
+			if diags.HasErrors() {
+				writeDiags(os.Stderr, pr.loader, diags)
+				return exitf(2, "the restore options are not valid: nothing was restored")
+			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Verifying set %s before restoring it...\n", set.Name)
 			progress, stopBars := a.verifyProgress(set.Dir)
@@ -87,11 +92,6 @@ Targets default to where the backup came from.`,
 					fmt.Fprintf(out, "  BAD: %s\n", pr)
 				}
 				return exitf(1, "set %s failed verification: refusing to restore from it", set.Name)
-			}
-			options, diags := engine.BindRestore(steps, f.request(cmd))
-			if diags.HasErrors() {
-				writeDiags(os.Stderr, pr.loader, diags)
-				return exitf(2, "the restore options are not valid: nothing was restored")
 			}
 			fmt.Fprintf(out, "\nRestoring set %s of pipeline %q will OVERWRITE:\n", set.Name, p.Name)
 			for _, st := range steps {
