@@ -90,7 +90,7 @@ func TestThirdPartyDumpPluginRestores(t *testing.T) {
 			{"a word for a whole number", []string{"--target-path", target, "--restore-opt", "notes.max_bytes=abc"},
 				[]string{`dump "notes": restore option "max_bytes" is a whole number, not "abc"`, file + " line 4"}},
 			{"a fraction for a whole number", []string{"--target-path", target, "--restore-opt", "notes.max_bytes=1.5"},
-				[]string{`dump "notes": restore option "max_bytes" is a whole number, not "1.5"`}},
+				[]string{`dump "notes": restore option "max_bytes" is a whole number, not "1.5"`, file + " line 4"}},
 			{"a flag no stage answers", []string{"--target-path", target, "--target-database", "moodle_copy"},
 				[]string{`--target-database: no stage of this restore declares an option for it`, `dump "notes" declares target_path (--target-path), max_bytes`}},
 			{"--clean, which no stage answers", []string{"--target-path", target, "--clean"},
@@ -111,6 +111,9 @@ func TestThirdPartyDumpPluginRestores(t *testing.T) {
 					if !strings.Contains(out, w) {
 						t.Errorf("stderr lacks %q\n%s", w, r)
 					}
+				}
+				if !strings.Contains(r.stdout, "Verifying set "+set) {
+					t.Errorf("the options were judged before the set was verified:\n%s", r)
 				}
 				if strings.Contains(r.stdout, "will OVERWRITE") {
 					t.Errorf("the refused restore got as far as the confirmation:\n%s", r)
