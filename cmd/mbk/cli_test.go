@@ -40,7 +40,7 @@ func TestPluginsVersionAndHelp(t *testing.T) {
 			t.Errorf("mbk plugins lacks %q\n%s", want, r)
 		}
 	}
-	if v := mbk(t, runOpts{}, "version"); v.code != 0 || !strings.Contains(v.stdout, "plugin protocol 1") {
+	if v := mbk(t, runOpts{}, "version"); v.code != 0 || !strings.Contains(v.stdout, "plugin protocol 2") {
 		t.Errorf("version: %s", v)
 	}
 	for _, cmd := range []string{"validate", "run", "list", "info", "verify", "restore", "prune", "notify", "plugins"} {
@@ -53,5 +53,68 @@ func TestPluginsVersionAndHelp(t *testing.T) {
 	}
 	if u := mbk(t, runOpts{}, "run"); u.code != 2 {
 		t.Errorf("a usage mistake should exit 2: %s", u)
+	}
+}
+
+// TestPluginsListsRestoreOptions: `mbk plugins` shows what each dump and
+// archive plugin lets a restore ask (name, type, the flag that sets it,
+// what it does), the shipped ones and a third party's alike.
+func TestPluginsListsRestoreOptions(t *testing.T) {
+	r := mbk(t, runOpts{env: []string{"MBK_PLUGIN_DIR=" + filepath.Join(binDir, "extra")}}, "plugins")
+	if r.code != 0 {
+		t.Fatalf("plugins: %s", r)
+	}
+	_, opts, ok := strings.Cut(r.stdout, "Restore options:")
+	if !ok {
+		t.Fatalf("mbk plugins lists no restore options\n%s", r)
+	}
+	sections := map[string][]string{}
+	var cur string
+	for _, line := range strings.Split(opts, "\n") {
+		if strings.HasSuffix(line, "):") && !strings.HasPrefix(line, " ") {
+			cur = line
+			continue
+		}
+		if cur != "" && strings.HasPrefix(line, "  ") {
+			sections[cur] = append(sections[cur], flat(line))
+		}
+	}
+	for section, rows := range map[string][]string{
+		"mysql (dump):": {
+			"target_database string --target-database Database to restore into; default: the database that was dumped.",
+			"replace bool --clean Drop and recreate",
+		},
+		"volume (archive):": {
+			"target_volume string --target-volume Docker volume to restore into;",
+			"target_path string --target-path Absolute host directory to restore into.",
+			"clean bool --clean Empty a target that holds files first;",
+		},
+		"notes (dump):": {
+			"target_path string --target-path Write the notes to this file; default: the file they were backed up from.",
+			"max_bytes whole number - Refuse to restore notes longer than this (0: no limit).",
+		},
+	} {
+		got, ok := sections[section]
+		if !ok {
+			t.Errorf("no section %q\n%s", section, r)
+			continue
+		}
+		if len(got) != len(rows)+1 || got[0] != "OPTION TYPE FLAG DESCRIPTION" {
+			t.Errorf("%s: want a header and %d rows, got %q", section, len(rows), got)
+			continue
+		}
+		for i, want := range rows {
+			if !strings.HasPrefix(got[i+1], want) {
+				t.Errorf("%s row %d: %q, want it to start with %q", section, i+1, got[i+1], want)
+			}
+		}
+	}
+	// Plugins that declare none (faulty's dump, notifiers, stores) get no section.
+	for section := range sections {
+		switch section {
+		case "mysql (dump):", "volume (archive):", "notes (dump):":
+		default:
+			t.Errorf("unexpected section %q\n%s", section, r)
+		}
 	}
 }

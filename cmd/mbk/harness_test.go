@@ -41,7 +41,11 @@ func TestMain(m *testing.M) {
 		}
 	}
 	// Test-only plugins live apart, found through MBK_PLUGIN_DIR or plugin_dir.
-	for out, pkg := range map[string]string{"mbk-plugin-faulty": "./testdata/faulty", "mbk-plugin-webhook": "../../plugins/webhook"} {
+	for out, pkg := range map[string]string{
+		"mbk-plugin-faulty":  "./testdata/faulty",
+		"mbk-plugin-webhook": "../../plugins/webhook",
+		"mbk-plugin-notes":   "./testdata/thirdparty", // a third-party dump plugin: core/sdk only
+	} {
 		if err := goBuild(filepath.Join(dir, "extra", out), pkg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

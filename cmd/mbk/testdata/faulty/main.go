@@ -179,5 +179,5 @@ func (f *faulty) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 }
 
 func main() {
-	sdk.Serve(func(log hclog.Logger) sdk.Plugin { return &faulty{log: log} })
+	sdk.Main("faulty", func(log hclog.Logger) sdk.Plugin { return &faulty{log: log} })
 }
