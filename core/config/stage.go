@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -11,6 +12,7 @@ import (
 	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/stream"
 )
 
 // coreAttrs are the stage attributes the core understands itself, per kind;
@@ -56,7 +58,7 @@ func (s *Stage) Decode(schema sdk.Schema) hcl.Diagnostics {
 	val, d := hcldec.Decode(s.Body, spec, s.pipeline.ctx)
 	diags = append(diags, d...)
 
-	s.Compression = "gzip"
+	s.Compression = stream.DefaultCompression
 	s.On = append([]string(nil), Events...)
 	for name := range core {
 		v := val.GetAttr(name)
@@ -73,14 +75,15 @@ func (s *Stage) Decode(schema sdk.Schema) hcl.Diagnostics {
 			s.Timeout = t
 		case "compression":
 			c := v.AsString()
-			if !slices.Contains(Compressions, c) {
-				diags = append(diags, attrError(a, fmt.Sprintf("compression %q is not one of gzip, zstd, none.", c)+suggest(c, Compressions)))
+			if _, ok := stream.Lookup(c); !ok {
+				names := stream.Names()
+				diags = append(diags, attrError(a, fmt.Sprintf("compression %q is not one of %s.", c, strings.Join(names, ", "))+suggest(c, names)))
 			}
 			s.Compression = c
 		case "compression_level":
-			var lvl int
-			if err := gocty.FromCtyValue(v, &lvl); err != nil || lvl < 1 || lvl > 9 {
-				diags = append(diags, attrError(a, "compression_level is a whole number: 1 (fastest) to 9 for gzip, 1 to 4 for zstd."))
+			lvl, msg := compressionLevel(v, val.GetAttr("compression"))
+			if msg != "" {
+				diags = append(diags, attrError(a, msg))
 				continue
 			}
 			s.CompressionLevel = lvl
@@ -110,6 +113,37 @@ func (s *Stage) Decode(schema sdk.Schema) hcl.Diagnostics {
 		s.Config = cty.EmptyObjectVal
 	}
 	return diags
+}
+
+// compressionLevel checks a stage's compression_level against the codec its
+// compression attribute names (or the default), whichever of the two is
+// decoded first, so that what validate accepts is what the stream writer
+// takes. msg is the problem, "" when there is none. A level is not checked
+// against a compression that is itself wrong: that is reported there.
+func compressionLevel(level, compression cty.Value) (lvl int, msg string) {
+	name := stream.DefaultCompression
+	if !compression.IsNull() {
+		name = ""
+		if compression.IsWhollyKnown() && compression.Type() == cty.String {
+			name = compression.AsString()
+		}
+	}
+	c, known := stream.Lookup(name)
+	if known && !c.TakesLevel() {
+		return 0, stream.CheckLevel(name, 0).Error() + "."
+	}
+	if err := gocty.FromCtyValue(level, &lvl); err != nil {
+		if known {
+			return 0, fmt.Sprintf("compression_level is a whole number: %s takes %s.", name, c.Levels())
+		}
+		return 0, "compression_level is a whole number."
+	}
+	if known {
+		if err := stream.CheckLevel(name, lvl); err != nil {
+			return 0, err.Error() + "."
+		}
+	}
+	return lvl, ""
 }
 
 // PluginDiagnostics turns a plugin's verdict on this stage into HCL
