@@ -155,3 +155,26 @@ func TestCheckLevelMessages(t *testing.T) {
 		t.Errorf("Levels() of none = %q", got)
 	}
 }
+
+// TestREADMEStatesTheTable: the README names the codecs and their level
+// ranges as the table has them.
+func TestREADMEStatesTheTable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	words := strings.Join(strings.Fields(string(b)), " ")
+	names := strings.Join(Names(), " | ")
+	names = strings.Replace(names, DefaultCompression, DefaultCompression+" (default)", 1)
+	wants := []string{names, "`compression` (" + strings.Join(Names(), ", ") + ")"}
+	for _, c := range Codecs() {
+		if c.TakesLevel() {
+			wants = append(wants, fmt.Sprintf("%d-%d for %s", c.MinLevel, c.MaxLevel, c.Name))
+		}
+	}
+	for _, w := range wants {
+		if !strings.Contains(words, w) {
+			t.Errorf("README.md does not say %q", w)
+		}
+	}
+}
