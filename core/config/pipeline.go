@@ -20,9 +20,6 @@ var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 
 var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout", "parallel"}
 
-// Compressions the core understands in dump and archive stages.
-var Compressions = []string{"gzip", "zstd", "none"}
-
 // Events a notify stage can be sent.
 var Events = []string{"success", "failure", "warning"}
 

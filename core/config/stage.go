@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -11,6 +12,7 @@ import (
 	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/mbk-backup/mbk/core/spec"
+	"github.com/mbk-backup/mbk/core/stream"
 )
 
 // coreAttrs are the stage attributes the core understands itself, per kind;
@@ -70,7 +72,7 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 	val, d := hcldec.Decode(s.Body, hspec, s.pipeline.ctx)
 	diags = append(diags, d...)
 
-	out.Compression = "gzip"
+	out.Compression = stream.DefaultCompression
 	out.On = spec.Events()
 	for name := range core {
 		v := val.GetAttr(name)
@@ -87,14 +89,15 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 			out.Timeout = t
 		case "compression":
 			c := v.AsString()
-			if !slices.Contains(Compressions, c) {
-				diags = append(diags, attrError(a, fmt.Sprintf("compression %q is not one of gzip, zstd, none.", c)+suggest(c, Compressions)))
+			if _, ok := stream.Lookup(c); !ok {
+				names := stream.Names()
+				diags = append(diags, attrError(a, fmt.Sprintf("compression %q is not one of %s.", c, strings.Join(names, ", "))+suggest(c, names)))
 			}
 			out.Compression = c
 		case "compression_level":
-			var lvl int
-			if err := gocty.FromCtyValue(v, &lvl); err != nil || lvl < 1 || lvl > 9 {
-				diags = append(diags, attrError(a, "compression_level is a whole number: 1 (fastest) to 9 for gzip, 1 to 4 for zstd."))
+			lvl, msg := compressionLevel(v, val.GetAttr("compression"))
+			if msg != "" {
+				diags = append(diags, attrError(a, msg))
 				continue
 			}
 			out.CompressionLevel = lvl
@@ -126,6 +129,37 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 		out.Config = cty.EmptyObjectVal
 	}
 	return out, diags
+}
+
+// compressionLevel checks a stage's compression_level against the codec its
+// compression attribute names (or the default), whichever of the two is
+// decoded first, so that what validate accepts is what the stream writer
+// takes. msg is the problem, "" when there is none. A level is not checked
+// against a compression that is itself wrong: that is reported there.
+func compressionLevel(level, compression cty.Value) (lvl int, msg string) {
+	name := stream.DefaultCompression
+	if !compression.IsNull() {
+		name = ""
+		if compression.IsWhollyKnown() && compression.Type() == cty.String {
+			name = compression.AsString()
+		}
+	}
+	c, known := stream.Lookup(name)
+	if known && !c.TakesLevel() {
+		return 0, stream.CheckLevel(name, 0).Error() + "."
+	}
+	if err := gocty.FromCtyValue(level, &lvl); err != nil {
+		if known {
+			return 0, fmt.Sprintf("compression_level is a whole number: %s takes %s.", name, c.Levels())
+		}
+		return 0, "compression_level is a whole number."
+	}
+	if known {
+		if err := stream.CheckLevel(name, lvl); err != nil {
+			return 0, err.Error() + "."
+		}
+	}
+	return lvl, ""
 }
 
 // PluginDiagnostics turns a plugin's verdict on this stage into HCL

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/spec"
+	"github.com/mbk-backup/mbk/core/stream"
 )
 
 // dbSchema is a hand-made plugin schema like a dump plugin's.
@@ -143,6 +145,31 @@ func TestStageDecodeErrors(t *testing.T) {
     container   = "db"
     compression = "gzp"
   }`, dbSchema, "compression", []string{`compression "gzp" is not one of gzip, zstd, none`, `Did you mean "gzip"?`}},
+		{"zstd level past its range", "dump", `stage "dump" "mysql" {
+    container         = "db"
+    compression       = "zstd"
+    compression_level = 7
+  }`, dbSchema, "compression_level", []string{`Invalid value for "compression_level"`, "zstd takes compression_level 1 (fastest) to 4 (smallest), not 7"}},
+		{"level before compression", "dump", `stage "dump" "mysql" {
+    container         = "db"
+    compression_level = 5
+    compression       = "zstd"
+  }`, dbSchema, "compression_level", []string{"zstd takes compression_level 1 (fastest) to 4 (smallest), not 5"}},
+		{"default gzip level past its range", "archive", `stage "archive" "volume" {
+    compression_level = 10
+  }`, spec.Schema{}, "compression_level", []string{"gzip takes compression_level 1 (fastest) to 9 (smallest), not 10"}},
+		{"level 0", "archive", `stage "archive" "volume" {
+    compression       = "gzip"
+    compression_level = 0
+  }`, spec.Schema{}, "compression_level", []string{"gzip takes compression_level 1 (fastest) to 9 (smallest), not 0"}},
+		{"level not whole", "archive", `stage "archive" "volume" {
+    compression       = "zstd"
+    compression_level = 2.5
+  }`, spec.Schema{}, "compression_level", []string{"compression_level is a whole number: zstd takes 1 (fastest) to 4 (smallest)"}},
+		{"level with none", "archive", `stage "archive" "volume" {
+    compression       = "none"
+    compression_level = 1
+  }`, spec.Schema{}, "compression_level", []string{`Invalid value for "compression_level"`, `compression "none" takes no compression_level: remove it, or compress with gzip or zstd`}},
 		{"compression not for notify", "notify", `stage "notify" "smtp" {
     compression = "gzip"
   }`, spec.Schema{}, "compression", []string{"Unsupported argument", `"compression"`}},
@@ -170,6 +197,34 @@ func TestStageDecodeErrors(t *testing.T) {
 			_, diags := s.Decode(tt.schema)
 			wantDiag(t, diags, hcl.DiagError, lineOf(t, src, tt.marker), tt.frags...)
 		})
+	}
+}
+
+// TestStageCompressionLevels: the config accepts exactly the levels stream's
+// table gives each codec, on whichever line compression comes, and keeps the
+// level it accepted.
+func TestStageCompressionLevels(t *testing.T) {
+	for _, c := range stream.Codecs() {
+		lo, hi := c.MinLevel-1, c.MaxLevel+1
+		if !c.TakesLevel() {
+			lo, hi = 0, 1
+		}
+		for l := lo; l <= hi; l++ {
+			want := c.TakesLevel() && l >= c.MinLevel && l <= c.MaxLevel
+			for _, body := range []string{
+				fmt.Sprintf("compression = %q\n    compression_level = %d", c.Name, l),
+				fmt.Sprintf("compression_level = %d\n    compression = %q", l, c.Name),
+			} {
+				_, s, _ := stageOf(t, "", "  stage \"archive\" \"volume\" {\n    "+body+"\n  }", "archive")
+				set, diags := s.Decode(spec.Schema{})
+				if diags.HasErrors() == want {
+					t.Errorf("%s level %d: accepted = %v, want %v\n%s", c.Name, l, !diags.HasErrors(), want, diagText(diags))
+				}
+				if want && set.CompressionLevel != l {
+					t.Errorf("%s level %d: CompressionLevel = %d", c.Name, l, set.CompressionLevel)
+				}
+			}
+		}
 	}
 }
 
