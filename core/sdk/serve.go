@@ -94,18 +94,23 @@ func Serve(name string, factory func(log hclog.Logger) Plugin, opts ...ServeOpt)
 		VersionedPlugins: map[int]plugin.PluginSet{wire.ProtocolVersion: {wire.PluginKey: &grpcPlugin{srv: srv}}},
 		Logger:           o.log,
 	}
-	if o.managed {
-		return serveManaged(name, cfg)
-	}
-	g := &grace{ctx: context.Background()}
-	if o.debug != nil {
-		g.ctx = o.debug.Context
-	} else {
-		// Only a plugin process of its own stops itself on SIGTERM.
+	// Calls in flight are cancelled when the plugin is told to stop: a
+	// plugin process of its own on SIGTERM, one in debug mode when its
+	// context ends.
+	var g *grace
+	switch {
+	case o.managed:
+		g = &grace{ctx: context.Background()}
+	case o.debug != nil:
+		g = &grace{ctx: o.debug.Context}
+	default:
 		g = newGrace(o.log)
 	}
 	cfg.GRPCServer = func(opts []grpc.ServerOption) *grpc.Server {
 		return grpc.NewServer(append(opts, grpc.UnaryInterceptor(g.intercept))...)
+	}
+	if o.managed {
+		return serveManaged(name, cfg)
 	}
 	cfg.Test = o.debug
 	plugin.Serve(cfg)
