@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"net"
 	"path"
 	"strconv"
@@ -13,15 +12,13 @@ import (
 
 // settings is a decoded, defaulted and checked stage body.
 type settings struct {
-	Host string `cty:"host"`
-	// Port is a float so that decoding never fails: a fraction or an
-	// out-of-range number becomes a diagnostic on "port" instead.
-	Port          float64 `cty:"port"`
-	User          string  `cty:"user"`
-	KeyFile       string  `cty:"key_file"`
-	KeyPassphrase string  `cty:"key_passphrase"`
-	KnownHosts    string  `cty:"known_hosts"`
-	Path          string  `cty:"path"`
+	Host          string `cty:"host"`
+	Port          int    `cty:"port"` // whole: the schema says sdk.Int
+	User          string `cty:"user"`
+	KeyFile       string `cty:"key_file"`
+	KeyPassphrase string `cty:"key_passphrase"`
+	KnownHosts    string `cty:"known_hosts"`
+	Path          string `cty:"path"`
 }
 
 // load decodes and checks a config without touching the outside world. The
@@ -39,8 +36,8 @@ func load(cfg sdk.Config) (settings, sdk.Diagnostics) {
 	case strings.Contains(s.Host, ":") && net.ParseIP(s.Host) == nil:
 		d = append(d, sdk.Errorf("host", "host %q must not carry a port; set port instead", s.Host))
 	}
-	if s.Port != math.Trunc(s.Port) || s.Port < 1 || s.Port > 65535 {
-		d = append(d, sdk.Errorf("port", "port is %v; it must be a whole number from 1 to 65535", s.Port))
+	if s.Port < 1 || s.Port > 65535 {
+		d = append(d, sdk.Errorf("port", "port is %d; it must be from 1 to 65535", s.Port))
 	}
 	if s.User == "" {
 		d = append(d, sdk.Errorf("user", "user must name the account to log in as"))
@@ -59,7 +56,7 @@ func load(cfg sdk.Config) (settings, sdk.Diagnostics) {
 
 // addr is host:port, as known_hosts and errors name the server.
 func (s settings) addr() string {
-	return net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
+	return net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
 }
 
 // url names a remote path for people.

@@ -22,7 +22,6 @@ func TestValidateConfig(t *testing.T) {
 		{"host with port", map[string]cty.Value{"host": cty.StringVal("backup.example.org:2222")}, "host", "set port instead"},
 		{"empty host", map[string]cty.Value{"host": cty.StringVal(" ")}, "host", "must name"},
 		{"port out of range", map[string]cty.Value{"port": cty.NumberIntVal(70000)}, "port", "1 to 65535"},
-		{"port fraction", map[string]cty.Value{"port": cty.NumberFloatVal(22.5)}, "port", "whole number"},
 		{"empty user", map[string]cty.Value{"user": cty.StringVal("")}, "user", "must name"},
 		{"empty key_file", map[string]cty.Value{"key_file": cty.StringVal("")}, "key_file", "must name"},
 		{"empty known_hosts", map[string]cty.Value{"known_hosts": cty.StringVal("")}, "known_hosts", "always checked"},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/mail"
 	"slices"
@@ -27,9 +26,9 @@ const (
 // settings is a decoded, defaulted and checked stage body.
 type settings struct {
 	Host string `cty:"host"`
-	// Port is a float so that decoding never fails: a fraction or an
-	// out-of-range number becomes a diagnostic on "port" instead.
-	Port               *float64 `cty:"port"`
+	// Port is nil when left out: the default follows tls. A fraction
+	// never reaches here (the schema says sdk.Int).
+	Port               *int     `cty:"port"`
 	TLS                string   `cty:"tls"`
 	CAFile             string   `cty:"ca_file"`
 	InsecureSkipVerify bool     `cty:"insecure_skip_verify"`
@@ -93,11 +92,10 @@ func load(cfg sdk.Config) (settings, sdk.Diagnostics) {
 	}
 	s.port = defaultPort[s.TLS]
 	if s.Port != nil {
-		p := *s.Port
-		if p != math.Trunc(p) || p < 1 || p > 65535 {
-			d = append(d, sdk.Errorf("port", "port is %v; it must be a whole number from 1 to 65535", p))
+		if p := *s.Port; p < 1 || p > 65535 {
+			d = append(d, sdk.Errorf("port", "port is %d; it must be from 1 to 65535", p))
 		}
-		s.port = int(p)
+		s.port = *s.Port
 	}
 	if s.TLS == tlsNone {
 		if s.CAFile != "" {

@@ -29,7 +29,6 @@ func TestValidateConfigErrors(t *testing.T) {
 		{"host with a port", []any{"host", "smtp.example.com:587"}, "host", "must not carry a port"},
 		{"port zero", []any{"port", cty.NumberIntVal(0)}, "port", "from 1 to 65535"},
 		{"port too big", []any{"port", cty.NumberIntVal(70000)}, "port", "from 1 to 65535"},
-		{"port with a fraction", []any{"port", cty.NumberFloatVal(58.7)}, "port", "whole number"},
 		{"unknown tls", []any{"tls", "ssl"}, "tls", `tls is "ssl"`},
 		{"unknown auth", []any{"auth", "cram-md5"}, "auth", `auth is "cram-md5"`},
 		{"plain without username", []any{"auth", "plain", "username", cty.NullVal(cty.String)}, "username", `username is required with auth = "plain"`},
