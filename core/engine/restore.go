@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -185,8 +186,13 @@ func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, op
 	}
 	defer zr.Close()
 	tr := e.track("restore "+a.File, a.RawSize)
-	reply, err := st.Stage.Client.Restore(ctx, st.Stage.Wire, a.ArtifactID, options[st.Stage].Wire, a.Details, trackReader{zr, tr})
+	capped := &rawCap{r: zr, size: a.RawSize, file: a.File}
+	reply, err := st.Stage.Client.Restore(ctx, st.Stage.Wire, a.ArtifactID, options[st.Stage].Wire, a.Details, trackReader{capped, tr})
 	tr.Done()
+	if capped.err != nil {
+		// The plugin's own error is only the consequence.
+		return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), capped.err)
+	}
 	if err != nil {
 		return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), err)
 	}
@@ -195,4 +201,40 @@ func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, op
 	}
 	log.Info("restore finished", "duration", time.Since(t0).Round(time.Millisecond), "result", e.Redact.String(reply.Summary))
 	return nil
+}
+
+// rawCap hands a plugin at most the raw size the manifest records: an
+// artifact that decompresses past it (a decompression bomb, a file swapped
+// under a rewritten manifest) is cut off there and the restore fails,
+// instead of filling the target's disk.
+type rawCap struct {
+	r    io.Reader
+	size int64 // what the manifest records
+	n    int64 // handed on so far
+	file string
+	err  error
+}
+
+func (c *rawCap) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.n >= c.size {
+		// One byte more tells the end from an excess.
+		var one [1]byte
+		if k, _ := io.ReadFull(c.r, one[:]); k > 0 {
+			c.err = fmt.Errorf("%s decompresses past the %d bytes its manifest records: cut off there", c.file, c.size)
+			return 0, c.err
+		}
+		return 0, io.EOF
+	}
+	if left := c.size - c.n; int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err == io.EOF && c.n >= c.size {
+		err = nil // ended where it should: the next Read confirms
+	}
+	return n, err
 }
