@@ -49,7 +49,18 @@ type Manifest struct {
 	Stages     []Stage    `json:"stages"`
 	// MaintenanceMS is how long mbk held the site in maintenance mode.
 	MaintenanceMS int64 `json:"maintenance_ms,omitempty"`
+	// Kind is KindPreRestore for the safety copy a restore takes of the
+	// site before it overwrites it; empty for a backup.
+	Kind string `json:"kind,omitempty"`
+	// Restoring names the set whose restore took this safety copy.
+	Restoring string `json:"restoring,omitempty"`
 }
+
+// KindPreRestore marks a safety copy taken before a restore.
+const KindPreRestore = "pre-restore"
+
+// PreRestore reports whether the set is a restore's safety copy.
+func (s Set) PreRestore() bool { return s.Manifest != nil && s.Manifest.Kind == KindPreRestore }
 
 // StatusComplete marks a set every required stage succeeded for.
 const StatusComplete = "complete"
