@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -27,6 +28,8 @@ type restoreFlags struct {
 	restoreOpts    []string
 	identities     []string
 	from           string
+	noSafetyCopy   bool
+	abandon        bool
 }
 
 func (a *app) restoreCmd() *cobra.Command {
@@ -37,13 +40,26 @@ func (a *app) restoreCmd() *cobra.Command {
 		Long: `restore verifies the set, says what will be overwritten and asks you to type
 the pipeline's name to confirm (--yes for scripts; without a terminal and
 without --yes it refuses). It never starts from an incomplete or corrupt set.
-Targets default to where the backup came from.`,
+Targets default to where the backup came from.
+
+A restore over the site itself first takes a safety copy of it (a set of
+kind pre-restore, kept 7 days whatever the retention says), and starts only
+once that is committed; --no-safety-copy goes without. With a maintenance
+block the site stays in maintenance mode until everything is restored. A
+restore that fails leaves the site in maintenance mode and backups refused,
+and says how to put the site back, try again, or (--abandon) accept it.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			if f.only != "" && f.only != engine.OnlyDB && f.only != engine.OnlyFiles {
 				return exitf(2, "--only takes db or files, not %q", f.only)
+			}
+			if f.abandon {
+				if len(args) > 1 {
+					return exitf(2, "--abandon takes no set")
+				}
+				return a.abandon(ctx, cmd.OutOrStdout(), args[0], f.pipeline)
 			}
 			pr, err := a.prepare(ctx, args[0], f.pipeline)
 			if err != nil {
@@ -103,10 +119,15 @@ Targets default to where the backup came from.`,
 				}
 			}
 			e := &engine.Engine{Host: pr.host, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress(), Identities: ids}
-			if err := e.Restore(ctx, p, set.Dir, steps, options); err != nil {
+			safety, err := e.Restore(ctx, engine.RestoreJob{Pipeline: p, Stages: stages, Set: set.Name, Dir: set.Dir,
+				Steps: steps, Options: options, NoSafetyCopy: f.noSafetyCopy})
+			if err != nil {
 				return exitf(1, "%s", a.redact.String(err.Error()))
 			}
 			fmt.Fprintf(out, "Set %s restored.\n", set.Name)
+			if safety != "" {
+				fmt.Fprintf(out, "The site as it was before is kept in set %s (pre-restore): %s\n", safety, engine.RestoreCommand(p, safety))
+			}
 			return nil
 		},
 	}
@@ -120,8 +141,32 @@ Targets default to where the backup came from.`,
 	cmd.Flags().StringArrayVar(&f.restoreOpts, "restore-opt", nil, "set a stage's restore option: STAGE.NAME=VALUE (repeatable; `mbk plugins` lists each plugin's options)")
 	cmd.Flags().StringArrayVar(&f.identities, "identity", nil, "age identity file, to decrypt an encrypted set")
 	cmd.Flags().StringVar(&f.from, "from", "", "restore from the copy in this store stage (downloaded and verified first)")
+	cmd.Flags().BoolVar(&f.noSafetyCopy, "no-safety-copy", false, "restore over the site without first copying it (nothing will keep what is overwritten)")
+	cmd.Flags().BoolVar(&f.abandon, "abandon", false, "end an unfinished restore without restoring: the site is accepted as it is and backups resume")
 	a.varFlag(cmd)
 	return cmd
+}
+
+// abandon ends an unfinished restore (engine.Abandon).
+func (a *app) abandon(ctx context.Context, out io.Writer, file, pipeline string) error {
+	_, p, err := a.loadPipeline(file, pipeline)
+	if err != nil {
+		return err
+	}
+	e := &engine.Engine{Log: a.log, Redact: a.redact, Version: version}
+	m, err := e.Abandon(ctx, p)
+	if err != nil {
+		return exitf(1, "%v", err)
+	}
+	if m == nil {
+		fmt.Fprintf(out, "No restore of pipeline %q is unfinished: nothing to abandon.\n", p.Name)
+		return nil
+	}
+	fmt.Fprintf(out, "The unfinished restore of set %s is abandoned: the site is taken as it is, and backups resume.\n", m.Set)
+	if m.Safety != "" {
+		fmt.Fprintf(out, "The site as it was before that restore stays in set %s: %s\n", m.Safety, engine.RestoreCommand(p, m.Safety))
+	}
+	return nil
 }
 
 // request is what the flags ask of the restore; the stages' plugins say

@@ -140,12 +140,14 @@ func findSet(p *config.Pipeline, name string) (repo.Set, error) {
 	}
 	for i := len(sets) - 1; i >= 0; i-- {
 		s := sets[i]
-		if (name == "" && s.Complete) || s.Name == name {
+		// By default the newest backup: a restore's safety copy is taken
+		// by name only.
+		if (name == "" && s.Complete && !s.PreRestore()) || s.Name == name {
 			return s, nil
 		}
 	}
 	if name == "" {
-		return repo.Set{}, fmt.Errorf("no complete set in %s", p.Root)
+		return repo.Set{}, fmt.Errorf("no complete backup set in %s", p.Root)
 	}
 	return repo.Set{}, fmt.Errorf("no set %q in %s", name, p.Root)
 }

@@ -8,13 +8,18 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/dustin/go-humanize"
+	"golang.org/x/sys/unix"
 
 	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/maintenance"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/spec"
 	"github.com/mbk-backup/mbk/core/stream"
 )
 
@@ -58,39 +63,265 @@ func PlanRestore(stages []*Stage, m *repo.Manifest, only string) ([]RestoreStep,
 	return steps, nil
 }
 
-// Restore puts a set back: under the root's lock (no backup runs meanwhile),
-// with the site in maintenance mode when the pipeline asks for it, it streams
-// each artifact, decompressed, into its stage's plugin. options holds each
-// stage's restore options (BindRestore).
-func (e *Engine) Restore(ctx context.Context, p *config.Pipeline, dir string, steps []RestoreStep, options map[*Stage]BoundOptions) error {
+// RestoreJob is one restore, as mbk restore (or the menu) asks for it.
+type RestoreJob struct {
+	Pipeline *config.Pipeline
+	// Stages are the pipeline's prepared stages: a safety copy runs its
+	// dump, archive and checksum stages.
+	Stages []*Stage
+	Set    string // the set restored
+	Dir    string // where its files are: the set, or a download of it
+	Steps  []RestoreStep
+	// Options are each stage's restore options (BindRestore).
+	Options map[*Stage]BoundOptions
+	// NoSafetyCopy restores in place without first copying the site:
+	// nothing then keeps what the restore overwrites.
+	NoSafetyCopy bool
+}
+
+// RestoreError is a restore that did not complete, with what it leaves
+// and how to get out of it.
+type RestoreError struct {
+	Err error
+	// Safety is the set that holds the site as it was before, if any.
+	Safety string
+	// Touched says the site was changed: the restore marker is in the root
+	// and, with a maintenance block, the site stays in maintenance mode.
+	Touched bool
+	Advice  string
+}
+
+func (e *RestoreError) Error() string {
+	if e.Advice == "" {
+		return e.Err.Error()
+	}
+	return e.Err.Error() + "\n" + e.Advice
+}
+
+func (e *RestoreError) Unwrap() error { return e.Err }
+
+// Restore puts a set back, so that a failure never leaves the school worse
+// off: under the root's lock (no backup runs meanwhile), with the site in
+// maintenance mode from before the first byte to the end when the pipeline
+// has a maintenance block, it first takes a safety copy of what an in-place
+// restore will overwrite (a set of kind pre-restore, through the same
+// stages), then streams each artifact into its stage's plugin. A restore
+// that fails or is killed leaves the site in maintenance mode and a restore
+// marker that stops backups until a restore completes or is abandoned. It
+// returns the safety copy's set name ("" when none was taken).
+func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
+	p := job.Pipeline
+	if err := os.MkdirAll(p.Root, repo.DirMode); err != nil {
+		return "", err
+	}
 	lock, err := repo.Acquire(p.Root)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer lock.Release()
-	if p.Maintenance == nil {
-		return e.restore(ctx, dir, steps, options, p.Parallel)
+	prev, err := repo.ReadRestoreMarker(p.Root)
+	if err != nil {
+		return "", err
 	}
-	site, err := maintenance.Open(ctx, p.Maintenance, e.Log)
+
+	var window *maintenance.Window
+	if p.Maintenance != nil {
+		site, err := maintenance.Open(ctx, p.Maintenance, e.Log)
+		if err != nil {
+			return "", err
+		}
+		defer site.Close()
+		if prev == nil {
+			// A backup run killed inside its window: take the site out
+			// of maintenance first, as the next run would.
+			if msg, err := maintenance.Recover(ctx, site, p.Root); err != nil {
+				return "", err
+			} else if msg != "" {
+				e.Log.Warn(msg)
+			}
+		}
+		if window, err = maintenance.Hold(ctx, site, p.Root); err != nil {
+			return "", err
+		}
+	}
+	// Nothing of the site has changed yet: a failure here ends the window.
+	untouched := func(err error) (string, error) {
+		if window != nil && prev == nil {
+			if _, werr := window.End(); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		} else if window != nil {
+			window.Leave()
+		}
+		return "", &RestoreError{Err: err, Advice: "Nothing was restored: the site is as it was."}
+	}
+
+	safety := ""
+	switch {
+	case prev != nil:
+		// The site holds part of a set already: a copy of it would be
+		// worth nothing, and the copy the first attempt took stays the
+		// way back.
+		safety = prev.Safety
+		e.Log.Warn("finishing an unfinished restore: no new safety copy", "set", prev.Set, "safety copy", prev.Safety)
+	case !inPlace(job):
+		e.Log.Info("the restore goes to new targets: no safety copy of the site is needed")
+	case job.NoSafetyCopy:
+		e.Log.Warn("restoring in place WITHOUT a safety copy (--no-safety-copy): nothing keeps the site as it is now")
+	default:
+		if err := checkSafetySpace(p); err != nil {
+			return untouched(err)
+		}
+		res := e.run(ctx, p, safetyStages(job), runOpts{kind: repo.KindPreRestore, restoring: job.Set})
+		if !res.Committed {
+			return untouched(fmt.Errorf("the safety copy of the site failed, so the restore did not start: %w", res.Err))
+		}
+		safety = res.Report.Set
+		e.Log.Info("safety copy committed: the site as it was is kept", "set", safety)
+	}
+
+	host, _ := os.Hostname()
+	marker := repo.RestoreMarker{Pipeline: p.Name, Set: job.Set, Safety: safety, Started: time.Now().UTC(), Host: host, PID: os.Getpid()}
+	if err := repo.WriteRestoreMarker(p.Root, marker); err != nil {
+		return untouched(err)
+	}
+	if err := e.restore(ctx, job.Dir, job.Steps, job.Options, p.Parallel); err != nil {
+		marker.Error = e.Redact.String(err.Error())
+		if werr := repo.WriteRestoreMarker(p.Root, marker); werr != nil {
+			e.Log.Error("cannot record the failed restore", "error", werr)
+		}
+		if window != nil {
+			window.Leave()
+		}
+		return safety, &RestoreError{Err: err, Safety: safety, Touched: true, Advice: failedAdvice(p, marker, window != nil)}
+	}
+	if err := repo.ClearRestoreMarker(p.Root); err != nil {
+		return safety, err
+	}
+	if window != nil {
+		held, err := window.End()
+		if err != nil {
+			return safety, err
+		}
+		if window.Ours() {
+			e.Log.Info("the site was in maintenance mode during the restore", "held", held.Round(100*time.Millisecond))
+		}
+	}
+	return safety, nil
+}
+
+// inPlace reports whether a step restores over what the pipeline backs up:
+// none of the options its plugin declares as answering a --target-* flag
+// is set.
+func inPlace(job RestoreJob) bool {
+	for _, st := range job.Steps {
+		redirected := false
+		for name := range job.Options[st.Stage].Set {
+			if a, ok := optionNamed(st.Stage, name); ok && strings.HasPrefix(a.Flag, "target-") {
+				redirected = true
+			}
+		}
+		if !redirected {
+			return true
+		}
+	}
+	return false
+}
+
+func optionNamed(s *Stage, name string) (spec.Attribute, bool) {
+	for _, o := range s.Schema.RestoreOptions {
+		if o.Name == name {
+			return o, true
+		}
+	}
+	return spec.Attribute{}, false
+}
+
+// safetyStages are what a safety copy runs: the dump and archive stages the
+// restore overwrites, and the checksum stages.
+func safetyStages(job RestoreJob) []*Stage {
+	var out []*Stage
+	for _, s := range job.Stages {
+		restored := slices.ContainsFunc(job.Steps, func(st RestoreStep) bool { return st.Stage == s })
+		if restored || s.Kind == spec.KindChecksum {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// checkSafetySpace refuses a safety copy the root's disk cannot hold. The
+// newest complete backup is the estimate of what the site holds now.
+func checkSafetySpace(p *config.Pipeline) error {
+	sets, err := repo.List(p.Root, p.Location)
 	if err != nil {
 		return err
 	}
-	defer site.Close()
-	if msg, err := maintenance.Recover(ctx, site, p.Root); err != nil {
-		return err
-	} else if msg != "" {
-		e.Log.Warn(msg)
+	var need int64
+	for i := len(sets) - 1; i >= 0; i-- {
+		if sets[i].Complete && !sets[i].PreRestore() {
+			for _, a := range sets[i].Manifest.Artifacts {
+				need += a.Size
+			}
+			break
+		}
 	}
-	w, err := maintenance.Begin(ctx, site, p.Root)
+	need += need / 5 // the site may have grown since
+	var st unix.Statfs_t
+	if err := unix.Statfs(p.Root, &st); err != nil {
+		return fmt.Errorf("free space in %s: %w", p.Root, err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	if free < need {
+		return fmt.Errorf("the safety copy of the site needs about %s in %s (the newest set's size and a fifth more), but only %s is free: %s missing. Free some space (mbk prune), or restore without a safety copy (--no-safety-copy: nothing will keep the site as it is now)",
+			humanize.IBytes(uint64(need)), p.Root, humanize.IBytes(uint64(free)), humanize.IBytes(uint64(need-free)))
+	}
+	return nil
+}
+
+// failedAdvice says what a failed restore left and the commands that end it.
+func failedAdvice(p *config.Pipeline, m repo.RestoreMarker, maint bool) string {
+	var b strings.Builder
+	b.WriteString("The restore did not finish: the site may hold part of set " + m.Set + ".")
+	if maint {
+		b.WriteString(" It stays in maintenance mode, closed to its users.")
+	}
+	b.WriteString(" Backups are refused until this is settled.")
+	if m.Safety != "" {
+		fmt.Fprintf(&b, "\n  To put the site back as it was before:  %s", RestoreCommand(p, m.Safety, "--yes"))
+	}
+	fmt.Fprintf(&b, "\n  To try the restore again:                %s", RestoreCommand(p, m.Set))
+	fmt.Fprintf(&b, "\n  To accept the site as it is now:         %s", RestoreCommand(p, "--abandon"))
+	return b.String()
+}
+
+// Abandon ends an unfinished restore without restoring: the administrator
+// says the site is whole. The marker goes, and maintenance mode that mbk
+// switched on is switched off. It returns the marker it removed (nil when
+// no restore was unfinished).
+func (e *Engine) Abandon(ctx context.Context, p *config.Pipeline) (*repo.RestoreMarker, error) {
+	lock, err := repo.Acquire(p.Root)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rerr := e.restore(ctx, dir, steps, options, p.Parallel)
-	held, werr := w.End()
-	if w.Ours() {
-		e.Log.Info("the site was in maintenance mode during the restore", "held", held.Round(100*time.Millisecond))
+	defer lock.Release()
+	m, err := repo.ReadRestoreMarker(p.Root)
+	if err != nil || m == nil {
+		return nil, err
 	}
-	return errors.Join(rerr, werr)
+	if p.Maintenance != nil {
+		site, err := maintenance.Open(ctx, p.Maintenance, e.Log)
+		if err != nil {
+			return nil, err
+		}
+		defer site.Close()
+		if msg, err := maintenance.Recover(ctx, site, p.Root); err != nil {
+			return nil, err
+		} else if msg != "" {
+			e.Log.Info(msg)
+		}
+	}
+	return m, repo.ClearRestoreMarker(p.Root)
 }
 
 // restore runs the steps. With parallel, the database and the files are

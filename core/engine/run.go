@@ -94,22 +94,41 @@ type run struct {
 	mu sync.Mutex
 	// files are the artifact file names taken so far.
 	files map[string]string
+	opts  runOpts
 }
 
 // Run runs one pipeline end to end. The stages must come from Prepare.
 func (e *Engine) Run(ctx context.Context, p *config.Pipeline, stages []*Stage) *Result {
+	return e.run(ctx, p, stages, runOpts{})
+}
+
+// runOpts make a run the safety copy a restore takes: under the lock and
+// the maintenance window the restore already holds, a set of its own kind,
+// no retention, stores or notifications, and the plugins left running for
+// the restore that follows.
+type runOpts struct {
+	kind      string // repo.KindPreRestore, or "" for a backup
+	restoring string // the set whose restore takes the copy
+}
+
+func (o runOpts) safetyCopy() bool { return o.kind == repo.KindPreRestore }
+
+func (e *Engine) run(ctx context.Context, p *config.Pipeline, stages []*Stage, o runOpts) *Result {
 	now := e.Now
 	if now == nil {
 		now = time.Now
 	}
 	host, _ := os.Hostname()
 	start := now()
-	r := &run{e: e, p: p, log: e.Log.Named(p.Name), res: &Result{}, lastUse: map[string]*Stage{}}
+	r := &run{e: e, p: p, log: e.Log.Named(p.Name), res: &Result{}, lastUse: map[string]*Stage{}, opts: o}
 	// Each plugin was started once, by Prepare, and serves every stage of
 	// the run that uses it; it is stopped after its last stage, so what is
 	// done no longer holds memory.
 	var lastStore *Stage
 	for _, s := range stages {
+		if o.safetyCopy() {
+			break // the restore stops them
+		}
 		r.lastUse[s.Plugin] = s
 		if s.Kind == sdk.KindStore {
 			lastStore = s
@@ -129,7 +148,7 @@ func (e *Engine) Run(ctx context.Context, p *config.Pipeline, stages []*Stage) *
 		r.res.Err = err
 		r.log.Error("backup failed: nothing was committed", "error", e.Redact.String(err.Error()))
 	}
-	if r.res.Committed {
+	if r.res.Committed && !o.safetyCopy() {
 		r.retain(ctx, stages)
 		r.store(ctx, stages)
 	}
@@ -149,13 +168,24 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 	if err := r.checkRoot(); err != nil {
 		return err
 	}
-	lock, err := repo.Acquire(p.Root)
-	if err != nil {
-		return err
+	if !r.opts.safetyCopy() { // a restore's copy runs under the restore's lock
+		lock, err := repo.Acquire(p.Root)
+		if err != nil {
+			return err
+		}
+		// Released in finish via the closure below, after retention and notify.
+		r.release = lock.Release
+		// A restore that failed or was killed left the site holding part
+		// of a set: backing it up now would keep that as if it were good.
+		if m, err := repo.ReadRestoreMarker(p.Root); err != nil {
+			return err
+		} else if m != nil {
+			return UnfinishedRestoreError(p, m)
+		}
+		// Not in a restore's copy: the set it restores may be a download
+		// under the root, which counts as a leftover.
+		r.cleanLeftovers()
 	}
-	// Released in finish via the closure below, after retention and notify.
-	r.release = lock.Release
-	r.cleanLeftovers()
 
 	local := start.In(p.Location)
 	r.name = local.Format(repo.SetNameLayout)
@@ -183,7 +213,7 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 	defer cancel()
 
 	r.man = &repo.Manifest{Format: 1, Pipeline: p.Name, Set: r.name, Started: start.UTC(), Host: r.res.Report.Host,
-		MBKVersion: r.e.Version, Timezone: p.Location.String()}
+		MBKVersion: r.e.Version, Timezone: p.Location.String(), Kind: r.opts.kind, Restoring: r.opts.restoring}
 	r.info = map[string]*strings.Builder{}
 	if err := r.inMaintenance(ctx, func() error { return r.produceAll(ctx, stages) }); err != nil {
 		return err

@@ -14,7 +14,7 @@ import (
 // and the window is closed whatever fn returns.
 func (r *run) inMaintenance(ctx context.Context, fn func() error) error {
 	m := r.p.Maintenance
-	if m == nil {
+	if m == nil || r.opts.safetyCopy() { // a restore's copy: the restore holds the window
 		return fn()
 	}
 	site, err := maintenance.Open(ctx, m, r.log)

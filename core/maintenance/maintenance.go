@@ -191,3 +191,34 @@ func Recover(ctx context.Context, s *Site, root string) (string, error) {
 	}
 	return fmt.Sprintf("switched off maintenance mode left on by an interrupted run (pid %d, since %s)", m.PID, m.Since.Format(time.RFC3339)), nil
 }
+
+// Hold opens a window for a restore. It is Begin, except that a window an
+// earlier restore left open (its marker is still in the root) is taken
+// over, maintenance switched on again if someone switched it off: this
+// restore's End then takes the site out of maintenance.
+func Hold(ctx context.Context, s *Site, root string) (*Window, error) {
+	if _, err := os.Stat(filepath.Join(root, MarkerFile)); err != nil {
+		return Begin(ctx, s, root)
+	}
+	on, err := s.On(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("maintenance mode: %w", err)
+	}
+	if !on {
+		if _, err := s.php(ctx, "--enable"); err != nil {
+			return nil, fmt.Errorf("maintenance mode: enable: %w", err)
+		}
+	}
+	s.log.Info("maintenance mode held over from an unfinished restore", "container", s.container)
+	return &Window{site: s, root: root, start: time.Now(), ours: true}, nil
+}
+
+// Leave closes the window with maintenance left on and its marker kept: a
+// restore that failed leaves the site closed to its users, and the next
+// restore (or mbk restore --abandon) takes the window over.
+func (w *Window) Leave() {
+	w.closed = true
+	if w.ours {
+		w.site.log.Warn("maintenance mode left on: the restore did not finish", "container", w.site.container)
+	}
+}
