@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // The end-to-end tests run the real mbk binary with real plugin binaries,

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mbk-backup/mbk/core/storetest"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/storetest"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // storePipeline backs the site up and copies each set to a real S3 gateway

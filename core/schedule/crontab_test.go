@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mbk-backup/mbk/core/schedule/crontabtest"
+	"github.com/mbk-backup/mbk/core/testing/crontabtest"
 )
 
 func TestCrontabLine(t *testing.T) {
