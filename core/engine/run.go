@@ -43,7 +43,8 @@ type Result struct {
 	Err error
 	// ConfigErr is set when the pipeline could not be prepared.
 	ConfigErr bool
-	// Later holds errors after commit (retain, notify).
+	// Later holds what failed once the set was committed: switching
+	// maintenance mode off, retention, a store, a notification.
 	Later []error
 }
 
