@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"filippo.io/age"
 	"fmt"
 	"github.com/dustin/go-humanize"
@@ -18,7 +19,6 @@ import (
 	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/engine"
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 // loadPipeline loads FILE and picks one pipeline (--pipeline, or the only one).
@@ -302,24 +302,10 @@ func (a *app) pruneCmd() *cobra.Command {
 }
 
 func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages []*engine.Stage, dryRun bool) error {
-	var retains []*engine.Stage
-	for _, s := range stages {
-		if s.Kind == sdk.KindRetain {
-			retains = append(retains, s)
-		}
-	}
-	if len(retains) == 0 {
-		return exitf(2, "pipeline %q has no retain stage", p.Name)
-	}
-	lock, err := repo.Acquire(p.Root)
-	if err != nil {
-		return exitf(1, "%v", err)
-	}
-	defer lock.Release()
+	pruned, err := engine.Prune(ctx, p, stages, dryRun)
 	deleted := 0
-	for _, s := range retains {
-		decisions, err := engine.Retain(ctx, s, p.Root, p.Location, "")
-		for _, d := range decisions {
+	for _, pr := range pruned {
+		for _, d := range pr.Decisions {
 			verdict := "keep  "
 			if !d.Keep {
 				verdict = "delete"
@@ -329,26 +315,26 @@ func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages
 			}
 			fmt.Fprintf(w, "%s  %s  %s\n", verdict, d.Set, strings.Join(d.Reasons, "; "))
 		}
-		if err != nil {
-			return exitf(1, "%s: %v", s.ID(), err)
-		}
-		if dryRun {
-			continue
-		}
-		for _, d := range decisions {
-			if d.Keep {
-				continue
-			}
-			if err := repo.Delete(p.Root, d.Set); err != nil {
-				return exitf(1, "delete %s: %v", d.Set, err)
-			}
-			deleted++
-		}
+		deleted += len(pr.Deleted)
+	}
+	if err != nil {
+		return stageExit(err)
 	}
 	if !dryRun {
 		fmt.Fprintf(w, "%d set(s) deleted\n", deleted)
 	}
 	return nil
+}
+
+// stageExit maps an engine error to mbk's exit code: a pipeline that lacks
+// the stage a command needs is a configuration mistake (2), anything else
+// a failure (1).
+func stageExit(err error) error {
+	var ns *engine.NoStageError
+	if errors.As(err, &ns) {
+		return exitf(2, "%v", err)
+	}
+	return exitf(1, "%v", err)
 }
 
 // detailsOf flattens an artifact's details to the strings describeTarget uses.
