@@ -85,10 +85,8 @@ func (r *run) finish(ctx context.Context, stages []*Stage, now func() time.Time)
 // could not even start (bad settings, a missing plugin): bad input must not
 // fail silently at 3 a.m.
 func (e *Engine) NotifyFailure(ctx context.Context, p *config.Pipeline, stages []*Stage, cause string) {
-	host, _ := os.Hostname()
-	now := time.Now().UTC()
-	rep := sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Status: sdk.EventFailure,
-		Started: now, Finished: now, Error: e.Redact.String(cause)}
+	rep := instantReport(p, sdk.EventFailure)
+	rep.Error = e.Redact.String(cause)
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	for _, s := range stagesOf(stages, sdk.KindNotify) {
@@ -99,4 +97,34 @@ func (e *Engine) NotifyFailure(ctx context.Context, p *config.Pipeline, stages [
 			e.Log.Error("failure notification not sent", "stage", s.ID(), "error", e.Redact.String(err.Error()))
 		}
 	}
+}
+
+// instantReport is the report of an event that is not a run: it starts and
+// ends now.
+func instantReport(p *config.Pipeline, status string) sdk.Report {
+	host, _ := os.Hostname()
+	now := time.Now().UTC()
+	return sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Status: status, Started: now, Finished: now}
+}
+
+// Sent is what one notify stage made of a test message.
+type Sent struct {
+	Stage *Stage
+	// Summary is the plugin's word on what the server said; Err why the
+	// message was not sent.
+	Summary string
+	Err     error
+}
+
+// NotifyTest sends a test event through every notify stage of a pipeline,
+// whatever events each is set to report, and says per stage what came of
+// it: nothing for a pipeline without a notify stage.
+func NotifyTest(ctx context.Context, p *config.Pipeline, stages []*Stage) []Sent {
+	rep := instantReport(p, sdk.EventTest)
+	var out []Sent
+	for _, s := range stagesOf(stages, sdk.KindNotify) {
+		summary, err := s.Client.Notify(ctx, s.Config, sdk.EventTest, rep)
+		out = append(out, Sent{Stage: s, Summary: summary, Err: err})
+	}
+	return out
 }
