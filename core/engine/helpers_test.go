@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/retain"
 	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/testing/mbktest"
 )
 
 // The engine's tests drive real plugin processes over go-plugin, as mbk
@@ -52,17 +52,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	pluginDir = dir
-	for name, pkg := range map[string]string{
-		"faulty":  "../../cmd/mbk/testdata/faulty",
-		"sftp":    "../../plugins/sftp",
-		"webhook": "../../plugins/webhook",
-	} {
-		out := filepath.Join(dir, pluginhost.Prefix+name)
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, b)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
+	err = mbktest.Build(dir, map[string]string{
+		pluginhost.Prefix + "faulty":  "../../cmd/mbk/testdata/faulty",
+		pluginhost.Prefix + "sftp":    "../../plugins/sftp",
+		pluginhost.Prefix + "webhook": "../../plugins/webhook",
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
