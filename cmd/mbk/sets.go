@@ -51,7 +51,7 @@ type setSummary struct {
 }
 
 func summarize(s repo.Set) setSummary {
-	out := setSummary{Set: s.Name, Status: "complete", Dir: s.Dir, Bytes: dirSize(s.Dir)}
+	out := setSummary{Set: s.Name, Status: "complete", Dir: s.Dir, Bytes: s.Size()}
 	if !s.Complete {
 		out.Status, out.Problem = "incomplete", s.Problem
 	}
@@ -60,17 +60,6 @@ func summarize(s repo.Set) setSummary {
 		out.Duration = m.Finished.Sub(m.Started).Round(time.Second).String()
 	}
 	return out
-}
-
-func dirSize(dir string) int64 {
-	var n int64
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if info, err := e.Info(); err == nil && !e.IsDir() {
-			n += info.Size()
-		}
-	}
-	return n
 }
 
 func (a *app) listCmd() *cobra.Command {

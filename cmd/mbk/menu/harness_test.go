@@ -1,0 +1,47 @@
+package menu
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mbk-backup/mbk/core/testing/mbktest"
+)
+
+// The menu is tested as a person uses it: the real mbk binary, built once
+// here with the test-only faulty plugin, on a pseudo-terminal.
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mbk-menu-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	if err := mbktest.Build(dir, map[string]string{"mbk": "..", "extra/mbk-plugin-faulty": "../testdata/faulty"}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var (
+	writeFile = mbktest.WriteFile
+	readFile  = mbktest.ReadFile
+	sets      = mbktest.Sets
+)
+
+// baseEnv isolates the test's mbk from the machine.
+func baseEnv(t *testing.T) []string { return mbktest.Env(t) }
+
+// mbk runs the binary without a terminal.
+func mbk(t *testing.T, args ...string) mbktest.Result {
+	t.Helper()
+	return mbktest.Run(t, filepath.Join(binDir, "mbk"), baseEnv(t), "", args...)
+}
