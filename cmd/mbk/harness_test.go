@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -17,15 +15,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mbk-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	// Test-only plugins live apart, in extra/, found through
 	// MBK_PLUGIN_DIR or plugin_dir.
-	err = mbktest.Build(dir, map[string]string{
+	mbktest.Main(m, &binDir, map[string]string{
 		"mbk":                      ".",
 		"mbk-plugin-mysql":         "../../plugins/mysql",
 		"mbk-plugin-volume":        "../../plugins/volume",
@@ -35,14 +27,6 @@ func TestMain(m *testing.M) {
 		"extra/mbk-plugin-faulty":  "./testdata/faulty",
 		"extra/mbk-plugin-webhook": "../../plugins/webhook",
 	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
 }
 
 type result struct {

@@ -46,25 +46,11 @@ func TestMain(m *testing.M) {
 		sdk.Serve(factory)
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "mbk-engine-plugins-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pluginDir = dir
-	err = mbktest.Build(dir, map[string]string{
+	mbktest.Main(m, &pluginDir, map[string]string{
 		pluginhost.Prefix + "faulty":  "../../cmd/mbk/testdata/faulty",
 		pluginhost.Prefix + "sftp":    "../../plugins/sftp",
 		pluginhost.Prefix + "webhook": "../../plugins/webhook",
 	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
 }
 
 // testLog writes the engine's log to the test's.
@@ -145,6 +131,24 @@ func (pl *pipeline) stage(t *testing.T, kind, name string) *engine.Stage {
 	}
 	t.Fatalf("no %s stage %q", kind, name)
 	return nil
+}
+
+// okDump is a dump stage that succeeds, which every pipeline needs.
+const okDump = `
+  stage "dump" "faulty" {
+    mode = "ok"
+  }`
+
+// makeSets lays sets out under root by hand, dated by their names: complete
+// ones, then incomplete ones (see makeSet).
+func makeSets(t *testing.T, root string, complete []string, incomplete ...string) {
+	t.Helper()
+	for _, name := range complete {
+		makeSet(t, root, name, true)
+	}
+	for _, name := range incomplete {
+		makeSet(t, root, name, false)
+	}
 }
 
 // makeSet lays a set out under root by hand, dated by its name: complete

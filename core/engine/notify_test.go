@@ -32,10 +32,7 @@ func TestNotifyTest(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	pl := prepare(t, newRoot(t), fmt.Sprintf(`
-  stage "dump" "faulty" {
-    mode = "ok"
-  }
+	pl := prepare(t, newRoot(t), fmt.Sprintf(okDump+`
   stage "notify" "webhook" "accepts" {
     url = %q
     on  = ["failure"]
@@ -65,10 +62,7 @@ func TestNotifyTest(t *testing.T) {
 }
 
 func TestNotifyTestWithoutANotifyStage(t *testing.T) {
-	pl := prepare(t, newRoot(t), `
-  stage "dump" "faulty" {
-    mode = "ok"
-  }`)
+	pl := prepare(t, newRoot(t), okDump)
 	if sent := engine.NotifyTest(context.Background(), pl.p, pl.stages); len(sent) != 0 {
 		t.Fatalf("sent %+v", sent)
 	}

@@ -28,14 +28,9 @@ func verdicts(ds []sdk.Decision) []string {
 
 func TestPrune(t *testing.T) {
 	root := newRoot(t)
-	for _, name := range []string{"2020-01-01_02-00-00", "2020-01-02_02-00-00", "2020-01-03_02-00-00", "2020-01-04_02-00-00"} {
-		makeSet(t, root, name, true)
-	}
-	makeSet(t, root, "2020-01-01_12-00-00", false)
-	pl := prepare(t, root, `
-  stage "dump" "faulty" {
-    mode = "ok"
-  }
+	makeSets(t, root, []string{"2020-01-01_02-00-00", "2020-01-02_02-00-00", "2020-01-03_02-00-00", "2020-01-04_02-00-00"},
+		"2020-01-01_12-00-00")
+	pl := prepare(t, root, okDump+`
   stage "retain" "policy" {
     keep_last = 2
   }`)
@@ -114,14 +109,8 @@ func TestPruneHoldsTheVerdictToTheGuarantees(t *testing.T) {
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			root := newRoot(t)
-			for _, name := range sets {
-				makeSet(t, root, name, true)
-			}
-			makeSet(t, root, "2022-01-01_00-00-00", false)
-			pl := prepare(t, root, `
-  stage "dump" "faulty" {
-    mode = "ok"
-  }
+			makeSets(t, root, sets, "2022-01-01_00-00-00")
+			pl := prepare(t, root, okDump+`
   stage "retain" "faulty" {
     mode = "`+tc.mode+`"
   }`)
@@ -150,10 +139,7 @@ func TestPruneHoldsTheVerdictToTheGuarantees(t *testing.T) {
 }
 
 func TestPruneNeedsARetainStage(t *testing.T) {
-	pl := prepare(t, newRoot(t), `
-  stage "dump" "faulty" {
-    mode = "ok"
-  }`)
+	pl := prepare(t, newRoot(t), okDump)
 	_, err := engine.Prune(context.Background(), pl.p, pl.stages, true)
 	var ns *engine.NoStageError
 	if !errors.As(err, &ns) || ns.Kind != sdk.KindRetain || err.Error() != `pipeline "test" has no retain stage` {
@@ -166,9 +152,7 @@ func TestPruneNeedsARetainStage(t *testing.T) {
 func TestRunAppliesRetention(t *testing.T) {
 	root := newRoot(t)
 	old := []string{"2020-01-01_02-00-00", "2020-01-02_02-00-00"}
-	for _, name := range old {
-		makeSet(t, root, name, true)
-	}
+	makeSets(t, root, old)
 	pl := prepare(t, root, `
   stage "dump" "faulty" {
     mode = "ok"

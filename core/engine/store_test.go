@@ -39,13 +39,8 @@ func newStoreSite(t *testing.T) *storeSite {
   }
   stage "checksum" "sha256" {}
   stage "store" "sftp" {
-    host        = %q
-    port        = %d
-    user        = %q
-    key_file    = %q
-    known_hosts = %q
-    path        = %q
-  }`, ftp.Host, ftp.Port, ftp.User, ftp.KeyFile, ftp.KnownHosts, filepath.Join(ftp.Dir, "sets")))
+    %s
+  }`, ftp.Stage(filepath.Join(ftp.Dir, "sets"))))
 	res := pl.backup(t)
 	return &storeSite{pipeline: pl, root: root, set: filepath.Base(res.SetDir), ftp: ftp, store: pl.stage(t, sdk.KindStore, "sftp")}
 }
@@ -64,10 +59,7 @@ func noDownloadsLeft(t *testing.T, dir string) {
 }
 
 func TestFindStore(t *testing.T) {
-	pl := prepare(t, newRoot(t), `
-  stage "dump" "faulty" {
-    mode = "ok"
-  }
+	pl := prepare(t, newRoot(t), okDump+`
   stage "store" "sftp" "offsite" {
     host        = "127.0.0.1"
     user        = "backup"
@@ -84,10 +76,7 @@ func TestFindStore(t *testing.T) {
 	if !errors.As(err, &ns) || err.Error() != `pipeline "test" has no store "s3" (it has [offsite])` {
 		t.Fatalf("FindStore(s3): %v", err)
 	}
-	none := prepare(t, newRoot(t), `
-  stage "dump" "faulty" {
-    mode = "ok"
-  }`)
+	none := prepare(t, newRoot(t), okDump)
 	if _, err := engine.FindStore(none.p, none.stages, "offsite"); !errors.As(err, &ns) || err.Error() != `pipeline "test" has no store stage` {
 		t.Fatalf("FindStore without a store stage: %v", err)
 	}

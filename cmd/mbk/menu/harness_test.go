@@ -1,8 +1,6 @@
 package menu
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -15,20 +13,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mbk-menu-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	if err := mbktest.Build(dir, map[string]string{"mbk": "..", "extra/mbk-plugin-faulty": "../testdata/faulty"}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	mbktest.Main(m, &binDir, map[string]string{"mbk": "..", "extra/mbk-plugin-faulty": "../testdata/faulty"})
 }
 
 var (

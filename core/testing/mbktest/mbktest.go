@@ -28,6 +28,26 @@ func Build(dir string, pkgs map[string]string) error {
 	return nil
 }
 
+// Main is a TestMain's whole body for tests that run built binaries: it
+// builds pkgs (see Build) into a fresh temporary directory, sets *dir to
+// it, runs the tests, removes it and exits with the tests' code.
+func Main(m *testing.M, dir *string, pkgs map[string]string) {
+	d, err := os.MkdirTemp("", "mbk-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*dir = d
+	code := 1
+	if err := Build(d, pkgs); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	} else {
+		code = m.Run()
+	}
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
 // Env isolates a test's mbk from the machine: the test process's
 // environment without MBK_* variables, with a HOME of its own (so
 // ~/.mbk/plugins is empty) and no colours.
