@@ -37,7 +37,7 @@ demo-down:
 	bash scripts/stack.sh down mbk-demo
 
 # Programs the tests run that no package provides: the S3 gateway, pinned to
-# the version core/storetest expects (it builds the same when missing).
+# the version core/testing/storetest expects (it builds the same when missing).
 .PHONY: tools
 tools:
 	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0

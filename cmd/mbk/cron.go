@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -59,7 +58,7 @@ func (a *app) cronInstallCmd(ct *schedule.Crontab) *cobra.Command {
 				return exitf(2, "%s defines %d pipelines: say which one --schedule is for with --pipeline", file, len(selected))
 			}
 			if expr != "" {
-				if _, err := parseCrontabSchedule(expr); err != nil {
+				if _, err := schedule.ParseCrontabSchedule(expr); err != nil {
 					return exitf(2, "--schedule %q: %v", expr, err)
 				}
 			}
@@ -86,7 +85,7 @@ func (a *app) cronInstallCmd(ct *schedule.Crontab) *cobra.Command {
 					fmt.Fprintf(stderr, "mbk: pipeline %q has no schedule: not installed (use --pipeline %s --schedule EXPR)\n", p.Name, p.Name)
 					continue
 				}
-				sched, err := parseCrontabSchedule(spec)
+				sched, err := schedule.ParseCrontabSchedule(spec)
 				if err != nil {
 					return exitf(2, "pipeline %q: schedule %q: %v", p.Name, spec, err)
 				}
@@ -183,7 +182,7 @@ func (a *app) cronListCmd(ct *schedule.Crontab) *cobra.Command {
 				}
 				n++
 				fmt.Fprintf(stdout, "%s (%s)\n  %s %s\n", e.Pipeline, e.File, e.Schedule, e.Command)
-				sched, err := parseCrontabSchedule(e.Schedule)
+				sched, err := schedule.ParseCrontabSchedule(e.Schedule)
 				if err != nil {
 					fmt.Fprintf(stdout, "  warning: cron may not understand this schedule: %v\n", err)
 					continue
@@ -261,18 +260,6 @@ func describe(pipeline, file string) string {
 		return file
 	}
 	return fmt.Sprintf("pipeline %q of %s", pipeline, file)
-}
-
-// parseCrontabSchedule checks an expression as the pipeline grammar does
-// and refuses what robfig/cron accepts but cron(8) does not.
-func parseCrontabSchedule(spec string) (cron.Schedule, error) {
-	switch {
-	case strings.HasPrefix(spec, "@every"):
-		return nil, errors.New("cron has no @every: use five fields, e.g. \"*/30 * * * *\"")
-	case strings.Contains(spec, "?"):
-		return nil, errors.New("cron has no \"?\": use \"*\"")
-	}
-	return config.ParseSchedule(spec)
 }
 
 // printNextRuns shows when cron will start the line: in the system

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/mbk-backup/mbk/core/schedule"
-	"github.com/mbk-backup/mbk/core/schedule/crontabtest"
+	"github.com/mbk-backup/mbk/core/testing/crontabtest"
 )
 
 // The cron tests drive the real crontab(1) on the crontab of a throwaway

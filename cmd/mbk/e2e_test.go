@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/smtptest"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/smtptest"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // site is a small Moodle site on the real Docker engine: a MariaDB container

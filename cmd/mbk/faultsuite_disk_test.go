@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/smtptest"
+	"github.com/mbk-backup/mbk/core/testing/smtptest"
 )
 
 // The fault suite (issue 8): the disk fills up, the mail server fails after

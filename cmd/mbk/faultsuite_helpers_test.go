@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // Helpers of the fault suite (issue 8): an mbk run in the background that a

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbk-backup/mbk/core/smtptest"
+	"github.com/mbk-backup/mbk/core/testing/smtptest"
 )
 
 // The fault suite (issue 8) without Docker: mbk killed between commit and

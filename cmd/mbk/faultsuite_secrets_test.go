@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/smtptest"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/smtptest"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // secretsAndModes: a full run (dump, archive, checksum, retain, e-mail)

@@ -10,7 +10,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // The fault suite against a real site (issue 8): mbk killed in the middle

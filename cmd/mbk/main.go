@@ -14,19 +14,26 @@ import (
 var version = "dev"
 
 func main() {
-	err := newRootCmd().Execute()
+	if code := exitCode(newRootCmd().Execute()); code != 0 {
+		os.Exit(code)
+	}
+}
+
+// exitCode prints a command's error, if any, and returns its exit code.
+func exitCode(err error) int {
 	var ec *exitError
 	switch {
 	case err == nil:
+		return 0
 	case errors.As(err, &ec):
 		if ec.msg != "" {
 			fmt.Fprintln(os.Stderr, "mbk:", ec.msg)
 		}
-		os.Exit(ec.code)
+		return ec.code
 	default:
 		// cobra's own errors: usage mistakes.
 		fmt.Fprintln(os.Stderr, "mbk:", err)
-		os.Exit(2)
+		return 2
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // maintenanceScript stands in for Moodle's admin/cli/maintenance.php, which

@@ -3,12 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mbk-backup/mbk/core/engine"
-	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 func (a *app) notifyCmd() *cobra.Command {
@@ -45,23 +43,17 @@ func (a *app) notifyCmd() *cobra.Command {
 					h.Close()
 					return exitf(2, "pipeline %q is not valid", p.Name)
 				}
-				host, _ := os.Hostname()
-				now := time.Now().UTC()
-				rep := sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Status: sdk.EventTest, Started: now, Finished: now}
-				for _, s := range stages {
-					if s.Kind != sdk.KindNotify {
-						continue
-					}
-					sent++
-					summary, err := s.Client.Notify(cmd.Context(), s.Wire, sdk.EventTest, rep)
-					if err != nil {
-						failed++
-						fmt.Fprintf(out, "%s: %s: FAILED: %s\n", p.Name, s.ID(), a.redact.String(err.Error()))
-						continue
-					}
-					fmt.Fprintf(out, "%s: %s: ok: %s\n", p.Name, s.ID(), a.redact.String(summary))
-				}
+				results := engine.NotifyTest(cmd.Context(), p, stages)
 				h.Close()
+				for _, r := range results {
+					sent++
+					if r.Err != nil {
+						failed++
+						fmt.Fprintf(out, "%s: %s: FAILED: %s\n", p.Name, r.Stage.ID(), a.redact.String(r.Err.Error()))
+						continue
+					}
+					fmt.Fprintf(out, "%s: %s: ok: %s\n", p.Name, r.Stage.ID(), a.redact.String(r.Summary))
+				}
 			}
 			if sent == 0 {
 				return exitf(2, "no notify stage in %s", args[0])

@@ -35,7 +35,7 @@ func newRootCmd() *cobra.Command {
 moodledata, checksum, apply retention and notify, each stage served by a
 plugin. Exit codes: 0 success; 1 the run failed and nothing was committed;
 2 invalid configuration or usage; 3 the set was committed but a later stage
-(retain, notify) failed.`,
+(retain, store, notify, or switching maintenance mode off) failed.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

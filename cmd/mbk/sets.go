@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,7 +20,6 @@ import (
 	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/engine"
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 // loadPipeline loads FILE and picks one pipeline (--pipeline, or the only one).
@@ -52,7 +52,7 @@ type setSummary struct {
 }
 
 func summarize(s repo.Set) setSummary {
-	out := setSummary{Set: s.Name, Status: "complete", Dir: s.Dir, Bytes: dirSize(s.Dir)}
+	out := setSummary{Set: s.Name, Status: "complete", Dir: s.Dir, Bytes: s.Size()}
 	if !s.Complete {
 		out.Status, out.Problem = "incomplete", s.Problem
 	}
@@ -61,17 +61,6 @@ func summarize(s repo.Set) setSummary {
 		out.Duration = m.Finished.Sub(m.Started).Round(time.Second).String()
 	}
 	return out
-}
-
-func dirSize(dir string) int64 {
-	var n int64
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if info, err := e.Info(); err == nil && !e.IsDir() {
-			n += info.Size()
-		}
-	}
-	return n
 }
 
 func (a *app) listCmd() *cobra.Command {
@@ -305,24 +294,10 @@ func (a *app) pruneCmd() *cobra.Command {
 }
 
 func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages []*engine.Stage, dryRun bool) error {
-	var retains []*engine.Stage
-	for _, s := range stages {
-		if s.Kind == sdk.KindRetain {
-			retains = append(retains, s)
-		}
-	}
-	if len(retains) == 0 {
-		return exitf(2, "pipeline %q has no retain stage", p.Name)
-	}
-	lock, err := repo.Acquire(p.Root)
-	if err != nil {
-		return exitf(1, "%v", err)
-	}
-	defer lock.Release()
+	pruned, err := engine.Prune(ctx, p, stages, dryRun)
 	deleted := 0
-	for _, s := range retains {
-		decisions, err := engine.Retain(ctx, s, p.Root, p.Location, "")
-		for _, d := range decisions {
+	for _, pr := range pruned {
+		for _, d := range pr.Decisions {
 			verdict := "keep  "
 			if !d.Keep {
 				verdict = "delete"
@@ -332,21 +307,10 @@ func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages
 			}
 			fmt.Fprintf(w, "%s  %s  %s\n", verdict, d.Set, strings.Join(d.Reasons, "; "))
 		}
-		if err != nil {
-			return exitf(1, "%s: %v", s.ID(), err)
-		}
-		if dryRun {
-			continue
-		}
-		for _, d := range decisions {
-			if d.Keep {
-				continue
-			}
-			if err := repo.Delete(p.Root, d.Set); err != nil {
-				return exitf(1, "delete %s: %v", d.Set, err)
-			}
-			deleted++
-		}
+		deleted += len(pr.Deleted)
+	}
+	if err != nil {
+		return stageExit(err)
 	}
 	if !dryRun {
 		fmt.Fprintf(w, "%d set(s) deleted\n", deleted)
@@ -354,6 +318,18 @@ func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages
 	return nil
 }
 
+// stageExit maps an engine error to mbk's exit code: a pipeline that lacks
+// the stage a command needs is a configuration mistake (2), anything else
+// a failure (1).
+func stageExit(err error) error {
+	var ns *engine.NoStageError
+	if errors.As(err, &ns) {
+		return exitf(2, "%v", err)
+	}
+	return exitf(1, "%v", err)
+}
+
+// loadIdentities reads age identity files (private keys).
 func loadIdentities(paths []string) ([]age.Identity, error) {
 	var out []age.Identity
 	for _, p := range paths {

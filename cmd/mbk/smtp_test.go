@@ -16,7 +16,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/smtptest"
+	"github.com/mbk-backup/mbk/core/testing/smtptest"
 )
 
 // smtpPipeline: the faulty dump (no Docker needed) and an SMTP notify stage.

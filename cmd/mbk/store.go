@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -13,7 +11,6 @@ import (
 	"github.com/mbk-backup/mbk/core/engine"
 	"github.com/mbk-backup/mbk/core/pluginhost"
 	"github.com/mbk-backup/mbk/core/repo"
-	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 // prepared loads FILE, picks a pipeline and starts its plugins.
@@ -43,71 +40,11 @@ func (a *app) prepare(ctx context.Context, path, name string) (*prepared, error)
 
 // store finds the store stage called name (its label, or the plugin name).
 func (pr *prepared) store(name string) (*engine.Stage, error) {
-	var names []string
-	for _, s := range pr.stages {
-		if s.Kind != sdk.KindStore {
-			continue
-		}
-		if s.Name == name {
-			return s, nil
-		}
-		names = append(names, s.Name)
-	}
-	if len(names) == 0 {
-		return nil, exitf(2, "pipeline %q has no store stage", pr.p.Name)
-	}
-	return nil, exitf(2, "pipeline %q has no store %q (it has %v)", pr.p.Name, name, names)
-}
-
-// remoteSet finds a set in a store: by name, or the newest complete one.
-func remoteSet(ctx context.Context, s *engine.Stage, loc *time.Location, name string) (sdk.StoredSet, error) {
-	infos, stored, err := engine.RemoteSets(ctx, s, loc)
+	s, err := engine.FindStore(pr.p, pr.stages, name)
 	if err != nil {
-		return sdk.StoredSet{}, err
+		return nil, stageExit(err)
 	}
-	want := name
-	if want == "" {
-		for i := len(infos) - 1; i >= 0; i-- {
-			if infos[i].Complete {
-				want = infos[i].Name
-				break
-			}
-		}
-		if want == "" {
-			return sdk.StoredSet{}, fmt.Errorf("store %q holds no complete set", s.Name)
-		}
-	}
-	for _, st := range stored {
-		if st.Name == want {
-			return st, nil
-		}
-	}
-	return sdk.StoredSet{}, fmt.Errorf("store %q holds no set %q", s.Name, want)
-}
-
-// download copies a stored set into dir.
-func download(ctx context.Context, s *engine.Stage, st sdk.StoredSet, dir string) error {
-	for _, f := range st.Files {
-		if f.Name != filepath.Base(f.Name) || f.Name == "." || f.Name == ".." {
-			return fmt.Errorf("store %q lists a file %q that is not a plain name", s.Name, f.Name)
-		}
-		out, err := os.OpenFile(filepath.Join(dir, f.Name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, repo.FileMode)
-		if err != nil {
-			return err
-		}
-		n, err := s.Client.Get(ctx, s.Wire, st.Name, f.Name, out)
-		cerr := out.Close()
-		if err != nil {
-			return fmt.Errorf("download %s/%s: %w", st.Name, f.Name, err)
-		}
-		if cerr != nil {
-			return cerr
-		}
-		if n != f.Size {
-			return fmt.Errorf("download %s/%s: %d bytes, the store lists %d", st.Name, f.Name, n, f.Size)
-		}
-	}
-	return nil
+	return s, nil
 }
 
 func (a *app) syncCmd() *cobra.Command {
@@ -123,41 +60,24 @@ func (a *app) syncCmd() *cobra.Command {
 				return err
 			}
 			defer pr.close()
-			local, err := repo.List(pr.p.Root, pr.p.Location)
+			copies, err := engine.Sync(ctx, pr.p, pr.stages)
 			if err != nil {
-				return exitf(1, "%v", err)
+				return stageExit(err)
 			}
 			out := cmd.OutOrStdout()
-			failed, stores := 0, 0
-			for _, s := range pr.stages {
-				if s.Kind != sdk.KindStore {
-					continue
+			failed := 0
+			for _, c := range copies {
+				switch {
+				case c.Set == "":
+					fmt.Fprintf(out, "%s: cannot list: %s\n", c.Store.Name, a.redact.String(c.Err.Error()))
+				case c.Err != nil:
+					fmt.Fprintf(out, "%s: %s: FAILED: %s\n", c.Store.Name, c.Set, a.redact.String(c.Err.Error()))
+				default:
+					fmt.Fprintf(out, "%s: %s: copied\n", c.Store.Name, c.Set)
 				}
-				stores++
-				remote, _, err := engine.RemoteSets(ctx, s, pr.p.Location)
-				if err != nil {
+				if c.Err != nil {
 					failed++
-					fmt.Fprintf(out, "%s: cannot list: %s\n", s.Name, a.redact.String(err.Error()))
-					continue
 				}
-				have := map[string]bool{}
-				for _, r := range remote {
-					have[r.Name] = r.Complete
-				}
-				for _, l := range local {
-					if !l.Complete || have[l.Name] {
-						continue
-					}
-					if err := engine.UploadSet(ctx, s, l.Dir, l.Name); err != nil {
-						failed++
-						fmt.Fprintf(out, "%s: %s: FAILED: %s\n", s.Name, l.Name, a.redact.String(err.Error()))
-						continue
-					}
-					fmt.Fprintf(out, "%s: %s: copied\n", s.Name, l.Name)
-				}
-			}
-			if stores == 0 {
-				return exitf(2, "pipeline %q has no store stage", pr.p.Name)
 			}
 			if failed > 0 {
 				return exitf(1, "%d copy(ies) failed", failed)
@@ -214,27 +134,6 @@ func (a *app) listStore(cmd *cobra.Command, file, pipeline, name string, asJSON 
 	return printSets(cmd.OutOrStdout(), pr.p, out, asJSON)
 }
 
-// fetch downloads a stored set into a fresh private temporary directory.
-func fetch(ctx context.Context, s *engine.Stage, st sdk.StoredSet, under string) (string, error) {
-	if err := os.MkdirAll(under, repo.DirMode); err != nil {
-		return "", err
-	}
-	dir, err := os.MkdirTemp(under, repo.DownloadPrefix)
-	if err != nil {
-		return "", err
-	}
-	final := filepath.Join(dir, st.Name)
-	if err := os.Mkdir(final, repo.DirMode); err != nil {
-		os.RemoveAll(dir)
-		return "", err
-	}
-	if err := download(ctx, s, st, final); err != nil {
-		os.RemoveAll(dir)
-		return "", err
-	}
-	return final, nil
-}
-
 func (a *app) verifyStore(cmd *cobra.Command, file, pipeline, name, set string, all bool, identities []string) error {
 	ctx := cmd.Context()
 	ids, err := loadIdentities(identities)
@@ -246,42 +145,28 @@ func (a *app) verifyStore(cmd *cobra.Command, file, pipeline, name, set string, 
 		return err
 	}
 	defer pr.close()
-	var targets []sdk.StoredSet
-	if all {
-		_, stored, err := engine.RemoteSets(ctx, s, pr.p.Location)
-		if err != nil {
-			return exitf(1, "store %q: %s", name, a.redact.String(err.Error()))
-		}
-		targets = stored
-	} else {
-		st, err := remoteSet(ctx, s, pr.p.Location, set)
-		if err != nil {
-			return exitf(1, "%s", a.redact.String(err.Error()))
-		}
-		targets = []sdk.StoredSet{st}
+	verdicts, err := engine.VerifyStore(ctx, s, pr.p.Location, set, all, ids)
+	if err != nil {
+		return exitf(1, "%s", a.redact.String(err.Error()))
 	}
 	w := cmd.OutOrStdout()
 	bad := 0
-	for _, st := range targets {
-		dir, err := fetch(ctx, s, st, os.TempDir())
-		if err != nil {
+	for _, v := range verdicts {
+		switch {
+		case v.Err != nil:
+			fmt.Fprintf(w, "%s:%s: BAD: %s\n", name, v.Set, a.redact.String(v.Err.Error()))
+		case len(v.Problems) == 0:
+			fmt.Fprintf(w, "%s:%s: OK\n", name, v.Set)
+		}
+		for _, p := range v.Problems {
+			fmt.Fprintf(w, "%s:%s: BAD: %s\n", name, v.Set, p)
+		}
+		if !v.OK() {
 			bad++
-			fmt.Fprintf(w, "%s:%s: BAD: %s\n", name, st.Name, a.redact.String(err.Error()))
-			continue
-		}
-		probs := repo.Verify(ctx, dir, ids, nil)
-		os.RemoveAll(filepath.Dir(dir))
-		if len(probs) == 0 {
-			fmt.Fprintf(w, "%s:%s: OK\n", name, st.Name)
-			continue
-		}
-		bad++
-		for _, p := range probs {
-			fmt.Fprintf(w, "%s:%s: BAD: %s\n", name, st.Name, p)
 		}
 	}
 	if bad > 0 {
-		return exitf(1, "%d of %d stored set(s) failed verification", bad, len(targets))
+		return exitf(1, "%d of %d stored set(s) failed verification", bad, len(verdicts))
 	}
 	return nil
 }
@@ -293,27 +178,9 @@ func (a *app) fetchForRestore(ctx context.Context, pr *prepared, name, set strin
 	if err != nil {
 		return repo.Set{}, err
 	}
-	st, err := remoteSet(ctx, s, pr.p.Location, set)
+	out, err := engine.FetchForRestore(ctx, pr.p, s, set)
 	if err != nil {
 		return repo.Set{}, exitf(1, "%s", a.redact.String(err.Error()))
-	}
-	if !st.Complete() {
-		return repo.Set{}, exitf(1, "set %s in store %q is not complete (no manifest.json): refusing to restore from it", st.Name, name)
-	}
-	dir, err := fetch(ctx, s, st, pr.p.Root)
-	if err != nil {
-		return repo.Set{}, exitf(1, "download set %s from store %q: %s", st.Name, name, a.redact.String(err.Error()))
-	}
-	out := repo.Set{Name: st.Name, Dir: dir}
-	out.Time, _ = repo.ParseSetName(st.Name, pr.p.Location)
-	if m, err := repo.ReadManifest(dir); err != nil {
-		out.Problem = err.Error()
-	} else {
-		out.Manifest = m
-		out.Complete = m.Status == repo.StatusComplete && m.Set == st.Name
-		if !out.Complete {
-			out.Problem = "its manifest does not say complete for this set"
-		}
 	}
 	return out, nil
 }

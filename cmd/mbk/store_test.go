@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mbk-backup/mbk/core/storetest"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/storetest"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // storePipeline backs the site up and copies each set to a real S3 gateway
@@ -39,15 +39,10 @@ func storePipeline(t *testing.T, s *site, root string, s3 *storetest.S3, ftp *st
     insecure   = true
   }
   stage "store" "sftp" {
-    host        = %q
-    port        = %d
-    user        = %q
-    key_file    = %q
-    known_hosts = %q
-    path        = %q
+    %s
   }
 }
-`, root, s.db.Container, s.volume, s3.Endpoint, s3.Bucket, ftp.Host, ftp.Port, ftp.User, ftp.KeyFile, ftp.KnownHosts, ftp.Dir)
+`, root, s.db.Container, s.volume, s3.Endpoint, s3.Bucket, ftp.Stage(ftp.Dir))
 }
 
 func TestOffsiteStores(t *testing.T) {

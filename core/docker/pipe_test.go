@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // appContainer starts a throwaway container of the test image.

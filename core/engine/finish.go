@@ -13,98 +13,6 @@ import (
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
-// retain applies each retain stage once the new set is committed. The
-// plugin decides; the engine checks the verdict against its own guarantees
-// before deleting anything.
-func (r *run) retain(ctx context.Context, stages []*Stage) {
-	for _, s := range stagesOf(stages, sdk.KindRetain) {
-		err := r.stage(ctx, s, func(ctx context.Context) error {
-			decisions, err := Retain(ctx, s, r.p.Root, r.p.Location, r.name)
-			r.res.Report.Retention = append(r.res.Report.Retention, decisions...)
-			for _, d := range decisions {
-				verdict := "keep"
-				if !d.Keep {
-					verdict = "delete"
-				}
-				r.log.Info("retention", "set", d.Set, "verdict", verdict, "why", d.Reasons)
-			}
-			if err != nil {
-				return err
-			}
-			for _, d := range decisions {
-				if d.Keep {
-					continue
-				}
-				if err := repo.Delete(r.p.Root, d.Set); err != nil {
-					return fmt.Errorf("delete set %s: %w", d.Set, err)
-				}
-				r.log.Info("set deleted", "set", d.Set)
-			}
-			return nil
-		})
-		if err != nil {
-			r.res.Later = append(r.res.Later, err)
-		}
-	}
-}
-
-// Retain asks a retain stage for its verdict on every set under root and
-// checks it (see decide). It deletes nothing itself.
-func Retain(ctx context.Context, s *Stage, root string, loc *time.Location, current string) ([]sdk.Decision, error) {
-	sets, err := repo.List(root, loc)
-	if err != nil {
-		return nil, fmt.Errorf("list sets: %w", err)
-	}
-	var infos []sdk.SetInfo
-	for _, st := range sets {
-		infos = append(infos, sdk.SetInfo{Name: st.Name, Time: st.Time, Complete: st.Complete})
-	}
-	return decide(ctx, s, infos, loc, current)
-}
-
-// decide gets a retain stage's verdict on sets (oldest first) and holds it to
-// the engine's own guarantees, whatever the plugin says: the newest complete
-// set and the current one are never deleted, nor anything incomplete, and a
-// verdict deleting every complete set is refused whole.
-func decide(ctx context.Context, s *Stage, sets []sdk.SetInfo, loc *time.Location, current string) ([]sdk.Decision, error) {
-	complete := map[string]bool{}
-	known := map[string]bool{}
-	newest := ""
-	for _, st := range sets {
-		known[st.Name] = true
-		if st.Complete {
-			complete[st.Name] = true
-			newest = st.Name
-		}
-	}
-	decisions, err := s.Client.Retain(ctx, s.Wire, sdk.RetainInput{Sets: sets, Current: current, Location: loc})
-	if err != nil {
-		return nil, err
-	}
-	deleting := 0
-	for i, d := range decisions {
-		if !known[d.Set] {
-			return decisions, fmt.Errorf("the policy named a set that does not exist: %q", d.Set)
-		}
-		if d.Keep {
-			continue
-		}
-		switch {
-		case d.Set == newest || d.Set == current:
-			return decisions, fmt.Errorf("refusing the policy's verdict: it would delete %s, the newest set", d.Set)
-		case !complete[d.Set]:
-			decisions[i].Keep = true
-			decisions[i].Reasons = append(d.Reasons, "not deleted: only complete sets are subject to retention")
-		default:
-			deleting++
-		}
-	}
-	if deleting > 0 && deleting >= len(complete) {
-		return decisions, fmt.Errorf("refusing the policy's verdict: it would delete all %d complete sets", deleting)
-	}
-	return decisions, nil
-}
-
 // finish notifies, releases the lock and closes the log. A run that failed
 // before commit loses its staging directory, but its log is kept beside the
 // sets as <set>.failed.log.
@@ -177,10 +85,8 @@ func (r *run) finish(ctx context.Context, stages []*Stage, now func() time.Time)
 // could not even start (bad settings, a missing plugin): bad input must not
 // fail silently at 3 a.m.
 func (e *Engine) NotifyFailure(ctx context.Context, p *config.Pipeline, stages []*Stage, cause string) {
-	host, _ := os.Hostname()
-	now := time.Now().UTC()
-	rep := sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Status: sdk.EventFailure,
-		Started: now, Finished: now, Error: e.Redact.String(cause)}
+	rep := instantReport(p, sdk.EventFailure)
+	rep.Error = e.Redact.String(cause)
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	for _, s := range stagesOf(stages, sdk.KindNotify) {
@@ -191,4 +97,34 @@ func (e *Engine) NotifyFailure(ctx context.Context, p *config.Pipeline, stages [
 			e.Log.Error("failure notification not sent", "stage", s.ID(), "error", e.Redact.String(err.Error()))
 		}
 	}
+}
+
+// instantReport is the report of an event that is not a run: it starts and
+// ends now.
+func instantReport(p *config.Pipeline, status string) sdk.Report {
+	host, _ := os.Hostname()
+	now := time.Now().UTC()
+	return sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Status: status, Started: now, Finished: now}
+}
+
+// Sent is what one notify stage made of a test message.
+type Sent struct {
+	Stage *Stage
+	// Summary is the plugin's word on what the server said; Err why the
+	// message was not sent.
+	Summary string
+	Err     error
+}
+
+// NotifyTest sends a test event through every notify stage of a pipeline,
+// whatever events each is set to report, and says per stage what came of
+// it: nothing for a pipeline without a notify stage.
+func NotifyTest(ctx context.Context, p *config.Pipeline, stages []*Stage) []Sent {
+	rep := instantReport(p, sdk.EventTest)
+	var out []Sent
+	for _, s := range stagesOf(stages, sdk.KindNotify) {
+		summary, err := s.Client.Notify(ctx, s.Wire, sdk.EventTest, rep)
+		out = append(out, Sent{Stage: s, Summary: summary, Err: err})
+	}
+	return out
 }

@@ -2,9 +2,7 @@ package engine
 
 import (
 	"context"
-	"filippo.io/age"
 	"fmt"
-	"github.com/dustin/go-humanize"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"filippo.io/age"
+	"github.com/dustin/go-humanize"
 
 	"github.com/hashicorp/go-hclog"
 

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"filippo.io/age"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -43,7 +44,8 @@ type Result struct {
 	Err error
 	// ConfigErr is set when the pipeline could not be prepared.
 	ConfigErr bool
-	// Later holds errors after commit (retain, notify).
+	// Later holds what failed once the set was committed: switching
+	// maintenance mode off, retention, a store, a notification.
 	Later []error
 }
 

@@ -9,6 +9,9 @@ import (
 	"sort"
 	"time"
 
+	"filippo.io/age"
+
+	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
@@ -125,17 +128,219 @@ func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, 
 	if err != nil {
 		return nil, err
 	}
-	decisions, err := decide(ctx, retain, sets, loc, current)
-	if err != nil {
-		return decisions, err
+	pr, err := prune(ctx, retain, sets, loc, current, false, func(set string) error {
+		return store.Client.DeleteSet(ctx, store.Wire, set)
+	})
+	return pr.Decisions, err
+}
+
+// Copied is what Sync did about one set and one store.
+type Copied struct {
+	Store *Stage
+	// Set is empty when the store could not be listed.
+	Set string
+	Err error
+}
+
+// Sync copies every complete local set that a store lacks, or holds
+// incomplete, to each of the pipeline's store stages: the repair after a
+// run whose store failed. It goes on past a store or a set that fails, and
+// says per copy what came of it.
+func Sync(ctx context.Context, p *config.Pipeline, stages []*Stage) ([]Copied, error) {
+	stores := stagesOf(stages, sdk.KindStore)
+	if len(stores) == 0 {
+		return nil, &NoStageError{Pipeline: p.Name, Kind: sdk.KindStore}
 	}
-	for _, d := range decisions {
-		if d.Keep {
+	local, err := repo.List(p.Root, p.Location)
+	if err != nil {
+		return nil, err
+	}
+	var out []Copied
+	for _, s := range stores {
+		remote, _, err := RemoteSets(ctx, s, p.Location)
+		if err != nil {
+			out = append(out, Copied{Store: s, Err: err})
 			continue
 		}
-		if err := store.Client.DeleteSet(ctx, store.Wire, d.Set); err != nil {
-			return decisions, fmt.Errorf("delete set %s: %w", d.Set, err)
+		have := map[string]bool{}
+		for _, r := range remote {
+			have[r.Name] = r.Complete
+		}
+		for _, l := range local {
+			if l.Complete && !have[l.Name] {
+				out = append(out, Copied{Store: s, Set: l.Name, Err: UploadSet(ctx, s, l.Dir, l.Name)})
+			}
 		}
 	}
-	return decisions, nil
+	return out, nil
+}
+
+// FindStore returns the pipeline's store stage called name (its label).
+func FindStore(p *config.Pipeline, stages []*Stage, name string) (*Stage, error) {
+	var names []string
+	for _, s := range stagesOf(stages, sdk.KindStore) {
+		if s.Name == name {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return nil, &NoStageError{Pipeline: p.Name, Kind: sdk.KindStore, Name: name, Have: names}
+}
+
+// RemoteSet finds a set in a store: the one called name, or the newest
+// complete one when name is empty.
+func RemoteSet(ctx context.Context, s *Stage, loc *time.Location, name string) (sdk.StoredSet, error) {
+	infos, stored, err := RemoteSets(ctx, s, loc)
+	if err != nil {
+		return sdk.StoredSet{}, fmt.Errorf("store %q: %w", s.Name, err)
+	}
+	want := name
+	if want == "" {
+		for i := len(infos) - 1; i >= 0; i-- {
+			if infos[i].Complete {
+				want = infos[i].Name
+				break
+			}
+		}
+		if want == "" {
+			return sdk.StoredSet{}, fmt.Errorf("store %q holds no complete set", s.Name)
+		}
+	}
+	for _, st := range stored {
+		if st.Name == want {
+			return st, nil
+		}
+	}
+	return sdk.StoredSet{}, fmt.Errorf("store %q holds no set %q", s.Name, want)
+}
+
+// download copies a stored set's files into dir, refusing a file name that
+// is not a plain name and a file whose size is not what the store lists.
+func download(ctx context.Context, s *Stage, st sdk.StoredSet, dir string) error {
+	for _, f := range st.Files {
+		if f.Name != filepath.Base(f.Name) || f.Name == "." || f.Name == ".." {
+			return fmt.Errorf("store %q lists a file %q that is not a plain name", s.Name, f.Name)
+		}
+		out, err := os.OpenFile(filepath.Join(dir, f.Name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, repo.FileMode)
+		if err != nil {
+			return err
+		}
+		n, err := s.Client.Get(ctx, s.Wire, st.Name, f.Name, out)
+		cerr := out.Close()
+		if err != nil {
+			return fmt.Errorf("download %s/%s: %w", st.Name, f.Name, err)
+		}
+		if cerr != nil {
+			return cerr
+		}
+		if n != f.Size {
+			return fmt.Errorf("download %s/%s: %d bytes, the store lists %d", st.Name, f.Name, n, f.Size)
+		}
+	}
+	return nil
+}
+
+// Fetch downloads a stored set into a fresh private directory under under,
+// named .mbk-download-* so that it is never taken for a set and the next
+// run removes it if this process dies. It returns the set's directory
+// within it (<that>/<set>); the caller removes filepath.Dir of it. Nothing
+// is left behind when the download fails.
+func Fetch(ctx context.Context, s *Stage, st sdk.StoredSet, under string) (string, error) {
+	if err := os.MkdirAll(under, repo.DirMode); err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(under, repo.DownloadPrefix)
+	if err != nil {
+		return "", err
+	}
+	final := filepath.Join(dir, st.Name)
+	if err := os.Mkdir(final, repo.DirMode); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	if err := download(ctx, s, st, final); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return final, nil
+}
+
+// FetchForRestore downloads a set from a store (the one called name, or the
+// newest complete one) under the pipeline's root and reads it as a local
+// set, to restore from it as from one on disk. It refuses a set whose
+// manifest.json is not in the store. The caller removes filepath.Dir of the
+// set's directory when done.
+func FetchForRestore(ctx context.Context, p *config.Pipeline, s *Stage, name string) (repo.Set, error) {
+	st, err := RemoteSet(ctx, s, p.Location, name)
+	if err != nil {
+		return repo.Set{}, err
+	}
+	if !st.Complete() {
+		return repo.Set{}, fmt.Errorf("set %s in store %q is not complete (no manifest.json): refusing to restore from it", st.Name, s.Name)
+	}
+	dir, err := Fetch(ctx, s, st, p.Root)
+	if err != nil {
+		return repo.Set{}, fmt.Errorf("download set %s from store %q: %w", st.Name, s.Name, err)
+	}
+	out := repo.Set{Name: st.Name, Dir: dir}
+	out.Time, _ = repo.ParseSetName(st.Name, p.Location)
+	if m, err := repo.ReadManifest(dir); err != nil {
+		out.Problem = err.Error()
+	} else {
+		out.Manifest = m
+		out.Complete = m.Status == repo.StatusComplete && m.Set == st.Name
+		if !out.Complete {
+			out.Problem = "its manifest does not say complete for this set"
+		}
+	}
+	return out, nil
+}
+
+// StoreVerdict is what verifying one stored set found: nothing when it is
+// good.
+type StoreVerdict struct {
+	Set string
+	// Err is set when the set could not be downloaded; Problems are what
+	// verifying the download found.
+	Err      error
+	Problems []repo.Problem
+}
+
+// OK says whether the stored set verified.
+func (v StoreVerdict) OK() bool { return v.Err == nil && len(v.Problems) == 0 }
+
+// VerifyStore downloads stored sets one at a time into a temporary
+// directory and verifies each as mbk verify does a local set (identities
+// decrypt encrypted artifacts); each download is removed after. It verifies
+// every set in the store when all is set, else the one called name, or the
+// newest complete one. The error is for a store that cannot be listed or
+// lacks the set; a set that is bad is a verdict.
+func VerifyStore(ctx context.Context, s *Stage, loc *time.Location, name string, all bool, identities []age.Identity) ([]StoreVerdict, error) {
+	var targets []sdk.StoredSet
+	if all {
+		_, stored, err := RemoteSets(ctx, s, loc)
+		if err != nil {
+			return nil, fmt.Errorf("store %q: %w", s.Name, err)
+		}
+		targets = stored
+	} else {
+		st, err := RemoteSet(ctx, s, loc, name)
+		if err != nil {
+			return nil, err
+		}
+		targets = []sdk.StoredSet{st}
+	}
+	var out []StoreVerdict
+	for _, st := range targets {
+		v := StoreVerdict{Set: st.Name}
+		dir, err := Fetch(ctx, s, st, os.TempDir())
+		if err != nil {
+			v.Err = err
+		} else {
+			v.Problems = repo.Verify(ctx, dir, identities, nil)
+			os.RemoveAll(filepath.Dir(dir))
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

@@ -106,6 +106,18 @@ type Set struct {
 	Problem  string    // why it is not complete
 }
 
+// Size is the bytes of the set's files, as they are now.
+func (s Set) Size() int64 {
+	var n int64
+	entries, _ := os.ReadDir(s.Dir)
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && !e.IsDir() {
+			n += info.Size()
+		}
+	}
+	return n
+}
+
 // ParseSetName reads a set's time from its name.
 func ParseSetName(name string, loc *time.Location) (time.Time, bool) {
 	t, err := time.ParseInLocation(SetNameLayout, name, loc)

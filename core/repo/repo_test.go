@@ -116,6 +116,21 @@ func TestList(t *testing.T) {
 	}
 }
 
+// A set's size is its files' bytes; what lies in a directory under it is
+// not the set's.
+func TestSetSize(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "2024-01-01_00-00-00")
+	write(t, filepath.Join(dir, "a.sql.gz"), strings.Repeat("a", 1000))
+	write(t, filepath.Join(dir, "b.tar.zst"), strings.Repeat("b", 24))
+	write(t, filepath.Join(dir, "sub", "c"), strings.Repeat("c", 5000))
+	if got := (repo.Set{Dir: dir}).Size(); got != 1024 {
+		t.Errorf("size %d, want 1024", got)
+	}
+	if got := (repo.Set{Dir: filepath.Join(dir, "gone")}).Size(); got != 0 {
+		t.Errorf("a set that is gone: size %d, want 0", got)
+	}
+}
+
 func TestManifestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Date(2024, 2, 3, 4, 5, 6, 0, time.UTC)

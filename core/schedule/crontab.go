@@ -8,6 +8,10 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/mbk-backup/mbk/core/config"
 )
 
 // Crontab reads and writes a user's crontab through the crontab(1) program,
@@ -17,6 +21,19 @@ type Crontab struct {
 	Program string
 	// User, when set, is passed as -u USER (root managing another user).
 	User string
+}
+
+// ParseCrontabSchedule checks a schedule for a crontab line: as the
+// pipeline grammar does, refusing too what robfig/cron accepts but cron(8)
+// does not.
+func ParseCrontabSchedule(spec string) (cron.Schedule, error) {
+	switch {
+	case strings.HasPrefix(spec, "@every"):
+		return nil, errors.New("cron has no @every: use five fields, e.g. \"*/30 * * * *\"")
+	case strings.Contains(spec, "?"):
+		return nil, errors.New("cron has no \"?\": use \"*\"")
+	}
+	return config.ParseSchedule(spec)
 }
 
 // ErrNoCrontabProgram says the crontab command is missing.

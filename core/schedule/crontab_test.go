@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mbk-backup/mbk/core/schedule/crontabtest"
+	"github.com/mbk-backup/mbk/core/testing/crontabtest"
 )
 
 func TestCrontabLine(t *testing.T) {
@@ -134,5 +134,25 @@ func TestCrontabAgainstTheRealCrontab(t *testing.T) {
 	}
 	if lines, err = ct.Read(ctx); err != nil || len(lines) != 0 {
 		t.Fatalf("after writing nothing: %q, %v", lines, err)
+	}
+}
+
+// A crontab line takes what both the pipeline grammar and cron(8) read.
+func TestParseCrontabSchedule(t *testing.T) {
+	for _, ok := range []string{"0 2 * * *", "*/30 * * * *", "@daily", "0 2,14 * * 1-5"} {
+		if _, err := ParseCrontabSchedule(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for spec, want := range map[string]string{
+		"@every 5m":   "cron has no @every",
+		"0 2 ? * *":   `cron has no "?"`,
+		"0 2 * *":     "",
+		"not a sched": "",
+	} {
+		_, err := ParseCrontabSchedule(spec)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want an error saying %q", spec, err, want)
+		}
 	}
 }

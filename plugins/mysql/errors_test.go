@@ -12,7 +12,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/mbk-backup/mbk/core/sdk"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 func TestErrors(t *testing.T) {

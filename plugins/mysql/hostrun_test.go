@@ -16,7 +16,7 @@ import (
 	"testing/iotest"
 
 	"github.com/mbk-backup/mbk/core/docker"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // TestRunners runs the same checks against both ways of running a client:

@@ -11,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/mbk-backup/mbk/core/storetest"
+	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
 
 const prefix = "backups/moodle/"

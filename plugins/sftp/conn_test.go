@@ -11,7 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/mbk-backup/mbk/core/storetest"
+	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
 
 // writeKnownHosts writes lines to a fresh known_hosts file.

@@ -9,7 +9,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/mbk-backup/mbk/core/sdk"
-	"github.com/mbk-backup/mbk/core/storetest"
+	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
 
 func newPlugin(t *testing.T) *plugin {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mbk-backup/mbk/core/storetest"
+	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
 
 var removeOp = regexp.MustCompile(`^remove name "(.*)"$`)

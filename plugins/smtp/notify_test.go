@@ -15,7 +15,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/mbk-backup/mbk/core/sdk"
-	"github.com/mbk-backup/mbk/core/smtptest"
+	"github.com/mbk-backup/mbk/core/testing/smtptest"
 )
 
 func TestNotifyDelivers(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/mbk-backup/mbk/core/smtptest"
+	"github.com/mbk-backup/mbk/core/testing/smtptest"
 )
 
 func TestPreflight(t *testing.T) {

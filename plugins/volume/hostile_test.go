@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // hostileCase is an archive that tries to write outside the restore target.

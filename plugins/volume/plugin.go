@@ -18,7 +18,10 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0"
 
-// Moodle's regenerated or transient dataroot entries (see design/moodle.md).
+// defaultExclude are the dataroot entries Moodle regenerates or only holds
+// for a while: caches (cache, localcache), temporary files (temp), PHP
+// sessions (sessions) and the maintenance-mode flag page, which a restore
+// must not bring back (climaintenance.html).
 var defaultExclude = []string{"cache", "localcache", "temp", "sessions", "climaintenance.html"}
 
 const (

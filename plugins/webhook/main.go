@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -25,10 +26,11 @@ import (
 type webhook struct{ log hclog.Logger }
 
 type settings struct {
-	URL      string            `cty:"url"`
-	Method   string            `cty:"method"`
-	Headers  map[string]string `cty:"headers"`
-	Template string            `cty:"template"`
+	URL         string            `cty:"url"`
+	Method      string            `cty:"method"`
+	Headers     map[string]string `cty:"headers"`
+	Template    string            `cty:"template"`
+	ContentType string            `cty:"content_type"`
 }
 
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
@@ -38,6 +40,8 @@ var schema = sdk.Schema{Attributes: []sdk.Attribute{
 	{Name: "headers", Type: sdk.Map(sdk.String), Description: "Extra request headers."},
 	{Name: "template", Type: sdk.String,
 		Description: "A Go text/template over the report producing the body; the JSON report when unset. The json function quotes a string: {\"text\": {{json .Pipeline}}}."},
+	{Name: "content_type", Type: sdk.String, Default: cty.StringVal("application/json"),
+		Description: "The body's Content-Type: JSON by default, as the report and the usual chat webhooks are; set it for a template that writes something else, e.g. text/plain."},
 }}
 
 var (
@@ -68,6 +72,9 @@ func (w *webhook) ValidateConfig(_ context.Context, cfg sdk.Config) sdk.Diagnost
 	if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		ds = append(ds, sdk.Errorf("url", "must be an http:// or https:// URL"))
 	}
+	if mt, _, err := mime.ParseMediaType(s.ContentType); err != nil || !strings.Contains(mt, "/") {
+		ds = append(ds, sdk.Errorf("content_type", "%q is not a media type such as application/json", s.ContentType))
+	}
 	if s.Template != "" {
 		if _, err := template.New("body").Funcs(funcs).Parse(s.Template); err != nil {
 			ds = append(ds, sdk.Errorf("template", "does not parse: %v", err))
@@ -82,7 +89,6 @@ func (w *webhook) Notify(ctx context.Context, cfg sdk.Config, event string, r sd
 		return "", err
 	}
 	var body bytes.Buffer
-	contentType := "application/json"
 	if s.Template == "" {
 		if err := json.NewEncoder(&body).Encode(struct {
 			Event string `json:"event"`
@@ -103,7 +109,7 @@ func (w *webhook) Notify(ctx context.Context, cfg sdk.Config, event string, r sd
 	if err != nil {
 		return "", fmt.Errorf("request: %w", redactURL(err, s.URL))
 	}
-	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Content-Type", s.ContentType)
 	req.Header.Set("User-Agent", "mbk-plugin-webhook/1.0")
 	for k, v := range s.Headers {
 		req.Header.Set(k, v)
@@ -115,6 +121,8 @@ func (w *webhook) Notify(ctx context.Context, cfg sdk.Config, event string, r sd
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	host := req.URL.Host
+	// The host only: the URL's path and query often hold the token.
+	w.log.Info("report sent", "event", event, "method", s.Method, "host", host, "status", resp.Status, "bytes", req.ContentLength)
 	if resp.StatusCode/100 != 2 {
 		return "", fmt.Errorf("%s answered %s: %s", host, resp.Status, strings.TrimSpace(string(snippet)))
 	}

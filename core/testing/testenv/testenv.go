@@ -1,9 +1,11 @@
 // Package testenv gives integration tests a real Docker engine, MariaDB containers and
 // "app" containers with named volumes, built from the registry-free base image
-// mbk-base:latest (see scripts/stack.sh and shared/design/test-env.md).
+// mbk-base:latest that `scripts/stack.sh image` imports.
 //
-// The image is a tiny root filesystem; containers bind the host's /usr and /etc
-// read-only, so the host's MariaDB server and coreutils run inside them.
+// The image is a tiny root filesystem (empty /usr, /etc, /tmp and the mount
+// points MariaDB needs) made with docker import, so no registry is reached;
+// containers bind the host's /usr and /etc read-only, so the host's MariaDB
+// server and coreutils run inside them.
 //
 // Prerequisites: a running engine and the image, i.e. `make test` or
 // `bash scripts/stack.sh image`. When they are missing the helpers fail the test

@@ -1,4 +1,4 @@
-package main
+package menu
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/schedule"
 )
 
 func validCron(s string) error {
@@ -20,7 +21,7 @@ func validCron(s string) error {
 	}
 	// What `mbk cron install` accepts: cron(8)'s five fields or a
 	// descriptor such as @daily.
-	if _, err := parseCrontabSchedule(s); err != nil {
+	if _, err := schedule.ParseCrontabSchedule(s); err != nil {
 		return fmt.Errorf("not a cron schedule: %v", err)
 	}
 	return nil
@@ -28,8 +29,7 @@ func validCron(s string) error {
 
 // schedule is the seed's "configure automatic backup": a crontab entry
 // that runs the pipeline, written by `mbk cron install`.
-func (m *menu) schedule(ctx context.Context, p *config.Pipeline) error {
-	path := []string{"cron", "install"}
+func (m *Menu) schedule(ctx context.Context, p *config.Pipeline) error {
 	expr := p.Schedule
 	if expr == "" {
 		expr = "0 2 * * *"
@@ -45,7 +45,7 @@ func (m *menu) schedule(ctx context.Context, p *config.Pipeline) error {
 	if err != nil || !ok {
 		return err
 	}
-	m.mbk(ctx, path, append(m.cronArgs(p, path), "--schedule", strings.TrimSpace(expr))...)
+	m.mbk(ctx, append(append([]string{"cron", "install"}, m.cronArgs(p)...), "--schedule", strings.TrimSpace(expr))...)
 	return nil
 }
 
@@ -53,7 +53,7 @@ func (m *menu) schedule(ctx context.Context, p *config.Pipeline) error {
 var smtpKeys = []string{"SMTP_SERVER", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD", "SMTP_FROM_NAME", "BACKUP_EMAIL_TO"}
 
 // configureEmail edits the e-mail keys of the env_file the pipeline reads.
-func (m *menu) configureEmail(ctx context.Context, p *config.Pipeline) error {
+func (m *Menu) configureEmail(ctx context.Context, p *config.Pipeline) error {
 	if p.File.EnvFile == "" {
 		fmt.Printf("\n%s reads no env_file: the e-mail settings of pipeline %s are written in that file itself,\n"+
 			"in its stage \"notify\" block (host, port, username, password, from, to). To keep them apart, as the\n"+

@@ -1,4 +1,4 @@
-package main
+package menu
 
 import (
 	"bytes"
@@ -295,8 +295,8 @@ func TestMenuConfiguresEmail(t *testing.T) {
 func TestMenuRefuses(t *testing.T) {
 	s := newMenuSite(t)
 	t.Run("not a terminal", func(t *testing.T) {
-		r := mbk(t, runOpts{}, "menu", s.dir)
-		if r.code != 2 || !strings.Contains(r.stderr, "needs a terminal") {
+		r := mbk(t, "menu", s.dir)
+		if r.Code != 2 || !strings.Contains(r.Stderr, "needs a terminal") {
 			t.Fatalf("want exit 2 saying a terminal is needed\n%s", r)
 		}
 	})

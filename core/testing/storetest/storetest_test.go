@@ -17,7 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/mbk-backup/mbk/core/storetest"
+	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
 
 func TestS3(t *testing.T) {

@@ -48,6 +48,17 @@ type SFTP struct {
 // Addr is host:port.
 func (s *SFTP) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
+// Stage is the body of a pipeline's `stage "store" "sftp"` block that
+// copies sets to dir on this server.
+func (s *SFTP) Stage(dir string) string {
+	return fmt.Sprintf(`host        = %q
+    port        = %d
+    user        = %q
+    key_file    = %q
+    known_hosts = %q
+    path        = %q`, s.Host, s.Port, s.User, s.KeyFile, s.KnownHosts, dir)
+}
+
 // StartSFTP runs a private sshd on 127.0.0.1 with a fresh host key, a fresh
 // client key and its own configuration: public keys only, no PAM, the
 // internal SFTP server.

@@ -1,0 +1,32 @@
+package menu
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/mbk-backup/mbk/core/testing/mbktest"
+)
+
+// The menu is tested as a person uses it: the real mbk binary, built once
+// here with the test-only faulty plugin, on a pseudo-terminal.
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	mbktest.Main(m, &binDir, map[string]string{"mbk": "..", "extra/mbk-plugin-faulty": "../testdata/faulty"})
+}
+
+var (
+	writeFile = mbktest.WriteFile
+	readFile  = mbktest.ReadFile
+	sets      = mbktest.Sets
+)
+
+// baseEnv isolates the test's mbk from the machine.
+func baseEnv(t *testing.T) []string { return mbktest.Env(t) }
+
+// mbk runs the binary without a terminal.
+func mbk(t *testing.T, args ...string) mbktest.Result {
+	t.Helper()
+	return mbktest.Run(t, filepath.Join(binDir, "mbk"), baseEnv(t), "", args...)
+}

@@ -1,0 +1,174 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mbk-backup/mbk/core/engine"
+	"github.com/mbk-backup/mbk/core/repo"
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// verdicts renders decisions as "SET keep|delete" lines, oldest first.
+func verdicts(ds []sdk.Decision) []string {
+	var out []string
+	for _, d := range ds {
+		v := "keep"
+		if !d.Keep {
+			v = "delete"
+		}
+		out = append(out, d.Set+" "+v)
+	}
+	return out
+}
+
+func TestPrune(t *testing.T) {
+	root := newRoot(t)
+	makeSets(t, root, []string{"2020-01-01_02-00-00", "2020-01-02_02-00-00", "2020-01-03_02-00-00", "2020-01-04_02-00-00"},
+		"2020-01-01_12-00-00")
+	pl := prepare(t, root, okDump+`
+  stage "retain" "policy" {
+    keep_last = 2
+  }`)
+	want := []string{
+		"2020-01-01_02-00-00 delete",
+		"2020-01-01_12-00-00 keep", // incomplete: never subject to retention
+		"2020-01-02_02-00-00 delete",
+		"2020-01-03_02-00-00 keep",
+		"2020-01-04_02-00-00 keep",
+	}
+
+	t.Run("a dry run decides and deletes nothing", func(t *testing.T) {
+		before := setsIn(t, root)
+		pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pruned) != 1 || pruned[0].Stage != pl.stage(t, sdk.KindRetain, "policy") {
+			t.Fatalf("want one retain stage's outcome, got %+v", pruned)
+		}
+		if got := verdicts(pruned[0].Decisions); !slices.Equal(got, want) {
+			t.Errorf("verdicts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if len(pruned[0].Deleted) != 0 || !slices.Equal(setsIn(t, root), before) {
+			t.Errorf("a dry run deleted %v: %v -> %v", pruned[0].Deleted, before, setsIn(t, root))
+		}
+	})
+
+	t.Run("a prune deletes what the verdict says, and says so", func(t *testing.T) {
+		pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := verdicts(pruned[0].Decisions); !slices.Equal(got, want) {
+			t.Errorf("verdicts: %v, want %v", got, want)
+		}
+		gone := []string{"2020-01-01_02-00-00", "2020-01-02_02-00-00"}
+		if !slices.Equal(pruned[0].Deleted, gone) {
+			t.Errorf("deleted %v, want %v", pruned[0].Deleted, gone)
+		}
+		left := []string{"2020-01-01_12-00-00", "2020-01-03_02-00-00", "2020-01-04_02-00-00"}
+		if got := setsIn(t, root); !slices.Equal(got, left) {
+			t.Errorf("left %v, want %v", got, left)
+		}
+	})
+
+	t.Run("not while another process holds the root", func(t *testing.T) {
+		lock, err := repo.Acquire(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lock.Release()
+		before := setsIn(t, root)
+		if _, err := engine.Prune(context.Background(), pl.p, pl.stages, false); !errors.Is(err, repo.ErrLocked) {
+			t.Fatalf("want the lock refused, got %v", err)
+		}
+		if !slices.Equal(setsIn(t, root), before) {
+			t.Errorf("sets deleted under another's lock")
+		}
+	})
+}
+
+// A retention plugin's verdict is held to the engine's guarantees, whoever
+// asks: mbk prune and a run alike.
+func TestPruneHoldsTheVerdictToTheGuarantees(t *testing.T) {
+	sets := []string{"2019-06-01_02-00-00", "2020-06-01_02-00-00", "2021-06-01_02-00-00"}
+	for _, tc := range []struct {
+		mode    string
+		wantErr string
+		left    []string
+		reason  string
+	}{
+		{mode: "delete-all", wantErr: "refusing the policy's verdict", left: append(sets[:3:3], "2022-01-01_00-00-00")},
+		{mode: "delete-all-but-newest", left: []string{"2021-06-01_02-00-00", "2022-01-01_00-00-00"},
+			reason: "not deleted: only complete sets are subject to retention"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			root := newRoot(t)
+			makeSets(t, root, sets, "2022-01-01_00-00-00")
+			pl := prepare(t, root, okDump+`
+  stage "retain" "faulty" {
+    mode = "`+tc.mode+`"
+  }`)
+			pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, false)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), `retain "faulty"`) {
+					t.Fatalf("want %q naming the stage, got %v", tc.wantErr, err)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if len(pruned) != 1 || len(pruned[0].Decisions) != 4 {
+				t.Fatalf("want the stage's four decisions, also when refused: %+v", pruned)
+			}
+			if got := setsIn(t, root); !slices.Equal(got, tc.left) {
+				t.Errorf("left %v, want %v", got, tc.left)
+			}
+			if tc.reason != "" {
+				last := pruned[0].Decisions[3]
+				if !last.Keep || !slices.Contains(last.Reasons, tc.reason) {
+					t.Errorf("the incomplete set: %+v, want kept because %q", last, tc.reason)
+				}
+			}
+		})
+	}
+}
+
+func TestPruneNeedsARetainStage(t *testing.T) {
+	pl := prepare(t, newRoot(t), okDump)
+	_, err := engine.Prune(context.Background(), pl.p, pl.stages, true)
+	var ns *engine.NoStageError
+	if !errors.As(err, &ns) || ns.Kind != sdk.KindRetain || err.Error() != `pipeline "test" has no retain stage` {
+		t.Fatalf("want a NoStageError for retain, got %v", err)
+	}
+}
+
+// A run applies retention once its set is committed, through the same
+// function as mbk prune: the new set counts as the newest.
+func TestRunAppliesRetention(t *testing.T) {
+	root := newRoot(t)
+	old := []string{"2020-01-01_02-00-00", "2020-01-02_02-00-00"}
+	makeSets(t, root, old)
+	pl := prepare(t, root, `
+  stage "dump" "faulty" {
+    mode = "ok"
+    size = 4096
+  }
+  stage "checksum" "sha256" {}
+  stage "retain" "policy" {
+    keep_last = 1
+  }`)
+	res := pl.backup(t)
+	set := filepath.Base(res.SetDir)
+	want := []string{old[0] + " delete", old[1] + " delete", set + " keep"}
+	if got := verdicts(res.Report.Retention); !slices.Equal(got, want) {
+		t.Errorf("the run's retention: %v, want %v", got, want)
+	}
+	if got := setsIn(t, root); !slices.Equal(got, []string{set}) {
+		t.Errorf("left %v, want only the new set %s", got, set)
+	}
+}
