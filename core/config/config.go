@@ -45,7 +45,10 @@ type Pipeline struct {
 	// (default true): the database dump is bound by the server's one
 	// thread, which leaves a core for the files.
 	Parallel bool
-	Stages   []*Stage
+	// SafetyCopyDays is how long retention keeps the safety copy a
+	// restore takes of the site before overwriting it.
+	SafetyCopyDays int
+	Stages         []*Stage
 	// Maintenance, when set, puts Moodle in maintenance mode while the
 	// database and files are copied.
 	Maintenance *Maintenance

@@ -13,12 +13,16 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/robfig/cron/v3"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/gocty"
 )
 
 // CronParser is the schedule syntax: five fields or a descriptor (@daily).
 var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout", "parallel"}
+var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout", "parallel", "safety_copy_days"}
+
+// DefaultSafetyCopyDays is how long retention keeps a restore's safety copy.
+const DefaultSafetyCopyDays = 7
 
 // Events a notify stage can be sent.
 var Events = []string{"success", "failure", "warning"}
@@ -30,7 +34,7 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unsupported syntax",
 			Detail: "Pipelines are written in HCL native syntax (.hcl), not JSON.", Subject: b.DefRange.Ptr()}}
 	}
-	p := &Pipeline{Name: b.Labels[0], File: file, DeclRange: b.DefRange, Timezone: "Local", Timeout: DefaultTimeout, Parallel: true, ctx: ctx}
+	p := &Pipeline{Name: b.Labels[0], File: file, DeclRange: b.DefRange, Timezone: "Local", Timeout: DefaultTimeout, Parallel: true, SafetyCopyDays: DefaultSafetyCopyDays, ctx: ctx}
 
 	for name, a := range body.Attributes {
 		if !slices.Contains(pipelineAttrs, name) {
@@ -40,6 +44,15 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 		v, d := a.Expr.Value(ctx)
 		diags = append(diags, d...)
 		if d.HasErrors() {
+			continue
+		}
+		if name == "safety_copy_days" {
+			var n int
+			if v.IsNull() || !v.IsKnown() || v.Type() != cty.Number || gocty.FromCtyValue(v, &n) != nil || n < 1 {
+				diags = append(diags, attrError(a, "safety_copy_days is a whole number of days, 1 or more: how long retention keeps the copy of the site a restore takes first."))
+				continue
+			}
+			p.SafetyCopyDays = n
 			continue
 		}
 		if name == "parallel" {

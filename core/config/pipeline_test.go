@@ -18,6 +18,7 @@ pipeline "nightly" {
   timezone = "Europe/Madrid"
   timeout  = "90m"
   parallel = false
+  safety_copy_days = 14
 }
 pipeline "defaults" {
   root = "/srv/other"
@@ -36,6 +37,9 @@ pipeline "descriptor" {
 	if p.Root != "/srv/backups" || p.Schedule != "30 2 * * *" || p.Timezone != "Europe/Madrid" || p.Timeout != 90*time.Minute || p.Parallel {
 		t.Errorf("nightly = root %q schedule %q tz %q timeout %v parallel %v", p.Root, p.Schedule, p.Timezone, p.Timeout, p.Parallel)
 	}
+	if p.SafetyCopyDays != 14 {
+		t.Errorf("SafetyCopyDays = %d", p.SafetyCopyDays)
+	}
 	if p.Location == nil || p.Location.String() != "Europe/Madrid" {
 		t.Errorf("Location = %v", p.Location)
 	}
@@ -53,6 +57,9 @@ pipeline "descriptor" {
 	d, _ := f.Pipeline("defaults")
 	if d.Timeout != config.DefaultTimeout || d.Cron != nil || d.Timezone != "Local" || d.Location != time.Local || !d.Parallel {
 		t.Errorf("defaults: timeout %v cron %v tz %q loc %v parallel %v", d.Timeout, d.Cron, d.Timezone, d.Location, d.Parallel)
+	}
+	if d.SafetyCopyDays != 7 {
+		t.Errorf("default SafetyCopyDays = %d, want 7", d.SafetyCopyDays)
 	}
 	if config.DefaultTimeout != 6*time.Hour {
 		t.Errorf("DefaultTimeout = %v", config.DefaultTimeout)
@@ -88,6 +95,10 @@ func TestPipelineErrors(t *testing.T) {
   timeout = "-5m"`, "timeout =", []string{`timeout "-5m" is not a positive duration`}},
 		{"timeout not a string", `  root = "/b"
   timeout = 90`, "timeout =", []string{`"timeout" must be a string`}},
+		{"safety_copy_days zero", `  root = "/b"
+  safety_copy_days = 0`, "safety_copy_days", []string{"safety_copy_days is a whole number of days, 1 or more"}},
+		{"safety_copy_days a fraction", `  root = "/b"
+  safety_copy_days = 1.5`, "safety_copy_days", []string{"safety_copy_days is a whole number of days"}},
 		{"parallel not a bool", `  root = "/b"
   parallel = "yes"`, "parallel =", []string{"parallel must be true or false, not string"}},
 		{"unknown attribute suggests", `  root = "/b"

@@ -25,7 +25,7 @@ type Pruned struct {
 func (r *run) retain(ctx context.Context, stages []*Stage) {
 	for _, s := range stagesOf(stages, sdk.KindRetain) {
 		err := r.stage(ctx, s, func(ctx context.Context) error {
-			pr, err := pruneLocal(ctx, s, r.p.Root, r.p.Location, r.name, false)
+			pr, err := pruneLocal(ctx, s, r.p, r.name, false)
 			r.res.Report.Retention = append(r.res.Report.Retention, pr.Decisions...)
 			for _, d := range pr.Decisions {
 				verdict := "keep"
@@ -63,7 +63,7 @@ func Prune(ctx context.Context, p *config.Pipeline, stages []*Stage, dryRun bool
 	defer lock.Release()
 	var out []Pruned
 	for _, s := range retains {
-		pr, err := pruneLocal(ctx, s, p.Root, p.Location, "", dryRun)
+		pr, err := pruneLocal(ctx, s, p, "", dryRun)
 		out = append(out, pr)
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", s.ID(), err)
@@ -72,18 +72,55 @@ func Prune(ctx context.Context, p *config.Pipeline, stages []*Stage, dryRun bool
 	return out, nil
 }
 
-// pruneLocal applies one retain stage to the sets under root; the caller
-// holds the root's lock. current is the set a run just committed, if any.
-func pruneLocal(ctx context.Context, s *Stage, root string, loc *time.Location, current string, dryRun bool) (Pruned, error) {
-	sets, err := repo.List(root, loc)
+// pruneLocal applies one retain stage to the sets under the pipeline's
+// root; the caller holds the root's lock. current is the set a run just
+// committed, if any. The safety copies restores took are not the policy's
+// to judge (they are no backups, and must not take a backup's place in its
+// counts): each is kept for the pipeline's safety_copy_days, counted from
+// the newest set (as the policy counts its days, so a stopped schedule or a
+// clock jump never deletes one early), and deleted after.
+func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current string, dryRun bool) (Pruned, error) {
+	sets, err := repo.List(p.Root, p.Location)
 	if err != nil {
 		return Pruned{Stage: s}, fmt.Errorf("list sets: %w", err)
 	}
+	del := func(set string) error { return repo.Delete(p.Root, set) }
 	var infos []sdk.SetInfo
+	var safety []repo.Set
+	var newest time.Time
 	for _, st := range sets {
+		if st.Time.After(newest) {
+			newest = st.Time
+		}
+		if st.PreRestore() {
+			safety = append(safety, st)
+			continue
+		}
 		infos = append(infos, sdk.SetInfo{Name: st.Name, Time: st.Time, Complete: st.Complete})
 	}
-	return prune(ctx, s, infos, loc, current, dryRun, func(set string) error { return repo.Delete(root, set) })
+	pr, err := prune(ctx, s, infos, p.Location, current, dryRun, del)
+	if err != nil {
+		return pr, err
+	}
+	keep := time.Duration(p.SafetyCopyDays) * 24 * time.Hour
+	for _, st := range safety {
+		until := st.Time.Add(keep)
+		d := sdk.Decision{Set: st.Name, Keep: !newest.After(until)}
+		if d.Keep {
+			d.Reasons = []string{fmt.Sprintf("safety copy taken before restoring %s: kept until %s (safety_copy_days = %d)", st.Manifest.Restoring, until.Format(repo.SetNameLayout), p.SafetyCopyDays)}
+		} else {
+			d.Reasons = []string{fmt.Sprintf("safety copy older than %d days (safety_copy_days)", p.SafetyCopyDays)}
+		}
+		pr.Decisions = append(pr.Decisions, d)
+		if d.Keep || dryRun {
+			continue
+		}
+		if err := del(st.Name); err != nil {
+			return pr, fmt.Errorf("delete set %s: %w", st.Name, err)
+		}
+		pr.Deleted = append(pr.Deleted, st.Name)
+	}
+	return pr, nil
 }
 
 // prune gets a retain stage's verdict on sets (oldest first), checked by

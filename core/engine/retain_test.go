@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -170,5 +171,52 @@ func TestRunAppliesRetention(t *testing.T) {
 	}
 	if got := setsIn(t, root); !slices.Equal(got, []string{set}) {
 		t.Errorf("left %v, want only the new set %s", got, set)
+	}
+}
+
+// A restore's safety copies are no backups: the policy never sees them (so
+// keep_last = 1 still keeps the newest backup, not a copy), each is kept for
+// safety_copy_days counted from the newest set, and deleted after.
+func TestPruneKeepsSafetyCopies(t *testing.T) {
+	root := newRoot(t)
+	makeSets(t, root, []string{"2020-01-01_02-00-00", "2020-01-02_02-00-00", "2020-01-10_02-00-00"})
+	for _, name := range []string{"2020-01-02_09-00-00", "2020-01-09_09-00-00", "2020-01-10_09-00-00"} {
+		dir := filepath.Join(root, name)
+		if err := os.MkdirAll(dir, repo.DirMode); err != nil {
+			t.Fatal(err)
+		}
+		if err := repo.WriteManifest(dir, &repo.Manifest{Format: 1, Pipeline: "test", Set: name, Status: repo.StatusComplete,
+			Kind: repo.KindPreRestore, Restoring: "2020-01-01_02-00-00"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pl := prepare(t, root, okDump+`
+  stage "retain" "policy" {
+    keep_last = 1
+  }`)
+	pl.p.SafetyCopyDays = 7
+	pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"2020-01-01_02-00-00 delete",
+		"2020-01-02_02-00-00 delete",
+		"2020-01-10_02-00-00 keep",   // the newest backup, though two copies are newer
+		"2020-01-02_09-00-00 delete", // taken more than 7 days before the newest set
+		"2020-01-09_09-00-00 keep",
+		"2020-01-10_09-00-00 keep",
+	}
+	if got := verdicts(pruned[0].Decisions); !slices.Equal(got, want) {
+		t.Errorf("verdicts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, d := range pruned[0].Decisions {
+		if d.Set == "2020-01-09_09-00-00" && !strings.Contains(strings.Join(d.Reasons, " "), "safety copy taken before restoring 2020-01-01_02-00-00: kept until 2020-01-16_09-00-00") {
+			t.Errorf("reasons for a kept copy: %q", d.Reasons)
+		}
+	}
+	left := []string{"2020-01-09_09-00-00", "2020-01-10_02-00-00", "2020-01-10_09-00-00"}
+	if got := setsIn(t, root); !slices.Equal(got, left) {
+		t.Errorf("left %v, want %v", got, left)
 	}
 }
