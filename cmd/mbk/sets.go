@@ -42,9 +42,11 @@ func (a *app) loadPipeline(path, name string) (*config.Loader, *config.Pipeline,
 
 // setSummary is one line of `mbk list`.
 type setSummary struct {
-	Set      string    `json:"set"`
-	Status   string    `json:"status"` // complete, incomplete
-	Problem  string    `json:"problem,omitempty"`
+	Set     string `json:"set"`
+	Status  string `json:"status"` // complete, incomplete
+	Problem string `json:"problem,omitempty"`
+	// Kind is "backup", or "pre-restore" for a restore's safety copy.
+	Kind     string    `json:"kind"`
 	Bytes    int64     `json:"bytes"`
 	Started  time.Time `json:"started,omitzero"`
 	Duration string    `json:"duration,omitempty"`
@@ -52,7 +54,10 @@ type setSummary struct {
 }
 
 func summarize(s repo.Set) setSummary {
-	out := setSummary{Set: s.Name, Status: "complete", Dir: s.Dir, Bytes: s.Size()}
+	out := setSummary{Set: s.Name, Status: "complete", Kind: "backup", Dir: s.Dir, Bytes: s.Size()}
+	if s.PreRestore() {
+		out.Kind = repo.KindPreRestore
+	}
 	if !s.Complete {
 		out.Status, out.Problem = "incomplete", s.Problem
 	}
@@ -110,13 +115,13 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SET\tSTATUS\tSIZE\tDURATION")
+	fmt.Fprintln(tw, "SET\tKIND\tSTATUS\tSIZE\tDURATION")
 	for _, s := range sets {
 		status := s.Status
 		if s.Problem != "" {
 			status += " (" + s.Problem + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Set, status, humanize.IBytes(uint64(s.Bytes)), s.Duration)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Set, s.Kind, status, humanize.IBytes(uint64(s.Bytes)), s.Duration)
 	}
 	return tw.Flush()
 }

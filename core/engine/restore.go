@@ -124,6 +124,15 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 		return "", err
 	}
 
+	copyFirst := prev == nil && inPlace(job) && !job.NoSafetyCopy
+	if copyFirst {
+		// Before anything, maintenance mode included: a full disk must
+		// not cost the site its users either.
+		if err := checkSafetySpace(p); err != nil {
+			return "", &RestoreError{Err: err, Advice: "Nothing was restored: the site is as it was."}
+		}
+	}
+
 	var window *maintenance.Window
 	if p.Maintenance != nil {
 		site, err := maintenance.Open(ctx, p.Maintenance, e.Log)
@@ -151,7 +160,7 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 				err = errors.Join(err, werr)
 			}
 		} else if window != nil {
-			window.Leave()
+			window.Leave(context.WithoutCancel(ctx))
 		}
 		return "", &RestoreError{Err: err, Advice: "Nothing was restored: the site is as it was."}
 	}
@@ -169,9 +178,6 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 	case job.NoSafetyCopy:
 		e.Log.Warn("restoring in place WITHOUT a safety copy (--no-safety-copy): nothing keeps the site as it is now")
 	default:
-		if err := checkSafetySpace(p); err != nil {
-			return untouched(err)
-		}
 		res := e.run(ctx, p, safetyStages(job), runOpts{kind: repo.KindPreRestore, restoring: job.Set})
 		if !res.Committed {
 			return untouched(fmt.Errorf("the safety copy of the site failed, so the restore did not start: %w", res.Err))
@@ -191,7 +197,7 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 			e.Log.Error("cannot record the failed restore", "error", werr)
 		}
 		if window != nil {
-			window.Leave()
+			window.Leave(context.WithoutCancel(ctx))
 		}
 		return safety, &RestoreError{Err: err, Safety: safety, Touched: true, Advice: failedAdvice(p, marker, window != nil)}
 	}

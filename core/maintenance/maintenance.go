@@ -215,10 +215,19 @@ func Hold(ctx context.Context, s *Site, root string) (*Window, error) {
 
 // Leave closes the window with maintenance left on and its marker kept: a
 // restore that failed leaves the site closed to its users, and the next
-// restore (or mbk restore --abandon) takes the window over.
-func (w *Window) Leave() {
+// restore (or mbk restore --abandon) takes the window over. Maintenance is
+// switched on again, in case what was restored (a dataroot without
+// climaintenance.html) switched it off.
+func (w *Window) Leave(ctx context.Context) {
 	w.closed = true
-	if w.ours {
-		w.site.log.Warn("maintenance mode left on: the restore did not finish", "container", w.site.container)
+	if !w.ours {
+		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, offTimeout)
+	defer cancel()
+	if _, err := w.site.php(ctx, "--enable"); err != nil {
+		w.site.log.Error("cannot switch maintenance mode on again after the failed restore", "container", w.site.container, "error", err)
+		return
+	}
+	w.site.log.Warn("maintenance mode left on: the restore did not finish", "container", w.site.container)
 }
