@@ -62,8 +62,8 @@ type source struct {
 	mu          sync.Mutex
 	settings    fakeSettings   // from the last Plan
 	schemaCalls map[string]int // by kind
-	event    string
-	report   sdk.Report
+	event       string
+	report      sdk.Report
 }
 
 var (
