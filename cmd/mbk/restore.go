@@ -120,7 +120,7 @@ and says how to put the site back, try again, or (--abandon) accept it.`,
 			}
 			e := &engine.Engine{Host: pr.host, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress(), Identities: ids}
 			safety, err := e.Restore(ctx, engine.RestoreJob{Pipeline: p, Stages: stages, Set: set.Name, Dir: set.Dir,
-				Steps: steps, Options: options, NoSafetyCopy: f.noSafetyCopy})
+				Steps: steps, Options: options, NoSafetyCopy: f.noSafetyCopy, Args: f.args(cmd)})
 			if err != nil {
 				return exitf(1, "%s", a.redact.String(err.Error()))
 			}
@@ -167,6 +167,24 @@ func (a *app) abandon(ctx context.Context, out io.Writer, file, pipeline string)
 		fmt.Fprintf(out, "The site as it was before that restore stays in set %s: %s\n", m.Safety, engine.RestoreCommand(p, m.Safety))
 	}
 	return nil
+}
+
+// args are the flags that shape this restore, as typed: a failure's advice
+// repeats them.
+func (f restoreFlags) args(cmd *cobra.Command) []string {
+	var out []string
+	for _, name := range []string{"only", "target-database", "target-volume", "target-path"} {
+		if fl := cmd.Flags().Lookup(name); fl != nil && fl.Changed {
+			out = append(out, "--"+name, fl.Value.String())
+		}
+	}
+	if f.clean {
+		out = append(out, "--clean")
+	}
+	for _, o := range f.restoreOpts {
+		out = append(out, "--restore-opt", o)
+	}
+	return out
 }
 
 // request is what the flags ask of the restore; the stages' plugins say

@@ -113,7 +113,8 @@ func TestRestoreSafety(t *testing.T) {
 	for _, want := range []string{
 		"The restore did not finish",
 		"stays in maintenance mode",
-		"To put the site back as it was before: mbk restore " + file + " " + safety + " --yes",
+		"To put the site back as it was before: mbk restore " + file + " " + safety + " --yes --clean",
+		"To try the restore again: mbk restore " + file + " " + backup + " --clean",
 		"mbk restore " + file + " --abandon",
 	} {
 		if !strings.Contains(out, want) {

@@ -77,6 +77,10 @@ type RestoreJob struct {
 	// NoSafetyCopy restores in place without first copying the site:
 	// nothing then keeps what the restore overwrites.
 	NoSafetyCopy bool
+	// Args are the command line's flags that shape the restore (--clean,
+	// --only, targets, --restore-opt), repeated in the advice a failure
+	// gives: putting the site back or trying again needs the same.
+	Args []string
 }
 
 // RestoreError is a restore that did not complete, with what it leaves
@@ -187,7 +191,7 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 	}
 
 	host, _ := os.Hostname()
-	marker := repo.RestoreMarker{Pipeline: p.Name, Set: job.Set, Safety: safety, Started: time.Now().UTC(), Host: host, PID: os.Getpid()}
+	marker := repo.RestoreMarker{Pipeline: p.Name, Set: job.Set, Safety: safety, Args: job.Args, Started: time.Now().UTC(), Host: host, PID: os.Getpid()}
 	if err := repo.WriteRestoreMarker(p.Root, marker); err != nil {
 		return untouched(err)
 	}
@@ -294,9 +298,9 @@ func failedAdvice(p *config.Pipeline, m repo.RestoreMarker, maint bool) string {
 	}
 	b.WriteString(" Backups are refused until this is settled.")
 	if m.Safety != "" {
-		fmt.Fprintf(&b, "\n  To put the site back as it was before:  %s", RestoreCommand(p, m.Safety, "--yes"))
+		fmt.Fprintf(&b, "\n  To put the site back as it was before:  %s", RestoreCommand(p, append([]string{m.Safety, "--yes"}, m.Args...)...))
 	}
-	fmt.Fprintf(&b, "\n  To try the restore again:                %s", RestoreCommand(p, m.Set))
+	fmt.Fprintf(&b, "\n  To try the restore again:                %s", RestoreCommand(p, append([]string{m.Set}, m.Args...)...))
 	fmt.Fprintf(&b, "\n  To accept the site as it is now:         %s", RestoreCommand(p, "--abandon"))
 	return b.String()
 }

@@ -45,9 +45,9 @@ func UnfinishedRestoreError(p *config.Pipeline, m *repo.RestoreMarker) error {
 		b.WriteString("; it was interrupted")
 	}
 	b.WriteString("): the site may hold part of that set, so no backup is taken until it is finished or abandoned.")
-	fmt.Fprintf(&b, " To finish it: %s.", RestoreCommand(p, m.Set))
+	fmt.Fprintf(&b, " To finish it: %s.", RestoreCommand(p, append([]string{m.Set}, m.Args...)...))
 	if m.Safety != "" {
-		fmt.Fprintf(&b, " To put the site back as it was before it: %s.", RestoreCommand(p, m.Safety))
+		fmt.Fprintf(&b, " To put the site back as it was before it: %s.", RestoreCommand(p, append([]string{m.Safety, "--yes"}, m.Args...)...))
 	}
 	fmt.Fprintf(&b, " If the site is known to be whole: %s.", RestoreCommand(p, "--abandon"))
 	return fmt.Errorf("%s", b.String())

@@ -16,12 +16,15 @@ const RestoreMarkerFile = ".mbk-restore-unfinished.json"
 
 // RestoreMarker says which restore is unfinished and how to undo it.
 type RestoreMarker struct {
-	Pipeline string    `json:"pipeline"`
-	Set      string    `json:"set"`                  // the set being restored
-	Safety   string    `json:"safety_set,omitempty"` // the safety copy taken first
-	Started  time.Time `json:"started"`
-	Host     string    `json:"host"`
-	PID      int       `json:"pid"`
+	Pipeline string `json:"pipeline"`
+	Set      string `json:"set"`                  // the set being restored
+	Safety   string `json:"safety_set,omitempty"` // the safety copy taken first
+	// Args are the restore's own flags (--clean, --only, targets): a
+	// restore that puts the site back or tries again needs the same.
+	Args    []string  `json:"args,omitempty"`
+	Started time.Time `json:"started"`
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
 	// Error is why the restore failed; empty while it runs (or after a kill).
 	Error string `json:"error,omitempty"`
 }
