@@ -100,7 +100,10 @@ func Serve(name string, factory func(log hclog.Logger) Plugin, opts ...ServeOpt)
 	var g *grace
 	switch {
 	case o.managed:
-		g = &grace{ctx: context.Background()}
+		// Ctrl-C cancels the calls in flight, then stops serving.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		g = &grace{ctx: ctx}
 	case o.debug != nil:
 		g = &grace{ctx: o.debug.Context}
 	default:
@@ -110,7 +113,7 @@ func Serve(name string, factory func(log hclog.Logger) Plugin, opts ...ServeOpt)
 		return grpc.NewServer(append(opts, grpc.UnaryInterceptor(g.intercept))...)
 	}
 	if o.managed {
-		return serveManaged(name, cfg)
+		return serveManaged(g.ctx, name, cfg)
 	}
 	cfg.Test = o.debug
 	plugin.Serve(cfg)
@@ -146,9 +149,7 @@ func (srv *server) check(name string) error {
 }
 
 // serveManaged serves in this process and prints how to reach it.
-func serveManaged(name string, cfg *plugin.ServeConfig) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+func serveManaged(ctx context.Context, name string, cfg *plugin.ServeConfig) error {
 	reattach := make(chan *plugin.ReattachConfig, 1)
 	closed := make(chan struct{})
 	cfg.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
