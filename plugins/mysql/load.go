@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,7 +70,35 @@ type loader struct {
 	// deferred); a table this dump did not create stays on one worker too.
 	spread     map[string]bool
 	dataSpread bool
+	// lineNo is the dump's line being read, createLine the one its CREATE
+	// TABLE being read began on, and src where the lines of each buffer
+	// not yet sent came from: a client's "at line N" is a line of its own
+	// input, which the error turns into the dump's.
+	lineNo, createLine int64
+	src                map[*bytes.Buffer]*srcMap
 }
+
+// srcMap says where a buffer's lines came from: refs[i] tells that its line
+// refs[i].at (from 0) is the dump's line refs[i].dump, and the lines after it
+// the lines after that; dump 0 is a statement of mbk's own.
+type srcMap struct {
+	lines int
+	refs  []lineRef
+}
+
+type lineRef struct {
+	at   int
+	dump int64
+}
+
+// piece is what a worker's client is sent next.
+type piece struct {
+	b    *bytes.Buffer
+	refs []lineRef // nil: mbk's own statement
+}
+
+// seg: from the client's input line client on, the dump's line dump.
+type seg struct{ client, dump int64 }
 
 type pendingKeys struct {
 	table, alter string
@@ -78,7 +108,7 @@ type pendingKeys struct {
 // loadWorker is one connection: a SQL client reading from a pipe.
 type loadWorker struct {
 	id    int
-	queue chan *bytes.Buffer
+	queue chan piece
 	// queued counts the bytes handed to this worker and not yet written
 	// to its client: the least busy worker gets the next statement.
 	queued atomic.Int64
@@ -89,6 +119,48 @@ type loadWorker struct {
 	code   int
 	err    error
 	stderr lines
+	// written counts the lines sent to the client, segs maps them to the
+	// dump's (both the writer's own, read once the client is gone).
+	written int64
+	segs    []seg
+	// failed: the client said ERROR, which it says before it exits.
+	failed atomic.Bool
+}
+
+// dumpLine is the dump's line that the client's input line n came from;
+// 0 for a statement of mbk's own, -1 when unknown.
+func (w *loadWorker) dumpLine(n int64) int64 {
+	i := sort.Search(len(w.segs), func(i int) bool { return w.segs[i].client > n }) - 1
+	if i < 0 {
+		return -1
+	}
+	if w.segs[i].dump == 0 {
+		return 0
+	}
+	return w.segs[i].dump + n - w.segs[i].client
+}
+
+var clientLine = regexp.MustCompile(` at line ([0-9]+)`)
+
+// failure is the client's own words and, when they name a line of its
+// input, the dump's line it came from.
+func (w *loadWorker) failure(client string, code int) string {
+	msg := said(client, w.stderr.failure(code))
+	for _, l := range w.stderr.last {
+		m := clientLine.FindStringSubmatch(l)
+		if !strings.HasPrefix(l, "ERROR") || m == nil {
+			continue
+		}
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		switch d := w.dumpLine(n); {
+		case d > 0:
+			return fmt.Sprintf("%s [connection %d, line %d of the dump]", msg, w.id+1, d)
+		case d == 0:
+			return fmt.Sprintf("%s [connection %d, in a statement mbk added, not a line of the dump]", msg, w.id+1)
+		}
+		break
+	}
+	return msg
 }
 
 // syncPrefix starts a marker's output line.
@@ -98,12 +170,12 @@ const syncPrefix = "mbk-sync-"
 func (p *plugin) load(ctx context.Context, ss *session, target string, jobs int, r io.Reader) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	l := &loader{ctx: ctx, fail: cancel, dataOn: make([]bool, jobs)}
+	l := &loader{ctx: ctx, fail: cancel, dataOn: make([]bool, jobs), src: map[*bytes.Buffer]*srcMap{}}
 	l.pool.New = func() any { return new(bytes.Buffer) }
 	client := path.Base(ss.sql)
 	var wg sync.WaitGroup
 	for i := range jobs {
-		w := &loadWorker{id: i, queue: make(chan *bytes.Buffer, 1), ping: make(chan struct{}, 1), done: make(chan struct{})}
+		w := &loadWorker{id: i, queue: make(chan piece, 1), ping: make(chan struct{}, 1), done: make(chan struct{})}
 		l.workers = append(l.workers, w)
 		pr, pw := io.Pipe()
 		wg.Add(2)
@@ -125,6 +197,16 @@ func (p *plugin) load(ctx context.Context, ss *session, target string, jobs int,
 				stdout: &markWriter{w: w},
 				stderr: func(line string) {
 					p.log.Warn(client+" said", "database", target, "connection", w.id+1, "line", w.stderr.add(line))
+					// Without --force the client exits after its first
+					// ERROR: the load fails now. Its input is closed at
+					// once, for a runner that waits for the input to end
+					// before it reports the exit (the Docker exec with a
+					// FIFO does), while the splitter waits for this
+					// client's marker.
+					if strings.HasPrefix(line, "ERROR") && !w.failed.Swap(true) {
+						pr.CloseWithError(errClientGone)
+						cancel(errClientGone)
+					}
 				},
 			})
 			// Writes to a client that has gone fail at once, and the other
@@ -136,7 +218,15 @@ func (p *plugin) load(ctx context.Context, ss *session, target string, jobs int,
 		}()
 		go func() {
 			defer wg.Done()
-			for b := range w.queue {
+			for pc := range w.queue {
+				b := pc.b
+				if pc.refs == nil {
+					w.segs = append(w.segs, seg{w.written + 1, 0})
+				}
+				for _, r := range pc.refs {
+					w.segs = append(w.segs, seg{w.written + int64(r.at) + 1, r.dump})
+				}
+				w.written += int64(bytes.Count(b.Bytes(), []byte("\n")))
 				if _, err := pw.Write(b.Bytes()); err != nil {
 					cancel(errClientGone)
 				}
@@ -156,8 +246,8 @@ func (p *plugin) load(ctx context.Context, ss *session, target string, jobs int,
 	// The clients' own words first: a failed statement stops its client,
 	// and the others are then stopped with errClientGone.
 	for _, w := range l.workers {
-		if w.err == nil && w.code != 0 {
-			return errors.New(said(client, w.stderr.failure(w.code)))
+		if w.failed.Load() || w.err == nil && w.code != 0 {
+			return errors.New(w.failure(client, w.code))
 		}
 	}
 	for _, w := range l.workers {
@@ -210,13 +300,14 @@ func (l *loader) split(r io.Reader) error {
 			}
 			break
 		}
+		l.lineNo++
 		switch {
 		case stmt != nil:
-			stmt.Write(line)
+			l.write(stmt, line, l.lineNo)
 		case inHeader && isSessionSetting(line):
-			header.Write(line)
+			l.write(header, line, l.lineNo)
 		case inDelimiter:
-			ctl = l.appendCtl(ctl, line)
+			ctl = l.appendCtl(ctl, line, l.lineNo)
 			if isDelimiter(line) && delimiterOf(line) == ";" {
 				inDelimiter = false
 			}
@@ -235,7 +326,7 @@ func (l *loader) split(r io.Reader) error {
 			}
 			l.filling(rawTable(line))
 			stmt = l.buffer()
-			stmt.Write(line)
+			l.write(stmt, line, l.lineNo)
 		case bytes.HasPrefix(line, []byte("CREATE TABLE `")):
 			if err := endHeader(); err != nil {
 				return err
@@ -243,6 +334,7 @@ func (l *loader) split(r io.Reader) error {
 			// Keys of tables that got no rows go back at once.
 			ctl = l.unfilled(ctl)
 			create = l.buffer()
+			l.createLine = l.lineNo
 			create.Write(line)
 		default:
 			if err := endHeader(); err != nil {
@@ -251,7 +343,7 @@ func (l *loader) split(r io.Reader) error {
 			if isDelimiter(line) && delimiterOf(line) != ";" {
 				inDelimiter = true
 			}
-			ctl = l.appendCtl(ctl, line)
+			ctl = l.appendCtl(ctl, line, l.lineNo)
 			if ctl.Len() >= 1<<20 {
 				if err := l.control(ctl); err != nil {
 					return err
@@ -287,7 +379,7 @@ func (l *loader) split(r io.Reader) error {
 		}
 	}
 	if create != nil {
-		ctl = l.appendCtl(ctl, create.Bytes())
+		ctl = l.appendCtl(ctl, create.Bytes(), l.createLine)
 	}
 	ctl = l.unfilled(ctl)
 	if ctl != nil {
@@ -318,7 +410,7 @@ func (l *loader) created(ctl, create *bytes.Buffer) *bytes.Buffer {
 		l.spread = map[string]bool{}
 	}
 	l.spread[table] = !bytes.Contains(out, []byte("\n  UNIQUE KEY "))
-	ctl = l.appendCtl(ctl, out)
+	ctl = l.appendCtl(ctl, out, l.createLine)
 	if alter != "" {
 		l.pending = append(l.pending, pendingKeys{table: table, alter: alter})
 	}
@@ -347,7 +439,7 @@ func (l *loader) unfilled(ctl *bytes.Buffer) *bytes.Buffer {
 			kept = append(kept, pk)
 			continue
 		}
-		ctl = l.appendCtl(ctl, []byte(pk.alter))
+		ctl = l.appendCtl(ctl, []byte(pk.alter), 0)
 	}
 	l.pending = kept
 	return ctl
@@ -382,12 +474,28 @@ func (l *loader) keysBack() error {
 
 func (l *loader) buffer() *bytes.Buffer { return l.pool.Get().(*bytes.Buffer) }
 
-func (l *loader) appendCtl(ctl *bytes.Buffer, line []byte) *bytes.Buffer {
+func (l *loader) appendCtl(ctl *bytes.Buffer, line []byte, dumpLine int64) *bytes.Buffer {
 	if ctl == nil {
 		ctl = l.buffer()
 	}
-	ctl.Write(line)
+	l.write(ctl, line, dumpLine)
 	return ctl
+}
+
+// write adds lines to b, which start at the dump's line dumpLine (0: they
+// are mbk's own), and notes where they came from.
+func (l *loader) write(b *bytes.Buffer, lines []byte, dumpLine int64) {
+	m := l.src[b]
+	if m == nil {
+		m = &srcMap{}
+		l.src[b] = m
+	}
+	if n := len(m.refs); n == 0 || m.refs[n-1].dump == 0 && dumpLine != 0 ||
+		m.refs[n-1].dump != 0 && m.refs[n-1].dump+int64(m.lines-m.refs[n-1].at) != dumpLine {
+		m.refs = append(m.refs, lineRef{at: m.lines, dump: dumpLine})
+	}
+	m.lines += bytes.Count(lines, []byte("\n"))
+	b.Write(lines)
 }
 
 // broadcast sends the session settings to every worker.
@@ -395,10 +503,14 @@ func (l *loader) broadcast(header *bytes.Buffer) error {
 	for _, w := range l.workers {
 		b := l.buffer()
 		b.Write(header.Bytes())
+		if m := l.src[header]; m != nil {
+			l.src[b] = &srcMap{lines: m.lines, refs: m.refs}
+		}
 		if err := l.send(w, b); err != nil {
 			return err
 		}
 	}
+	delete(l.src, header)
 	header.Reset()
 	l.pool.Put(header)
 	return nil
@@ -461,8 +573,13 @@ func (l *loader) data(b *bytes.Buffer) error {
 
 func (l *loader) send(w *loadWorker, b *bytes.Buffer) error {
 	w.queued.Add(int64(b.Len()))
+	pc := piece{b: b}
+	if m := l.src[b]; m != nil {
+		pc.refs = m.refs
+		delete(l.src, b)
+	}
 	select {
-	case w.queue <- b:
+	case w.queue <- pc:
 		return nil
 	case <-l.ctx.Done():
 		return context.Cause(l.ctx)

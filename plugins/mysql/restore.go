@@ -78,11 +78,19 @@ func (p *plugin) restore(ctx context.Context, ss *session, opts restoreOpts, d d
 	if err := ss.needSQL(); err != nil {
 		return "", err
 	}
+	// The whole dump is checked before the target is touched (guard.go).
+	checked, err := checkDump(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	defer checked.Close()
+	r = checked
+	ss.sandbox = ss.hasSandbox(ctx)
 	if err := p.prepareTarget(ctx, ss, opts.Replace, d, target); err != nil {
 		return "", err
 	}
 
-	p.log.Info("restore starting", "database", target, "where", ss.at, "client", ss.sql, "connections", jobs)
+	p.log.Info("restore starting", "database", target, "where", ss.at, "client", ss.sql, "connections", jobs, "sandbox", ss.sandbox)
 	if jobs > 1 {
 		if err := p.load(ctx, ss, target, jobs, r); err != nil {
 			return "", err

@@ -31,6 +31,8 @@ type session struct {
 	present map[string]bool
 	dump    string // "" when no dump client was found
 	sql     string // "" when no SQL client was found
+	// sandbox: the SQL client takes --sandbox (hasSandbox), and is given it.
+	sandbox bool
 }
 
 // open settles where the clients run, which for a container means finding
@@ -150,15 +152,30 @@ func (ss *session) query(ctx context.Context, sql string) ([][]string, error) {
 // sqlCmd is the SQL client's command line. MariaDB's client echoes a failed
 // statement to stderr, which during a restore is a line of table data: the
 // option that stops it is unknown to MySQL's client, hence only for mariadb
-// and "loose".
+// and "loose". --binary-mode, always: the client then obeys none of its own
+// commands in what it reads but DELIMITER and \C, and keeps NUL and \r\n
+// as they come (guard.go); --sandbox when the client has it.
 func (ss *session) sqlCmd(args ...string) []string {
-	cmd := []string{ss.sql}
+	cmd := []string{ss.sql, "--binary-mode"}
+	if ss.sandbox {
+		cmd = append(cmd, "--sandbox")
+	}
 	if path.Base(ss.sql) == "mariadb" {
 		cmd = append(cmd, "--loose-skip-print-query-on-error")
 	}
 	cmd = append(cmd, "--user="+ss.user, "--default-character-set=utf8mb4")
 	cmd = append(cmd, ss.conn...)
 	return append(cmd, args...)
+}
+
+// hasSandbox asks the SQL client whether it takes --sandbox (MariaDB
+// 10.5.25, 10.6.18, 10.11.8, 11.0.6 and later): its --help lists it. An
+// older client, or MySQL's, runs without: --binary-mode and checkDump then
+// are the protection.
+func (ss *session) hasSandbox(ctx context.Context) bool {
+	var out bytes.Buffer
+	code, err := ss.run.run(ctx, command{args: []string{ss.sql, "--no-defaults", "--help"}, stdout: &out})
+	return err == nil && code == 0 && bytes.Contains(out.Bytes(), []byte("\n  --sandbox "))
 }
 
 // unescapeBatch undoes the escaping of the client's batch output, where tab,
