@@ -3,6 +3,7 @@ package repo
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -13,7 +14,7 @@ func TestRestoreMarker(t *testing.T) {
 		t.Fatalf("empty root: %+v, %v", m, err)
 	}
 	want := RestoreMarker{Pipeline: "prod", Set: "2026-12-01_03-00-00", Safety: "2026-12-03_09-12-00",
-		Started: time.Date(2026, 12, 3, 9, 12, 0, 0, time.UTC), Host: "moodle1", PID: 42}
+		Started: time.Date(2026, 12, 3, 9, 12, 0, 0, time.UTC), Host: "moodle1", PID: 42, Args: []string{"--clean"}}
 	if err := WriteRestoreMarker(root, want); err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +23,7 @@ func TestRestoreMarker(t *testing.T) {
 		t.Fatalf("marker file: %v, %v", st, err)
 	}
 	got, err := ReadRestoreMarker(root)
-	if err != nil || *got != want {
+	if err != nil || !reflect.DeepEqual(*got, want) {
 		t.Fatalf("read back %+v, %v", got, err)
 	}
 	// The marker is no set: listing the root ignores it.
