@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mbk-backup/mbk/core/sdk"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // TestDyingClientFailsLoad gives the loader itself (past the check, as if

@@ -13,7 +13,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/mbk-backup/mbk/core/sdk"
-	"github.com/mbk-backup/mbk/core/testenv"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // TestDumpGuard pins what the check lets through (every line mariadb-dump
