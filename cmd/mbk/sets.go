@@ -45,8 +45,9 @@ type setSummary struct {
 	Set     string `json:"set"`
 	Status  string `json:"status"` // complete, incomplete
 	Problem string `json:"problem,omitempty"`
-	// Kind is "backup", or "pre-restore" for a restore's safety copy.
-	Kind     string    `json:"kind"`
+	// Kind is "backup", or "pre-restore" for a restore's safety copy;
+	// empty for a stored set (its manifest is not read to list it).
+	Kind     string    `json:"kind,omitempty"`
 	Bytes    int64     `json:"bytes"`
 	Started  time.Time `json:"started,omitzero"`
 	Duration string    `json:"duration,omitempty"`
@@ -121,7 +122,11 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		if s.Problem != "" {
 			status += " (" + s.Problem + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Set, s.Kind, status, humanize.IBytes(uint64(s.Bytes)), s.Duration)
+		kind := s.Kind
+		if kind == "" {
+			kind = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, humanize.IBytes(uint64(s.Bytes)), s.Duration)
 	}
 	return tw.Flush()
 }

@@ -61,7 +61,7 @@ func TestOffsiteStores(t *testing.T) {
 	set := sets(t, root)[0]
 	for _, store := range []string{"s3", "sftp"} {
 		l := mbk(t, runOpts{env: env}, "list", file, "--store", store)
-		if l.code != 0 || !strings.Contains(l.stdout, set+"  complete") {
+		if l.code != 0 || !strings.Contains(flat(l.stdout), set+" - complete") {
 			t.Fatalf("list --store %s: %s", store, l)
 		}
 		v := mbk(t, runOpts{env: env}, "verify", file, "--store", store)
@@ -79,7 +79,7 @@ func TestOffsiteStores(t *testing.T) {
 		local := sets(t, root)
 		newest := local[len(local)-1]
 		l := mbk(t, runOpts{env: env}, "list", file, "--store", "s3")
-		if strings.Contains(l.stdout, newest+"  complete") {
+		if strings.Contains(flat(l.stdout), newest+" - complete") {
 			t.Fatalf("the failed copy looks complete in the store: %s", l)
 		}
 		y := mbk(t, runOpts{env: env}, "sync", file)
@@ -87,7 +87,7 @@ func TestOffsiteStores(t *testing.T) {
 			t.Fatalf("sync: %s", y)
 		}
 		l = mbk(t, runOpts{env: env}, "list", file, "--store", "s3")
-		if !strings.Contains(l.stdout, newest+"  complete") {
+		if !strings.Contains(flat(l.stdout), newest+" - complete") {
 			t.Fatalf("after sync: %s", l)
 		}
 	})

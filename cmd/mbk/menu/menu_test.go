@@ -134,7 +134,7 @@ func TestMenuListCreateDetailsRestore(t *testing.T) {
 	tm.send("2")
 	tm.waitFor("0  Back")
 	tm.send("2")
-	tm.waitMatch(regexp.MustCompile(regexp.QuoteMeta(set) + `\s+complete`))
+	tm.waitMatch(regexp.MustCompile(regexp.QuoteMeta(set) + `\s+backup\s+complete`))
 	backToMenu(tm)
 
 	// Its details.
