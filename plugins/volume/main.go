@@ -68,11 +68,16 @@
 package main
 
 import (
+	"os"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == helperArg {
+		os.Exit(helperMain(os.Args[2:]))
+	}
 	sdk.Main("volume", func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
 }
