@@ -140,6 +140,8 @@ func swapIn(root, stage string, setRoot bool, log hclog.Logger) error {
 				n, err, filepath.Join(root, oldDir), filepath.Join(root, newDir))
 		}
 	}
+	rmErr := os.RemoveAll(filepath.Join(root, stage))
+	// After the removal, which changes root's mtime too.
 	if setRoot {
 		x := &extractor{log: log}
 		a := attrs{uid: int(nst.Uid), gid: int(nst.Gid), mode: int64(nst.Mode & 0o7777), mtime: nst.Mtim.Nano()}
@@ -147,8 +149,8 @@ func swapIn(root, stage string, setRoot bool, log hclog.Logger) error {
 			return fmt.Errorf("swap: %w", err)
 		}
 	}
-	if err := os.RemoveAll(filepath.Join(root, stage)); err != nil {
-		return fmt.Errorf("swapped in, but removing the old files failed (the next restore removes them): %w", err)
+	if rmErr != nil {
+		return fmt.Errorf("swapped in, but removing the old files failed (the next restore removes them): %w", rmErr)
 	}
 	if err := unix.Syncfs(rfd); err != nil {
 		return fmt.Errorf("sync %q: %w", root, err)
