@@ -184,27 +184,35 @@ func (e *engine) importScratch(ctx context.Context, ref string) error {
 	if err := tar.NewWriter(&empty).Close(); err != nil {
 		return err
 	}
-	rc, err := e.ImageImport(ctx, image.ImportSource{Source: &empty, SourceName: "-"}, ref,
-		image.ImportOptions{Message: "mbk: empty image for never-started helper containers"})
+	if err := e.importTar(ctx, ref, &empty, "mbk: empty image for never-started helper containers"); err != nil {
+		return err
+	}
+	e.log.Info("imported an empty image for helper containers", "image", ref)
+	return nil
+}
+
+// importTar imports a filesystem tar as image ref.
+func (e *engine) importTar(ctx context.Context, ref string, src io.Reader, msg string) error {
+	rc, err := e.ImageImport(ctx, image.ImportSource{Source: src, SourceName: "-"}, ref,
+		image.ImportOptions{Message: msg})
 	if err != nil {
 		return fmt.Errorf("import empty image %s: %w", ref, err)
 	}
 	defer rc.Close()
 	dec := json.NewDecoder(rc)
 	for {
-		var msg struct {
+		var m struct {
 			Error string `json:"error"`
 		}
-		if err := dec.Decode(&msg); err == io.EOF {
+		if err := dec.Decode(&m); err == io.EOF {
 			break
 		} else if err != nil {
-			return fmt.Errorf("import empty image %s: %w", ref, err)
+			return fmt.Errorf("import image %s: %w", ref, err)
 		}
-		if msg.Error != "" {
-			return fmt.Errorf("import empty image %s: %s", ref, msg.Error)
+		if m.Error != "" {
+			return fmt.Errorf("import image %s: %s", ref, m.Error)
 		}
 	}
-	e.log.Info("imported an empty image for helper containers", "image", ref)
 	return nil
 }
 
@@ -253,40 +261,4 @@ func (e *engine) firstEntry(ctx context.Context, id, label, dir string) (string,
 	}
 	prefix := strings.TrimSuffix(root.Name, "/") + "/"
 	return strings.TrimSuffix(strings.TrimPrefix(h.Name, prefix), "/"), nil
-}
-
-// recreateVolume empties a volume the only way the API allows: remove it and
-// create it again with the same driver, options and labels. A volume any
-// container uses (even a stopped one) is refused, naming the containers.
-func (e *engine) recreateVolume(ctx context.Context, name string) error {
-	users, err := e.containersUsing(ctx, name, false)
-	if err != nil {
-		return err
-	}
-	if len(users) > 0 {
-		var names []string
-		for _, c := range users {
-			n := c.ID[:12]
-			if len(c.Names) > 0 {
-				n = strings.TrimPrefix(c.Names[0], "/")
-			}
-			names = append(names, fmt.Sprintf("%q (%s)", n, c.State))
-		}
-		return fmt.Errorf("cannot empty volume %q: it is used by container %s; remove those containers "+
-			"(e.g. `docker compose down`), or restore into a fresh target_volume", name, strings.Join(names, ", "))
-	}
-	v, err := e.inspectVolume(ctx, name)
-	if err != nil {
-		return err
-	}
-	if err := e.VolumeRemove(ctx, name, false); err != nil {
-		return fmt.Errorf("empty volume %q: remove it: %w", name, err)
-	}
-	if _, err := e.VolumeCreate(ctx, volume.CreateOptions{
-		Name: name, Driver: v.Driver, DriverOpts: v.Options, Labels: v.Labels,
-	}); err != nil {
-		return fmt.Errorf("empty volume %q: it was removed but creating it again failed (driver %q): %w", name, v.Driver, err)
-	}
-	e.log.Info("emptied volume by removing and re-creating it", "volume", name, "driver", v.Driver)
-	return nil
 }

@@ -53,9 +53,6 @@ func hostileCases() []hostileCase {
 			return wrap(tarEntry{typ: tar.TypeSymlink, name: "v", link: victim},
 				tarEntry{typ: tar.TypeLink, name: "h", link: "v/secret"})
 		}, `through symlink "v"`},
-		{"device", func(string, string) []tarEntry {
-			return wrap(tarEntry{typ: tar.TypeChar, name: "null"})
-		}, `is a character device`},
 	}
 }
 

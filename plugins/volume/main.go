@@ -50,29 +50,40 @@
 // # Restore
 //
 // Options: target_volume (a named volume, created when missing), target_path
-// (a host directory), neither (the source itself), and clean ("true"/"false").
-// A non-empty target is refused unless clean=true. Every entry is checked while
-// the stream passes: no absolute name, no ".." after cleaning, hard links
-// inside the target, nothing through a symlink the archive itself created.
-// The first bad entry aborts the restore; entries after it never reach the
-// target (those before it may have).
+// (a host directory), neither (the source itself), clean ("true"/"false") and
+// keep_special. A non-empty target is refused unless clean=true. Every entry is
+// checked while the stream passes: no absolute name, no ".." after cleaning,
+// hard links inside the target, nothing through a symlink the archive itself
+// created. The first bad entry aborts the restore. The extraction never
+// follows a symlink (extract.go), and devices, FIFOs, setuid/setgid bits and
+// root-owned entries are not restored as archived unless keep_special
+// (special.go).
+//
+// An empty target is written directly. With clean=true a target holding
+// files is restored into a staging directory inside it and swapped in only
+// when the whole archive was written and read to its end: a failure leaves
+// the old files as they were, and climaintenance.html stays (stage.go).
 //
 // Volumes are written with CopyToContainer (numeric owners kept) into a
 // created, never started, helper mounting the volume read-write at /data.
-// The archive API cannot delete, so clean=true on a volume removes it and
-// creates it again with the same driver, options and labels; that needs a
-// volume no container (running or stopped) uses, and is refused otherwise,
-// naming the containers. A volume whose storage survives removal (a local
-// volume bound to a host directory) is still not empty afterwards: refused.
-// A container path cannot be cleaned for the same reason.
+// The archive API can neither rename nor delete, so the swap of a clean
+// restore runs in a helper container started from an imported image holding
+// only this plugin's binary (selfhelper.go); a live site may keep the volume
+// mounted. A container path cannot be cleaned (the archive API cannot delete
+// there either).
 package main
 
 import (
+	"os"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == helperArg {
+		os.Exit(helperMain(os.Args[2:]))
+	}
 	sdk.Main("volume", func(log hclog.Logger) sdk.Plugin { return &plugin{log: log} })
 }

@@ -31,6 +31,10 @@ type stats struct {
 	excludedOrder                            []string
 	warnings                                 []string
 	moreWarnings                             int
+	// A restore's entries left out (devices, FIFOs), regular files that lost
+	// setuid/setgid bits and entries given the dataroot's owner instead of
+	// root's: see policy.
+	skipped, stripped, owners int64
 }
 
 func newStats() *stats { return &stats{excluded: map[string]*sizedPath{}} }
@@ -163,8 +167,21 @@ func (s *stats) infoText(source string, patterns []string) string {
 
 // summary is a one-line account of a restore.
 func (s *stats) summary() string {
-	return fmt.Sprintf("%d files, %d directories, %d symlinks, %d hard links (%s)",
+	out := fmt.Sprintf("%d files, %d directories, %d symlinks, %d hard links (%s)",
 		s.files, s.dirs, s.symlinks, s.hardlinks, humanize.IBytes(uint64(s.bytes)))
+	if s.others > 0 {
+		out += fmt.Sprintf(", %d special files", s.others)
+	}
+	if s.skipped > 0 {
+		out += fmt.Sprintf("; %d special files (devices, FIFOs) not restored", s.skipped)
+	}
+	if s.stripped > 0 {
+		out += fmt.Sprintf("; %d files restored without setuid/setgid bits", s.stripped)
+	}
+	if s.owners > 0 {
+		out += fmt.Sprintf("; %d root-owned entries given the dataroot's owner", s.owners)
+	}
+	return out
 }
 
 func quoteAll(ss []string) []string {

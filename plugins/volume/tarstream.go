@@ -128,6 +128,8 @@ func header(h *tar.Header, name, link string) *tar.Header {
 		out.Size = h.Size
 	case tar.TypeSymlink, tar.TypeLink:
 		out.Linkname = link
+	case tar.TypeChar, tar.TypeBlock:
+		out.Devmajor, out.Devminor = h.Devmajor, h.Devminor
 	case tar.TypeDir:
 		if !strings.HasSuffix(out.Name, "/") {
 			out.Name += "/"

@@ -20,8 +20,9 @@ type entry struct {
 // checker refuses entries that could write outside the restore target: an
 // absolute name, ".." after cleaning, a hard link pointing out, or a path
 // through a symlink the archive created earlier (the classic
-// "link -> /etc" then "link/passwd" attack). The target is empty when a
-// restore starts, so symlinks created by the archive are the only ones.
+// "link -> /etc" then "link/passwd" attack). Devices pass the checker: the
+// policy skips them unless keep_special. The extraction itself never
+// follows a symlink either (extract.go); this check names the entry.
 type checker struct {
 	symlinks map[string]bool
 }
@@ -29,7 +30,7 @@ type checker struct {
 func newChecker() *checker { return &checker{symlinks: map[string]bool{}} }
 
 func (c *checker) check(h *tar.Header) (entry, error) {
-	if !supported(h.Typeflag) {
+	if !supported(h.Typeflag) && h.Typeflag != tar.TypeChar && h.Typeflag != tar.TypeBlock {
 		return entry{}, fmt.Errorf("entry %q is a %s, which mbk does not restore", h.Name, typeName(h.Typeflag))
 	}
 	name, err := cleanRel(h.Name)
@@ -89,8 +90,9 @@ func cleanRel(name string) (string, error) {
 
 // eachEntry reads an archive to its end marker, checks every entry before
 // fn sees it, and counts what passed. first is the header already read.
-// fn reads a regular file's data from ts.
-func eachEntry(ctx context.Context, ts *tarStream, first *tar.Header, fn func(entry) error) (*stats, error) {
+// fn reads a regular file's data from ts. pol leaves out or changes special
+// entries (policy); a skipped file's data is left for ts.Next to skip.
+func eachEntry(ctx context.Context, ts *tarStream, first *tar.Header, pol *policy, fn func(entry) error) (*stats, error) {
 	st := newStats()
 	ck := newChecker()
 	h := first
@@ -103,13 +105,16 @@ func eachEntry(ctx context.Context, ts *tarStream, first *tar.Header, fn func(en
 			if err != nil {
 				return st, fmt.Errorf("refused: %w; nothing after it was restored (entries before it may have been)", err)
 			}
-			if err := fn(e); err != nil {
-				return st, err
+			if pol.apply(&e, st) {
+				if err := fn(e); err != nil {
+					return st, err
+				}
+				st.add(e.name, e.hdr)
 			}
-			st.add(e.name, h)
 		}
 		var err error
 		if h, err = ts.Next(); err == io.EOF {
+			pol.done()
 			return st, nil
 		} else if err != nil {
 			return st, fmt.Errorf("read archive: %w", err)
