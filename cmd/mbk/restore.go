@@ -30,6 +30,7 @@ type restoreFlags struct {
 	from           string
 	noSafetyCopy   bool
 	abandon        bool
+	keepSpecial    bool
 }
 
 func (a *app) restoreCmd() *cobra.Command {
@@ -141,6 +142,7 @@ and says how to put the site back, try again, or (--abandon) accept it.`,
 	cmd.Flags().StringArrayVar(&f.restoreOpts, "restore-opt", nil, "set a stage's restore option: STAGE.NAME=VALUE (repeatable; `mbk plugins` lists each plugin's options)")
 	cmd.Flags().StringArrayVar(&f.identities, "identity", nil, "age identity file, to decrypt an encrypted set")
 	cmd.Flags().StringVar(&f.from, "from", "", "restore from the copy in this store stage (downloaded and verified first)")
+	cmd.Flags().BoolVar(&f.keepSpecial, "keep-special", false, "restore setuid/setgid bits, device files and FIFOs as archived (left out by default)")
 	cmd.Flags().BoolVar(&f.noSafetyCopy, "no-safety-copy", false, "restore over the site without first copying it (nothing will keep what is overwritten)")
 	cmd.Flags().BoolVar(&f.abandon, "abandon", false, "end an unfinished restore without restoring: the site is accepted as it is and backups resume")
 	a.varFlag(cmd)
@@ -181,6 +183,9 @@ func (f restoreFlags) args(cmd *cobra.Command) []string {
 	if f.clean {
 		out = append(out, "--clean")
 	}
+	if f.keepSpecial {
+		out = append(out, "--keep-special")
+	}
 	for _, o := range f.restoreOpts {
 		out = append(out, "--restore-opt", o)
 	}
@@ -198,6 +203,9 @@ func (f restoreFlags) request(cmd *cobra.Command) engine.RestoreRequest {
 	}
 	if f.clean {
 		req.Flags["clean"] = "true"
+	}
+	if f.keepSpecial {
+		req.Flags["keep-special"] = "true"
 	}
 	return req
 }

@@ -94,8 +94,8 @@ type Attribute struct {
 	// out. It stays inside the plugin; the core sees a null.
 	Default cty.Value
 	// Flag, for a restore option only, is the common `mbk restore` flag
-	// that sets it: "target-database", "target-volume", "target-path" or
-	// "clean" (a Bool). Any option can also be set with
+	// that sets it: "target-database", "target-volume", "target-path",
+	// "clean" or "keep-special" (the last two Bools). Any option can also be set with
 	// --restore-opt STAGE.NAME=VALUE.
 	Flag string
 }
@@ -139,6 +139,7 @@ var RestoreFlags = map[string]Type{
 	"target-volume":   String,
 	"target-path":     String,
 	"clean":           Bool,
+	"keep-special":    Bool,
 }
 
 // Check says what is wrong with the schema itself (a plugin bug), or returns
