@@ -87,7 +87,8 @@ func TestPluginsListsRestoreOptions(t *testing.T) {
 		"volume (archive):": {
 			"target_volume string --target-volume Docker volume to restore into;",
 			"target_path string --target-path Absolute host directory to restore into.",
-			"clean bool --clean Empty a target that holds files first;",
+			"clean bool --clean Replace the contents of a target that holds files;",
+			"keep_special bool --keep-special Restore devices, FIFOs, setuid/setgid bits",
 		},
 		"notes (dump):": {
 			"target_path string --target-path Write the notes to this file; default: the file they were backed up from.",
