@@ -130,11 +130,11 @@ func TestMenuListCreateDetailsRestore(t *testing.T) {
 	}
 	backToMenu(tm)
 
-	// The list shows the new set, complete.
+	// The list shows the new set: a backup, complete.
 	tm.send("2")
 	tm.waitFor("0  Back")
 	tm.send("2")
-	tm.waitMatch(regexp.MustCompile(regexp.QuoteMeta(set) + `\s+complete`))
+	tm.waitMatch(regexp.MustCompile(regexp.QuoteMeta(set) + `\s+backup\s+complete`))
 	backToMenu(tm)
 
 	// Its details.
