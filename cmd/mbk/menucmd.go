@@ -19,8 +19,9 @@ func (a *app) menuCmd() *cobra.Command {
 		Use:   "menu [PATH...]",
 		Short: "The interactive menu: back up, list, restore, schedule, e-mail settings, details",
 		Long: `menu is the old installer's backup menu for any number of pipelines: create
-a backup, list backups, restore one, configure, show and remove schedules,
-configure and test e-mail, show a backup's details. Arrow keys and Enter, or
+a backup, list backups, restore one over the site (a confirmation screen says
+what is replaced and what comes back; a safety copy is taken first), configure,
+show and remove schedules, configure and test e-mail, show a backup's details. Arrow keys and Enter, or
 the option's number, choose. Every action runs the same code as its command
 (mbk run, list, restore, cron, notify test, info), and the menu prints that
 command so it can be used in scripts.

@@ -171,6 +171,12 @@ func (c *chooser) line(i int, current bool) string {
 // choose shows a list and returns the picked item's key; "" when the person
 // went back (Esc, q). errLeave when they left the menu (Ctrl+C).
 func (u *tui) choose(ctx context.Context, header, title string, items []choice) (string, error) {
+	return u.chooseAt(ctx, header, title, items, 0)
+}
+
+// chooseAt is choose with the cursor first on items[start]: the default,
+// what Enter picks.
+func (u *tui) chooseAt(ctx context.Context, header, title string, items []choice, start int) (string, error) {
 	app, err := u.app()
 	if err != nil {
 		return "", err
@@ -265,6 +271,7 @@ func (u *tui) choose(ctx context.Context, header, title string, items []choice) 
 		return x, y, w, h
 	})
 	layout.AddItem(more, 2, 0, false)
+	list.SetCurrentItem(start)
 	app.SetRoot(layout, true).SetFocus(list)
 
 	if err := runScreen(ctx, app); err != nil {

@@ -8,12 +8,18 @@ import (
 )
 
 // The menu is tested as a person uses it: the real mbk binary, built once
-// here with the test-only faulty plugin, on a pseudo-terminal.
+// here with the test-only faulty plugin and the real mysql and volume
+// plugins (for restores over a real site), on a pseudo-terminal.
 
 var binDir string
 
 func TestMain(m *testing.M) {
-	mbktest.Main(m, &binDir, map[string]string{"mbk": "..", "extra/mbk-plugin-faulty": "../testdata/faulty"})
+	mbktest.Main(m, &binDir, map[string]string{
+		"mbk":                     "..",
+		"mbk-plugin-mysql":        "../../../plugins/mysql",
+		"mbk-plugin-volume":       "../../../plugins/volume",
+		"extra/mbk-plugin-faulty": "../testdata/faulty",
+	})
 }
 
 var (

@@ -1,7 +1,8 @@
 // Package menu is mbk's interactive menu, the old installer's backup menu
-// for any number of pipelines: create a backup, list backups, restore one,
-// configure, show and remove schedules, configure and test e-mail, show a
-// backup's details. Every action runs one of mbk's own commands, in the
+// for any number of pipelines: create a backup, list backups, restore one
+// over the site (after a confirmation screen; mbk restore takes a safety
+// copy first), configure, show and remove schedules, configure and test
+// e-mail, show a backup's details. Every action runs one of mbk's own commands, in the
 // process, as if typed, and prints that command first so it can be learnt
 // for scripts.
 package menu
@@ -13,10 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/dustin/go-humanize"
-
 	"github.com/mbk-backup/mbk/core/config"
-	"github.com/mbk-backup/mbk/core/repo"
 )
 
 // Options is what the menu takes from the mbk binary that shows it.
@@ -127,11 +125,11 @@ func (m *Menu) do(ctx context.Context, key string) error {
 	case "8":
 		m.mbk(ctx, append([]string{"notify", "test", file}, sel...)...)
 	case "9":
-		set, err := m.chooseSet(ctx, p, false)
-		if err != nil || set == "" {
+		set, _, err := m.chooseSet(ctx, p, false)
+		if err != nil || set == nil {
 			return err
 		}
-		m.mbk(ctx, append([]string{"info", file, set}, sel...)...)
+		m.mbk(ctx, append([]string{"info", file, set.Name}, sel...)...)
 	}
 	return nil
 }
@@ -217,83 +215,16 @@ func (m *Menu) pipelineFlag(p *config.Pipeline) []string {
 	return nil
 }
 
-// chooseSet lists the pipeline's sets, newest first; "" when there is none
-// (it said so), errBack when the person went back.
-func (m *Menu) chooseSet(ctx context.Context, p *config.Pipeline, completeOnly bool) (string, error) {
-	sets, err := repo.List(p.Root, p.Location)
-	if err != nil {
-		fmt.Printf("Cannot list the sets of %s: %v\n", p.Name, err)
-		return "", nil
-	}
-	var items []choice
-	for i := len(sets) - 1; i >= 0; i-- {
-		s := sets[i]
-		if completeOnly && !s.Complete {
-			continue
-		}
-		size := humanize.IBytes(uint64(s.Size()))
-		hint := "complete, " + size
-		if !s.Complete {
-			hint = "incomplete, " + size + " (" + s.Problem + ")"
-		}
-		items = append(items, choice{key: fmt.Sprint(len(items) + 1), label: s.Name, hint: hint})
-	}
-	if len(items) == 0 {
-		what := "no set"
-		if completeOnly {
-			what = "no complete set"
-		}
-		fmt.Printf("Pipeline %s has %s in %s.\n", p.Name, what, p.Root)
-		return "", nil
-	}
-	items = append(items, choice{key: "0", label: "Back"})
-	key, err := m.ui.choose(ctx, "", "Which set of "+p.Name+"?", items)
-	if err != nil {
-		return "", err
-	}
-	if key == "" || key == "0" {
-		return "", errBack
-	}
-	return items[indexOfKey(items, key)].label, nil
-}
-
-func (m *Menu) restore(ctx context.Context, p *config.Pipeline) error {
-	set, err := m.chooseSet(ctx, p, true)
-	if err != nil || set == "" {
-		return err
-	}
-	what, err := m.ui.choose(ctx, "", "Restore what?", []choice{
-		{key: "1", label: "The database and the files"},
-		{key: "2", label: "Only the database"},
-		{key: "3", label: "Only the files"},
-		{key: "0", label: "Back"},
-	})
-	if err != nil {
-		return err
-	}
-	if what == "" || what == "0" {
-		return errBack
-	}
-	args := append([]string{p.File.Path, set}, m.pipelineFlag(p)...)
-	switch what {
-	case "2":
-		args = append(args, "--only", "db")
-	case "3":
-		args = append(args, "--only", "files")
-	}
-	// restore itself verifies the set, says what it will overwrite and asks
-	// for the pipeline's name on this terminal.
-	m.mbk(ctx, append([]string{"restore"}, args...)...)
-	return nil
-}
-
 // mbk runs one of mbk's own commands in this process, as if typed, and
-// prints that command first so the person learns it.
-func (m *Menu) mbk(ctx context.Context, args ...string) {
+// prints that command first so the person learns it. It returns the
+// command's exit code.
+func (m *Menu) mbk(ctx context.Context, args ...string) int {
 	fmt.Printf("\n$ mbk %s\n", shellQuote(args))
-	if code := m.opts.Run(ctx, args...); code != 0 {
+	code := m.opts.Run(ctx, args...)
+	if code != 0 {
 		fmt.Printf("(exit code %d)\n", code)
 	}
+	return code
 }
 
 // cronArgs names the file (absolute: a crontab line outlives the current

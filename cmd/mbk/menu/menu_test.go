@@ -130,7 +130,7 @@ func TestMenuListCreateDetailsRestore(t *testing.T) {
 	}
 	backToMenu(tm)
 
-	// The list shows the new set, complete.
+	// The list shows the new set: a backup, complete.
 	tm.send("2")
 	tm.waitFor("0  Back")
 	tm.send("2")
@@ -148,20 +148,31 @@ func TestMenuListCreateDetailsRestore(t *testing.T) {
 	tm.waitFor("Set:       " + set)
 	backToMenu(tm)
 
-	// Restore it: mbk restore asks for the pipeline's name on the terminal.
+	// Restore it, up to the confirmation screen, and cancel: nothing is
+	// restored, no safety copy taken. (Restores over a real site:
+	// restore_test.go. The faulty plugin has no --clean to answer.) Its
+	// dump is no database: the screen says its size.
 	tm.send("3")
 	tm.waitFor("0  Back")
 	tm.send("2")
-	tm.waitFor("1  " + set)
+	tm.waitShown("› 1  " + set + "  backup · complete")
 	tm.send("1")
 	tm.waitFor("Restore what?")
 	tm.waitFor("0  Back")
 	tm.send("1")
-	tm.waitFor("$ mbk restore " + s.file["beta"] + " " + set)
-	tm.waitFor("Type the pipeline's name (beta) to go on:")
-	tm.send("beta\r")
-	tm.waitFor("Set " + set + " restored.")
+	tm.waitShown("› Type the pipeline's name (beta) to restore")
+	tm.waitShown("Comes back: what set " + set + " holds, as its manifest describes it:")
+	tm.waitShown(`(stage dump "faulty", plugin faulty): 1.0 MiB`)
+	tm.waitShown("A safety copy of the site is taken first; it is kept 7 days (a set of kind pre-restore in " + s.root["beta"] + ").")
+	tm.send(keyEsc)
+	tm.waitFor("Nothing was restored: the site is as it was.")
 	backToMenu(tm)
+	if got := sets(t, s.root["beta"]); len(got) != 1 {
+		t.Fatalf("a cancelled restore left sets %v", got)
+	}
+	if strings.Contains(tm.screen(), "$ mbk restore") {
+		t.Fatal("a cancelled restore ran mbk restore")
+	}
 
 	tm.send("0")
 	tm.waitFor("Bye.")
