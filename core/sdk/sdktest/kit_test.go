@@ -150,7 +150,7 @@ func (f *fakeSource) Backup(ctx context.Context, _ sdk.BackupRequest, w io.Write
 	p := f.payload
 	for len(p) > 0 {
 		err := ctx.Err()
-		if err == nil {
+		if err == nil || f.backupIgnoresCancel {
 			n := min(len(p), 64<<10)
 			_, err = w.Write(p[:n])
 			p = p[n:]

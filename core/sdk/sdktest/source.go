@@ -22,13 +22,20 @@ import (
 )
 
 // MinCancelBytes is the smallest stream the kit can cancel midway: the
-// largest artifact of a SourceCase must be at least this long. A plugin may
-// have written up to a few MiB into the side channel's buffers by the time
-// the core cancels; a shorter stream could be complete by then.
+// largest artifact of a SourceCase must be at least this long. The side
+// channel's socket holds up to a few MiB: a plugin may have written that
+// much more than the core received when it cancels a backup, and may have
+// read that much less than the core sent when it cancels a restore.
 const MinCancelBytes = 8 << 20
 
-// cancelAt is how far into a stream the kit cancels it.
-const cancelAt = 1 << 20
+// backupCut is how far into a backup the kit cancels it: the plugin has
+// produced at least that much, and cannot have produced it all.
+const backupCut = 1 << 20
+
+// restoreCut is how much of a stream the kit sends before it cancels the
+// restore: the plugin has read at least a few MiB of it, and cannot have
+// read it all.
+func restoreCut(size int64) int64 { return size * 3 / 4 }
 
 // SourceCase is what Source needs besides the plugin.
 type SourceCase struct {
@@ -262,7 +269,7 @@ func show(v cty.Value) string {
 	return fmt.Sprintf("%#v", v)
 }
 
-// cutWriter receives a backup and cancels it after cancelAt bytes.
+// cutWriter receives a backup and cancels it after backupCut bytes.
 type cutWriter struct {
 	n      int64
 	cancel context.CancelFunc
@@ -271,7 +278,7 @@ type cutWriter struct {
 
 func (w *cutWriter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
-	if w.n >= cancelAt {
+	if w.n >= backupCut {
 		w.once.Do(w.cancel)
 	}
 	return len(p), nil
@@ -290,10 +297,10 @@ func cancelBackup(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.Co
 	select {
 	case <-ctx.Done():
 	case err := <-done:
-		t.Errorf("a Backup of %s to be cancelled after %d bytes ended first: %v", st.art.ID, cancelAt, err)
+		t.Errorf("a Backup of %s to be cancelled after %d bytes ended first: %v", st.art.ID, backupCut, err)
 		return
 	case <-time.After(callTimeout):
-		t.Errorf("a Backup of %s streamed fewer than %d bytes in %v", st.art.ID, cancelAt, callTimeout)
+		t.Errorf("a Backup of %s streamed fewer than %d bytes in %v", st.art.ID, backupCut, callTimeout)
 		return
 	}
 	start := time.Now()
@@ -311,8 +318,7 @@ func cancelBackup(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.Co
 	}
 }
 
-// cutReader feeds a restore and cancels it after cancelAt bytes (half the
-// stream when shorter).
+// cutReader feeds a restore and cancels it after restoreCut bytes.
 type cutReader struct {
 	r      io.Reader
 	left   int64
@@ -346,7 +352,7 @@ func cancelRestore(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.C
 	defer f.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	at := min(cancelAt, st.size/2)
+	at := restoreCut(st.size)
 	r := &cutReader{r: f, left: at, cancel: cancel, cut: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
