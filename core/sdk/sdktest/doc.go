@@ -19,7 +19,8 @@
 //     each stream that reads all of it and receives the restore options as
 //     typed values, a caller's check of the restored state, and a Backup and
 //     a Restore cancelled midway that return an error promptly, the plugin's
-//     own method included.
+//     own method included; no sensitive setting's value in an error, a
+//     summary, the details or the info text.
 //
 // Store plugins have their own kit, storetest.Conformance (package
 // storetest), which checks uploads, listings and deletes against a real

@@ -110,7 +110,9 @@ type fakeSource struct {
 	// restoreIgnoresCancel reads what it is given, without looking at its
 	// context, and returns nil at the end of the stream, however short.
 	restoreIgnoresCancel bool
-	release              chan struct{}
+	// leak names the password in the restore's summary.
+	leak    bool
+	release chan struct{}
 
 	mu       sync.Mutex
 	restored []byte
@@ -188,7 +190,17 @@ func (f *fakeSource) Restore(ctx context.Context, req sdk.RestoreRequest, r io.R
 	f.mu.Lock()
 	f.restored, f.options = b, o
 	f.mu.Unlock()
-	return sdk.RestoreResult{Summary: fmt.Sprintf("restored %d bytes into %s", len(b), o.Target)}, nil
+	summary := fmt.Sprintf("restored %d bytes into %s", len(b), o.Target)
+	if f.leak {
+		var st struct {
+			Password string `cty:"password"`
+		}
+		if err := req.Config.Decode(&st); err != nil {
+			return sdk.RestoreResult{}, err
+		}
+		summary += " as moodle:" + st.Password
+	}
+	return sdk.RestoreResult{Summary: summary}, nil
 }
 
 func payload(n int) []byte {
@@ -231,6 +243,8 @@ func TestSourceKit(t *testing.T) {
 			"Restore of moodle: the plugin stopped reading before the end of the stream"},
 		{"a Restore that ignores cancellation", func(f *fakeSource) { f.restoreIgnoresCancel = true },
 			"the plugin's Restore of moodle succeeded after the core cancelled it"},
+		{"a Restore summary that shows the password", func(f *fakeSource) { f.leak = true },
+			"the summary of the Restore of moodle holds the value of a sensitive setting (Sw0…): restored 9437184 bytes into /srv/restore as moodle:<SECRET>"},
 		{"a source too small to cancel", func(f *fakeSource) { f.payload = f.payload[:100<<10] },
 			"fewer than MinCancelBytes"},
 	}

@@ -72,7 +72,8 @@ type SourceCase struct {
 // of each stream reads all of it and receives c.RestoreOptions as typed
 // values, defaults filled in, that c.Verify then passes, and that a Backup
 // and a Restore cancelled midway return an error promptly, in the host and
-// in the plugin itself.
+// in the plugin itself. No error, summary, details or info text may hold
+// the value of a sensitive setting.
 func Source(t testing.TB, p sdk.Plugin, c SourceCase) {
 	t.Helper()
 	impl, ok := p.(sdk.Source)
@@ -125,15 +126,18 @@ func Source(t testing.TB, p sdk.Plugin, c SourceCase) {
 	}
 	checkPlan(t, arts)
 
+	secret := secrets(s, c.Settings)
+	if len(secret) == 0 {
+		t.Logf("no sensitive setting has a value of %d characters or more: no secret to look for", minSecret)
+	}
 	dir := t.TempDir()
 	var streams []stream
 	for i, a := range arts {
-		st := backup(t, h, cfg, a, filepath.Join(dir, fmt.Sprintf("artifact-%d", i)))
+		st := backup(t, h, cfg, a, filepath.Join(dir, fmt.Sprintf("artifact-%d", i)), secret)
 		streams = append(streams, st)
 	}
-	spy.restores.drain()
 	for _, st := range streams {
-		restore(t, h, spy, cfg, st, opts, s, timeout)
+		restore(t, h, spy, cfg, st, opts, s, secret, timeout)
 	}
 	if t.Failed() {
 		t.Fatal("the round trip failed: Verify and the cancellations not run")
@@ -147,9 +151,9 @@ func Source(t testing.TB, p sdk.Plugin, c SourceCase) {
 		return
 	}
 	spy.backups.drain()
-	cancelBackup(t, h, spy, cfg, largest, timeout)
+	cancelBackup(t, h, spy, cfg, largest, secret, timeout)
 	spy.restores.drain()
-	cancelRestore(t, h, spy, cfg, largest, cancelOpts, timeout)
+	cancelRestore(t, h, spy, cfg, largest, cancelOpts, secret, timeout)
 }
 
 // options are restore options in their wire form, and as the plugin must
@@ -197,7 +201,7 @@ type stream struct {
 	details json.RawMessage
 }
 
-func backup(t testing.TB, h *pluginhost.Client, cfg *pb.Config, a sdk.Artifact, file string) stream {
+func backup(t testing.TB, h *pluginhost.Client, cfg *pb.Config, a sdk.Artifact, file string, secret []string) stream {
 	t.Helper()
 	f, err := os.Create(file)
 	if err != nil {
@@ -209,8 +213,11 @@ func backup(t testing.TB, h *pluginhost.Client, cfg *pb.Config, a sdk.Artifact, 
 	defer cancel()
 	reply, err := h.Backup(ctx, cfg, a.ID, kitSet, w)
 	if err != nil {
+		noSecret(t, "the error of the Backup of "+a.ID, err.Error(), secret)
 		t.Fatalf("Backup of %s: %v", a.ID, err)
 	}
+	noSecret(t, "the details of the Backup of "+a.ID, string(reply.Details), secret)
+	noSecret(t, "the info text of the Backup of "+a.ID, reply.InfoText, secret)
 	if reply.Bytes != w.N {
 		t.Errorf("Backup of %s: reported %d bytes, %d arrived", a.ID, reply.Bytes, w.N)
 	}
@@ -227,7 +234,7 @@ func backup(t testing.TB, h *pluginhost.Client, cfg *pb.Config, a sdk.Artifact, 
 	return stream{art: a, file: file, size: w.N, details: reply.Details}
 }
 
-func restore(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.Config, st stream, opts options, s sdk.Schema, timeout time.Duration) {
+func restore(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.Config, st stream, opts options, s sdk.Schema, secret []string, timeout time.Duration) {
 	t.Helper()
 	f, err := os.Open(st.file)
 	if err != nil {
@@ -239,9 +246,11 @@ func restore(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.Config,
 	defer cancel()
 	reply, err := h.Restore(ctx, cfg, st.art.ID, opts.wire, st.details, f)
 	if err != nil {
+		noSecret(t, "the error of the Restore of "+st.art.ID, err.Error(), secret)
 		t.Errorf("Restore of %s: %v", st.art.ID, err)
 		return
 	}
+	noSecret(t, "the summary of the Restore of "+st.art.ID, reply.Summary, secret)
 	if reply.Bytes != st.size {
 		t.Errorf("Restore of %s: the plugin read %d bytes of %d", st.art.ID, reply.Bytes, st.size)
 	}
@@ -284,7 +293,7 @@ func (w *cutWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func cancelBackup(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.Config, st stream, timeout time.Duration) {
+func cancelBackup(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.Config, st stream, secret []string, timeout time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -314,6 +323,7 @@ func cancelBackup(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.Co
 			t.Errorf("the plugin's Backup of %s succeeded after the core cancelled it", st.art.ID)
 		} else {
 			t.Logf("the plugin's Backup of %s, cancelled after %d bytes, returned in %v: %v", st.art.ID, w.n, time.Since(start).Round(time.Millisecond), r.err)
+			noSecret(t, "the error of a cancelled Backup", r.err.Error(), secret)
 		}
 	}
 }
@@ -343,7 +353,7 @@ func (c *cutReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func cancelRestore(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.Config, st stream, opts options, timeout time.Duration) {
+func cancelRestore(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.Config, st stream, opts options, secret []string, timeout time.Duration) {
 	t.Helper()
 	f, err := os.Open(st.file)
 	if err != nil {
@@ -377,6 +387,7 @@ func cancelRestore(t testing.TB, h *pluginhost.Client, spy *sourceSpy, cfg *pb.C
 			t.Errorf("the plugin's Restore of %s succeeded after the core cancelled it, on a cut stream", st.art.ID)
 		} else {
 			t.Logf("the plugin's Restore of %s, cancelled, returned in %v: %v", st.art.ID, time.Since(start).Round(time.Millisecond), r.err)
+			noSecret(t, "the error of a cancelled Restore", r.err.Error(), secret)
 		}
 	}
 }
