@@ -23,8 +23,8 @@
 //     summary, the details or the info text.
 //
 // Store plugins have their own kit, storetest.Conformance (package
-// storetest), which checks uploads, listings and deletes against a real
-// server.
+// core/testing/storetest), which checks uploads, listings and deletes
+// against a real server.
 //
 // Each kit takes a testing.TB and reports through it, without subtests: a
 // kit's own tests run it under a testing.TB that records failures, to show
