@@ -195,7 +195,11 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 	if err := repo.WriteRestoreMarker(p.Root, marker); err != nil {
 		return untouched(err)
 	}
-	if err := e.restore(ctx, job.Dir, job.Steps, job.Options, p.Parallel); err != nil {
+	var filesDone func()
+	if window != nil {
+		filesDone = func() { window.Reassert(ctx) }
+	}
+	if err := e.restore(ctx, job.Dir, job.Steps, job.Options, p.Parallel, filesDone); err != nil {
 		marker.Error = e.Redact.String(err.Error())
 		if werr := repo.WriteRestoreMarker(p.Root, marker); werr != nil {
 			e.Log.Error("cannot record the failed restore", "error", werr)
@@ -338,8 +342,10 @@ func (e *Engine) Abandon(ctx context.Context, p *config.Pipeline) (*repo.Restore
 // restored side by side (loading the dump keeps one core busy in the
 // server; unpacking the files uses the other). A failure on one side does
 // not interrupt the other: that side is then complete, and the error says
-// which part must be restored again.
-func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, options map[*Stage]BoundOptions, parallel bool) error {
+// which part must be restored again. filesDone, when not nil, is called
+// after each archive step that succeeded: the site's maintenance flag went
+// with the files it replaced.
+func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, options map[*Stage]BoundOptions, parallel bool, filesDone func()) error {
 	// The plugins Prepare started that no step uses (checksum, notify,
 	// store) are not needed: stop them now rather than at the end.
 	for _, p := range e.Host.Running() {
@@ -393,6 +399,9 @@ func (e *Engine) restore(ctx context.Context, dir string, steps []RestoreStep, o
 			st.Stage.Client = client
 			if err := e.restoreStep(ctx, dir, st, options); err != nil {
 				return err
+			}
+			if st.Stage.Kind == spec.KindArchive && filesDone != nil {
+				filesDone()
 			}
 		}
 		return nil

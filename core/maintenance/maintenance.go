@@ -213,6 +213,24 @@ func Hold(ctx context.Context, s *Site, root string) (*Window, error) {
 	return &Window{site: s, root: root, start: time.Now(), ours: true}, nil
 }
 
+// Reassert switches maintenance on again while the window is open, if the
+// site has left it: a restored dataroot does not hold Moodle's flag
+// (climaintenance.html is never archived), so once the files are restored
+// the site would serve them beside a database that is still loading.
+func (w *Window) Reassert(ctx context.Context) {
+	if w.closed {
+		return
+	}
+	if on, err := w.site.On(ctx); err == nil && on {
+		return
+	}
+	if _, err := w.site.php(ctx, "--enable"); err != nil {
+		w.site.log.Error("cannot switch maintenance mode on again after the files were restored", "container", w.site.container, "error", err)
+		return
+	}
+	w.site.log.Info("maintenance mode on again: the restored files do not hold it", "container", w.site.container)
+}
+
 // Leave closes the window with maintenance left on and its marker kept: a
 // restore that failed leaves the site closed to its users, and the next
 // restore (or mbk restore --abandon) takes the window over. Maintenance is
