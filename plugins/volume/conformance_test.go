@@ -27,9 +27,9 @@ func TestConformance(t *testing.T) {
 
 	sdktest.Source(t, newTestPlugin(t), sdktest.SourceCase{
 		Settings:       map[string]cty.Value{"path": cty.StringVal(src)},
-		RestoreOptions: map[string]cty.Value{"target_path": cty.StringVal(dst)},
+		RestoreOptions: map[string]cty.Value{"target_path": cty.StringVal(dst), "keep_special": cty.True}, // the dataroot holds a FIFO
 		// The cancelled restore goes into the same directory, emptied.
-		CancelRestoreOptions: map[string]cty.Value{"target_path": cty.StringVal(dst), "clean": cty.True},
+		CancelRestoreOptions: map[string]cty.Value{"target_path": cty.StringVal(dst), "clean": cty.True, "keep_special": cty.True},
 		Verify: func(tb testing.TB) {
 			want := without(hostFingerprint(t, src), moodleExcluded...)
 			if d := diff(want, hostFingerprint(t, dst)); len(d) > 0 {
