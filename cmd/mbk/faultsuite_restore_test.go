@@ -298,12 +298,14 @@ func TestFaultSuiteRestore(t *testing.T) {
 					}
 					return false
 				})
+				partial, _ := os.Stat(at)
 				r.kill()
-				st, err := os.Stat(at)
-				if err != nil || st.Size() >= blob {
-					t.Fatalf("the extract was complete: the kill did not land in it (%v, %v)", st, err)
+				// A staging directory may be gone already: the plugin,
+				// told to stop, removes it and leaves the old files.
+				if st, err := os.Stat(at); err == nil && st.Size() >= blob {
+					t.Fatalf("the extract was complete: the kill did not land in it (%d bytes)", st.Size())
 				}
-				t.Logf("killed mbk restore with %d of %d bytes of the blob extracted", st.Size(), blob)
+				t.Logf("killed mbk restore with %d of %d bytes of the blob extracted (in %s)", partial.Size(), blob, at)
 			},
 			killed: true,
 		},
