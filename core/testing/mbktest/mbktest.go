@@ -31,8 +31,15 @@ func Build(dir string, pkgs map[string]string) error {
 // Main is a TestMain's whole body for tests that run built binaries: it
 // builds pkgs (see Build) into a fresh temporary directory, sets *dir to
 // it, runs the tests, removes it and exits with the tests' code.
+//
+// The binaries' temporary files (side-channel sockets, go-plugin's sockets,
+// spools) go to a directory of the test binary's own, removed with it: a
+// test that kills mbk with SIGKILL leaves nothing in /tmp.
 func Main(m *testing.M, dir *string, pkgs map[string]string) {
 	d, err := os.MkdirTemp("", "mbk-test-bin-")
+	if err == nil {
+		tmpDir, err = os.MkdirTemp("", "mbk-test-tmp-")
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -45,8 +52,12 @@ func Main(m *testing.M, dir *string, pkgs map[string]string) {
 		code = m.Run()
 	}
 	os.RemoveAll(d)
+	os.RemoveAll(tmpDir)
 	os.Exit(code)
 }
+
+// tmpDir is TMPDIR for the binaries the tests run (see Main).
+var tmpDir string
 
 // Env isolates a test's mbk from the machine: the test process's
 // environment without MBK_* variables, with a HOME of its own (so
@@ -55,12 +66,16 @@ func Env(t testing.TB) []string {
 	home := t.TempDir()
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "MBK_") || strings.HasPrefix(kv, "HOME=") {
+		if strings.HasPrefix(kv, "MBK_") || strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "TMPDIR=") {
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, "HOME="+home, "NO_COLOR=1")
+	env = append(env, "HOME="+home, "NO_COLOR=1")
+	if tmpDir != "" {
+		env = append(env, "TMPDIR="+tmpDir)
+	}
+	return env
 }
 
 // Result is how a command ended.
