@@ -139,7 +139,7 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	// Each of the five plugins (mysql, volume, sha256, policy, smtp) was
 	// started once, for the validation, the planning and its stages.
-	if !strings.Contains(r.stderr, "plugin processes started: count=5 plugins=5") {
+	if !strings.Contains(r.stderr, "plugins started: count=5 plugins=5") {
 		t.Errorf("want one process per plugin for the whole run:\n%s", r.stderr)
 	}
 	got := sets(t, root)

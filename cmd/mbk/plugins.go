@@ -121,22 +121,3 @@ func writeRestoreOptions(out io.Writer, rs []restoreOptions) {
 		w.Flush()
 	}
 }
-
-// servePluginCmd serves a built-in plugin; the host runs `mbk __plugin NAME`.
-func servePluginCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:    "__plugin NAME",
-		Hidden: true,
-		Args:   cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			factory, ok := builtins[args[0]]
-			if !ok {
-				return exitf(2, "no built-in plugin %q", args[0])
-			}
-			if err := sdk.Serve(args[0], factory); err != nil {
-				return exitf(1, "%v", err)
-			}
-			return nil
-		},
-	}
-}

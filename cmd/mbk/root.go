@@ -44,7 +44,7 @@ plugin. Exit codes: 0 success; 1 the run failed and nothing was committed;
 	}
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text (coloured on a terminal) or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.syncCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), versionCmd(), servePluginCmd())
+	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.syncCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), versionCmd())
 	return root
 }
 
@@ -88,22 +88,14 @@ func (a *app) loader() (*config.Loader, error) {
 	return config.NewLoader(vars), nil
 }
 
-// builtins are the plugins mbk serves itself, by re-executing its binary.
+// builtins are the plugins mbk serves itself, inside its own process.
 var builtins = map[string]func(hclog.Logger) sdk.Plugin{
 	"sha256": func(log hclog.Logger) sdk.Plugin { return &checksum.Plugin{Version: version, Log: log} },
 	"policy": func(log hclog.Logger) sdk.Plugin { return &retain.Plugin{Version: version, Log: log} },
 }
 
-func builtinNames() []string {
-	var out []string
-	for n := range builtins {
-		out = append(out, n)
-	}
-	return out
-}
-
 func (a *app) host(pluginDir string) *pluginhost.Host {
-	return pluginhost.New(pluginhost.Options{PluginDir: pluginDir, Builtins: builtinNames(), Logger: a.log.Named("plugin")})
+	return pluginhost.New(pluginhost.Options{PluginDir: pluginDir, Builtins: builtins, Logger: a.log.Named("plugin")})
 }
 
 func versionCmd() *cobra.Command {

@@ -22,10 +22,9 @@ import (
 	"github.com/mbk-backup/mbk/core/testing/mbktest"
 )
 
-// The engine's tests drive real plugin processes over go-plugin, as mbk
-// does: the built-in plugins (sha256, policy) are served by this test
-// binary run again as `__plugin NAME`, the way mbk serves them, and the
-// plugin binaries are built once here.
+// The engine's tests drive real plugins over go-plugin, as mbk does: the
+// built-in ones (sha256, policy) served inside this test binary over the
+// protocol, the way mbk serves them, and plugin binaries built once here.
 
 // pluginDir holds mbk-plugin-faulty (a dump that misbehaves on request and
 // a retention policy that lies), mbk-plugin-sftp and mbk-plugin-webhook.
@@ -37,18 +36,6 @@ var builtins = map[string]func(hclog.Logger) sdk.Plugin{
 }
 
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == "__plugin" {
-		factory, ok := builtins[os.Args[2]]
-		if !ok {
-			fmt.Fprintln(os.Stderr, "no built-in plugin", os.Args[2])
-			os.Exit(2)
-		}
-		if err := sdk.Serve(os.Args[2], factory); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
 	mbktest.Main(m, &pluginDir, map[string]string{
 		pluginhost.Prefix + "faulty":  "../../cmd/mbk/testdata/faulty",
 		pluginhost.Prefix + "sftp":    "../../plugins/sftp",
@@ -92,11 +79,7 @@ func prepare(t *testing.T, root, stages string) *pipeline {
 		t.Fatal(err)
 	}
 	log := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "mbk", Output: testLog{t}, Level: hclog.Debug})
-	var names []string
-	for n := range builtins {
-		names = append(names, n)
-	}
-	h := pluginhost.New(pluginhost.Options{PluginDir: pluginDir, Builtins: names, Logger: log.Named("plugin")})
+	h := pluginhost.New(pluginhost.Options{PluginDir: pluginDir, Builtins: builtins, Logger: log.Named("plugin")})
 	t.Cleanup(h.Close)
 	prepared, diags := engine.Prepare(context.Background(), h, p)
 	if diags.HasErrors() {

@@ -155,8 +155,8 @@ func (e *Engine) run(ctx context.Context, p *config.Pipeline, stages []*Stage, o
 		r.store(ctx, stages)
 	}
 	r.finish(ctx, stages, now)
-	// One process per plugin for the whole run, Prepare included.
-	r.log.Debug("plugin processes started", "count", e.Host.Starts(), "plugins", len(r.lastUse))
+	// One start per plugin for the whole run, Prepare included.
+	r.log.Debug("plugins started", "count", e.Host.Starts(), "plugins", len(r.lastUse))
 	return r.res
 }
 

@@ -3,9 +3,11 @@
 // A binary named mbk-plugin-<name> in a plugin directory is plugin <name>.
 // Directories are searched in order: the file's plugin_dir, $MBK_PLUGIN_DIR,
 // ~/.mbk/plugins, then the directory holding the mbk binary. The built-in
-// plugins (sha256, policy) are served by re-executing mbk itself, the way
-// Packer runs its bundled plugins, so a stage never depends on where its code
-// lives; a binary of the same name in a plugin directory replaces them.
+// plugins (sha256, policy) are served inside mbk's own process, over the same
+// gRPC protocol and socket as any plugin, so a stage never depends on where
+// its code lives, and a run's plugins cost no idle process while the dump and
+// the archive run; a binary of the same name in a plugin directory replaces
+// them.
 package pluginhost
 
 import (
@@ -47,10 +49,8 @@ type Found struct {
 // Host starts plugins on demand and keeps each running for its lifetime.
 type Host struct {
 	dirs     []string
-	builtins []string
-	// SelfCommand builds the command that serves a built-in plugin.
-	SelfCommand func(name string) *exec.Cmd
-	log         hclog.Logger
+	builtins map[string]func(hclog.Logger) sdk.Plugin
+	log      hclog.Logger
 
 	reattach map[string]*plugin.ReattachConfig
 
@@ -66,14 +66,19 @@ type running struct {
 	info    sdk.Info
 	path    string
 	schemas map[string]spec.Schema // by kind, asked once
+	// stopServer ends a built-in plugin served in this process.
+	stopServer func()
 }
 
 // Options configures a Host.
 type Options struct {
 	// PluginDir is the file's plugin_dir, searched first.
 	PluginDir string
-	// Builtins are the plugins the mbk binary serves itself.
-	Builtins []string
+	// Builtins are the plugins mbk serves itself (sha256, policy): inside
+	// its own process, over the same protocol as any plugin, so a stage
+	// does not depend on where its code lives and costs no process of its
+	// own. A binary of the same name in a plugin directory replaces one.
+	Builtins map[string]func(hclog.Logger) sdk.Plugin
 	Logger   hclog.Logger
 	// Reattach names plugins already running (served with sdk.WithDebug,
 	// in a test or under a debugger) to use instead of starting a binary.
@@ -96,13 +101,6 @@ func New(opts Options) *Host {
 		maps.Copy(h.reattach, rc)
 	}
 	maps.Copy(h.reattach, opts.Reattach)
-	h.SelfCommand = func(name string) *exec.Cmd {
-		self, err := os.Executable()
-		if err != nil {
-			self = os.Args[0]
-		}
-		return exec.Command(self, "__plugin", name)
-	}
 	return h
 }
 
@@ -141,7 +139,7 @@ func (h *Host) Find(name string) (Found, error) {
 			return Found{Name: name, Path: p}, nil
 		}
 	}
-	if slices.Contains(h.builtins, name) {
+	if _, ok := h.builtins[name]; ok {
 		return Found{Name: name, Builtin: true}, nil
 	}
 	return Found{}, fmt.Errorf("plugin %q not found: no executable %s%s in %s", name, Prefix, name, strings.Join(h.dirs, ", "))
@@ -169,7 +167,7 @@ func (h *Host) Discover() []Found {
 			out = append(out, Found{Name: name, Path: p})
 		}
 	}
-	for _, b := range h.builtins {
+	for _, b := range slices.Sorted(maps.Keys(h.builtins)) {
 		if !seen[b] {
 			out = append(out, Found{Name: b, Builtin: true})
 		}
@@ -240,7 +238,7 @@ func (h *Host) Path(name string) string {
 	return ""
 }
 
-func (h *Host) start(ctx context.Context, f Found) (*running, error) {
+func (h *Host) start(ctx context.Context, f Found) (r *running, err error) {
 	plugins := plugin.PluginSet{wire.PluginKey: &grpcPlugin{}}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake,
@@ -256,8 +254,19 @@ func (h *Host) start(ctx context.Context, f Found) (*running, error) {
 		// A reattached plugin negotiates no version: it serves this one.
 		cfg.Plugins = plugins
 	} else if f.Builtin {
-		cmd = h.SelfCommand(f.Name)
+		rc, stop, err := serveBuiltin(f.Name, h.builtins[f.Name], h.log.Named(f.Name))
+		if err != nil {
+			return nil, fmt.Errorf("plugin %q (built-in): %w", f.Name, err)
+		}
+		cfg.Reattach, cfg.Plugins = rc, plugins
 		path = "built-in"
+		defer func() {
+			if r == nil {
+				stop()
+			} else {
+				r.stopServer = stop
+			}
+		}()
 	} else {
 		cmd = exec.Command(f.Path)
 	}
@@ -299,7 +308,7 @@ func (h *Host) start(ctx context.Context, f Found) (*running, error) {
 	if info.Name != f.Name {
 		return fail(fmt.Errorf("the binary says it is plugin %q", info.Name))
 	}
-	r := &running{client: client, sdk: c, info: info, path: path, schemas: map[string]spec.Schema{}}
+	r = &running{client: client, sdk: c, info: info, path: path, schemas: map[string]spec.Schema{}}
 	if cmd != nil {
 		r.pid = cmd.Process.Pid
 	}
@@ -370,6 +379,31 @@ func (r *running) stop() {
 	r.client.Kill()
 	if r.pid > 0 {
 		_ = syscall.Kill(-r.pid, syscall.SIGKILL)
+	}
+	if r.stopServer != nil {
+		r.stopServer()
+	}
+}
+
+// serveBuiltin serves a built-in plugin inside this process (sdk.Serve in
+// debug mode) and returns where the host reaches it and how to stop it.
+func serveBuiltin(name string, factory func(hclog.Logger) sdk.Plugin, log hclog.Logger) (*plugin.ReattachConfig, func(), error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	reattach := make(chan *plugin.ReattachConfig, 1)
+	closed := make(chan struct{})
+	served := make(chan error, 1)
+	go func() {
+		served <- sdk.Serve(name, factory, sdk.WithDebug(ctx, reattach, closed), sdk.WithLogger(log))
+	}()
+	select {
+	case rc := <-reattach:
+		return rc, func() { cancel(); <-closed }, nil
+	case err := <-served:
+		cancel()
+		if err == nil {
+			err = errors.New("stopped before serving")
+		}
+		return nil, nil, err
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/mbk-backup/mbk/core/pluginhost"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
@@ -344,5 +346,40 @@ func TestSchemaReadOnce(t *testing.T) {
 		if p.schemaCalls[k] != 1 {
 			t.Errorf("Schema(%s) was called %d times, want once", k, p.schemaCalls[k])
 		}
+	}
+}
+
+// A built-in plugin is served inside the host's process over the protocol:
+// found without a binary, reached like any other, stopped by Kill (its
+// client then fails) and started again on the next Get.
+func TestBuiltinInProcess(t *testing.T) {
+	h := pluginhost.New(pluginhost.Options{Builtins: map[string]func(hclog.Logger) sdk.Plugin{
+		"fake": func(hclog.Logger) sdk.Plugin { return &source{} },
+	}, Logger: hclog.NewNullLogger()})
+	defer h.Close()
+	if f, err := h.Find("fake"); err != nil || !f.Builtin {
+		t.Fatalf("Find: %+v, %v", f, err)
+	}
+	ctx := context.Background()
+	c, info, err := h.Get(ctx, "fake")
+	if err != nil || info.Name != "fake" || h.Path("fake") != "built-in" {
+		t.Fatalf("Get: %+v, %v (path %q)", info, err, h.Path("fake"))
+	}
+	if _, err := c.Plan(ctx, dumpConfig(t)); err != nil {
+		t.Fatalf("a call through the protocol: %v", err)
+	}
+	h.Kill("fake")
+	if _, err := c.Describe(ctx); err == nil {
+		t.Error("the stopped built-in still answers")
+	}
+	c2, _, err := h.Get(ctx, "fake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Describe(ctx); err != nil {
+		t.Errorf("started again: %v", err)
+	}
+	if h.Starts() != 2 {
+		t.Errorf("Starts = %d, want 2", h.Starts())
 	}
 }
