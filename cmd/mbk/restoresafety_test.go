@@ -168,9 +168,40 @@ func TestRestoreSafety(t *testing.T) {
 	if r := mbk(t, runOpts{env: env}, "restore", file, "--abandon"); r.code != 0 || !strings.Contains(r.stdout, "nothing to abandon") {
 		t.Errorf("--abandon with nothing unfinished: %s", r)
 	}
-	// The default set to restore is the newest backup, never a copy.
-	if r := mbk(t, runOpts{env: env}, "restore", file, "--yes", "--only", "db", "--target-database", "moodle_check"); !strings.Contains(r.stdout, "Restoring set "+sets(t, root)[2]) {
-		t.Errorf("the default set: %s", r)
+
+	// Another restore fails; this time the administrator accepts the site
+	// as it is: --abandon removes the marker, ends the maintenance mode
+	// mbk switched on, and backups resume.
+	s.db.SQL(t, "REVOKE DROP ON moodle.* FROM 'moodle'@'%'; REVOKE DROP ON moodle.* FROM 'moodle'@'localhost'; FLUSH PRIVILEGES;")
+	if r := mbk(t, runOpts{env: env}, "restore", file, backup, "--yes", "--clean"); r.code != 1 || !inMaintenance(t, s) {
+		t.Fatalf("the second restore should fail, leaving maintenance on: %s", r)
+	}
+	s.db.SQL(t, "GRANT ALL PRIVILEGES ON moodle.* TO 'moodle'@'%'; GRANT ALL PRIVILEGES ON moodle.* TO 'moodle'@'localhost'; FLUSH PRIVILEGES;")
+	if r := mbk(t, runOpts{env: env}, "restore", file, "--abandon"); r.code != 0 || !strings.Contains(r.stdout, "The unfinished restore of set "+backup+" is abandoned") {
+		t.Fatalf("--abandon: %s", r)
+	}
+	if inMaintenance(t, s) {
+		t.Error("--abandon left the site in maintenance mode")
+	}
+	if _, err := os.Stat(filepath.Join(root, repo.RestoreMarkerFile)); !os.IsNotExist(err) {
+		t.Errorf("--abandon left the marker: %v", err)
+	}
+	if r := mbk(t, runOpts{env: env}, "run", file); r.code != 0 {
+		t.Fatalf("backups resume after --abandon: %s", r)
+	}
+	// The default set to restore is the newest backup, never a copy. Into
+	// another database (which this user may not create), it fails without
+	// touching the site: no maintenance mode, no marker, backups go on.
+	all = sets(t, root)
+	r = mbk(t, runOpts{env: env}, "restore", file, "--yes", "--only", "db", "--target-database", "moodle_check")
+	if !strings.Contains(r.stdout, "Restoring set "+all[len(all)-1]) || r.code != 1 || !strings.Contains(r.stderr, "The site itself was not touched") {
+		t.Errorf("the default set, to another database: %s", r)
+	}
+	if inMaintenance(t, s) {
+		t.Error("a restore to another database put the site in maintenance mode")
+	}
+	if _, err := os.Stat(filepath.Join(root, repo.RestoreMarkerFile)); !os.IsNotExist(err) {
+		t.Errorf("a restore to another database left a marker: %v", err)
 	}
 }
 

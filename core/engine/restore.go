@@ -123,12 +123,22 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 		return "", err
 	}
 	defer lock.Release()
+	if !inPlace(job) {
+		// Every part goes to a target of its own (another database, another
+		// volume or directory): the site is not touched, so it is neither
+		// copied nor closed, and a failure leaves backups running.
+		e.Log.Info("the restore goes to new targets: the site is not touched, so no safety copy or maintenance mode")
+		if err := e.restore(ctx, job.Dir, job.Steps, job.Options, p.Parallel, nil); err != nil {
+			return "", &RestoreError{Err: err, Advice: "The site itself was not touched: the restore went to other targets, which may hold part of the set."}
+		}
+		return "", nil
+	}
 	prev, err := repo.ReadRestoreMarker(p.Root)
 	if err != nil {
 		return "", err
 	}
 
-	copyFirst := prev == nil && inPlace(job) && !job.NoSafetyCopy
+	copyFirst := prev == nil && !job.NoSafetyCopy
 	if copyFirst {
 		// Before anything, maintenance mode included: a full disk must
 		// not cost the site its users either.
@@ -177,8 +187,6 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 		// way back.
 		safety = prev.Safety
 		e.Log.Warn("finishing an unfinished restore: no new safety copy", "set", prev.Set, "safety copy", prev.Safety)
-	case !inPlace(job):
-		e.Log.Info("the restore goes to new targets: no safety copy of the site is needed")
 	case job.NoSafetyCopy:
 		e.Log.Warn("restoring in place WITHOUT a safety copy (--no-safety-copy): nothing keeps the site as it is now")
 	default:

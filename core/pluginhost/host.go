@@ -254,7 +254,7 @@ func (h *Host) start(ctx context.Context, f Found) (r *running, err error) {
 		// A reattached plugin negotiates no version: it serves this one.
 		cfg.Plugins = plugins
 	} else if f.Builtin {
-		rc, stop, err := serveBuiltin(f.Name, h.builtins[f.Name], h.log.Named(f.Name))
+		rc, stop, err := serveBuiltin(f.Name, h.builtins[f.Name], quiet{h.log.Named(f.Name)})
 		if err != nil {
 			return nil, fmt.Errorf("plugin %q (built-in): %w", f.Name, err)
 		}
