@@ -28,12 +28,7 @@ const restoreFaultPipeline = `pipeline "rf" {
   root    = %q
   timeout = "10m"
 
-  maintenance {
-    container = %q
-    user      = "0"
-    php       = "sh"
-    script    = "/tmp/maintenance.sh"
-  }
+  %s
   stage "dump" "mysql" {
     container = %q
     database  = "moodle"
@@ -69,14 +64,12 @@ func (b *restoreBed) state(t *testing.T) string {
 // and takes the backup the faults restore.
 func newRestoreBed(t *testing.T, s *site, source string, bigRows int) *restoreBed {
 	t.Helper()
-	if _, stderr, code := testenv.Exec(t, s.app, strings.NewReader(maintenanceScript), "sh", "-c", "cat > /tmp/maintenance.sh"); code != 0 {
-		t.Fatal(stderr)
-	}
+	testenv.InstallMaintenance(t, s.app, testenv.MaintenanceScript)
 	s.db.SQL(t, fmt.Sprintf(`USE moodle; CREATE TABLE mdl_big (id BIGINT PRIMARY KEY, a CHAR(32), b CHAR(32), c CHAR(32)) ENGINE=InnoDB;
 INSERT INTO mdl_big SELECT seq, MD5(seq), MD5(seq+1), MD5(seq+2) FROM seq_1_to_%d;`, bigRows))
 	dir := t.TempDir()
 	b := &restoreBed{s: s, root: filepath.Join(dir, "backups"), bigRows: bigRows}
-	b.file = writeFile(t, dir, "rf.hcl", fmt.Sprintf(restoreFaultPipeline, b.root, s.app, s.db.Container, source))
+	b.file = writeFile(t, dir, "rf.hcl", fmt.Sprintf(restoreFaultPipeline, b.root, testenv.MaintenanceBlock(s.app), s.db.Container, source))
 	b.env = s.env()
 	if r := mbk(t, runOpts{env: b.env}, "run", b.file); r.code != 0 {
 		t.Fatalf("the backup the faults restore: %s", r)

@@ -14,30 +14,13 @@ import (
 	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
-// maintenanceScript stands in for Moodle's admin/cli/maintenance.php, which
-// needs a Moodle install: same command line, same status lines, and the same
-// effect (CLI maintenance mode is the climaintenance.html file in dataroot).
-const maintenanceScript = `flag=/data/climaintenance.html
-case "$1" in
-  --enable)  echo '<h1>Site under maintenance</h1>' > "$flag"; echo "CLI maintenance mode enabled" ;;
-  --disable) rm -f "$flag"; echo "Status: disabled" ;;
-  "")        if [ -f "$flag" ]; then echo "Status: CLI maintenance mode enabled."; else echo "Status: disabled"; fi ;;
-  *)         echo "unknown option $1" >&2; exit 2 ;;
-esac
-`
-
 // maintenancePipeline archives everything but cache, so climaintenance.html
 // lands in the archive exactly when the site was in maintenance meanwhile.
 const maintenancePipeline = `pipeline "maint" {
   root    = %q
   timeout = "10m"
 
-  maintenance {
-    container = %q
-    user      = "0"  # numeric: the test image has no /etc/passwd of its own
-    php       = "sh"
-    script    = "/tmp/maintenance.sh"
-  }
+  %s
   stage "dump" "mysql" {
     container = %q
     database  = "moodle"
@@ -53,16 +36,11 @@ const maintenancePipeline = `pipeline "maint" {
 
 func TestMaintenanceMode(t *testing.T) {
 	s := newSite(t)
-	if _, stderr, code := testenv.Exec(t, s.app, strings.NewReader(maintenanceScript), "sh", "-c", "cat > /tmp/maintenance.sh"); code != 0 {
-		t.Fatal(stderr)
-	}
+	testenv.InstallMaintenance(t, s.app, testenv.MaintenanceScript)
 	dir := t.TempDir()
 	root := filepath.Join(dir, "backups")
-	file := writeFile(t, dir, "maint.hcl", fmt.Sprintf(maintenancePipeline, root, s.app, s.db.Container, s.volume))
-	flagOn := func() bool {
-		_, _, code := testenv.Exec(t, s.app, nil, "test", "-f", "/data/climaintenance.html")
-		return code == 0
-	}
+	file := writeFile(t, dir, "maint.hcl", fmt.Sprintf(maintenancePipeline, root, testenv.MaintenanceBlock(s.app), s.db.Container, s.volume))
+	flagOn := func() bool { return testenv.InMaintenance(t, s.app) }
 	archived := func(t *testing.T) bool {
 		set := sets(t, root)
 		f, err := os.Open(filepath.Join(root, set[len(set)-1], "moodledata_"+set[len(set)-1]+".tar.gz"))
@@ -161,9 +139,9 @@ func TestMaintenanceMode(t *testing.T) {
 // maintenance, and the marker stays so that the next run retries.
 func TestMaintenanceStuckOn(t *testing.T) {
 	s := newSite(t)
-	stuck := strings.Replace(maintenanceScript, `--disable) rm -f "$flag"; echo "Status: disabled" ;;`,
+	stuck := strings.Replace(testenv.MaintenanceScript, `--disable) rm -f "$flag"; echo "Status: disabled" ;;`,
 		`--disable) echo "cannot write to dataroot" >&2; exit 1 ;;`, 1)
-	if stuck == maintenanceScript {
+	if stuck == testenv.MaintenanceScript {
 		t.Fatal("the stuck script is the same as the working one")
 	}
 	if _, stderr, code := testenv.Exec(t, s.app, strings.NewReader(stuck), "sh", "-c", "cat > /tmp/maintenance.sh"); code != 0 {
@@ -171,7 +149,7 @@ func TestMaintenanceStuckOn(t *testing.T) {
 	}
 	dir := t.TempDir()
 	root := filepath.Join(dir, "backups")
-	file := writeFile(t, dir, "maint.hcl", fmt.Sprintf(maintenancePipeline, root, s.app, s.db.Container, s.volume))
+	file := writeFile(t, dir, "maint.hcl", fmt.Sprintf(maintenancePipeline, root, testenv.MaintenanceBlock(s.app), s.db.Container, s.volume))
 	r := mbk(t, runOpts{env: s.env()}, "run", file)
 	if r.code != 3 || !strings.Contains(r.stdout+r.stderr, "STILL in maintenance mode") || !strings.Contains(r.stdout+r.stderr, "cannot write to dataroot") {
 		t.Fatalf("want exit 3 saying the site is still in maintenance: %s", r)

@@ -18,12 +18,7 @@ const safetyPipeline = `pipeline "safe" {
   root    = %q
   timeout = "10m"
 
-  maintenance {
-    container = %q
-    user      = "0"
-    php       = "sh"
-    script    = "/tmp/maintenance.sh"
-  }
+  %s
   stage "dump" "mysql" {
     container = %q
     database  = "moodle"
@@ -57,10 +52,7 @@ func siteState(t *testing.T, s *site) string {
 	return b.String() + out
 }
 
-func inMaintenance(t *testing.T, s *site) bool {
-	_, _, code := testenv.Exec(t, s.app, nil, "test", "-f", "/data/climaintenance.html")
-	return code == 0
-}
+func inMaintenance(t *testing.T, s *site) bool { return testenv.InMaintenance(t, s.app) }
 
 // TestRestoreSafety: an in-place restore takes a safety copy first; one that
 // fails midway leaves the site in maintenance mode and backups refused
@@ -69,15 +61,13 @@ func inMaintenance(t *testing.T, s *site) bool {
 // is touched.
 func TestRestoreSafety(t *testing.T) {
 	s := newSite(t)
-	if _, stderr, code := testenv.Exec(t, s.app, strings.NewReader(maintenanceScript), "sh", "-c", "cat > /tmp/maintenance.sh"); code != 0 {
-		t.Fatal(stderr)
-	}
+	testenv.InstallMaintenance(t, s.app, testenv.MaintenanceScript)
 	sink := &webhookSink{}
 	srv := httptest.NewServer(sink)
 	defer srv.Close()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "backups")
-	file := writeFile(t, dir, "safe.hcl", fmt.Sprintf(safetyPipeline, root, s.app, s.db.Container, s.volume, srv.URL))
+	file := writeFile(t, dir, "safe.hcl", fmt.Sprintf(safetyPipeline, root, testenv.MaintenanceBlock(s.app), s.db.Container, s.volume, srv.URL))
 	env := append(s.env(), "MBK_PLUGIN_DIR="+filepath.Join(binDir, "extra"))
 
 	if r := mbk(t, runOpts{env: env}, "run", file); r.code != 0 {
@@ -210,9 +200,7 @@ func TestRestoreSafety(t *testing.T) {
 // space is missing; --no-safety-copy is the way past.
 func TestRestoreSafetyNoRoom(t *testing.T) {
 	s := newSite(t)
-	if _, stderr, code := testenv.Exec(t, s.app, strings.NewReader(maintenanceScript), "sh", "-c", "cat > /tmp/maintenance.sh"); code != 0 {
-		t.Fatal(stderr)
-	}
+	testenv.InstallMaintenance(t, s.app, testenv.MaintenanceScript)
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("mount a small tmpfs (the tests run as root): %v: %s", err, out)
@@ -224,7 +212,7 @@ func TestRestoreSafetyNoRoom(t *testing.T) {
 	})
 	root := filepath.Join(mnt, "backups")
 	dir := t.TempDir()
-	file := writeFile(t, dir, "safe.hcl", fmt.Sprintf(safetyPipeline, root, s.app, s.db.Container, s.volume, "http://127.0.0.1:9/"))
+	file := writeFile(t, dir, "safe.hcl", fmt.Sprintf(safetyPipeline, root, testenv.MaintenanceBlock(s.app), s.db.Container, s.volume, "http://127.0.0.1:9/"))
 	env := append(s.env(), "MBK_PLUGIN_DIR="+filepath.Join(binDir, "extra"))
 	if r := mbk(t, runOpts{env: env}, "run", file); r.code != 0 {
 		t.Fatalf("backup: %s", r)

@@ -92,15 +92,13 @@ func TestRestoreTamperedSet(t *testing.T) {
 
 func tamperedSet(t *testing.T, read string) {
 	s := newSite(t)
-	if _, stderr, code := testenv.Exec(t, s.app, strings.NewReader(maintenanceScript), "sh", "-c", "cat > /tmp/maintenance.sh"); code != 0 {
-		t.Fatal(stderr)
-	}
+	testenv.InstallMaintenance(t, s.app, testenv.MaintenanceScript)
 	sink := &webhookSink{}
 	srv := httptest.NewServer(sink)
 	defer srv.Close()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "backups")
-	hcl := strings.Replace(fmt.Sprintf(safetyPipeline, root, s.app, s.db.Container, s.volume, srv.URL),
+	hcl := strings.Replace(fmt.Sprintf(safetyPipeline, root, testenv.MaintenanceBlock(s.app), s.db.Container, s.volume, srv.URL),
 		`exclude = ["cache", "climaintenance.html"]`, fmt.Sprintf(`exclude = ["cache", "climaintenance.html"]
     read    = %q`, read), 1)
 	file := writeFile(t, dir, "safe.hcl", hcl)

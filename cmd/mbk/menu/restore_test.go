@@ -42,29 +42,13 @@ printf '<?php $string["thislanguage"] = "Español";\n' > lang/es/langconfig.php
 chown -R 33:33 /data
 `
 
-// menuMaintenance stands in for Moodle's admin/cli/maintenance.php: CLI
-// maintenance mode is climaintenance.html in the dataroot.
-const menuMaintenance = `flag=/data/climaintenance.html
-case "$1" in
-  --enable)  echo '<h1>Site under maintenance</h1>' > "$flag"; echo "CLI maintenance mode enabled" ;;
-  --disable) rm -f "$flag"; echo "Status: disabled" ;;
-  "")        if [ -f "$flag" ]; then echo "Status: CLI maintenance mode enabled."; else echo "Status: disabled"; fi ;;
-  *)         echo "unknown option $1" >&2; exit 2 ;;
-esac
-`
-
 const restorePipeline = `pipeline "school" {
   root             = %q
   timezone         = "UTC"
   timeout          = "10m"
   safety_copy_days = 5
 
-  maintenance {
-    container = %q
-    user      = "0"
-    php       = "sh"
-    script    = "/tmp/maintenance.sh"
-  }
+  %s
   stage "dump" "mysql" {
     container = %q
     database  = "moodle"
@@ -89,9 +73,7 @@ func newRestoreSite(t *testing.T) *restoreSite {
 	testenv.CreateVolume(t, s.volume)
 	s.app = testenv.StartApp(t, s.volume, "/data")
 	s.exec(t, restoreFiles)
-	if _, stderr, code := testenv.Exec(t, s.app, strings.NewReader(menuMaintenance), "sh", "-c", "cat > /tmp/maintenance.sh"); code != 0 {
-		t.Fatal(stderr)
-	}
+	testenv.InstallMaintenance(t, s.app, testenv.MaintenanceScript)
 	return s
 }
 
@@ -114,10 +96,7 @@ func (s *restoreSite) files(t *testing.T) string {
 	return s.exec(t, "cd /data && find . -type f ! -name climaintenance.html | sort")
 }
 
-func (s *restoreSite) inMaintenance(t *testing.T) bool {
-	_, _, code := testenv.Exec(t, s.app, nil, "test", "-f", "/data/climaintenance.html")
-	return code == 0
-}
+func (s *restoreSite) inMaintenance(t *testing.T) bool { return testenv.InMaintenance(t, s.app) }
 
 // details reads the figures the screen must show from a set's manifest:
 // the database's data bytes and the files' bytes.
@@ -159,7 +138,7 @@ func TestMenuRestoresInPlace(t *testing.T) {
 	s := newRestoreSite(t)
 	dir := t.TempDir()
 	root := filepath.Join(dir, "backups")
-	file := writeFile(t, dir, "school.hcl", fmt.Sprintf(restorePipeline, root, s.app, s.db.Container, s.volume))
+	file := writeFile(t, dir, "school.hcl", fmt.Sprintf(restorePipeline, root, testenv.MaintenanceBlock(s.app), s.db.Container, s.volume))
 	env := []string{"MYSQL_PASSWORD=" + s.password}
 	run := func(args ...string) {
 		t.Helper()
