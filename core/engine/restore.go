@@ -86,13 +86,8 @@ type RestoreJob struct {
 // RestoreError is a restore that did not complete, with what it leaves
 // and how to get out of it.
 type RestoreError struct {
-	Err error
-	// Safety is the set that holds the site as it was before, if any.
-	Safety string
-	// Touched says the site was changed: the restore marker is in the root
-	// and, with a maintenance block, the site stays in maintenance mode.
-	Touched bool
-	Advice  string
+	Err    error
+	Advice string // what the restore left, and the commands that end it
 }
 
 func (e *RestoreError) Error() string {
@@ -215,7 +210,7 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 		if window != nil {
 			window.Leave(context.WithoutCancel(ctx))
 		}
-		return safety, &RestoreError{Err: err, Safety: safety, Touched: true, Advice: failedAdvice(p, marker, window != nil)}
+		return safety, &RestoreError{Err: err, Advice: failedAdvice(p, marker, window != nil)}
 	}
 	if err := repo.ClearRestoreMarker(p.Root); err != nil {
 		return safety, err

@@ -11,10 +11,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/mbk-backup/mbk/core/internal/wire"
@@ -187,34 +185,15 @@ func connect(t testing.TB, impl sdk.Plugin) *pluginhost.Client {
 	return c
 }
 
-// serve serves impl in this process and returns a host that reaches it.
+// serve serves impl in this process, as mbk serves its built-in plugins
+// (sdk.Serve's debug mode, reached by reattaching over the protocol), and
+// returns a host that reaches it. It stops at the end of the test.
 func serve(t testing.TB, impl sdk.Plugin) *pluginhost.Host {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	reattach := make(chan *plugin.ReattachConfig, 1)
-	closed := make(chan struct{})
-	served := make(chan error, 1)
-	name := impl.Describe().Name
-	go func() {
-		served <- sdk.Serve(name, func(hclog.Logger) sdk.Plugin { return impl },
-			sdk.WithDebug(ctx, reattach, closed), sdk.WithLogger(hclog.NewNullLogger()))
-	}()
-	var rc *plugin.ReattachConfig
-	select {
-	case rc = <-reattach:
-	case err := <-served:
-		cancel()
-		t.Fatalf("Serve returned before serving: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("the plugin did not start serving")
-	}
-	h := pluginhost.New(pluginhost.Options{Reattach: map[string]*plugin.ReattachConfig{name: rc}})
-	t.Cleanup(func() {
-		h.Close()
-		cancel()
-		<-closed
-	})
+	h := pluginhost.New(pluginhost.Options{Logger: hclog.NewNullLogger(), Builtins: map[string]func(hclog.Logger) sdk.Plugin{
+		impl.Describe().Name: func(hclog.Logger) sdk.Plugin { return impl },
+	}})
+	t.Cleanup(h.Close)
 	return h
 }
 

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 
@@ -29,46 +28,21 @@ const DefaultTimeout = 30 * time.Second
 // hang fails the test instead of blocking it.
 const callTimeout = 10 * time.Minute
 
-// serve serves impl in this process, in sdk.Serve's debug mode, and returns
-// the host's client for it, reached the way mbk reaches a plugin run under a
-// debugger (pluginhost.Options.Reattach). The plugin stops at the end of the
-// test.
+// serve serves impl in this process, as mbk serves its built-in plugins
+// (sdk.Serve's debug mode, reached by reattaching over the protocol), and
+// returns the host's client for it. The plugin stops at the end of the test.
 func serve(t testing.TB, impl sdk.Plugin, timeout time.Duration) *pluginhost.Client {
 	t.Helper()
 	name := impl.Describe().Name
-	ctx, cancel := context.WithCancel(context.Background())
-	reattach := make(chan *plugin.ReattachConfig, 1)
-	closed := make(chan struct{})
-	served := make(chan error, 1)
-	go func() {
-		served <- sdk.Serve(name, func(hclog.Logger) sdk.Plugin { return impl },
-			sdk.WithDebug(ctx, reattach, closed), sdk.WithLogger(hclog.NewNullLogger()))
-	}()
-	var rc *plugin.ReattachConfig
-	select {
-	case rc = <-reattach:
-	case err := <-served:
-		cancel()
-		t.Fatalf("sdk.Serve refused plugin %q: %v", name, err)
-	case <-time.After(timeout):
-		cancel()
-		t.Fatalf("plugin %q did not start serving within %v", name, timeout)
-	}
-	h := pluginhost.New(pluginhost.Options{Reattach: map[string]*plugin.ReattachConfig{name: rc}})
-	t.Cleanup(func() {
-		h.Close()
-		cancel()
-		select {
-		case <-closed:
-		case <-time.After(timeout):
-			t.Errorf("plugin %q had not stopped %v after the test ended", name, timeout)
-		}
-	})
-	ctx2, cancel2 := context.WithTimeout(context.Background(), timeout)
-	defer cancel2()
-	c, _, err := h.Get(ctx2, name)
+	h := pluginhost.New(pluginhost.Options{Logger: hclog.NewNullLogger(), Builtins: map[string]func(hclog.Logger) sdk.Plugin{
+		name: func(hclog.Logger) sdk.Plugin { return impl },
+	}})
+	t.Cleanup(h.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, _, err := h.Get(ctx, name)
 	if err != nil {
-		t.Fatalf("reach plugin %q through the protocol: %v", name, err)
+		t.Fatalf("serve plugin %q and reach it through the protocol: %v", name, err)
 	}
 	return c
 }
