@@ -83,10 +83,33 @@ func TestRestoreSafety(t *testing.T) {
 	}
 	before := siteState(t, s)
 
+	// The safety copy itself fails (the user may not read its database):
+	// the restore does not start, and the site is left as it was, out of
+	// maintenance mode, with no marker.
+	s.db.SQL(t, "REVOKE SELECT ON moodle.* FROM 'moodle'@'%'; REVOKE SELECT ON moodle.* FROM 'moodle'@'localhost'; FLUSH PRIVILEGES;")
+	r := mbk(t, runOpts{env: env}, "restore", file, backup, "--yes", "--clean")
+	if r.code != 1 || !strings.Contains(flat(r.stderr), "the safety copy of the site failed, so the restore did not start") ||
+		!strings.Contains(r.stderr, "Nothing was restored") {
+		t.Fatalf("a failed safety copy: %s", r)
+	}
+	s.db.SQL(t, "GRANT ALL PRIVILEGES ON moodle.* TO 'moodle'@'%'; GRANT ALL PRIVILEGES ON moodle.* TO 'moodle'@'localhost'; FLUSH PRIVILEGES;")
+	if got := siteState(t, s); got != before {
+		t.Errorf("a restore whose safety copy failed changed the site")
+	}
+	if inMaintenance(t, s) {
+		t.Error("a restore whose safety copy failed left the site in maintenance mode")
+	}
+	if _, err := os.Stat(filepath.Join(root, repo.RestoreMarkerFile)); !os.IsNotExist(err) {
+		t.Errorf("a restore whose safety copy failed left a marker: %v", err)
+	}
+	if got := sets(t, root); len(got) != 1 {
+		t.Fatalf("a failed safety copy left a set: %v", got)
+	}
+
 	// The database user may no longer drop its database: the load fails
 	// after the files were restored, with the site half old, half new.
 	s.db.SQL(t, "REVOKE DROP ON moodle.* FROM 'moodle'@'%'; REVOKE DROP ON moodle.* FROM 'moodle'@'localhost'; FLUSH PRIVILEGES;")
-	r := mbk(t, runOpts{env: env}, "restore", file, backup, "--yes", "--clean")
+	r = mbk(t, runOpts{env: env}, "restore", file, backup, "--yes", "--clean")
 	if r.code != 1 {
 		t.Fatalf("the restore should fail: %s", r)
 	}
