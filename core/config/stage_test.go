@@ -88,7 +88,7 @@ func TestStageDecodeDefaults(t *testing.T) {
 		if diags.HasErrors() {
 			t.Fatal(diagText(diags))
 		}
-		if !slices.Equal(set.On, []string{"success", "failure", "warning"}) {
+		if !slices.Equal(set.On, []string{"success", "failure", "warning", "drill"}) {
 			t.Errorf("On = %q, want every event", set.On)
 		}
 		if !set.Config.RawEquals(cty.EmptyObjectVal) {

@@ -3,12 +3,15 @@ package pluginhost
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/internal/wire/pb"
@@ -81,6 +84,9 @@ type sourceClient interface {
 	Plan(ctx context.Context, in *pb.ConfigRequest, opts ...grpc.CallOption) (*pb.PlanResponse, error)
 	Backup(ctx context.Context, in *pb.BackupRequest, opts ...grpc.CallOption) (*pb.BackupResponse, error)
 	Restore(ctx context.Context, in *pb.RestoreRequest, opts ...grpc.CallOption) (*pb.RestoreResponse, error)
+	Sandbox(ctx context.Context, in *pb.SandboxRequest, opts ...grpc.CallOption) (*pb.SandboxResponse, error)
+	Teardown(ctx context.Context, in *pb.TeardownRequest, opts ...grpc.CallOption) (*pb.TeardownResponse, error)
+	Check(ctx context.Context, in *pb.CheckRequest, opts ...grpc.CallOption) (*pb.CheckResponse, error)
 }
 
 func (c *Client) source(kind string) (sourceClient, error) {
@@ -168,6 +174,77 @@ func (c *Client) Restore(ctx context.Context, cfg *pb.Config, artifactID string,
 		return RestoreReply{}, err
 	}
 	return RestoreReply{Bytes: n, Summary: resp.GetSummary()}, nil
+}
+
+// ErrUnsupported says the plugin does not offer an optional call (a drill
+// sandbox, restore checks).
+var ErrUnsupported = errors.New("not offered by this plugin")
+
+func optional(err error) error {
+	if status.Code(err) == codes.Unimplemented {
+		return ErrUnsupported
+	}
+	return wire.RPCError(err)
+}
+
+// Sandbox asks a dump or archive plugin for a throwaway target for a drill;
+// ErrUnsupported when it makes none.
+func (c *Client) Sandbox(ctx context.Context, cfg *pb.Config, artifactID, label string, details json.RawMessage) (sdk.Sandbox, error) {
+	src, err := c.source(cfg.GetKind())
+	if err != nil {
+		return sdk.Sandbox{}, err
+	}
+	r, err := src.Sandbox(ctx, &pb.SandboxRequest{Config: cfg, ArtifactId: artifactID, Label: label, DetailsJson: details})
+	if err != nil {
+		return sdk.Sandbox{}, optional(err)
+	}
+	return sdk.Sandbox{Options: r.GetOptions(), Summary: r.GetSummary()}, nil
+}
+
+// Teardown asks a dump or archive plugin to remove what its sandboxes under
+// label made; ErrUnsupported when it makes none.
+func (c *Client) Teardown(ctx context.Context, cfg *pb.Config, label string) (string, error) {
+	src, err := c.source(cfg.GetKind())
+	if err != nil {
+		return "", err
+	}
+	r, err := src.Teardown(ctx, &pb.TeardownRequest{Config: cfg, Label: label})
+	if err != nil {
+		return "", optional(err)
+	}
+	return r.GetSummary(), nil
+}
+
+// CheckArgs is what a restore check is asked about.
+type CheckArgs struct {
+	ArtifactID string
+	Options    []byte // restore options in wire form (EncodeRestoreOptions)
+	Details    json.RawMessage
+	RefsIn     string
+	RefsOut    string
+	Sample     sdk.Sample
+}
+
+// Check asks a dump or archive plugin to check a restored artifact;
+// ErrUnsupported when it has no checks.
+func (c *Client) Check(ctx context.Context, cfg *pb.Config, a CheckArgs) ([]sdk.Check, error) {
+	src, err := c.source(cfg.GetKind())
+	if err != nil {
+		return nil, err
+	}
+	r, err := src.Check(ctx, &pb.CheckRequest{
+		Config: cfg, ArtifactId: a.ArtifactID, OptionsMsgpack: a.Options, DetailsJson: a.Details,
+		RefsIn: a.RefsIn, RefsOut: a.RefsOut,
+		SamplePart: int32(a.Sample.Part), SampleOf: int32(a.Sample.Of), SampleMin: int32(a.Sample.Min),
+	})
+	if err != nil {
+		return nil, optional(err)
+	}
+	var out []sdk.Check
+	for _, ch := range r.GetChecks() {
+		out = append(out, sdk.Check{Name: ch.GetName(), OK: ch.GetOk(), Summary: ch.GetSummary(), Problems: ch.GetProblems()})
+	}
+	return out, nil
 }
 
 // Sum asks a checksum plugin to hash files in dir.

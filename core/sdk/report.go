@@ -25,6 +25,28 @@ type Report struct {
 	// Maintenance says what happened to Moodle's maintenance mode.
 	Maintenance string   `json:"maintenance,omitempty"`
 	LogTail     []string `json:"log_tail,omitempty"`
+	// Drill is the result of `mbk drill`, with the drill event.
+	Drill *DrillReport `json:"drill,omitempty"`
+}
+
+// DrillReport is what a drill found: a set restored into throwaway targets
+// and checked with the application's own invariants.
+type DrillReport struct {
+	Set  string `json:"set"`
+	From string `json:"from"` // "local", or the store the set came from
+	OK   bool   `json:"ok"`
+	// Restore is how long the restore took: the recovery time an
+	// administrator reports.
+	Restore time.Duration `json:"restore_ns"`
+	Checks  []DrillCheck  `json:"checks"`
+	// Sandboxes says what was made to restore into, a line per stage.
+	Sandboxes []string `json:"sandboxes,omitempty"`
+}
+
+// DrillCheck is one check of a drill, with the stage that ran it.
+type DrillCheck struct {
+	Stage string `json:"stage"`
+	Check
 }
 
 // Duration is how long the run took.
@@ -57,4 +79,6 @@ const (
 	EventWarning = spec.EventWarning
 	// EventTest is sent by `mbk notify test`.
 	EventTest = spec.EventTest
+	// EventDrill is sent after a drill; Report.Drill holds the result.
+	EventDrill = spec.EventDrill
 )

@@ -18,6 +18,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/internal/wire/pb"
@@ -463,6 +465,74 @@ func (s sourceServer) Restore(ctx context.Context, r *pb.RestoreRequest) (*pb.Re
 		return nil, wire.ErrShortRead
 	}
 	return &pb.RestoreResponse{Bytes: cr.N, Summary: res.Summary}, nil
+}
+
+func (s sourceServer) Sandbox(ctx context.Context, r *pb.SandboxRequest) (*pb.SandboxResponse, error) {
+	sb, ok := s.src.(Sandboxer)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this plugin makes no drill sandboxes")
+	}
+	cfg, err := s.config(r.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	details, err := wire.DecodeDetails(r.GetDetailsJson())
+	if err != nil {
+		return nil, err
+	}
+	box, err := sb.Sandbox(ctx, SandboxRequest{Config: cfg, Artifact: r.GetArtifactId(), Label: r.GetLabel(), Details: details})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.SandboxResponse{Options: box.Options, Summary: box.Summary}, nil
+}
+
+func (s sourceServer) Teardown(ctx context.Context, r *pb.TeardownRequest) (*pb.TeardownResponse, error) {
+	sb, ok := s.src.(Sandboxer)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this plugin makes no drill sandboxes")
+	}
+	cfg, err := s.config(r.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	sum, err := sb.Teardown(ctx, cfg, r.GetLabel())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.TeardownResponse{Summary: sum}, nil
+}
+
+func (s sourceServer) Check(ctx context.Context, r *pb.CheckRequest) (*pb.CheckResponse, error) {
+	ck, ok := s.src.(Checker)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this plugin has no restore checks")
+	}
+	cfg, err := s.config(r.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	opts, err := s.restoreOptions(r.GetConfig().GetKind(), r.GetOptionsMsgpack())
+	if err != nil {
+		return nil, err
+	}
+	details, err := wire.DecodeDetails(r.GetDetailsJson())
+	if err != nil {
+		return nil, err
+	}
+	res, err := ck.Check(ctx, CheckRequest{
+		Config: cfg, Artifact: r.GetArtifactId(), Options: opts, Details: details,
+		RefsIn: r.GetRefsIn(), RefsOut: r.GetRefsOut(),
+		Sample: Sample{Part: int(r.GetSamplePart()), Of: int(r.GetSampleOf()), Min: int(r.GetSampleMin())},
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.CheckResponse{}
+	for _, c := range res.Checks {
+		out.Checks = append(out.Checks, &pb.Check{Name: c.Name, Ok: c.OK, Summary: c.Summary, Problems: c.Problems})
+	}
+	return out, nil
 }
 
 // The dump and archive services have the same shape; sourceServer serves both.

@@ -25,10 +25,14 @@ const (
 	EventSuccess = "success"
 	EventFailure = "failure"
 	EventWarning = "warning"
+	// EventDrill is sent after `mbk drill` (Report.Drill holds the result;
+	// Report.Status says whether it passed). A stage whose `on` lists
+	// "failure" but not "drill" still gets a drill that failed.
+	EventDrill = "drill"
 	// EventTest is sent by `mbk notify test` only; a notify stage's `on`
 	// setting does not list it.
 	EventTest = "test"
 )
 
 // Events lists the events a notify stage can subscribe to with `on`.
-func Events() []string { return []string{EventSuccess, EventFailure, EventWarning} }
+func Events() []string { return []string{EventSuccess, EventFailure, EventWarning, EventDrill} }

@@ -906,6 +906,442 @@ func (x *RestoreResponse) GetSummary() string {
 	return ""
 }
 
+type SandboxRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	ArtifactId    string                 `protobuf:"bytes,2,opt,name=artifact_id,json=artifactId,proto3" json:"artifact_id,omitempty"`
+	Label         string                 `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`                                // names and labels what the sandbox makes
+	DetailsJson   []byte                 `protobuf:"bytes,4,opt,name=details_json,json=detailsJson,proto3" json:"details_json,omitempty"` // what the backup recorded for this artifact
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxRequest) Reset() {
+	*x = SandboxRequest{}
+	mi := &file_mbk_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxRequest) ProtoMessage() {}
+
+func (x *SandboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxRequest.ProtoReflect.Descriptor instead.
+func (*SandboxRequest) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SandboxRequest) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *SandboxRequest) GetArtifactId() string {
+	if x != nil {
+		return x.ArtifactId
+	}
+	return ""
+}
+
+func (x *SandboxRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *SandboxRequest) GetDetailsJson() []byte {
+	if x != nil {
+		return x.DetailsJson
+	}
+	return nil
+}
+
+type SandboxResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Options       map[string]string      `protobuf:"bytes,1,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // restore options, as --restore-opt takes them
+	Summary       string                 `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxResponse) Reset() {
+	*x = SandboxResponse{}
+	mi := &file_mbk_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxResponse) ProtoMessage() {}
+
+func (x *SandboxResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxResponse.ProtoReflect.Descriptor instead.
+func (*SandboxResponse) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SandboxResponse) GetOptions() map[string]string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *SandboxResponse) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+type TeardownRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Label         string                 `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TeardownRequest) Reset() {
+	*x = TeardownRequest{}
+	mi := &file_mbk_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TeardownRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TeardownRequest) ProtoMessage() {}
+
+func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
+func (*TeardownRequest) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TeardownRequest) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *TeardownRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+type TeardownResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Summary       string                 `protobuf:"bytes,1,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TeardownResponse) Reset() {
+	*x = TeardownResponse{}
+	mi := &file_mbk_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TeardownResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TeardownResponse) ProtoMessage() {}
+
+func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TeardownResponse.ProtoReflect.Descriptor instead.
+func (*TeardownResponse) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TeardownResponse) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+type CheckRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Config         *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	ArtifactId     string                 `protobuf:"bytes,2,opt,name=artifact_id,json=artifactId,proto3" json:"artifact_id,omitempty"`
+	OptionsMsgpack []byte                 `protobuf:"bytes,3,opt,name=options_msgpack,json=optionsMsgpack,proto3" json:"options_msgpack,omitempty"` // the restore options the artifact was restored with
+	DetailsJson    []byte                 `protobuf:"bytes,4,opt,name=details_json,json=detailsJson,proto3" json:"details_json,omitempty"`
+	RefsIn         string                 `protobuf:"bytes,5,opt,name=refs_in,json=refsIn,proto3" json:"refs_in,omitempty"`    // file of references other artifacts made, "" for none
+	RefsOut        string                 `protobuf:"bytes,6,opt,name=refs_out,json=refsOut,proto3" json:"refs_out,omitempty"` // file to write the references this artifact makes
+	SamplePart     int32                  `protobuf:"varint,7,opt,name=sample_part,json=samplePart,proto3" json:"sample_part,omitempty"`
+	SampleOf       int32                  `protobuf:"varint,8,opt,name=sample_of,json=sampleOf,proto3" json:"sample_of,omitempty"`
+	SampleMin      int32                  `protobuf:"varint,9,opt,name=sample_min,json=sampleMin,proto3" json:"sample_min,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CheckRequest) Reset() {
+	*x = CheckRequest{}
+	mi := &file_mbk_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckRequest) ProtoMessage() {}
+
+func (x *CheckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
+func (*CheckRequest) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CheckRequest) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *CheckRequest) GetArtifactId() string {
+	if x != nil {
+		return x.ArtifactId
+	}
+	return ""
+}
+
+func (x *CheckRequest) GetOptionsMsgpack() []byte {
+	if x != nil {
+		return x.OptionsMsgpack
+	}
+	return nil
+}
+
+func (x *CheckRequest) GetDetailsJson() []byte {
+	if x != nil {
+		return x.DetailsJson
+	}
+	return nil
+}
+
+func (x *CheckRequest) GetRefsIn() string {
+	if x != nil {
+		return x.RefsIn
+	}
+	return ""
+}
+
+func (x *CheckRequest) GetRefsOut() string {
+	if x != nil {
+		return x.RefsOut
+	}
+	return ""
+}
+
+func (x *CheckRequest) GetSamplePart() int32 {
+	if x != nil {
+		return x.SamplePart
+	}
+	return 0
+}
+
+func (x *CheckRequest) GetSampleOf() int32 {
+	if x != nil {
+		return x.SampleOf
+	}
+	return 0
+}
+
+func (x *CheckRequest) GetSampleMin() int32 {
+	if x != nil {
+		return x.SampleMin
+	}
+	return 0
+}
+
+type Check struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Ok            bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	Summary       string                 `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	Problems      []string               `protobuf:"bytes,4,rep,name=problems,proto3" json:"problems,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Check) Reset() {
+	*x = Check{}
+	mi := &file_mbk_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Check) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Check) ProtoMessage() {}
+
+func (x *Check) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Check.ProtoReflect.Descriptor instead.
+func (*Check) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Check) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Check) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *Check) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *Check) GetProblems() []string {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+type CheckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checks        []*Check               `protobuf:"bytes,1,rep,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckResponse) Reset() {
+	*x = CheckResponse{}
+	mi := &file_mbk_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckResponse) ProtoMessage() {}
+
+func (x *CheckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
+func (*CheckResponse) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CheckResponse) GetChecks() []*Check {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
 type ChecksumRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -917,7 +1353,7 @@ type ChecksumRequest struct {
 
 func (x *ChecksumRequest) Reset() {
 	*x = ChecksumRequest{}
-	mi := &file_mbk_proto_msgTypes[15]
+	mi := &file_mbk_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1365,7 @@ func (x *ChecksumRequest) String() string {
 func (*ChecksumRequest) ProtoMessage() {}
 
 func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[15]
+	mi := &file_mbk_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1378,7 @@ func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{15}
+	return file_mbk_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ChecksumRequest) GetConfig() *Config {
@@ -978,7 +1414,7 @@ type FileSum struct {
 
 func (x *FileSum) Reset() {
 	*x = FileSum{}
-	mi := &file_mbk_proto_msgTypes[16]
+	mi := &file_mbk_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1426,7 @@ func (x *FileSum) String() string {
 func (*FileSum) ProtoMessage() {}
 
 func (x *FileSum) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[16]
+	mi := &file_mbk_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1439,7 @@ func (x *FileSum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSum.ProtoReflect.Descriptor instead.
 func (*FileSum) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{16}
+	return file_mbk_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FileSum) GetFile() string {
@@ -1043,7 +1479,7 @@ type ChecksumResponse struct {
 
 func (x *ChecksumResponse) Reset() {
 	*x = ChecksumResponse{}
-	mi := &file_mbk_proto_msgTypes[17]
+	mi := &file_mbk_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1491,7 @@ func (x *ChecksumResponse) String() string {
 func (*ChecksumResponse) ProtoMessage() {}
 
 func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[17]
+	mi := &file_mbk_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1504,7 @@ func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumResponse.ProtoReflect.Descriptor instead.
 func (*ChecksumResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{17}
+	return file_mbk_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ChecksumResponse) GetSums() []*FileSum {
@@ -1089,7 +1525,7 @@ type SetInfo struct {
 
 func (x *SetInfo) Reset() {
 	*x = SetInfo{}
-	mi := &file_mbk_proto_msgTypes[18]
+	mi := &file_mbk_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1537,7 @@ func (x *SetInfo) String() string {
 func (*SetInfo) ProtoMessage() {}
 
 func (x *SetInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[18]
+	mi := &file_mbk_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1550,7 @@ func (x *SetInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetInfo.ProtoReflect.Descriptor instead.
 func (*SetInfo) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{18}
+	return file_mbk_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetInfo) GetName() string {
@@ -1150,7 +1586,7 @@ type RetainRequest struct {
 
 func (x *RetainRequest) Reset() {
 	*x = RetainRequest{}
-	mi := &file_mbk_proto_msgTypes[19]
+	mi := &file_mbk_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1598,7 @@ func (x *RetainRequest) String() string {
 func (*RetainRequest) ProtoMessage() {}
 
 func (x *RetainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[19]
+	mi := &file_mbk_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1611,7 @@ func (x *RetainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainRequest.ProtoReflect.Descriptor instead.
 func (*RetainRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{19}
+	return file_mbk_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RetainRequest) GetConfig() *Config {
@@ -1217,7 +1653,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_mbk_proto_msgTypes[20]
+	mi := &file_mbk_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1665,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[20]
+	mi := &file_mbk_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1678,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{20}
+	return file_mbk_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Decision) GetSet() string {
@@ -1275,7 +1711,7 @@ type RetainResponse struct {
 
 func (x *RetainResponse) Reset() {
 	*x = RetainResponse{}
-	mi := &file_mbk_proto_msgTypes[21]
+	mi := &file_mbk_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1723,7 @@ func (x *RetainResponse) String() string {
 func (*RetainResponse) ProtoMessage() {}
 
 func (x *RetainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[21]
+	mi := &file_mbk_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1736,7 @@ func (x *RetainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainResponse.ProtoReflect.Descriptor instead.
 func (*RetainResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{21}
+	return file_mbk_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RetainResponse) GetDecisions() []*Decision {
@@ -1323,7 +1759,7 @@ type StorePutRequest struct {
 
 func (x *StorePutRequest) Reset() {
 	*x = StorePutRequest{}
-	mi := &file_mbk_proto_msgTypes[22]
+	mi := &file_mbk_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1771,7 @@ func (x *StorePutRequest) String() string {
 func (*StorePutRequest) ProtoMessage() {}
 
 func (x *StorePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[22]
+	mi := &file_mbk_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1784,7 @@ func (x *StorePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorePutRequest.ProtoReflect.Descriptor instead.
 func (*StorePutRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{22}
+	return file_mbk_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StorePutRequest) GetConfig() *Config {
@@ -1396,7 +1832,7 @@ type StorePutResponse struct {
 
 func (x *StorePutResponse) Reset() {
 	*x = StorePutResponse{}
-	mi := &file_mbk_proto_msgTypes[23]
+	mi := &file_mbk_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1844,7 @@ func (x *StorePutResponse) String() string {
 func (*StorePutResponse) ProtoMessage() {}
 
 func (x *StorePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[23]
+	mi := &file_mbk_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1857,7 @@ func (x *StorePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorePutResponse.ProtoReflect.Descriptor instead.
 func (*StorePutResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{23}
+	return file_mbk_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StorePutResponse) GetBytes() int64 {
@@ -1450,7 +1886,7 @@ type StoreGetRequest struct {
 
 func (x *StoreGetRequest) Reset() {
 	*x = StoreGetRequest{}
-	mi := &file_mbk_proto_msgTypes[24]
+	mi := &file_mbk_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1898,7 @@ func (x *StoreGetRequest) String() string {
 func (*StoreGetRequest) ProtoMessage() {}
 
 func (x *StoreGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[24]
+	mi := &file_mbk_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1911,7 @@ func (x *StoreGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreGetRequest.ProtoReflect.Descriptor instead.
 func (*StoreGetRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{24}
+	return file_mbk_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StoreGetRequest) GetConfig() *Config {
@@ -1515,7 +1951,7 @@ type StoreGetResponse struct {
 
 func (x *StoreGetResponse) Reset() {
 	*x = StoreGetResponse{}
-	mi := &file_mbk_proto_msgTypes[25]
+	mi := &file_mbk_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1963,7 @@ func (x *StoreGetResponse) String() string {
 func (*StoreGetResponse) ProtoMessage() {}
 
 func (x *StoreGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[25]
+	mi := &file_mbk_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1976,7 @@ func (x *StoreGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreGetResponse.ProtoReflect.Descriptor instead.
 func (*StoreGetResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{25}
+	return file_mbk_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StoreGetResponse) GetBytes() int64 {
@@ -1560,7 +1996,7 @@ type StoredFile struct {
 
 func (x *StoredFile) Reset() {
 	*x = StoredFile{}
-	mi := &file_mbk_proto_msgTypes[26]
+	mi := &file_mbk_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +2008,7 @@ func (x *StoredFile) String() string {
 func (*StoredFile) ProtoMessage() {}
 
 func (x *StoredFile) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[26]
+	mi := &file_mbk_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +2021,7 @@ func (x *StoredFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
 func (*StoredFile) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{26}
+	return file_mbk_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StoredFile) GetName() string {
@@ -1612,7 +2048,7 @@ type StoredSet struct {
 
 func (x *StoredSet) Reset() {
 	*x = StoredSet{}
-	mi := &file_mbk_proto_msgTypes[27]
+	mi := &file_mbk_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +2060,7 @@ func (x *StoredSet) String() string {
 func (*StoredSet) ProtoMessage() {}
 
 func (x *StoredSet) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[27]
+	mi := &file_mbk_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +2073,7 @@ func (x *StoredSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredSet.ProtoReflect.Descriptor instead.
 func (*StoredSet) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{27}
+	return file_mbk_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StoredSet) GetName() string {
@@ -1663,7 +2099,7 @@ type StoreListResponse struct {
 
 func (x *StoreListResponse) Reset() {
 	*x = StoreListResponse{}
-	mi := &file_mbk_proto_msgTypes[28]
+	mi := &file_mbk_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +2111,7 @@ func (x *StoreListResponse) String() string {
 func (*StoreListResponse) ProtoMessage() {}
 
 func (x *StoreListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[28]
+	mi := &file_mbk_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +2124,7 @@ func (x *StoreListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreListResponse.ProtoReflect.Descriptor instead.
 func (*StoreListResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{28}
+	return file_mbk_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StoreListResponse) GetSets() []*StoredSet {
@@ -1708,7 +2144,7 @@ type StoreDeleteRequest struct {
 
 func (x *StoreDeleteRequest) Reset() {
 	*x = StoreDeleteRequest{}
-	mi := &file_mbk_proto_msgTypes[29]
+	mi := &file_mbk_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +2156,7 @@ func (x *StoreDeleteRequest) String() string {
 func (*StoreDeleteRequest) ProtoMessage() {}
 
 func (x *StoreDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[29]
+	mi := &file_mbk_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +2169,7 @@ func (x *StoreDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreDeleteRequest.ProtoReflect.Descriptor instead.
 func (*StoreDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{29}
+	return file_mbk_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StoreDeleteRequest) GetConfig() *Config {
@@ -1761,7 +2197,7 @@ type NotifyRequest struct {
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_mbk_proto_msgTypes[30]
+	mi := &file_mbk_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +2209,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[30]
+	mi := &file_mbk_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +2222,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{30}
+	return file_mbk_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *NotifyRequest) GetConfig() *Config {
@@ -1819,7 +2255,7 @@ type NotifyResponse struct {
 
 func (x *NotifyResponse) Reset() {
 	*x = NotifyResponse{}
-	mi := &file_mbk_proto_msgTypes[31]
+	mi := &file_mbk_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2267,7 @@ func (x *NotifyResponse) String() string {
 func (*NotifyResponse) ProtoMessage() {}
 
 func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[31]
+	mi := &file_mbk_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2280,7 @@ func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyResponse.ProtoReflect.Descriptor instead.
 func (*NotifyResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{31}
+	return file_mbk_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NotifyResponse) GetSummary() string {
@@ -1919,7 +2355,44 @@ const file_mbk_proto_rawDesc = "" +
 	"\x0foptions_msgpack\x18\x06 \x01(\fR\x0eoptionsMsgpackJ\x04\b\x04\x10\x05\"A\n" +
 	"\x0fRestoreResponse\x12\x14\n" +
 	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12\x18\n" +
-	"\asummary\x18\x02 \x01(\tR\asummary\"a\n" +
+	"\asummary\x18\x02 \x01(\tR\asummary\"\x92\x01\n" +
+	"\x0eSandboxRequest\x12&\n" +
+	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x1f\n" +
+	"\vartifact_id\x18\x02 \x01(\tR\n" +
+	"artifactId\x12\x14\n" +
+	"\x05label\x18\x03 \x01(\tR\x05label\x12!\n" +
+	"\fdetails_json\x18\x04 \x01(\fR\vdetailsJson\"\xa7\x01\n" +
+	"\x0fSandboxResponse\x12>\n" +
+	"\aoptions\x18\x01 \x03(\v2$.mbk.v1.SandboxResponse.OptionsEntryR\aoptions\x12\x18\n" +
+	"\asummary\x18\x02 \x01(\tR\asummary\x1a:\n" +
+	"\fOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +
+	"\x0fTeardownRequest\x12&\n" +
+	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x14\n" +
+	"\x05label\x18\x02 \x01(\tR\x05label\",\n" +
+	"\x10TeardownResponse\x12\x18\n" +
+	"\asummary\x18\x01 \x01(\tR\asummary\"\xb4\x02\n" +
+	"\fCheckRequest\x12&\n" +
+	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x1f\n" +
+	"\vartifact_id\x18\x02 \x01(\tR\n" +
+	"artifactId\x12'\n" +
+	"\x0foptions_msgpack\x18\x03 \x01(\fR\x0eoptionsMsgpack\x12!\n" +
+	"\fdetails_json\x18\x04 \x01(\fR\vdetailsJson\x12\x17\n" +
+	"\arefs_in\x18\x05 \x01(\tR\x06refsIn\x12\x19\n" +
+	"\brefs_out\x18\x06 \x01(\tR\arefsOut\x12\x1f\n" +
+	"\vsample_part\x18\a \x01(\x05R\n" +
+	"samplePart\x12\x1b\n" +
+	"\tsample_of\x18\b \x01(\x05R\bsampleOf\x12\x1d\n" +
+	"\n" +
+	"sample_min\x18\t \x01(\x05R\tsampleMin\"a\n" +
+	"\x05Check\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x18\n" +
+	"\asummary\x18\x03 \x01(\tR\asummary\x12\x1a\n" +
+	"\bproblems\x18\x04 \x03(\tR\bproblems\"6\n" +
+	"\rCheckResponse\x12%\n" +
+	"\x06checks\x18\x01 \x03(\v2\r.mbk.v1.CheckR\x06checks\"a\n" +
 	"\x0fChecksumRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x14\n" +
@@ -1985,15 +2458,21 @@ const file_mbk_proto_rawDesc = "" +
 	"\bDescribe\x12\r.mbk.v1.Empty\x1a\x18.mbk.v1.DescribeResponse\x12:\n" +
 	"\tGetSchema\x12\x15.mbk.v1.SchemaRequest\x1a\x16.mbk.v1.SchemaResponse\x12D\n" +
 	"\x0eValidateConfig\x12\x15.mbk.v1.ConfigRequest\x1a\x1b.mbk.v1.DiagnosticsResponse\x12?\n" +
-	"\tPreflight\x12\x15.mbk.v1.ConfigRequest\x1a\x1b.mbk.v1.DiagnosticsResponse2\xb0\x01\n" +
+	"\tPreflight\x12\x15.mbk.v1.ConfigRequest\x1a\x1b.mbk.v1.DiagnosticsResponse2\xe1\x02\n" +
 	"\x04Dump\x123\n" +
 	"\x04Plan\x12\x15.mbk.v1.ConfigRequest\x1a\x14.mbk.v1.PlanResponse\x127\n" +
 	"\x06Backup\x12\x15.mbk.v1.BackupRequest\x1a\x16.mbk.v1.BackupResponse\x12:\n" +
-	"\aRestore\x12\x16.mbk.v1.RestoreRequest\x1a\x17.mbk.v1.RestoreResponse2\xb3\x01\n" +
+	"\aRestore\x12\x16.mbk.v1.RestoreRequest\x1a\x17.mbk.v1.RestoreResponse\x12:\n" +
+	"\aSandbox\x12\x16.mbk.v1.SandboxRequest\x1a\x17.mbk.v1.SandboxResponse\x12=\n" +
+	"\bTeardown\x12\x17.mbk.v1.TeardownRequest\x1a\x18.mbk.v1.TeardownResponse\x124\n" +
+	"\x05Check\x12\x14.mbk.v1.CheckRequest\x1a\x15.mbk.v1.CheckResponse2\xe4\x02\n" +
 	"\aArchive\x123\n" +
 	"\x04Plan\x12\x15.mbk.v1.ConfigRequest\x1a\x14.mbk.v1.PlanResponse\x127\n" +
 	"\x06Backup\x12\x15.mbk.v1.BackupRequest\x1a\x16.mbk.v1.BackupResponse\x12:\n" +
-	"\aRestore\x12\x16.mbk.v1.RestoreRequest\x1a\x17.mbk.v1.RestoreResponse2D\n" +
+	"\aRestore\x12\x16.mbk.v1.RestoreRequest\x1a\x17.mbk.v1.RestoreResponse\x12:\n" +
+	"\aSandbox\x12\x16.mbk.v1.SandboxRequest\x1a\x17.mbk.v1.SandboxResponse\x12=\n" +
+	"\bTeardown\x12\x17.mbk.v1.TeardownRequest\x1a\x18.mbk.v1.TeardownResponse\x124\n" +
+	"\x05Check\x12\x14.mbk.v1.CheckRequest\x1a\x15.mbk.v1.CheckResponse2D\n" +
 	"\bChecksum\x128\n" +
 	"\x03Sum\x12\x17.mbk.v1.ChecksumRequest\x1a\x18.mbk.v1.ChecksumResponse2?\n" +
 	"\x06Retain\x125\n" +
@@ -2018,7 +2497,7 @@ func file_mbk_proto_rawDescGZIP() []byte {
 	return file_mbk_proto_rawDescData
 }
 
-var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_mbk_proto_goTypes = []any{
 	(*Empty)(nil),               // 0: mbk.v1.Empty
 	(*DescribeResponse)(nil),    // 1: mbk.v1.DescribeResponse
@@ -2035,23 +2514,31 @@ var file_mbk_proto_goTypes = []any{
 	(*BackupResponse)(nil),      // 12: mbk.v1.BackupResponse
 	(*RestoreRequest)(nil),      // 13: mbk.v1.RestoreRequest
 	(*RestoreResponse)(nil),     // 14: mbk.v1.RestoreResponse
-	(*ChecksumRequest)(nil),     // 15: mbk.v1.ChecksumRequest
-	(*FileSum)(nil),             // 16: mbk.v1.FileSum
-	(*ChecksumResponse)(nil),    // 17: mbk.v1.ChecksumResponse
-	(*SetInfo)(nil),             // 18: mbk.v1.SetInfo
-	(*RetainRequest)(nil),       // 19: mbk.v1.RetainRequest
-	(*Decision)(nil),            // 20: mbk.v1.Decision
-	(*RetainResponse)(nil),      // 21: mbk.v1.RetainResponse
-	(*StorePutRequest)(nil),     // 22: mbk.v1.StorePutRequest
-	(*StorePutResponse)(nil),    // 23: mbk.v1.StorePutResponse
-	(*StoreGetRequest)(nil),     // 24: mbk.v1.StoreGetRequest
-	(*StoreGetResponse)(nil),    // 25: mbk.v1.StoreGetResponse
-	(*StoredFile)(nil),          // 26: mbk.v1.StoredFile
-	(*StoredSet)(nil),           // 27: mbk.v1.StoredSet
-	(*StoreListResponse)(nil),   // 28: mbk.v1.StoreListResponse
-	(*StoreDeleteRequest)(nil),  // 29: mbk.v1.StoreDeleteRequest
-	(*NotifyRequest)(nil),       // 30: mbk.v1.NotifyRequest
-	(*NotifyResponse)(nil),      // 31: mbk.v1.NotifyResponse
+	(*SandboxRequest)(nil),      // 15: mbk.v1.SandboxRequest
+	(*SandboxResponse)(nil),     // 16: mbk.v1.SandboxResponse
+	(*TeardownRequest)(nil),     // 17: mbk.v1.TeardownRequest
+	(*TeardownResponse)(nil),    // 18: mbk.v1.TeardownResponse
+	(*CheckRequest)(nil),        // 19: mbk.v1.CheckRequest
+	(*Check)(nil),               // 20: mbk.v1.Check
+	(*CheckResponse)(nil),       // 21: mbk.v1.CheckResponse
+	(*ChecksumRequest)(nil),     // 22: mbk.v1.ChecksumRequest
+	(*FileSum)(nil),             // 23: mbk.v1.FileSum
+	(*ChecksumResponse)(nil),    // 24: mbk.v1.ChecksumResponse
+	(*SetInfo)(nil),             // 25: mbk.v1.SetInfo
+	(*RetainRequest)(nil),       // 26: mbk.v1.RetainRequest
+	(*Decision)(nil),            // 27: mbk.v1.Decision
+	(*RetainResponse)(nil),      // 28: mbk.v1.RetainResponse
+	(*StorePutRequest)(nil),     // 29: mbk.v1.StorePutRequest
+	(*StorePutResponse)(nil),    // 30: mbk.v1.StorePutResponse
+	(*StoreGetRequest)(nil),     // 31: mbk.v1.StoreGetRequest
+	(*StoreGetResponse)(nil),    // 32: mbk.v1.StoreGetResponse
+	(*StoredFile)(nil),          // 33: mbk.v1.StoredFile
+	(*StoredSet)(nil),           // 34: mbk.v1.StoredSet
+	(*StoreListResponse)(nil),   // 35: mbk.v1.StoreListResponse
+	(*StoreDeleteRequest)(nil),  // 36: mbk.v1.StoreDeleteRequest
+	(*NotifyRequest)(nil),       // 37: mbk.v1.NotifyRequest
+	(*NotifyResponse)(nil),      // 38: mbk.v1.NotifyResponse
+	nil,                         // 39: mbk.v1.SandboxResponse.OptionsEntry
 }
 var file_mbk_proto_depIdxs = []int32{
 	3,  // 0: mbk.v1.SchemaResponse.attributes:type_name -> mbk.v1.Attribute
@@ -2061,56 +2548,73 @@ var file_mbk_proto_depIdxs = []int32{
 	9,  // 4: mbk.v1.PlanResponse.artifacts:type_name -> mbk.v1.Artifact
 	5,  // 5: mbk.v1.BackupRequest.config:type_name -> mbk.v1.Config
 	5,  // 6: mbk.v1.RestoreRequest.config:type_name -> mbk.v1.Config
-	5,  // 7: mbk.v1.ChecksumRequest.config:type_name -> mbk.v1.Config
-	16, // 8: mbk.v1.ChecksumResponse.sums:type_name -> mbk.v1.FileSum
-	5,  // 9: mbk.v1.RetainRequest.config:type_name -> mbk.v1.Config
-	18, // 10: mbk.v1.RetainRequest.sets:type_name -> mbk.v1.SetInfo
-	20, // 11: mbk.v1.RetainResponse.decisions:type_name -> mbk.v1.Decision
-	5,  // 12: mbk.v1.StorePutRequest.config:type_name -> mbk.v1.Config
-	5,  // 13: mbk.v1.StoreGetRequest.config:type_name -> mbk.v1.Config
-	26, // 14: mbk.v1.StoredSet.files:type_name -> mbk.v1.StoredFile
-	27, // 15: mbk.v1.StoreListResponse.sets:type_name -> mbk.v1.StoredSet
-	5,  // 16: mbk.v1.StoreDeleteRequest.config:type_name -> mbk.v1.Config
-	5,  // 17: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
-	0,  // 18: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
-	2,  // 19: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
-	6,  // 20: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
-	6,  // 21: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
-	6,  // 22: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 23: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 24: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
-	6,  // 25: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 26: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 27: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
-	15, // 28: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
-	19, // 29: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
-	22, // 30: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
-	24, // 31: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
-	6,  // 32: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
-	29, // 33: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
-	30, // 34: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
-	1,  // 35: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
-	4,  // 36: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
-	8,  // 37: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
-	8,  // 38: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
-	10, // 39: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 40: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 41: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
-	10, // 42: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 43: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 44: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
-	17, // 45: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
-	21, // 46: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
-	23, // 47: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
-	25, // 48: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
-	28, // 49: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
-	0,  // 50: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
-	31, // 51: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
-	35, // [35:52] is the sub-list for method output_type
-	18, // [18:35] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	5,  // 7: mbk.v1.SandboxRequest.config:type_name -> mbk.v1.Config
+	39, // 8: mbk.v1.SandboxResponse.options:type_name -> mbk.v1.SandboxResponse.OptionsEntry
+	5,  // 9: mbk.v1.TeardownRequest.config:type_name -> mbk.v1.Config
+	5,  // 10: mbk.v1.CheckRequest.config:type_name -> mbk.v1.Config
+	20, // 11: mbk.v1.CheckResponse.checks:type_name -> mbk.v1.Check
+	5,  // 12: mbk.v1.ChecksumRequest.config:type_name -> mbk.v1.Config
+	23, // 13: mbk.v1.ChecksumResponse.sums:type_name -> mbk.v1.FileSum
+	5,  // 14: mbk.v1.RetainRequest.config:type_name -> mbk.v1.Config
+	25, // 15: mbk.v1.RetainRequest.sets:type_name -> mbk.v1.SetInfo
+	27, // 16: mbk.v1.RetainResponse.decisions:type_name -> mbk.v1.Decision
+	5,  // 17: mbk.v1.StorePutRequest.config:type_name -> mbk.v1.Config
+	5,  // 18: mbk.v1.StoreGetRequest.config:type_name -> mbk.v1.Config
+	33, // 19: mbk.v1.StoredSet.files:type_name -> mbk.v1.StoredFile
+	34, // 20: mbk.v1.StoreListResponse.sets:type_name -> mbk.v1.StoredSet
+	5,  // 21: mbk.v1.StoreDeleteRequest.config:type_name -> mbk.v1.Config
+	5,  // 22: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
+	0,  // 23: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
+	2,  // 24: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
+	6,  // 25: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
+	6,  // 26: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
+	6,  // 27: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 28: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 29: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 30: mbk.v1.Dump.Sandbox:input_type -> mbk.v1.SandboxRequest
+	17, // 31: mbk.v1.Dump.Teardown:input_type -> mbk.v1.TeardownRequest
+	19, // 32: mbk.v1.Dump.Check:input_type -> mbk.v1.CheckRequest
+	6,  // 33: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 34: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 35: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 36: mbk.v1.Archive.Sandbox:input_type -> mbk.v1.SandboxRequest
+	17, // 37: mbk.v1.Archive.Teardown:input_type -> mbk.v1.TeardownRequest
+	19, // 38: mbk.v1.Archive.Check:input_type -> mbk.v1.CheckRequest
+	22, // 39: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
+	26, // 40: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
+	29, // 41: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
+	31, // 42: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
+	6,  // 43: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
+	36, // 44: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
+	37, // 45: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
+	1,  // 46: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
+	4,  // 47: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
+	8,  // 48: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
+	8,  // 49: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
+	10, // 50: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 51: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 52: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
+	16, // 53: mbk.v1.Dump.Sandbox:output_type -> mbk.v1.SandboxResponse
+	18, // 54: mbk.v1.Dump.Teardown:output_type -> mbk.v1.TeardownResponse
+	21, // 55: mbk.v1.Dump.Check:output_type -> mbk.v1.CheckResponse
+	10, // 56: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 57: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 58: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
+	16, // 59: mbk.v1.Archive.Sandbox:output_type -> mbk.v1.SandboxResponse
+	18, // 60: mbk.v1.Archive.Teardown:output_type -> mbk.v1.TeardownResponse
+	21, // 61: mbk.v1.Archive.Check:output_type -> mbk.v1.CheckResponse
+	24, // 62: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
+	28, // 63: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
+	30, // 64: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
+	32, // 65: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
+	35, // 66: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
+	0,  // 67: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
+	38, // 68: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
+	46, // [46:69] is the sub-list for method output_type
+	23, // [23:46] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_mbk_proto_init() }
@@ -2124,7 +2628,7 @@ func file_mbk_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mbk_proto_rawDesc), len(file_mbk_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   7,
 		},

@@ -247,9 +247,12 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Dump_Plan_FullMethodName    = "/mbk.v1.Dump/Plan"
-	Dump_Backup_FullMethodName  = "/mbk.v1.Dump/Backup"
-	Dump_Restore_FullMethodName = "/mbk.v1.Dump/Restore"
+	Dump_Plan_FullMethodName     = "/mbk.v1.Dump/Plan"
+	Dump_Backup_FullMethodName   = "/mbk.v1.Dump/Backup"
+	Dump_Restore_FullMethodName  = "/mbk.v1.Dump/Restore"
+	Dump_Sandbox_FullMethodName  = "/mbk.v1.Dump/Sandbox"
+	Dump_Teardown_FullMethodName = "/mbk.v1.Dump/Teardown"
+	Dump_Check_FullMethodName    = "/mbk.v1.Dump/Check"
 )
 
 // DumpClient is the client API for Dump service.
@@ -259,6 +262,10 @@ type DumpClient interface {
 	Plan(ctx context.Context, in *ConfigRequest, opts ...grpc.CallOption) (*PlanResponse, error)
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (*BackupResponse, error)
 	Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*RestoreResponse, error)
+	// Optional (Unimplemented when the plugin has no drill support).
+	Sandbox(ctx context.Context, in *SandboxRequest, opts ...grpc.CallOption) (*SandboxResponse, error)
+	Teardown(ctx context.Context, in *TeardownRequest, opts ...grpc.CallOption) (*TeardownResponse, error)
+	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
 }
 
 type dumpClient struct {
@@ -299,6 +306,36 @@ func (c *dumpClient) Restore(ctx context.Context, in *RestoreRequest, opts ...gr
 	return out, nil
 }
 
+func (c *dumpClient) Sandbox(ctx context.Context, in *SandboxRequest, opts ...grpc.CallOption) (*SandboxResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SandboxResponse)
+	err := c.cc.Invoke(ctx, Dump_Sandbox_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dumpClient) Teardown(ctx context.Context, in *TeardownRequest, opts ...grpc.CallOption) (*TeardownResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TeardownResponse)
+	err := c.cc.Invoke(ctx, Dump_Teardown_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dumpClient) Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckResponse)
+	err := c.cc.Invoke(ctx, Dump_Check_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DumpServer is the server API for Dump service.
 // All implementations must embed UnimplementedDumpServer
 // for forward compatibility.
@@ -306,6 +343,10 @@ type DumpServer interface {
 	Plan(context.Context, *ConfigRequest) (*PlanResponse, error)
 	Backup(context.Context, *BackupRequest) (*BackupResponse, error)
 	Restore(context.Context, *RestoreRequest) (*RestoreResponse, error)
+	// Optional (Unimplemented when the plugin has no drill support).
+	Sandbox(context.Context, *SandboxRequest) (*SandboxResponse, error)
+	Teardown(context.Context, *TeardownRequest) (*TeardownResponse, error)
+	Check(context.Context, *CheckRequest) (*CheckResponse, error)
 	mustEmbedUnimplementedDumpServer()
 }
 
@@ -324,6 +365,15 @@ func (UnimplementedDumpServer) Backup(context.Context, *BackupRequest) (*BackupR
 }
 func (UnimplementedDumpServer) Restore(context.Context, *RestoreRequest) (*RestoreResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Restore not implemented")
+}
+func (UnimplementedDumpServer) Sandbox(context.Context, *SandboxRequest) (*SandboxResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Sandbox not implemented")
+}
+func (UnimplementedDumpServer) Teardown(context.Context, *TeardownRequest) (*TeardownResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Teardown not implemented")
+}
+func (UnimplementedDumpServer) Check(context.Context, *CheckRequest) (*CheckResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
 }
 func (UnimplementedDumpServer) mustEmbedUnimplementedDumpServer() {}
 func (UnimplementedDumpServer) testEmbeddedByValue()              {}
@@ -400,6 +450,60 @@ func _Dump_Restore_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Dump_Sandbox_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SandboxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DumpServer).Sandbox(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dump_Sandbox_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DumpServer).Sandbox(ctx, req.(*SandboxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Dump_Teardown_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TeardownRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DumpServer).Teardown(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dump_Teardown_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DumpServer).Teardown(ctx, req.(*TeardownRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Dump_Check_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DumpServer).Check(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dump_Check_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DumpServer).Check(ctx, req.(*CheckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dump_ServiceDesc is the grpc.ServiceDesc for Dump service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -419,15 +523,30 @@ var Dump_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Restore",
 			Handler:    _Dump_Restore_Handler,
 		},
+		{
+			MethodName: "Sandbox",
+			Handler:    _Dump_Sandbox_Handler,
+		},
+		{
+			MethodName: "Teardown",
+			Handler:    _Dump_Teardown_Handler,
+		},
+		{
+			MethodName: "Check",
+			Handler:    _Dump_Check_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "mbk.proto",
 }
 
 const (
-	Archive_Plan_FullMethodName    = "/mbk.v1.Archive/Plan"
-	Archive_Backup_FullMethodName  = "/mbk.v1.Archive/Backup"
-	Archive_Restore_FullMethodName = "/mbk.v1.Archive/Restore"
+	Archive_Plan_FullMethodName     = "/mbk.v1.Archive/Plan"
+	Archive_Backup_FullMethodName   = "/mbk.v1.Archive/Backup"
+	Archive_Restore_FullMethodName  = "/mbk.v1.Archive/Restore"
+	Archive_Sandbox_FullMethodName  = "/mbk.v1.Archive/Sandbox"
+	Archive_Teardown_FullMethodName = "/mbk.v1.Archive/Teardown"
+	Archive_Check_FullMethodName    = "/mbk.v1.Archive/Check"
 )
 
 // ArchiveClient is the client API for Archive service.
@@ -437,6 +556,10 @@ type ArchiveClient interface {
 	Plan(ctx context.Context, in *ConfigRequest, opts ...grpc.CallOption) (*PlanResponse, error)
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (*BackupResponse, error)
 	Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*RestoreResponse, error)
+	// Optional (Unimplemented when the plugin has no drill support).
+	Sandbox(ctx context.Context, in *SandboxRequest, opts ...grpc.CallOption) (*SandboxResponse, error)
+	Teardown(ctx context.Context, in *TeardownRequest, opts ...grpc.CallOption) (*TeardownResponse, error)
+	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
 }
 
 type archiveClient struct {
@@ -477,6 +600,36 @@ func (c *archiveClient) Restore(ctx context.Context, in *RestoreRequest, opts ..
 	return out, nil
 }
 
+func (c *archiveClient) Sandbox(ctx context.Context, in *SandboxRequest, opts ...grpc.CallOption) (*SandboxResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SandboxResponse)
+	err := c.cc.Invoke(ctx, Archive_Sandbox_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *archiveClient) Teardown(ctx context.Context, in *TeardownRequest, opts ...grpc.CallOption) (*TeardownResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TeardownResponse)
+	err := c.cc.Invoke(ctx, Archive_Teardown_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *archiveClient) Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckResponse)
+	err := c.cc.Invoke(ctx, Archive_Check_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ArchiveServer is the server API for Archive service.
 // All implementations must embed UnimplementedArchiveServer
 // for forward compatibility.
@@ -484,6 +637,10 @@ type ArchiveServer interface {
 	Plan(context.Context, *ConfigRequest) (*PlanResponse, error)
 	Backup(context.Context, *BackupRequest) (*BackupResponse, error)
 	Restore(context.Context, *RestoreRequest) (*RestoreResponse, error)
+	// Optional (Unimplemented when the plugin has no drill support).
+	Sandbox(context.Context, *SandboxRequest) (*SandboxResponse, error)
+	Teardown(context.Context, *TeardownRequest) (*TeardownResponse, error)
+	Check(context.Context, *CheckRequest) (*CheckResponse, error)
 	mustEmbedUnimplementedArchiveServer()
 }
 
@@ -502,6 +659,15 @@ func (UnimplementedArchiveServer) Backup(context.Context, *BackupRequest) (*Back
 }
 func (UnimplementedArchiveServer) Restore(context.Context, *RestoreRequest) (*RestoreResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Restore not implemented")
+}
+func (UnimplementedArchiveServer) Sandbox(context.Context, *SandboxRequest) (*SandboxResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Sandbox not implemented")
+}
+func (UnimplementedArchiveServer) Teardown(context.Context, *TeardownRequest) (*TeardownResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Teardown not implemented")
+}
+func (UnimplementedArchiveServer) Check(context.Context, *CheckRequest) (*CheckResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
 }
 func (UnimplementedArchiveServer) mustEmbedUnimplementedArchiveServer() {}
 func (UnimplementedArchiveServer) testEmbeddedByValue()                 {}
@@ -578,6 +744,60 @@ func _Archive_Restore_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Archive_Sandbox_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SandboxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ArchiveServer).Sandbox(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Archive_Sandbox_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ArchiveServer).Sandbox(ctx, req.(*SandboxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Archive_Teardown_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TeardownRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ArchiveServer).Teardown(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Archive_Teardown_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ArchiveServer).Teardown(ctx, req.(*TeardownRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Archive_Check_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ArchiveServer).Check(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Archive_Check_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ArchiveServer).Check(ctx, req.(*CheckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Archive_ServiceDesc is the grpc.ServiceDesc for Archive service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -596,6 +816,18 @@ var Archive_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Restore",
 			Handler:    _Archive_Restore_Handler,
+		},
+		{
+			MethodName: "Sandbox",
+			Handler:    _Archive_Sandbox_Handler,
+		},
+		{
+			MethodName: "Teardown",
+			Handler:    _Archive_Teardown_Handler,
+		},
+		{
+			MethodName: "Check",
+			Handler:    _Archive_Check_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
