@@ -89,23 +89,25 @@ func (a *app) cronInstallCmd(ct *schedule.Crontab) *cobra.Command {
 				if err != nil {
 					return exitf(2, "pipeline %q: schedule %q: %v", p.Name, spec, err)
 				}
-				line, err := schedule.Line(spec, []string{self, "run", file, "--pipeline", p.Name}, p.Name, file)
+				line, err := schedule.Line(spec, []string{self, "run", file, "--pipeline", p.Name}, p.Name, file, false)
 				if err != nil {
 					return exitf(2, "%v", err)
 				}
-				prev := strings.Join(lines, "\n")
-				var replaced bool
-				lines, replaced = schedule.Upsert(lines, p.Name, file, line)
-				verb := "installed"
-				switch {
-				case strings.Join(lines, "\n") == prev:
-					verb = "already installed"
-				case replaced:
-					verb = "replaced"
-				}
-				fmt.Fprintf(stdout, "%s: %s\n", verb, line)
+				lines = upsertLine(stdout, lines, p.Name, file, false, line)
 				printNextRuns(stdout, stderr, sched, p.Name, p.Location)
 				installed++
+				if d := p.Drill; d != nil && d.Schedule != "" && expr == "" {
+					dsched, err := schedule.ParseCrontabSchedule(d.Schedule)
+					if err != nil {
+						return exitf(2, "pipeline %q: drill schedule %q: %v", p.Name, d.Schedule, err)
+					}
+					line, err := schedule.Line(d.Schedule, []string{self, "drill", file, "--pipeline", p.Name}, p.Name, file, true)
+					if err != nil {
+						return exitf(2, "%v", err)
+					}
+					lines = upsertLine(stdout, lines, p.Name, file, true, line)
+					printNextRuns(stdout, stderr, dsched, p.Name+" (drill)", p.Location)
+				}
 			}
 			if installed == 0 {
 				return exitf(2, "no pipeline of %s has a schedule: nothing installed (give one with --pipeline NAME --schedule EXPR)", file)
@@ -181,7 +183,11 @@ func (a *app) cronListCmd(ct *schedule.Crontab) *cobra.Command {
 					continue
 				}
 				n++
-				fmt.Fprintf(stdout, "%s (%s)\n  %s %s\n", e.Pipeline, e.File, e.Schedule, e.Command)
+				name := e.Pipeline
+				if e.Drill {
+					name += " (drill)"
+				}
+				fmt.Fprintf(stdout, "%s (%s)\n  %s %s\n", name, e.File, e.Schedule, e.Command)
 				sched, err := schedule.ParseCrontabSchedule(e.Schedule)
 				if err != nil {
 					fmt.Fprintf(stdout, "  warning: cron may not understand this schedule: %v\n", err)
@@ -302,4 +308,19 @@ func sameZone(a, b *time.Location) bool {
 		t = t.Add(12 * time.Hour)
 	}
 	return true
+}
+
+// upsertLine puts an mbk line into the crontab's lines and says what it did.
+func upsertLine(w io.Writer, lines []string, pipeline, file string, drill bool, line string) []string {
+	prev := strings.Join(lines, "\n")
+	lines, replaced := schedule.Upsert(lines, pipeline, file, drill, line)
+	verb := "installed"
+	switch {
+	case strings.Join(lines, "\n") == prev:
+		verb = "already installed"
+	case replaced:
+		verb = "replaced"
+	}
+	fmt.Fprintf(w, "%s: %s\n", verb, line)
+	return lines
 }

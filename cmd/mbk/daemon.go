@@ -143,6 +143,10 @@ func (d *daemon) load(ctx context.Context) ([]schedule.Job, error) {
 		for _, p := range f.Pipelines {
 			_, pd := engine.Prepare(ctx, h, p)
 			all = append(all, pd...)
+			if p.Drill != nil && p.Drill.Cron != nil {
+				jobs = append(jobs, schedule.Job{Key: path + "\x00" + p.Name + "\x00drill", Name: p.Name + " (drill)", Schedule: p.Drill.Cron, Location: p.Location,
+					Run: func(ctx context.Context) { d.drill(ctx, loader, p) }})
+			}
 			if p.Cron == nil {
 				d.log.Info("not scheduled: the pipeline has no schedule", "pipeline", p.Name, "file", path)
 				continue
@@ -231,4 +235,23 @@ func (d *daemon) run(ctx context.Context, loader *config.Loader, p *config.Pipel
 		level = hclog.Error
 	}
 	log.Log(level, "run finished", "exit", code, "next", d.next(key))
+}
+
+// drill is one scheduled drill: what `mbk drill FILE --pipeline NAME` does
+// with the pipeline's drill block. It does not take the root's lock, so it
+// never makes a backup skip its tick.
+func (d *daemon) drill(ctx context.Context, loader *config.Loader, p *config.Pipeline) {
+	key := p.File.Path + "\x00" + p.Name + "\x00drill"
+	log := d.log.With("pipeline", p.Name)
+	log.Info("drill started", "file", p.File.Path, "next", d.next(key))
+	var out bytes.Buffer
+	code := d.a.drillPipeline(ctx, &out, loader, p, drillOptsOf(p))
+	d.outMu.Lock()
+	d.out.Write(out.Bytes())
+	d.outMu.Unlock()
+	level := hclog.Info
+	if code != 0 {
+		level = hclog.Error
+	}
+	log.Log(level, "drill finished", "exit", code, "next", d.next(key))
 }

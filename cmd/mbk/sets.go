@@ -20,6 +20,7 @@ import (
 	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/engine"
 	"github.com/mbk-backup/mbk/core/repo"
+	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 // loadPipeline loads FILE and picks one pipeline (--pipeline, or the only one).
@@ -52,10 +53,13 @@ type setSummary struct {
 	Started  time.Time `json:"started,omitzero"`
 	Duration string    `json:"duration,omitempty"`
 	Dir      string    `json:"dir"`
+	// Drill is the set's newest drill (mbk drill), when it had one.
+	Drill *sdk.DrillReport `json:"drill,omitempty"`
 }
 
 func summarize(s repo.Set) setSummary {
 	out := setSummary{Set: s.Name, Status: "complete", Kind: "backup", Dir: s.Dir, Bytes: s.Size()}
+	out.Drill, _ = repo.ReadDrillRecord(filepath.Dir(s.Dir), s.Name)
 	if s.PreRestore() {
 		out.Kind = repo.KindPreRestore
 	}
@@ -116,7 +120,7 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SET\tKIND\tSTATUS\tSIZE\tDURATION")
+	fmt.Fprintln(tw, "SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL")
 	for _, s := range sets {
 		status := s.Status
 		if s.Problem != "" {
@@ -126,7 +130,11 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		if kind == "" {
 			kind = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, humanize.IBytes(uint64(s.Bytes)), s.Duration)
+		drill := "-"
+		if s.Kind != "" {
+			drill = drillLine(s.Drill)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, humanize.IBytes(uint64(s.Bytes)), s.Duration, drill)
 	}
 	return tw.Flush()
 }
@@ -171,17 +179,30 @@ func (a *app) infoCmd() *cobra.Command {
 				return exitf(1, "set %s: %s", s.Name, s.Problem)
 			}
 			w := cmd.OutOrStdout()
+			drill, err := repo.ReadDrillRecord(p.Root, s.Name)
+			if err != nil {
+				a.log.Warn("cannot read the set's drill record", "error", err)
+			}
 			if asJSON {
 				enc := json.NewEncoder(w)
 				enc.SetIndent("", "  ")
-				return enc.Encode(s.Manifest)
+				return enc.Encode(struct {
+					*repo.Manifest
+					Drill *sdk.DrillReport `json:"drill,omitempty"`
+				}{s.Manifest, drill})
 			}
 			printInfo(w, s)
+			if drill != nil {
+				fmt.Fprintln(w, "\n--- last drill")
+				printDrill(w, p, *drill)
+			} else {
+				fmt.Fprintf(w, "\n--- never drilled: %s\n", engine.Command(p, "drill", s.Name))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifest as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifest (and the last drill) as JSON")
 	a.varFlag(cmd)
 	return cmd
 }
@@ -222,17 +243,23 @@ func printInfo(w io.Writer, s repo.Set) {
 
 func (a *app) verifyCmd() *cobra.Command {
 	var pipeline, store string
-	var all bool
+	var all, deep bool
 	var identities []string
+	var sample float64
 	cmd := &cobra.Command{
-		Use:   "verify FILE [SET | --all]",
+		Use:   "verify FILE [SET | --all] [--deep]",
 		Short: "Re-hash every file against SHA256SUMS and read each artifact to its end",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `verify re-hashes every file of a set (the newest complete one by default,
+every set with --all) against SHA256SUMS and reads each artifact to its end.
+
+--deep then drills each set that verified (see mbk drill): restored into
+throwaway containers and volumes, and checked with Moodle's own invariants.`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if store != "" {
 				return a.verifyStore(cmd, args[0], pipeline, store, argAt(args, 1), all, identities)
 			}
-			_, p, err := a.loadPipeline(args[0], pipeline)
+			loader, p, err := a.loadPipeline(args[0], pipeline)
 			if err != nil {
 				return err
 			}
@@ -260,6 +287,16 @@ func (a *app) verifyCmd() *cobra.Command {
 				stop()
 				if len(probs) == 0 {
 					fmt.Fprintf(w, "%s: OK\n", s.Name)
+					if deep && s.Complete {
+						o := drillOptsOf(p)
+						o.set, o.identities, o.from = s.Name, identities, "local"
+						if cmd.Flags().Changed("sample") {
+							o.sample = sample
+						}
+						if a.drillPipeline(cmd.Context(), w, loader, p, o) != 0 {
+							bad++
+						}
+					}
 					continue
 				}
 				bad++
@@ -277,6 +314,8 @@ func (a *app) verifyCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&all, "all", false, "verify every set")
 	cmd.Flags().StringArrayVar(&identities, "identity", nil, "age identity file: also decrypt encrypted artifacts and read them to their end")
 	cmd.Flags().StringVar(&store, "store", "", "verify the copies in this store stage (downloaded to a temporary directory)")
+	cmd.Flags().BoolVar(&deep, "deep", false, "also drill each set that verified: restore it into throwaway targets and check it (see mbk drill)")
+	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, "with --deep: percentage of content-addressed files re-hashed")
 	a.varFlag(cmd)
 	return cmd
 }

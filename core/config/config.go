@@ -54,7 +54,9 @@ type Pipeline struct {
 	Maintenance *Maintenance
 	// Recipients, when set, encrypt every artifact (age).
 	Recipients []age.Recipient
-	ctx        *hcl.EvalContext
+	// Drill, when set, schedules `mbk drill` and says how it drills.
+	Drill *Drill
+	ctx   *hcl.EvalContext
 }
 
 // DefaultTimeout bounds a run whose pipeline sets no timeout: a backup must

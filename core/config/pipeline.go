@@ -126,8 +126,19 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 			p.Recipients = r
 			continue
 		}
+		if blk.Type == "drill" {
+			if p.Drill != nil {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate drill block",
+					Detail: "A pipeline has at most one drill block.", Subject: blk.DefRange().Ptr()})
+				continue
+			}
+			d, dd := decodeDrill(blk, ctx, filepath.Dir(file.Path))
+			diags = append(diags, dd...)
+			p.Drill = d
+			continue
+		}
 		if blk.Type != "stage" {
-			diags = append(diags, unsupported("block type", blk.Type, []string{"stage", "maintenance", "encryption"}, blk.TypeRange))
+			diags = append(diags, unsupported("block type", blk.Type, []string{"stage", "maintenance", "encryption", "drill"}, blk.TypeRange))
 			continue
 		}
 		s, d := newStage(blk, p)
@@ -147,6 +158,7 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 	}
 	// Run order is by kind, whatever the order in the file.
 	slices.SortStableFunc(p.Stages, func(a, b *Stage) int { return kindIndex(a.Kind) - kindIndex(b.Kind) })
+	diags = append(diags, checkDrillFrom(p)...)
 	return p, diags
 }
 

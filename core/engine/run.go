@@ -187,6 +187,11 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 		// Not in a restore's copy: the set it restores may be a download
 		// under the root, which counts as a leftover.
 		r.cleanLeftovers()
+		// A drill killed midway left a database server and a volume
+		// running: the nightly run clears them if no drill did.
+		if err := r.e.SweepDrill(ctx, p, stages); err != nil {
+			r.warn(err.Error())
+		}
 	}
 
 	local := start.In(p.Location)

@@ -271,6 +271,12 @@ func Fetch(ctx context.Context, s *Stage, st sdk.StoredSet, under string) (strin
 // manifest.json is not in the store. The caller removes filepath.Dir of the
 // set's directory when done.
 func FetchForRestore(ctx context.Context, p *config.Pipeline, s *Stage, name string) (repo.Set, error) {
+	return FetchSet(ctx, p, s, name, p.Root)
+}
+
+// FetchSet is FetchForRestore into a download directory under the given
+// directory.
+func FetchSet(ctx context.Context, p *config.Pipeline, s *Stage, name, under string) (repo.Set, error) {
 	st, err := RemoteSet(ctx, s, p.Location, name)
 	if err != nil {
 		return repo.Set{}, err
@@ -278,7 +284,7 @@ func FetchForRestore(ctx context.Context, p *config.Pipeline, s *Stage, name str
 	if !st.Complete() {
 		return repo.Set{}, fmt.Errorf("set %s in store %q is not complete (no manifest.json): refusing to restore from it", st.Name, s.Name)
 	}
-	dir, err := Fetch(ctx, s, st, p.Root)
+	dir, err := Fetch(ctx, s, st, under)
 	if err != nil {
 		return repo.Set{}, fmt.Errorf("download set %s from store %q: %w", st.Name, s.Name, err)
 	}

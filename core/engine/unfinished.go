@@ -12,7 +12,13 @@ import (
 // RestoreCommand is the mbk restore command line for a pipeline's file, as
 // a person would type it, with args after it.
 func RestoreCommand(p *config.Pipeline, args ...string) string {
-	cmd := []string{"mbk", "restore", shellQuote(p.File.Path)}
+	return Command(p, "restore", args...)
+}
+
+// Command is an mbk command line (mbk VERB FILE [--pipeline NAME] args...)
+// for a pipeline, as a person would type it.
+func Command(p *config.Pipeline, verb string, args ...string) string {
+	cmd := []string{"mbk", verb, shellQuote(p.File.Path)}
 	if len(p.File.Pipelines) > 1 {
 		cmd = append(cmd, "--pipeline", shellQuote(p.Name))
 	}

@@ -105,21 +105,32 @@ type Entry struct {
 	Pipeline string
 	File     string // absolute
 	Line     string // the whole line as it is in the crontab
+	// Drill marks the line of the pipeline's drill (mbk drill), not of
+	// its backup.
+	Drill bool
 }
 
 // markerPrefix tags mbk's lines. The shell cron hands the line to ignores
 // the comment; mbk finds its own lines by it.
 const markerPrefix = "# mbk:"
 
-// Marker is the tag of a pipeline's line: "# mbk:<pipeline>:<file>".
-func Marker(pipeline, file string) string {
-	return escapePercent(markerPrefix + pipeline + ":" + file)
+// drillPrefix tags the lines that run a pipeline's drills.
+const drillPrefix = "# mbk-drill:"
+
+// Marker is the tag of a pipeline's line: "# mbk:<pipeline>:<file>", or
+// "# mbk-drill:<pipeline>:<file>" for its drill's.
+func Marker(pipeline, file string, drill bool) string {
+	prefix := markerPrefix
+	if drill {
+		prefix = drillPrefix
+	}
+	return escapePercent(prefix + pipeline + ":" + file)
 }
 
 // Line builds a crontab line running argv on the schedule, tagged for the
-// pipeline. Arguments are quoted for sh, and % is escaped: cron turns a
-// bare % into a newline.
-func Line(schedule string, argv []string, pipeline, file string) (string, error) {
+// pipeline (its drill's line with drill). Arguments are quoted for sh, and %
+// is escaped: cron turns a bare % into a newline.
+func Line(schedule string, argv []string, pipeline, file string, drill bool) (string, error) {
 	for _, s := range append([]string{schedule, pipeline, file}, argv...) {
 		if strings.ContainsAny(s, "\n\r") {
 			return "", fmt.Errorf("%q: a crontab line cannot hold a line break", s)
@@ -129,7 +140,7 @@ func Line(schedule string, argv []string, pipeline, file string) (string, error)
 	for i, a := range argv {
 		q[i] = escapePercent(shellQuote(a))
 	}
-	return schedule + " " + strings.Join(q, " ") + " " + Marker(pipeline, file), nil
+	return schedule + " " + strings.Join(q, " ") + " " + Marker(pipeline, file, drill), nil
 }
 
 var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_./:@=+,-]+$`)
@@ -159,11 +170,15 @@ func parseEntry(line string) (Entry, bool) {
 	if strings.HasPrefix(t, "#") {
 		return Entry{}, false // a comment, even one that mentions mbk
 	}
+	prefix, drill := markerPrefix, false
 	i := strings.LastIndex(t, " "+markerPrefix)
+	if d := strings.LastIndex(t, " "+drillPrefix); d > i {
+		i, prefix, drill = d, drillPrefix, true
+	}
 	if i < 0 {
 		return Entry{}, false
 	}
-	tag := strings.ReplaceAll(t[i+1+len(markerPrefix):], `\%`, "%")
+	tag := strings.ReplaceAll(t[i+1+len(prefix):], `\%`, "%")
 	// The file is absolute: the tag splits at the first ":/", so a
 	// pipeline name may hold a colon.
 	j := strings.Index(tag, ":/")
@@ -180,17 +195,17 @@ func parseEntry(line string) (Entry, bool) {
 		return Entry{}, false
 	}
 	return Entry{Schedule: strings.Join(fields[:n], " "), Command: strings.Join(fields[n:], " "),
-		Pipeline: pipeline, File: file, Line: line}, true
+		Pipeline: pipeline, File: file, Line: line, Drill: drill}, true
 }
 
 // Upsert puts line in place of the pipeline's mbk line, or at the end when
 // there is none, and leaves every other line as it was. It reports whether
 // an existing line was replaced.
-func Upsert(lines []string, pipeline, file, line string) ([]string, bool) {
+func Upsert(lines []string, pipeline, file string, drill bool, line string) ([]string, bool) {
 	out := make([]string, 0, len(lines)+1)
 	replaced := false
 	for _, l := range lines {
-		if isEntryOf(l, pipeline, file) {
+		if isEntryOf(l, pipeline, file, drill) {
 			if !replaced {
 				out = append(out, line)
 				replaced = true
@@ -205,8 +220,8 @@ func Upsert(lines []string, pipeline, file, line string) ([]string, bool) {
 	return out, replaced
 }
 
-// Remove drops the mbk lines of a pipeline (of every pipeline of the file
-// when pipeline is empty) and nothing else. It returns what it removed.
+// Remove drops the mbk lines of a pipeline, its drill's included (of every
+// pipeline of the file when pipeline is empty), and nothing else. It returns what it removed.
 func Remove(lines []string, pipeline, file string) ([]string, []Entry) {
 	var out []string
 	var removed []Entry
@@ -220,7 +235,7 @@ func Remove(lines []string, pipeline, file string) ([]string, []Entry) {
 	return out, removed
 }
 
-func isEntryOf(line, pipeline, file string) bool {
+func isEntryOf(line, pipeline, file string, drill bool) bool {
 	e, ok := parseEntry(line)
-	return ok && e.Pipeline == pipeline && e.File == file
+	return ok && e.Pipeline == pipeline && e.File == file && e.Drill == drill
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // Sandboxer is optional for a Source: it makes the throwaway targets that
@@ -140,17 +142,7 @@ type CheckResult struct {
 }
 
 // Check is one named check's outcome.
-type Check struct {
-	// Name is short and stable, for scripts: "rows", "objects",
-	// "moodle-version", "moodle-plugins", "references", "blob-hashes".
-	Name    string `json:"name"`
-	OK      bool   `json:"ok"`
-	Summary string `json:"summary"`
-	// Problems name each thing that failed, as an administrator finds it:
-	// "missing blob 3f2a…: mod_resource/content/Plan.pdf". A Checker
-	// lists at most a few hundred and says in Summary how many there were.
-	Problems []string `json:"problems,omitempty"`
-}
+type Check = spec.Check
 
 // Ref is one piece of content an artifact references in another.
 type Ref struct {

@@ -31,23 +31,10 @@ type Report struct {
 
 // DrillReport is what a drill found: a set restored into throwaway targets
 // and checked with the application's own invariants.
-type DrillReport struct {
-	Set  string `json:"set"`
-	From string `json:"from"` // "local", or the store the set came from
-	OK   bool   `json:"ok"`
-	// Restore is how long the restore took: the recovery time an
-	// administrator reports.
-	Restore time.Duration `json:"restore_ns"`
-	Checks  []DrillCheck  `json:"checks"`
-	// Sandboxes says what was made to restore into, a line per stage.
-	Sandboxes []string `json:"sandboxes,omitempty"`
-}
+type DrillReport = spec.DrillReport
 
 // DrillCheck is one check of a drill, with the stage that ran it.
-type DrillCheck struct {
-	Stage string `json:"stage"`
-	Check
-}
+type DrillCheck = spec.DrillCheck
 
 // Duration is how long the run took.
 func (r Report) Duration() time.Duration { return r.Finished.Sub(r.Started) }
