@@ -13,6 +13,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
+	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/engine"
 	"github.com/mbk-backup/mbk/core/repo"
 )
@@ -31,12 +32,15 @@ type restoreFlags struct {
 	noSafetyCopy   bool
 	abandon        bool
 	keepSpecial    bool
+	fromPipeline   string
+	toURL          string
+	fromURL        string
 }
 
 func (a *app) restoreCmd() *cobra.Command {
 	var f restoreFlags
 	cmd := &cobra.Command{
-		Use:   "restore FILE [SET] [--from STORE]",
+		Use:   "restore FILE [SET] [--from STORE | --from-pipeline NAME --to-url URL]",
 		Short: "Restore a set (the newest complete one by default): database and files",
 		Long: `restore verifies the set, says what will be overwritten and asks you to type
 the pipeline's name to confirm (--yes for scripts; without a terminal and
@@ -48,7 +52,18 @@ kind pre-restore, kept 7 days whatever the retention says), and starts only
 once that is committed; --no-safety-copy goes without. With a maintenance
 block the site stays in maintenance mode until everything is restored. A
 restore that fails leaves the site in maintenance mode and backups refused,
-and says how to put the site back, try again, or (--abandon) accept it.`,
+and says how to put the site back, try again, or (--abandon) accept it.
+
+Once everything is restored, and before maintenance mode goes off, Moodle's
+caches are purged and every session ended in the app container.
+
+--from-pipeline NAME clones another pipeline's set into this one's site
+(production into testing): this pipeline's confirmation and safety copy,
+then, with --to-url, the old URL (recorded at backup) is replaced with this
+site's in the database (admin/tool/replace/cli/replace.php) and e-mail is
+switched off ($CFG->noemailever), so that the copy never mails real users.
+NAME is a pipeline of FILE, or of another .hcl file in FILE's directory, or
+PATH.hcl[:NAME].`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
@@ -69,7 +84,23 @@ and says how to put the site back, try again, or (--abandon) accept it.`,
 			defer pr.close()
 			p, stages := pr.p, pr.stages
 			var set repo.Set
-			if f.from != "" {
+			var clone *engine.Clone
+			if f.fromPipeline != "" {
+				if f.from != "" {
+					return exitf(2, "--from and --from-pipeline: give one (download the other pipeline's set with its own mbk restore --from first)")
+				}
+				sp, err := a.sourcePipeline(args[0], f.fromPipeline)
+				if err != nil {
+					return err
+				}
+				if sp.Root == p.Root {
+					return exitf(2, "pipeline %q keeps its sets in this pipeline's root (%s): restore it without --from-pipeline", sp.Name, p.Root)
+				}
+				if set, err = findSet(sp, argAt(args, 1)); err != nil {
+					return exitf(1, "%v", err)
+				}
+				clone = &engine.Clone{FromPipeline: sp.Name}
+			} else if f.from != "" {
 				// From a store: download into a hidden directory under the
 				// root (the next run removes it if we are killed), then go
 				// on exactly as from a local set.
@@ -82,6 +113,24 @@ and says how to put the site back, try again, or (--abandon) accept it.`,
 			}
 			if !set.Complete {
 				return exitf(1, "set %s is not complete (%s): refusing to restore from it", set.Name, set.Problem)
+			}
+			if f.toURL != "" {
+				if clone == nil {
+					clone = &engine.Clone{}
+				}
+				clone.ToURL = f.toURL
+				clone.FromURL = f.fromURL
+				if clone.FromURL == "" {
+					clone.FromURL = set.Manifest.WWWRoot
+				}
+				if clone.FromURL == "" {
+					return exitf(2, "set %s recorded no site URL (its pipeline had no maintenance block, or cfg.php failed): give the old URL with --from-url", set.Name)
+				}
+			} else if f.fromURL != "" {
+				return exitf(2, "--from-url goes with --to-url")
+			} else if clone != nil {
+				fmt.Fprintf(os.Stderr, "mbk: warning: --from-pipeline without --to-url: the copy keeps %s's URL in its database, and e-mail is not switched off\n", clone.FromPipeline)
+				clone = nil
 			}
 			steps, err := engine.PlanRestore(stages, set.Manifest, f.only)
 			if err != nil {
@@ -110,9 +159,16 @@ and says how to put the site back, try again, or (--abandon) accept it.`,
 				}
 				return exitf(1, "set %s failed verification: refusing to restore from it", set.Name)
 			}
-			fmt.Fprintf(out, "\nRestoring set %s of pipeline %q will OVERWRITE:\n", set.Name, p.Name)
+			if f.fromPipeline != "" {
+				fmt.Fprintf(out, "\nRestoring set %s of pipeline %q into pipeline %q will OVERWRITE:\n", set.Name, set.Manifest.Pipeline, p.Name)
+			} else {
+				fmt.Fprintf(out, "\nRestoring set %s of pipeline %q will OVERWRITE:\n", set.Name, p.Name)
+			}
 			for _, st := range steps {
 				fmt.Fprintf(out, "  - %s\n", describeTarget(st, options[st.Stage]))
+			}
+			if clone != nil && clone.ToURL != "" {
+				fmt.Fprintf(out, "  - then the URL %s becomes %s in the database, and e-mail is switched off\n", clone.FromURL, clone.ToURL)
 			}
 			if !f.yes {
 				if err := confirm(cmd.InOrStdin(), out, p.Name); err != nil {
@@ -120,14 +176,24 @@ and says how to put the site back, try again, or (--abandon) accept it.`,
 				}
 			}
 			e := &engine.Engine{Host: pr.host, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress(), Identities: ids}
-			safety, err := e.Restore(ctx, engine.RestoreJob{Pipeline: p, Stages: stages, Set: set.Name, Dir: set.Dir,
-				Steps: steps, Options: options, NoSafetyCopy: f.noSafetyCopy, Args: f.args(cmd)})
+			res, err := e.Restore(ctx, engine.RestoreJob{Pipeline: p, Stages: stages, Set: set.Name, Dir: set.Dir,
+				Steps: steps, Options: options, NoSafetyCopy: f.noSafetyCopy, Args: f.args(cmd), Clone: clone})
 			if err != nil {
 				return exitf(1, "%s", a.redact.String(err.Error()))
 			}
 			fmt.Fprintf(out, "Set %s restored.\n", set.Name)
-			if safety != "" {
-				fmt.Fprintf(out, "The site as it was before is kept in set %s (pre-restore): %s\n", safety, engine.RestoreCommand(p, safety))
+			for _, st := range res.Site {
+				if st.Err != nil {
+					fmt.Fprintf(out, "  FAILED %s: %s\n", st.Name, a.redact.String(st.Err.Error()))
+				} else {
+					fmt.Fprintf(out, "  done   %s: %s\n", st.Name, st.Result)
+				}
+			}
+			if res.Safety != "" {
+				fmt.Fprintf(out, "The site as it was before is kept in set %s (pre-restore): %s\n", res.Safety, engine.RestoreCommand(p, res.Safety))
+			}
+			if failed := res.SiteFailed(); len(failed) > 0 {
+				return exitf(3, "the data is restored, but %d step(s) in the app container failed: see above", len(failed))
 			}
 			return nil
 		},
@@ -144,6 +210,9 @@ and says how to put the site back, try again, or (--abandon) accept it.`,
 	cmd.Flags().StringVar(&f.from, "from", "", "restore from the copy in this store stage (downloaded and verified first)")
 	cmd.Flags().BoolVar(&f.keepSpecial, "keep-special", false, "restore setuid/setgid bits, device files and FIFOs as archived (left out by default)")
 	cmd.Flags().BoolVar(&f.noSafetyCopy, "no-safety-copy", false, "restore over the site without first copying it (nothing will keep what is overwritten)")
+	cmd.Flags().StringVar(&f.fromPipeline, "from-pipeline", "", "restore a set of this other pipeline (e.g. production into testing): NAME, or PATH.hcl[:NAME]")
+	cmd.Flags().StringVar(&f.toURL, "to-url", "", "this site's URL: replaces the set's own in the database, and switches e-mail off (a clone)")
+	cmd.Flags().StringVar(&f.fromURL, "from-url", "", "with --to-url: the URL to replace, when the set recorded none")
 	cmd.Flags().BoolVar(&f.abandon, "abandon", false, "end an unfinished restore without restoring: the site is accepted as it is and backups resume")
 	a.varFlag(cmd)
 	return cmd
@@ -175,7 +244,7 @@ func (a *app) abandon(ctx context.Context, out io.Writer, file, pipeline string)
 // repeats them.
 func (f restoreFlags) args(cmd *cobra.Command) []string {
 	var out []string
-	for _, name := range []string{"only", "target-database", "target-volume", "target-path"} {
+	for _, name := range []string{"only", "target-database", "target-volume", "target-path", "from-pipeline", "to-url", "from-url"} {
 		if fl := cmd.Flags().Lookup(name); fl != nil && fl.Changed {
 			out = append(out, "--"+name, fl.Value.String())
 		}
@@ -246,4 +315,50 @@ func encrypted(m *repo.Manifest) bool {
 		}
 	}
 	return false
+}
+
+// sourcePipeline finds the pipeline a clone restores from: ref is NAME (a
+// pipeline of file, or of another .hcl file in its directory) or
+// PATH.hcl[:NAME].
+func (a *app) sourcePipeline(file, ref string) (*config.Pipeline, error) {
+	if path, name, _ := strings.Cut(ref, ".hcl"); strings.HasSuffix(ref, ".hcl") || strings.HasPrefix(name, ":") {
+		_, p, err := a.loadPipeline(path+".hcl", strings.TrimPrefix(name, ":"))
+		return p, err
+	}
+	loader, err := a.loader()
+	if err != nil {
+		return nil, err
+	}
+	files := []string{file}
+	others, _ := filepath.Glob(filepath.Join(filepath.Dir(file), "*.hcl"))
+	sort.Strings(others)
+	for _, o := range others {
+		if abs, _ := filepath.Abs(o); abs != mustAbs(file) {
+			files = append(files, o)
+		}
+	}
+	for _, path := range files {
+		f, diags := loader.Load(path)
+		if f == nil {
+			continue
+		}
+		for _, p := range f.Pipelines {
+			if p.Name == ref {
+				if diags.HasErrors() {
+					writeDiags(os.Stderr, loader, diags)
+					return nil, exitf(2, "%s, which defines pipeline %q, is not valid", path, ref)
+				}
+				return p, nil
+			}
+		}
+	}
+	return nil, exitf(2, "no pipeline %q in %s or the other .hcl files of %s: give PATH.hcl[:NAME]", ref, file, filepath.Dir(file))
+}
+
+func mustAbs(p string) string {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return abs
 }

@@ -81,6 +81,9 @@ type RestoreJob struct {
 	// --only, targets, --restore-opt), repeated in the advice a failure
 	// gives: putting the site back or trying again needs the same.
 	Args []string
+	// Clone, when set, restores another pipeline's set into this site and
+	// moves it to this site's URL.
+	Clone *Clone
 }
 
 // RestoreError is a restore that did not complete, with what it leaves
@@ -106,16 +109,24 @@ func (e *RestoreError) Unwrap() error { return e.Err }
 // restore will overwrite (a set of kind pre-restore, through the same
 // stages), then streams each artifact into its stage's plugin. A restore
 // that fails or is killed leaves the site in maintenance mode and a restore
-// marker that stops backups until a restore completes or is abandoned. It
-// returns the safety copy's set name ("" when none was taken).
-func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
+// marker that stops backups until a restore completes or is abandoned.
+// Once everything is restored, and before maintenance mode goes off, Moodle's
+// caches are purged and its sessions ended in the app container (for a clone,
+// the old URL is first replaced and e-mail switched off). It returns the
+// safety copy's set name and those steps.
+func (e *Engine) Restore(ctx context.Context, job RestoreJob) (RestoreOutcome, error) {
+	safety, site, err := e.restoreSite(ctx, job)
+	return RestoreOutcome{Safety: safety, Site: site}, err
+}
+
+func (e *Engine) restoreSite(ctx context.Context, job RestoreJob) (string, []SiteStep, error) {
 	p := job.Pipeline
 	if err := os.MkdirAll(p.Root, repo.DirMode); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	lock, err := repo.Acquire(p.Root)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer lock.Release()
 	if !inPlace(job) {
@@ -123,14 +134,20 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 		// volume or directory): the site is not touched, so it is neither
 		// copied nor closed, and a failure leaves backups running.
 		e.Log.Info("the restore goes to new targets: the site is not touched, so no safety copy or maintenance mode")
-		if err := e.restore(ctx, job.Dir, job.Steps, job.Options, p.Parallel, nil); err != nil {
-			return "", &RestoreError{Err: err, Advice: "The site itself was not touched: the restore went to other targets, which may hold part of the set."}
+		if job.Clone != nil {
+			return "", nil, errors.New("a clone restores over this pipeline's own site: it takes no --target-* options")
 		}
-		return "", nil
+		if err := e.restore(ctx, job.Dir, job.Steps, job.Options, p.Parallel, nil); err != nil {
+			return "", nil, &RestoreError{Err: err, Advice: "The site itself was not touched: the restore went to other targets, which may hold part of the set."}
+		}
+		return "", nil, nil
+	}
+	if job.Clone != nil && p.Maintenance == nil {
+		return "", nil, fmt.Errorf("a clone into pipeline %q needs its maintenance block: the app container where Moodle's replace.php and cfg.php run", p.Name)
 	}
 	prev, err := repo.ReadRestoreMarker(p.Root)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 
 	copyFirst := prev == nil && !job.NoSafetyCopy
@@ -138,32 +155,32 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 		// Before anything, maintenance mode included: a full disk must
 		// not cost the site its users either.
 		if err := checkSafetySpace(p); err != nil {
-			return "", &RestoreError{Err: err, Advice: "Nothing was restored: the site is as it was."}
+			return "", nil, &RestoreError{Err: err, Advice: "Nothing was restored: the site is as it was."}
 		}
 	}
 
 	var window *maintenance.Window
+	var site *maintenance.Site
 	if p.Maintenance != nil {
-		site, err := maintenance.Open(ctx, p.Maintenance, e.Log)
-		if err != nil {
-			return "", err
+		if site, err = maintenance.Open(ctx, p.Maintenance, e.Log); err != nil {
+			return "", nil, err
 		}
 		defer site.Close()
 		if prev == nil {
 			// A backup run killed inside its window: take the site out
 			// of maintenance first, as the next run would.
 			if msg, err := maintenance.Recover(ctx, site, p.Root); err != nil {
-				return "", err
+				return "", nil, err
 			} else if msg != "" {
 				e.Log.Warn(msg)
 			}
 		}
 		if window, err = maintenance.Hold(ctx, site, p.Root); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	// Nothing of the site has changed yet: a failure here ends the window.
-	untouched := func(err error) (string, error) {
+	untouched := func(err error) (string, []SiteStep, error) {
 		if window != nil && prev == nil {
 			if _, werr := window.End(); werr != nil {
 				err = errors.Join(err, werr)
@@ -171,7 +188,7 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 		} else if window != nil {
 			window.Leave(context.WithoutCancel(ctx))
 		}
-		return "", &RestoreError{Err: err, Advice: "Nothing was restored: the site is as it was."}
+		return "", nil, &RestoreError{Err: err, Advice: "Nothing was restored: the site is as it was."}
 	}
 
 	safety := ""
@@ -210,21 +227,27 @@ func (e *Engine) Restore(ctx context.Context, job RestoreJob) (string, error) {
 		if window != nil {
 			window.Leave(context.WithoutCancel(ctx))
 		}
-		return safety, &RestoreError{Err: err, Advice: failedAdvice(p, marker, window != nil)}
+		return safety, nil, &RestoreError{Err: err, Advice: failedAdvice(p, marker, window != nil)}
 	}
 	if err := repo.ClearRestoreMarker(p.Root); err != nil {
-		return safety, err
+		return safety, nil, err
+	}
+	var steps []SiteStep
+	if site != nil {
+		steps = e.afterRestore(ctx, site, job.Clone)
+	} else {
+		e.Log.Warn("no maintenance block, so Moodle's caches were not purged nor its sessions ended: run admin/cli/purge_caches.php and admin/cli/kill_all_sessions.php in the app container")
 	}
 	if window != nil {
 		held, err := window.End()
 		if err != nil {
-			return safety, err
+			return safety, steps, err
 		}
 		if window.Ours() {
 			e.Log.Info("the site was in maintenance mode during the restore", "held", held.Round(100*time.Millisecond))
 		}
 	}
-	return safety, nil
+	return safety, steps, nil
 }
 
 // inPlace reports whether a step restores over what the pipeline backs up:

@@ -31,6 +31,12 @@ func (r *run) inMaintenance(ctx context.Context, fn func() error) error {
 	if err != nil {
 		return err
 	}
+	// The site's URL, for a clone of this set into another site.
+	if url, err := site.Config(ctx, "wwwroot"); err != nil {
+		r.log.Warn("cannot read the site's URL (wwwroot) with admin/cli/cfg.php: a clone of this set will need --from-url", "error", r.e.Redact.String(err.Error()))
+	} else if r.man != nil {
+		r.man.WWWRoot = url
+	}
 	ferr := fn()
 	held, eerr := w.End()
 	switch {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -65,12 +66,17 @@ func Open(ctx context.Context, cfg *config.Maintenance, log hclog.Logger) (*Site
 func (s *Site) Close() { s.dc.Close() }
 
 func (s *Site) php(ctx context.Context, args ...string) (string, error) {
+	return s.script(ctx, s.cfg.Script, args...)
+}
+
+// script runs a PHP script as the web user in the app container.
+func (s *Site) script(ctx context.Context, script string, args ...string) (string, error) {
 	var out strings.Builder
 	var errLines []string
 	code, err := s.dc.Run(ctx, docker.Exec{
 		Container: s.container,
 		User:      s.cfg.User,
-		Cmd:       append([]string{s.cfg.PHP, s.cfg.Script}, args...),
+		Cmd:       append([]string{s.cfg.PHP, script}, args...),
 		Stdout:    &out,
 		Stderr:    func(l string) { errLines = append(errLines, l) },
 	})
@@ -79,10 +85,36 @@ func (s *Site) php(ctx context.Context, args ...string) (string, error) {
 	}
 	if code != 0 {
 		msg := strings.TrimSpace(strings.Join(errLines, "\n") + "\n" + out.String())
-		cmd := strings.Join(append([]string{s.cfg.PHP, s.cfg.Script}, args...), " ")
+		cmd := strings.Join(append([]string{s.cfg.PHP, script}, args...), " ")
 		return "", fmt.Errorf("%s (as %s in container %q) exited with %d: %s", cmd, s.cfg.User, s.container, code, msg)
 	}
 	return out.String(), nil
+}
+
+// MoodleDir is the directory of Moodle's code in the app container: the
+// one that holds admin/cli/maintenance.php.
+func (s *Site) MoodleDir() string { return path.Dir(path.Dir(path.Dir(s.cfg.Script))) }
+
+// Container is the app container's name.
+func (s *Site) Container() string { return s.container }
+
+// CLI runs one of Moodle's CLI scripts, given by its path under Moodle's
+// directory ("admin/cli/purge_caches.php"), and returns what it printed.
+func (s *Site) CLI(ctx context.Context, rel string, args ...string) (string, error) {
+	return s.script(ctx, path.Join(s.MoodleDir(), rel), args...)
+}
+
+// Config reads one of the site's settings ($CFG->name) with admin/cli/cfg.php.
+func (s *Site) Config(ctx context.Context, name string) (string, error) {
+	out, err := s.CLI(ctx, "admin/cli/cfg.php", "--name="+name)
+	return strings.TrimSpace(out), err
+}
+
+// SetConfig stores one of the site's settings in its config table with
+// admin/cli/cfg.php (config.php, where it sets the same name, wins).
+func (s *Site) SetConfig(ctx context.Context, name, value string) error {
+	_, err := s.CLI(ctx, "admin/cli/cfg.php", "--name="+name, "--set="+value)
+	return err
 }
 
 // On reports whether the site is in maintenance mode, from maintenance.php's

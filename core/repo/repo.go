@@ -54,6 +54,10 @@ type Manifest struct {
 	Kind string `json:"kind,omitempty"`
 	// Restoring names the set whose restore took this safety copy.
 	Restoring string `json:"restoring,omitempty"`
+	// WWWRoot is the site's URL ($CFG->wwwroot) when the backup was
+	// taken, read in the app container: a clone into another site
+	// replaces it with that site's.
+	WWWRoot string `json:"wwwroot,omitempty"`
 }
 
 // KindPreRestore marks a safety copy taken before a restore.
