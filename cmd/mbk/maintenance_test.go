@@ -89,7 +89,7 @@ func TestMaintenanceMode(t *testing.T) {
 	})
 
 	t.Run("left on when an administrator had it on", func(t *testing.T) {
-		testenv.Exec(t, s.app, nil, "sh", "/tmp/maintenance.sh", "--enable")
+		testenv.Exec(t, s.app, nil, "sh", testenv.MaintenancePath, "--enable")
 		r := mbk(t, runOpts{env: s.env()}, "run", file)
 		if r.code != 0 {
 			t.Fatalf("run: %s", r)
@@ -97,7 +97,7 @@ func TestMaintenanceMode(t *testing.T) {
 		if !flagOn() {
 			t.Fatal("mbk switched off maintenance mode that an administrator had switched on")
 		}
-		testenv.Exec(t, s.app, nil, "sh", "/tmp/maintenance.sh", "--disable")
+		testenv.Exec(t, s.app, nil, "sh", testenv.MaintenancePath, "--disable")
 	})
 
 	t.Run("off again after a failed run", func(t *testing.T) {
@@ -113,7 +113,7 @@ func TestMaintenanceMode(t *testing.T) {
 	t.Run("a run killed inside the window is cleaned up by the next", func(t *testing.T) {
 		// What SIGKILL inside the window leaves: the site in maintenance
 		// and mbk's marker beside the sets.
-		testenv.Exec(t, s.app, nil, "sh", "/tmp/maintenance.sh", "--enable")
+		testenv.Exec(t, s.app, nil, "sh", testenv.MaintenancePath, "--enable")
 		marker := `{"container":"` + s.app + `","since":"2026-01-01T03:00:00Z","pid":4242}`
 		if err := os.WriteFile(filepath.Join(root, ".mbk-maintenance.json"), []byte(marker), 0o600); err != nil {
 			t.Fatal(err)
@@ -144,9 +144,7 @@ func TestMaintenanceStuckOn(t *testing.T) {
 	if stuck == testenv.MaintenanceScript {
 		t.Fatal("the stuck script is the same as the working one")
 	}
-	if _, stderr, code := testenv.Exec(t, s.app, strings.NewReader(stuck), "sh", "-c", "cat > /tmp/maintenance.sh"); code != 0 {
-		t.Fatal(stderr)
-	}
+	testenv.InstallMaintenance(t, s.app, stuck)
 	dir := t.TempDir()
 	root := filepath.Join(dir, "backups")
 	file := writeFile(t, dir, "maint.hcl", fmt.Sprintf(maintenancePipeline, root, testenv.MaintenanceBlock(s.app), s.db.Container, s.volume))
