@@ -40,8 +40,8 @@ esac
 // in wwwroot, as Moodle reads it). A script whose name is listed in
 // /tmp/moodle-fail exits 1, for tests of a step that fails.
 var moodleScripts = map[string]string{
-	"admin/cli/purge_caches.php":          `echo "Caches purged."`,
-	"admin/cli/kill_all_sessions.php":     `echo "Sessions killed."`,
+	"admin/cli/purge_caches.php":         `echo "Caches purged."`,
+	"admin/cli/kill_all_sessions.php":    `echo "Sessions killed."`,
 	"admin/tool/replace/cli/replace.php": `echo "Search and replace: $1 $2 done"`,
 	"admin/cli/cfg.php": `name=; set=; isset=
 for a in "$@"; do
