@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -464,5 +465,60 @@ func TestSandboxRefuses(t *testing.T) {
 	}
 	if sum := teardown(t, p, label); !strings.Contains(sum, "nothing left") {
 		t.Errorf("teardown touched a volume the drill did not make: %q", sum)
+	}
+}
+
+// TestCheckContainerOwnFilesystem: a container path that is on none of the
+// container's mounts cannot be reached by a helper, and Check says so.
+func TestCheckContainerOwnFilesystem(t *testing.T) {
+	vol := testenv.UniqueName(t, "mbktest-ownfs")
+	testenv.CreateVolume(t, vol)
+	app := testenv.StartApp(t, vol, moodleDataroot)
+	if _, stderr, code := testenv.Exec(t, app, nil, "mkdir", "-p", "/srv/moodledata"); code != 0 {
+		t.Fatal(stderr)
+	}
+	p := newTestPlugin(t)
+	cfg := testConfig(t, p, map[string]cty.Value{"container": cty.StringVal(app), "path": cty.StringVal("/srv/moodledata")})
+	_, err := p.Check(context.Background(), sdk.CheckRequest{Config: cfg, Artifact: artifactID, Sample: sdk.Sample{Part: 1, Of: 1}})
+	if err == nil || !strings.Contains(err.Error(), "not on a volume or bind mount") {
+		t.Fatalf("Check: %v", err)
+	}
+}
+
+// TestCheckCancelledThroughEngine cancels a check whose helper waits for
+// references that never end: Check returns promptly, and neither the
+// helper container nor its image is left.
+func TestCheckCancelledThroughEngine(t *testing.T) {
+	p := newTestPlugin(t)
+	cfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(t.TempDir()), "read": cty.StringVal("engine")})
+	label := newDrill(t, p)
+	vol := sandbox(t, p, cfg, label).Options["target_volume"]
+	blobTree(t, mountpoint(t, vol), 5)
+	fifo := filepath.Join(t.TempDir(), "refs")
+	must(t, syscall.Mkfifo(fifo, 0o600))
+	// Held open for writing, never closed before the test ends: the
+	// references never end.
+	w, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	must(t, err)
+	t.Cleanup(func() { w.Close() })
+	fmt.Fprintf(w, "sha1:%s\tmod_page/content/0/a.txt\n", sha1hex([]byte("x")))
+
+	vcfg := testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(vol), "read": cty.StringVal("engine")})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = p.Check(ctx, sdk.CheckRequest{Config: vcfg, Artifact: artifactID, RefsIn: fifo, Sample: sdk.Sample{Part: 1, Of: 1}})
+	if err == nil {
+		t.Fatal("Check returned no error")
+	}
+	t.Logf("after %v: %v", time.Since(start), err)
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("Check took %v after its context ended", d)
+	}
+	if left := helpersLeft(t, vol); len(left) > 0 {
+		t.Errorf("helper containers left behind: %v", left)
+	}
+	if ctrs, _, imgs := labelled(t, label); len(ctrs)+len(imgs) > 0 {
+		t.Errorf("left under the drill's label: containers %v, images %v", ctrs, imgs)
 	}
 }
