@@ -137,7 +137,7 @@ func (e *engine) createHelper(ctx context.Context, vol string, readOnly bool) (h
 		&container.Config{
 			Image:           img,
 			Cmd:             []string{"/mbk-helper-is-never-started"},
-			Labels:          map[string]string{helperLabel: "volume"},
+			Labels:          e.labelsFor(ctx, vol),
 			NetworkDisabled: true,
 		},
 		&container.HostConfig{Mounts: []mount.Mount{{
@@ -191,10 +191,11 @@ func (e *engine) importScratch(ctx context.Context, ref string) error {
 	return nil
 }
 
-// importTar imports a filesystem tar as image ref.
-func (e *engine) importTar(ctx context.Context, ref string, src io.Reader, msg string) error {
+// importTar imports a filesystem tar as image ref, with Dockerfile-style
+// changes ("LABEL k=v").
+func (e *engine) importTar(ctx context.Context, ref string, src io.Reader, msg string, changes ...string) error {
 	rc, err := e.ImageImport(ctx, image.ImportSource{Source: src, SourceName: "-"}, ref,
-		image.ImportOptions{Message: msg})
+		image.ImportOptions{Message: msg, Changes: changes})
 	if err != nil {
 		return fmt.Errorf("import empty image %s: %w", ref, err)
 	}

@@ -71,6 +71,26 @@
 // only this plugin's binary (selfhelper.go); a live site may keep the volume
 // mounted. A container path cannot be cleaned (the archive API cannot delete
 // there either).
+//
+// # Drills
+//
+// `mbk drill` restores a set into throwaway targets and checks what came
+// back (drill.go, check.go, treecheck.go). Sandbox creates an empty volume
+// <label>-<artifact> labelled mbk.drill=<label> and returns target_volume,
+// so the ordinary restore into a new volume fills it, whatever the stage
+// reads. Every helper container and image made for such a volume carries
+// the same label, and Teardown removes all of it (containers, volumes,
+// images), also what a killed drill left.
+//
+// Check runs three checks on the restored tree, where the restore options
+// point (else on the stage's source): references (each sha1 content hash
+// an earlier stage names has its blob in filedir or trashdir), blob-hashes
+// (the sample's blobs re-hashed with SHA-1 equal their names) and files
+// (file count and bytes as the backup recorded them). The tree is read
+// from directory descriptors without following symlinks. A directory this
+// host can open is checked here; any other volume, and a container path,
+// by this binary in a helper container next to the data (selfhelper.go),
+// given the references on stdin and answering in JSON on stdout.
 package main
 
 import (

@@ -57,6 +57,39 @@ func parseOptions(cfg sdk.Config) (restoreOpts, error) {
 	return o, nil
 }
 
+// restoreTarget is where a restore puts the artifact, and where a check
+// finds it: exactly one of a host directory, a volume, or a path in a
+// container.
+type restoreTarget struct {
+	hostDir, volume, container, path string
+}
+
+// target applies the restore options to the stage's source: target_path,
+// else target_volume, else the source itself.
+func (c config) target(o restoreOpts) restoreTarget {
+	switch {
+	case o.path != "":
+		return restoreTarget{hostDir: o.path}
+	case o.volume != "":
+		return restoreTarget{volume: o.volume}
+	case c.Volume != "":
+		return restoreTarget{volume: c.Volume}
+	case c.Container != "":
+		return restoreTarget{container: c.Container, path: c.Path}
+	}
+	return restoreTarget{hostDir: c.Path}
+}
+
+func (t restoreTarget) String() string {
+	switch {
+	case t.hostDir != "":
+		return fmt.Sprintf("host directory %q", t.hostDir)
+	case t.volume != "":
+		return fmt.Sprintf("volume %q", t.volume)
+	}
+	return fmt.Sprintf("path %q in container %q", t.path, t.container)
+}
+
 func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reader) (sdk.RestoreResult, error) {
 	c, err := p.decode(req.Config)
 	if err != nil {
@@ -80,29 +113,20 @@ func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 		}
 		return nil
 	}
+	tg := c.target(o)
+	target = tg.String()
 	switch {
-	case o.path != "" || (o.volume == "" && c.Volume == "" && c.Container == ""):
-		dir := o.path
-		if dir == "" {
-			dir = c.Path
-		}
-		target = fmt.Sprintf("host directory %q", dir)
+	case tg.hostDir != "":
 		run = func(ts *tarStream, first *tar.Header) (*stats, error) {
-			return p.restoreHost(ctx, dir, o, ts, first, commit)
+			return p.restoreHost(ctx, tg.hostDir, o, ts, first, commit)
 		}
-	case o.volume != "" || c.Volume != "":
-		vol := o.volume
-		if vol == "" {
-			vol = c.Volume
-		}
-		target = fmt.Sprintf("volume %q", vol)
+	case tg.volume != "":
 		run = func(ts *tarStream, first *tar.Header) (*stats, error) {
-			return p.restoreVolume(ctx, vol, c.Read, o, ts, first, commit)
+			return p.restoreVolume(ctx, tg.volume, c.Read, o, ts, first, commit)
 		}
 	default:
-		target = fmt.Sprintf("path %q in container %q", c.Path, c.Container)
 		run = func(ts *tarStream, first *tar.Header) (*stats, error) {
-			return p.restoreContainer(ctx, c.Container, c.Path, o, ts, first, commit)
+			return p.restoreContainer(ctx, tg.container, tg.path, o, ts, first, commit)
 		}
 	}
 

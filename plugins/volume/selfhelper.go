@@ -21,6 +21,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/mbk-backup/mbk/core/docker"
 )
 
 // restoreEngine restores into a volume through the Engine's archive API,
@@ -109,95 +111,193 @@ func (p *plugin) restoreEngine(ctx context.Context, e *engine, vol string, o res
 // stageHelper imports the helper image and returns a function that runs
 // the helper on vol with the given arguments, and one that removes the image.
 func (e *engine) stageHelper(ctx context.Context, vol string) (func(context.Context, ...string) error, func(), error) {
-	info, err := e.Info(ctx)
+	img, err := e.importSelf(ctx, "runs the volume plugin's staged-restore swap", e.labelsFor(ctx, vol))
 	if err != nil {
-		return nil, nil, fmt.Errorf("ask the Engine its architecture: %w", err)
-	}
-	if info.OSType != "linux" || !sameArch(info.Architecture) {
-		return nil, nil, fmt.Errorf("the Engine runs %s/%s, this plugin %s/%s", info.OSType, info.Architecture, runtime.GOOS, runtime.GOARCH)
-	}
-	files, err := selfFiles()
-	if err != nil {
-		return nil, nil, err
-	}
-	var rb [6]byte
-	if _, err := rand.Read(rb[:]); err != nil {
-		return nil, nil, err
-	}
-	ref := "mbk-volume-stage-helper:" + hex.EncodeToString(rb[:])
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeImageTar(pw, files)) }()
-	err = e.importTar(ctx, ref, pr, "mbk: runs the volume plugin's staged-restore swap")
-	pr.Close()
-	cleanup := func() {
-		rctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		if _, err := e.ImageRemove(rctx, ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
-			e.log.Warn("could not remove the helper image", "image", ref, "error", err)
-		}
-	}
-	if err != nil {
-		cleanup()
 		return nil, nil, err
 	}
 	run := func(ctx context.Context, args ...string) error {
-		var nb [6]byte
-		if _, err := rand.Read(nb[:]); err != nil {
-			return err
-		}
-		name := helperPrefix + hex.EncodeToString(nb[:])
-		defer func() {
-			rctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-			defer cancel()
-			if err := e.ContainerRemove(rctx, name, container.RemoveOptions{Force: true}); err != nil {
-				e.log.Warn("could not remove helper container", "container", name, "error", err)
-			}
-		}()
-		_, err := e.ContainerCreate(ctx,
-			&container.Config{
-				Image:           ref,
-				Cmd:             append([]string{selfPath, helperArg}, args...),
-				Env:             []string{"LD_LIBRARY_PATH=" + selfLibDir},
-				Labels:          map[string]string{helperLabel: "volume"},
-				NetworkDisabled: true,
-			},
-			&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: helperMount}}},
-			nil, nil, name)
-		if err != nil {
-			return fmt.Errorf("create the helper container: %w", err)
-		}
-		waitC, errC := e.ContainerWait(ctx, name, container.WaitConditionNextExit)
-		if err := e.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
-			return fmt.Errorf("start the helper container: %w", err)
-		}
-		var code int64
-		select {
-		case w := <-waitC:
-			code = w.StatusCode
-		case err := <-errC:
-			return fmt.Errorf("wait for the helper container: %w", err)
-		}
-		var out bytes.Buffer
-		if rc, err := e.ContainerLogs(ctx, name, container.LogsOptions{ShowStdout: true, ShowStderr: true}); err == nil {
-			stdcopy.StdCopy(&out, &out, rc)
-			rc.Close()
-		}
-		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-			if l != "" {
-				e.log.Debug("helper: " + l)
-			}
-		}
-		if code != 0 {
-			msg := strings.TrimSpace(out.String())
-			if i := strings.LastIndex(msg, "error: "); i >= 0 {
-				msg = msg[i+len("error: "):]
-			}
-			return fmt.Errorf("helper %s (exit %d): %s", args[0], code, msg)
-		}
-		return nil
+		hc := &container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: vol, Target: helperMount}}}
+		return img.run(ctx, hc, nil, nil, args...)
 	}
-	return run, cleanup, nil
+	return run, img.remove, nil
 }
+
+// selfImage is an image imported for the occasion that holds nothing but
+// this plugin's binary (and, for a dynamically linked one, its loader and
+// libraries, taken from this host): containers started from it run the
+// plugin as its own helper (helperMain) next to a volume, on the Engine's
+// machine. Nothing is pulled.
+type selfImage struct {
+	e      *engine
+	ref    string
+	labels map[string]string // of the image and of each container
+}
+
+// importSelf imports the helper image. It needs an Engine of this
+// machine's OS and architecture. The caller removes the image.
+func (e *engine) importSelf(ctx context.Context, purpose string, labels map[string]string) (*selfImage, error) {
+	info, err := e.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ask the Engine its architecture: %w", err)
+	}
+	if info.OSType != "linux" || !sameArch(info.Architecture) {
+		return nil, fmt.Errorf("the Engine runs %s/%s, this plugin %s/%s", info.OSType, info.Architecture, runtime.GOOS, runtime.GOARCH)
+	}
+	files, err := selfFiles()
+	if err != nil {
+		return nil, err
+	}
+	var rb [6]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return nil, err
+	}
+	img := &selfImage{e: e, ref: "mbk-volume-stage-helper:" + hex.EncodeToString(rb[:]), labels: labels}
+	// Labelled like its containers, so that a drill's teardown finds an
+	// image a killed run left.
+	var changes []string
+	for k, v := range labels {
+		changes = append(changes, fmt.Sprintf("LABEL %s=%s", k, v))
+	}
+	sort.Strings(changes)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeImageTar(pw, files)) }()
+	err = e.importTar(ctx, img.ref, pr, "mbk: "+purpose, changes...)
+	pr.Close()
+	if err != nil {
+		img.remove()
+		return nil, err
+	}
+	return img, nil
+}
+
+// remove removes the image, with its own context: it runs after the
+// caller's ended too.
+func (s *selfImage) remove() {
+	rctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if _, err := s.e.ImageRemove(rctx, s.ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !docker.IsNotFound(err) {
+		s.e.log.Warn("could not remove the helper image", "image", s.ref, "error", err)
+	}
+}
+
+// run runs `<binary> mbk-volume-stage-helper args...` in a container with
+// hc's mounts, to its exit, and removes the container. stdin, when not nil,
+// is sent to the helper's standard input (then closed); its standard
+// output goes to stdout when not nil. Its standard error is the helper's
+// log: logged at debug level, and its last "error: " line is the error
+// when it exits non-zero.
+func (s *selfImage) run(ctx context.Context, hc *container.HostConfig, stdin io.Reader, stdout io.Writer, args ...string) error {
+	e := s.e
+	var nb [6]byte
+	if _, err := rand.Read(nb[:]); err != nil {
+		return err
+	}
+	name := helperPrefix + hex.EncodeToString(nb[:])
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		if err := e.ContainerRemove(rctx, name, container.RemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+			e.log.Warn("could not remove helper container", "container", name, "error", err)
+		}
+	}()
+	labels := map[string]string{helperLabel: "volume"}
+	for k, v := range s.labels {
+		labels[k] = v
+	}
+	withStdin := stdin != nil
+	_, err := e.ContainerCreate(ctx,
+		&container.Config{
+			Image:           s.ref,
+			Cmd:             append([]string{selfPath, helperArg}, args...),
+			Env:             []string{"LD_LIBRARY_PATH=" + selfLibDir},
+			Labels:          labels,
+			NetworkDisabled: true,
+			AttachStdin:     withStdin,
+			AttachStdout:    true,
+			AttachStderr:    true,
+			OpenStdin:       withStdin,
+			StdinOnce:       withStdin,
+		},
+		hc, nil, nil, name)
+	if err != nil {
+		return fmt.Errorf("create the helper container: %w", err)
+	}
+	// Attached before it starts, so that no output is lost.
+	hj, err := e.ContainerAttach(ctx, name, container.AttachOptions{Stream: true, Stdin: withStdin, Stdout: true, Stderr: true})
+	if err != nil {
+		return fmt.Errorf("attach to the helper container: %w", err)
+	}
+	defer hj.Close()
+	// The hijacked connection does not watch the context.
+	stop := context.AfterFunc(ctx, hj.Close)
+	defer stop()
+	waitC, errC := e.ContainerWait(ctx, name, container.WaitConditionNextExit)
+	if err := e.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start the helper container: %w", err)
+	}
+	sent := make(chan error, 1)
+	if withStdin {
+		go func() {
+			_, err := io.Copy(hj.Conn, stdin)
+			if cerr := hj.CloseWrite(); err == nil {
+				err = cerr
+			}
+			sent <- err
+		}()
+	} else {
+		sent <- nil
+	}
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	var logs tailBuffer
+	_, copyErr := stdcopy.StdCopy(stdout, &logs, hj.Reader)
+	var code int64
+	select {
+	case w := <-waitC:
+		code = w.StatusCode
+	case err := <-errC:
+		return fmt.Errorf("wait for the helper container: %w", err)
+	}
+	// The helper may exit without reading all its input: closing the
+	// connection ends the copy.
+	hj.Close()
+	sendErr := <-sent
+	out := strings.TrimSpace(logs.String())
+	for _, l := range strings.Split(out, "\n") {
+		if l != "" {
+			e.log.Debug("helper: " + l)
+		}
+	}
+	if code != 0 {
+		msg := out
+		if i := strings.LastIndex(msg, "error: "); i >= 0 {
+			msg = msg[i+len("error: "):]
+		}
+		return fmt.Errorf("helper %s (exit %d): %s", args[0], code, msg)
+	}
+	if copyErr != nil {
+		return fmt.Errorf("read the helper's output: %w", copyErr)
+	}
+	if sendErr != nil {
+		return fmt.Errorf("send the helper its input: %w", sendErr)
+	}
+	return nil
+}
+
+// tailBuffer keeps the last 64 KiB written to it: a helper's log.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	const keep = 64 << 10
+	t.b = append(t.b, p...)
+	if len(t.b) > keep {
+		t.b = append(t.b[:0], t.b[len(t.b)-keep:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }
 
 const (
 	selfPath   = "/mbk-volume-helper"

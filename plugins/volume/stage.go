@@ -159,17 +159,22 @@ func swapIn(root, stage string, setRoot bool, log hclog.Logger) error {
 	return nil
 }
 
-// helperArg, as the first argument, runs the plugin binary as the helper
-// that finishes a staged restore inside a container (the Engine path,
-// engine.go): the Engine's archive API can write files but neither rename
-// nor delete them.
+// helperArg, as the first argument, runs the plugin binary as its helper
+// inside a container on the Engine path (selfhelper.go): to finish a staged
+// restore (engine.go), since the Engine's archive API can write files but
+// neither rename nor delete them, and to run a drill's checks next to the
+// volume (check.go).
 const helperArg = "mbk-volume-stage-helper"
 
-// helperMain is the helper's main: "swap ROOT STAGE SETROOT" or
-// "remove ROOT STAGE". It reports on stderr and returns the exit code.
+// helperMain is the helper's main: "swap ROOT STAGE SETROOT",
+// "remove ROOT STAGE" or "check ROOT SPEC". It logs on stderr, writes
+// answers on stdout, and returns the exit code.
 func helperMain(args []string) int {
 	log := hclog.New(&hclog.LoggerOptions{Name: "volume-helper", Output: os.Stderr, Level: hclog.Info})
 	err := func() error {
+		if len(args) > 0 && args[0] == checkCmd {
+			return checkMain(args[1:], log)
+		}
 		if len(args) < 3 || !strings.HasPrefix(args[2], stagingPrefix) || strings.Contains(args[2], "/") {
 			return fmt.Errorf("bad arguments %q", args)
 		}
