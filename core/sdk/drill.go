@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -25,6 +26,12 @@ type Sandboxer interface {
 	// are swept.
 	Teardown(ctx context.Context, cfg Config, label string) (summary string, err error)
 }
+
+// DrillLabel is the label key (Docker's, or whatever the plugin's world
+// labels with) that marks what a sandbox made, with SandboxRequest.Label as
+// its value: every plugin uses the same, so an administrator finds a drill's
+// leftovers with one filter (docker ps -a --filter label=mbk.drill).
+const DrillLabel = "mbk.drill"
 
 // SandboxRequest asks for a throwaway target for one artifact.
 type SandboxRequest struct {
@@ -213,7 +220,13 @@ func ReadRefs(path string, fn func(Ref) error) error {
 		return err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return ScanRefs(f, path, fn)
+}
+
+// ScanRefs is ReadRefs from a stream (name is for messages).
+func ScanRefs(r io.Reader, name string, fn func(Ref) error) error {
+	path := name
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	line := 0
 	for sc.Scan() {

@@ -181,7 +181,7 @@ func checkMain(args []string, log hclog.Logger) error {
 	}
 	defer t.close()
 	checks, err := t.run(context.Background(), spec, func(fn func(sdk.Ref) error) error {
-		return sdk.ReadRefs("/dev/stdin", fn)
+		return sdk.ScanRefs(os.Stdin, "stdin", fn)
 	})
 	if err != nil {
 		return err

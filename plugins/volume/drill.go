@@ -20,7 +20,7 @@ import (
 // helper containers and images made while restoring into it or checking
 // it. Its value is the drill's label, so that Teardown finds all of it,
 // also after mbk was killed.
-const drillLabel = "mbk.drill"
+const drillLabel = sdk.DrillLabel
 
 // nameRe is what the Engine accepts as a volume name; a drill's label must
 // be one too, since it starts the sandbox volume's name.
