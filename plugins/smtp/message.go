@@ -24,8 +24,8 @@ const defaultSubject = "[mbk] {{.Pipeline}} {{.Outcome}} {{.Set}}"
 // users can write {{.Host}} or {{.Status}}, plus the event being sent.
 type subjectData struct {
 	sdk.Report
-	Event   string // success, failure, warning, test
-	Outcome string // OK, FAILED, WARNING, TEST
+	Event   string // success, failure, warning, test, drill
+	Outcome string // OK, FAILED, WARNING, TEST, DRILL OK, DRILL FAILED
 }
 
 type subjectTemplate = *template.Template
@@ -48,19 +48,24 @@ func parseSubject(text string) (subjectTemplate, error) {
 
 func renderSubject(t subjectTemplate, event string, r sdk.Report) (string, error) {
 	var b strings.Builder
-	if err := t.Execute(&b, subjectData{Report: r, Event: event, Outcome: outcome(event)}); err != nil {
+	if err := t.Execute(&b, subjectData{Report: r, Event: event, Outcome: outcome(event, r)}); err != nil {
 		return "", err
 	}
 	// A subject is one header line: fold whatever the template produced.
 	subject := strings.Join(strings.Fields(b.String()), " ")
 	if subject == "" {
-		subject = fmt.Sprintf("[mbk] %s %s", r.Pipeline, outcome(event))
+		subject = fmt.Sprintf("[mbk] %s %s", r.Pipeline, outcome(event, r))
 	}
 	return subject, nil
 }
 
-func outcome(event string) string {
+func outcome(event string, r sdk.Report) string {
 	switch event {
+	case sdk.EventDrill:
+		if r.Status == sdk.EventFailure {
+			return "DRILL FAILED"
+		}
+		return "DRILL OK"
 	case sdk.EventSuccess:
 		return "OK"
 	case sdk.EventFailure:
@@ -100,6 +105,19 @@ type bodyView struct {
 	Warnings  []string
 	LogTail   []string
 	Via       string
+	Drill     *drillView
+}
+
+// drillView is a drill's result for people.
+type drillView struct {
+	Set, From, Verdict, Restore, Duration, Error string
+	Sandboxes                                  []string
+	Checks                                     []checkView
+}
+
+type checkView struct {
+	Stage, Name, Verdict, Summary string
+	Problems                      []string
 }
 
 type stageView struct{ Kind, Plugin, Name, Status, Duration, Error string }
@@ -111,7 +129,7 @@ type decisionView struct{ Set, Verdict, Reasons string }
 func newBodyView(event string, r sdk.Report, via string) bodyView {
 	v := bodyView{
 		Test: event == sdk.EventTest, Failed: event == sdk.EventFailure || r.Status == sdk.EventFailure,
-		Outcome: outcome(event), Pipeline: r.Pipeline, File: r.File, Host: r.Host, Set: r.Set, Dir: r.Dir,
+		Outcome: outcome(event, r), Pipeline: r.Pipeline, File: r.File, Host: r.Host, Set: r.Set, Dir: r.Dir,
 		Status: r.Status, Committed: r.Committed, Started: clock(r.Started), Finished: clock(r.Finished),
 		Error: r.Error, Warnings: r.Warnings, Via: via,
 	}
@@ -137,6 +155,20 @@ func newBodyView(event string, r sdk.Report, via string) bodyView {
 			verdict = "kept"
 		}
 		v.Retention = append(v.Retention, decisionView{d.Set, verdict, strings.Join(d.Reasons, "; ")})
+	}
+	if d := r.Drill; d != nil {
+		dv := &drillView{Set: d.Set, From: d.From, Verdict: "PASSED", Restore: span(d.Restore), Duration: span(d.Duration), Error: d.Error, Sandboxes: d.Sandboxes}
+		if !d.OK {
+			dv.Verdict = "FAILED"
+		}
+		for _, c := range d.Checks {
+			cv := checkView{Stage: c.Stage, Name: c.Name, Verdict: "ok", Summary: c.Summary, Problems: c.Problems}
+			if !c.OK {
+				cv.Verdict = "FAILED"
+			}
+			dv.Checks = append(dv.Checks, cv)
+		}
+		v.Drill = dv
 	}
 	// The log tail is for finding out what went wrong; on success it is noise.
 	if v.Failed {

@@ -21,6 +21,7 @@ func TestSubject(t *testing.T) {
 		{"custom", "Backup {{.Outcome | lower}} on {{.Host}} ({{.Event}}, {{.Status}})", sdk.EventSuccess, "Backup ok on moodle1 (success, success)"},
 		{"folded onto one line", "a\r\nBcc: evil@example.com\n  b", sdk.EventSuccess, "a Bcc: evil@example.com b"},
 		{"empty result", "{{if false}}x{{end}}", sdk.EventFailure, "[mbk] production FAILED"},
+		{"drill that passed", defaultSubject, sdk.EventDrill, "[mbk] production DRILL OK " + set},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,4 +68,49 @@ func TestHTMLEscapes(t *testing.T) {
 	}
 	assertContains(t, "HTML body", mp.html, "&lt;script&gt;", "&amp; more")
 	assertContains(t, "text body", mp.text, `<script>alert("x")</script> & more`)
+}
+
+// TestDrillMessage: a drill's e-mail says it was a drill (the site was not
+// touched), its verdict, the restore time and each check, with the blob that
+// failed named, in both parts.
+func TestDrillMessage(t *testing.T) {
+	start := time.Date(2026, 12, 3, 5, 0, 0, 0, time.UTC)
+	r := sdk.Report{Pipeline: "production", Host: "moodle1", Set: set, Status: sdk.EventFailure, Started: start, Finished: start,
+		Error: "checks failed: archive \"volume\" references",
+		Drill: &sdk.DrillReport{Set: set, From: "s3", OK: false, Restore: 95 * time.Second, Duration: 2 * time.Minute,
+			Checks: []sdk.DrillCheck{
+				{Stage: `dump "mysql"`, Check: sdk.Check{Name: "rows", OK: true, Summary: "4 tables as recorded"}},
+				{Stage: `archive "volume"`, Check: sdk.Check{Name: "references", OK: false, Summary: "1 of 9 missing",
+					Problems: []string{"missing blob 3f2a: mod_resource/content/<Plan>.pdf"}}},
+			}}}
+	tmpl, err := parseSubject(defaultSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := renderSubject(tmpl, sdk.EventDrill, r); got != "[mbk] production DRILL FAILED "+set {
+		t.Errorf("subject %q", got)
+	}
+	v := newBodyView(sdk.EventDrill, r, "test")
+	var text, html bytes.Buffer
+	if err := textBody.Execute(&text, v); err != nil {
+		t.Fatal(err)
+	}
+	if err := htmlBody.Execute(&html, v); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Restore drill FAILED: pipeline production", "site itself was not touched", "Restore time: 1m35s",
+		"Set:          " + set + " (s3)", "FAILED  archive \"volume\" references: 1 of 9 missing", "- missing blob 3f2a: mod_resource/content/<Plan>.pdf",
+		"ok  dump \"mysql\" rows"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text part lacks %q:\n%s", want, text.String())
+		}
+	}
+	for _, want := range []string{"Restore drill FAILED", "1m35s", "&lt;Plan&gt;.pdf"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("HTML part lacks %q", want)
+		}
+	}
+	if strings.Contains(text.String(), "Backup ") {
+		t.Error("a drill's e-mail calls itself a backup")
+	}
 }

@@ -49,6 +49,18 @@ func report(event string) sdk.Report {
 		}
 		r.Artifacts, r.Retention = nil, nil
 		r.LogTail = []string{"03:00:01 dump db: started", "03:00:03 dump db: mariadb-dump exited 2"}
+	case sdk.EventDrill:
+		// A drill that failed: one blob the database references is missing.
+		r.Status, r.Error = sdk.EventFailure, "checks failed: archive \"volume\" references"
+		r.Stages, r.Artifacts, r.Retention, r.Maintenance = nil, nil, nil, ""
+		r.Drill = &sdk.DrillReport{Set: kitSet, From: "local", OK: false, Started: start,
+			Duration: 4 * time.Minute, Restore: 3*time.Minute + 10*time.Second,
+			Sandboxes: []string{`dump "mysql": MariaDB 10.11.6 in container mbk-drill-production-1-db`, `archive "volume": volume mbk-drill-production-1-moodledata`},
+			Checks: []sdk.DrillCheck{
+				{Stage: `dump "mysql"`, Check: sdk.Check{Name: "rows", OK: true, Summary: "412 tables, 1,204,331 rows as recorded"}},
+				{Stage: `archive "volume"`, Check: sdk.Check{Name: "references", OK: false, Summary: "1 of 5,210 referenced blobs missing",
+					Problems: []string{"missing blob 3f2a9c0e5d1b7a4f6e8d9c0b1a2f3e4d5c6b7a89: mod_resource/content/Plan.pdf"}}},
+			}}
 	case sdk.EventTest:
 		r = sdk.Report{Pipeline: r.Pipeline, File: r.File, Host: r.Host, Status: sdk.EventTest, Started: start, Finished: start}
 	}
