@@ -83,9 +83,15 @@ type daemonProc struct {
 
 func startDaemon(t *testing.T, args ...string) *daemonProc {
 	t.Helper()
+	return startDaemonEnv(t, nil, args...)
+}
+
+// startDaemonEnv is startDaemon with more environment variables.
+func startDaemonEnv(t *testing.T, env []string, args ...string) *daemonProc {
+	t.Helper()
 	d := &daemonProc{t: t, done: make(chan struct{})}
 	d.cmd = exec.Command(filepath.Join(binDir, "mbk"), append([]string{"daemon", "--time-scale", "60"}, args...)...)
-	d.cmd.Env = baseEnv(t)
+	d.cmd.Env = append(baseEnv(t), env...)
 	d.cmd.Stdout, d.cmd.Stderr = &d.stdout, &d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
