@@ -84,13 +84,29 @@ func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current strin
 	if err != nil {
 		return Pruned{Stage: s}, fmt.Errorf("list sets: %w", err)
 	}
-	del := func(set string) error { return repo.Delete(p.Root, set) }
+	del := func(set string) error {
+		if err := repo.Delete(p.Root, set); err != nil {
+			return err
+		}
+		return repo.DeleteDrillRecord(p.Root, set)
+	}
+	// A drill reads its set for a while without the root's lock: that set
+	// is left out of this round, kept, and judged next time.
+	drilled := ""
+	if m, _ := repo.ReadDrillMarker(p.Root); m != nil && repo.DrillRunning(p.Root) {
+		drilled = m.Set
+	}
 	var infos []sdk.SetInfo
 	var safety []repo.Set
 	var newest time.Time
+	var held []sdk.Decision
 	for _, st := range sets {
 		if st.Time.After(newest) {
 			newest = st.Time
+		}
+		if st.Name == drilled {
+			held = append(held, sdk.Decision{Set: st.Name, Keep: true, Reasons: []string{"a drill is restoring it now"}})
+			continue
 		}
 		if st.PreRestore() {
 			safety = append(safety, st)
@@ -102,6 +118,7 @@ func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current strin
 	if err != nil {
 		return pr, err
 	}
+	pr.Decisions = append(pr.Decisions, held...)
 	keep := time.Duration(p.SafetyCopyDays) * 24 * time.Hour
 	for _, st := range safety {
 		until := st.Time.Add(keep)

@@ -220,3 +220,42 @@ func TestPruneKeepsSafetyCopies(t *testing.T) {
 		t.Errorf("left %v, want %v", got, left)
 	}
 }
+
+// TestPruneSparesTheSetADrillRestores: a drill reads its set without the
+// root's lock, so retention leaves that set alone while the drill runs (and
+// forgets a deleted set's drill record); once the drill is over, the set is
+// judged like the others.
+func TestPruneSparesTheSetADrillRestores(t *testing.T) {
+	root := newRoot(t)
+	makeSets(t, root, []string{"2020-01-01_02-00-00", "2020-01-02_02-00-00", "2020-01-03_02-00-00"})
+	pl := prepare(t, root, okDump+`
+  stage "retain" "policy" {
+    keep_last = 1
+  }`)
+	if err := repo.WriteDrillRecord(root, sdk.DrillReport{Set: "2020-01-02_02-00-00", OK: true}); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := repo.AcquireDrill(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.WriteDrillMarker(root, repo.DrillMarker{Set: "2020-01-01_02-00-00", Label: "mbk-drill-t"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Prune(context.Background(), pl.p, pl.stages, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := setsIn(t, root); !slices.Equal(got, []string{"2020-01-01_02-00-00", "2020-01-03_02-00-00"}) {
+		t.Fatalf("with a drill on the oldest set: %v", got)
+	}
+	if r, _ := repo.ReadDrillRecord(root, "2020-01-02_02-00-00"); r != nil {
+		t.Error("the deleted set's drill record stayed")
+	}
+	lock.Release()
+	if _, err := engine.Prune(context.Background(), pl.p, pl.stages, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := setsIn(t, root); !slices.Equal(got, []string{"2020-01-03_02-00-00"}) {
+		t.Fatalf("after the drill: %v", got)
+	}
+}
