@@ -111,8 +111,8 @@ type bodyView struct {
 // drillView is a drill's result for people.
 type drillView struct {
 	Set, From, Verdict, Restore, Duration, Error string
-	Sandboxes                                  []string
-	Checks                                     []checkView
+	Sandboxes                                    []string
+	Checks                                       []checkView
 }
 
 type checkView struct {
