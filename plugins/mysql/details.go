@@ -47,8 +47,8 @@ type details struct {
 	Skipped []string `json:"skipped_tables,omitempty"`
 	// Objects are the views and stored programs the dump carries, sorted:
 	// "VIEW mdl_view", "PROCEDURE p", "FUNCTION f", "TRIGGER t", "EVENT e".
-	// Sets made before it was recorded have only the counts above.
-	Objects []string `json:"objects,omitempty"`
+	// Sets made before it was recorded (nil) have only the counts above.
+	Objects []string `json:"objects"`
 	// Moodle is the Moodle site in the database; nil for another database.
 	Moodle *moodle `json:"moodle,omitempty"`
 }

@@ -51,7 +51,9 @@ func dumpFlags(user string) []string {
 // (details.Objects): the server's, less the views and the triggers of the
 // tables it left out (--ignore-table), and the kinds extra_args turned off.
 func dumpedObjects(db database, skipped, extra []string) []string {
-	var out []string
+	// Never nil: a set that recorded none is told from one made before
+	// they were recorded.
+	out := []string{}
 	for _, v := range db.Views {
 		if !slices.Contains(ignoredTables(extra, db.Name), v) {
 			out = append(out, program{Kind: "VIEW", Name: v}.String())
