@@ -113,15 +113,16 @@ func (d details) infoText() string {
 		line("Largest tables", "%s", strings.Join(big, ", "))
 	}
 	if m := d.Moodle; m != nil {
-		line("Moodle", "%s (version %s), table prefix %q", cmp.Or(m.Release, "release unknown"), m.Version, m.Prefix)
-		names := slices.Sorted(maps.Keys(m.Plugins))
-		line("Moodle plugins", "%d, with their versions:", len(names))
-		for _, n := range names {
-			fmt.Fprintf(&b, "    %-40s %s\n", n, m.Plugins[n])
-		}
+		line("Moodle", "%s (version %s), table prefix %q, %d plugins (listed below)", cmp.Or(m.Release, "release unknown"), m.Version, m.Prefix, len(m.Plugins))
 	}
 	fmt.Fprintf(&b, "  To restore by hand: CREATE DATABASE %s CHARACTER SET %s COLLATE %s;\n", quoteIdent(d.Database), d.Charset, d.Collation)
 	fmt.Fprintf(&b, "    then: gunzip -c %s_<timestamp>.sql.gz | %s -u <user> %s\n", d.Database, d.restoreCommand(), d.Database)
+	if m := d.Moodle; m != nil {
+		fmt.Fprintf(&b, "  Moodle plugins and their versions (%sconfig_plugins):\n", m.Prefix)
+		for _, n := range slices.Sorted(maps.Keys(m.Plugins)) {
+			fmt.Fprintf(&b, "    %-40s %s\n", n, m.Plugins[n])
+		}
+	}
 	return b.String()
 }
 

@@ -160,7 +160,7 @@ INSERT INTO wp_config VALUES (1);
 			if c.prefix == nil && !slices.Equal(d.Objects, moodleObjects(c.want)) {
 				t.Errorf("objects %q, want %q", d.Objects, moodleObjects(c.want))
 			}
-			for _, s := range []string{`4.5 (Build: 20241007) (version 2024100700.00), table prefix "` + c.want + `"`, "Moodle plugins:  6,", "theme_boost", "2024100701"} {
+			for _, s := range []string{`4.5 (Build: 20241007) (version 2024100700.00), table prefix "` + c.want + `", 6 plugins`, "plugins and their versions (" + c.want + "config_plugins)", "theme_boost", "2024100701"} {
 				if !strings.Contains(res.InfoText, s) {
 					t.Errorf("the info file lacks %q:\n%s", s, res.InfoText)
 				}
