@@ -40,8 +40,8 @@ exec mariadbd --user=root --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld.s
 // site's: an image that declares its data directory a volume (as the
 // official images do), a named data volume, read-only binds, a tmpfs, a
 // read-write bind, and credentials in its environment. Everything is
-// removed at cleanup.
-func startDrillSource(t *testing.T) *testenv.MariaDB {
+// removed at cleanup. script is the server's command (sh -c).
+func startDrillSource(t *testing.T, script string) *testenv.MariaDB {
 	t.Helper()
 	cli := testenv.Docker(t)
 	ctx := testContext(t)
@@ -70,7 +70,7 @@ func startDrillSource(t *testing.T) *testenv.MariaDB {
 	})
 	_, err := cli.ContainerCreate(ctx, &container.Config{
 		Image: img,
-		Cmd:   []string{"sh", "-c", sourceServerScript},
+		Cmd:   []string{"sh", "-c", script},
 		Env: []string{"LANG=C.UTF-8", "KEEP_ME=kept",
 			"MARIADB_ROOT_PASSWORD=" + drillPassword, "MARIADB_USER=moodle", "MARIADB_PASSWORD=" + drillPassword,
 			"MARIADB_DATABASE=moodle", "MARIADB_ROOT_HOST=%", "MOODLE_DB_PASS=" + drillPassword},
@@ -113,7 +113,7 @@ CHECKSUM TABLE moodle.mdl_config, moodle.mdl_config_plugins, moodle.mdl_files, m
 // breaks the Moodle one and checks again, and tears the sandbox down.
 func TestDrill(t *testing.T) {
 	t.Parallel()
-	src := startDrillSource(t)
+	src := startDrillSource(t, sourceServerScript)
 	src.SQL(t, moodleSchema("moodle", "mdl_")+`
 CREATE DATABASE plain; USE plain; CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2);`)
 	src.CreateUser(t, "moodle", "moodle", drillPassword)
@@ -363,6 +363,32 @@ DROP TRIGGER mdl_user_ai;`)
 			t.Errorf("second teardown: %q %v", sum, err)
 		}
 	})
+}
+
+// TestSandboxNeverAnswers: a sandbox whose server cannot start is an
+// error that names the container and quotes its log, and is removed.
+func TestSandboxNeverAnswers(t *testing.T) {
+	t.Parallel()
+	// The server starts only with a setting the sandbox does without.
+	src := startDrillSource(t, `[ -n "$MARIADB_DATABASE" ] || { echo "no database named: not starting" >&2; exit 3; }
+`+sourceServerScript)
+	p := newPlugin(t)
+	label := testenv.UniqueName(t, "mbktest-drill")
+	t.Cleanup(func() { _, _ = p.Teardown(context.Background(), sdk.Config{}, label) })
+	cfg := dbConfig(t, src.Container, "mysql", nil)
+	_, err := p.Sandbox(testContext(t), sdk.SandboxRequest{Config: cfg, Artifact: "mysql", Label: label})
+	if err == nil {
+		t.Fatal("a sandbox whose server exits: no error")
+	}
+	t.Log(err)
+	for _, s := range []string{label + "-db", "stopped", "exit code 3", "no database named: not starting"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("the error does not say %q", s)
+		}
+	}
+	if _, err := testenv.Docker(t).ContainerInspect(testContext(t), label+"-db"); !client.IsErrNotFound(err) {
+		t.Errorf("the failed sandbox is still there: %v", err)
+	}
 }
 
 func inspect(t *testing.T, name string) container.InspectResponse {
