@@ -8,7 +8,8 @@
 #   engine       start dockerd when `docker info` does not answer
 #   image        build mbk-base:latest (tiny rootfs, host /usr and /etc bound at run time)
 #   up [NAME]    (re)create NAME-db, NAME-app and volumes NAME-dbdata, NAME-moodledata
-#                with sample data; any previous stack of that NAME is removed first
+#                with sample data (mdl_files naming every blob in filedir); any previous
+#                stack of that NAME is removed first
 #   down [NAME]  remove the containers and volumes of NAME
 #   env [NAME]   print shell exports describing the stack (never the password)
 #
@@ -31,7 +32,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 check_name() {
@@ -208,6 +209,57 @@ INSERT INTO mdl_config (name, value) VALUES
   ('lang', 'es'),
   ('fullname', 'Campus Virtual — Demostración ñandú 🎓');
 
+CREATE TABLE mdl_config_plugins (
+  id BIGINT(10) NOT NULL AUTO_INCREMENT,
+  plugin VARCHAR(100) NOT NULL DEFAULT 'core',
+  name VARCHAR(100) NOT NULL DEFAULT '',
+  value LONGTEXT NOT NULL,
+  PRIMARY KEY (id),
+  UNIQUE KEY mdl_confplug_plunam_uix (plugin, name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci ROW_FORMAT=DYNAMIC COMMENT='Moodle modules and plugins configuration variables';
+
+-- The version rows are the installed plugins (what a drill compares);
+-- the others are plugin settings, which it leaves alone.
+INSERT INTO mdl_config_plugins (plugin, name, value) VALUES
+  ('mod_forum', 'version', '2024100700'),
+  ('mod_resource', 'version', '2024100700'),
+  ('mod_assign', 'version', '2024100701'),
+  ('mod_quiz', 'version', '2024100700'),
+  ('auth_manual', 'version', '2024100700'),
+  ('auth_email', 'version', '2024100700'),
+  ('enrol_manual', 'version', '2024100700'),
+  ('enrol_self', 'version', '2024100700'),
+  ('block_html', 'version', '2024100700'),
+  ('theme_boost', 'version', '2024100700'),
+  ('logstore_standard', 'version', '2024100700'),
+  ('tool_mobile', 'version', '2024100700'),
+  ('mod_forum', 'maxbytes', '512000'),
+  ('auth_manual', 'expiration', '0'),
+  ('theme_boost', 'preset', 'default.scss');
+
+-- Filled by load_files once the file pool exists: one row per blob.
+CREATE TABLE mdl_files (
+  id BIGINT(10) NOT NULL AUTO_INCREMENT,
+  contenthash VARCHAR(40) NOT NULL DEFAULT '',
+  pathnamehash VARCHAR(40) NOT NULL DEFAULT '',
+  contextid BIGINT(10) NOT NULL,
+  component VARCHAR(100) NOT NULL DEFAULT '',
+  filearea VARCHAR(50) NOT NULL DEFAULT '',
+  itemid BIGINT(10) NOT NULL,
+  filepath VARCHAR(255) NOT NULL DEFAULT '',
+  filename VARCHAR(255) NOT NULL DEFAULT '',
+  userid BIGINT(10) DEFAULT NULL,
+  filesize BIGINT(10) NOT NULL,
+  mimetype VARCHAR(100) DEFAULT NULL,
+  status BIGINT(10) NOT NULL DEFAULT 0,
+  timecreated BIGINT(10) NOT NULL,
+  timemodified BIGINT(10) NOT NULL,
+  PRIMARY KEY (id),
+  UNIQUE KEY mdl_file_pat_uix (pathnamehash),
+  KEY mdl_file_comfilconite_ix (component, filearea, contextid, itemid),
+  KEY mdl_file_con_ix (contenthash)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci ROW_FORMAT=DYNAMIC COMMENT='description of files, content is stored in sha1 file pool';
+
 CREATE TABLE mdl_user (
   id BIGINT(10) NOT NULL AUTO_INCREMENT,
   auth VARCHAR(20) NOT NULL DEFAULT 'manual',
@@ -321,8 +373,45 @@ SELECT ELT(1 + n % 3, '\\core\\event\\course_viewed', '\\core\\event\\user_logge
        1700000000 + n * 37, 'web', CONCAT('10.0.', n % 256, '.', n % 251)
 FROM seq;
 
-ANALYZE TABLE mdl_config, mdl_user, mdl_course, mdl_logstore_standard_log;
+ANALYZE TABLE mdl_config, mdl_config_plugins, mdl_user, mdl_course, mdl_logstore_standard_log;
 SQL
+}
+
+# load_files gives every blob fill_moodledata put in filedir its mdl_files
+# row, as Moodle would (trashdir's blobs are the files it no longer refers
+# to), and each file area of the first files its directory row.
+load_files() {
+  local name=$1 listing size hash i=0 n ctx comp area fname mime ts
+  listing=$(docker exec -e "D=$DATAROOT" "$name-app" sh -c 'cd "$D" && find filedir -type f -printf "%s %f\n" | sort -k2')
+  [[ -n $listing ]] || die "no blobs in $name-app:$DATAROOT/filedir"
+  local -a rows=()
+  while read -r size hash; do
+    [[ $hash =~ ^[0-9a-f]{40}$ ]] || die "filedir holds a blob named '$hash', not a SHA-1"
+    ctx=$((100 + i % 40)) ts=$((1700000000 + i * 3600))
+    case $((i % 5)) in
+    0) comp=mod_resource area=content fname="documento-$i.pdf" mime=application/pdf ;;
+    1) comp=mod_forum area=attachment fname="adjunto $i.jpg" mime=image/jpeg ;;
+    2) comp=user area=private fname="apuntes-ñandú-$i.txt" mime=text/plain ;;
+    3) comp=mod_assign area=submission_files fname="entrega_$i.docx" mime=application/vnd.openxmlformats-officedocument.wordprocessingml.document ;;
+    4) comp=course area=overviewfiles fname="portada-$i.png" mime=image/png ;;
+    esac
+    # Moodle's pathnamehash: SHA-1 of /contextid/component/filearea/itemid/filepath/filename.
+    if ((i < 5)); then
+      rows+=("('da39a3ee5e6b4b0d3255bfef95601890afd80709', SHA1('/$ctx/$comp/$area/$i/.'), $ctx, '$comp', '$area', $i, '/', '.', 2, 0, NULL, $ts, $ts)")
+    fi
+    rows+=("('$hash', SHA1('/$ctx/$comp/$area/$i/$fname'), $ctx, '$comp', '$area', $i, '/', '$fname', 2, $size, '$mime', $ts, $ts)")
+    i=$((i + 1))
+  done <<<"$listing"
+  n=${#rows[@]}
+  {
+    echo "INSERT INTO mdl_files (contenthash, pathnamehash, contextid, component, filearea, itemid, filepath, filename, userid, filesize, mimetype, timecreated, timemodified) VALUES"
+    local j
+    for ((j = 0; j < n; j++)); do
+      if ((j + 1 < n)); then echo "  ${rows[j]},"; else echo "  ${rows[j]};"; fi
+    done
+    echo "ANALYZE TABLE mdl_files;"
+  } | docker exec -i "$name-db" mariadb -uroot --default-character-set=utf8mb4 "$DB_NAME" >/dev/null
+  log "mdl_files: $i files and 5 directories"
 }
 
 start_app() {
@@ -431,6 +520,7 @@ cmd_up() {
   log "starting $name-app with volume $name-moodledata"
   start_app "$name"
   fill_moodledata "$name"
+  load_files "$name"
   log "stack $name is up in $((SECONDS - t0)) s"
   cmd_env "$name"
 }

@@ -76,14 +76,15 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 	// dockerd and runc CPU the dump could use): one query, and the client's
 	// --version.
 	var (
-		srv       server
-		db        database
-		factsErr  error
-		clientVer string
-		facts     sync.WaitGroup
+		srv        server
+		db         database
+		moodleRows [][]string
+		factsErr   error
+		clientVer  string
+		facts      sync.WaitGroup
 	)
 	facts.Add(2)
-	go func() { defer facts.Done(); srv, db, factsErr = ss.facts(ctx, name) }()
+	go func() { defer facts.Done(); srv, db, moodleRows, factsErr = ss.facts(ctx, name, s.MoodlePrefix) }()
 	go func() { defer facts.Done(); clientVer = ss.clientVersion(ctx) }()
 	defer facts.Wait()
 	d := details{Client: ss.dump, Container: ss.container, Address: ss.address, ClientContainer: ss.clientContainer, Database: name}
@@ -168,6 +169,17 @@ func (p *plugin) dump(ctx context.Context, ss *session, s settings, name string,
 	}
 	if len(d.Skipped) > 0 {
 		p.log.Warn("tables left out of the dump", "database", name, "tables", strings.Join(d.Skipped, ", "))
+	}
+	d.Objects = dumpedObjects(db, d.Skipped, extra)
+	m, why := parseMoodle(moodleRows, s.MoodlePrefix)
+	switch {
+	case m != nil:
+		d.Moodle = m
+		p.log.Info("Moodle site", "database", name, "release", m.Release, "version", m.Version, "prefix", m.Prefix, "plugins", len(m.Plugins))
+	case why != "":
+		p.log.Warn("no Moodle facts recorded", "database", name, "why", why)
+	default:
+		p.log.Info("no Moodle facts recorded: no table prefix P has tables Pconfig, Pconfig_plugins and Pfiles", "database", name)
 	}
 	p.log.Info("dump finished", "database", name, "bytes", out.n, "tables", d.Tables, "rows", d.TotalRows, "seconds", d.DumpSeconds)
 	return d, nil

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -44,6 +45,12 @@ type details struct {
 	// Skipped lists base tables the server had but the dump left out
 	// (e.g. --ignore-table in extra_args).
 	Skipped []string `json:"skipped_tables,omitempty"`
+	// Objects are the views and stored programs the dump carries, sorted:
+	// "VIEW mdl_view", "PROCEDURE p", "FUNCTION f", "TRIGGER t", "EVENT e".
+	// Sets made before it was recorded (nil) have only the counts above.
+	Objects []string `json:"objects"`
+	// Moodle is the Moodle site in the database; nil for another database.
+	Moodle *moodle `json:"moodle,omitempty"`
 }
 
 // toMap turns details into the JSON-friendly map the SDK carries. Numbers
@@ -105,8 +112,17 @@ func (d details) infoText() string {
 	if big := largest(d.Rows, 5); len(big) > 0 {
 		line("Largest tables", "%s", strings.Join(big, ", "))
 	}
+	if m := d.Moodle; m != nil {
+		line("Moodle", "%s (version %s), table prefix %q, %d plugins (listed below)", cmp.Or(m.Release, "release unknown"), m.Version, m.Prefix, len(m.Plugins))
+	}
 	fmt.Fprintf(&b, "  To restore by hand: CREATE DATABASE %s CHARACTER SET %s COLLATE %s;\n", quoteIdent(d.Database), d.Charset, d.Collation)
 	fmt.Fprintf(&b, "    then: gunzip -c %s_<timestamp>.sql.gz | %s -u <user> %s\n", d.Database, d.restoreCommand(), d.Database)
+	if m := d.Moodle; m != nil {
+		fmt.Fprintf(&b, "  Moodle plugins and their versions (%sconfig_plugins):\n", m.Prefix)
+		for _, n := range slices.Sorted(maps.Keys(m.Plugins)) {
+			fmt.Fprintf(&b, "    %-40s %s\n", n, m.Plugins[n])
+		}
+	}
 	return b.String()
 }
 

@@ -47,6 +47,83 @@ func dumpFlags(user string) []string {
 	return flags
 }
 
+// dumpedObjects names the views and stored programs a dump carries, sorted
+// (details.Objects): the server's, less the views and the triggers of the
+// tables it left out (--ignore-table), and the kinds extra_args turned off.
+func dumpedObjects(db database, skipped, extra []string) []string {
+	// Never nil: a set that recorded none is told from one made before
+	// they were recorded.
+	out := []string{}
+	for _, v := range db.Views {
+		if !slices.Contains(ignoredTables(extra, db.Name), v) {
+			out = append(out, program{Kind: "VIEW", Name: v}.String())
+		}
+	}
+	for _, o := range db.Programs {
+		switch o.Kind {
+		case "PROCEDURE", "FUNCTION":
+			if !dumps(extra, "routines") {
+				continue
+			}
+		case "TRIGGER":
+			if !dumps(extra, "triggers") || slices.Contains(skipped, o.Table) {
+				continue
+			}
+		case "EVENT":
+			if !dumps(extra, "events") {
+				continue
+			}
+		}
+		out = append(out, o.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ignoredTables are the tables (or views) of db that --ignore-table options
+// among extra_args leave out.
+func ignoredTables(extra []string, db string) []string {
+	var out []string
+	for i, a := range extra {
+		name, value, hasValue := strings.Cut(a, "=")
+		if optionName(name) != "--ignore-table" {
+			continue
+		}
+		if !hasValue && i+1 < len(extra) {
+			value = extra[i+1]
+		}
+		if t, ok := strings.CutPrefix(value, db+"."); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// optionName is a long option's name as the clients read it: "--Loose_Skip_Triggers"
+// is "--skip-triggers".
+func optionName(arg string) string {
+	if !strings.HasPrefix(arg, "--") {
+		return ""
+	}
+	return "--" + strings.TrimPrefix(strings.ReplaceAll(strings.ToLower(arg[2:]), "_", "-"), "loose-")
+}
+
+// dumps reports whether the dump carries what an option dumpFlags gives
+// (routines, triggers, events) names, which extra_args may turn off again.
+func dumps(extra []string, option string) bool {
+	on := true
+	for _, a := range extra {
+		name, value, hasValue := strings.Cut(a, "=")
+		switch optionName(name) {
+		case "--skip-" + option, "--disable-" + option:
+			on = false
+		case "--" + option, "--enable-" + option:
+			on = !hasValue || !slices.Contains([]string{"0", "false", "off"}, strings.ToLower(value))
+		}
+	}
+	return on
+}
+
 // database is what the server says about one database before the dump.
 type database struct {
 	Name      string
@@ -58,7 +135,19 @@ type database struct {
 	Routines  int
 	Triggers  int
 	Events    int
+	// Programs are the routines, triggers and events by name.
+	Programs []program
 }
+
+// program is a stored program of a database.
+type program struct {
+	Kind  string // "PROCEDURE", "FUNCTION", "TRIGGER", "EVENT"
+	Name  string
+	Table string // a trigger's table
+}
+
+// String is how details and checks name it: "TRIGGER mdl_text_ai".
+func (o program) String() string { return o.Kind + " " + o.Name }
 
 var errNoDatabase = errors.New("database does not exist")
 
@@ -71,28 +160,31 @@ func (ss *session) database(ctx context.Context, name string) (database, error) 
 	return parseDatabase(name, rows)
 }
 
-// facts asks for the server's and a database's facts in one go: every
-// question is a client run (an exec, inside a container), and those runs
-// compete with the dump for the CPU. errNoDatabase when the database does
-// not exist.
-func (ss *session) facts(ctx context.Context, name string) (server, database, error) {
-	rows, err := ss.query(ctx, "SELECT 'server', VERSION(), @@version_comment;\n"+databaseSQL(name))
+// facts asks for the server's and a database's facts, Moodle's among them
+// (moodleSQL, with the moodle_prefix setting), in one go: every question is
+// a client run (an exec, inside a container), and those runs compete with
+// the dump for the CPU. errNoDatabase when the database does not exist.
+func (ss *session) facts(ctx context.Context, name string, prefix *string) (server, database, [][]string, error) {
+	rows, err := ss.query(ctx, "SELECT 'server', VERSION(), @@version_comment;\n"+databaseSQL(name)+moodleSQL(name, prefix))
 	if err != nil {
-		return server{}, database{Name: name}, err
+		return server{}, database{Name: name}, nil, err
 	}
-	var srvRows, dbRows [][]string
+	var srvRows, dbRows, moodleRows [][]string
 	for _, r := range rows {
-		if r[0] == "server" {
+		switch {
+		case r[0] == "server":
 			srvRows = append(srvRows, r)
-		} else {
+		case isMoodleRow(r):
+			moodleRows = append(moodleRows, r)
+		default:
 			dbRows = append(dbRows, r)
 		}
 	}
 	if len(srvRows) != 1 || len(srvRows[0]) != 3 {
-		return server{}, database{Name: name}, fmt.Errorf("unexpected answer to SELECT VERSION(): %q", srvRows)
+		return server{}, database{Name: name}, nil, fmt.Errorf("unexpected answer to SELECT VERSION(): %q", srvRows)
 	}
 	db, err := parseDatabase(name, dbRows)
-	return parseServer(srvRows[0][1], srvRows[0][2]), db, err
+	return parseServer(srvRows[0][1], srvRows[0][2]), db, moodleRows, err
 }
 
 // databaseSQL asks for a database's facts; each row starts with a tag
@@ -104,7 +196,10 @@ func databaseSQL(name string) string {
 		"SELECT 'objects', " +
 		"(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = " + q + "), " +
 		"(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = " + q + "), " +
-		"(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = " + q + ");\n"
+		"(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = " + q + ");\n" +
+		"SELECT 'program', ROUTINE_TYPE, ROUTINE_NAME, '' FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = " + q + ";\n" +
+		"SELECT 'program', 'TRIGGER', TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = " + q + ";\n" +
+		"SELECT 'program', 'EVENT', EVENT_NAME, '' FROM information_schema.EVENTS WHERE EVENT_SCHEMA = " + q + ";\n"
 }
 
 // parseDatabase reads databaseSQL's answer.
@@ -129,6 +224,8 @@ func parseDatabase(name string, rows [][]string) (database, error) {
 			db.Triggers, _ = strconv.Atoi(r[2])
 			db.Events, _ = strconv.Atoi(r[3])
 			objects = true
+		case r[0] == "program" && len(r) == 4:
+			db.Programs = append(db.Programs, program{Kind: r[1], Name: r[2], Table: r[3]})
 		default:
 			return db, fmt.Errorf("unexpected answer about database %q: %q", name, r)
 		}

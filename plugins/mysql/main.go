@@ -32,6 +32,6 @@ func (p *plugin) Describe() sdk.Info {
 		Name:        "mysql",
 		Version:     version,
 		Kinds:       []string{sdk.KindDump},
-		Description: "Dumps MySQL/MariaDB databases with mariadb-dump or mysqldump, run inside their container or against host:port over TCP, and restores them.",
+		Description: "Dumps MySQL/MariaDB databases with mariadb-dump or mysqldump, run inside their container or against host:port over TCP, and restores them; for drills it makes a sandbox server like the source's and checks a restored database against the backup (rows, objects, Moodle's version and plugins, the files it references).",
 	}
 }

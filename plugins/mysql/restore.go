@@ -23,6 +23,9 @@ const (
 	// it such a target is refused: loading a dump over other tables would
 	// leave a mixture no check could vouch for.
 	optReplace = "replace"
+	// optSandbox names a drill's sandbox container (sandbox.go) to restore
+	// into instead of the stage's server.
+	optSandbox = "sandbox_container"
 )
 
 // restoreOptions is what `mbk restore` may ask of a dump stage.
@@ -31,12 +34,15 @@ var restoreOptions = []sdk.Attribute{
 		Description: "Database to restore into; default: the database that was dumped."},
 	{Name: optReplace, Type: sdk.Bool, Flag: "clean", Default: cty.False,
 		Description: "Drop and recreate a target database that already holds tables, views, routines or events; without it such a target is refused."},
+	{Name: optSandbox, Type: sdk.String,
+		Description: "Set by `mbk drill`: the sandbox container (labelled " + labelDrill + ") the drill made for this stage. The restore and its checks then go to that container's server, as root through its socket without a password, instead of the server the stage's settings name; any other container is refused."},
 }
 
 // restoreOpts are the decoded restore options.
 type restoreOpts struct {
 	Target  string `cty:"target_database"`
 	Replace bool   `cty:"replace"`
+	Sandbox string `cty:"sandbox_container"`
 }
 
 // Restore loads a dump into a new or empty database, created with the
@@ -61,6 +67,11 @@ func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 		return sdk.RestoreResult{}, errors.New("restore: no target database: set the option " + optTarget)
 	case slices.Contains(systemDatabases, strings.ToLower(target)):
 		return sdk.RestoreResult{}, fmt.Errorf("restore: %q is one of the server's own databases; choose another %s", target, optTarget)
+	}
+	if opts.Sandbox != "" {
+		if s, err = inSandbox(ctx, s, opts.Sandbox); err != nil {
+			return sdk.RestoreResult{}, fmt.Errorf("restore database %q: %w", target, err)
+		}
 	}
 	ss, err := open(ctx, s)
 	if err != nil {

@@ -149,6 +149,50 @@ func (ss *session) query(ctx context.Context, sql string) ([][]string, error) {
 	return rows, nil
 }
 
+// queryEach runs one query like query, but hands fn each result row as the
+// client prints it (--quick: the client holds no result either), so that a
+// result of millions of rows passes through in constant memory. An error
+// from fn stops the client and is returned.
+func (ss *session) queryEach(ctx context.Context, sql string, fn func(row []string) error) error {
+	if err := ss.needSQL(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var fnErr error
+	rows := &lineWriter{fn: func(l string) {
+		if fnErr != nil || l == "" {
+			return
+		}
+		fields := strings.Split(l, "\t")
+		for i, f := range fields {
+			fields[i] = unescapeBatch(f)
+		}
+		if fnErr = fn(fields); fnErr != nil {
+			// Stops the client; its output is swallowed until it has.
+			cancel(fnErr)
+		}
+	}}
+	var stderr lines
+	code, err := ss.run.run(ctx, command{
+		args:   ss.sqlCmd("--batch", "--skip-column-names", "--quick"),
+		env:    ss.env,
+		stdin:  strings.NewReader(sql),
+		stdout: rows,
+		stderr: func(l string) { stderr.add(l) },
+	})
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case err != nil:
+		return err
+	case code != 0:
+		return fmt.Errorf("%s: %s", ss.sql, stderr.failure(code))
+	}
+	rows.flush()
+	return fnErr
+}
+
 // sqlCmd is the SQL client's command line. MariaDB's client echoes a failed
 // statement to stderr, which during a restore is a line of table data: the
 // option that stops it is unknown to MySQL's client, hence only for mariadb

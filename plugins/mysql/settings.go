@@ -32,6 +32,8 @@
 //	client      the dump program; default: the first of mariadb-dump, mysqldump found where
 //	            the clients run. The SQL client (queries, restore) is mariadb or mysql.
 //	restore_jobs  connections a restore loads through side by side (default 2; see load.go)
+//	moodle_prefix the table prefix of a Moodle database (moodle.go); default: found by its
+//	            tables, for the Moodle facts a backup records and a drill checks
 //
 // Inside a container the dump's output comes out through a FIFO in the
 // container's /tmp, read from this host (docker.NewPipe), and through the
@@ -75,6 +77,7 @@ type settings struct {
 	ExtraArgs       []string `cty:"extra_args"`
 	Client          string   `cty:"client"`
 	RestoreJobs     int      `cty:"restore_jobs"`
+	MoodlePrefix    *string  `cty:"moodle_prefix"` // nil: detect it
 }
 
 // defaultPort is the server's port when host is set and port is not.
@@ -109,6 +112,8 @@ var schema = sdk.Schema{Attributes: []sdk.Attribute{
 		Description: "Dump program: \"mariadb-dump\" or \"mysqldump\" (or a path), where the clients run. Default: the first of mariadb-dump, mysqldump found there."},
 	{Name: "restore_jobs", Type: sdk.Int, Default: cty.NumberIntVal(defaultRestoreJobs),
 		Description: "Connections a restore loads the dump through, side by side (1 to 16; default 2). The server runs each on one thread: 2 suits a 2-core server, 1 loads the dump as one stream, as `mariadb < dump.sql` does."},
+	{Name: "moodle_prefix", Type: sdk.String,
+		Description: "Table prefix of a Moodle database (\"mdl_\", \"m_\"), whose version, release and plugins a backup records and a drill checks. Default: the prefix P for which Pconfig, Pconfig_plugins and Pfiles exist, when exactly one does."},
 }}
 
 // defaultRestoreJobs: a 2-core server is the common case.
@@ -216,6 +221,9 @@ func (s settings) validate() sdk.Diagnostics {
 	}
 	if s.User == "" {
 		ds = append(ds, sdk.Errorf("user", "user is empty"))
+	}
+	if s.MoodlePrefix != nil && !prefixName.MatchString(*s.MoodlePrefix) {
+		ds = append(ds, sdk.Errorf("moodle_prefix", "moodle_prefix %q is not a table prefix (letters, digits and _)", *s.MoodlePrefix))
 	}
 	if s.RestoreJobs < 1 || s.RestoreJobs > 16 {
 		ds = append(ds, sdk.Errorf("restore_jobs", "restore_jobs must be 1 to 16, not %d", s.RestoreJobs))
