@@ -31,7 +31,7 @@ import (
 const (
 	// labelDrill carries the drill's label: Teardown removes every
 	// container that has it.
-	labelDrill = "mbk.drill"
+	labelDrill = sdk.DrillLabel
 	// labelSource names the container a sandbox copies.
 	labelSource = "mbk.drill.source"
 )
