@@ -32,6 +32,8 @@ demo: build stack
 	 echo; echo "== sha256sum -c SHA256SUMS"; (cd "$$set" && sha256sum -c SHA256SUMS); \
 	 echo; echo "== DB_INFO.txt"; cat "$$set/DB_INFO.txt"; \
 	 echo; echo "== MOODLEDATA_INFO.txt"; head -n 20 "$$set/MOODLEDATA_INFO.txt"
+	@echo; echo "== mbk drill: the set restored into throwaway containers and checked"
+	$(BIN)/mbk drill pipelines/demo.hcl
 
 demo-down:
 	bash scripts/stack.sh down mbk-demo

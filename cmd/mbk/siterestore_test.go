@@ -19,7 +19,7 @@ const sitePipelineNamed = `pipeline %q {
   %s
   stage "dump" "mysql" {
     container = %q
-    database  = "moodle"
+    database  = %q
     user      = "moodle"
     password  = env("MYSQL_PASSWORD")
   }
@@ -52,7 +52,7 @@ func TestRestoreBringsTheSiteBack(t *testing.T) {
 	testenv.SetMoodleConfig(t, s.app, "wwwroot", "https://school.example")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "backups")
-	file := writeFile(t, dir, "site.hcl", fmt.Sprintf(sitePipelineNamed, "site", root, testenv.MaintenanceBlock(s.app), s.db.Container, s.volume))
+	file := writeFile(t, dir, "site.hcl", fmt.Sprintf(sitePipelineNamed, "site", root, testenv.MaintenanceBlock(s.app), s.db.Container, "moodle", s.volume))
 
 	if r := mbk(t, runOpts{env: s.env()}, "run", file); r.code != 0 {
 		t.Fatalf("backup: %s", r)
@@ -110,13 +110,19 @@ func TestCloneProductionIntoTesting(t *testing.T) {
 	}
 	testenv.SetMoodleConfig(t, prod.app, "wwwroot", "https://moodle.school.example")
 	prod.db.SQL(t, "INSERT INTO moodle.mdl_course (fullname) VALUES ('PROD1');")
-	test.db.SQL(t, "INSERT INTO moodle.mdl_course (fullname) VALUES ('TEST1');")
+	// Testing's database has its own name, as in the seed (moodle_test).
+	test.db.SQL(t, `CREATE DATABASE moodle_test CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE TABLE moodle_test.mdl_course (id BIGINT PRIMARY KEY AUTO_INCREMENT, fullname VARCHAR(254)) ENGINE=InnoDB;
+INSERT INTO moodle_test.mdl_course (fullname) VALUES ('TEST1');
+GRANT ALL PRIVILEGES ON moodle_test.* TO 'moodle'@'%';
+GRANT ALL PRIVILEGES ON moodle_test.* TO 'moodle'@'localhost';
+FLUSH PRIVILEGES;`)
 	if _, stderr, code := testenv.Exec(t, test.app, nil, "sh", "-c", "echo scratch > /data/testing-only.txt"); code != 0 {
 		t.Fatal(stderr)
 	}
 	dir := t.TempDir()
-	prodFile := writeFile(t, dir, "production.hcl", fmt.Sprintf(sitePipelineNamed, "production", filepath.Join(dir, "production"), testenv.MaintenanceBlock(prod.app), prod.db.Container, prod.volume))
-	testFile := writeFile(t, dir, "testing.hcl", fmt.Sprintf(sitePipelineNamed, "testing", filepath.Join(dir, "testing"), testenv.MaintenanceBlock(test.app), test.db.Container, test.volume))
+	prodFile := writeFile(t, dir, "production.hcl", fmt.Sprintf(sitePipelineNamed, "production", filepath.Join(dir, "production"), testenv.MaintenanceBlock(prod.app), prod.db.Container, "moodle", prod.volume))
+	testFile := writeFile(t, dir, "testing.hcl", fmt.Sprintf(sitePipelineNamed, "testing", filepath.Join(dir, "testing"), testenv.MaintenanceBlock(test.app), test.db.Container, "moodle_test", test.volume))
 	// Each site has its own password: a clone reads production's file only
 	// for where its sets are, and runs testing's stages with testing's.
 
@@ -132,8 +138,11 @@ func TestCloneProductionIntoTesting(t *testing.T) {
 	if r.code != 3 || !strings.Contains(flat(r.stdout), "set it to 'https://testing.school.example' in the config.php of container") {
 		t.Fatalf("clone with config.php not yet changed: want exit 3 and the line to set: %s", r)
 	}
-	if got := test.db.SQL(t, "SELECT GROUP_CONCAT(fullname ORDER BY fullname) FROM moodle.mdl_course WHERE fullname IN ('PROD1','TEST1');"); !strings.Contains(got, "PROD1") || strings.Contains(got, "TEST1") {
-		t.Fatalf("testing's database is not production's: %q", got)
+	if got := test.db.SQL(t, "SELECT GROUP_CONCAT(fullname ORDER BY fullname) FROM moodle_test.mdl_course WHERE fullname IN ('PROD1','TEST1');"); !strings.Contains(got, "PROD1") || strings.Contains(got, "TEST1") {
+		t.Fatalf("testing's database (moodle_test) is not production's: %q", got)
+	}
+	if got := test.db.SQL(t, "SELECT CONCAT('count=', COUNT(*), ';') FROM moodle.mdl_course WHERE fullname = 'PROD1';"); !strings.Contains(got, "count=0;") {
+		t.Fatalf("the clone went to the database production's dump names, not testing's: %q", got)
 	}
 	if _, _, code := testenv.Exec(t, test.app, nil, "test", "-e", "/data/testing-only.txt"); code == 0 {
 		t.Error("testing's files are not production's: its own file is still there")

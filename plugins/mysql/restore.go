@@ -31,7 +31,7 @@ const (
 // restoreOptions is what `mbk restore` may ask of a dump stage.
 var restoreOptions = []sdk.Attribute{
 	{Name: optTarget, Type: sdk.String, Flag: "target-database",
-		Description: "Database to restore into; default: the database that was dumped."},
+		Description: "Database to restore into; default: the stage's database setting, or (with databases or all_databases) the database that was dumped."},
 	{Name: optReplace, Type: sdk.Bool, Flag: "clean", Default: cty.False,
 		Description: "Drop and recreate a target database that already holds tables, views, routines or events; without it such a target is refused."},
 	{Name: optSandbox, Type: sdk.String,
@@ -61,7 +61,7 @@ func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 	if err := req.Options.Decode(&opts); err != nil {
 		return sdk.RestoreResult{}, fmt.Errorf("restore: %w", err)
 	}
-	target := cmp.Or(opts.Target, d.Database, req.Artifact)
+	target := cmp.Or(opts.Target, defaultTarget(s, d), req.Artifact)
 	switch {
 	case target == "":
 		return sdk.RestoreResult{}, errors.New("restore: no target database: set the option " + optTarget)
@@ -229,4 +229,15 @@ func (p *plugin) verify(ctx context.Context, ss *session, d details, target stri
 		p.log.Warn("restored objects differ from the source", "database", target, "difference", strings.Join(differ, ", "))
 	}
 	return summary, nil
+}
+
+// defaultTarget is where a restore goes without target_database: the
+// database the stage names now when it names one (a set of production
+// restored into testing's stage goes to testing's database), else the one
+// that was dumped.
+func defaultTarget(s settings, d details) string {
+	if s.Database != "" {
+		return s.Database
+	}
+	return d.Database
 }
