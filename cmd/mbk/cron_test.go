@@ -212,3 +212,31 @@ func TestCronRefusesWhatCronCannotRun(t *testing.T) {
 		t.Fatalf("install --pipeline b --schedule: %+v\n%s", got, r)
 	}
 }
+
+// TestCronInstallsTheDrill: a pipeline's drill block gets a crontab line of
+// its own (mbk drill, tagged # mbk-drill:), beside the backup's; list names
+// it, and remove takes both away.
+func TestCronInstallsTheDrill(t *testing.T) {
+	user := crontabtest.User(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.hcl")
+	daemonFile(t, file, strings.Replace(pipelineBlock("school", filepath.Join(dir, "backups"), "0 2 * * *", okDump),
+		`stage "checksum" "sha256" {}`, "stage \"checksum\" \"sha256\" {}\n  drill {\n    schedule = \"0 5 * * 0\"\n  }", 1))
+	self := filepath.Join(binDir, "mbk")
+	run := fmt.Sprintf("0 2 * * * %s run %s --pipeline school # mbk:school:%s", self, file, file)
+	drill := fmt.Sprintf("0 5 * * 0 %s drill %s --pipeline school # mbk-drill:school:%s", self, file, file)
+
+	r := mbk(t, cronEnv, "cron", "install", "--user", user, file)
+	if r.code != 0 || !strings.Contains(r.stdout, "installed: "+drill) {
+		t.Fatalf("install:\n%s", r)
+	}
+	if got := readCrontab(t, user); !slices.Equal(got, []string{run, drill}) {
+		t.Fatalf("crontab:\n%s", strings.Join(got, "\n"))
+	}
+	if r := mbk(t, cronEnv, "cron", "list", "--user", user); r.code != 0 || !strings.Contains(r.stdout, "school (drill) ("+file+")") {
+		t.Fatalf("list:\n%s", r)
+	}
+	if r := mbk(t, cronEnv, "cron", "remove", "--user", user, file); r.code != 0 || len(readCrontab(t, user)) != 0 {
+		t.Fatalf("remove left %q:\n%s", readCrontab(t, user), r)
+	}
+}

@@ -263,6 +263,12 @@ func TestDrill(t *testing.T) {
 		t.Fatalf("a blob that does not match its name must fail the sample: %s", r)
 	}
 
+	// verify --deep: the checksums, then a drill of what verified.
+	if v := mbk(t, runOpts{env: s.env()}, "verify", file, good, "--deep"); v.code != 0 || !strings.Contains(v.stdout, good+": OK") ||
+		!strings.Contains(v.stdout, "Drill of set "+good+" (local) of pipeline \"school\": PASSED") {
+		t.Fatalf("verify --deep of the good set: %s", v)
+	}
+
 	// Killed once the sandboxes exist: they stay until the next run.
 	b := startMbk(t, s.env(), "drill", file, good)
 	b.waitFor("the drill's sandboxes", func() bool { return len(drillLeftovers(t)) >= 2 })
