@@ -29,6 +29,8 @@
 #   restore-shell-db     gunzip -c moodle.sql.gz | docker exec -i DB mariadb NEWDB
 #   restore-shell-files  docker run -i -v NEWVOL:/data ... tar xzf - -C /data < moodledata.tar.gz
 #   restore-mbk   bin/mbk restore FILE SET --yes --target-database NEWDB --target-volume NEWVOL
+#   drill-mbk     bin/mbk drill FILE SET --json: throwaway database container and volume,
+#                 the restore, the checks (1% sample), the teardown
 # ONLY=files runs the archive path's variants alone (floor-files, shell-files,
 # mbk-files-*, onepass-files-*): no dump, no restore, so that #4's large volume
 # can be measured over several rounds in minutes.
@@ -268,7 +270,16 @@ restore_mbk() {
   annotate "$RES/restore-mbk.r$r.json" -manifest "$set/manifest.json" -restore -mbklog "$RES/restore-mbk.r$r.log"
 }
 
-# restores ROUND: both restores, the first one alternating between rounds.
+drill_mbk() {
+  local r=$1 set
+  set=$(newest_set "$WORK/root-gzip")
+  measure drill-mbk "$r" "$REPO/bin/mbk" --log-format json drill "$WORK/bench-gzip.hcl" "$(basename "$set")" --json --no-record \
+    >"$RES/drill-mbk.r$r.out" 2>"$RES/drill-mbk.r$r.log" || die "mbk drill failed: see $RES/drill-mbk.r$r.out and .log"
+  annotate "$RES/drill-mbk.r$r.json" -manifest "$set/manifest.json" -restore -drill "$RES/drill-mbk.r$r.out"
+}
+
+# restores ROUND: both restores, the first one alternating between rounds,
+# then a drill of the same set.
 restores() {
   if (($1 % 2)); then
     log "round $1/$ROUNDS: restore (shell, then mbk)"
@@ -279,6 +290,8 @@ restores() {
     restore_mbk "$1"
     restore_shell "$1"
   fi
+  log "round $1/$ROUNDS: drill"
+  drill_mbk "$1"
 }
 
 # Removes what a round (or a killed run) left: restored databases and volumes.
@@ -450,6 +463,6 @@ cmd_clean() {
 case ${1:-run} in
 run) cmd_run ;;
 clean) cmd_clean "${2:-}" ;;
--h | --help | help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h | --help | help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' ;;
 *) die "unknown command '$1' (run, clean)" ;;
 esac

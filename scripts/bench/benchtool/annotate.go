@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -15,7 +16,7 @@ import (
 // durations in the restore log).
 func annotateCmd(args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return errors.New("usage: annotate RESULT.json [-in N] [-out N] [-manifest FILE [-restore]] [-mbklog FILE]")
+		return errors.New("usage: annotate RESULT.json [-in N] [-out N] [-manifest FILE [-restore]] [-mbklog FILE] [-drill FILE]")
 	}
 	path := args[0]
 	fs := flag.NewFlagSet("annotate", flag.ExitOnError)
@@ -24,6 +25,7 @@ func annotateCmd(args []string) error {
 	manifest := fs.String("manifest", "", "an mbk set's manifest.json: bytes and per-artifact phases")
 	restore := fs.Bool("restore", false, "with -manifest: the run read the set (bytes in = stored, out = raw)")
 	mbklog := fs.String("mbklog", "", "mbk's JSON log: per-step restore durations")
+	drill := fs.String("drill", "", "`mbk drill --json` output: the drill's restore time and its checks, as phases")
 	fs.Parse(args[1:])
 
 	r, err := readResult(path)
@@ -44,6 +46,13 @@ func annotateCmd(args []string) error {
 	}
 	if *mbklog != "" {
 		phases, err := restorePhases(*mbklog)
+		if err != nil {
+			return err
+		}
+		r.Phases = append(r.Phases, phases...)
+	}
+	if *drill != "" {
+		phases, err := drillPhases(*drill)
 		if err != nil {
 			return err
 		}
@@ -133,4 +142,31 @@ func kindOfFile(name string) string {
 		return "archive"
 	}
 	return ""
+}
+
+// drillPhases reads `mbk drill --json`: the restore (kind "drill-restore")
+// and what the drill spent outside it (sandboxes, checks, teardown: kind
+// "drill-rest"). A drill that did not pass is an error: its time would
+// measure something else.
+func drillPhases(path string) ([]Phase, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var d struct {
+		OK       bool          `json:"ok"`
+		Restore  time.Duration `json:"restore_ns"`
+		Duration time.Duration `json:"duration_ns"`
+		Error    string        `json:"error"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if !d.OK {
+		return nil, fmt.Errorf("%s: the drill did not pass: %s", path, d.Error)
+	}
+	return []Phase{
+		{Name: "restore", Kind: "drill-restore", Seconds: d.Restore.Seconds()},
+		{Name: "sandboxes, checks, teardown", Kind: "drill-rest", Seconds: (d.Duration - d.Restore).Seconds()},
+	}, nil
 }

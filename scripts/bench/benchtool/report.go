@@ -189,6 +189,7 @@ var variants = []struct{ label, what string }{
 	{"restore-shell-files", "`docker run -i -v NEWVOL:/data … tar xzf -` < f"},
 	{"restore-shell", "shell restore, database + files"},
 	{"restore-mbk", "`mbk restore` of the gzip set, both"},
+	{"drill-mbk", "`mbk drill` of the gzip set: sandboxes, restore, checks (1% sample, at least 100 blobs), teardown"},
 }
 
 func (r *report) write(scale string, rounds int, command string) {
@@ -256,7 +257,14 @@ func (r *report) phases() {
 		r.pf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f%% |\n", l, r.phase(l, "dump"), r.phase(l, "archive"),
 			r.phase(l, "checksum"), core, plug, pct(plug, core+plug))
 	}
-	r.pf("\nPhases come from the set's manifest (per-artifact duration) and, for restores, from mbk's `restore finished` log lines. " +
+	if len(r.runs["drill-mbk"]) > 0 {
+		r.pf("| drill-mbk | restore %.2f | sandboxes, checks, teardown %.2f | whole drill %.2f | %.2f | %.2f | %.0f%% |\n",
+			r.phase("drill-mbk", "drill-restore"), r.phase("drill-mbk", "drill-rest"), r.med("drill-mbk", wallOf),
+			r.procCPU("drill-mbk", "mbk", true), r.procCPU("drill-mbk", "mbk-plugin-", false),
+			pct(r.procCPU("drill-mbk", "mbk-plugin-", false), r.procCPU("drill-mbk", "mbk", true)+r.procCPU("drill-mbk", "mbk-plugin-", false)))
+	}
+	r.pf("\nPhases come from the set's manifest (per-artifact duration) and, for restores, from mbk's `restore finished` log lines; " +
+		"for the drill, from its own report (`mbk drill --json`: the restore, timed from the first byte to the last step, and the rest). " +
 		"Plugin CPU includes reading the Docker streams, scanning the dump and re-writing the tar entries, so it bounds the plugin boundary's cost from above.\n\n")
 
 	r.pf("| run | peak RSS MiB, sum | of which anonymous | per process: peak RSS MiB (anonymous), processes of that name |\n|---|---|---|---|\n")
@@ -333,6 +341,15 @@ func (r *report) targets() {
 	addWithin("#7", "whole backup, zstd: within 1.3× of the floor", w("mbk-zstd"), w("floor"), 1.3)
 	addSpeed("#7", "restore: no slower than the shell way", w("restore-shell"), w("restore-mbk"), 1)
 	addSpeed("#7", "restore (stretch): 1.5× faster than the shell way", w("restore-shell"), w("restore-mbk"), 1.5)
+	// For scale: what a drill costs beside the restore it proves.
+	if dr := r.phase("drill-mbk", "drill-restore"); dr > 0 {
+		if s, ok := within(w("drill-mbk"), w("restore-mbk")); ok {
+			ts = append(ts, target{"#16", "for scale: the whole drill against `mbk restore` of the same set", s, true, false})
+		}
+		if s, ok := within(dr, w("restore-mbk")); ok {
+			ts = append(ts, target{"#16", "for scale: the drill's restore (into the sandboxes) against `mbk restore`", s, true, false})
+		}
+	}
 	// The paths alone: mbk runs of one stage against the shell way's and
 	// the floor's separate runs, each a whole command from start to exit.
 	addSpeed("#3", "dump path, gzip: ≥ 1.5× faster than `mariadb-dump | gzip`", w("shell-db"), w("mbk-db-gzip"), 1.5)
@@ -350,7 +367,7 @@ func (r *report) targets() {
 			ts = append(ts, target{"#4", "for scale: mbk's archive stage, " + c + ", against the one-process way", s, true, false})
 		}
 	}
-	for _, l := range []string{"mbk-gzip", "mbk-zstd", "mbk-db-gzip", "mbk-db-zstd", "mbk-files-gzip", "mbk-files-zstd", "restore-mbk"} {
+	for _, l := range []string{"mbk-gzip", "mbk-zstd", "mbk-db-gzip", "mbk-db-zstd", "mbk-files-gzip", "mbk-files-zstd", "restore-mbk", "drill-mbk"} {
 		// Memory does not suffer from other tenants: every run counts.
 		var peaks []float64
 		var most float64
