@@ -463,6 +463,6 @@ cmd_clean() {
 case ${1:-run} in
 run) cmd_run ;;
 clean) cmd_clean "${2:-}" ;;
--h | --help | help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h | --help | help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;
 *) die "unknown command '$1' (run, clean)" ;;
 esac
