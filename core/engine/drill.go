@@ -177,7 +177,7 @@ func (e *Engine) Drill(ctx context.Context, job DrillJob) (sdk.DrillReport, erro
 // those listing "failure" too.
 func (e *Engine) FinishDrill(ctx context.Context, job DrillJob, rep sdk.DrillReport) error {
 	var errs []error
-	if job.Record {
+	if job.Record && rep.Set != "" {
 		if err := repo.WriteDrillRecord(job.Pipeline.Root, rep); err != nil {
 			errs = append(errs, fmt.Errorf("keep the drill's record: %w", err))
 		}
