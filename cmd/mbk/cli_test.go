@@ -83,6 +83,7 @@ func TestPluginsListsRestoreOptions(t *testing.T) {
 		"mysql (dump):": {
 			"target_database string --target-database Database to restore into; default: the database that was dumped.",
 			"replace bool --clean Drop and recreate",
+			"sandbox_container string - Set by `mbk drill`",
 		},
 		"volume (archive):": {
 			"target_volume string --target-volume Docker volume to restore into;",
