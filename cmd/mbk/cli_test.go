@@ -81,7 +81,7 @@ func TestPluginsListsRestoreOptions(t *testing.T) {
 	}
 	for section, rows := range map[string][]string{
 		"mysql (dump):": {
-			"target_database string --target-database Database to restore into; default: the database that was dumped.",
+			"target_database string --target-database Database to restore into; default: the stage's database setting,",
 			"replace bool --clean Drop and recreate",
 			"sandbox_container string - Set by `mbk drill`",
 		},
