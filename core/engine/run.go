@@ -97,6 +97,9 @@ type run struct {
 	// files are the artifact file names taken so far.
 	files map[string]string
 	opts  runOpts
+	// warnedFuture are the sets already warned of as dated ahead of the
+	// clock (warnFuture).
+	warnedFuture map[string]bool
 }
 
 // Run runs one pipeline end to end. The stages must come from Prepare.
@@ -115,11 +118,16 @@ type runOpts struct {
 
 func (o runOpts) safetyCopy() bool { return o.kind == repo.KindPreRestore }
 
-func (e *Engine) run(ctx context.Context, p *config.Pipeline, stages []*Stage, o runOpts) *Result {
-	now := e.Now
-	if now == nil {
-		now = time.Now
+// now reads the engine's clock.
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
 	}
+	return time.Now()
+}
+
+func (e *Engine) run(ctx context.Context, p *config.Pipeline, stages []*Stage, o runOpts) *Result {
+	now := e.now
 	host, _ := os.Hostname()
 	start := now()
 	r := &run{e: e, p: p, log: e.Log.Named(p.Name), res: &Result{}, lastUse: map[string]*Stage{}, opts: o}
@@ -151,6 +159,7 @@ func (e *Engine) run(ctx context.Context, p *config.Pipeline, stages []*Stage, o
 		r.log.Error("backup failed: nothing was committed", "error", e.Redact.String(err.Error()))
 	}
 	if r.res.Committed && !o.safetyCopy() {
+		r.checkClock()
 		r.retain(ctx, stages)
 		r.store(ctx, stages)
 	}
