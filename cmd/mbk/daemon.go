@@ -139,7 +139,7 @@ func (d *daemon) load(ctx context.Context) ([]schedule.Job, error) {
 		if f == nil {
 			continue
 		}
-		h := d.a.host(f.PluginDir)
+		h := d.a.host(f)
 		for _, p := range f.Pipelines {
 			_, pd := engine.Prepare(ctx, h, p)
 			all = append(all, pd...)

@@ -59,7 +59,7 @@ func (a *app) runCmd() *cobra.Command {
 }
 
 func (a *app) runPipeline(ctx context.Context, out io.Writer, loader *config.Loader, p *config.Pipeline) int {
-	h := a.host(p.File.PluginDir)
+	h := a.host(p.File)
 	defer h.Close()
 	e := &engine.Engine{Host: h, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress()}
 	stages, diags := engine.Prepare(ctx, h, p)

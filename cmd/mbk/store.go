@@ -28,7 +28,7 @@ func (a *app) prepare(ctx context.Context, path, name string) (*prepared, error)
 	if err != nil {
 		return nil, err
 	}
-	h := a.host(p.File.PluginDir)
+	h := a.host(p.File)
 	stages, diags := engine.Prepare(ctx, h, p)
 	a.redact.Add(engine.Secrets(p, stages)...)
 	if diags.HasErrors() {

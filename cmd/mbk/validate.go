@@ -46,7 +46,7 @@ volumes exist, database credentials work, the SMTP server accepts the login.`,
 				if f == nil {
 					continue
 				}
-				h := a.host(f.PluginDir)
+				h := a.host(f)
 				for _, p := range f.Pipelines {
 					stages, d := engine.Prepare(cmd.Context(), h, p)
 					if preflight && !d.HasErrors() {

@@ -26,6 +26,9 @@ type File struct {
 	Path      string
 	EnvFile   string
 	PluginDir string
+	// Pins are the sha256 digests the file's plugin "NAME" {} blocks pin
+	// plugin binaries to.
+	Pins      map[string][]byte
 	Pipelines []*Pipeline
 	secrets   []string
 }
@@ -143,6 +146,7 @@ var fileSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "locals"},
+		{Type: "plugin", LabelNames: []string{"name"}},
 		{Type: "pipeline", LabelNames: []string{"name"}},
 	},
 }
@@ -207,6 +211,10 @@ func (l *Loader) Load(path string) (*File, hcl.Diagnostics) {
 	locals, d := evalLocals(content.Blocks.OfType("locals"), ctx)
 	diags = append(diags, d...)
 	ctx.Variables["local"] = cty.ObjectVal(locals)
+
+	pins, d := decodePluginPins(content.Blocks.OfType("plugin"), ctx)
+	diags = append(diags, d...)
+	file.Pins = pins
 
 	// Phase 4: pipelines.
 	seen := map[string]hcl.Range{}
