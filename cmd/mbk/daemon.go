@@ -222,7 +222,7 @@ func (d *daemon) run(ctx context.Context, loader *config.Loader, p *config.Pipel
 		return
 	}
 	var out bytes.Buffer
-	code := ra.runPipeline(ctx, &out, loader, p)
+	code := ra.runPipeline(ctx, &out, loader, p, nil)
 	d.outMu.Lock()
 	d.out.Write(out.Bytes())
 	d.outMu.Unlock()

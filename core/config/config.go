@@ -35,6 +35,8 @@ type File struct {
 	Pipelines []*Pipeline
 	secrets   []string
 	loader    *Loader
+	// env is the env_file read, if any (CheckEnvFile).
+	env *envFile
 }
 
 // Pipeline is one `pipeline "name" {}` block.
@@ -203,8 +205,10 @@ func (l *Loader) Load(path string) (*File, hcl.Diagnostics) {
 					Detail: fmt.Sprintf("%s does not exist; env() reads the process environment only.", p), Subject: a.Expr.Range().Ptr()})
 			case err != nil:
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read env_file", Detail: err.Error(), Subject: a.Expr.Range().Ptr()})
+			default:
+				file.env = newEnvFile(p, a.Expr.Range(), vals)
 			}
-			env.file = vals
+			env.file, env.record = vals, file.env
 		}
 	}
 	if a, ok := content.Attributes["plugin_dir"]; ok {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"regexp"
 	"strings"
@@ -174,7 +175,15 @@ func (l *Loader) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, width uint
 	}
 	l.mu.Unlock()
 	out := make(hcl.Diagnostics, 0, len(diags))
+	seen := map[string]bool{}
 	for _, d := range diags {
+		// Each pipeline of a file reports what is wrong with the file
+		// itself (its env_file): once is enough.
+		key := fmt.Sprint(d.Severity, d.Summary, d.Detail, d.Subject)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
 		c := *d
 		c.Summary, c.Detail = l.redactor.String(c.Summary), l.redactor.String(c.Detail)
 		if c.Expression != nil && c.EvalContext != nil && l.revealsSecret(c.Expression, c.EvalContext) {

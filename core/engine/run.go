@@ -33,6 +33,9 @@ type Engine struct {
 	Progress Progress
 	// Identities decrypt encrypted sets (restore only).
 	Identities []age.Identity
+	// Warnings are what checking the pipeline found to warn of (an
+	// env_file others can read): each run says them in its log and report.
+	Warnings []string
 }
 
 // Result is the outcome of one run.
@@ -219,6 +222,11 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 		return err
 	}
 	r.log.Info("backup started", "pipeline", p.Name, "file", p.File.Path, "set", r.name, "root", p.Root)
+	if !r.opts.safetyCopy() {
+		for _, w := range r.e.Warnings {
+			r.warn(w)
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
