@@ -176,9 +176,13 @@ func decide(ctx context.Context, s *Stage, sets []sdk.SetInfo, loc *time.Locatio
 		}
 		counted = append(counted, st)
 	}
-	decisions, err := checkVerdict(ctx, s, counted, loc, current)
-	if decisions == nil {
-		return nil, future, err
+	var decisions []sdk.Decision
+	var err error
+	if len(counted) > 0 {
+		decisions, err = checkVerdict(ctx, s, counted, loc, current)
+		if decisions == nil && err != nil {
+			return nil, future, err
+		}
 	}
 	for _, name := range future {
 		t := sets[order[name]].Time

@@ -345,6 +345,22 @@ func TestRetentionAndTheClockBackward(t *testing.T) {
 	}
 	pl.engine.Now = nil
 
+	t.Run("mbk prune with every set ahead of the clock keeps them all", func(t *testing.T) {
+		pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, at(t, "2020-01-01_00-00-00"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds := pruned[0].Decisions
+		if len(ds) != 4 || len(pruned[0].Deleted) != 0 || len(pruned[0].Future) != 4 {
+			t.Fatalf("want four sets kept as future-dated: %+v", pruned[0])
+		}
+		for _, d := range ds {
+			if !d.Keep || !strings.Contains(strings.Join(d.Reasons, " "), "ahead of this machine's clock") {
+				t.Errorf("%+v", d)
+			}
+		}
+	})
+
 	t.Run("the set just made and the newest that counts are never deleted", func(t *testing.T) {
 		liar := prepare(t, root, okDump+`
   stage "retain" "faulty" {
