@@ -18,6 +18,7 @@ build:
 
 # The engine, the base image and the demo stack (MariaDB + moodledata volume).
 stack:
+	chmod 600 pipelines/demo.env # it holds the demo's password: mbk refuses it readable by others
 	bash scripts/stack.sh deps
 	bash scripts/stack.sh engine
 	bash scripts/stack.sh image

@@ -135,7 +135,7 @@ func (a *app) cronPipelines(cmd *cobra.Command, file, name string) ([]*config.Pi
 	}
 	f, diags := loader.Load(file)
 	if f != nil {
-		h := a.host(f.PluginDir)
+		h := a.host(f)
 		for _, p := range f.Pipelines {
 			if name == "" || p.Name == name {
 				_, d := engine.Prepare(cmd.Context(), h, p)

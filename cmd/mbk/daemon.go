@@ -139,7 +139,7 @@ func (d *daemon) load(ctx context.Context) ([]schedule.Job, error) {
 		if f == nil {
 			continue
 		}
-		h := d.a.host(f.PluginDir)
+		h := d.a.host(f)
 		for _, p := range f.Pipelines {
 			_, pd := engine.Prepare(ctx, h, p)
 			all = append(all, pd...)
@@ -226,7 +226,7 @@ func (d *daemon) run(ctx context.Context, loader *config.Loader, p *config.Pipel
 		return
 	}
 	var out bytes.Buffer
-	code := ra.runPipeline(ctx, &out, loader, p)
+	code := ra.runPipeline(ctx, &out, loader, p, nil)
 	d.outMu.Lock()
 	d.out.Write(out.Bytes())
 	d.outMu.Unlock()

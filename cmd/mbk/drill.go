@@ -125,7 +125,7 @@ run, 2 for bad input.`,
 
 // drillPipeline runs one drill and reports it; it returns the exit code.
 func (a *app) drillPipeline(ctx context.Context, out io.Writer, loader *config.Loader, p *config.Pipeline, o drillOpts) int {
-	h := a.host(p.File.PluginDir)
+	h := a.host(p.File)
 	defer h.Close()
 	stages, diags := engine.Prepare(ctx, h, p)
 	a.redact.Add(engine.Secrets(p, stages)...)

@@ -56,68 +56,16 @@ func secretsAndModes(t *testing.T, s *site, dumpExtra string) {
   }`, host, port, mail.CAFile())}))
 
 	b := startMbk(t, nil, "--log-level", "trace", "run", file)
-	var (
-		mu      sync.Mutex
-		leaks   = map[string]bool{}
-		samples int
-		seen    = map[string]bool{} // processes sampled, for the record
-	)
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			self, _ := readProc(b.cmd.Process.Pid)
-			for _, p := range append([]proc{self}, descendants(b.cmd.Process.Pid)...) {
-				for _, f := range []string{"cmdline", "environ"} {
-					data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", p.pid, f))
-					if err != nil {
-						continue
-					}
-					mu.Lock()
-					seen[p.cmdline] = true
-					for _, sec := range secrets {
-						if bytes.Contains(data, []byte(sec)) {
-							leaks[fmt.Sprintf("/proc/%d/%s (%s)", p.pid, f, strings.ReplaceAll(string(data), "\x00", " ")[:min(len(data), 120)])] = true
-						}
-					}
-					mu.Unlock()
-				}
-			}
-			mu.Lock()
-			samples++
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
+	sampler := sampleProcs(b.cmd.Process.Pid, secrets)
 	r := b.wait()
-	close(stop)
-	<-sampled
+	sampler.stop()
 	if r.code != 0 {
 		t.Fatalf("the run failed: %s", r)
 	}
-	t.Logf("sampled mbk's process tree %d times: %d distinct processes", samples, len(seen))
 	// The processes that hold the secrets must have been sampled: mbk, the
 	// mysql plugin (the database password) and the smtp plugin (the SMTP
 	// password). The built-in plugins run inside mbk's process.
-	for _, want := range []string{"/mbk --log-level trace run", "/mbk-plugin-mysql", "/mbk-plugin-smtp"} {
-		found := false
-		for cmdline := range seen {
-			if strings.Contains(cmdline, want) {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("the sampler never saw %q: %v", want, seen)
-		}
-	}
-	for l := range leaks {
-		t.Errorf("a password appears in %s", l)
-	}
+	sampler.check(t, "/mbk --log-level trace run", "/mbk-plugin-mysql", "/mbk-plugin-smtp")
 
 	places := map[string]string{"stdout": r.stdout, "stderr": r.stderr}
 	for _, m := range mail.WaitMessages(t, 1, time.Minute) {
@@ -135,8 +83,106 @@ func secretsAndModes(t *testing.T, s *site, dumpExtra string) {
 	if len(set) != 1 {
 		t.Fatalf("want one set, got %v", set)
 	}
+	scanned := scanFiles(t, root, secrets, func(rel string, info fs.FileInfo) {
+		switch {
+		case info.IsDir() && info.Mode().Perm() != repo.DirMode:
+			t.Errorf("directory %s has mode %04o, want %04o", rel, info.Mode().Perm(), repo.DirMode)
+		case info.Mode().IsRegular() && info.Mode().Perm() != repo.FileMode:
+			t.Errorf("file %s has mode %04o, want %04o", rel, info.Mode().Perm(), repo.FileMode)
+		}
+	})
+	// The dump, the archive, the two info files, SHA256SUMS, backup.log,
+	// manifest.json and the lock at least.
+	if scanned < 8 {
+		t.Errorf("scanned only %d files", scanned)
+	}
+}
+
+// procSampler reads /proc/PID/cmdline and /proc/PID/environ of a running
+// mbk and of every process under it every 50 ms until stopped, and records
+// each that holds a secret.
+type procSampler struct {
+	mu      sync.Mutex
+	leaks   map[string]bool
+	seen    map[string]bool // command lines sampled, for the record
+	samples int
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+func sampleProcs(pid int, secrets []string) *procSampler {
+	s := &procSampler{leaks: map[string]bool{}, seen: map[string]bool{}, quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			self, _ := readProc(pid)
+			for _, p := range append([]proc{self}, descendants(pid)...) {
+				for _, f := range []string{"cmdline", "environ"} {
+					data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", p.pid, f))
+					if err != nil {
+						continue
+					}
+					s.mu.Lock()
+					s.seen[p.cmdline] = true
+					for _, sec := range secrets {
+						if bytes.Contains(data, []byte(sec)) {
+							s.leaks[fmt.Sprintf("/proc/%d/%s (%s)", p.pid, f, strings.ReplaceAll(string(data), "\x00", " ")[:min(len(data), 120)])] = true
+						}
+					}
+					s.mu.Unlock()
+				}
+			}
+			s.mu.Lock()
+			s.samples++
+			s.mu.Unlock()
+			select {
+			case <-s.quit:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling once the process is gone.
+func (s *procSampler) stop() {
+	close(s.quit)
+	<-s.done
+}
+
+// check fails the test for every process found holding a secret, and
+// unless some sampled command line contains each of holders: the
+// processes that hold the secrets must have been seen.
+func (s *procSampler) check(t *testing.T, holders ...string) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.Logf("sampled mbk's process tree %d times: %d distinct processes", s.samples, len(s.seen))
+	for _, want := range holders {
+		found := false
+		for cmdline := range s.seen {
+			if strings.Contains(cmdline, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the sampler never saw %q: %v", want, s.seen)
+		}
+	}
+	for l := range s.leaks {
+		t.Errorf("a secret appears in %s", l)
+	}
+}
+
+// scanFiles reads every file under dir to its end (a .gz decompressed),
+// fails the test for each that holds a secret, and calls each (when not
+// nil) with every file's and directory's path under dir and its info. It
+// returns how many files it read.
+func scanFiles(t *testing.T, dir string, secrets []string, each func(rel string, info fs.FileInfo)) int {
+	t.Helper()
 	scanned := 0
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -144,12 +190,9 @@ func secretsAndModes(t *testing.T, s *site, dumpExtra string) {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(root, path)
-		switch {
-		case d.IsDir() && info.Mode().Perm() != repo.DirMode:
-			t.Errorf("directory %s has mode %04o, want %04o", rel, info.Mode().Perm(), repo.DirMode)
-		case info.Mode().IsRegular() && info.Mode().Perm() != repo.FileMode:
-			t.Errorf("file %s has mode %04o, want %04o", rel, info.Mode().Perm(), repo.FileMode)
+		rel, _ := filepath.Rel(dir, path)
+		if each != nil {
+			each(rel, info)
 		}
 		if !info.Mode().IsRegular() {
 			return nil
@@ -172,7 +215,7 @@ func secretsAndModes(t *testing.T, s *site, dumpExtra string) {
 			return fmt.Errorf("%s: %w", rel, err)
 		}
 		if found != "" {
-			t.Errorf("a password appears in %s", rel)
+			t.Errorf("a secret appears in %s", path)
 		}
 		scanned++
 		return nil
@@ -180,11 +223,7 @@ func secretsAndModes(t *testing.T, s *site, dumpExtra string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The dump, the archive, the two info files, SHA256SUMS, backup.log,
-	// manifest.json and the lock at least.
-	if scanned < 8 {
-		t.Errorf("scanned only %d files", scanned)
-	}
+	return scanned
 }
 
 // streamContains reads r to its end and returns the first of needles found,

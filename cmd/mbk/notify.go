@@ -35,7 +35,7 @@ func (a *app) notifyCmd() *cobra.Command {
 				if pipeline != "" && p.Name != pipeline {
 					continue
 				}
-				h := a.host(f.PluginDir)
+				h := a.host(f)
 				stages, d := engine.Prepare(cmd.Context(), h, p)
 				a.redact.Add(engine.Secrets(p, stages)...)
 				if d.HasErrors() {

@@ -105,7 +105,7 @@ func TestREADMENotifier(t *testing.T) {
 
 	t.Run("mbk plugins lists it", func(t *testing.T) {
 		r := mbk(t, runOpts{}, "plugins", "--plugin-dir", pluginDir)
-		if r.code != 0 || !regexp.MustCompile(`(?m)^journal +1\.0\.0 +notify +`+regexp.QuoteMeta(bin)+`$`).MatchString(r.stdout) {
+		if r.code != 0 || !regexp.MustCompile(`(?m)^journal +1\.0\.0 +notify +`+regexp.QuoteMeta(bin)+` +no$`).MatchString(r.stdout) {
 			t.Fatalf("want a journal row with its path: %s", r)
 		}
 	})

@@ -94,8 +94,14 @@ var builtins = map[string]func(hclog.Logger) sdk.Plugin{
 	"policy": func(log hclog.Logger) sdk.Plugin { return &retain.Plugin{Version: version, Log: log} },
 }
 
-func (a *app) host(pluginDir string) *pluginhost.Host {
-	return pluginhost.New(pluginhost.Options{PluginDir: pluginDir, Builtins: builtins, Logger: a.log.Named("plugin")})
+// host finds and starts plugins as the pipeline file f says: its
+// plugin_dir first, its pins (f may be nil: neither).
+func (a *app) host(f *config.File) *pluginhost.Host {
+	opts := pluginhost.Options{Builtins: builtins, Logger: a.log.Named("plugin")}
+	if f != nil {
+		opts.PluginDir, opts.Pins = f.PluginDir, f.Pins
+	}
+	return pluginhost.New(opts)
 }
 
 func versionCmd() *cobra.Command {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/mbk-backup/mbk/core/config"
@@ -30,6 +31,7 @@ func (a *app) runCmd() *cobra.Command {
 				writeDiags(os.Stderr, loader, diags)
 				return exitf(2, "%s is not valid: nothing was run", args[0])
 			}
+			loadWarnings := diags
 			var selected []*config.Pipeline
 			if pipeline != "" {
 				p, err := f.Pipeline(pipeline)
@@ -42,7 +44,7 @@ func (a *app) runCmd() *cobra.Command {
 			}
 			worst := 0
 			for _, p := range selected {
-				code := a.runPipeline(ctx, cmd.OutOrStdout(), loader, p)
+				code := a.runPipeline(ctx, cmd.OutOrStdout(), loader, p, loadWarnings)
 				if code > worst || (worst == engine.ExitCommitted && code != engine.ExitOK) {
 					worst = code
 				}
@@ -58,12 +60,21 @@ func (a *app) runCmd() *cobra.Command {
 	return cmd
 }
 
-func (a *app) runPipeline(ctx context.Context, out io.Writer, loader *config.Loader, p *config.Pipeline) int {
-	h := a.host(p.File.PluginDir)
+// runPipeline prepares and runs one pipeline of a loaded file; warnings
+// are what loading the file warned of.
+func (a *app) runPipeline(ctx context.Context, out io.Writer, loader *config.Loader, p *config.Pipeline, warnings hcl.Diagnostics) int {
+	h := a.host(p.File)
 	defer h.Close()
 	e := &engine.Engine{Host: h, Log: a.log, Redact: a.redact, Version: version, Progress: a.progress()}
 	stages, diags := engine.Prepare(ctx, h, p)
 	a.redact.Add(engine.Secrets(p, stages)...)
+	// A warning reaches the run's log and report: under cron, no one
+	// reads mbk's own output.
+	for _, d := range append(warnings, diags...) {
+		if d.Severity == hcl.DiagWarning {
+			e.Warnings = append(e.Warnings, warningText(d))
+		}
+	}
 	if diags.HasErrors() {
 		writeDiags(os.Stderr, loader, diags)
 		e.NotifyFailure(ctx, p, stages, fmt.Sprintf("pipeline %q in %s is not valid (%d errors); run `mbk validate %s`", p.Name, p.File.Path, countErrors(diags), p.File.Path))
@@ -73,6 +84,18 @@ func (a *app) runPipeline(ctx context.Context, out io.Writer, loader *config.Loa
 	res := e.Run(ctx, p, stages)
 	printResult(out, res)
 	return res.ExitCode()
+}
+
+// warningText is a warning diagnostic on one line: where, what, why.
+func warningText(d *hcl.Diagnostic) string {
+	msg := d.Summary
+	if d.Detail != "" {
+		msg += ": " + d.Detail
+	}
+	if d.Subject != nil {
+		msg = fmt.Sprintf("%s:%d: %s", d.Subject.Filename, d.Subject.Start.Line, msg)
+	}
+	return msg
 }
 
 func printResult(w io.Writer, res *engine.Result) {

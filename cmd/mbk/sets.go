@@ -55,11 +55,24 @@ type setSummary struct {
 	Dir      string    `json:"dir"`
 	// Drill is the set's newest drill (mbk drill), when it had one.
 	Drill *sdk.DrillReport `json:"drill,omitempty"`
+	// Future marks a set dated more than an hour ahead of this machine's
+	// clock (repo.Future): not counted by retention, not restored by
+	// default. Ahead says by how much.
+	Future bool   `json:"future,omitempty"`
+	Ahead  string `json:"ahead,omitempty"`
 }
 
-func summarize(s repo.Set) setSummary {
+// markFuture marks the summary of a set dated t when it lies ahead of now.
+func (s *setSummary) markFuture(t, now time.Time) {
+	if repo.Future(t, now) {
+		s.Future, s.Ahead = true, repo.Ahead(t, now)
+	}
+}
+
+func summarize(s repo.Set, now time.Time) setSummary {
 	out := setSummary{Set: s.Name, Status: "complete", Kind: "backup", Dir: s.Dir, Bytes: s.Size()}
 	out.Drill, _ = repo.ReadDrillRecord(filepath.Dir(s.Dir), s.Name)
+	out.markFuture(s.Time, now)
 	if s.PreRestore() {
 		out.Kind = repo.KindPreRestore
 	}
@@ -93,8 +106,9 @@ func (a *app) listCmd() *cobra.Command {
 				return exitf(1, "list %s: %v", p.Root, err)
 			}
 			var out []setSummary
+			now := time.Now()
 			for i := len(sets) - 1; i >= 0; i-- {
-				out = append(out, summarize(sets[i]))
+				out = append(out, summarize(sets[i], now))
 			}
 			return printSets(cmd.OutOrStdout(), p, out, asJSON)
 		},
@@ -120,7 +134,8 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL")
+	fmt.Fprintln(tw, "SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL\tNOTE")
+	future := 0
 	for _, s := range sets {
 		status := s.Status
 		if s.Problem != "" {
@@ -134,27 +149,52 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		if s.Kind != "" {
 			drill = drillLine(s.Drill)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, humanize.IBytes(uint64(s.Bytes)), s.Duration, drill)
+		note := ""
+		if s.Future {
+			note = "FUTURE: dated " + s.Ahead + " ahead of the clock"
+			future++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, humanize.IBytes(uint64(s.Bytes)), s.Duration, drill, note)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if future > 0 {
+		fmt.Fprintf(w, "\n%d set(s) FUTURE: dated more than an hour ahead of this machine's clock, made while it was wrong\n"+
+			"(or it is wrong now). Retention neither counts nor deletes them and restore takes them only by name.\n"+
+			"Check the clock (timedatectl), then delete such a set by hand if it is not wanted.\n", future)
+	}
+	return nil
 }
 
-// findSet resolves SET (or the newest complete set when empty).
+// findSet resolves SET, or when it is empty the set a restore takes by
+// default (repo.Latest: the newest complete backup not dated ahead of the
+// clock).
 func findSet(p *config.Pipeline, name string) (repo.Set, error) {
 	sets, err := repo.List(p.Root, p.Location)
 	if err != nil {
 		return repo.Set{}, err
 	}
-	for i := len(sets) - 1; i >= 0; i-- {
-		s := sets[i]
-		// By default the newest backup: a restore's safety copy is taken
-		// by name only.
-		if (name == "" && s.Complete && !s.PreRestore()) || s.Name == name {
+	if name == "" {
+		now := time.Now()
+		if s, ok := repo.Latest(sets, now); ok {
 			return s, nil
 		}
-	}
-	if name == "" {
+		ahead := 0
+		for _, s := range sets {
+			if s.Complete && !s.PreRestore() && s.Future(now) {
+				ahead++
+			}
+		}
+		if ahead > 0 {
+			return repo.Set{}, fmt.Errorf("no complete backup set in %s but %d dated ahead of this machine's clock (mbk list marks them FUTURE): name the set", p.Root, ahead)
+		}
 		return repo.Set{}, fmt.Errorf("no complete backup set in %s", p.Root)
+	}
+	for _, s := range sets {
+		if s.Name == name {
+			return s, nil
+		}
 	}
 	return repo.Set{}, fmt.Errorf("no set %q in %s", name, p.Root)
 }
@@ -343,7 +383,7 @@ func (a *app) pruneCmd() *cobra.Command {
 }
 
 func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages []*engine.Stage, dryRun bool) error {
-	pruned, err := engine.Prune(ctx, p, stages, dryRun)
+	pruned, err := engine.Prune(ctx, p, stages, time.Now(), dryRun)
 	deleted := 0
 	for _, pr := range pruned {
 		for _, d := range pr.Decisions {

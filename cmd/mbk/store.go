@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -27,7 +28,7 @@ func (a *app) prepare(ctx context.Context, path, name string) (*prepared, error)
 	if err != nil {
 		return nil, err
 	}
-	h := a.host(p.File.PluginDir)
+	h := a.host(p.File)
 	stages, diags := engine.Prepare(ctx, h, p)
 	a.redact.Add(engine.Secrets(p, stages)...)
 	if diags.HasErrors() {
@@ -123,9 +124,11 @@ func (a *app) listStore(cmd *cobra.Command, file, pipeline, name string, asJSON 
 		}
 	}
 	var out []setSummary
+	now := time.Now()
 	for i := len(infos) - 1; i >= 0; i-- {
 		in := infos[i]
 		sum := setSummary{Set: in.Name, Status: "complete", Bytes: size[in.Name], Dir: name + ":" + in.Name}
+		sum.markFuture(in.Time, now)
 		if !in.Complete {
 			sum.Status, sum.Problem = "incomplete", "no manifest.json in the store"
 		}

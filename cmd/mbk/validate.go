@@ -46,7 +46,7 @@ volumes exist, database credentials work, the SMTP server accepts the login.`,
 				if f == nil {
 					continue
 				}
-				h := a.host(f.PluginDir)
+				h := a.host(f)
 				for _, p := range f.Pipelines {
 					stages, d := engine.Prepare(cmd.Context(), h, p)
 					if preflight && !d.HasErrors() {
@@ -103,8 +103,8 @@ func writeDiags(w *os.File, loader *config.Loader, diags hcl.Diagnostics) {
 		return a.Start.Byte < b.Start.Byte
 	})
 	color := isatty.IsTerminal(w.Fd()) && os.Getenv("NO_COLOR") == ""
-	dw := hcl.NewDiagnosticTextWriter(w, loader.Files(), 100, color)
-	dw.WriteDiagnostics(diags)
+	// The loader masks what is secret in the quoted lines and values.
+	loader.WriteDiagnostics(w, diags, 100, color)
 }
 
 func countErrors(diags hcl.Diagnostics) int {

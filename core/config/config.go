@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -19,6 +20,8 @@ import (
 	"github.com/joho/godotenv"
 	"github.com/robfig/cron/v3"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/mbk-backup/mbk/core/redact"
 )
 
 // File is one parsed pipeline file.
@@ -26,8 +29,14 @@ type File struct {
 	Path      string
 	EnvFile   string
 	PluginDir string
+	// Pins are the sha256 digests the file's plugin "NAME" {} blocks pin
+	// plugin binaries to.
+	Pins      map[string][]byte
 	Pipelines []*Pipeline
 	secrets   []string
+	loader    *Loader
+	// env is the env_file read, if any (CheckEnvFile).
+	env *envFile
 }
 
 // Pipeline is one `pipeline "name" {}` block.
@@ -99,20 +108,26 @@ func (p *Pipeline) StagesOf(kind string) []*Stage {
 	return out
 }
 
-// Loader parses pipeline files and keeps their sources for diagnostics.
+// Loader parses pipeline files and keeps their sources for diagnostics,
+// with what in them is secret (mask.go).
 type Loader struct {
 	parser *hclparse.Parser
 	// Vars are --var name=value settings; they win over MBK_VAR_name.
 	Vars map[string]string
+
+	mu sync.Mutex
+	// masks are the source bytes no quoted line may show, by file name.
+	masks map[string][]span
+	// sensitiveVars are the variables whose values no diagnostic shows.
+	sensitiveVars map[string]bool
+	// redactor masks the secret values known so far.
+	redactor *redact.Redactor
 }
 
 // NewLoader makes a loader.
 func NewLoader(vars map[string]string) *Loader {
-	return &Loader{parser: hclparse.NewParser(), Vars: vars}
+	return &Loader{parser: hclparse.NewParser(), Vars: vars, sensitiveVars: map[string]bool{}, redactor: &redact.Redactor{}}
 }
-
-// Files returns the parsed sources, for hcl.NewDiagnosticTextWriter.
-func (l *Loader) Files() map[string]*hcl.File { return l.parser.Files() }
 
 // Expand turns files and directories into the list of pipeline files: a
 // directory contributes its *.hcl files, sorted.
@@ -145,6 +160,7 @@ var fileSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "locals"},
+		{Type: "plugin", LabelNames: []string{"name"}},
 		{Type: "pipeline", LabelNames: []string{"name"}},
 	},
 }
@@ -158,13 +174,17 @@ func (l *Loader) Load(path string) (*File, hcl.Diagnostics) {
 	}
 	f, diags := l.parser.ParseHCL(src, path)
 	if diags.HasErrors() {
+		l.maskLines(path, src)
 		return nil, diags
+	}
+	if body, ok := f.Body.(*hclsyntax.Body); ok {
+		l.maskByName(body)
 	}
 	// Content returns what it recognised even when it reports unknown
 	// items: keep going, so every mistake in the file is reported at once.
 	content, d := f.Body.Content(fileSchema)
 	diags = append(diags, d...)
-	file := &File{Path: path}
+	file := &File{Path: path, loader: l}
 	dir := filepath.Dir(path)
 
 	// Phase 1: env_file and plugin_dir, literal strings (env() may not read
@@ -187,8 +207,10 @@ func (l *Loader) Load(path string) (*File, hcl.Diagnostics) {
 					Detail: fmt.Sprintf("%s does not exist; env() reads the process environment only.", p), Subject: a.Expr.Range().Ptr()})
 			case err != nil:
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read env_file", Detail: err.Error(), Subject: a.Expr.Range().Ptr()})
+			default:
+				file.env = newEnvFile(p, a.Expr.Range(), vals)
 			}
-			env.file = vals
+			env.file, env.record = vals, file.env
 		}
 	}
 	if a, ok := content.Attributes["plugin_dir"]; ok {
@@ -203,12 +225,17 @@ func (l *Loader) Load(path string) (*File, hcl.Diagnostics) {
 	vars, secrets, d := l.variables(content.Blocks.OfType("variable"), funcs)
 	diags = append(diags, d...)
 	file.secrets = secrets
+	l.addSecrets(secrets...)
 
 	// Phase 3: locals.
 	ctx := &hcl.EvalContext{Functions: funcs, Variables: map[string]cty.Value{"var": cty.ObjectVal(vars)}}
 	locals, d := evalLocals(content.Blocks.OfType("locals"), ctx)
 	diags = append(diags, d...)
 	ctx.Variables["local"] = cty.ObjectVal(locals)
+
+	pins, d := decodePluginPins(content.Blocks.OfType("plugin"), ctx)
+	diags = append(diags, d...)
+	file.Pins = pins
 
 	// Phase 4: pipelines.
 	seen := map[string]hcl.Range{}

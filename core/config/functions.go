@@ -13,6 +13,8 @@ import (
 // file's env_file: what the shell exports wins, like docker compose does.
 type envLookup struct {
 	file map[string]string
+	// record learns which variables came from the file (CheckEnvFile).
+	record *envFile
 }
 
 func (e envLookup) get(name string) (string, bool) {
@@ -20,6 +22,9 @@ func (e envLookup) get(name string) (string, bool) {
 		return v, true
 	}
 	v, ok := e.file[name]
+	if ok {
+		e.record.use(name)
+	}
 	return v, ok
 }
 

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/hashicorp/hcl/v2"
-
 	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/spec"
@@ -47,8 +45,7 @@ func FuzzLoad(f *testing.F) {
 		}
 		loader := config.NewLoader(nil)
 		file, diags := loader.Load(path)
-		w := hcl.NewDiagnosticTextWriter(io.Discard, loader.Files(), 100, false)
-		if err := w.WriteDiagnostics(diags); err != nil {
+		if err := loader.WriteDiagnostics(io.Discard, diags, 100, false); err != nil {
 			t.Fatalf("diagnostics do not render: %v", err)
 		}
 		if diags.HasErrors() {
@@ -74,7 +71,7 @@ func FuzzLoad(f *testing.F) {
 				}
 				// What the engine does next with the plugin's schema.
 				set, d := s.Decode(fuzzSchema)
-				if err := w.WriteDiagnostics(d); err != nil {
+				if err := loader.WriteDiagnostics(io.Discard, d, 100, false); err != nil {
 					t.Fatalf("stage diagnostics do not render: %v", err)
 				}
 				if !d.HasErrors() {

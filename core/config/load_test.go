@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -328,5 +329,60 @@ func TestFilePipeline(t *testing.T) {
 	}
 	if _, err := f.Pipeline("c"); err == nil || !strings.Contains(err.Error(), `no pipeline "c"`) {
 		t.Errorf("Pipeline(c): err = %v", err)
+	}
+}
+
+// TestPluginPins: `plugin "NAME" { sha256 = "..." }` pins a binary; every
+// mistake in a pin is an error at its line.
+func TestPluginPins(t *testing.T) {
+	const sum = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	src := `variable "policy_sum" {
+  default = "` + strings.ToUpper(sum) + `"
+}
+plugin "mysql" {
+  sha256 = "` + sum + `"
+}
+plugin "policy" {
+  sha256 = var.policy_sum
+}
+pipeline "p" {
+  root = "/b"
+}
+`
+	f := mustLoad(t, src, nil)
+	if len(f.Pins) != 2 || hex.EncodeToString(f.Pins["mysql"]) != sum || hex.EncodeToString(f.Pins["policy"]) != sum {
+		t.Errorf("Pins = %x", f.Pins)
+	}
+
+	for _, tc := range []struct {
+		name, block, marker, summary, detail string
+	}{
+		{"short", `plugin "mysql" {
+  sha256 = "abc123"
+}`, "abc123", "Invalid sha256", "64 hexadecimal digits sha256sum prints for the binary mbk-plugin-mysql"},
+		{"not hex", `plugin "mysql" {
+  sha256 = "` + strings.Repeat("zz", 32) + `"
+}`, "zzzz", "Invalid sha256", ""},
+		{"missing", `plugin "mysql" {
+}`, `plugin "mysql"`, "Missing required argument", "sha256"},
+		{"unknown attribute", `plugin "mysql" {
+  sha256 = "` + sum + `"
+  path   = "/opt/x"
+}`, "path", "Unsupported argument", ""},
+		{"bad name", `plugin "../x" {
+  sha256 = "` + sum + `"
+}`, "../x", "Invalid plugin name", "mbk-plugin-NAME"},
+		{"duplicate", `plugin "mysql" {
+  sha256 = "` + sum + `"
+}
+plugin "mysql" { # again
+  sha256 = "` + sum + `"
+}`, "# again", "Duplicate plugin block", "already pinned at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := tc.block + "\npipeline \"p\" {\n  root = \"/b\"\n}\n"
+			_, diags := load(t, src, nil)
+			wantDiag(t, diags, hcl.DiagError, lineOf(t, src, tc.marker), tc.summary, tc.detail)
+		})
 	}
 }

@@ -45,6 +45,14 @@ type Settings struct {
 	Secrets []string
 }
 
+// loader is the loader that read the stage's file, if known.
+func (s *Stage) loader() *Loader {
+	if s.pipeline == nil || s.pipeline.File == nil {
+		return nil
+	}
+	return s.pipeline.File.loader
+}
+
 // Decode decodes the stage body against the plugin's schema plus the core's
 // own attributes, reporting every problem with its source range.
 func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
@@ -120,10 +128,14 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 		if err := a.Type.Check(v); err != nil {
 			diags = append(diags, attrError(s.Body.Attributes[a.Name], fmt.Sprintf("%s is a %s: %v.", a.Name, a.Type, err)))
 		}
+		if a.Sensitive {
+			s.loader().maskAttribute(s.Body.Attributes[a.Name])
+		}
 		if a.Sensitive && !v.IsNull() && v.IsKnown() && v.Type() == cty.String && v.AsString() != "" {
 			out.Secrets = append(out.Secrets, v.AsString())
 		}
 	}
+	s.loader().addSecrets(out.Secrets...)
 	out.Config = cty.ObjectVal(plugin)
 	if len(plugin) == 0 {
 		out.Config = cty.EmptyObjectVal
@@ -174,6 +186,12 @@ func (s *Stage) PluginDiagnostics(ds spec.Diagnostics) hcl.Diagnostics {
 		subject := s.DeclRange
 		if a, ok := s.Body.Attributes[d.Attribute]; ok {
 			subject = a.Expr.Range()
+			if d.Error {
+				// A refused setting may hold a secret the plugin does not
+				// repeat (extra_args = ["-pSECRET"]): its line is quoted
+				// masked.
+				s.loader().maskAttribute(a)
+			}
 		}
 		summary := d.Summary
 		if d.Attribute != "" {

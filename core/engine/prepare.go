@@ -45,6 +45,8 @@ func Prepare(ctx context.Context, host *pluginhost.Host, p *config.Pipeline) ([]
 			out = append(out, st)
 		}
 	}
+	// Known only now: which of env_file's values reach sensitive settings.
+	diags = append(diags, p.File.CheckEnvFile(Secrets(p, out))...)
 	return out, diags
 }
 

@@ -154,7 +154,7 @@ func (e *Engine) restoreSite(ctx context.Context, job RestoreJob) (string, []Sit
 	if copyFirst {
 		// Before anything, maintenance mode included: a full disk must
 		// not cost the site its users either.
-		if err := checkSafetySpace(p); err != nil {
+		if err := checkSafetySpace(p, e.now()); err != nil {
 			return "", nil, &RestoreError{Err: err, Advice: "Nothing was restored: the site is as it was."}
 		}
 	}
@@ -291,19 +291,17 @@ func safetyStages(job RestoreJob) []*Stage {
 }
 
 // checkSafetySpace refuses a safety copy the root's disk cannot hold. The
-// newest complete backup is the estimate of what the site holds now.
-func checkSafetySpace(p *config.Pipeline) error {
+// newest complete backup (repo.Latest) is the estimate of what the site
+// holds now.
+func checkSafetySpace(p *config.Pipeline, now time.Time) error {
 	sets, err := repo.List(p.Root, p.Location)
 	if err != nil {
 		return err
 	}
 	var need int64
-	for i := len(sets) - 1; i >= 0; i-- {
-		if sets[i].Complete && !sets[i].PreRestore() {
-			for _, a := range sets[i].Manifest.Artifacts {
-				need += a.Size
-			}
-			break
+	if latest, ok := repo.Latest(sets, now); ok {
+		for _, a := range latest.Manifest.Artifacts {
+			need += a.Size
 		}
 	}
 	need += need / 5 // the site may have grown since

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mbk-backup/mbk/core/config"
@@ -19,13 +20,16 @@ type Pruned struct {
 	// Deleted are the sets deleted, in order: none on a dry run, and those
 	// before the one that failed when a deletion did.
 	Deleted []string
+	// Future are the sets dated more than an hour ahead of the clock
+	// (repo.Future): kept, and never shown to the policy.
+	Future []string
 }
 
 // retain applies each retain stage once the new set is committed.
 func (r *run) retain(ctx context.Context, stages []*Stage) {
 	for _, s := range stagesOf(stages, sdk.KindRetain) {
 		err := r.stage(ctx, s, func(ctx context.Context) error {
-			pr, err := pruneLocal(ctx, s, r.p, r.name, false)
+			pr, err := pruneLocal(ctx, s, r.p, r.name, r.e.now(), false)
 			r.res.Report.Retention = append(r.res.Report.Retention, pr.Decisions...)
 			for _, d := range pr.Decisions {
 				verdict := "keep"
@@ -50,8 +54,9 @@ func (r *run) retain(ctx context.Context, stages []*Stage) {
 // engine's guarantees before anything is deleted, and with dryRun nothing
 // is. It holds the root's lock while it works, so no run commits or prunes
 // meanwhile. It stops at the first stage that fails, returning what each
-// stage so far decided and deleted.
-func Prune(ctx context.Context, p *config.Pipeline, stages []*Stage, dryRun bool) ([]Pruned, error) {
+// stage so far decided and deleted. now is the clock, for the sets dated
+// ahead of it (repo.Future).
+func Prune(ctx context.Context, p *config.Pipeline, stages []*Stage, now time.Time, dryRun bool) ([]Pruned, error) {
 	retains := stagesOf(stages, sdk.KindRetain)
 	if len(retains) == 0 {
 		return nil, &NoStageError{Pipeline: p.Name, Kind: sdk.KindRetain}
@@ -63,7 +68,7 @@ func Prune(ctx context.Context, p *config.Pipeline, stages []*Stage, dryRun bool
 	defer lock.Release()
 	var out []Pruned
 	for _, s := range retains {
-		pr, err := pruneLocal(ctx, s, p, "", dryRun)
+		pr, err := pruneLocal(ctx, s, p, "", now, dryRun)
 		out = append(out, pr)
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", s.ID(), err)
@@ -77,9 +82,10 @@ func Prune(ctx context.Context, p *config.Pipeline, stages []*Stage, dryRun bool
 // committed, if any. The safety copies restores took are not the policy's
 // to judge (they are no backups, and must not take a backup's place in its
 // counts): each is kept for the pipeline's safety_copy_days, counted from
-// the newest set (as the policy counts its days, so a stopped schedule or a
-// clock jump never deletes one early), and deleted after.
-func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current string, dryRun bool) (Pruned, error) {
+// the newest set not dated ahead of the clock (as the policy counts its
+// days, so a stopped schedule or a clock jump never deletes one early), and
+// deleted after.
+func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current string, now time.Time, dryRun bool) (Pruned, error) {
 	sets, err := repo.List(p.Root, p.Location)
 	if err != nil {
 		return Pruned{Stage: s}, fmt.Errorf("list sets: %w", err)
@@ -101,7 +107,7 @@ func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current strin
 	var newest time.Time
 	var held []sdk.Decision
 	for _, st := range sets {
-		if st.Time.After(newest) {
+		if st.Time.After(newest) && !st.Future(now) {
 			newest = st.Time
 		}
 		if st.Name == drilled {
@@ -114,7 +120,7 @@ func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current strin
 		}
 		infos = append(infos, sdk.SetInfo{Name: st.Name, Time: st.Time, Complete: st.Complete})
 	}
-	pr, err := prune(ctx, s, infos, p.Location, current, dryRun, del)
+	pr, err := prune(ctx, s, infos, p.Location, current, now, dryRun, del)
 	if err != nil {
 		return pr, err
 	}
@@ -123,7 +129,10 @@ func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current strin
 	for _, st := range safety {
 		until := st.Time.Add(keep)
 		d := sdk.Decision{Set: st.Name, Keep: !newest.After(until)}
-		if d.Keep {
+		if st.Future(now) {
+			pr.Future = append(pr.Future, st.Name)
+			d.Keep, d.Reasons = true, []string{futureReason(st.Time, now)}
+		} else if d.Keep {
 			d.Reasons = []string{fmt.Sprintf("safety copy taken before restoring %s: kept until %s (safety_copy_days = %d)", st.Manifest.Restoring, until.Format(repo.SetNameLayout), p.SafetyCopyDays)}
 		} else {
 			d.Reasons = []string{fmt.Sprintf("safety copy older than %d days (safety_copy_days)", p.SafetyCopyDays)}
@@ -143,10 +152,10 @@ func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current strin
 // prune gets a retain stage's verdict on sets (oldest first), checked by
 // decide, and deletes with del what it may, unless dryRun: the one loop
 // behind a run's retention, on disk and in each store, and mbk prune.
-func prune(ctx context.Context, s *Stage, sets []sdk.SetInfo, loc *time.Location, current string, dryRun bool, del func(set string) error) (Pruned, error) {
+func prune(ctx context.Context, s *Stage, sets []sdk.SetInfo, loc *time.Location, current string, now time.Time, dryRun bool, del func(set string) error) (Pruned, error) {
 	out := Pruned{Stage: s}
-	decisions, err := decide(ctx, s, sets, loc, current)
-	out.Decisions = decisions
+	decisions, future, err := decide(ctx, s, sets, loc, current, now)
+	out.Decisions, out.Future = decisions, future
 	if err != nil || dryRun {
 		return out, err
 	}
@@ -166,7 +175,86 @@ func prune(ctx context.Context, s *Stage, sets []sdk.SetInfo, loc *time.Location
 // the engine's own guarantees, whatever the plugin says: the newest complete
 // set and the current one are never deleted, nor anything incomplete, and a
 // verdict deleting every complete set is refused whole.
-func decide(ctx context.Context, s *Stage, sets []sdk.SetInfo, loc *time.Location, current string) ([]sdk.Decision, error) {
+//
+// A set dated more than an hour ahead of now (repo.Future) is kept and not
+// shown to the policy at all, so it is neither counted nor the newest set
+// ages are measured from: after a jump forward the real sets keep their
+// ages, and after a jump back (which makes every older set look ahead) the
+// new sets are the newest, not the first to go. Those sets are returned.
+func decide(ctx context.Context, s *Stage, sets []sdk.SetInfo, loc *time.Location, current string, now time.Time) ([]sdk.Decision, []string, error) {
+	var counted []sdk.SetInfo
+	var future []string
+	order := map[string]int{}
+	for i, st := range sets {
+		order[st.Name] = i
+		if st.Name != current && repo.Future(st.Time, now) {
+			future = append(future, st.Name)
+			continue
+		}
+		counted = append(counted, st)
+	}
+	var decisions []sdk.Decision
+	var err error
+	if len(counted) > 0 {
+		decisions, err = checkVerdict(ctx, s, counted, loc, current)
+		if decisions == nil && err != nil {
+			return nil, future, err
+		}
+	}
+	for _, name := range future {
+		t := sets[order[name]].Time
+		decisions = append(decisions, sdk.Decision{Set: name, Keep: true, Reasons: []string{futureReason(t, now)}})
+	}
+	// Oldest first, as the sets came: the plugin's names are known sets.
+	slices.SortStableFunc(decisions, func(a, b sdk.Decision) int { return order[a.Set] - order[b.Set] })
+	return decisions, future, err
+}
+
+// futureReason says why a set dated ahead of the clock is kept.
+func futureReason(t, now time.Time) string {
+	return aheadOf(t, now) + ": not counted by retention and never deleted by it"
+}
+
+// aheadOf says how far a set's date t lies ahead of the clock.
+func aheadOf(t, now time.Time) string {
+	return fmt.Sprintf("dated %s ahead of this machine's clock (now %s)", repo.Ahead(t, now), now.In(t.Location()).Format(repo.SetNameLayout))
+}
+
+// checkClock warns of every local set dated ahead of the clock: the clock
+// jumped forward when it was made, or has jumped back since. Retention and
+// restore leave such sets aside (repo.Future); the administrator must hear
+// of it, in the log and in the report every notifier receives.
+func (r *run) checkClock() {
+	sets, err := repo.List(r.p.Root, r.p.Location)
+	if err != nil {
+		return // the retain stage reports a root it cannot list
+	}
+	now := r.e.now()
+	for _, s := range sets {
+		if s.Future(now) {
+			r.warnFuture("set "+s.Name, s.Name)
+		}
+	}
+}
+
+// warnFuture warns, once per run, that what (a set, named set) is dated
+// ahead of the clock.
+func (r *run) warnFuture(what, set string) {
+	t, ok := repo.ParseSetName(set, r.p.Location)
+	if !ok || r.warnedFuture[what] {
+		return
+	}
+	if r.warnedFuture == nil {
+		r.warnedFuture = map[string]bool{}
+	}
+	r.warnedFuture[what] = true
+	r.warn(fmt.Sprintf("%s is %s: retention neither counts nor deletes it, and mbk restore takes it only by name. Check the clock (timedatectl), and delete the set by hand if it is not wanted",
+		what, aheadOf(t, r.e.now())))
+}
+
+// checkVerdict gets the policy's verdict on sets and holds it to the
+// guarantees (see decide).
+func checkVerdict(ctx context.Context, s *Stage, sets []sdk.SetInfo, loc *time.Location, current string) ([]sdk.Decision, error) {
 	complete := map[string]bool{}
 	known := map[string]bool{}
 	newest := ""

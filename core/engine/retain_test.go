@@ -3,11 +3,13 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mbk-backup/mbk/core/engine"
 	"github.com/mbk-backup/mbk/core/repo"
@@ -45,7 +47,7 @@ func TestPrune(t *testing.T) {
 
 	t.Run("a dry run decides and deletes nothing", func(t *testing.T) {
 		before := setsIn(t, root)
-		pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, true)
+		pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, time.Now(), true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +63,7 @@ func TestPrune(t *testing.T) {
 	})
 
 	t.Run("a prune deletes what the verdict says, and says so", func(t *testing.T) {
-		pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, false)
+		pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, time.Now(), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +87,7 @@ func TestPrune(t *testing.T) {
 		}
 		defer lock.Release()
 		before := setsIn(t, root)
-		if _, err := engine.Prune(context.Background(), pl.p, pl.stages, false); !errors.Is(err, repo.ErrLocked) {
+		if _, err := engine.Prune(context.Background(), pl.p, pl.stages, time.Now(), false); !errors.Is(err, repo.ErrLocked) {
 			t.Fatalf("want the lock refused, got %v", err)
 		}
 		if !slices.Equal(setsIn(t, root), before) {
@@ -115,7 +117,7 @@ func TestPruneHoldsTheVerdictToTheGuarantees(t *testing.T) {
   stage "retain" "faulty" {
     mode = "`+tc.mode+`"
   }`)
-			pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, false)
+			pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, time.Now(), false)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), `retain "faulty"`) {
 					t.Fatalf("want %q naming the stage, got %v", tc.wantErr, err)
@@ -141,7 +143,7 @@ func TestPruneHoldsTheVerdictToTheGuarantees(t *testing.T) {
 
 func TestPruneNeedsARetainStage(t *testing.T) {
 	pl := prepare(t, newRoot(t), okDump)
-	_, err := engine.Prune(context.Background(), pl.p, pl.stages, true)
+	_, err := engine.Prune(context.Background(), pl.p, pl.stages, time.Now(), true)
 	var ns *engine.NoStageError
 	if !errors.As(err, &ns) || ns.Kind != sdk.KindRetain || err.Error() != `pipeline "test" has no retain stage` {
 		t.Fatalf("want a NoStageError for retain, got %v", err)
@@ -195,7 +197,7 @@ func TestPruneKeepsSafetyCopies(t *testing.T) {
     keep_last = 1
   }`)
 	pl.p.SafetyCopyDays = 7
-	pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, false)
+	pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, time.Now(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +244,7 @@ func TestPruneSparesTheSetADrillRestores(t *testing.T) {
 	if err := repo.WriteDrillMarker(root, repo.DrillMarker{Set: "2020-01-01_02-00-00", Label: "mbk-drill-t"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := engine.Prune(context.Background(), pl.p, pl.stages, false); err != nil {
+	if _, err := engine.Prune(context.Background(), pl.p, pl.stages, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	if got := setsIn(t, root); !slices.Equal(got, []string{"2020-01-01_02-00-00", "2020-01-03_02-00-00"}) {
@@ -252,10 +254,174 @@ func TestPruneSparesTheSetADrillRestores(t *testing.T) {
 		t.Error("the deleted set's drill record stayed")
 	}
 	lock.Release()
-	if _, err := engine.Prune(context.Background(), pl.p, pl.stages, false); err != nil {
+	if _, err := engine.Prune(context.Background(), pl.p, pl.stages, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
 	if got := setsIn(t, root); !slices.Equal(got, []string{"2020-01-03_02-00-00"}) {
 		t.Fatalf("after the drill: %v", got)
 	}
+}
+
+// at is a set's name as a time in the pipeline's timezone (prepare's
+// pipelines keep the default, Local), for a fake clock.
+func at(t *testing.T, name string) time.Time {
+	t.Helper()
+	tm, ok := repo.ParseSetName(name, time.Local)
+	if !ok {
+		t.Fatalf("bad set name %q", name)
+	}
+	return tm
+}
+
+// daysOf names a set at 02:00 on each of days (as "2024-05-01").
+func daysOf(days ...string) []string {
+	var out []string
+	for _, d := range days {
+		out = append(out, d+"_02-00-00")
+	}
+	return out
+}
+
+// TestRetentionAndTheClockForward: one set made while the clock ran a year
+// ahead. With a fake clock at the real date, ages count from the newest set
+// that is not ahead of it: keep_days keeps the last three days, not nothing;
+// the future-dated set is kept, said so, and never shown to the policy; a
+// run warns of it in its log and its report.
+func TestRetentionAndTheClockForward(t *testing.T) {
+	root := newRoot(t)
+	real := daysOf("2024-05-01", "2024-05-02", "2024-05-05", "2024-05-08", "2024-05-09", "2024-05-10")
+	const ahead = "2025-06-01_02-00-00"
+	makeSets(t, root, append(real, ahead))
+	pl := prepare(t, root, okDump+`
+  stage "retain" "policy" {
+    keep_days = 3
+  }`)
+
+	t.Run("prune", func(t *testing.T) {
+		pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, at(t, "2024-05-10_12-00-00"), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{
+			"2024-05-01_02-00-00 delete", "2024-05-02_02-00-00 delete", "2024-05-05_02-00-00 delete",
+			"2024-05-08_02-00-00 keep", "2024-05-09_02-00-00 keep", "2024-05-10_02-00-00 keep",
+			ahead + " keep",
+		}
+		if got := verdicts(pruned[0].Decisions); !slices.Equal(got, want) {
+			t.Errorf("verdicts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if !slices.Equal(pruned[0].Future, []string{ahead}) {
+			t.Errorf("Future = %v, want %v", pruned[0].Future, []string{ahead})
+		}
+		last := pruned[0].Decisions[len(pruned[0].Decisions)-1]
+		if why := strings.Join(last.Reasons, "; "); !strings.Contains(why, "ahead of this machine's clock (now 2024-05-10_12-00-00)") || !strings.Contains(why, "not counted by retention") {
+			t.Errorf("the future-dated set's reasons: %q", why)
+		}
+		for _, d := range pruned[0].Decisions {
+			if d.Set == "2024-05-10_02-00-00" && !strings.Contains(strings.Join(d.Reasons, " "), "newest complete set") {
+				t.Errorf("the newest real set is not the reference: %q", d.Reasons)
+			}
+		}
+	})
+
+	t.Run("a run", func(t *testing.T) {
+		pl.engine.Now = func() time.Time { return at(t, "2024-05-11_03-00-00") }
+		defer func() { pl.engine.Now = nil }()
+		res := pl.backup(t)
+		set := filepath.Base(res.SetDir)
+		if set != "2024-05-11_03-00-00" {
+			t.Fatalf("the run made %s, want a set named by the fake clock", set)
+		}
+		left := []string{"2024-05-09_02-00-00", "2024-05-10_02-00-00", set, ahead}
+		if got := setsIn(t, root); !slices.Equal(got, left) {
+			t.Errorf("left %v, want %v", got, left)
+		}
+		warned := strings.Join(res.Report.Warnings, "\n")
+		if !strings.Contains(warned, "set "+ahead+" is dated 385 days") || !strings.Contains(warned, "timedatectl") {
+			t.Errorf("the report's warnings do not name the future-dated set: %q", res.Report.Warnings)
+		}
+		if log := readLog(t, res.SetDir); !strings.Contains(log, "set "+ahead+" is dated") {
+			t.Errorf("backup.log lacks the warning:\n%s", log)
+		}
+	})
+}
+
+// TestRetentionAndTheClockBackward: the clock jumped back more than a year,
+// so every set made before the jump looks ahead of it. Runs at the wrong
+// date delete none of them, and their own sets are the newest that count:
+// the set of the night before is kept by keep_days, not deleted as "years
+// older than the newest set".
+func TestRetentionAndTheClockBackward(t *testing.T) {
+	root := newRoot(t)
+	before := daysOf("2024-05-01", "2024-05-02", "2024-05-03")
+	makeSets(t, root, before)
+	pl := prepare(t, root, okDump+`
+  stage "retain" "policy" {
+    keep_days = 7
+  }`)
+	var made []string
+	for i, now := range []string{"2023-01-01_03-00-00", "2023-01-02_03-00-00", "2023-01-20_03-00-00"} {
+		pl.engine.Now = func() time.Time { return at(t, now) }
+		res := pl.backup(t)
+		made = append(made, filepath.Base(res.SetDir))
+		// The night after the jump keeps the night before; 18 days on,
+		// keep_days lets both go. Every set from before the jump stays.
+		want := append([]string{now}, before...)
+		if i == 1 {
+			want = append(made[:2:2], before...)
+		}
+		if got := setsIn(t, root); !slices.Equal(got, want) {
+			t.Errorf("run at %s: left %v, want %v", now, got, want)
+		}
+		for _, d := range res.Report.Retention {
+			if slices.Contains(before, d.Set) && (!d.Keep || !strings.Contains(strings.Join(d.Reasons, " "), "ahead of this machine's clock")) {
+				t.Errorf("run at %s: a set made before the jump: %+v", now, d)
+			}
+		}
+		if len(res.Report.Warnings) != len(before) {
+			t.Errorf("run at %s: want a warning per set ahead of the clock, got %q", now, res.Report.Warnings)
+		}
+	}
+	pl.engine.Now = nil
+
+	t.Run("mbk prune with every set ahead of the clock keeps them all", func(t *testing.T) {
+		pruned, err := engine.Prune(context.Background(), pl.p, pl.stages, at(t, "2020-01-01_00-00-00"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds := pruned[0].Decisions
+		if len(ds) != 4 || len(pruned[0].Deleted) != 0 || len(pruned[0].Future) != 4 {
+			t.Fatalf("want four sets kept as future-dated: %+v", pruned[0])
+		}
+		for _, d := range ds {
+			if !d.Keep || !strings.Contains(strings.Join(d.Reasons, " "), "ahead of this machine's clock") {
+				t.Errorf("%+v", d)
+			}
+		}
+	})
+
+	t.Run("the set just made and the newest that counts are never deleted", func(t *testing.T) {
+		liar := prepare(t, root, okDump+`
+  stage "retain" "faulty" {
+    mode = "delete-all"
+  }`)
+		liar.engine.Now = func() time.Time { return at(t, "2023-01-21_03-00-00") }
+		res := liar.engine.Run(context.Background(), liar.p, liar.stages)
+		if res.ExitCode() != engine.ExitCommitted || !strings.Contains(fmt.Sprint(res.Later), "refusing the policy's verdict") {
+			t.Fatalf("want the verdict refused, exit 3: %d %v %v", res.ExitCode(), res.Err, res.Later)
+		}
+		if got := setsIn(t, root); !slices.Equal(got, append([]string{made[2], filepath.Base(res.SetDir)}, before...)) {
+			t.Errorf("left %v", got)
+		}
+	})
+}
+
+// readLog returns a set's backup.log.
+func readLog(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, repo.LogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

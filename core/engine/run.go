@@ -33,6 +33,9 @@ type Engine struct {
 	Progress Progress
 	// Identities decrypt encrypted sets (restore only).
 	Identities []age.Identity
+	// Warnings are what checking the pipeline found to warn of (an
+	// env_file others can read): each run says them in its log and report.
+	Warnings []string
 }
 
 // Result is the outcome of one run.
@@ -97,6 +100,9 @@ type run struct {
 	// files are the artifact file names taken so far.
 	files map[string]string
 	opts  runOpts
+	// warnedFuture are the sets already warned of as dated ahead of the
+	// clock (warnFuture).
+	warnedFuture map[string]bool
 }
 
 // Run runs one pipeline end to end. The stages must come from Prepare.
@@ -115,11 +121,16 @@ type runOpts struct {
 
 func (o runOpts) safetyCopy() bool { return o.kind == repo.KindPreRestore }
 
-func (e *Engine) run(ctx context.Context, p *config.Pipeline, stages []*Stage, o runOpts) *Result {
-	now := e.Now
-	if now == nil {
-		now = time.Now
+// now reads the engine's clock.
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
 	}
+	return time.Now()
+}
+
+func (e *Engine) run(ctx context.Context, p *config.Pipeline, stages []*Stage, o runOpts) *Result {
+	now := e.now
 	host, _ := os.Hostname()
 	start := now()
 	r := &run{e: e, p: p, log: e.Log.Named(p.Name), res: &Result{}, lastUse: map[string]*Stage{}, opts: o}
@@ -151,6 +162,7 @@ func (e *Engine) run(ctx context.Context, p *config.Pipeline, stages []*Stage, o
 		r.log.Error("backup failed: nothing was committed", "error", e.Redact.String(err.Error()))
 	}
 	if r.res.Committed && !o.safetyCopy() {
+		r.checkClock()
 		r.retain(ctx, stages)
 		r.store(ctx, stages)
 	}
@@ -215,6 +227,11 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 		return err
 	}
 	r.log.Info("backup started", "pipeline", p.Name, "file", p.File.Path, "set", r.name, "root", p.Root)
+	if !r.opts.safetyCopy() {
+		for _, w := range r.e.Warnings {
+			r.warn(w)
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()

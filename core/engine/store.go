@@ -33,11 +33,14 @@ func (r *run) store(ctx context.Context, stages []*Stage) {
 					return err
 				}
 				rs.Client = client
-				decisions, err := RetainStore(ctx, rs, s, r.p.Location, r.name)
-				for _, d := range decisions {
+				pr, err := RetainStore(ctx, rs, s, r.p.Location, r.name, r.e.now())
+				for _, d := range pr.Decisions {
 					if !d.Keep {
 						r.log.Info("set deleted from store", "store", s.Name, "set", d.Set, "why", d.Reasons)
 					}
+				}
+				for _, set := range pr.Future {
+					r.warnFuture(fmt.Sprintf("store %q holds set %s", s.Name, set), set)
 				}
 				if err != nil {
 					return fmt.Errorf("retention on store %q: %w", s.Name, err)
@@ -122,16 +125,16 @@ func RemoteSets(ctx context.Context, s *Stage, loc *time.Location) ([]sdk.SetInf
 }
 
 // RetainStore applies a retain stage's verdict to a store's sets, with the
-// same guarantees as on disk, and deletes what it may.
-func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, current string) ([]sdk.Decision, error) {
+// same guarantees as on disk (now is the clock, for the sets dated ahead of
+// it), and deletes what it may.
+func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, current string, now time.Time) (Pruned, error) {
 	sets, _, err := RemoteSets(ctx, store, loc)
 	if err != nil {
-		return nil, err
+		return Pruned{Stage: retain}, err
 	}
-	pr, err := prune(ctx, retain, sets, loc, current, false, func(set string) error {
+	return prune(ctx, retain, sets, loc, current, now, false, func(set string) error {
 		return store.Client.DeleteSet(ctx, store.Wire, set)
 	})
-	return pr.Decisions, err
 }
 
 // Copied is what Sync did about one set and one store.
@@ -187,8 +190,9 @@ func FindStore(p *config.Pipeline, stages []*Stage, name string) (*Stage, error)
 	return nil, &NoStageError{Pipeline: p.Name, Kind: sdk.KindStore, Name: name, Have: names}
 }
 
-// RemoteSet finds a set in a store: the one called name, or the newest
-// complete one when name is empty.
+// RemoteSet finds a set in a store: the one called name, or when name is
+// empty the newest complete one not dated ahead of the clock (as
+// repo.Latest picks a local set).
 func RemoteSet(ctx context.Context, s *Stage, loc *time.Location, name string) (sdk.StoredSet, error) {
 	infos, stored, err := RemoteSets(ctx, s, loc)
 	if err != nil {
@@ -196,11 +200,19 @@ func RemoteSet(ctx context.Context, s *Stage, loc *time.Location, name string) (
 	}
 	want := name
 	if want == "" {
-		for i := len(infos) - 1; i >= 0; i-- {
-			if infos[i].Complete {
+		now := time.Now()
+		ahead := 0
+		for i := len(infos) - 1; i >= 0 && want == ""; i-- {
+			switch {
+			case !infos[i].Complete:
+			case repo.Future(infos[i].Time, now):
+				ahead++
+			default:
 				want = infos[i].Name
-				break
 			}
+		}
+		if want == "" && ahead > 0 {
+			return sdk.StoredSet{}, fmt.Errorf("store %q holds no complete set but %d dated ahead of this machine's clock: name the set", s.Name, ahead)
 		}
 		if want == "" {
 			return sdk.StoredSet{}, fmt.Errorf("store %q holds no complete set", s.Name)

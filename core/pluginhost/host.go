@@ -6,12 +6,19 @@
 // plugins (sha256, policy) are served inside mbk's own process, over the same
 // gRPC protocol and socket as any plugin, so a stage never depends on where
 // its code lives, and a run's plugins cost no idle process while the dump and
-// the archive run; a binary of the same name in a plugin directory replaces
-// them.
+// the archive run.
+//
+// Only binaries from trusted places run: when mbk runs as root, a plugin
+// binary and every directory above it must be owned by root and writable by
+// no one else (checkTrusted). A pipeline file may pin a binary by its
+// sha256, checked by go-plugin before it starts; a binary named like a
+// built-in replaces it only when pinned.
 package pluginhost
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,13 +51,29 @@ type Found struct {
 	Name    string
 	Path    string
 	Builtin bool
+	// Pinned says the binary at Path must have the sha256 the pipeline
+	// file pins.
+	Pinned bool
+	// Ignored is a binary named like the built-in plugin Name, not pinned,
+	// so not used.
+	Ignored string
+	// Err is why the plugin cannot be used (Discover only): a refused
+	// binary, a pin without one.
+	Err error
 }
 
 // Host starts plugins on demand and keeps each running for its lifetime.
 type Host struct {
 	dirs     []string
 	builtins map[string]func(hclog.Logger) sdk.Plugin
+	pins     map[string][]byte
 	log      hclog.Logger
+	// asRoot: binaries must come from places only root can change.
+	asRoot bool
+	// warned are the ignored binaries already warned of (Find runs under
+	// mu, from Get, and without it).
+	warnMu sync.Mutex
+	warned map[string]bool
 
 	reattach map[string]*plugin.ReattachConfig
 
@@ -77,9 +100,13 @@ type Options struct {
 	// Builtins are the plugins mbk serves itself (sha256, policy): inside
 	// its own process, over the same protocol as any plugin, so a stage
 	// does not depend on where its code lives and costs no process of its
-	// own. A binary of the same name in a plugin directory replaces one.
+	// own. A binary of the same name in a plugin directory replaces one
+	// only when it is pinned.
 	Builtins map[string]func(hclog.Logger) sdk.Plugin
-	Logger   hclog.Logger
+	// Pins are the sha256 digests a plugin's binary must have (the
+	// pipeline file's plugin "NAME" { sha256 = "..." } blocks).
+	Pins   map[string][]byte
+	Logger hclog.Logger
 	// Reattach names plugins already running (served with sdk.WithDebug,
 	// in a test or under a debugger) to use instead of starting a binary.
 	// MBK_REATTACH_PLUGINS adds to it.
@@ -92,7 +119,8 @@ func New(opts Options) *Host {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	h := &Host{dirs: SearchPath(opts.PluginDir), builtins: opts.Builtins, log: log, running: map[string]*running{}, reattach: map[string]*plugin.ReattachConfig{}}
+	h := &Host{dirs: SearchPath(opts.PluginDir), builtins: opts.Builtins, pins: opts.Pins, log: log, asRoot: os.Geteuid() == 0,
+		warned: map[string]bool{}, running: map[string]*running{}, reattach: map[string]*plugin.ReattachConfig{}}
 	if env := os.Getenv(wire.ReattachEnv); env != "" {
 		rc, err := parseReattach(env)
 		if err != nil {
@@ -128,51 +156,87 @@ func SearchPath(pluginDir string) []string {
 // Dirs returns the directories searched, in order.
 func (h *Host) Dirs() []string { return h.dirs }
 
-// Find locates one plugin.
+// Find locates one plugin: the first executable named for it on the search
+// path, or the built-in. A binary named like a built-in is used only when
+// pinned; otherwise the built-in is, and a warning names the binary. As
+// root, a binary from a place others could change is refused
+// (*UntrustedError), not passed over for the next directory.
 func (h *Host) Find(name string) (Found, error) {
 	if _, ok := h.reattach[name]; ok {
 		return Found{Name: name, Path: "reattached"}, nil
 	}
+	path := h.search(name)
+	_, builtin := h.builtins[name]
+	_, pinned := h.pins[name]
+	switch {
+	case path == "" && pinned:
+		return Found{Name: name, Pinned: true}, fmt.Errorf("plugin %q is pinned by its sha256, but no executable %s%s is in %s", name, Prefix, name, strings.Join(h.dirs, ", "))
+	case path == "" && builtin:
+		return Found{Name: name, Builtin: true}, nil
+	case path == "":
+		return Found{}, fmt.Errorf("plugin %q not found: no executable %s%s in %s", name, Prefix, name, strings.Join(h.dirs, ", "))
+	case builtin && !pinned:
+		h.warnMu.Lock()
+		warn := !h.warned[path]
+		h.warned[path] = true
+		h.warnMu.Unlock()
+		if warn {
+			h.log.Warn(fmt.Sprintf("ignoring %s: it is named like the built-in plugin %q, which it replaces only when the pipeline file pins it (plugin %q { sha256 = \"...\" }); the built-in is used", path, name, name))
+		}
+		return Found{Name: name, Builtin: true, Ignored: path}, nil
+	}
+	f := Found{Name: name, Path: path, Pinned: pinned}
+	if h.asRoot {
+		if err := checkTrusted(name, path); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// search returns the first executable named for plugin name on the search
+// path, or "".
+func (h *Host) search(name string) string {
 	for _, d := range h.dirs {
 		p := filepath.Join(d, Prefix+name)
 		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return Found{Name: name, Path: p}, nil
+			return p
 		}
 	}
-	if _, ok := h.builtins[name]; ok {
-		return Found{Name: name, Builtin: true}, nil
-	}
-	return Found{}, fmt.Errorf("plugin %q not found: no executable %s%s in %s", name, Prefix, name, strings.Join(h.dirs, ", "))
+	return ""
 }
 
-// Discover lists every plugin found, first match per name wins.
+// Discover lists every plugin there is, by name: each binary on the search
+// path, each built-in and each pin, as Find resolves it (Err saying why one
+// cannot be used).
 func (h *Host) Discover() []Found {
-	seen := map[string]bool{}
-	var out []Found
+	names := map[string]bool{}
 	for _, d := range h.dirs {
 		entries, err := os.ReadDir(d)
 		if err != nil {
 			continue
 		}
 		for _, e := range entries {
-			name, ok := strings.CutPrefix(e.Name(), Prefix)
-			if !ok || seen[name] || e.IsDir() {
-				continue
+			if name, ok := strings.CutPrefix(e.Name(), Prefix); ok && name != "" && !e.IsDir() {
+				names[name] = true
 			}
-			p := filepath.Join(d, e.Name())
-			if st, err := os.Stat(p); err != nil || st.Mode()&0o111 == 0 {
-				continue
-			}
-			seen[name] = true
-			out = append(out, Found{Name: name, Path: p})
 		}
 	}
-	for _, b := range slices.Sorted(maps.Keys(h.builtins)) {
-		if !seen[b] {
-			out = append(out, Found{Name: b, Builtin: true})
-		}
+	for name := range h.builtins {
+		names[name] = true
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	for name := range h.pins {
+		names[name] = true
+	}
+	var out []Found
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		if h.search(name) == "" && h.builtins[name] == nil && h.pins[name] == nil {
+			continue // a file named like a plugin, not executable
+		}
+		f, err := h.Find(name)
+		f.Name, f.Err = name, err
+		out = append(out, f)
+	}
 	return out
 }
 
@@ -269,6 +333,10 @@ func (h *Host) start(ctx context.Context, f Found) (r *running, err error) {
 		}()
 	} else {
 		cmd = exec.Command(f.Path)
+		if pin, ok := h.pins[f.Name]; ok {
+			// go-plugin hashes the binary before it starts it.
+			cfg.SecureConfig = &plugin.SecureConfig{Checksum: pin, Hash: sha256.New()}
+		}
 	}
 	// The kernel tells the plugin when mbk dies, even by SIGKILL: an orphan
 	// would keep a dump running and a database snapshot open. SIGTERM, not
@@ -288,6 +356,14 @@ func (h *Host) start(ctx context.Context, f Found) (r *running, err error) {
 		return nil, fmt.Errorf("plugin %q (%s): %w", f.Name, path, err)
 	}
 	rpc, err := client.Client()
+	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+		client.Kill()
+		got, herr := fileSHA256(f.Path)
+		if herr != nil {
+			got = "unreadable (" + herr.Error() + ")"
+		}
+		return nil, &PinError{Plugin: f.Name, Binary: f.Path, Want: hex.EncodeToString(h.pins[f.Name]), Got: got}
+	}
 	if err != nil {
 		return fail(fmt.Errorf("start: %w", err))
 	}

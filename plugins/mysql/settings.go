@@ -273,18 +273,16 @@ func (s settings) validateTCP() sdk.Diagnostics {
 // port say where the server is, or "": the option would send the dump
 // elsewhere than the queries, the restore and the details say.
 func refusedOverTCP(arg string) string {
-	if len(arg) >= 2 && arg[0] == '-' && arg[1] != '-' {
-		switch arg[1] {
+	for _, o := range shortOptions(arg) {
+		switch o {
 		case 'h', 'P', 'S':
-			return fmt.Sprintf("%s changes which server is dumped; set host and port instead", arg[:2])
+			return fmt.Sprintf("-%c changes which server is dumped; set host and port instead", o)
 		}
+	}
+	name, _, ok := longOption(arg)
+	if !ok {
 		return ""
 	}
-	if !strings.HasPrefix(arg, "--") {
-		return ""
-	}
-	name, _, _ := strings.Cut(arg[2:], "=")
-	name = strings.TrimPrefix(strings.ReplaceAll(strings.ToLower(name), "_", "-"), "loose-")
 	for _, o := range []string{"host", "port", "socket", "protocol"} {
 		if len(name) >= 2 && strings.HasPrefix(o, name) {
 			return fmt.Sprintf("--%s changes which server is dumped; set host and port instead", name)
@@ -293,37 +291,49 @@ func refusedOverTCP(arg string) string {
 	return ""
 }
 
+// passwordRefused is why no option may carry a password.
+const passwordRefused = "a password option (%s) is not allowed: set password, which reaches the client only through its environment"
+
 // refusedArg says why a dump option cannot be passed through, or "". The
-// message never repeats the argument: it may hold a password.
+// message never repeats the argument, only the option's letter or name: the
+// rest may hold a password. An argument holding blanks is checked word by
+// word too: written as for a shell ("-uroot -pX"), it may hold a password
+// option that some client would split out.
 func refusedArg(arg string) string {
-	if !strings.HasPrefix(arg, "-") {
-		return ""
-	}
-	if !strings.HasPrefix(arg, "--") {
-		if len(arg) < 2 {
-			return ""
+	if strings.ContainsAny(arg, " \t\n\r\v\f") {
+		for _, word := range strings.Fields(arg) {
+			if why := refusedArg(word); why != "" {
+				return why
+			}
 		}
-		switch arg[1] {
+	}
+	for _, o := range shortOptions(arg) {
+		switch o {
 		case 'p':
-			return "a password option (-p) is not allowed: set password, which reaches the client only through its environment"
+			return fmt.Sprintf(passwordRefused, "-p")
 		case 'r', 'T':
-			return fmt.Sprintf("%s would write the dump to files where the client runs instead of the stream", arg[:2])
+			return fmt.Sprintf("-%c would write the dump to files where the client runs instead of the stream", o)
 		case 'X':
 			return "-X (XML output) is not SQL"
 		case 'A', 'B':
-			return fmt.Sprintf("%s changes which databases are dumped; use database, databases or all_databases", arg[:2])
+			return fmt.Sprintf("-%c changes which databases are dumped; use database, databases or all_databases", o)
 		}
+	}
+	name, value, ok := longOption(arg)
+	if !ok {
 		return ""
 	}
-	name, value, hasValue := strings.Cut(arg[2:], "=")
-	name = strings.ReplaceAll(strings.ToLower(name), "_", "-")
-	name = strings.TrimPrefix(name, "loose-")
+	hasValue := strings.Contains(arg, "=")
 	// The clients accept any unambiguous prefix of an option name, so
-	// "--pass" is --password.
+	// "--pass" is --password, and a modifier before it.
 	prefixOf := func(full string) bool { return name != "" && strings.HasPrefix(full, name) }
+	bare := name
+	for _, m := range []string{"skip-", "enable-", "disable-", "maximum-"} {
+		bare = strings.TrimPrefix(bare, m)
+	}
 	switch {
-	case prefixOf("password"):
-		return "a password option (--password) is not allowed: set password, which reaches the client only through its environment"
+	case bare != "" && strings.HasPrefix("password", bare):
+		return fmt.Sprintf(passwordRefused, "--password")
 	case prefixOf("result-file"), prefixOf("tab"):
 		return fmt.Sprintf("--%s would write the dump to files where the client runs instead of the stream", name)
 	case prefixOf("xml"):
@@ -335,4 +345,41 @@ func refusedArg(arg string) string {
 		return fmt.Sprintf("--%s drops the \"-- Dump completed\" trailer that proves a dump finished", name)
 	}
 	return ""
+}
+
+// argShortOptions are the dump clients' short options that take a value
+// (mysqldump's and mariadb-dump's -h -P -S -u -r -T -w -O, -p and -# whose
+// value is optional): in "-uxp" the p is part of the user name, in "-cpX"
+// it is -p with the password X.
+const argShortOptions = "hPSurTwOp#"
+
+// shortOptions returns the option letters of a group of short options as
+// the clients read it ("-cpX" is -c, then -p with the value X): every letter
+// up to and including the first that takes a value, the rest being that
+// value. A letter the table does not know is read as one that takes no
+// value, so that a p after it is still found. Not a short option: nil.
+func shortOptions(arg string) []byte {
+	if len(arg) < 2 || arg[0] != '-' || arg[1] == '-' {
+		return nil
+	}
+	var out []byte
+	for i := 1; i < len(arg); i++ {
+		out = append(out, arg[i])
+		if strings.IndexByte(argShortOptions, arg[i]) >= 0 {
+			break
+		}
+	}
+	return out
+}
+
+// longOption reads "--name[=value]": the name lower-cased, with "_" as
+// "-" and without the "loose-" prefix, as the clients read it.
+func longOption(arg string) (name, value string, ok bool) {
+	rest, ok := strings.CutPrefix(arg, "--")
+	if !ok {
+		return "", "", false
+	}
+	name, value, _ = strings.Cut(rest, "=")
+	name = strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	return strings.TrimPrefix(name, "loose-"), value, true
 }

@@ -94,6 +94,57 @@ func TestValidateConfig(t *testing.T) {
 	}
 }
 
+// TestExtraArgsPasswords: every form of extra_args that would hand the dump
+// client a password on its command line is refused, as the clients read
+// their options (any unambiguous prefix of --password, modifiers before it,
+// -p anywhere in a group of short options before a letter that takes a
+// value, options written as for a shell in one argument), and the refusal
+// never repeats the password. Options that only look alike pass.
+func TestExtraArgsPasswords(t *testing.T) {
+	const secret = "Zq7s3cretX"
+	p := newPlugin(t)
+	refused := []string{
+		"-p" + secret, "-p", "-p=" + secret,
+		"--password", "--password=" + secret, "--PASSWORD=" + secret, "--pass=" + secret, "--passw", "--pa=" + secret,
+		"--loose-password=" + secret, "--loose_password=" + secret, "--enable-password=" + secret,
+		"-cp" + secret, "-Cp" + secret, "-vcp" + secret, "-ecqp" + secret, "-Zp" + secret, // letters before p that take no value
+		"-uroot -p" + secret, "--user=root --password=" + secret, "-uroot\t-p" + secret, "--single-transaction -cp" + secret,
+	}
+	harmless := []string{
+		"-uxp", "-uadmin_p", "-hpdb", "-P3307", "-w", "-wp=1", "-#p", "--port=3307", "--protocol=tcp", "--pipe", "--print-defaults",
+		"--ignore-table=moodle.mdl_password_history", "--where=id > 1",
+	}
+	for _, arg := range refused {
+		t.Run("refused "+strings.ReplaceAll(arg, secret, "SECRET"), func(t *testing.T) {
+			ds := p.ValidateConfig(context.Background(), config(t, map[string]cty.Value{
+				"container": cty.StringVal("db"), "database": cty.StringVal("moodle"),
+				"extra_args": cty.ListVal([]cty.Value{cty.StringVal("--hex-blob"), cty.StringVal(arg)}),
+			}))
+			var found bool
+			for _, d := range ds {
+				if strings.Contains(d.Summary+d.Detail, secret) {
+					t.Errorf("the diagnostic repeats the password: %+v", d)
+				}
+				found = found || d.Error && d.Attribute == "extra_args" && strings.Contains(d.Summary, "a password option") && strings.Contains(d.Summary, "set password")
+			}
+			if !found {
+				t.Errorf("not refused as a password option: %+v", ds)
+			}
+		})
+	}
+	for _, arg := range harmless {
+		t.Run("harmless "+arg, func(t *testing.T) {
+			ds := p.ValidateConfig(context.Background(), config(t, map[string]cty.Value{
+				"container": cty.StringVal("db"), "database": cty.StringVal("moodle"),
+				"extra_args": cty.ListVal([]cty.Value{cty.StringVal(arg)}),
+			}))
+			if ds.HasErrors() {
+				t.Errorf("refused: %+v", ds)
+			}
+		})
+	}
+}
+
 func TestValidateConfigWarnsOnUnknownClient(t *testing.T) {
 	ds := newPlugin(t).ValidateConfig(context.Background(), config(t, map[string]cty.Value{
 		"container": cty.StringVal("db"), "database": cty.StringVal("moodle"), "client": cty.StringVal("/opt/mysql/bin/mysqldump8"),

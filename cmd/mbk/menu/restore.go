@@ -17,10 +17,12 @@ import (
 
 // chooseSet lists the pipeline's sets: its backups, newest first, then
 // the safety copies restores took (pre-restore sets), marked as such. The
-// cursor starts on the newest backup, never on a safety copy: Enter alone
-// restores last night's backup, not the site as it was an hour ago. It
-// returns the set picked (nil when there is none, said so, or errBack when
-// the person went back) and every set read.
+// cursor starts on the set mbk restore takes by default (repo.Latest), never
+// on a safety copy nor on a set dated ahead of the clock: Enter alone
+// restores last night's backup, not the site as it was an hour ago, nor a
+// set whose date a wrong clock made. It returns the set picked (nil when
+// there is none, said so, or errBack when the person went back) and every
+// set read.
 func (m *Menu) chooseSet(ctx context.Context, p *config.Pipeline, completeOnly bool) (*repo.Set, []repo.Set, error) {
 	sets, err := repo.List(p.Root, p.Location)
 	if err != nil {
@@ -47,8 +49,11 @@ func (m *Menu) chooseSet(ctx context.Context, p *config.Pipeline, completeOnly b
 		fmt.Printf("Pipeline %s has %s in %s.\n", p.Name, what, p.Root)
 		return nil, nil, nil
 	}
+	now := time.Now()
+	latest, hasLatest := repo.Latest(sets, now)
 	var items []choice
 	var picks []int
+	start := -1
 	for _, i := range append(backups, copies...) {
 		s := sets[i]
 		state := "complete, " + humanize.IBytes(uint64(s.Size()))
@@ -59,13 +64,18 @@ func (m *Menu) chooseSet(ctx context.Context, p *config.Pipeline, completeOnly b
 		if s.PreRestore() {
 			hint = "SAFETY COPY (pre-restore): the site before set " + s.Manifest.Restoring + " was restored · " + state
 		}
+		if s.Future(now) {
+			hint = "FUTURE: dated " + repo.Ahead(s.Time, now) + " ahead of this machine's clock · " + hint
+		}
+		if hasLatest && s.Name == latest.Name {
+			start = len(items)
+		}
 		items = append(items, choice{key: fmt.Sprint(len(items) + 1), label: s.Name, hint: hint})
 		picks = append(picks, i)
 	}
 	items = append(items, choice{key: "0", label: "Back"})
-	start := 0 // the newest backup
-	if len(backups) == 0 {
-		start = len(items) - 1 // only safety copies: none is the default
+	if start < 0 {
+		start = len(items) - 1 // no backup to take by default: Back is
 	}
 	key, err := m.ui.chooseAt(ctx, "", "Which set of "+p.Name+"?", items, start)
 	if err != nil {
@@ -162,7 +172,7 @@ func restoreSummary(p *config.Pipeline, sets []repo.Set, chosen repo.Set, only s
 	var live, since *repo.Set // the newest backup; a safety copy taken after it
 	for i := len(sets) - 1; i >= 0 && live == nil; i-- {
 		switch s := &sets[i]; {
-		case !s.Complete:
+		case !s.Complete, s.Future(now):
 		case s.PreRestore():
 			if since == nil {
 				since = s

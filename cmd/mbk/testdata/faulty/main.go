@@ -17,7 +17,10 @@ import (
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
-type faulty struct{ log hclog.Logger }
+type faulty struct {
+	log  hclog.Logger
+	name string
+}
 
 type settings struct {
 	Mode    string  `cty:"mode"`
@@ -41,7 +44,7 @@ var retainSchema = sdk.Schema{Attributes: []sdk.Attribute{
 }}
 
 func (f *faulty) Describe() sdk.Info {
-	return sdk.Info{Name: "faulty", Version: "0.0.1", Kinds: []string{sdk.KindDump, sdk.KindRetain}}
+	return sdk.Info{Name: f.name, Version: "0.0.1", Kinds: []string{sdk.KindDump, sdk.KindRetain}}
 }
 
 func (f *faulty) Schema(kind string) (sdk.Schema, error) {
@@ -178,6 +181,13 @@ func (f *faulty) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 	return sdk.RestoreResult{Summary: "discarded " + strconv.FormatInt(n, 10) + " bytes"}, nil
 }
 
+// main serves the plugin as "faulty", or under the name mbk started it as
+// (MBK_PLUGIN_NAME): a copy named mbk-plugin-policy stands in for the
+// built-in policy in the tests of pinned binaries.
 func main() {
-	sdk.Main("faulty", func(log hclog.Logger) sdk.Plugin { return &faulty{log: log} })
+	name := os.Getenv("MBK_PLUGIN_NAME")
+	if name == "" {
+		name = "faulty"
+	}
+	sdk.Main(name, func(log hclog.Logger) sdk.Plugin { return &faulty{log: log, name: name} })
 }
