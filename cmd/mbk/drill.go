@@ -173,7 +173,7 @@ func (a *app) drillPipeline(ctx context.Context, out io.Writer, loader *config.L
 			if err != nil {
 				return set, err
 			}
-			if set, err = engine.PickDrillSet(sets, o.which, rand.IntN); err != nil {
+			if set, err = engine.PickDrillSet(sets, o.which, time.Now(), rand.IntN); err != nil {
 				return set, fmt.Errorf("%w in %s", err, p.Root)
 			}
 		}

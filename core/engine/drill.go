@@ -388,11 +388,12 @@ func (e *Engine) teardown(ctx context.Context, p *config.Pipeline, stages []*Sta
 }
 
 // PickDrillSet chooses the set a drill restores: the newest, oldest or a
-// random complete backup (never a restore's safety copy).
-func PickDrillSet(sets []repo.Set, which string, rnd func(n int) int) (repo.Set, error) {
+// random complete backup (never a restore's safety copy, nor a set dated
+// ahead of the clock, which is taken only by name).
+func PickDrillSet(sets []repo.Set, which string, now time.Time, rnd func(n int) int) (repo.Set, error) {
 	var ok []repo.Set
 	for _, s := range sets {
-		if s.Complete && !s.PreRestore() {
+		if s.Complete && !s.PreRestore() && !s.Future(now) {
 			ok = append(ok, s)
 		}
 	}

@@ -425,3 +425,46 @@ func readLog(t *testing.T, dir string) string {
 	}
 	return string(b)
 }
+
+// TestPickDrillSet: newest, oldest or random among complete backups, never a
+// safety copy, an incomplete set or one dated ahead of the clock.
+func TestPickDrillSet(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.Local)
+	set := func(name string, complete bool, kind string) repo.Set {
+		tm, _ := repo.ParseSetName(name, time.Local)
+		return repo.Set{Name: name, Time: tm, Complete: complete, Manifest: &repo.Manifest{Kind: kind}}
+	}
+	sets := []repo.Set{
+		set("2026-11-30_02-00-00", false, ""),
+		set("2026-12-01_02-00-00", true, ""),
+		set("2026-12-02_02-00-00", true, ""),
+		set("2026-12-02_09-00-00", true, repo.KindPreRestore),
+		set("2026-12-03_02-00-00", false, ""),
+		set("2027-06-01_02-00-00", true, ""),
+	}
+	for which, want := range map[string]string{"newest": "2026-12-02_02-00-00", "oldest": "2026-12-01_02-00-00"} {
+		got, err := engine.PickDrillSet(sets, which, now, nil)
+		if err != nil || got.Name != want {
+			t.Errorf("%s: %s %v, want %s", which, got.Name, err, want)
+		}
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		got, err := engine.PickDrillSet(sets, "random", now, func(n int) int {
+			if n != 2 {
+				t.Fatalf("random among %d sets, want 2", n)
+			}
+			return i
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[got.Name] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("random picked %v", seen)
+	}
+	if _, err := engine.PickDrillSet(sets[:1], "newest", now, nil); err == nil {
+		t.Error("no complete set: want an error")
+	}
+}
