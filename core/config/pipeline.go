@@ -21,6 +21,9 @@ var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 
 var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout", "parallel", "safety_copy_days"}
 
+// singleBlocks are the blocks a pipeline holds at most one of.
+var singleBlocks = []string{"maintenance", "encryption", "drill"}
+
 // DefaultSafetyCopyDays is how long retention keeps a restore's safety copy.
 const DefaultSafetyCopyDays = 7
 
@@ -103,42 +106,29 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 	}
 
 	seen := map[string]hcl.Range{}
+	once := map[string]bool{}
 	for _, blk := range body.Blocks {
-		if blk.Type == "maintenance" {
-			if p.Maintenance != nil {
-				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate maintenance block",
-					Detail: "A pipeline has at most one maintenance block.", Subject: blk.DefRange().Ptr()})
+		if slices.Contains(singleBlocks, blk.Type) {
+			if once[blk.Type] {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate " + blk.Type + " block",
+					Detail: "A pipeline has at most one " + blk.Type + " block.", Subject: blk.DefRange().Ptr()})
 				continue
 			}
-			m, d := decodeMaintenance(blk, ctx)
+			once[blk.Type] = true
+			var d hcl.Diagnostics
+			switch blk.Type {
+			case "maintenance":
+				p.Maintenance, d = decodeMaintenance(blk, ctx)
+			case "encryption":
+				p.Recipients, d = decodeEncryption(blk, ctx, filepath.Dir(file.Path))
+			case "drill":
+				p.Drill, d = decodeDrill(blk, ctx, filepath.Dir(file.Path))
+			}
 			diags = append(diags, d...)
-			p.Maintenance = m
-			continue
-		}
-		if blk.Type == "encryption" {
-			if p.Recipients != nil {
-				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate encryption block",
-					Detail: "A pipeline has at most one encryption block.", Subject: blk.DefRange().Ptr()})
-				continue
-			}
-			r, d := decodeEncryption(blk, ctx, filepath.Dir(file.Path))
-			diags = append(diags, d...)
-			p.Recipients = r
-			continue
-		}
-		if blk.Type == "drill" {
-			if p.Drill != nil {
-				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate drill block",
-					Detail: "A pipeline has at most one drill block.", Subject: blk.DefRange().Ptr()})
-				continue
-			}
-			d, dd := decodeDrill(blk, ctx, filepath.Dir(file.Path))
-			diags = append(diags, dd...)
-			p.Drill = d
 			continue
 		}
 		if blk.Type != "stage" {
-			diags = append(diags, unsupported("block type", blk.Type, []string{"stage", "maintenance", "encryption", "drill"}, blk.TypeRange))
+			diags = append(diags, unsupported("block type", blk.Type, append([]string{"stage"}, singleBlocks...), blk.TypeRange))
 			continue
 		}
 		s, d := newStage(blk, p)

@@ -34,20 +34,13 @@ type DrillLock struct{ fl *flock.Flock }
 
 // AcquireDrill takes the root's drill lock without waiting.
 func AcquireDrill(root string) (*DrillLock, error) {
-	path := filepath.Join(root, DrillLockFile)
-	fl := flock.New(path, flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(FileMode))
-	ok, err := fl.TryLock()
+	fl, pid, err := tryLock(filepath.Join(root, DrillLockFile))
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, err
 	}
-	if !ok {
-		pid := 0
-		if b, err := os.ReadFile(path); err == nil {
-			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		}
+	if fl == nil {
 		return nil, fmt.Errorf("another drill (pid %d) is running on %s", pid, root)
 	}
-	_ = os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), FileMode)
 	return &DrillLock{fl: fl}, nil
 }
 

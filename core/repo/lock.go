@@ -42,22 +42,35 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 // when its holder dies, so a lock left by a killed run is taken over at once;
 // the PID written inside only serves to name a live holder.
 func Acquire(root string) (*Lock, error) {
-	path := filepath.Join(root, LockFile)
+	fl, pid, err := tryLock(filepath.Join(root, LockFile))
+	if err != nil {
+		return nil, err
+	}
+	if fl == nil {
+		return nil, &LockedError{Root: root, PID: pid}
+	}
+	return &Lock{fl: fl}, nil
+}
+
+// tryLock takes the flock on path without waiting and writes our PID in the
+// file; when another process holds it, it returns nil and the PID written
+// there (0 when unreadable).
+func tryLock(path string) (*flock.Flock, int, error) {
 	fl := flock.New(path, flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(FileMode))
 	ok, err := fl.TryLock()
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, 0, fmt.Errorf("lock %s: %w", path, err)
 	}
 	if !ok {
 		pid := 0
 		if b, err := os.ReadFile(path); err == nil {
 			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		}
-		return nil, &LockedError{Root: root, PID: pid}
+		return nil, pid, nil
 	}
 	// Written through a second descriptor: the flock stays on the first.
 	_ = os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), FileMode)
-	return &Lock{fl: fl}, nil
+	return fl, 0, nil
 }
 
 // Release gives the lock up.

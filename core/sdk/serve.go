@@ -437,16 +437,21 @@ func (s sourceServer) Backup(ctx context.Context, r *pb.BackupRequest) (*pb.Back
 	return &pb.BackupResponse{Bytes: sw.N, DetailsJson: details, InfoFile: res.InfoFile, InfoText: res.InfoText}, nil
 }
 
+// restoreInputs decodes what a restore and a restore check are given: the
+// settings, the restore options and what the backup recorded.
+func (s sourceServer) restoreInputs(c *pb.Config, options, detailsJSON []byte) (cfg, opts Config, details map[string]any, err error) {
+	if cfg, err = s.config(c); err != nil {
+		return
+	}
+	if opts, err = s.restoreOptions(c.GetKind(), options); err != nil {
+		return
+	}
+	details, err = wire.DecodeDetails(detailsJSON)
+	return
+}
+
 func (s sourceServer) Restore(ctx context.Context, r *pb.RestoreRequest) (*pb.RestoreResponse, error) {
-	cfg, err := s.config(r.GetConfig())
-	if err != nil {
-		return nil, err
-	}
-	opts, err := s.restoreOptions(r.GetConfig().GetKind(), r.GetOptionsMsgpack())
-	if err != nil {
-		return nil, err
-	}
-	details, err := wire.DecodeDetails(r.GetDetailsJson())
+	cfg, opts, details, err := s.restoreInputs(r.GetConfig(), r.GetOptionsMsgpack(), r.GetDetailsJson())
 	if err != nil {
 		return nil, err
 	}
@@ -508,15 +513,7 @@ func (s sourceServer) Check(ctx context.Context, r *pb.CheckRequest) (*pb.CheckR
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "this plugin has no restore checks")
 	}
-	cfg, err := s.config(r.GetConfig())
-	if err != nil {
-		return nil, err
-	}
-	opts, err := s.restoreOptions(r.GetConfig().GetKind(), r.GetOptionsMsgpack())
-	if err != nil {
-		return nil, err
-	}
-	details, err := wire.DecodeDetails(r.GetDetailsJson())
+	cfg, opts, details, err := s.restoreInputs(r.GetConfig(), r.GetOptionsMsgpack(), r.GetDetailsJson())
 	if err != nil {
 		return nil, err
 	}
