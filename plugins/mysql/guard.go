@@ -249,9 +249,17 @@ func (s *spool) Close() error {
 	return s.f.Close()
 }
 
+// Rewind makes the spool read the dump again from its first byte.
+func (s *spool) Rewind() error {
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return s.Decoder.Reset(s.f)
+}
+
 // checkDump reads the whole dump r, refusing it at the first client command
 // (errClientCommand, with the line), and returns it to be read again.
-func checkDump(ctx context.Context, r io.Reader) (io.ReadCloser, error) {
+func checkDump(ctx context.Context, r io.Reader) (*spool, error) {
 	f, err := os.CreateTemp("", "mbk-restore-*.sql.zst")
 	if err != nil {
 		return nil, fmt.Errorf("a temporary file to check the dump in before loading it: %w", err)

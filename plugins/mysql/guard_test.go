@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -206,5 +208,25 @@ func requireNoFile(t *testing.T, m *testenv.MariaDB, path string) {
 	}
 	if _, _, code := testenv.Exec(t, m.Container, nil, "test", "-e", path); code == 0 {
 		t.Errorf("%s exists in the container: a client command ran", path)
+	}
+}
+
+// TestSpoolRewinds: the checked dump reads the same bytes again after
+// Rewind, as a load retried over one connection needs.
+func TestSpoolRewinds(t *testing.T) {
+	dump := strings.Repeat("INSERT INTO `t` VALUES (1,'ñandú');\n", 5000)
+	sp, err := checkDump(context.Background(), strings.NewReader(dump))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	for i := 0; i < 2; i++ {
+		got, err := io.ReadAll(sp)
+		if err != nil || string(got) != dump {
+			t.Fatalf("read %d: %d bytes, %v", i+1, len(got), err)
+		}
+		if err := sp.Rewind(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

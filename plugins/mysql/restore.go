@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -103,10 +104,26 @@ func (p *plugin) restore(ctx context.Context, ss *session, opts restoreOpts, d d
 
 	p.log.Info("restore starting", "database", target, "where", ss.at, "client", ss.sql, "connections", jobs, "sandbox", ss.sandbox)
 	if jobs > 1 {
-		if err := p.load(ctx, ss, target, jobs, r); err != nil {
+		err := p.load(ctx, ss, target, jobs, r)
+		if err != nil && lockConflict(err) && ctx.Err() == nil {
+			// InnoDB chose one of our own connections as a deadlock's
+			// victim (or a lock wait timed out): the dump is not at
+			// fault. The target holds only what this load wrote, so it
+			// starts again, empty, over one connection.
+			p.log.Warn("the server stopped the parallel load on a lock conflict between its connections: loading again over one connection",
+				"database", target, "error", err.Error())
+			if err := checked.Rewind(); err != nil {
+				return "", fmt.Errorf("read the dump again: %w", err)
+			}
+			if err := p.prepareTarget(ctx, ss, true, d, target); err != nil {
+				return "", err
+			}
+			jobs = 1
+		} else if err != nil {
 			return "", err
 		}
-	} else {
+	}
+	if jobs <= 1 {
 		var stderr lines
 		client := path.Base(ss.sql)
 		code, err := ss.run.run(ctx, command{
@@ -241,3 +258,12 @@ func defaultTarget(s settings, d details) string {
 	}
 	return d.Database
 }
+
+// lockConflictError matches the server's words for a deadlock or a lock
+// wait timeout, as the SQL client prints them.
+var lockConflictError = regexp.MustCompile(`ERROR (1213|1205) \(`)
+
+// lockConflict reports whether a load failed because the server stopped it
+// on a lock conflict (between the load's own connections), which loading
+// again over one connection cannot meet.
+func lockConflict(err error) bool { return lockConflictError.MatchString(err.Error()) }
