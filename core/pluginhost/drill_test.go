@@ -164,15 +164,23 @@ func TestSampleRotation(t *testing.T) {
 		}
 	}
 	s := sdk.Sample{Part: 7, Of: 100, Min: 100}
-	extra := s.Extra(len(keys)) // 50 a part: two parts reach 100
+	counts := make([]int, s.Of)
+	for _, k := range keys {
+		counts[s.Group(k)]++
+	}
+	extra := s.Extra(counts) // about 50 a part: two or three parts reach 100
 	n := 0
 	for _, k := range keys {
 		if s.In(k, extra) {
 			n++
 		}
 	}
-	if extra != 1 || n < 80 {
-		t.Fatalf("Extra = %d reading %d keys, want 1 extra part and about 100 keys", extra, n)
+	if extra < 1 || n < 100 || n-counts[(s.Part-1+extra)%s.Of] >= 100 {
+		t.Fatalf("Extra = %d reading %d keys: want the fewest parts that reach 100", extra, n)
+	}
+	s.Min = len(keys) + 1
+	if got := s.Extra(counts); got != s.Of-1 {
+		t.Fatalf("a minimum above the total: Extra = %d, want every part (%d)", got, s.Of-1)
 	}
 	if (sdk.Sample{}).In(keys[0], 0) || !(sdk.Sample{Part: 1, Of: 1}).In(keys[0], 0) {
 		t.Fatal("Of 0 reads nothing; Of 1 reads all")

@@ -103,7 +103,7 @@ func (s Sample) In(hexKey string, extra int) bool {
 	if s.Of == 1 {
 		return true
 	}
-	g := int(groupKey(hexKey) % uint64(s.Of))
+	g := s.Group(hexKey)
 	for i := 0; i <= extra && i < s.Of; i++ {
 		if g == (s.Part-1+i)%s.Of {
 			return true
@@ -112,15 +112,29 @@ func (s Sample) In(hexKey string, extra int) bool {
 	return false
 }
 
-// Extra is how many groups after Part a check must add to read at least Min
-// of total items (groups hold total/Of items each, give or take).
-func (s Sample) Extra(total int) int {
-	if s.Of <= 1 || total <= 0 || s.Min <= 0 {
+// Group is the group (0 to Of-1) the content with this key falls in.
+func (s Sample) Group(hexKey string) int {
+	if s.Of <= 1 {
 		return 0
 	}
-	per := float64(total) / float64(s.Of)
-	need := int(float64(s.Min)/per+0.999999) - 1
-	return max(0, min(need, s.Of-1))
+	return int(groupKey(hexKey) % uint64(s.Of))
+}
+
+// Extra is how many groups after Part a check must add to read at least Min
+// items, given how many items each group holds (counts[g] for group g, as
+// Group gives it): the fewest that reach Min, or all of them.
+func (s Sample) Extra(counts []int) int {
+	if s.Of <= 1 || s.Min <= 0 || len(counts) < s.Of {
+		return 0
+	}
+	n := 0
+	for i := 0; i < s.Of; i++ {
+		n += counts[(s.Part-1+i)%s.Of]
+		if n >= s.Min {
+			return i
+		}
+	}
+	return s.Of - 1
 }
 
 // groupKey is the number the first 8 hex digits of a key spell (hashes are

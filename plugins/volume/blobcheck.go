@@ -99,13 +99,15 @@ func (t *tree) blobHashes(ctx context.Context, s sdk.Sample) (sdk.Check, error) 
 	}
 	var pr problems
 	total := 0
-	if err := t.eachBlob(ctx, &pr, func(*os.File, string, string, *unix.Stat_t) error {
+	counts := make([]int, max(s.Of, 1))
+	if err := t.eachBlob(ctx, &pr, func(_ *os.File, _, name string, _ *unix.Stat_t) error {
 		total++
+		counts[s.Group(name)]++
 		return nil
 	}); err != nil {
 		return c, err
 	}
-	extra := s.Extra(total)
+	extra := s.Extra(counts)
 	var read, bytes int64
 	h := sha1.New()
 	err := t.eachBlob(ctx, nil, func(dir *os.File, rel, name string, _ *unix.Stat_t) error {
