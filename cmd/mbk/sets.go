@@ -243,7 +243,7 @@ func printInfo(w io.Writer, s repo.Set) {
 
 func (a *app) verifyCmd() *cobra.Command {
 	var pipeline, store string
-	var all, deep bool
+	var all, deep, skipSig bool
 	var identities []string
 	var sample float64
 	cmd := &cobra.Command{
@@ -257,7 +257,7 @@ throwaway containers and volumes, and checked with Moodle's own invariants.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if store != "" {
-				return a.verifyStore(cmd, args[0], pipeline, store, argAt(args, 1), all, identities)
+				return a.verifyStore(cmd, args[0], pipeline, store, argAt(args, 1), all, identities, skipSig)
 			}
 			loader, p, err := a.loadPipeline(args[0], pipeline)
 			if err != nil {
@@ -279,17 +279,18 @@ throwaway containers and volumes, and checked with Moodle's own invariants.`,
 			if err != nil {
 				return err
 			}
+			warnSkipSignature(p, skipSig)
 			w := cmd.OutOrStdout()
 			bad := 0
 			for _, s := range targets {
 				progress, stop := a.verifyProgress(s.Dir)
-				probs := repo.Verify(cmd.Context(), s.Dir, ids, progress)
+				probs := engine.VerifySet(cmd.Context(), p, s.Dir, ids, progress, skipSig)
 				stop()
 				if len(probs) == 0 {
 					fmt.Fprintf(w, "%s: OK\n", s.Name)
 					if deep && s.Complete {
 						o := drillOptsOf(p)
-						o.set, o.identities, o.from = s.Name, identities, "local"
+						o.set, o.identities, o.from, o.skipSignature = s.Name, identities, "local", skipSig
 						if cmd.Flags().Changed("sample") {
 							o.sample = sample
 						}
@@ -314,6 +315,7 @@ throwaway containers and volumes, and checked with Moodle's own invariants.`,
 	cmd.Flags().BoolVar(&all, "all", false, "verify every set")
 	cmd.Flags().StringArrayVar(&identities, "identity", nil, "age identity file: also decrypt encrypted artifacts and read them to their end")
 	cmd.Flags().StringVar(&store, "store", "", "verify the copies in this store stage (downloaded to a temporary directory)")
+	skipSignatureFlag(cmd, &skipSig)
 	cmd.Flags().BoolVar(&deep, "deep", false, "also drill each set that verified: restore it into throwaway targets and check it (see mbk drill)")
 	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, "with --deep: percentage of content-addressed files re-hashed")
 	a.varFlag(cmd)

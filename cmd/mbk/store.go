@@ -134,7 +134,7 @@ func (a *app) listStore(cmd *cobra.Command, file, pipeline, name string, asJSON 
 	return printSets(cmd.OutOrStdout(), pr.p, out, asJSON)
 }
 
-func (a *app) verifyStore(cmd *cobra.Command, file, pipeline, name, set string, all bool, identities []string) error {
+func (a *app) verifyStore(cmd *cobra.Command, file, pipeline, name, set string, all bool, identities []string, skipSig bool) error {
 	ctx := cmd.Context()
 	ids, err := loadIdentities(identities)
 	if err != nil {
@@ -145,7 +145,8 @@ func (a *app) verifyStore(cmd *cobra.Command, file, pipeline, name, set string, 
 		return err
 	}
 	defer pr.close()
-	verdicts, err := engine.VerifyStore(ctx, s, pr.p.Location, set, all, ids)
+	warnSkipSignature(pr.p, skipSig)
+	verdicts, err := engine.VerifyStore(ctx, s, pr.p, set, all, ids, skipSig)
 	if err != nil {
 		return exitf(1, "%s", a.redact.String(err.Error()))
 	}

@@ -56,7 +56,10 @@ type Pipeline struct {
 	Recipients []age.Recipient
 	// Drill, when set, schedules `mbk drill` and says how it drills.
 	Drill *Drill
-	ctx   *hcl.EvalContext
+	// Signing, when set, signs every set and makes verify, restore and
+	// drill refuse a set its public key does not verify.
+	Signing *Signing
+	ctx     *hcl.EvalContext
 }
 
 // DefaultTimeout bounds a run whose pipeline sets no timeout: a backup must
@@ -85,7 +88,11 @@ func (s *Stage) ID() string {
 // variables and what env_file set. The sensitive settings of stages are
 // known once each is decoded against its plugin's schema (Settings.Secrets).
 func (p *Pipeline) Secrets() []string {
-	return append([]string(nil), p.File.secrets...)
+	out := append([]string(nil), p.File.secrets...)
+	if p.Signing != nil && p.Signing.Passphrase != "" {
+		out = append(out, p.Signing.Passphrase)
+	}
+	return out
 }
 
 // Stages of one kind, in file order.

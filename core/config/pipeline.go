@@ -137,8 +137,19 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 			p.Drill = d
 			continue
 		}
+		if blk.Type == "signing" {
+			if p.Signing != nil {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate signing block",
+					Detail: "A pipeline has at most one signing block.", Subject: blk.DefRange().Ptr()})
+				continue
+			}
+			sg, d := decodeSigning(blk, ctx, filepath.Dir(file.Path))
+			diags = append(diags, d...)
+			p.Signing = sg
+			continue
+		}
 		if blk.Type != "stage" {
-			diags = append(diags, unsupported("block type", blk.Type, []string{"stage", "maintenance", "encryption", "drill"}, blk.TypeRange))
+			diags = append(diags, unsupported("block type", blk.Type, []string{"stage", "maintenance", "encryption", "drill", "signing"}, blk.TypeRange))
 			continue
 		}
 		s, d := newStage(blk, p)

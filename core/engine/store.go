@@ -316,12 +316,14 @@ type StoreVerdict struct {
 func (v StoreVerdict) OK() bool { return v.Err == nil && len(v.Problems) == 0 }
 
 // VerifyStore downloads stored sets one at a time into a temporary
-// directory and verifies each as mbk verify does a local set (identities
-// decrypt encrypted artifacts); each download is removed after. It verifies
-// every set in the store when all is set, else the one called name, or the
-// newest complete one. The error is for a store that cannot be listed or
-// lacks the set; a set that is bad is a verdict.
-func VerifyStore(ctx context.Context, s *Stage, loc *time.Location, name string, all bool, identities []age.Identity) ([]StoreVerdict, error) {
+// directory and verifies each as mbk verify does a local set (VerifySet:
+// the signature, then every file; identities decrypt encrypted artifacts);
+// each download is removed after. It verifies every set in the store when
+// all is set, else the one called name, or the newest complete one. The
+// error is for a store that cannot be listed or lacks the set; a set that
+// is bad is a verdict.
+func VerifyStore(ctx context.Context, s *Stage, p *config.Pipeline, name string, all bool, identities []age.Identity, skipSignature bool) ([]StoreVerdict, error) {
+	loc := p.Location
 	var targets []sdk.StoredSet
 	if all {
 		_, stored, err := RemoteSets(ctx, s, loc)
@@ -343,7 +345,7 @@ func VerifyStore(ctx context.Context, s *Stage, loc *time.Location, name string,
 		if err != nil {
 			v.Err = err
 		} else {
-			v.Problems = repo.Verify(ctx, dir, identities, nil)
+			v.Problems = VerifySet(ctx, p, dir, identities, nil, skipSignature)
 			os.RemoveAll(filepath.Dir(dir))
 		}
 		out = append(out, v)
