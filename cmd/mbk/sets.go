@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -323,29 +322,49 @@ throwaway containers and volumes, and checked with Moodle's own invariants.`,
 }
 
 func (a *app) pruneCmd() *cobra.Command {
-	var pipeline string
+	var pipeline, store string
 	var dryRun bool
 	cmd := &cobra.Command{
-		Use:   "prune FILE [--dry-run]",
+		Use:   "prune FILE [--store NAME] [--dry-run]",
 		Short: "Apply the pipeline's retention on its own, explaining each keep and delete",
-		Args:  cobra.ExactArgs(1),
+		Long: `prune applies the pipeline's retain stages to its local sets, as a run does
+after its commit, and says why each set is kept or deleted.
+
+--store NAME applies them to the sets in that store stage instead: the job
+of a trusted host that holds credentials allowed to delete there, when the
+backup host's store stage says delete = false (and so never deletes).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pr, err := a.prepare(cmd.Context(), args[0], pipeline)
 			if err != nil {
 				return err
 			}
 			defer pr.close()
-			return a.prune(cmd.Context(), cmd.OutOrStdout(), pr.p, pr.stages, dryRun)
+			if store == "" {
+				pruned, err := engine.Prune(cmd.Context(), pr.p, pr.stages, dryRun)
+				return a.printPruned(cmd.OutOrStdout(), pruned, err, dryRun)
+			}
+			s, err := pr.store(store)
+			if err != nil {
+				return err
+			}
+			if !s.Delete && !dryRun {
+				fmt.Fprintf(cmd.ErrOrStderr(), "mbk: store %q says delete = false: nothing is deleted there, only what would be is shown\n", s.Name)
+				dryRun = true
+			}
+			pruned, err := engine.PruneStore(cmd.Context(), pr.p, pr.stages, s, dryRun)
+			return a.printPruned(cmd.OutOrStdout(), pruned, err, dryRun)
 		},
 	}
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
+	cmd.Flags().StringVar(&store, "store", "", "apply retention to the sets in this store stage")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be deleted, delete nothing")
 	a.varFlag(cmd)
 	return cmd
 }
 
-func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages []*engine.Stage, dryRun bool) error {
-	pruned, err := engine.Prune(ctx, p, stages, dryRun)
+// printPruned says what retention decided and deleted; err is what stopped it.
+func (a *app) printPruned(w io.Writer, pruned []engine.Pruned, err error, dryRun bool) error {
 	deleted := 0
 	for _, pr := range pruned {
 		for _, d := range pr.Decisions {
@@ -360,8 +379,12 @@ func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages
 		}
 		deleted += len(pr.Deleted)
 	}
-	if err != nil {
-		return stageExit(err)
+	var ns *engine.NoStageError
+	switch {
+	case errors.As(err, &ns):
+		return exitf(2, "%v", err)
+	case err != nil:
+		return exitf(1, "%s", a.redact.String(err.Error()))
 	}
 	if !dryRun {
 		fmt.Fprintf(w, "%d set(s) deleted\n", deleted)

@@ -28,6 +28,8 @@ func coreAttrs(kind string) map[string]*hcldec.AttrSpec {
 		attrs["compression_level"] = &hcldec.AttrSpec{Name: "compression_level", Type: cty.Number}
 	case spec.KindNotify:
 		attrs["on"] = &hcldec.AttrSpec{Name: "on", Type: cty.List(cty.String)}
+	case spec.KindStore:
+		attrs["delete"] = &hcldec.AttrSpec{Name: "delete", Type: cty.Bool}
 	}
 	return attrs
 }
@@ -40,6 +42,12 @@ type Settings struct {
 	// CompressionLevel is 0 for the compressor's default level.
 	CompressionLevel int
 	On               []string  // notify
+	// Delete (store; default true) lets retention delete sets in the
+	// store. With delete = false mbk only uploads there, and retention
+	// says what it would delete: the credentials on the server need no
+	// right to delete, and another host (mbk prune --store) or the
+	// store's own lifecycle rules expire old sets.
+	Delete bool
 	Config           cty.Value // the plugin's attributes only
 	// Secrets are the values of the sensitive attributes.
 	Secrets []string
@@ -74,6 +82,7 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 
 	out.Compression = stream.DefaultCompression
 	out.On = spec.Events()
+	out.Delete = true
 	for name := range core {
 		v := val.GetAttr(name)
 		if v.IsNull() || !v.IsWhollyKnown() {
@@ -101,6 +110,8 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 				continue
 			}
 			out.CompressionLevel = lvl
+		case "delete":
+			out.Delete = v.True()
 		case "on":
 			out.On = nil
 			for _, e := range v.AsValueSlice() {

@@ -33,11 +33,14 @@ func (r *run) store(ctx context.Context, stages []*Stage) {
 					return err
 				}
 				rs.Client = client
-				decisions, err := RetainStore(ctx, rs, s, r.p.Location, r.name)
-				for _, d := range decisions {
-					if !d.Keep {
-						r.log.Info("set deleted from store", "store", s.Name, "set", d.Set, "why", d.Reasons)
+				pr, err := RetainStore(ctx, rs, s, r.p.Location, r.name, false)
+				for _, d := range pr.Decisions {
+					if !d.Keep && !s.Delete {
+						r.log.Info("set not deleted from store (delete = false): another host or the store's own rules expire it", "store", s.Name, "set", d.Set, "why", d.Reasons)
 					}
+				}
+				for _, set := range pr.Deleted {
+					r.log.Info("set deleted from store", "store", s.Name, "set", set)
 				}
 				if err != nil {
 					return fmt.Errorf("retention on store %q: %w", s.Name, err)
@@ -122,16 +125,36 @@ func RemoteSets(ctx context.Context, s *Stage, loc *time.Location) ([]sdk.SetInf
 }
 
 // RetainStore applies a retain stage's verdict to a store's sets, with the
-// same guarantees as on disk, and deletes what it may.
-func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, current string) ([]sdk.Decision, error) {
+// same guarantees as on disk, and deletes what it may: nothing on a dry
+// run, nor in a store whose stage says delete = false, where the verdict
+// is only reported.
+func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, current string, dryRun bool) (Pruned, error) {
 	sets, _, err := RemoteSets(ctx, store, loc)
 	if err != nil {
-		return nil, err
+		return Pruned{Stage: retain}, err
 	}
-	pr, err := prune(ctx, retain, sets, loc, current, false, func(set string) error {
+	return prune(ctx, retain, sets, loc, current, dryRun || !store.Delete, func(set string) error {
 		return store.Client.DeleteSet(ctx, store.Wire, set)
 	})
-	return pr.Decisions, err
+}
+
+// PruneStore applies a pipeline's retain stages to one store's sets outside
+// a run: what a trusted host with its own credentials runs (mbk prune FILE
+// --store NAME) when the backup host's store stage says delete = false.
+func PruneStore(ctx context.Context, p *config.Pipeline, stages []*Stage, store *Stage, dryRun bool) ([]Pruned, error) {
+	retains := stagesOf(stages, sdk.KindRetain)
+	if len(retains) == 0 {
+		return nil, &NoStageError{Pipeline: p.Name, Kind: sdk.KindRetain}
+	}
+	var out []Pruned
+	for _, s := range retains {
+		pr, err := RetainStore(ctx, s, store, p.Location, "", dryRun)
+		out = append(out, pr)
+		if err != nil {
+			return out, fmt.Errorf("%s on store %q: %w", s.ID(), store.Name, err)
+		}
+	}
+	return out, nil
 }
 
 // Copied is what Sync did about one set and one store.
