@@ -41,14 +41,14 @@ type Settings struct {
 	Compression string        // dump and archive
 	// CompressionLevel is 0 for the compressor's default level.
 	CompressionLevel int
-	On               []string  // notify
+	On               []string // notify
 	// Delete (store; default true) lets retention delete sets in the
 	// store. With delete = false mbk only uploads there, and retention
 	// says what it would delete: the credentials on the server need no
 	// right to delete, and another host (mbk prune --store) or the
 	// store's own lifecycle rules expire old sets.
 	Delete bool
-	Config           cty.Value // the plugin's attributes only
+	Config cty.Value // the plugin's attributes only
 	// Secrets are the values of the sensitive attributes.
 	Secrets []string
 }
