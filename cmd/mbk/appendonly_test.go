@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 
 	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
@@ -19,8 +26,9 @@ pipeline "offsite" {
   timeout = "2m"
 
   stage "dump" "faulty" {
-    mode = "ok"
-    size = 65536
+    mode        = "ok"
+    size        = %d
+    compression = "none"
   }
   stage "retain" "policy" {
     keep_last = 1
@@ -29,8 +37,12 @@ pipeline "offsite" {
     %s
   }
 }
-`, filepath.Join(binDir, "extra"), root, kind, store)
+`, filepath.Join(binDir, "extra"), root, artifactSize, kind, store)
 }
+
+// artifactSize is more than one part of the s3 plugin's uploads (16 MiB,
+// compression "none"), so that multipart uploads carry the lock too.
+const artifactSize = 17 << 20
 
 // storedSets counts the sets mbk list --store shows.
 func storedSets(t *testing.T, file, store string, env ...string) int {
@@ -101,4 +113,113 @@ func TestAppendOnlySFTP(t *testing.T) {
 			t.Fatalf("the store holds %d sets after the trusted prune, want 1", n)
 		}
 	})
+}
+
+// TestObjectLockedStore: an s3 store stage with object_lock sends the mode
+// and a retain-until date days ahead with every object, small or uploaded
+// in parts, to a bucket the gateway created with Object Lock; the gateway
+// then refuses to delete them before the date: a plain delete with its root
+// credentials, in compliance mode one that bypasses governance too, and
+// mbk's own retention when the stage lets it delete. With delete = false
+// mbk sends no delete at all. A bucket without Object Lock is refused by
+// validate --preflight.
+func TestObjectLockedStore(t *testing.T) {
+	gw := storetest.StartS3(t)
+	bucket := gw.NewLockedBucket(t)
+	client := gw.Client(t)
+	env := []string{"S3_KEY=" + gw.AccessKey, "S3_SECRET=" + gw.SecretKey}
+	stage := func(bucket, prefix, extra string) string {
+		return fmt.Sprintf(`endpoint   = %q
+    bucket     = %q
+    prefix     = %q
+    access_key = env("S3_KEY")
+    secret_key = env("S3_SECRET")
+    insecure   = true
+    %s`, gw.Endpoint, bucket, prefix, extra)
+	}
+	deleted := func() int {
+		n := 0
+		for _, r := range gw.Requests(t) {
+			if strings.HasPrefix(r.Op, "Delete") {
+				n++
+			}
+		}
+		return n
+	}
+
+	for _, mode := range []string{"governance", "compliance"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			lock := fmt.Sprintf("object_lock {\n      mode = %q\n      days = 1\n    }", mode)
+			file := writeFile(t, dir, "offsite.hcl", appendOnlyFaulty(filepath.Join(dir, "backups"), "s3", stage(bucket, mode, lock+"\n    delete     = false")))
+			before := deleted()
+			for i := 0; i < 2; i++ {
+				if r := mbk(t, runOpts{env: env}, "run", file); r.code != 0 {
+					t.Fatalf("run %d: %s", i, r)
+				}
+			}
+			if n := storedSets(t, file, "s3", env...); n != 2 {
+				t.Fatalf("the store holds %d sets, want 2", n)
+			}
+			if n := deleted(); n != before {
+				t.Fatalf("with delete = false mbk sent %d delete requests", n-before)
+			}
+
+			ctx := context.Background()
+			list, err := client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(mode + "/")})
+			if err != nil || len(list.Contents) == 0 {
+				t.Fatalf("list: %v", err)
+			}
+			multipart := false
+			for _, o := range list.Contents {
+				key := aws.ToString(o.Key)
+				multipart = multipart || aws.ToInt64(o.Size) > 16<<20
+				r, err := client.GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+				if err != nil {
+					t.Fatalf("%s: no retention: %v", key, err)
+				}
+				until := aws.ToTime(r.Retention.RetainUntilDate)
+				if !strings.EqualFold(string(r.Retention.Mode), mode) || until.Before(time.Now().Add(23*time.Hour)) || until.After(time.Now().Add(25*time.Hour)) {
+					t.Fatalf("%s: retention %s until %s, want %s a day ahead", key, r.Retention.Mode, until, mode)
+				}
+				_, err = client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+				if !accessDenied(err) {
+					t.Fatalf("%s: a delete before the date: %v, want AccessDenied", key, err)
+				}
+				if mode == "compliance" {
+					_, err = client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), BypassGovernanceRetention: aws.Bool(true)})
+					if !accessDenied(err) {
+						t.Fatalf("%s: a delete bypassing governance: %v, want AccessDenied", key, err)
+					}
+				}
+			}
+			if !multipart {
+				t.Fatal("no object was uploaded in parts")
+			}
+
+			withDelete := writeFile(t, t.TempDir(), "offsite.hcl", appendOnlyFaulty(filepath.Join(dir, "backups"), "s3", stage(bucket, mode, lock)))
+			r := mbk(t, runOpts{env: env}, "run", withDelete)
+			if r.code != 3 || !strings.Contains(r.stdout+r.stderr, "object lock") {
+				t.Fatalf("a run whose retention deletes on the locked bucket: %s", r)
+			}
+			if n := storedSets(t, file, "s3", env...); n != 3 {
+				t.Fatalf("the store holds %d sets, want 3: nothing deleted before the date", n)
+			}
+		})
+	}
+
+	t.Run("a bucket without Object Lock", func(t *testing.T) {
+		dir := t.TempDir()
+		file := writeFile(t, dir, "offsite.hcl", appendOnlyFaulty(filepath.Join(dir, "backups"), "s3",
+			stage(gw.Bucket, "plain", "object_lock {\n      mode = \"governance\"\n      days = 1\n    }")))
+		v := mbk(t, runOpts{env: env}, "validate", "--preflight", file)
+		if v.code != 1 || !strings.Contains(v.stderr, "has no Object Lock") {
+			t.Fatalf("validate --preflight: %s", v)
+		}
+	})
+}
+
+func accessDenied(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "AccessDenied"
 }

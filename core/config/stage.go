@@ -70,6 +70,14 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 				Subject: s.DeclRange.Ptr()})
 			continue
 		}
+		if a.Type.Block() {
+			nested := hcldec.ObjectSpec{}
+			for name, ty := range a.Type.Cty().AttributeTypes() {
+				nested[name] = &hcldec.AttrSpec{Name: name, Type: ty}
+			}
+			hspec[a.Name] = &hcldec.BlockSpec{TypeName: a.Name, Nested: nested, Required: a.Required}
+			continue
+		}
 		hspec[a.Name] = &hcldec.AttrSpec{Name: a.Name, Type: a.Type.Cty(), Required: a.Required}
 	}
 	if diags.HasErrors() {
@@ -129,7 +137,13 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 		v := val.GetAttr(a.Name)
 		plugin[a.Name] = v
 		if err := a.Type.Check(v); err != nil {
-			diags = append(diags, attrError(s.Body.Attributes[a.Name], fmt.Sprintf("%s is a %s: %v.", a.Name, a.Type, err)))
+			d := attrError(s.Body.Attributes[a.Name], fmt.Sprintf("%s is a %s: %v.", a.Name, a.Type, err))
+			for _, b := range s.Body.Blocks {
+				if b.Type == a.Name {
+					d.Subject = b.DefRange().Ptr()
+				}
+			}
+			diags = append(diags, d)
 		}
 		if a.Sensitive && !v.IsNull() && v.IsKnown() && v.Type() == cty.String && v.AsString() != "" {
 			out.Secrets = append(out.Secrets, v.AsString())
@@ -185,6 +199,11 @@ func (s *Stage) PluginDiagnostics(ds spec.Diagnostics) hcl.Diagnostics {
 		subject := s.DeclRange
 		if a, ok := s.Body.Attributes[d.Attribute]; ok {
 			subject = a.Expr.Range()
+		}
+		for _, b := range s.Body.Blocks {
+			if d.Attribute != "" && b.Type == d.Attribute {
+				subject = b.DefRange()
+			}
 		}
 		summary := d.Summary
 		if d.Attribute != "" {
