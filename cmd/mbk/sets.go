@@ -241,8 +241,8 @@ func printInfo(w io.Writer, s repo.Set) {
 }
 
 func (a *app) verifyCmd() *cobra.Command {
-	var pipeline, store string
-	var all, deep, skipSig bool
+	var pipeline, store, subset string
+	var all, deep, skipSig, scheduled bool
 	var identities []string
 	var sample float64
 	cmd := &cobra.Command{
@@ -252,11 +252,39 @@ func (a *app) verifyCmd() *cobra.Command {
 every set with --all) against SHA256SUMS and reads each artifact to its end.
 
 --deep then drills each set that verified (see mbk drill): restored into
-throwaway containers and volumes, and checked with Moodle's own invariants.`,
+throwaway containers and volumes, and checked with Moodle's own invariants.
+
+With a signing block, each set's signature is checked first against the
+pipeline's public key: a set that is unsigned, signed by another key or
+changed since is refused (--insecure-skip-signature accepts it).
+
+--store NAME verifies the copies in a store stage instead, downloaded to a
+temporary directory; --read-subset n/t reads n t-ths of them, a different
+part each time (the part turns with a counter kept in the root), so that
+1/7 reads the whole store every 7 runs. --scheduled runs the pipeline's
+verify block, as mbk daemon and mbk cron install do: it first copies to the
+block's store every local set it lacks (as mbk sync), then reads the
+block's read_subset of it, and tells the notify stages of any failure.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if store != "" {
-				return a.verifyStore(cmd, args[0], pipeline, store, argAt(args, 1), all, identities, skipSig)
+			switch {
+			case scheduled && (store != "" || subset != "" || all || deep || len(args) > 1):
+				return exitf(2, "--scheduled runs the pipeline's verify block as it is: give no set, --store, --read-subset, --all or --deep")
+			case subset != "" && (store == "" || all || len(args) > 1):
+				return exitf(2, "--read-subset goes with --store, without a set or --all: it picks the sets itself")
+			case scheduled:
+				loader, p, err := a.loadPipeline(args[0], pipeline)
+				if err != nil {
+					return err
+				}
+				ctx, stop := signalContext(cmd.Context())
+				defer stop()
+				if code := a.scheduledVerify(ctx, cmd.OutOrStdout(), loader, p); code != 0 {
+					return &exitError{code: code}
+				}
+				return nil
+			case store != "":
+				return a.verifyStore(cmd, args[0], pipeline, store, argAt(args, 1), all, identities, skipSig, subset)
 			}
 			loader, p, err := a.loadPipeline(args[0], pipeline)
 			if err != nil {
@@ -314,6 +342,8 @@ throwaway containers and volumes, and checked with Moodle's own invariants.`,
 	cmd.Flags().BoolVar(&all, "all", false, "verify every set")
 	cmd.Flags().StringArrayVar(&identities, "identity", nil, "age identity file: also decrypt encrypted artifacts and read them to their end")
 	cmd.Flags().StringVar(&store, "store", "", "verify the copies in this store stage (downloaded to a temporary directory)")
+	cmd.Flags().StringVar(&subset, "read-subset", "", "with --store: read n/t of the stored sets, a different part each time (1/7: all of them every 7 runs)")
+	cmd.Flags().BoolVar(&scheduled, "scheduled", false, "run the pipeline's verify block (as daemon and cron do): copy what its store lacks, read its read_subset, notify a failure")
 	skipSignatureFlag(cmd, &skipSig)
 	cmd.Flags().BoolVar(&deep, "deep", false, "also drill each set that verified: restore it into throwaway targets and check it (see mbk drill)")
 	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, "with --deep: percentage of content-addressed files re-hashed")

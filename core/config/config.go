@@ -56,6 +56,9 @@ type Pipeline struct {
 	Recipients []age.Recipient
 	// Drill, when set, schedules `mbk drill` and says how it drills.
 	Drill *Drill
+	// Verify, when set, schedules `mbk verify --scheduled`: the store's
+	// missing sets copied, then a rotating part of it read back.
+	Verify *Verify
 	// Signing, when set, signs every set and makes verify, restore and
 	// drill refuse a set its public key does not verify.
 	Signing *Signing

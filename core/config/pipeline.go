@@ -137,6 +137,17 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 			p.Drill = d
 			continue
 		}
+		if blk.Type == "verify" {
+			if p.Verify != nil {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate verify block",
+					Detail: "A pipeline has at most one verify block.", Subject: blk.DefRange().Ptr()})
+				continue
+			}
+			v, d := decodeVerify(blk, ctx)
+			diags = append(diags, d...)
+			p.Verify = v
+			continue
+		}
 		if blk.Type == "signing" {
 			if p.Signing != nil {
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate signing block",
@@ -149,7 +160,7 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 			continue
 		}
 		if blk.Type != "stage" {
-			diags = append(diags, unsupported("block type", blk.Type, []string{"stage", "maintenance", "encryption", "drill", "signing"}, blk.TypeRange))
+			diags = append(diags, unsupported("block type", blk.Type, []string{"stage", "maintenance", "encryption", "drill", "verify", "signing"}, blk.TypeRange))
 			continue
 		}
 		s, d := newStage(blk, p)
@@ -170,6 +181,7 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 	// Run order is by kind, whatever the order in the file.
 	slices.SortStableFunc(p.Stages, func(a, b *Stage) int { return kindIndex(a.Kind) - kindIndex(b.Kind) })
 	diags = append(diags, checkDrillFrom(p)...)
+	diags = append(diags, checkVerifyStore(p)...)
 	return p, diags
 }
 

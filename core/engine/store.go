@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -174,25 +175,36 @@ func Sync(ctx context.Context, p *config.Pipeline, stages []*Stage) ([]Copied, e
 	if len(stores) == 0 {
 		return nil, &NoStageError{Pipeline: p.Name, Kind: sdk.KindStore}
 	}
+	var out []Copied
+	for _, s := range stores {
+		c, err := SyncStore(ctx, p, s)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, c...)
+	}
+	return out, nil
+}
+
+// SyncStore is Sync for one store stage. The error is for local sets that
+// cannot be listed; a store that cannot be listed is a Copied without a set.
+func SyncStore(ctx context.Context, p *config.Pipeline, s *Stage) ([]Copied, error) {
 	local, err := repo.List(p.Root, p.Location)
 	if err != nil {
 		return nil, err
 	}
+	remote, _, err := RemoteSets(ctx, s, p.Location)
+	if err != nil {
+		return []Copied{{Store: s, Err: err}}, nil
+	}
+	have := map[string]bool{}
+	for _, r := range remote {
+		have[r.Name] = r.Complete
+	}
 	var out []Copied
-	for _, s := range stores {
-		remote, _, err := RemoteSets(ctx, s, p.Location)
-		if err != nil {
-			out = append(out, Copied{Store: s, Err: err})
-			continue
-		}
-		have := map[string]bool{}
-		for _, r := range remote {
-			have[r.Name] = r.Complete
-		}
-		for _, l := range local {
-			if l.Complete && !have[l.Name] {
-				out = append(out, Copied{Store: s, Set: l.Name, Err: UploadSet(ctx, s, l.Dir, l.Name)})
-			}
+	for _, l := range local {
+		if l.Complete && !have[l.Name] {
+			out = append(out, Copied{Store: s, Set: l.Name, Err: UploadSet(ctx, s, l.Dir, l.Name)})
 		}
 	}
 	return out, nil
@@ -346,21 +358,69 @@ func (v StoreVerdict) OK() bool { return v.Err == nil && len(v.Problems) == 0 }
 // error is for a store that cannot be listed or lacks the set; a set that
 // is bad is a verdict.
 func VerifyStore(ctx context.Context, s *Stage, p *config.Pipeline, name string, all bool, identities []age.Identity, skipSignature bool) ([]StoreVerdict, error) {
-	loc := p.Location
 	var targets []sdk.StoredSet
 	if all {
-		_, stored, err := RemoteSets(ctx, s, loc)
+		_, stored, err := RemoteSets(ctx, s, p.Location)
 		if err != nil {
 			return nil, fmt.Errorf("store %q: %w", s.Name, err)
 		}
 		targets = stored
 	} else {
-		st, err := RemoteSet(ctx, s, loc, name)
+		st, err := RemoteSet(ctx, s, p.Location, name)
 		if err != nil {
 			return nil, err
 		}
 		targets = []sdk.StoredSet{st}
 	}
+	return verifyStored(ctx, s, p, targets, identities, skipSignature), nil
+}
+
+// SubsetRead is what one verify of part of a store read.
+type SubsetRead struct {
+	// Turn counts the verifies of this store before this one: it picks
+	// the part read.
+	Turn int
+	// Of is how many sets the store holds; Verdicts are those read.
+	Of       int
+	Verdicts []StoreVerdict
+}
+
+// VerifyStoreSubset downloads and verifies, as VerifyStore does, the part
+// of the store's sets that this turn of the rotation picks: sub.N of sub.T
+// parts, a set's part fixed by its name (so that it keeps its part while
+// sets come and go), the parts read turning with a counter kept in the
+// pipeline's root. Every part is read in sub.T/sub.N turns: the whole
+// store every t runs of 1/t.
+func VerifyStoreSubset(ctx context.Context, s *Stage, p *config.Pipeline, sub config.Subset, identities []age.Identity, skipSignature bool) (SubsetRead, error) {
+	_, stored, err := RemoteSets(ctx, s, p.Location)
+	if err != nil {
+		return SubsetRead{}, fmt.Errorf("store %q: %w", s.Name, err)
+	}
+	turn, err := repo.NextVerify(p.Root, s.Name)
+	if err != nil {
+		return SubsetRead{}, fmt.Errorf("count the verifies of store %q: %w", s.Name, err)
+	}
+	out := SubsetRead{Turn: turn, Of: len(stored)}
+	var picked []sdk.StoredSet
+	for _, st := range stored {
+		if inTurn(st.Name, sub, turn) {
+			picked = append(picked, st)
+		}
+	}
+	out.Verdicts = verifyStored(ctx, s, p, picked, identities, skipSignature)
+	return out, nil
+}
+
+// inTurn says whether a set's part is among those turn reads.
+func inTurn(set string, sub config.Subset, turn int) bool {
+	h := fnv.New32a()
+	h.Write([]byte(set))
+	part := int(h.Sum32() % uint32(sub.T))
+	first := turn * sub.N % sub.T
+	return (part-first+sub.T)%sub.T < sub.N
+}
+
+func verifyStored(ctx context.Context, s *Stage, p *config.Pipeline, targets []sdk.StoredSet, identities []age.Identity, skipSignature bool) []StoreVerdict {
 	var out []StoreVerdict
 	for _, st := range targets {
 		v := StoreVerdict{Set: st.Name}
@@ -373,5 +433,5 @@ func VerifyStore(ctx context.Context, s *Stage, p *config.Pipeline, name string,
 		}
 		out = append(out, v)
 	}
-	return out, nil
+	return out
 }
