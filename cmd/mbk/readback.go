@@ -130,6 +130,9 @@ func syncUnderLock(ctx context.Context, p *config.Pipeline, s *engine.Stage) ([]
 // read fared.
 func (a *app) printSubset(w io.Writer, store string, sub config.Subset, r engine.SubsetRead) int {
 	fmt.Fprintf(w, "%s: read %d of %d stored set(s): turn %d of the rotation, %s of the store per run\n", store, len(r.Verdicts), r.Of, r.Turn+1, sub)
+	if r.Incomplete > 0 {
+		fmt.Fprintf(w, "%s: %d incomplete set(s) not read (no manifest.json: an upload in progress, or one that stopped)\n", store, r.Incomplete)
+	}
 	return a.printVerdicts(w, store, r.Verdicts)
 }
 

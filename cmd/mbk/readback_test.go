@@ -66,8 +66,8 @@ func verdicts(out string) (ok, bad []string) {
 
 // TestReadBack: verify --store --read-subset 1/2 reads one part of the
 // stored sets, the other part the next time, the first again after; the
-// two parts are all the sets, once each, and the turns are counted in the
-// root. A verify block scheduled in mbk daemon copies back a set the store
+// two parts are all the complete sets, once each (an incomplete one is
+// counted, not read), and the turns are counted in the root. A verify block scheduled in mbk daemon copies back a set the store
 // lost before it reads; and when the stored copies are corrupt, two
 // scheduled turns report every set and each turn that found one mails a
 // failure.
@@ -86,11 +86,19 @@ func TestReadBack(t *testing.T) {
 	slices.Sort(all)
 
 	t.Run("--read-subset 1/2 reads half the store per turn, all of it in two", func(t *testing.T) {
+		// An upload that stopped before its manifest.json is counted, not read.
+		stopped := filepath.Join(srv.Dir, "sets", "2030-01-01_00-00-00")
+		if err := os.Mkdir(stopped, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, stopped, "faulty_2030-01-01_00-00-00.bin.gz", "half an upload")
+		defer os.RemoveAll(stopped)
 		var turns [][]string
 		for i := 0; i < 3; i++ {
 			v := mbk(t, runOpts{}, "verify", file, "--store", "sftp", "--read-subset", "1/2")
 			ok, bad := verdicts(v.stdout)
-			if v.code != 0 || len(bad) > 0 || !strings.Contains(v.stdout, fmt.Sprintf("turn %d of the rotation, 1/2", i+1)) {
+			if v.code != 0 || len(bad) > 0 || !strings.Contains(v.stdout, fmt.Sprintf("of 4 stored set(s): turn %d of the rotation, 1/2", i+1)) ||
+				!strings.Contains(v.stdout, "sftp: 1 incomplete set(s) not read") {
 				t.Fatalf("turn %d: %s", i+1, v)
 			}
 			turns = append(turns, ok)

@@ -380,9 +380,12 @@ type SubsetRead struct {
 	// Turn counts the verifies of this store before this one: it picks
 	// the part read.
 	Turn int
-	// Of is how many sets the store holds; Verdicts are those read.
-	Of       int
-	Verdicts []StoreVerdict
+	// Of is how many complete sets the store holds; Verdicts are those
+	// read. Incomplete counts the sets without manifest.json, which are
+	// not read: an upload or a delete in progress, or one that stopped
+	// (mbk sync copies such a set again while the local one exists).
+	Of, Incomplete int
+	Verdicts       []StoreVerdict
 }
 
 // VerifyStoreSubset downloads and verifies, as VerifyStore does, the part
@@ -400,11 +403,17 @@ func VerifyStoreSubset(ctx context.Context, s *Stage, p *config.Pipeline, sub co
 	if err != nil {
 		return SubsetRead{}, fmt.Errorf("count the verifies of store %q: %w", s.Name, err)
 	}
-	out := SubsetRead{Turn: turn, Of: len(stored)}
+	out := SubsetRead{Turn: turn}
 	var picked []sdk.StoredSet
 	for _, st := range stored {
-		if inTurn(st.Name, sub, turn) {
+		switch {
+		case !st.Complete():
+			out.Incomplete++
+		case inTurn(st.Name, sub, turn):
 			picked = append(picked, st)
+			out.Of++
+		default:
+			out.Of++
 		}
 	}
 	out.Verdicts = verifyStored(ctx, s, p, picked, identities, skipSignature)
