@@ -50,7 +50,7 @@ func (a *app) cronInstallCmd(ct *schedule.Crontab) *cobra.Command {
 			if err != nil {
 				return exitf(2, "%v", err)
 			}
-			selected, err := a.cronPipelines(cmd, file, pipeline)
+			loader, selected, err := a.cronPipelines(cmd, file, pipeline)
 			if err != nil {
 				return err
 			}
@@ -89,24 +89,27 @@ func (a *app) cronInstallCmd(ct *schedule.Crontab) *cobra.Command {
 				if err != nil {
 					return exitf(2, "pipeline %q: schedule %q: %v", p.Name, spec, err)
 				}
-				line, err := schedule.Line(spec, []string{self, "run", file, "--pipeline", p.Name}, p.Name, file, false)
+				line, err := schedule.Line(spec, []string{self, "run", file, "--pipeline", p.Name}, p.Name, file, schedule.KindBackup)
 				if err != nil {
 					return exitf(2, "%v", err)
 				}
-				lines = upsertLine(stdout, lines, p.Name, file, false, line)
+				lines = upsertLine(stdout, lines, p.Name, file, schedule.KindBackup, line)
 				printNextRuns(stdout, stderr, sched, p.Name, p.Location)
 				installed++
-				if d := p.Drill; d != nil && d.Schedule != "" && expr == "" {
-					dsched, err := schedule.ParseCrontabSchedule(d.Schedule)
+				if expr != "" {
+					continue // --schedule is the backup's alone
+				}
+				for _, j := range a.blockJobs(loader, p, file) {
+					jsched, err := schedule.ParseCrontabSchedule(j.schedule)
 					if err != nil {
-						return exitf(2, "pipeline %q: drill schedule %q: %v", p.Name, d.Schedule, err)
+						return exitf(2, "pipeline %q: %s schedule %q: %v", p.Name, j.kind, j.schedule, err)
 					}
-					line, err := schedule.Line(d.Schedule, []string{self, "drill", file, "--pipeline", p.Name}, p.Name, file, true)
+					line, err := schedule.Line(j.schedule, append([]string{self}, j.args...), p.Name, file, j.kind)
 					if err != nil {
 						return exitf(2, "%v", err)
 					}
-					lines = upsertLine(stdout, lines, p.Name, file, true, line)
-					printNextRuns(stdout, stderr, dsched, p.Name+" (drill)", p.Location)
+					lines = upsertLine(stdout, lines, p.Name, file, j.kind, line)
+					printNextRuns(stdout, stderr, jsched, p.Name+" ("+j.kind+")", p.Location)
 				}
 			}
 			if installed == 0 {
@@ -128,10 +131,10 @@ func (a *app) cronInstallCmd(ct *schedule.Crontab) *cobra.Command {
 
 // cronPipelines loads and checks the file as validate does: a line that
 // would only fail at 2 a.m. is not installed.
-func (a *app) cronPipelines(cmd *cobra.Command, file, name string) ([]*config.Pipeline, error) {
+func (a *app) cronPipelines(cmd *cobra.Command, file, name string) (*config.Loader, []*config.Pipeline, error) {
 	loader, err := a.loader()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	f, diags := loader.Load(file)
 	if f != nil {
@@ -146,16 +149,16 @@ func (a *app) cronPipelines(cmd *cobra.Command, file, name string) ([]*config.Pi
 	}
 	if diags.HasErrors() {
 		writeDiags(os.Stderr, loader, diags)
-		return nil, exitf(2, "%s is not valid: nothing was installed", file)
+		return nil, nil, exitf(2, "%s is not valid: nothing was installed", file)
 	}
 	if name == "" {
-		return f.Pipelines, nil
+		return loader, f.Pipelines, nil
 	}
 	p, err := f.Pipeline(name)
 	if err != nil {
-		return nil, exitf(2, "%v", err)
+		return nil, nil, exitf(2, "%v", err)
 	}
-	return []*config.Pipeline{p}, nil
+	return loader, []*config.Pipeline{p}, nil
 }
 
 func (a *app) cronListCmd(ct *schedule.Crontab) *cobra.Command {
@@ -184,8 +187,8 @@ func (a *app) cronListCmd(ct *schedule.Crontab) *cobra.Command {
 				}
 				n++
 				name := e.Pipeline
-				if e.Drill {
-					name += " (drill)"
+				if e.Kind != schedule.KindBackup {
+					name += " (" + e.Kind + ")"
 				}
 				fmt.Fprintf(stdout, "%s (%s)\n  %s %s\n", name, e.File, e.Schedule, e.Command)
 				sched, err := schedule.ParseCrontabSchedule(e.Schedule)
@@ -311,9 +314,9 @@ func sameZone(a, b *time.Location) bool {
 }
 
 // upsertLine puts an mbk line into the crontab's lines and says what it did.
-func upsertLine(w io.Writer, lines []string, pipeline, file string, drill bool, line string) []string {
+func upsertLine(w io.Writer, lines []string, pipeline, file, kind, line string) []string {
 	prev := strings.Join(lines, "\n")
-	lines, replaced := schedule.Upsert(lines, pipeline, file, drill, line)
+	lines, replaced := schedule.Upsert(lines, pipeline, file, kind, line)
 	verb := "installed"
 	switch {
 	case strings.Join(lines, "\n") == prev:

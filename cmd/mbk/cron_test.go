@@ -213,27 +213,49 @@ func TestCronRefusesWhatCronCannotRun(t *testing.T) {
 	}
 }
 
-// TestCronInstallsTheDrill: a pipeline's drill block gets a crontab line of
-// its own (mbk drill, tagged # mbk-drill:), beside the backup's; list names
-// it, and remove takes both away.
-func TestCronInstallsTheDrill(t *testing.T) {
+// TestCronInstallsTheDrillAndVerify: a pipeline's drill and verify blocks
+// each get a crontab line of their own (mbk drill, tagged # mbk-drill:;
+// mbk verify --scheduled, tagged # mbk-verify:), beside the backup's; list
+// names them, and remove takes all away.
+func TestCronInstallsTheDrillAndVerify(t *testing.T) {
 	user := crontabtest.User(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "p.hcl")
 	daemonFile(t, file, strings.Replace(pipelineBlock("school", filepath.Join(dir, "backups"), "0 2 * * *", okDump),
-		`stage "checksum" "sha256" {}`, "stage \"checksum\" \"sha256\" {}\n  drill {\n    schedule = \"0 5 * * 0\"\n  }", 1))
+		`stage "checksum" "sha256" {}`, `stage "checksum" "sha256" {}
+  stage "store" "sftp" {
+    host        = "127.0.0.1"
+    user        = "backup"
+    key_file    = "/nonexistent/key"
+    known_hosts = "/nonexistent/known_hosts"
+    path        = "/sets"
+  }
+  drill {
+    schedule = "0 5 * * 0"
+  }
+  verify {
+    schedule    = "30 4 * * *"
+    read_subset = "1/7"
+  }`, 1))
 	self := filepath.Join(binDir, "mbk")
 	run := fmt.Sprintf("0 2 * * * %s run %s --pipeline school # mbk:school:%s", self, file, file)
 	drill := fmt.Sprintf("0 5 * * 0 %s drill %s --pipeline school # mbk-drill:school:%s", self, file, file)
+	verify := fmt.Sprintf("30 4 * * * %s verify %s --pipeline school --scheduled # mbk-verify:school:%s", self, file, file)
 
 	r := mbk(t, cronEnv, "cron", "install", "--user", user, file)
-	if r.code != 0 || !strings.Contains(r.stdout, "installed: "+drill) {
+	if r.code != 0 || !strings.Contains(r.stdout, "installed: "+drill) || !strings.Contains(r.stdout, "installed: "+verify) {
 		t.Fatalf("install:\n%s", r)
 	}
-	if got := readCrontab(t, user); !slices.Equal(got, []string{run, drill}) {
+	if got := readCrontab(t, user); !slices.Equal(got, []string{run, drill, verify}) {
 		t.Fatalf("crontab:\n%s", strings.Join(got, "\n"))
 	}
-	if r := mbk(t, cronEnv, "cron", "list", "--user", user); r.code != 0 || !strings.Contains(r.stdout, "school (drill) ("+file+")") {
+	if r := mbk(t, cronEnv, "cron", "install", "--user", user, file); r.code != 0 || !strings.Contains(r.stdout, "already installed: "+verify) {
+		t.Fatalf("install again:\n%s", r)
+	}
+	if got := readCrontab(t, user); !slices.Equal(got, []string{run, drill, verify}) {
+		t.Fatalf("crontab after a second install:\n%s", strings.Join(got, "\n"))
+	}
+	if r := mbk(t, cronEnv, "cron", "list", "--user", user); r.code != 0 || !strings.Contains(r.stdout, "school (drill) ("+file+")") || !strings.Contains(r.stdout, "school (verify) ("+file+")") {
 		t.Fatalf("list:\n%s", r)
 	}
 	if r := mbk(t, cronEnv, "cron", "remove", "--user", user, file); r.code != 0 || len(readCrontab(t, user)) != 0 {

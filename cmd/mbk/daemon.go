@@ -143,9 +143,9 @@ func (d *daemon) load(ctx context.Context) ([]schedule.Job, error) {
 		for _, p := range f.Pipelines {
 			_, pd := engine.Prepare(ctx, h, p)
 			all = append(all, pd...)
-			if p.Drill != nil && p.Drill.Cron != nil {
-				jobs = append(jobs, schedule.Job{Key: path + "\x00" + p.Name + "\x00drill", Name: p.Name + " (drill)", Schedule: p.Drill.Cron, Location: p.Location,
-					Run: func(ctx context.Context) { d.drill(ctx, loader, p) }})
+			for _, j := range d.a.blockJobs(loader, p, path) {
+				jobs = append(jobs, schedule.Job{Key: path + "\x00" + p.Name + "\x00" + j.kind, Name: p.Name + " (" + j.kind + ")", Schedule: j.cron, Location: p.Location,
+					Run: func(ctx context.Context) { d.block(ctx, p, j) }})
 			}
 			if p.Cron == nil {
 				d.log.Info("not scheduled: the pipeline has no schedule", "pipeline", p.Name, "file", path)
@@ -237,15 +237,17 @@ func (d *daemon) run(ctx context.Context, loader *config.Loader, p *config.Pipel
 	log.Log(level, "run finished", "exit", code, "next", d.next(key))
 }
 
-// drill is one scheduled drill: what `mbk drill FILE --pipeline NAME` does
-// with the pipeline's drill block. It does not take the root's lock, so it
-// never makes a backup skip its tick.
-func (d *daemon) drill(ctx context.Context, loader *config.Loader, p *config.Pipeline) {
-	key := p.File.Path + "\x00" + p.Name + "\x00drill"
+// block is one scheduled job of a pipeline's block: what its crontab line
+// runs (`mbk drill FILE --pipeline NAME`, `mbk verify FILE --pipeline NAME
+// --scheduled`). A drill does not take the root's lock, so it never makes
+// a backup skip its tick; a verify takes it only while it copies what the
+// store lacks, and leaves that to the next turn when a run holds it.
+func (d *daemon) block(ctx context.Context, p *config.Pipeline, j blockJob) {
+	key := p.File.Path + "\x00" + p.Name + "\x00" + j.kind
 	log := d.log.With("pipeline", p.Name)
-	log.Info("drill started", "file", p.File.Path, "next", d.next(key))
+	log.Info(j.kind+" started", "file", p.File.Path, "next", d.next(key))
 	var out bytes.Buffer
-	code := d.a.drillPipeline(ctx, &out, loader, p, drillOptsOf(p))
+	code := j.run(ctx, &out)
 	d.outMu.Lock()
 	d.out.Write(out.Bytes())
 	d.outMu.Unlock()
@@ -253,5 +255,5 @@ func (d *daemon) drill(ctx context.Context, loader *config.Loader, p *config.Pip
 	if code != 0 {
 		level = hclog.Error
 	}
-	log.Log(level, "drill finished", "exit", code, "next", d.next(key))
+	log.Log(level, j.kind+" finished", "exit", code, "next", d.next(key))
 }

@@ -30,6 +30,8 @@ type drillOpts struct {
 	sampleMin  int
 	record     bool
 	asJSON     bool
+	// skipSignature drills a set whose signature does not verify.
+	skipSignature bool
 }
 
 // drillOptsOf is what the pipeline's drill block says (its defaults
@@ -50,7 +52,7 @@ func (a *app) drillCmd() *cobra.Command {
 	var identities []string
 	var sample float64
 	var sampleMin int
-	var asJSON, noRecord bool
+	var asJSON, noRecord, skipSig bool
 	cmd := &cobra.Command{
 		Use:   "drill FILE [SET] [--from STORE] [--identity KEY]",
 		Short: "Restore a set into throwaway containers and volumes and check that the site comes back",
@@ -86,7 +88,7 @@ run, 2 for bad input.`,
 				return err
 			}
 			o := drillOptsOf(p)
-			o.set, o.asJSON, o.record = argAt(args, 1), asJSON, !noRecord
+			o.set, o.asJSON, o.record, o.skipSignature = argAt(args, 1), asJSON, !noRecord, skipSig
 			if cmd.Flags().Changed("from") {
 				o.from = from
 			}
@@ -119,6 +121,7 @@ run, 2 for bad input.`,
 	cmd.Flags().IntVar(&sampleMin, "sample-min", config.DefaultDrillSampleMin, "re-hash at least this many files")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().BoolVar(&noRecord, "no-record", false, "do not keep the result beside the sets")
+	skipSignatureFlag(cmd, &skipSig)
 	a.varFlag(cmd)
 	return cmd
 }
@@ -148,6 +151,7 @@ func (a *app) drillPipeline(ctx context.Context, out io.Writer, loader *config.L
 		fmt.Fprintf(os.Stderr, "mbk: %v\n", err)
 		return 2
 	}
+	warnSkipSignature(p, o.skipSignature)
 	timeout := config.DefaultDrillTimeout
 	if p.Drill != nil {
 		timeout = p.Drill.TimeoutSeconds
@@ -183,7 +187,7 @@ func (a *app) drillPipeline(ctx context.Context, out io.Writer, loader *config.L
 		if encrypted(set.Manifest) && len(ids) == 0 {
 			return set, fmt.Errorf("set %s is encrypted: give its age identity with --identity FILE (or identity in the drill block)", set.Name)
 		}
-		if probs := repo.Verify(ctx, set.Dir, ids, nil); len(probs) > 0 {
+		if probs := engine.VerifySet(ctx, p, set.Dir, ids, nil, o.skipSignature); len(probs) > 0 {
 			var lines []string
 			for _, pr := range probs {
 				lines = append(lines, pr.String())

@@ -292,7 +292,9 @@ func TestDrill(t *testing.T) {
 }
 
 // TestDrillFromStoreOnAFreshMachine: with only the pipeline file (a root that
-// does not exist yet), a drill from the S3 store proves the off-site copy.
+// does not exist yet) and the signing public key, not the private one, a
+// drill from the S3 store checks the set's signature and proves the
+// off-site copy.
 func TestDrillFromStoreOnAFreshMachine(t *testing.T) {
 	s := newMoodleSite(t)
 	mail := smtptest.Start(t, smtptest.Options{TLS: "none"})
@@ -307,15 +309,22 @@ func TestDrillFromStoreOnAFreshMachine(t *testing.T) {
   }`, s3.Endpoint, s3.Bucket)
 	env := s.env("S3_KEY="+s3.AccessKey, "S3_SECRET="+s3.SecretKey)
 	dir := t.TempDir()
-	file := writeFile(t, dir, "school.hcl", drillPipeline("school", filepath.Join(dir, "backups"), s, mail, store))
+	if g := mbk(t, runOpts{}, "key", "generate", filepath.Join(dir, "mbk.key")); g.code != 0 {
+		t.Fatalf("key generate: %s", g)
+	}
+	signed := store + "\n  " + signingBlock(filepath.Join(dir, "mbk.key"), filepath.Join(dir, "mbk.pub"))
+	file := writeFile(t, dir, "school.hcl", drillPipeline("school", filepath.Join(dir, "backups"), s, mail, signed))
 	if r := mbk(t, runOpts{env: env}, "run", file); r.code != 0 {
 		t.Fatalf("backup: %s", r)
 	}
 	set := sets(t, filepath.Join(dir, "backups"))[0]
 
+	// The fresh machine has the public key, not the private one.
 	other := t.TempDir()
 	fresh := filepath.Join(other, "nothing-here-yet")
-	file2 := writeFile(t, other, "school.hcl", drillPipeline("school", fresh, s, mail, store))
+	pub := writeFile(t, other, "mbk.pub", readFile(t, filepath.Join(dir, "mbk.pub")))
+	signed = store + "\n  " + signingBlock(filepath.Join(other, "absent.key"), pub)
+	file2 := writeFile(t, other, "school.hcl", drillPipeline("school", fresh, s, mail, signed))
 	r := mbk(t, runOpts{env: env}, "drill", file2, "--from", "s3")
 	if r.code != 0 || !strings.Contains(r.stdout, "Drill of set "+set+" (s3)") || !strings.Contains(r.stdout, "PASSED") {
 		t.Fatalf("a drill from the store on a fresh root: %s", r)
@@ -332,6 +341,15 @@ func TestDrillFromStoreOnAFreshMachine(t *testing.T) {
 	}
 	if left := drillLeftovers(t); len(left) > 0 {
 		t.Fatalf("the drill left %v", left)
+	}
+
+	// The stored copy loses its manifest's signature: the drill refuses it.
+	if err := os.Remove(filepath.Join(s3.Dir, s3.Bucket, "moodle", "school", set, repo.ManifestFile+repo.SignatureExt)); err != nil {
+		t.Fatal(err)
+	}
+	r = mbk(t, runOpts{env: env}, "drill", file2, "--from", "s3", "--no-record")
+	if r.code != 1 || !strings.Contains(r.stdout, "manifest.json.minisig: missing: the set is not signed") {
+		t.Fatalf("a drill of an unsigned copy: %s", r)
 	}
 }
 

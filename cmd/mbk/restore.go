@@ -35,6 +35,7 @@ type restoreFlags struct {
 	fromPipeline   string
 	toURL          string
 	fromURL        string
+	skipSignature  bool
 }
 
 func (a *app) restoreCmd() *cobra.Command {
@@ -85,6 +86,7 @@ PATH.hcl[:NAME].`,
 			p, stages := pr.p, pr.stages
 			var set repo.Set
 			var clone *engine.Clone
+			source := p // the pipeline whose set this is
 			if f.fromPipeline != "" {
 				if f.from != "" {
 					return exitf(2, "--from and --from-pipeline: give one (download the other pipeline's set with its own mbk restore --from first)")
@@ -100,6 +102,7 @@ PATH.hcl[:NAME].`,
 					return exitf(1, "%v", err)
 				}
 				clone = &engine.Clone{FromPipeline: sp.Name}
+				source = sp
 			} else if f.from != "" {
 				// From a store: download into a hidden directory under the
 				// root (the next run removes it if we are killed), then go
@@ -151,7 +154,9 @@ PATH.hcl[:NAME].`,
 			if encrypted(set.Manifest) && len(ids) == 0 {
 				return exitf(2, "set %s is encrypted: give its age identity with --identity FILE", set.Name)
 			}
-			probs := repo.Verify(ctx, set.Dir, ids, progress)
+			// A clone's set is checked with its own pipeline's key.
+			warnSkipSignature(source, f.skipSignature)
+			probs := engine.VerifySet(ctx, source, set.Dir, ids, progress, f.skipSignature)
 			stopBars()
 			if len(probs) > 0 {
 				for _, pr := range probs {
@@ -213,6 +218,7 @@ PATH.hcl[:NAME].`,
 	cmd.Flags().StringVar(&f.fromPipeline, "from-pipeline", "", "restore a set of this other pipeline (e.g. production into testing): NAME, or PATH.hcl[:NAME]")
 	cmd.Flags().StringVar(&f.toURL, "to-url", "", "this site's URL: replaces the set's own in the database, and switches e-mail off (a clone)")
 	cmd.Flags().StringVar(&f.fromURL, "from-url", "", "with --to-url: the URL to replace, when the set recorded none")
+	skipSignatureFlag(cmd, &f.skipSignature)
 	cmd.Flags().BoolVar(&f.abandon, "abandon", false, "end an unfinished restore without restoring: the site is accepted as it is and backups resume")
 	a.varFlag(cmd)
 	return cmd

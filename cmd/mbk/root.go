@@ -44,7 +44,7 @@ plugin. Exit codes: 0 success; 1 the run failed and nothing was committed;
 	}
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text (coloured on a terminal) or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.drillCmd(), a.syncCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), versionCmd())
+	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.drillCmd(), a.syncCmd(), a.keyCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), versionCmd())
 	return root
 }
 

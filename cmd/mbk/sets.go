@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -282,8 +281,8 @@ func printInfo(w io.Writer, s repo.Set) {
 }
 
 func (a *app) verifyCmd() *cobra.Command {
-	var pipeline, store string
-	var all, deep bool
+	var pipeline, store, subset string
+	var all, deep, skipSig, scheduled bool
 	var identities []string
 	var sample float64
 	cmd := &cobra.Command{
@@ -293,11 +292,39 @@ func (a *app) verifyCmd() *cobra.Command {
 every set with --all) against SHA256SUMS and reads each artifact to its end.
 
 --deep then drills each set that verified (see mbk drill): restored into
-throwaway containers and volumes, and checked with Moodle's own invariants.`,
+throwaway containers and volumes, and checked with Moodle's own invariants.
+
+With a signing block, each set's signature is checked first against the
+pipeline's public key: a set that is unsigned, signed by another key or
+changed since is refused (--insecure-skip-signature accepts it).
+
+--store NAME verifies the copies in a store stage instead, downloaded to a
+temporary directory; --read-subset n/t reads n t-ths of them, a different
+part each time (the part turns with a counter kept in the root), so that
+1/7 reads the whole store every 7 runs. --scheduled runs the pipeline's
+verify block, as mbk daemon and mbk cron install do: it first copies to the
+block's store every local set it lacks (as mbk sync), then reads the
+block's read_subset of it, and tells the notify stages of any failure.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if store != "" {
-				return a.verifyStore(cmd, args[0], pipeline, store, argAt(args, 1), all, identities)
+			switch {
+			case scheduled && (store != "" || subset != "" || all || deep || len(args) > 1):
+				return exitf(2, "--scheduled runs the pipeline's verify block as it is: give no set, --store, --read-subset, --all or --deep")
+			case subset != "" && (store == "" || all || len(args) > 1):
+				return exitf(2, "--read-subset goes with --store, without a set or --all: it picks the sets itself")
+			case scheduled:
+				loader, p, err := a.loadPipeline(args[0], pipeline)
+				if err != nil {
+					return err
+				}
+				ctx, stop := signalContext(cmd.Context())
+				defer stop()
+				if code := a.scheduledVerify(ctx, cmd.OutOrStdout(), loader, p); code != 0 {
+					return &exitError{code: code}
+				}
+				return nil
+			case store != "":
+				return a.verifyStore(cmd, args[0], pipeline, store, argAt(args, 1), all, identities, skipSig, subset)
 			}
 			loader, p, err := a.loadPipeline(args[0], pipeline)
 			if err != nil {
@@ -319,17 +346,18 @@ throwaway containers and volumes, and checked with Moodle's own invariants.`,
 			if err != nil {
 				return err
 			}
+			warnSkipSignature(p, skipSig)
 			w := cmd.OutOrStdout()
 			bad := 0
 			for _, s := range targets {
 				progress, stop := a.verifyProgress(s.Dir)
-				probs := repo.Verify(cmd.Context(), s.Dir, ids, progress)
+				probs := engine.VerifySet(cmd.Context(), p, s.Dir, ids, progress, skipSig)
 				stop()
 				if len(probs) == 0 {
 					fmt.Fprintf(w, "%s: OK\n", s.Name)
 					if deep && s.Complete {
 						o := drillOptsOf(p)
-						o.set, o.identities, o.from = s.Name, identities, "local"
+						o.set, o.identities, o.from, o.skipSignature = s.Name, identities, "local", skipSig
 						if cmd.Flags().Changed("sample") {
 							o.sample = sample
 						}
@@ -354,6 +382,9 @@ throwaway containers and volumes, and checked with Moodle's own invariants.`,
 	cmd.Flags().BoolVar(&all, "all", false, "verify every set")
 	cmd.Flags().StringArrayVar(&identities, "identity", nil, "age identity file: also decrypt encrypted artifacts and read them to their end")
 	cmd.Flags().StringVar(&store, "store", "", "verify the copies in this store stage (downloaded to a temporary directory)")
+	cmd.Flags().StringVar(&subset, "read-subset", "", "with --store: read n/t of the stored sets, a different part each time (1/7: all of them every 7 runs)")
+	cmd.Flags().BoolVar(&scheduled, "scheduled", false, "run the pipeline's verify block (as daemon and cron do): copy what its store lacks, read its read_subset, notify a failure")
+	skipSignatureFlag(cmd, &skipSig)
 	cmd.Flags().BoolVar(&deep, "deep", false, "also drill each set that verified: restore it into throwaway targets and check it (see mbk drill)")
 	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, "with --deep: percentage of content-addressed files re-hashed")
 	a.varFlag(cmd)
@@ -361,29 +392,49 @@ throwaway containers and volumes, and checked with Moodle's own invariants.`,
 }
 
 func (a *app) pruneCmd() *cobra.Command {
-	var pipeline string
+	var pipeline, store string
 	var dryRun bool
 	cmd := &cobra.Command{
-		Use:   "prune FILE [--dry-run]",
+		Use:   "prune FILE [--store NAME] [--dry-run]",
 		Short: "Apply the pipeline's retention on its own, explaining each keep and delete",
-		Args:  cobra.ExactArgs(1),
+		Long: `prune applies the pipeline's retain stages to its local sets, as a run does
+after its commit, and says why each set is kept or deleted.
+
+--store NAME applies them to the sets in that store stage instead: the job
+of a trusted host that holds credentials allowed to delete there, when the
+backup host's store stage says delete = false (and so never deletes).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pr, err := a.prepare(cmd.Context(), args[0], pipeline)
 			if err != nil {
 				return err
 			}
 			defer pr.close()
-			return a.prune(cmd.Context(), cmd.OutOrStdout(), pr.p, pr.stages, dryRun)
+			if store == "" {
+				pruned, err := engine.Prune(cmd.Context(), pr.p, pr.stages, time.Now(), dryRun)
+				return a.printPruned(cmd.OutOrStdout(), pruned, err, dryRun)
+			}
+			s, err := pr.store(store)
+			if err != nil {
+				return err
+			}
+			if !s.Delete && !dryRun {
+				fmt.Fprintf(cmd.ErrOrStderr(), "mbk: store %q says delete = false: nothing is deleted there, only what would be is shown\n", s.Name)
+				dryRun = true
+			}
+			pruned, err := engine.PruneStore(cmd.Context(), pr.p, pr.stages, s, time.Now(), dryRun)
+			return a.printPruned(cmd.OutOrStdout(), pruned, err, dryRun)
 		},
 	}
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
+	cmd.Flags().StringVar(&store, "store", "", "apply retention to the sets in this store stage")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be deleted, delete nothing")
 	a.varFlag(cmd)
 	return cmd
 }
 
-func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages []*engine.Stage, dryRun bool) error {
-	pruned, err := engine.Prune(ctx, p, stages, time.Now(), dryRun)
+// printPruned says what retention decided and deleted; err is what stopped it.
+func (a *app) printPruned(w io.Writer, pruned []engine.Pruned, err error, dryRun bool) error {
 	deleted := 0
 	for _, pr := range pruned {
 		for _, d := range pr.Decisions {
@@ -398,8 +449,12 @@ func (a *app) prune(ctx context.Context, w io.Writer, p *config.Pipeline, stages
 		}
 		deleted += len(pr.Deleted)
 	}
-	if err != nil {
-		return stageExit(err)
+	var ns *engine.NoStageError
+	switch {
+	case errors.As(err, &ns):
+		return exitf(2, "%v", err)
+	case err != nil:
+		return exitf(1, "%s", a.redact.String(err.Error()))
 	}
 	if !dryRun {
 		fmt.Fprintf(w, "%d set(s) deleted\n", deleted)

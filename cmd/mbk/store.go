@@ -137,7 +137,7 @@ func (a *app) listStore(cmd *cobra.Command, file, pipeline, name string, asJSON 
 	return printSets(cmd.OutOrStdout(), pr.p, out, asJSON)
 }
 
-func (a *app) verifyStore(cmd *cobra.Command, file, pipeline, name, set string, all bool, identities []string) error {
+func (a *app) verifyStore(cmd *cobra.Command, file, pipeline, name, set string, all bool, identities []string, skipSig bool, subset string) error {
 	ctx := cmd.Context()
 	ids, err := loadIdentities(identities)
 	if err != nil {
@@ -148,25 +148,26 @@ func (a *app) verifyStore(cmd *cobra.Command, file, pipeline, name, set string, 
 		return err
 	}
 	defer pr.close()
-	verdicts, err := engine.VerifyStore(ctx, s, pr.p.Location, set, all, ids)
-	if err != nil {
-		return exitf(1, "%s", a.redact.String(err.Error()))
-	}
-	w := cmd.OutOrStdout()
+	warnSkipSignature(pr.p, skipSig)
+	var verdicts []engine.StoreVerdict
 	bad := 0
-	for _, v := range verdicts {
-		switch {
-		case v.Err != nil:
-			fmt.Fprintf(w, "%s:%s: BAD: %s\n", name, v.Set, a.redact.String(v.Err.Error()))
-		case len(v.Problems) == 0:
-			fmt.Fprintf(w, "%s:%s: OK\n", name, v.Set)
+	if subset != "" {
+		sub, err := config.ParseSubset(subset)
+		if err != nil {
+			return exitf(2, "--read-subset %v", err)
 		}
-		for _, p := range v.Problems {
-			fmt.Fprintf(w, "%s:%s: BAD: %s\n", name, v.Set, p)
+		read, err := engine.VerifyStoreSubset(ctx, s, pr.p, sub, ids, skipSig)
+		if err != nil {
+			return exitf(1, "%s", a.redact.String(err.Error()))
 		}
-		if !v.OK() {
-			bad++
+		verdicts = read.Verdicts
+		bad = a.printSubset(cmd.OutOrStdout(), name, sub, read)
+	} else {
+		verdicts, err = engine.VerifyStore(ctx, s, pr.p, set, all, ids, skipSig)
+		if err != nil {
+			return exitf(1, "%s", a.redact.String(err.Error()))
 		}
+		bad = a.printVerdicts(cmd.OutOrStdout(), name, verdicts)
 	}
 	if bad > 0 {
 		return exitf(1, "%d of %d stored set(s) failed verification", bad, len(verdicts))

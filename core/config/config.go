@@ -65,7 +65,13 @@ type Pipeline struct {
 	Recipients []age.Recipient
 	// Drill, when set, schedules `mbk drill` and says how it drills.
 	Drill *Drill
-	ctx   *hcl.EvalContext
+	// Verify, when set, schedules `mbk verify --scheduled`: the store's
+	// missing sets copied, then a rotating part of it read back.
+	Verify *Verify
+	// Signing, when set, signs every set and makes verify, restore and
+	// drill refuse a set its public key does not verify.
+	Signing *Signing
+	ctx     *hcl.EvalContext
 }
 
 // DefaultTimeout bounds a run whose pipeline sets no timeout: a backup must
@@ -94,7 +100,11 @@ func (s *Stage) ID() string {
 // variables and what env_file set. The sensitive settings of stages are
 // known once each is decoded against its plugin's schema (Settings.Secrets).
 func (p *Pipeline) Secrets() []string {
-	return append([]string(nil), p.File.secrets...)
+	out := append([]string(nil), p.File.secrets...)
+	if p.Signing != nil && p.Signing.Passphrase != "" {
+		out = append(out, p.Signing.Passphrase)
+	}
+	return out
 }
 
 // Stages of one kind, in file order.

@@ -22,7 +22,7 @@ var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout", "parallel", "safety_copy_days"}
 
 // singleBlocks are the blocks a pipeline holds at most one of.
-var singleBlocks = []string{"maintenance", "encryption", "drill"}
+var singleBlocks = []string{"maintenance", "encryption", "drill", "verify", "signing"}
 
 // DefaultSafetyCopyDays is how long retention keeps a restore's safety copy.
 const DefaultSafetyCopyDays = 7
@@ -123,6 +123,10 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 				p.Recipients, d = decodeEncryption(blk, ctx, filepath.Dir(file.Path))
 			case "drill":
 				p.Drill, d = decodeDrill(blk, ctx, filepath.Dir(file.Path))
+			case "verify":
+				p.Verify, d = decodeVerify(blk, ctx)
+			case "signing":
+				p.Signing, d = decodeSigning(blk, ctx, filepath.Dir(file.Path))
 			}
 			diags = append(diags, d...)
 			continue
@@ -149,6 +153,7 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 	// Run order is by kind, whatever the order in the file.
 	slices.SortStableFunc(p.Stages, func(a, b *Stage) int { return kindIndex(a.Kind) - kindIndex(b.Kind) })
 	diags = append(diags, checkDrillFrom(p)...)
+	diags = append(diags, checkVerifyStore(p)...)
 	return p, diags
 }
 

@@ -28,6 +28,8 @@ func coreAttrs(kind string) map[string]*hcldec.AttrSpec {
 		attrs["compression_level"] = &hcldec.AttrSpec{Name: "compression_level", Type: cty.Number}
 	case spec.KindNotify:
 		attrs["on"] = &hcldec.AttrSpec{Name: "on", Type: cty.List(cty.String)}
+	case spec.KindStore:
+		attrs["delete"] = &hcldec.AttrSpec{Name: "delete", Type: cty.Bool}
 	}
 	return attrs
 }
@@ -39,8 +41,14 @@ type Settings struct {
 	Compression string        // dump and archive
 	// CompressionLevel is 0 for the compressor's default level.
 	CompressionLevel int
-	On               []string  // notify
-	Config           cty.Value // the plugin's attributes only
+	On               []string // notify
+	// Delete (store; default true) lets retention delete sets in the
+	// store. With delete = false mbk only uploads there, and retention
+	// says what it would delete: the credentials on the server need no
+	// right to delete, and another host (mbk prune --store) or the
+	// store's own lifecycle rules expire old sets.
+	Delete bool
+	Config cty.Value // the plugin's attributes only
 	// Secrets are the values of the sensitive attributes.
 	Secrets []string
 }
@@ -70,6 +78,14 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 				Subject: s.DeclRange.Ptr()})
 			continue
 		}
+		if a.Type.Block() {
+			nested := hcldec.ObjectSpec{}
+			for name, ty := range a.Type.Cty().AttributeTypes() {
+				nested[name] = &hcldec.AttrSpec{Name: name, Type: ty}
+			}
+			hspec[a.Name] = &hcldec.BlockSpec{TypeName: a.Name, Nested: nested, Required: a.Required}
+			continue
+		}
 		hspec[a.Name] = &hcldec.AttrSpec{Name: a.Name, Type: a.Type.Cty(), Required: a.Required}
 	}
 	if diags.HasErrors() {
@@ -82,6 +98,7 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 
 	out.Compression = stream.DefaultCompression
 	out.On = spec.Events()
+	out.Delete = true
 	for name := range core {
 		v := val.GetAttr(name)
 		if v.IsNull() || !v.IsWhollyKnown() {
@@ -109,6 +126,8 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 				continue
 			}
 			out.CompressionLevel = lvl
+		case "delete":
+			out.Delete = v.True()
 		case "on":
 			out.On = nil
 			for _, e := range v.AsValueSlice() {
@@ -126,7 +145,13 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 		v := val.GetAttr(a.Name)
 		plugin[a.Name] = v
 		if err := a.Type.Check(v); err != nil {
-			diags = append(diags, attrError(s.Body.Attributes[a.Name], fmt.Sprintf("%s is a %s: %v.", a.Name, a.Type, err)))
+			d := attrError(s.Body.Attributes[a.Name], fmt.Sprintf("%s is a %s: %v.", a.Name, a.Type, err))
+			for _, b := range s.Body.Blocks {
+				if b.Type == a.Name {
+					d.Subject = b.DefRange().Ptr()
+				}
+			}
+			diags = append(diags, d)
 		}
 		if a.Sensitive {
 			s.loader().maskAttribute(s.Body.Attributes[a.Name])
@@ -191,6 +216,11 @@ func (s *Stage) PluginDiagnostics(ds spec.Diagnostics) hcl.Diagnostics {
 				// repeat (extra_args = ["-pSECRET"]): its line is quoted
 				// masked.
 				s.loader().maskAttribute(a)
+			}
+		}
+		for _, b := range s.Body.Blocks {
+			if d.Attribute != "" && b.Type == d.Attribute {
+				subject = b.DefRange()
 			}
 		}
 		summary := d.Summary

@@ -364,3 +364,49 @@ func TestWholeNumbers(t *testing.T) {
 		t.Errorf("port = 3.0: %s", diagText(diags))
 	}
 }
+
+// storeSchema has a setting written as a block, as the s3 plugin's
+// object_lock is.
+var storeSchema = spec.Schema{Attributes: []spec.Attribute{
+	{Name: "bucket", Type: spec.String},
+	{Name: "object_lock", Type: spec.Object(map[string]spec.Type{"mode": spec.String, "days": spec.Int})},
+}}
+
+// TestBlockSettings: an Object setting is written as a block of its name,
+// each attribute optional; store stages take delete (default true).
+func TestBlockSettings(t *testing.T) {
+	t.Run("a block", func(t *testing.T) {
+		_, s, _ := stageOf(t, "", "  stage \"store\" \"s3\" {\n    bucket = \"b\"\n    delete = false\n    object_lock {\n      mode = \"governance\"\n      days = 30\n    }\n  }", "store")
+		set, diags := s.Decode(storeSchema)
+		if diags.HasErrors() {
+			t.Fatal(diagText(diags))
+		}
+		want := cty.ObjectVal(map[string]cty.Value{"mode": cty.StringVal("governance"), "days": cty.NumberIntVal(30)})
+		if got := set.Config.GetAttr("object_lock"); !got.RawEquals(want) || set.Delete {
+			t.Fatalf("object_lock = %#v, delete %v", got, set.Delete)
+		}
+	})
+	t.Run("left out", func(t *testing.T) {
+		_, s, _ := stageOf(t, "", "  stage \"store\" \"s3\" {\n    bucket = \"b\"\n  }", "store")
+		set, diags := s.Decode(storeSchema)
+		if diags.HasErrors() {
+			t.Fatal(diagText(diags))
+		}
+		if got := set.Config.GetAttr("object_lock"); !got.IsNull() || !set.Delete {
+			t.Fatalf("object_lock = %#v, delete %v", got, set.Delete)
+		}
+	})
+	for _, c := range []struct{ name, body, at, want string }{
+		{"written as an attribute", "object_lock = { mode = \"governance\", days = 30 }", "object_lock =", "object_lock"},
+		{"a fraction of a day", "object_lock {\n      mode = \"governance\"\n      days = 1.5\n    }", "object_lock {", "not a whole number"},
+		{"an unknown attribute in it", "object_lock {\n      mode = \"governance\"\n      years = 1\n    }", "years", "years"},
+		{"twice", "object_lock {\n      days = 1\n    }\n    object_lock { # again\n      days = 2\n    }", "# again", "Duplicate object_lock block"},
+		{"delete not a bool", "delete = \"no\"", "delete", "bool"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, s, src := stageOf(t, "", "  stage \"store\" \"s3\" {\n    "+c.body+"\n  }", "store")
+			_, diags := s.Decode(storeSchema)
+			wantDiag(t, diags, hcl.DiagError, lineOf(t, src, c.at), c.want)
+		})
+	}
+}

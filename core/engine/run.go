@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"aead.dev/minisign"
 	"filippo.io/age"
 
 	"github.com/hashicorp/go-hclog"
@@ -103,6 +104,9 @@ type run struct {
 	// warnedFuture are the sets already warned of as dated ahead of the
 	// clock (warnFuture).
 	warnedFuture map[string]bool
+	// key signs the set before it is committed; nil when the pipeline
+	// signs nothing.
+	key *minisign.PrivateKey
 }
 
 // Run runs one pipeline end to end. The stages must come from Prepare.
@@ -206,6 +210,12 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 		}
 	}
 
+	key, err := r.signingKey()
+	if err != nil {
+		return err
+	}
+	r.key = key
+
 	local := start.In(p.Location)
 	r.name = local.Format(repo.SetNameLayout)
 	for i := 0; exists(filepath.Join(p.Root, r.name)); i++ {
@@ -256,6 +266,13 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 	r.man.Finished = time.Now().UTC()
 	if err := repo.WriteManifest(r.staging, r.man); err != nil {
 		return fmt.Errorf("write %s: %w", repo.ManifestFile, err)
+	}
+	// Signed before the rename: a committed set always carries its
+	// signature.
+	if r.key != nil {
+		if err := repo.Sign(r.staging, r.name, *r.key); err != nil {
+			return fmt.Errorf("sign set %s: %w", r.name, err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("run stopped before commit: %w", context.Cause(ctx))

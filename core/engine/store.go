@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -33,11 +34,14 @@ func (r *run) store(ctx context.Context, stages []*Stage) {
 					return err
 				}
 				rs.Client = client
-				pr, err := RetainStore(ctx, rs, s, r.p.Location, r.name, r.e.now())
+				pr, err := RetainStore(ctx, rs, s, r.p.Location, r.name, r.e.now(), false)
 				for _, d := range pr.Decisions {
-					if !d.Keep {
-						r.log.Info("set deleted from store", "store", s.Name, "set", d.Set, "why", d.Reasons)
+					if !d.Keep && !s.Delete {
+						r.log.Info("set not deleted from store (delete = false): another host or the store's own rules expire it", "store", s.Name, "set", d.Set, "why", d.Reasons)
 					}
+				}
+				for _, set := range pr.Deleted {
+					r.log.Info("set deleted from store", "store", s.Name, "set", set)
 				}
 				for _, set := range pr.Future {
 					r.warnFuture(fmt.Sprintf("store %q holds set %s", s.Name, set), set)
@@ -126,15 +130,35 @@ func RemoteSets(ctx context.Context, s *Stage, loc *time.Location) ([]sdk.SetInf
 
 // RetainStore applies a retain stage's verdict to a store's sets, with the
 // same guarantees as on disk (now is the clock, for the sets dated ahead of
-// it), and deletes what it may.
-func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, current string, now time.Time) (Pruned, error) {
+// it), and deletes what it may: nothing on a dry run, nor in a store whose
+// stage says delete = false, where the verdict is only reported.
+func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, current string, now time.Time, dryRun bool) (Pruned, error) {
 	sets, _, err := RemoteSets(ctx, store, loc)
 	if err != nil {
 		return Pruned{Stage: retain}, err
 	}
-	return prune(ctx, retain, sets, loc, current, now, false, func(set string) error {
+	return prune(ctx, retain, sets, loc, current, now, dryRun || !store.Delete, func(set string) error {
 		return store.Client.DeleteSet(ctx, store.Wire, set)
 	})
+}
+
+// PruneStore applies a pipeline's retain stages to one store's sets outside
+// a run: what a trusted host with its own credentials runs (mbk prune FILE
+// --store NAME) when the backup host's store stage says delete = false.
+func PruneStore(ctx context.Context, p *config.Pipeline, stages []*Stage, store *Stage, now time.Time, dryRun bool) ([]Pruned, error) {
+	retains := stagesOf(stages, sdk.KindRetain)
+	if len(retains) == 0 {
+		return nil, &NoStageError{Pipeline: p.Name, Kind: sdk.KindRetain}
+	}
+	var out []Pruned
+	for _, s := range retains {
+		pr, err := RetainStore(ctx, s, store, p.Location, "", now, dryRun)
+		out = append(out, pr)
+		if err != nil {
+			return out, fmt.Errorf("%s on store %q: %w", s.ID(), store.Name, err)
+		}
+	}
+	return out, nil
 }
 
 // Copied is what Sync did about one set and one store.
@@ -154,25 +178,36 @@ func Sync(ctx context.Context, p *config.Pipeline, stages []*Stage) ([]Copied, e
 	if len(stores) == 0 {
 		return nil, &NoStageError{Pipeline: p.Name, Kind: sdk.KindStore}
 	}
+	var out []Copied
+	for _, s := range stores {
+		c, err := SyncStore(ctx, p, s)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, c...)
+	}
+	return out, nil
+}
+
+// SyncStore is Sync for one store stage. The error is for local sets that
+// cannot be listed; a store that cannot be listed is a Copied without a set.
+func SyncStore(ctx context.Context, p *config.Pipeline, s *Stage) ([]Copied, error) {
 	local, err := repo.List(p.Root, p.Location)
 	if err != nil {
 		return nil, err
 	}
+	remote, _, err := RemoteSets(ctx, s, p.Location)
+	if err != nil {
+		return []Copied{{Store: s, Err: err}}, nil
+	}
+	have := map[string]bool{}
+	for _, r := range remote {
+		have[r.Name] = r.Complete
+	}
 	var out []Copied
-	for _, s := range stores {
-		remote, _, err := RemoteSets(ctx, s, p.Location)
-		if err != nil {
-			out = append(out, Copied{Store: s, Err: err})
-			continue
-		}
-		have := map[string]bool{}
-		for _, r := range remote {
-			have[r.Name] = r.Complete
-		}
-		for _, l := range local {
-			if l.Complete && !have[l.Name] {
-				out = append(out, Copied{Store: s, Set: l.Name, Err: UploadSet(ctx, s, l.Dir, l.Name)})
-			}
+	for _, l := range local {
+		if l.Complete && !have[l.Name] {
+			out = append(out, Copied{Store: s, Set: l.Name, Err: UploadSet(ctx, s, l.Dir, l.Name)})
 		}
 	}
 	return out, nil
@@ -328,26 +363,85 @@ type StoreVerdict struct {
 func (v StoreVerdict) OK() bool { return v.Err == nil && len(v.Problems) == 0 }
 
 // VerifyStore downloads stored sets one at a time into a temporary
-// directory and verifies each as mbk verify does a local set (identities
-// decrypt encrypted artifacts); each download is removed after. It verifies
-// every set in the store when all is set, else the one called name, or the
-// newest complete one. The error is for a store that cannot be listed or
-// lacks the set; a set that is bad is a verdict.
-func VerifyStore(ctx context.Context, s *Stage, loc *time.Location, name string, all bool, identities []age.Identity) ([]StoreVerdict, error) {
+// directory and verifies each as mbk verify does a local set (VerifySet:
+// the signature, then every file; identities decrypt encrypted artifacts);
+// each download is removed after. It verifies every set in the store when
+// all is set, else the one called name, or the newest complete one. The
+// error is for a store that cannot be listed or lacks the set; a set that
+// is bad is a verdict.
+func VerifyStore(ctx context.Context, s *Stage, p *config.Pipeline, name string, all bool, identities []age.Identity, skipSignature bool) ([]StoreVerdict, error) {
 	var targets []sdk.StoredSet
 	if all {
-		_, stored, err := RemoteSets(ctx, s, loc)
+		_, stored, err := RemoteSets(ctx, s, p.Location)
 		if err != nil {
 			return nil, fmt.Errorf("store %q: %w", s.Name, err)
 		}
 		targets = stored
 	} else {
-		st, err := RemoteSet(ctx, s, loc, name)
+		st, err := RemoteSet(ctx, s, p.Location, name)
 		if err != nil {
 			return nil, err
 		}
 		targets = []sdk.StoredSet{st}
 	}
+	return verifyStored(ctx, s, p, targets, identities, skipSignature), nil
+}
+
+// SubsetRead is what one verify of part of a store read.
+type SubsetRead struct {
+	// Turn counts the verifies of this store before this one: it picks
+	// the part read.
+	Turn int
+	// Of is how many complete sets the store holds; Verdicts are those
+	// read. Incomplete counts the sets without manifest.json, which are
+	// not read: an upload or a delete in progress, or one that stopped
+	// (mbk sync copies such a set again while the local one exists).
+	Of, Incomplete int
+	Verdicts       []StoreVerdict
+}
+
+// VerifyStoreSubset downloads and verifies, as VerifyStore does, the part
+// of the store's sets that this turn of the rotation picks: sub.N of sub.T
+// parts, a set's part fixed by its name (so that it keeps its part while
+// sets come and go), the parts read turning with a counter kept in the
+// pipeline's root. Every part is read in sub.T/sub.N turns: the whole
+// store every t runs of 1/t.
+func VerifyStoreSubset(ctx context.Context, s *Stage, p *config.Pipeline, sub config.Subset, identities []age.Identity, skipSignature bool) (SubsetRead, error) {
+	_, stored, err := RemoteSets(ctx, s, p.Location)
+	if err != nil {
+		return SubsetRead{}, fmt.Errorf("store %q: %w", s.Name, err)
+	}
+	turn, err := repo.NextVerify(p.Root, s.Name)
+	if err != nil {
+		return SubsetRead{}, fmt.Errorf("count the verifies of store %q: %w", s.Name, err)
+	}
+	out := SubsetRead{Turn: turn}
+	var picked []sdk.StoredSet
+	for _, st := range stored {
+		switch {
+		case !st.Complete():
+			out.Incomplete++
+		case inTurn(st.Name, sub, turn):
+			picked = append(picked, st)
+			out.Of++
+		default:
+			out.Of++
+		}
+	}
+	out.Verdicts = verifyStored(ctx, s, p, picked, identities, skipSignature)
+	return out, nil
+}
+
+// inTurn says whether a set's part is among those turn reads.
+func inTurn(set string, sub config.Subset, turn int) bool {
+	h := fnv.New32a()
+	h.Write([]byte(set))
+	part := int(h.Sum32() % uint32(sub.T))
+	first := turn * sub.N % sub.T
+	return (part-first+sub.T)%sub.T < sub.N
+}
+
+func verifyStored(ctx context.Context, s *Stage, p *config.Pipeline, targets []sdk.StoredSet, identities []age.Identity, skipSignature bool) []StoreVerdict {
 	var out []StoreVerdict
 	for _, st := range targets {
 		v := StoreVerdict{Set: st.Name}
@@ -355,10 +449,10 @@ func VerifyStore(ctx context.Context, s *Stage, loc *time.Location, name string,
 		if err != nil {
 			v.Err = err
 		} else {
-			v.Problems = repo.Verify(ctx, dir, identities, nil)
+			v.Problems = VerifySet(ctx, p, dir, identities, nil, skipSignature)
 			os.RemoveAll(filepath.Dir(dir))
 		}
 		out = append(out, v)
 	}
-	return out, nil
+	return out
 }

@@ -178,7 +178,7 @@ func TestStoreFetchAndVerify(t *testing.T) {
 	})
 
 	t.Run("VerifyStore says which stored set is bad and why", func(t *testing.T) {
-		verdicts, err := engine.VerifyStore(ctx, s.store, loc, "", true, nil)
+		verdicts, err := engine.VerifyStore(ctx, s.store, s.p, "", true, nil, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,14 +205,14 @@ func TestStoreFetchAndVerify(t *testing.T) {
 		if err := os.WriteFile(artifact, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		verdicts, err = engine.VerifyStore(ctx, s.store, loc, s.set, false, nil)
+		verdicts, err = engine.VerifyStore(ctx, s.store, s.p, s.set, false, nil, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(verdicts) != 1 || verdicts[0].OK() || len(verdicts[0].Problems) == 0 || verdicts[0].Problems[0].File != name {
 			t.Fatalf("want %s reported, got %+v", name, verdicts)
 		}
-		if _, err := engine.VerifyStore(ctx, s.store, loc, "2001-01-01_00-00-00", false, nil); err == nil {
+		if _, err := engine.VerifyStore(ctx, s.store, s.p, "2001-01-01_00-00-00", false, nil, false); err == nil {
 			t.Fatal("a set the store lacks verified")
 		}
 		noDownloadsLeft(t, os.TempDir())
@@ -229,7 +229,7 @@ func TestStoreFetchAndVerify(t *testing.T) {
 		if len(copies) != 1 || copies[0].Store != s.store || copies[0].Set != s.set || copies[0].Err != nil {
 			t.Fatalf("want %s copied to sftp, got %+v", s.set, copies)
 		}
-		verdicts, err := engine.VerifyStore(ctx, s.store, loc, s.set, false, nil)
+		verdicts, err := engine.VerifyStore(ctx, s.store, s.p, s.set, false, nil, false)
 		if err != nil || len(verdicts) != 1 || !verdicts[0].OK() {
 			t.Fatalf("the copy does not verify: %+v, %v", verdicts, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -154,11 +155,26 @@ func DeleteDrillRecord(root, set string) error {
 // NextDrill counts a drill and returns how many came before it: the sample's
 // rotation turns with it.
 func NextDrill(root string) (int, error) {
-	dir := filepath.Join(root, DrillDir)
+	return nextCount(filepath.Join(root, DrillDir), "count")
+}
+
+// VerifyDir holds, per store, the count of the verifies that read part of
+// it (<store>.count): the part read turns with it, as a drill's sample does.
+const VerifyDir = ".mbk-verify"
+
+// NextVerify counts a verify of part of a store and returns how many came
+// before it.
+func NextVerify(root, store string) (int, error) {
+	return nextCount(filepath.Join(root, VerifyDir), url.PathEscape(store)+".count")
+}
+
+// nextCount increments the counter kept in dir/name and returns its value
+// before: a missing or unreadable counter starts at 0.
+func nextCount(dir, name string) (int, error) {
 	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return 0, err
 	}
-	path := filepath.Join(dir, "count")
+	path := filepath.Join(dir, name)
 	n := 0
 	if b, err := os.ReadFile(path); err == nil {
 		n, _ = strconv.Atoi(strings.TrimSpace(string(b)))

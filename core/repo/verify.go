@@ -87,16 +87,26 @@ func Verify(ctx context.Context, dir string, identities []age.Identity, progress
 	for _, s := range sums {
 		listed[s.File] = s.Hex
 	}
+	// A file whose encryption is not what the manifest says is not read:
+	// its content is not what anyone means to restore.
+	mislabelled := map[string]bool{}
 	for _, a := range m.Artifacts {
 		if h, ok := listed[a.File]; !ok {
 			probs = append(probs, Problem{File: a.File, Reason: "in the manifest but not in " + SumsFile})
 		} else if h != a.SHA256 {
 			probs = append(probs, Problem{File: a.File, Reason: "the manifest and " + SumsFile + " disagree on its sha256"})
 		}
+		if p := checkEncryption(dir, a); p != nil {
+			probs = append(probs, *p)
+			mislabelled[a.File] = true
+		}
 	}
 	for _, s := range sums {
 		if err := ctx.Err(); err != nil {
 			return append(probs, Problem{Reason: err.Error()})
+		}
+		if mislabelled[s.File] {
+			continue
 		}
 		var art *Artifact
 		for i := range m.Artifacts {

@@ -105,32 +105,41 @@ type Entry struct {
 	Pipeline string
 	File     string // absolute
 	Line     string // the whole line as it is in the crontab
-	// Drill marks the line of the pipeline's drill (mbk drill), not of
-	// its backup.
-	Drill bool
+	// Kind says which of the pipeline's jobs the line runs: KindBackup,
+	// or a job one of its blocks schedules (KindDrill, KindVerify).
+	Kind string
 }
 
-// markerPrefix tags mbk's lines. The shell cron hands the line to ignores
-// the comment; mbk finds its own lines by it.
-const markerPrefix = "# mbk:"
+// The jobs of a pipeline that have crontab lines of their own.
+const (
+	KindBackup = ""       // mbk run
+	KindDrill  = "drill"  // mbk drill, from the drill block
+	KindVerify = "verify" // mbk verify --scheduled, from the verify block
+)
 
-// drillPrefix tags the lines that run a pipeline's drills.
-const drillPrefix = "# mbk-drill:"
+// kinds are the jobs a line may run, each tagged by its own prefix.
+var kinds = []string{KindBackup, KindDrill, KindVerify}
+
+// prefix tags the lines of a kind of job: "# mbk:" for backups, "#
+// mbk-<kind>:" for the others. The shell cron hands the line to ignores
+// the comment; mbk finds its own lines by it.
+func prefix(kind string) string {
+	if kind == KindBackup {
+		return "# mbk:"
+	}
+	return "# mbk-" + kind + ":"
+}
 
 // Marker is the tag of a pipeline's line: "# mbk:<pipeline>:<file>", or
-// "# mbk-drill:<pipeline>:<file>" for its drill's.
-func Marker(pipeline, file string, drill bool) string {
-	prefix := markerPrefix
-	if drill {
-		prefix = drillPrefix
-	}
-	return escapePercent(prefix + pipeline + ":" + file)
+// "# mbk-drill:<pipeline>:<file>" for its drill's, and so on.
+func Marker(pipeline, file, kind string) string {
+	return escapePercent(prefix(kind) + pipeline + ":" + file)
 }
 
 // Line builds a crontab line running argv on the schedule, tagged for the
-// pipeline (its drill's line with drill). Arguments are quoted for sh, and %
-// is escaped: cron turns a bare % into a newline.
-func Line(schedule string, argv []string, pipeline, file string, drill bool) (string, error) {
+// pipeline's job of that kind. Arguments are quoted for sh, and % is
+// escaped: cron turns a bare % into a newline.
+func Line(schedule string, argv []string, pipeline, file, kind string) (string, error) {
 	for _, s := range append([]string{schedule, pipeline, file}, argv...) {
 		if strings.ContainsAny(s, "\n\r") {
 			return "", fmt.Errorf("%q: a crontab line cannot hold a line break", s)
@@ -140,7 +149,7 @@ func Line(schedule string, argv []string, pipeline, file string, drill bool) (st
 	for i, a := range argv {
 		q[i] = escapePercent(shellQuote(a))
 	}
-	return schedule + " " + strings.Join(q, " ") + " " + Marker(pipeline, file, drill), nil
+	return schedule + " " + strings.Join(q, " ") + " " + Marker(pipeline, file, kind), nil
 }
 
 var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_./:@=+,-]+$`)
@@ -170,15 +179,16 @@ func parseEntry(line string) (Entry, bool) {
 	if strings.HasPrefix(t, "#") {
 		return Entry{}, false // a comment, even one that mentions mbk
 	}
-	prefix, drill := markerPrefix, false
-	i := strings.LastIndex(t, " "+markerPrefix)
-	if d := strings.LastIndex(t, " "+drillPrefix); d > i {
-		i, prefix, drill = d, drillPrefix, true
+	i, kind := -1, ""
+	for _, k := range kinds {
+		if at := strings.LastIndex(t, " "+prefix(k)); at > i {
+			i, kind = at, k
+		}
 	}
 	if i < 0 {
 		return Entry{}, false
 	}
-	tag := strings.ReplaceAll(t[i+1+len(prefix):], `\%`, "%")
+	tag := strings.ReplaceAll(t[i+1+len(prefix(kind)):], `\%`, "%")
 	// The file is absolute: the tag splits at the first ":/", so a
 	// pipeline name may hold a colon.
 	j := strings.Index(tag, ":/")
@@ -195,17 +205,17 @@ func parseEntry(line string) (Entry, bool) {
 		return Entry{}, false
 	}
 	return Entry{Schedule: strings.Join(fields[:n], " "), Command: strings.Join(fields[n:], " "),
-		Pipeline: pipeline, File: file, Line: line, Drill: drill}, true
+		Pipeline: pipeline, File: file, Line: line, Kind: kind}, true
 }
 
 // Upsert puts line in place of the pipeline's mbk line, or at the end when
 // there is none, and leaves every other line as it was. It reports whether
 // an existing line was replaced.
-func Upsert(lines []string, pipeline, file string, drill bool, line string) ([]string, bool) {
+func Upsert(lines []string, pipeline, file, kind, line string) ([]string, bool) {
 	out := make([]string, 0, len(lines)+1)
 	replaced := false
 	for _, l := range lines {
-		if isEntryOf(l, pipeline, file, drill) {
+		if isEntryOf(l, pipeline, file, kind) {
 			if !replaced {
 				out = append(out, line)
 				replaced = true
@@ -220,7 +230,7 @@ func Upsert(lines []string, pipeline, file string, drill bool, line string) ([]s
 	return out, replaced
 }
 
-// Remove drops the mbk lines of a pipeline, its drill's included (of every
+// Remove drops the mbk lines of a pipeline, its drill's and verify's included (of every
 // pipeline of the file when pipeline is empty), and nothing else. It returns what it removed.
 func Remove(lines []string, pipeline, file string) ([]string, []Entry) {
 	var out []string
@@ -235,7 +245,7 @@ func Remove(lines []string, pipeline, file string) ([]string, []Entry) {
 	return out, removed
 }
 
-func isEntryOf(line, pipeline, file string, drill bool) bool {
+func isEntryOf(line, pipeline, file, kind string) bool {
 	e, ok := parseEntry(line)
-	return ok && e.Pipeline == pipeline && e.File == file && e.Drill == drill
+	return ok && e.Pipeline == pipeline && e.File == file && e.Kind == kind
 }

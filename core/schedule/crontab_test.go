@@ -28,7 +28,7 @@ func TestCrontabLine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Line(tc.schedule, tc.argv, tc.pipeline, tc.file, false)
+			got, err := Line(tc.schedule, tc.argv, tc.pipeline, tc.file, KindBackup)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -41,7 +41,7 @@ func TestCrontabLine(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Line("0 2 * * *", []string{"/opt/mbk"}, "p", "/a\nb.hcl", false); err == nil {
+	if _, err := Line("0 2 * * *", []string{"/opt/mbk"}, "p", "/a\nb.hcl", KindBackup); err == nil {
 		t.Error("a line break was accepted")
 	}
 }
@@ -61,19 +61,19 @@ func TestCrontabUpsertAndRemoveTouchOnlyTheirOwnLines(t *testing.T) {
 	q := "0 3 * * * /opt/mbk run /a.hcl --pipeline q # mbk:q:/a.hcl"
 	b := "0 5 * * * /opt/mbk run /b.hcl --pipeline p # mbk:p:/b.hcl"
 
-	lines, replaced := Upsert(others, "p", "/a.hcl", false, a1)
+	lines, replaced := Upsert(others, "p", "/a.hcl", KindBackup, a1)
 	if replaced || !slices.Equal(lines, append(slices.Clone(others), a1)) {
 		t.Fatalf("first upsert: %q", lines)
 	}
-	lines, replaced = Upsert(lines, "p", "/a.hcl", false, a2)
+	lines, replaced = Upsert(lines, "p", "/a.hcl", KindBackup, a2)
 	if !replaced || !slices.Equal(lines, append(slices.Clone(others), a2)) {
 		t.Fatalf("second upsert: %q", lines)
 	}
-	lines, _ = Upsert(lines, "q", "/a.hcl", false, q)
-	lines, _ = Upsert(lines, "p", "/b.hcl", false, b)
+	lines, _ = Upsert(lines, "q", "/a.hcl", KindBackup, q)
+	lines, _ = Upsert(lines, "p", "/b.hcl", KindBackup, b)
 	// A duplicate left by hand collapses into the one entry.
 	lines = append(lines, a1)
-	lines, _ = Upsert(lines, "p", "/a.hcl", false, a1)
+	lines, _ = Upsert(lines, "p", "/a.hcl", KindBackup, a1)
 	if want := append(slices.Clone(others), a1, q, b); !slices.Equal(lines, want) {
 		t.Fatalf("after upserts:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
@@ -157,31 +157,37 @@ func TestParseCrontabSchedule(t *testing.T) {
 	}
 }
 
-// A pipeline's drill has a line of its own: installing it leaves the backup's
-// line alone, and removing the pipeline removes both.
-func TestCrontabDrillLineIsItsOwnEntry(t *testing.T) {
-	run, err := Line("0 2 * * *", []string{"/opt/mbk", "run", "/a.hcl", "--pipeline", "p"}, "p", "/a.hcl", false)
+// A pipeline's drill and verify have lines of their own: installing them
+// leaves the backup's line alone, and removing the pipeline removes all.
+func TestCrontabBlockLinesAreTheirOwnEntries(t *testing.T) {
+	run, err := Line("0 2 * * *", []string{"/opt/mbk", "run", "/a.hcl", "--pipeline", "p"}, "p", "/a.hcl", KindBackup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	drill, err := Line("0 5 * * 0", []string{"/opt/mbk", "drill", "/a.hcl", "--pipeline", "p"}, "p", "/a.hcl", true)
+	drill, err := Line("0 5 * * 0", []string{"/opt/mbk", "drill", "/a.hcl", "--pipeline", "p"}, "p", "/a.hcl", KindDrill)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(drill, " # mbk-drill:p:/a.hcl") {
-		t.Fatalf("drill line %q lacks its tag", drill)
+	verify, err := Line("30 4 * * *", []string{"/opt/mbk", "verify", "/a.hcl", "--pipeline", "p", "--scheduled"}, "p", "/a.hcl", KindVerify)
+	if err != nil {
+		t.Fatal(err)
 	}
-	lines, _ := Upsert(others, "p", "/a.hcl", false, run)
-	lines, replaced := Upsert(lines, "p", "/a.hcl", true, drill)
-	if replaced || !slices.Equal(lines, append(slices.Clone(others), run, drill)) {
-		t.Fatalf("the drill's line replaced the run's: %q", lines)
+	if !strings.HasSuffix(drill, " # mbk-drill:p:/a.hcl") || !strings.HasSuffix(verify, " # mbk-verify:p:/a.hcl") {
+		t.Fatalf("lines %q, %q lack their tags", drill, verify)
+	}
+	lines, _ := Upsert(others, "p", "/a.hcl", KindBackup, run)
+	lines, replacedDrill := Upsert(lines, "p", "/a.hcl", KindDrill, drill)
+	lines, replacedVerify := Upsert(lines, "p", "/a.hcl", KindVerify, verify)
+	if replacedDrill || replacedVerify || !slices.Equal(lines, append(slices.Clone(others), run, drill, verify)) {
+		t.Fatalf("a block's line replaced another: %q", lines)
 	}
 	es := Entries(lines)
-	if len(es) != 2 || es[0].Drill || !es[1].Drill || es[1].Pipeline != "p" || es[1].File != "/a.hcl" || es[1].Schedule != "0 5 * * 0" {
+	if len(es) != 3 || es[0].Kind != KindBackup || es[1].Kind != KindDrill || es[2].Kind != KindVerify ||
+		es[2].Pipeline != "p" || es[2].File != "/a.hcl" || es[2].Schedule != "30 4 * * *" {
 		t.Fatalf("entries: %+v", es)
 	}
 	kept, removed := Remove(lines, "p", "/a.hcl")
-	if len(removed) != 2 || !slices.Equal(kept, others) {
+	if len(removed) != 3 || !slices.Equal(kept, others) {
 		t.Fatalf("remove: kept %q removed %+v", kept, removed)
 	}
 }

@@ -66,6 +66,13 @@ func List(elem Type) Type { return spec.List(elem) }
 // Map is a map of string keys to elem.
 func Map(elem Type) Type { return spec.Map(elem) }
 
+// Object is a group of settings written as a block named for the setting
+// (`object_lock { mode = "governance", days = 30 }`); each of its
+// attributes may be left out (null). Decode it into a pointer to a struct
+// whose fields are pointers with `cty` tags. Its numbers are all whole when
+// one of its attributes is an Int.
+func Object(attrs map[string]Type) Type { return spec.Object(attrs) }
+
 // Diagnostic is a problem found in a stage's settings; Attribute names the
 // setting at fault, so the user is shown its file and line.
 type Diagnostic = spec.Diagnostic

@@ -29,6 +29,24 @@ func List(elem Type) Type { return Type{ty: cty.List(elem.ty), whole: elem.whole
 // Map is a map of string keys to elem.
 func Map(elem Type) Type { return Type{ty: cty.Map(elem.ty), whole: elem.whole} }
 
+// Object is a group of settings a user writes as a block named for the
+// attribute, `object_lock { mode = "governance", days = 30 }`: each of its
+// attributes is optional there (null when left out; the plugin says which
+// it needs). The protocol carries one whole-number flag per setting, so an
+// Object's numbers are all whole when one of its attributes is an Int.
+func Object(attrs map[string]Type) Type {
+	tys := make(map[string]cty.Type, len(attrs))
+	whole := false
+	for name, t := range attrs {
+		tys[name] = t.ty
+		whole = whole || t.whole
+	}
+	return Type{ty: cty.Object(tys), whole: whole}
+}
+
+// Block reports whether the setting is written as a block (an Object).
+func (t Type) Block() bool { return t.ty.IsObjectType() }
+
 // TypeOf is a Type from its cty type and whether its numbers are whole: for
 // the core, which receives both over the wire.
 func TypeOf(ty cty.Type, whole bool) Type { return Type{ty: ty, whole: whole} }
@@ -47,6 +65,9 @@ func (t Type) Valid() bool { return t.ty != cty.NilType }
 func (t Type) String() string {
 	if !t.Valid() {
 		return "no type"
+	}
+	if t.Block() {
+		return "block"
 	}
 	name := t.ty.FriendlyName()
 	if t.whole {
@@ -182,6 +203,8 @@ func checkAttrs(as []Attribute, restore bool) error {
 			return fmt.Errorf("attribute %q has no type", a.Name)
 		case a.Required && a.Default != cty.NilVal:
 			return fmt.Errorf("attribute %q is required and has a default", a.Name)
+		case restore && a.Type.Block():
+			return fmt.Errorf("attribute %q is a block: a restore option is a single value", a.Name)
 		}
 		seen[a.Name] = true
 		if a.Default != cty.NilVal {

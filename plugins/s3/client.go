@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/hashicorp/go-hclog"
 )
@@ -97,6 +99,32 @@ func (b *bucket) check(ctx context.Context) error {
 		return fmt.Errorf("list %s at %s: %w", b.s.location(aws.ToString(in.Prefix)), b.where(), explain(err))
 	}
 	return nil
+}
+
+// checkLock makes sure the bucket has Object Lock, which only a bucket
+// created with it can have: without it every upload would be refused.
+func (b *bucket) checkLock(ctx context.Context) error {
+	out, err := b.c.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(b.s.Bucket)})
+	if err == nil && out.ObjectLockConfiguration != nil && out.ObjectLockConfiguration.ObjectLockEnabled == types.ObjectLockEnabledEnabled {
+		return nil
+	}
+	msg := fmt.Sprintf("bucket %s has no Object Lock: object_lock needs a bucket created with Object Lock enabled", b.s.Bucket)
+	if err != nil && !lockNotConfigured(err) {
+		return fmt.Errorf("%s (%v)", msg, explain(err))
+	}
+	return errors.New(msg)
+}
+
+// lockNotConfigured reports whether err says the bucket has no Object Lock.
+func lockNotConfigured(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "ObjectLockConfigurationNotFoundError"
+}
+
+// until is when an object uploaded at now may be deleted.
+func (l *lockSettings) until(now time.Time) *time.Time {
+	t := now.Add(time.Duration(l.days) * 24 * time.Hour).UTC()
+	return &t
 }
 
 // where names the server for errors.

@@ -61,6 +61,8 @@ var schema = sdk.Schema{Attributes: []sdk.Attribute{
 		Description: "PEM file of extra CAs to trust, for a server with a private CA."},
 	{Name: "insecure", Type: sdk.Bool, Default: cty.False,
 		Description: "Plain HTTP to the endpoint (a local MinIO): anyone on the path can read the backups."},
+	{Name: "object_lock", Type: sdk.Object(map[string]sdk.Type{"mode": sdk.String, "days": sdk.Int}),
+		Description: "S3 Object Lock sent with every object: object_lock { mode = \"governance\" or \"compliance\", days = N }. The bucket must have been created with Object Lock."},
 }}
 
 func (p *plugin) Schema(kind string) (sdk.Schema, error) {
@@ -76,7 +78,8 @@ func (p *plugin) ValidateConfig(_ context.Context, cfg sdk.Config) sdk.Diagnosti
 }
 
 // Preflight checks that the bucket answers and its keys can be listed with
-// these credentials. It writes nothing.
+// these credentials, and that it has Object Lock when object_lock asks for
+// it. It writes nothing.
 func (p *plugin) Preflight(ctx context.Context, cfg sdk.Config) sdk.Diagnostics {
 	s, d := load(cfg)
 	if d.HasErrors() {
@@ -88,6 +91,11 @@ func (p *plugin) Preflight(ctx context.Context, cfg sdk.Config) sdk.Diagnostics 
 	}
 	if err := b.check(ctx); err != nil {
 		return append(d, sdk.Errorf("bucket", "%v", err))
+	}
+	if s.lock != nil {
+		if err := b.checkLock(ctx); err != nil {
+			return append(d, sdk.Errorf("object_lock", "%v", err))
+		}
 	}
 	return d
 }

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
@@ -22,9 +24,55 @@ type settings struct {
 	PathStyle *bool  `cty:"path_style"`
 	CAFile    string `cty:"ca_file"`
 	Insecure  bool   `cty:"insecure"`
+	// ObjectLock is the object_lock block, nil without one.
+	ObjectLock *objectLock `cty:"object_lock"`
 
 	endpoint  string // a URL with its scheme; "" for AWS
 	pathStyle bool
+	lock      *lockSettings // the checked object_lock
+}
+
+type objectLock struct {
+	Mode *string `cty:"mode"`
+	Days *int    `cty:"days"`
+}
+
+// lockSettings is an object_lock block that passed its checks.
+type lockSettings struct {
+	mode types.ObjectLockMode
+	days int
+}
+
+// maxLockDays bounds object_lock's days: a hundred years, S3's own limit.
+const maxLockDays = 36500
+
+// checkLock reads the object_lock block.
+func checkLock(l *objectLock) (*lockSettings, sdk.Diagnostics) {
+	if l == nil {
+		return nil, nil
+	}
+	var d sdk.Diagnostics
+	out := &lockSettings{}
+	switch {
+	case l.Mode == nil:
+		d = append(d, sdk.Errorf("object_lock", "object_lock needs mode: \"governance\" (an account with s3:BypassGovernanceRetention may still delete) or \"compliance\" (no one may, until the date)"))
+	case strings.EqualFold(*l.Mode, "governance"), strings.EqualFold(*l.Mode, "compliance"):
+		out.mode = types.ObjectLockMode(strings.ToUpper(*l.Mode))
+	default:
+		d = append(d, sdk.Errorf("object_lock", "object_lock mode is \"governance\" or \"compliance\", not %q", *l.Mode))
+	}
+	switch {
+	case l.Days == nil:
+		d = append(d, sdk.Errorf("object_lock", "object_lock needs days: how long each object may not be deleted or overwritten"))
+	case *l.Days < 1 || *l.Days > maxLockDays:
+		d = append(d, sdk.Errorf("object_lock", "object_lock days is 1 to %d, not %d", maxLockDays, *l.Days))
+	default:
+		out.days = *l.Days
+	}
+	if d.HasErrors() {
+		return nil, d
+	}
+	return out, nil
 }
 
 // load decodes and checks a config without touching the outside world. The
@@ -64,6 +112,9 @@ func load(cfg sdk.Config) (settings, sdk.Diagnostics) {
 		// bucket cannot be a host name.
 		s.pathStyle = s.PathStyle == nil || *s.PathStyle
 	}
+	lock, ld := checkLock(s.ObjectLock)
+	d = append(d, ld...)
+	s.lock = lock
 	if s.Insecure && s.CAFile != "" {
 		d = append(d, sdk.Diagnostic{Attribute: "ca_file", Summary: "ca_file is ignored: insecure = true makes no TLS connection"})
 	}

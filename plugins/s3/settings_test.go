@@ -40,6 +40,12 @@ func TestValidateConfig(t *testing.T) {
 		{"endpoint with a path", map[string]cty.Value{"endpoint": cty.StringVal("https://minio:9000/bucket")}, "endpoint", "nothing more"},
 		{"endpoint with a user", map[string]cty.Value{"endpoint": cty.StringVal("https://me:pw@minio:9000")}, "endpoint", "nothing more"},
 		{"ftp endpoint", map[string]cty.Value{"endpoint": cty.StringVal("ftp://minio")}, "endpoint", "scheme"},
+		{"object lock, governance", map[string]cty.Value{"object_lock": lock("governance", 30)}, "", ""},
+		{"object lock, COMPLIANCE", map[string]cty.Value{"object_lock": lock("COMPLIANCE", 1)}, "", ""},
+		{"object lock without mode", map[string]cty.Value{"object_lock": lockNull(cty.NullVal(cty.String), cty.NumberIntVal(7))}, "object_lock", "needs mode"},
+		{"object lock without days", map[string]cty.Value{"object_lock": lockNull(cty.StringVal("governance"), cty.NullVal(cty.Number))}, "object_lock", "needs days"},
+		{"object lock, unknown mode", map[string]cty.Value{"object_lock": lock("legal-hold", 7)}, "object_lock", "not \"legal-hold\""},
+		{"object lock, zero days", map[string]cty.Value{"object_lock": lock("governance", 0)}, "object_lock", "1 to 36500"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,4 +119,12 @@ func TestPartSize(t *testing.T) {
 			t.Errorf("partSizeFor(%d) = %d, want %d", tt.size, got, tt.want)
 		}
 	}
+}
+
+func lock(mode string, days int64) cty.Value {
+	return lockNull(cty.StringVal(mode), cty.NumberIntVal(days))
+}
+
+func lockNull(mode, days cty.Value) cty.Value {
+	return cty.ObjectVal(map[string]cty.Value{"mode": mode, "days": days})
 }

@@ -98,15 +98,23 @@ func (b *bucket) putSmall(ctx context.Context, key string, size int64, r io.Read
 	if err := atEnd(r, size); err != nil {
 		return err
 	}
-	_, err := b.c.PutObject(ctx, &s3.PutObjectInput{
+	in := &s3.PutObjectInput{
 		Bucket: aws.String(b.s.Bucket), Key: aws.String(key),
 		Body: bytes.NewReader(buf), ContentLength: aws.Int64(size), ContentMD5: contentMD5(buf),
-	})
+	}
+	if l := b.s.lock; l != nil {
+		in.ObjectLockMode, in.ObjectLockRetainUntilDate = l.mode, l.until(time.Now())
+	}
+	_, err := b.c.PutObject(ctx, in)
 	return explain(err)
 }
 
 func (b *bucket) putMultipart(ctx context.Context, key string, size int64, r io.Reader) (err error) {
-	up, err := b.c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(b.s.Bucket), Key: aws.String(key)})
+	in := &s3.CreateMultipartUploadInput{Bucket: aws.String(b.s.Bucket), Key: aws.String(key)}
+	if l := b.s.lock; l != nil {
+		in.ObjectLockMode, in.ObjectLockRetainUntilDate = l.mode, l.until(time.Now())
+	}
+	up, err := b.c.CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return fmt.Errorf("start a multipart upload: %w", explain(err))
 	}

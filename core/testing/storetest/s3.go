@@ -128,6 +128,22 @@ func startS3(t testing.TB, useTLS bool) *S3 {
 	return s
 }
 
+// NewLockedBucket creates another bucket, with Object Lock enabled, and
+// returns its name. The gateway enforces the lock: an object uploaded with a
+// mode and a retain-until date may not be deleted or overwritten before the
+// date (in governance mode, unless the request bypasses it with the right
+// to; in compliance mode, at all).
+func (s *S3) NewLockedBucket(t testing.TB) string {
+	t.Helper()
+	name := "mbk-locked-" + randomString(10, lowerAlnum)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if _, err := s.Client(t).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name), ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
+		t.Fatalf("storetest: create bucket %s with Object Lock on %s: %v", name, s.Endpoint, err)
+	}
+	return name
+}
+
 // Client is an S3 client of the gateway with its root credentials, for
 // tests that look behind a plugin's back.
 func (s *S3) Client(t testing.TB) *s3.Client {

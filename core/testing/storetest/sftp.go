@@ -62,7 +62,17 @@ func (s *SFTP) Stage(dir string) string {
 // StartSFTP runs a private sshd on 127.0.0.1 with a fresh host key, a fresh
 // client key and its own configuration: public keys only, no PAM, the
 // internal SFTP server.
-func StartSFTP(t testing.TB) *SFTP {
+func StartSFTP(t testing.TB) *SFTP { t.Helper(); return startSFTP(t, nil) }
+
+// StartSFTPDenying is StartSFTP with an SFTP server that refuses the named
+// requests (sftp-server -P, e.g. "remove", "rmdir"): an account without
+// the right to delete.
+func StartSFTPDenying(t testing.TB, requests ...string) *SFTP {
+	t.Helper()
+	return startSFTP(t, requests)
+}
+
+func startSFTP(t testing.TB, deny []string) *SFTP {
 	t.Helper()
 	for _, p := range []string{sshdPath, sftpServerPath} {
 		if _, err := os.Stat(p); err != nil {
@@ -105,7 +115,7 @@ func StartSFTP(t testing.TB) *SFTP {
 
 	srv := start(t, "sshd", base, "Address already in use", func(port int) *exec.Cmd {
 		config := filepath.Join(base, fmt.Sprintf("sshd_config-%d", port))
-		if err := os.WriteFile(config, []byte(sshdConfig(port, hostKeyFile, s.authorizedKeys, s.User, s.opsLog)), 0o600); err != nil {
+		if err := os.WriteFile(config, []byte(sshdConfig(port, hostKeyFile, s.authorizedKeys, s.User, s.opsLog, deny)), 0o600); err != nil {
 			t.Fatalf("storetest: %v", err)
 		}
 		// -D: stay in the foreground, our child; -e: log to stderr.
@@ -122,7 +132,11 @@ func StartSFTP(t testing.TB) *SFTP {
 // sshdConfig serves SFTP with OpenSSH's sftp-server rather than
 // internal-sftp: the same server, but its log of every operation can go to a
 // file (sshd runs the subsystem through the user's shell).
-func sshdConfig(port int, hostKey, authorizedKeys, user, opsLog string) string {
+func sshdConfig(port int, hostKey, authorizedKeys, user, opsLog string, deny []string) string {
+	server := sftpServerPath + " -e -l INFO"
+	if len(deny) > 0 {
+		server += " -P " + strings.Join(deny, ",")
+	}
 	return fmt.Sprintf(`ListenAddress 127.0.0.1:%d
 HostKey %s
 PidFile none
@@ -144,8 +158,8 @@ MaxStartups 64
 # bash sources ~/.bashrc for commands run by sshd unless it is nested:
 # a SHLVL of 1 keeps a slow bashrc out of every session start.
 SetEnv SHLVL=1
-Subsystem sftp %s -e -l INFO 2>>%s
-`, port, hostKey, authorizedKeys, user, sftpServerPath, opsLog)
+Subsystem sftp %s 2>>%s
+`, port, hostKey, authorizedKeys, user, server, opsLog)
 }
 
 // Operations returns what the SFTP server logged of the clients' requests so
