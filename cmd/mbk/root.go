@@ -113,4 +113,3 @@ func (a *app) host(f *config.File) *pluginhost.Host {
 	}
 	return pluginhost.New(opts)
 }
-
