@@ -13,9 +13,45 @@ PLUGINS := mysql volume smtp s3 sftp
 
 all: build
 
+# Static binaries (no cgo): the same files serve make install, the Debian
+# package and the FROM-scratch image.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mbk ./cmd/mbk
-	@for p in $(PLUGINS); do $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mbk-plugin-$$p ./plugins/$$p || exit 1; done
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/mbk ./cmd/mbk
+	@for p in $(PLUGINS); do CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/mbk-plugin-$$p ./plugins/$$p || exit 1; done
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: mbk in bin/, the plugins in
+# lib/mbk/plugins (mbk searches ../lib/mbk/plugins from its own binary, so
+# this layout needs no configuration), completions, man pages, examples,
+# systemd units. Installed as root, every file is root's and writable by
+# root alone, as mbk's plugin trust rules require.
+PREFIX ?= /usr/local
+BINDIR = $(PREFIX)/bin
+PLUGINDIR = $(PREFIX)/lib/mbk/plugins
+DATADIR = $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+DOCDIR ?= $(DATADIR)/doc/mbk
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR ?= $(DATADIR)/zsh/site-functions
+FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
+UNITS := mbk-daemon.service mbk-run@.service mbk-run@.timer
+
+.PHONY: install
+install: build
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	install -m 0755 $(BIN)/mbk $(DESTDIR)$(BINDIR)/mbk
+	for p in $(PLUGINS); do install -m 0755 $(BIN)/mbk-plugin-$$p $(DESTDIR)$(PLUGINDIR)/ || exit 1; done
+	$(BIN)/mbk completion bash > $(DESTDIR)$(BASHCOMPDIR)/mbk
+	$(BIN)/mbk completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_mbk
+	$(BIN)/mbk completion fish > $(DESTDIR)$(FISHCOMPDIR)/mbk.fish
+	chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/mbk $(DESTDIR)$(ZSHCOMPDIR)/_mbk $(DESTDIR)$(FISHCOMPDIR)/mbk.fish
+	rm -rf $(BIN)/man && mkdir -p $(BIN)/man && $(BIN)/mbk gen-man $(BIN)/man && gzip -9nf $(BIN)/man/*.1
+	install -m 0644 $(BIN)/man/*.1.gz $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 pipelines/testing.hcl pipelines/production.hcl pipelines/moodle.env.example $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+	for u in $(UNITS); do sed 's|@BINDIR@|$(BINDIR)|g' packaging/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
 
 # The engine, the base image and the demo stack (MariaDB + moodledata volume).
 stack:

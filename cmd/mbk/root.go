@@ -54,7 +54,7 @@ plugin. Exit codes: 0 success; 1 the run failed and nothing was committed;
 	root.Flags().BoolVar(&showVersion, "version", false, "print the version, the commit, the Go version and each plugin's version")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text (coloured on a terminal) or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.drillCmd(), a.syncCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), a.versionCmd())
+	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.drillCmd(), a.syncCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), a.versionCmd(), genManCmd())
 	return root
 }
 
