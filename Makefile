@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN := bin
 PLUGINS := mysql volume smtp s3 sftp
 
@@ -35,6 +35,16 @@ BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
 ZSHCOMPDIR ?= $(DATADIR)/zsh/site-functions
 FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
 UNITS := mbk-daemon.service mbk-run@.service mbk-run@.timer
+
+# make deb: the Debian package (nfpm, packaging/mkdeb) holding what make
+# install lays out under /usr, plus /etc/mbk (the example .env, 0600, a
+# conffile). Written to $(BIN)/.
+.PHONY: deb
+deb:
+	rm -rf $(abspath $(BIN))/deb-root
+	$(MAKE) install PREFIX=/usr DESTDIR=$(abspath $(BIN))/deb-root ZSHCOMPDIR=/usr/share/zsh/vendor-completions
+	$(GO) run ./packaging/mkdeb -root $(abspath $(BIN))/deb-root -version $(VERSION) \
+	  -env pipelines/moodle.env.example -scripts packaging/deb -out $(BIN)
 
 .PHONY: install
 install: build
