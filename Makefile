@@ -46,6 +46,23 @@ deb:
 	$(GO) run ./packaging/mkdeb -root $(abspath $(BIN))/deb-root -version $(VERSION) \
 	  -env pipelines/moodle.env.example -scripts packaging/deb -out $(BIN)
 
+# make image [IMAGE=mbk:latest]: the container image (packaging/Dockerfile),
+# FROM scratch with the static binaries, the host's CA certificates and zone
+# data; docker build needs no registry for it.
+IMAGE ?= mbk:latest
+.PHONY: image
+image: build
+	rm -rf $(abspath $(BIN))/image
+	install -d -m 0755 $(BIN)/image/rootfs/usr/bin $(BIN)/image/rootfs/usr/lib/mbk/plugins \
+	  $(BIN)/image/rootfs/etc/ssl/certs $(BIN)/image/rootfs/etc/mbk/pipelines $(BIN)/image/rootfs/usr/share
+	install -d -m 1777 $(BIN)/image/rootfs/tmp
+	install -m 0755 $(BIN)/mbk $(BIN)/image/rootfs/usr/bin/mbk
+	for p in $(PLUGINS); do install -m 0755 $(BIN)/mbk-plugin-$$p $(BIN)/image/rootfs/usr/lib/mbk/plugins/ || exit 1; done
+	install -m 0644 /etc/ssl/certs/ca-certificates.crt $(BIN)/image/rootfs/etc/ssl/certs/
+	if [ -d /usr/share/zoneinfo ]; then cp -a /usr/share/zoneinfo $(BIN)/image/rootfs/usr/share/; fi
+	cp packaging/Dockerfile $(BIN)/image/
+	docker build -q -t $(IMAGE) $(BIN)/image
+
 .PHONY: install
 install: build
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(MANDIR)/man1 \

@@ -20,19 +20,30 @@ import (
 // repoRoot is the repository, where make runs.
 var repoRoot, _ = filepath.Abs("..")
 
-// run runs a command, failing the test with its output when it fails.
+// run runs a command in the repository, failing the test with its output
+// when it fails.
 func run(t *testing.T, env []string, name string, args ...string) string {
 	t.Helper()
+	out, err := runErr(env, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// runErr runs a command in the repository and returns its output and error.
+func runErr(env []string, name string, args ...string) (string, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
-	}
-	return out.String()
+	err := cmd.Run()
+	return out.String(), err
 }
+
+// runQuiet runs a cleanup command whose failure does not matter.
+func runQuiet(name string, args ...string) { runErr(nil, name, args...) }
 
 // makeInstall runs make install with a private build directory and returns
 // the root of what was installed (DESTDIR, or PREFIX's tree when destdir is "").
