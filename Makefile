@@ -4,7 +4,8 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN := bin
 PLUGINS := mysql volume smtp s3 sftp
 
@@ -12,9 +13,72 @@ PLUGINS := mysql volume smtp s3 sftp
 
 all: build
 
+# Static binaries (no cgo): the same files serve make install, the Debian
+# package and the FROM-scratch image.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mbk ./cmd/mbk
-	@for p in $(PLUGINS); do $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mbk-plugin-$$p ./plugins/$$p || exit 1; done
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/mbk ./cmd/mbk
+	@for p in $(PLUGINS); do CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/mbk-plugin-$$p ./plugins/$$p || exit 1; done
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: mbk in bin/, the plugins in
+# lib/mbk/plugins (mbk searches ../lib/mbk/plugins from its own binary, so
+# this layout needs no configuration), completions, man pages, examples,
+# systemd units. Installed as root, every file is root's and writable by
+# root alone, as mbk's plugin trust rules require.
+PREFIX ?= /usr/local
+BINDIR = $(PREFIX)/bin
+PLUGINDIR = $(PREFIX)/lib/mbk/plugins
+DATADIR = $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+DOCDIR ?= $(DATADIR)/doc/mbk
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR ?= $(DATADIR)/zsh/site-functions
+FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
+UNITS := mbk-daemon.service mbk-run@.service mbk-run@.timer
+
+# make deb: the Debian package (nfpm, packaging/mkdeb) holding what make
+# install lays out under /usr, plus /etc/mbk (the example .env, 0600, a
+# conffile). Written to $(BIN)/.
+.PHONY: deb
+deb:
+	rm -rf $(abspath $(BIN))/deb-root
+	$(MAKE) install PREFIX=/usr DESTDIR=$(abspath $(BIN))/deb-root ZSHCOMPDIR=/usr/share/zsh/vendor-completions
+	$(GO) run ./packaging/mkdeb -root $(abspath $(BIN))/deb-root -version $(VERSION) \
+	  -env pipelines/moodle.env.example -scripts packaging/deb -out $(BIN)
+
+# make image [IMAGE=mbk:latest]: the container image (packaging/Dockerfile),
+# FROM scratch with the static binaries, the host's CA certificates and zone
+# data; docker build needs no registry for it.
+IMAGE ?= mbk:latest
+.PHONY: image
+image: build
+	rm -rf $(abspath $(BIN))/image
+	install -d -m 0755 $(BIN)/image/rootfs/usr/bin $(BIN)/image/rootfs/usr/lib/mbk/plugins \
+	  $(BIN)/image/rootfs/etc/ssl/certs $(BIN)/image/rootfs/etc/mbk/pipelines $(BIN)/image/rootfs/usr/share
+	install -d -m 1777 $(BIN)/image/rootfs/tmp
+	install -m 0755 $(BIN)/mbk $(BIN)/image/rootfs/usr/bin/mbk
+	for p in $(PLUGINS); do install -m 0755 $(BIN)/mbk-plugin-$$p $(BIN)/image/rootfs/usr/lib/mbk/plugins/ || exit 1; done
+	install -m 0644 /etc/ssl/certs/ca-certificates.crt $(BIN)/image/rootfs/etc/ssl/certs/
+	if [ -d /usr/share/zoneinfo ]; then cp -a /usr/share/zoneinfo $(BIN)/image/rootfs/usr/share/; fi
+	cp packaging/Dockerfile $(BIN)/image/
+	docker build -q -t $(IMAGE) $(BIN)/image
+
+.PHONY: install
+install: build
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	install -m 0755 $(BIN)/mbk $(DESTDIR)$(BINDIR)/mbk
+	for p in $(PLUGINS); do install -m 0755 $(BIN)/mbk-plugin-$$p $(DESTDIR)$(PLUGINDIR)/ || exit 1; done
+	$(BIN)/mbk completion bash > $(DESTDIR)$(BASHCOMPDIR)/mbk
+	$(BIN)/mbk completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_mbk
+	$(BIN)/mbk completion fish > $(DESTDIR)$(FISHCOMPDIR)/mbk.fish
+	chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/mbk $(DESTDIR)$(ZSHCOMPDIR)/_mbk $(DESTDIR)$(FISHCOMPDIR)/mbk.fish
+	rm -rf $(BIN)/man && mkdir -p $(BIN)/man && $(BIN)/mbk gen-man $(BIN)/man && gzip -9nf $(BIN)/man/*.1
+	install -m 0644 $(BIN)/man/*.1.gz $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 pipelines/testing.hcl pipelines/production.hcl pipelines/moodle.env.example $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+	for u in $(UNITS); do sed 's|@BINDIR@|$(BINDIR)|g' packaging/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
 
 # The engine, the base image and the demo stack (MariaDB + moodledata volume).
 stack:

@@ -4,7 +4,7 @@
 #
 # Usage: scripts/stack.sh deps|engine|image|up [NAME]|down [NAME]|env [NAME]
 #
-#   deps         install docker.io and MariaDB (apt) when missing
+#   deps         install docker.io, MariaDB and the tools the tests use (apt) when missing
 #   engine       start dockerd when `docker info` does not answer
 #   image        build mbk-base:latest (tiny rootfs, host /usr and /etc bound at run time)
 #   up [NAME]    (re)create NAME-db, NAME-app and volumes NAME-dbdata, NAME-moodledata
@@ -42,7 +42,7 @@ check_name() {
 # ---------------------------------------------------------------------------- deps
 cmd_deps() {
   local missing=() c
-  for c in docker dockerd mariadb mariadb-dump mariadb-install-db mariadbd tar gzip setsid sha1sum zstd crontab /usr/sbin/sshd ssh protoc minisign; do
+  for c in docker dockerd mariadb mariadb-dump mariadb-install-db mariadbd tar gzip setsid sha1sum zstd crontab /usr/sbin/sshd ssh protoc minisign systemd-analyze man dpkg; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
   done
   ((${#missing[@]} == 0)) && return 0
@@ -57,7 +57,7 @@ cmd_deps() {
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-    docker.io mariadb-server mariadb-client tar gzip zstd coreutils util-linux procps ca-certificates cron openssh-server openssh-client protobuf-compiler minisign >/dev/null
+    docker.io mariadb-server mariadb-client tar gzip zstd coreutils util-linux procps ca-certificates cron openssh-server openssh-client protobuf-compiler minisign systemd man-db dpkg >/dev/null
   for c in "${missing[@]}"; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' still missing after apt-get install"
   done

@@ -40,8 +40,15 @@ func TestPluginsVersionAndHelp(t *testing.T) {
 			t.Errorf("mbk plugins lacks %q\n%s", want, r)
 		}
 	}
-	if v := mbk(t, runOpts{}, "version"); v.code != 0 || !strings.Contains(v.stdout, "plugin protocol 2") {
-		t.Errorf("version: %s", v)
+	// --version and version: mbk's version, commit, Go, and each plugin's
+	// version as the plugin itself reports it (so each was started).
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		v := mbk(t, runOpts{}, args...)
+		for _, want := range []string{"mbk dev", "commit: ", "go: go1.", "plugin protocol: 2", "mysql", "0.1.0", binDir + "/mbk-plugin-volume", "sha256", "built-in"} {
+			if v.code != 0 || !strings.Contains(v.stdout, want) {
+				t.Errorf("mbk %s lacks %q: %s", args[0], want, v)
+			}
+		}
 	}
 	for _, cmd := range []string{"validate", "run", "list", "info", "verify", "restore", "prune", "notify", "plugins"} {
 		if h := mbk(t, runOpts{}, cmd, "--help"); h.code != 0 || !strings.Contains(h.stdout, "Usage:") {

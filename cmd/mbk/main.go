@@ -10,9 +10,6 @@ import (
 	"syscall"
 )
 
-// version is set at build time: -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	if code := exitCode(newRootCmd().Execute()); code != 0 {
 		os.Exit(code)

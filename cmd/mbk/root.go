@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"strings"
 
@@ -28,6 +27,7 @@ type app struct {
 
 func newRootCmd() *cobra.Command {
 	a := &app{redact: &redact.Redactor{}}
+	var showVersion bool
 	root := &cobra.Command{
 		Use:   "mbk",
 		Short: "Backups of Moodle sites on Docker, by plugin pipelines",
@@ -41,10 +41,20 @@ plugin. Exit codes: 0 success; 1 the run failed and nothing was committed;
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return a.setupLog()
 		},
+		// --version is handled here rather than by cobra's Version field,
+		// whose template cannot ask the plugins for their versions.
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if showVersion {
+				a.writeVersion(cmd.Context(), cmd.OutOrStdout())
+				return nil
+			}
+			return cmd.Help()
+		},
 	}
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version, the commit, the Go version and each plugin's version")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text (coloured on a terminal) or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.drillCmd(), a.syncCmd(), a.keyCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), versionCmd())
+	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.drillCmd(), a.syncCmd(), a.keyCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), a.versionCmd(), genManCmd())
 	return root
 }
 
@@ -102,15 +112,4 @@ func (a *app) host(f *config.File) *pluginhost.Host {
 		opts.PluginDir, opts.Pins = f.PluginDir, f.Pins
 	}
 	return pluginhost.New(opts)
-}
-
-func versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print mbk's version and plugin protocol version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "mbk %s (plugin protocol %d)\n", version, pluginhost.ProtocolVersion)
-		},
-	}
 }

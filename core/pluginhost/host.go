@@ -2,7 +2,8 @@
 //
 // A binary named mbk-plugin-<name> in a plugin directory is plugin <name>.
 // Directories are searched in order: the file's plugin_dir, $MBK_PLUGIN_DIR,
-// ~/.mbk/plugins, then the directory holding the mbk binary. The built-in
+// ~/.mbk/plugins, the directory holding the mbk binary, then lib/mbk/plugins
+// beside that directory (PREFIX/lib/mbk/plugins for PREFIX/bin/mbk). The built-in
 // plugins (sha256, policy) are served inside mbk's own process, over the same
 // gRPC protocol and socket as any plugin, so a stage never depends on where
 // its code lives, and a run's plugins cost no idle process while the dump and
@@ -148,7 +149,10 @@ func SearchPath(pluginDir string) []string {
 		if real, err := filepath.EvalSymlinks(self); err == nil {
 			self = real
 		}
-		dirs = append(dirs, filepath.Dir(self))
+		// Beside the binary (a build tree's bin/), then where make install
+		// and the package put the plugins: PREFIX/lib/mbk/plugins for
+		// PREFIX/bin/mbk, so an installed mbk needs no configuration.
+		dirs = append(dirs, filepath.Dir(self), filepath.Join(filepath.Dir(filepath.Dir(self)), "lib", "mbk", "plugins"))
 	}
 	return dirs
 }
