@@ -65,6 +65,15 @@ type Pipeline struct {
 	Recipients []age.Recipient
 	// Drill, when set, schedules `mbk drill` and says how it drills.
 	Drill *Drill
+	// MaxAge is how old the newest complete set may be before `mbk
+	// status` says CRITICAL; 0 for the default (AgeLimit).
+	MaxAge time.Duration
+	// MetricsFile, when set, is the node_exporter textfile every run of
+	// the pipeline rewrites (atomically).
+	MetricsFile string
+	// CatchUp has `mbk daemon` run a schedule it missed while the
+	// machine was off (or the daemon stopped) once at start.
+	CatchUp bool
 	ctx   *hcl.EvalContext
 }
 
