@@ -6,7 +6,7 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin
-PLUGINS := mysql volume smtp s3 sftp
+PLUGINS := mysql volume smtp s3 sftp ping
 
 .PHONY: all build stack demo demo-down test test-unit bench clean proto
 
