@@ -74,7 +74,7 @@ type Pipeline struct {
 	// CatchUp has `mbk daemon` run a schedule it missed while the
 	// machine was off (or the daemon stopped) once at start.
 	CatchUp bool
-	ctx   *hcl.EvalContext
+	ctx     *hcl.EvalContext
 }
 
 // DefaultTimeout bounds a run whose pipeline sets no timeout: a backup must
