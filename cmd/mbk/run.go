@@ -56,6 +56,7 @@ func (a *app) runCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "run only this pipeline of the file")
+	cmd.Flags().StringVar(&a.metricsDir, "metrics-textfile", "", "after each run, write its metrics to DIR/mbk_<pipeline>.prom (node_exporter's textfile collector), atomically")
 	a.varFlag(cmd)
 	return cmd
 }
@@ -83,6 +84,7 @@ func (a *app) runPipeline(ctx context.Context, out io.Writer, loader *config.Loa
 	}
 	res := e.Run(ctx, p, stages)
 	printResult(out, res)
+	a.writeTextfiles(p)
 	return res.ExitCode()
 }
 

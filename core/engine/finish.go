@@ -98,16 +98,30 @@ func (r *run) finish(ctx context.Context, stages []*Stage, now func() time.Time)
 // could not even start (bad settings, a missing plugin): bad input must not
 // fail silently at 3 a.m.
 func (e *Engine) NotifyFailure(ctx context.Context, p *config.Pipeline, stages []*Stage, cause string) {
-	rep := instantReport(p, sdk.EventFailure)
-	rep.Error = e.Redact.String(cause)
+	e.notifyInstant(ctx, p, stages, sdk.EventFailure, cause)
+}
+
+// NotifyWarning tells the notify stages whose `on` lists "warning" of
+// something amiss that is not a run's outcome: the daemon's scheduled runs
+// skipped, again and again, because another run holds the root's lock.
+func (e *Engine) NotifyWarning(ctx context.Context, p *config.Pipeline, stages []*Stage, what string) {
+	e.notifyInstant(ctx, p, stages, sdk.EventWarning, what)
+}
+
+func (e *Engine) notifyInstant(ctx context.Context, p *config.Pipeline, stages []*Stage, event, what string) {
+	rep := instantReport(p, event)
+	rep.Error = e.Redact.String(what)
+	if event == sdk.EventWarning {
+		rep.Warnings = []string{rep.Error}
+	}
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	defer cancel()
 	for _, s := range stagesOf(stages, sdk.KindNotify) {
-		if !slices.Contains(s.On, sdk.EventFailure) {
+		if !slices.Contains(s.On, event) {
 			continue
 		}
-		if _, err := s.Client.Notify(nctx, s.Wire, sdk.EventFailure, rep); err != nil {
-			e.Log.Error("failure notification not sent", "stage", s.ID(), "error", e.Redact.String(err.Error()))
+		if _, err := s.Client.Notify(nctx, s.Wire, event, rep); err != nil {
+			e.Log.Error(event+" notification not sent", "stage", s.ID(), "error", e.Redact.String(err.Error()))
 		}
 	}
 }
