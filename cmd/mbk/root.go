@@ -26,7 +26,7 @@ type app struct {
 	// mbk_<pipeline>.prom there.
 	metricsDir string
 	redact     *redact.Redactor
-	log       hclog.InterceptLogger
+	log        hclog.InterceptLogger
 }
 
 func newRootCmd() *cobra.Command {

@@ -179,4 +179,6 @@ func Registry(c *Collector) *prometheus.Registry {
 }
 
 // Pipeline returns a collector of one pipeline, for its textfile.
-func Pipeline(version string, p *config.Pipeline) *Collector { return New(version, []*config.Pipeline{p}) }
+func Pipeline(version string, p *config.Pipeline) *Collector {
+	return New(version, []*config.Pipeline{p})
+}
