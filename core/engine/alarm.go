@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/dustin/go-humanize"
@@ -65,7 +66,7 @@ func Alarms(cur *repo.Manifest, prev *repo.Manifest, limits map[string]alarmLimi
 			if !ok1 || !ok2 || b <= 0 || float64(n) >= float64(b)*(1-lim.maxShrink) {
 				continue
 			}
-			drop := 100 * float64(b-n) / float64(b)
+			drop := math.Floor(100 * float64(b-n) / float64(b))
 			out = append(out, spec.Alarm{Stage: a.Name, File: a.File, Measure: m, Now: n, Before: b, Previous: prev.Set,
 				Limit: "max_shrink " + percent(lim.maxShrink),
 				Message: fmt.Sprintf("%s: %s now, %s in set %s (%s): down %s%%, more than max_shrink %s",
@@ -95,7 +96,7 @@ func (r *run) alarms(stages []*Stage) {
 	for _, a := range Alarms(r.man, prev, limits) {
 		r.man.Alarms = append(r.man.Alarms, a)
 		r.res.Report.Alarms = append(r.res.Report.Alarms, a)
-		r.warn(a.Message)
+		r.warn("size alarm: " + a.Message)
 		r.afterCommit = append(r.afterCommit, fmt.Errorf("size alarm: %s", a.Message))
 	}
 }

@@ -264,6 +264,9 @@ func storeStages(p *config.Pipeline) []string {
 
 // Span writes a duration for people: "26h", "1d6h", "45m", "12s".
 func Span(d time.Duration) string {
+	if d < time.Second {
+		return d.String()
+	}
 	d = d.Round(time.Second)
 	switch {
 	case d >= 48*time.Hour:
