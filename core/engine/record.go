@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/repo"
 )
 
@@ -25,4 +26,30 @@ func (r *run) record() {
 	if err := repo.WriteRuns(r.p.Root, runs); err != nil {
 		r.log.Error("cannot write the run record: mbk status and the metrics miss this run", "error", err)
 	}
+}
+
+// RecordSync adds the copies mbk sync made to the root's run record, so
+// that mbk status and the metrics see each store caught up. It takes the
+// root's lock for it; a run that holds the lock now records the stores
+// itself.
+func RecordSync(p *config.Pipeline, copies []Copied) error {
+	lock, err := repo.Acquire(p.Root)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	runs, err := repo.ReadRuns(p.Root)
+	if err != nil {
+		return err
+	}
+	for _, c := range copies {
+		if c.Err != nil || c.Set == "" {
+			continue
+		}
+		if made, ok := repo.ParseSetName(c.Set, p.Location); ok {
+			runs.Copied(c.Store.Name, c.Set, made)
+		}
+	}
+	runs.Pipeline = p.Name
+	return repo.WriteRuns(p.Root, runs)
 }

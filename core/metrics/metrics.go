@@ -39,7 +39,7 @@ var (
 	lastAlarms     = desc("mbk_backup_last_alarms", "Size and count alarms of the last run: artifacts empty, below min_size or shrunk past max_shrink.")
 	stageDuration  = desc("mbk_stage_last_duration_seconds", "How long each stage of the last backup run took.", "kind", "stage")
 	storeOK        = desc("mbk_store_last_copy_ok", "1 when the last run copied its set to the store whole, else 0.", "store")
-	storeNewest    = desc("mbk_store_newest_copy_timestamp_seconds", "When the newest set copied to the store whole was copied (Unix time).", "store")
+	storeNewest    = desc("mbk_store_newest_copy_timestamp_seconds", "When the newest set copied whole to the store was made (Unix time).", "store")
 	notifyFailures = desc("mbk_notify_failures_total", "Notifications the stage failed to send, over every run the root records.", "stage")
 	drillTime      = desc("mbk_drill_last_timestamp_seconds", "When the newest drill started (Unix time).")
 	drillPassed    = desc("mbk_drill_last_passed", "1 when the newest drill passed every check, else 0.")

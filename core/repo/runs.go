@@ -67,9 +67,10 @@ type StageRun struct {
 	Duration time.Duration `json:"duration_ns"`
 }
 
-// StoreCopies is what the runs did about one store.
+// StoreCopies is what the runs (and mbk sync) did about one store.
 type StoreCopies struct {
-	// Newest is the newest set copied there whole, and when.
+	// Newest is the newest set copied there whole, and when that set was
+	// made: how far behind the store is.
 	Newest   string    `json:"newest,omitempty"`
 	NewestAt time.Time `json:"newest_at,omitzero"`
 	// LastAttempt is the last run's copy: OK, or Error.
@@ -119,13 +120,30 @@ func (r *Runs) Record(run Run, stores map[string]error, notifyFailed map[string]
 			c.Error = err.Error()
 			continue
 		}
-		c.Newest, c.NewestAt = run.Set, run.Finished
+		c.Newest, c.NewestAt = run.Set, run.Started
 	}
 	for name, n := range notifyFailed {
 		if r.NotifyFailures == nil {
 			r.NotifyFailures = map[string]int64{}
 		}
 		r.NotifyFailures[name] += int64(n)
+	}
+}
+
+// Copied records a set copied to a store whole outside a run (mbk sync),
+// made at made: the store's newest copy when it is newer than what the
+// record holds.
+func (r *Runs) Copied(store, set string, made time.Time) {
+	if r.Stores == nil {
+		r.Stores = map[string]*StoreCopies{}
+	}
+	c := r.Stores[store]
+	if c == nil {
+		c = &StoreCopies{}
+		r.Stores[store] = c
+	}
+	if made.After(c.NewestAt) {
+		c.Newest, c.NewestAt = set, made
 	}
 }
 
