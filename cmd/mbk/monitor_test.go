@@ -316,6 +316,38 @@ func TestPingsInOrder(t *testing.T) {
 		t.Fatalf("notify test: want a /log ping\n%s", test)
 	}
 
+	// While a run waits at a gate, after its start ping, neither the
+	// arguments nor the environment of mbk or any plugin hold the URL.
+	gate := filepath.Join(dir, "gate")
+	slow := writeFile(t, dir, "slow.hcl", strings.Replace(content, `mode = "ok"`, fmt.Sprintf("mode = \"slow\"\n    gate = %q", gate), 1))
+	b := startMbk(t, nil, "run", slow)
+	b.waitStderr("waiting at the gate")
+	if got := sink.got(); len(got) != 6 || got[5].path != check+"/start" {
+		t.Fatalf("the start ping was not sent before the dump stage: %v\n%s", got, b)
+	}
+	sawPing := false
+	self, _ := readProc(b.cmd.Process.Pid)
+	for _, p := range append([]proc{self}, descendants(b.cmd.Process.Pid)...) {
+		sawPing = sawPing || strings.Contains(p.cmdline, "mbk-plugin-ping")
+		for _, f := range []string{"cmdline", "environ"} {
+			if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", p.pid, f)); err == nil && strings.Contains(string(data), "s3cr3t") {
+				t.Errorf("the ping URL is in /proc/%d/%s (%s)", p.pid, f, p.cmdline)
+			}
+		}
+	}
+	if !sawPing {
+		t.Errorf("no mbk-plugin-ping process under mbk while it ran")
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.wait(); r.code != 0 {
+		t.Fatalf("slow run: %s", r)
+	}
+	if got := sink.got(); len(got) != 7 || got[6].path != check {
+		t.Fatalf("no success ping after the slow run: %v", got)
+	}
+
 	// The URL is a secret: no output, log, record or metric shows it.
 	texts := map[string]string{"run output": ok.stdout + ok.stderr, "failed run output": bad.stdout + bad.stderr, "notify test output": test.stdout + test.stderr,
 		"backup.log": readFile(t, filepath.Join(root, sets(t, root)[0], repo.LogFile)), "run record": readFile(t, filepath.Join(root, repo.RunsFile)),
