@@ -573,3 +573,39 @@ func TestShrunkenDumpWarns(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifyFailuresCounted: a ping stage whose check is unreachable fails
+// at the start and at the end of each run; the run keeps its set and ends
+// as a warning, and the metrics count every failed notification across
+// runs.
+func TestNotifyFailuresCounted(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	gone := srv.URL
+	srv.Close() // nothing listens there any more
+	dir := t.TempDir()
+	prom := filepath.Join(dir, "mon.prom")
+	file, root := monitorFile(t, dir, fmt.Sprintf(`metrics_file = %q`, prom), `mode = "ok"`, fmt.Sprintf(`
+  stage "notify" "ping" {
+    url     = %q
+    retries = 0
+  }`, gone+"/ping/unreachable"))
+	for run := 1; run <= 2; run++ {
+		r := mbk(t, runOpts{}, "run", file)
+		if r.code != 3 || !strings.Contains(r.stderr, "the start notification") {
+			t.Fatalf("run %d: want exit 3 naming the failed start ping\n%s", run, r)
+		}
+		mfs := parseMetrics(t, readFile(t, prom))
+		if got := mustMetric(t, mfs, "mbk_notify_failures_total", map[string]string{"pipeline": "mon", "stage": "ping"}); got != float64(2*run) {
+			t.Errorf("run %d: %v notify failures, want %d", run, got, 2*run)
+		}
+		if mfs["mbk_notify_failures_total"].GetType() != dto.MetricType_COUNTER {
+			t.Errorf("mbk_notify_failures_total is a %v", mfs["mbk_notify_failures_total"].GetType())
+		}
+	}
+	if got := sets(t, root); len(got) != 2 {
+		t.Fatalf("sets %v: a failed notification must not cost the set", got)
+	}
+	if r, _ := status(t, file); r.code != 1 || !strings.Contains(r.stdout, "ended with a warning") {
+		t.Fatalf("status: want WARNING\n%s", r)
+	}
+}
