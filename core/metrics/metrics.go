@@ -178,7 +178,3 @@ func Registry(c *Collector) *prometheus.Registry {
 	return reg
 }
 
-// Pipeline returns a collector of one pipeline, for its textfile.
-func Pipeline(version string, p *config.Pipeline) *Collector {
-	return New(version, []*config.Pipeline{p})
-}
