@@ -177,4 +177,3 @@ func Registry(c *Collector) *prometheus.Registry {
 	reg.MustRegister(c)
 	return reg
 }
-

@@ -13,7 +13,7 @@ type Report struct {
 	Host      string           `json:"host"`
 	Set       string           `json:"set"`
 	Dir       string           `json:"dir"`
-	Status    string           `json:"status"` // success, failure, warning
+	Status    string           `json:"status"` // start, success, failure, warning
 	Committed bool             `json:"committed"`
 	Started   time.Time        `json:"started"`
 	Finished  time.Time        `json:"finished"`
