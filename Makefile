@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN := bin
-PLUGINS := mysql volume smtp s3 sftp
+PLUGINS := mysql volume smtp s3 sftp ping
 
 .PHONY: all build stack demo demo-down test test-unit bench clean proto
 

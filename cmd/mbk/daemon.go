@@ -27,6 +27,7 @@ import (
 func (a *app) daemonCmd() *cobra.Command {
 	var grace time.Duration
 	var timeScale int
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "daemon PATH...",
 		Short: "Run every pipeline on its schedule until stopped",
@@ -34,7 +35,17 @@ func (a *app) daemonCmd() *cobra.Command {
 schedule, read in the pipeline's timezone. Each run is what
 "mbk run FILE --pipeline NAME" does. A run never overlaps another run of
 the same pipeline, nor any run holding the root's lock (a cron-started or
-hand-started "mbk run"): that tick is skipped and logged.
+hand-started "mbk run"): that tick is skipped and logged, and when it
+happens twice in a row the notify stages hear of it (a warning): a run
+that never ends holds the lock for good.
+
+A pipeline with catch_up = true whose schedule came while the daemon was
+not running (the machine was off) runs once at start, as anacron does, and
+the log says which run was missed.
+
+--metrics-listen ADDR serves Prometheus metrics at http://ADDR/metrics:
+every pipeline's (read from its root at each scrape, so runs cron or a
+person started count too) and the daemon's own (next runs, skipped ticks).
 
 The files are read and checked at start and on SIGHUP, not before each
 run: an edit takes effect on "kill -HUP", and a file broken by an edit
@@ -46,15 +57,19 @@ notify stages hear of the failure). Exit 0, or 1 when a run was cancelled;
 2 when the files are invalid at start or nothing is scheduled.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d := &daemon{a: a, paths: args, log: a.log.Named("daemon"), out: cmd.OutOrStdout()}
+			d := &daemon{a: a, paths: args, log: a.log.Named("daemon"), out: cmd.OutOrStdout(), skips: map[string]int{}}
 			clock := schedule.Clock{}
 			if timeScale > 1 {
 				clock = schedule.FastClock(time.Now(), timeScale)
 			}
-			return d.serve(cmd.Context(), clock, grace)
+			if metricsAddr != "" {
+				d.metrics = newDaemonMetrics()
+			}
+			return d.serve(cmd.Context(), clock, grace, metricsAddr)
 		},
 	}
 	cmd.Flags().DurationVar(&grace, "grace", 10*time.Minute, "on SIGTERM, how long a running backup may take to finish before it is cancelled")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9861")
 	// Tests only: the schedule clock runs this many times faster than the
 	// wall clock, so "* * * * *" fires every second through the real
 	// scheduler.
@@ -71,16 +86,26 @@ type daemon struct {
 	sched *schedule.Scheduler
 	outMu sync.Mutex
 	out   io.Writer
+	// metrics is nil without --metrics-listen.
+	metrics *daemonMetrics
+	// skips counts, per job, the ticks skipped in a row because another
+	// run held the root's lock.
+	skipMu sync.Mutex
+	skips  map[string]int
 }
 
-func (d *daemon) serve(ctx context.Context, clock schedule.Clock, grace time.Duration) error {
+// skipsToTell is how many ticks in a row another run may take before the
+// notify stages hear of it: one is a cron-started run at the same hour.
+const skipsToTell = 2
+
+func (d *daemon) serve(ctx context.Context, clock schedule.Clock, grace time.Duration, metricsAddr string) error {
 	// Signals first: a SIGHUP during the first load must not kill the daemon.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sigs)
 
 	d.sched = schedule.New(schedule.Options{Clock: clock, Log: d.log})
-	jobs, err := d.load(ctx)
+	jobs, ps, err := d.load(ctx)
 	if err != nil {
 		return exitf(2, "%v: nothing was scheduled", err)
 	}
@@ -90,9 +115,20 @@ func (d *daemon) serve(ctx context.Context, clock schedule.Clock, grace time.Dur
 	if err := d.sched.Set(jobs); err != nil {
 		return exitf(2, "%v", err)
 	}
+	if d.metrics != nil {
+		mctx, stop := context.WithCancel(ctx)
+		defer stop()
+		d.setMetrics(jobs, ps)
+		addr, err := d.metrics.serve(mctx, metricsAddr, func(err error) { d.log.Error("the metrics server stopped", "error", err) })
+		if err != nil {
+			return exitf(2, "%v", err)
+		}
+		d.log.Info("serving metrics", "url", "http://"+addr.String()+"/metrics")
+	}
 	d.sched.Start()
 	d.logSchedule(jobs)
 	d.log.Info("daemon started", "pid", os.Getpid(), "scheduled", len(jobs))
+	d.catchUp(ps)
 
 	for sig := range sigs {
 		if sig != syscall.SIGHUP {
@@ -120,19 +156,21 @@ func (d *daemon) serve(ctx context.Context, clock schedule.Clock, grace time.Dur
 }
 
 // load reads and checks every file, as validate does, and makes a job of
-// each scheduled pipeline. Any error refuses the whole load.
-func (d *daemon) load(ctx context.Context) ([]schedule.Job, error) {
+// each scheduled pipeline; it also returns every pipeline, scheduled or not,
+// for the metrics. Any error refuses the whole load.
+func (d *daemon) load(ctx context.Context) ([]schedule.Job, []*config.Pipeline, error) {
 	files, err := config.Expand(d.paths)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// A fresh loader each time: it caches parsed files by name.
 	loader, err := d.a.loader()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var all hcl.Diagnostics
 	var jobs []schedule.Job
+	var ps []*config.Pipeline
 	for _, path := range files {
 		f, diags := loader.Load(path)
 		all = append(all, diags...)
@@ -141,6 +179,7 @@ func (d *daemon) load(ctx context.Context) ([]schedule.Job, error) {
 		}
 		h := d.a.host(f)
 		for _, p := range f.Pipelines {
+			ps = append(ps, p)
 			_, pd := engine.Prepare(ctx, h, p)
 			all = append(all, pd...)
 			for _, j := range d.a.blockJobs(loader, p, path) {
@@ -151,21 +190,43 @@ func (d *daemon) load(ctx context.Context) ([]schedule.Job, error) {
 				d.log.Info("not scheduled: the pipeline has no schedule", "pipeline", p.Name, "file", path)
 				continue
 			}
-			jobs = append(jobs, schedule.Job{Key: path + "\x00" + p.Name, Name: p.Name, Schedule: p.Cron, Location: p.Location,
+			jobs = append(jobs, schedule.Job{Key: jobKey(p), Name: p.Name, Schedule: p.Cron, Location: p.Location,
 				Run: func(ctx context.Context) { d.run(ctx, loader, p) }})
 		}
 		h.Close()
 	}
 	if all.HasErrors() {
 		writeDiags(os.Stderr, loader, all)
-		return nil, fmt.Errorf("%d error(s) in %s: %s", countErrors(all), strings.Join(files, ", "), all.Errs()[0])
+		return nil, nil, fmt.Errorf("%d error(s) in %s: %s", countErrors(all), strings.Join(files, ", "), all.Errs()[0])
 	}
-	return jobs, nil
+	return jobs, ps, nil
+}
+
+// jobKey names a pipeline's backup job across reloads.
+func jobKey(p *config.Pipeline) string { return p.File.Path + "\x00" + p.Name }
+
+// setMetrics points the metrics at what was loaded.
+func (d *daemon) setMetrics(jobs []schedule.Job, ps []*config.Pipeline) {
+	if d.metrics == nil {
+		return
+	}
+	var next []nextRun
+	for _, j := range jobs {
+		kind := "backup"
+		if strings.HasSuffix(j.Key, "\x00drill") {
+			kind = "drill"
+		}
+		key := j.Key
+		_, name, _ := strings.Cut(j.Key, "\x00")
+		name, _, _ = strings.Cut(name, "\x00")
+		next = append(next, nextRun{pipeline: name, job: kind, next: func() time.Time { return d.sched.Next(key) }})
+	}
+	d.metrics.set(ps, next)
 }
 
 func (d *daemon) reload(ctx context.Context) {
 	d.log.Info("SIGHUP: reloading", "paths", strings.Join(d.paths, " "))
-	jobs, err := d.load(ctx)
+	jobs, ps, err := d.load(ctx)
 	if err == nil && len(jobs) == 0 {
 		err = errors.New("no pipeline has a schedule")
 	}
@@ -177,6 +238,7 @@ func (d *daemon) reload(ctx context.Context) {
 		d.log.Error("reload refused: keeping the previous schedule", "error", err)
 		return
 	}
+	d.setMetrics(jobs, ps)
 	d.logSchedule(jobs)
 	d.log.Info("reloaded: the new schedule is in effect; runs in progress continue", "scheduled", len(jobs))
 }
@@ -199,7 +261,7 @@ func (d *daemon) next(key string) string {
 // run is one scheduled run: exactly what `mbk run FILE --pipeline NAME`
 // does, unless another run holds the root's lock.
 func (d *daemon) run(ctx context.Context, loader *config.Loader, p *config.Pipeline) {
-	key := p.File.Path + "\x00" + p.Name
+	key := jobKey(p)
 	log := d.log.With("pipeline", p.Name)
 	// Looking first spares a failure report (and its e-mail) for what is
 	// no failure: a cron-started or hand-started run of this root. A run
@@ -211,11 +273,15 @@ func (d *daemon) run(ctx context.Context, loader *config.Loader, p *config.Pipel
 		switch {
 		case errors.As(err, &locked):
 			log.Warn(fmt.Sprintf("skipped: another run holds the lock (pid %d)", locked.PID), "root", p.Root, "next", d.next(key))
+			d.skipped(ctx, p, locked.PID)
 			return
 		case err == nil:
 			l.Release()
 		}
 	}
+	d.skipMu.Lock()
+	d.skips[key] = 0
+	d.skipMu.Unlock()
 	log.Info("run started", "file", p.File.Path, "next", d.next(key))
 	// Its own logger: the engine copies the run's log lines into the set's
 	// backup.log through a sink on the logger, which must not see the lines

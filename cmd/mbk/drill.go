@@ -205,6 +205,9 @@ func (a *app) drillPipeline(ctx context.Context, out io.Writer, loader *config.L
 	if nerr := e.FinishDrill(ctx, job, rep); nerr != nil {
 		a.log.Error("after the drill", "error", a.redact.String(nerr.Error()))
 	}
+	if o.record {
+		a.writeTextfiles(p)
+	}
 	if o.asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")

@@ -24,6 +24,7 @@ func TestMain(m *testing.M) {
 		"mbk-plugin-smtp":          "../../plugins/smtp",
 		"mbk-plugin-s3":            "../../plugins/s3",
 		"mbk-plugin-sftp":          "../../plugins/sftp",
+		"mbk-plugin-ping":          "../../plugins/ping",
 		"extra/mbk-plugin-faulty":  "./testdata/faulty",
 		"extra/mbk-plugin-webhook": "../../plugins/webhook",
 		"extra/mbk-plugin-notes":   "./testdata/thirdparty", // a third-party dump plugin: core/sdk only

@@ -21,8 +21,11 @@ type app struct {
 	logFormat string
 	logLevel  string
 	vars      []string
-	redact    *redact.Redactor
-	log       hclog.InterceptLogger
+	// metricsDir is `mbk run --metrics-textfile`: each run writes
+	// mbk_<pipeline>.prom there.
+	metricsDir string
+	redact     *redact.Redactor
+	log        hclog.InterceptLogger
 }
 
 func newRootCmd() *cobra.Command {
@@ -54,7 +57,7 @@ plugin. Exit codes: 0 success; 1 the run failed and nothing was committed;
 	root.Flags().BoolVar(&showVersion, "version", false, "print the version, the commit, the Go version and each plugin's version")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text (coloured on a terminal) or json")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.drillCmd(), a.syncCmd(), a.keyCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), a.versionCmd(), genManCmd())
+	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.drillCmd(), a.statusCmd(), a.syncCmd(), a.keyCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), a.versionCmd(), genManCmd())
 	return root
 }
 

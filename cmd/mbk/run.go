@@ -56,6 +56,7 @@ func (a *app) runCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "run only this pipeline of the file")
+	cmd.Flags().StringVar(&a.metricsDir, "metrics-textfile", "", "after each run, write its metrics to DIR/mbk_<pipeline>.prom (node_exporter's textfile collector), atomically")
 	a.varFlag(cmd)
 	return cmd
 }
@@ -83,6 +84,7 @@ func (a *app) runPipeline(ctx context.Context, out io.Writer, loader *config.Loa
 	}
 	res := e.Run(ctx, p, stages)
 	printResult(out, res)
+	a.writeTextfiles(p)
 	return res.ExitCode()
 }
 
@@ -104,11 +106,14 @@ func printResult(w io.Writer, res *engine.Result) {
 	case res.Committed && len(res.Later) == 0:
 		fmt.Fprintf(w, "%s: set %s committed in %s (%s)\n", r.Pipeline, r.Set, r.Duration().Round(1e6), res.SetDir)
 	case res.Committed:
-		fmt.Fprintf(w, "%s: set %s committed (%s), but later stages failed:\n", r.Pipeline, r.Set, res.SetDir)
+		fmt.Fprintf(w, "%s: set %s committed (%s), with a WARNING:\n", r.Pipeline, r.Set, res.SetDir)
 		for _, s := range r.Stages {
 			if s.Error != "" {
 				fmt.Fprintf(w, "  - %s\n", s.Error)
 			}
+		}
+		for _, a := range r.Alarms {
+			fmt.Fprintf(w, "  - size alarm: %s\n", a.Message)
 		}
 	default:
 		fmt.Fprintf(w, "%s: FAILED, nothing committed: %s\n", r.Pipeline, r.Error)

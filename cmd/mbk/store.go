@@ -65,6 +65,9 @@ func (a *app) syncCmd() *cobra.Command {
 			if err != nil {
 				return stageExit(err)
 			}
+			if err := engine.RecordSync(pr.p, copies); err != nil {
+				a.log.Warn("the copies are not in the run record: mbk status and the metrics see them after the next run", "error", err)
+			}
 			out := cmd.OutOrStdout()
 			failed := 0
 			for _, c := range copies {

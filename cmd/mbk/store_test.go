@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -82,9 +83,17 @@ func TestOffsiteStores(t *testing.T) {
 		if strings.Contains(flat(l.stdout), newest+" - complete") {
 			t.Fatalf("the failed copy looks complete in the store: %s", l)
 		}
+		// mbk status sees the warning and which store is behind.
+		st, js := status(t, file, "--json")
+		if st.code != 1 || js.Pipelines[0].LastRun.ExitCode != 3 || storeNewest(t, st.stdout, "s3") != set || storeNewest(t, st.stdout, "sftp") != newest {
+			t.Fatalf("status after the failed copy: %s", st)
+		}
 		y := mbk(t, runOpts{env: env}, "sync", file)
 		if y.code != 0 || !strings.Contains(y.stdout, "s3: "+newest+": copied") {
 			t.Fatalf("sync: %s", y)
+		}
+		if st, _ := status(t, file, "--json"); storeNewest(t, st.stdout, "s3") != newest {
+			t.Fatalf("status does not see the copy sync made: %s", st)
 		}
 		l = mbk(t, runOpts{env: env}, "list", file, "--store", "s3")
 		if !strings.Contains(flat(l.stdout), newest+" - complete") {
@@ -134,4 +143,23 @@ func TestOffsiteStores(t *testing.T) {
 			t.Errorf("the download was not cleaned up: %v", left)
 		}
 	})
+}
+
+// storeNewest is the newest copy mbk status --json says a store holds.
+func storeNewest(t *testing.T, statusJSON, store string) string {
+	t.Helper()
+	var s struct {
+		Pipelines []struct {
+			Stores []struct{ Store, Newest string }
+		}
+	}
+	if err := json.Unmarshal([]byte(statusJSON), &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range s.Pipelines[0].Stores {
+		if st.Store == store {
+			return st.Newest
+		}
+	}
+	return ""
 }

@@ -71,6 +71,15 @@ type Pipeline struct {
 	// Signing, when set, signs every set and makes verify, restore and
 	// drill refuse a set its public key does not verify.
 	Signing *Signing
+	// MaxAge is how old the newest complete set may be before `mbk
+	// status` says CRITICAL; 0 for the default (AgeLimit).
+	MaxAge time.Duration
+	// MetricsFile, when set, is the node_exporter textfile every run of
+	// the pipeline rewrites (atomically).
+	MetricsFile string
+	// CatchUp has `mbk daemon` run a schedule it missed while the
+	// machine was off (or the daemon stopped) once at start.
+	CatchUp bool
 	ctx     *hcl.EvalContext
 }
 

@@ -19,16 +19,13 @@ import (
 // CronParser is the schedule syntax: five fields or a descriptor (@daily).
 var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout", "parallel", "safety_copy_days"}
+var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout", "parallel", "safety_copy_days", "max_age", "metrics_file", "catch_up"}
 
 // singleBlocks are the blocks a pipeline holds at most one of.
 var singleBlocks = []string{"maintenance", "encryption", "drill", "verify", "signing"}
 
 // DefaultSafetyCopyDays is how long retention keeps a restore's safety copy.
 const DefaultSafetyCopyDays = 7
-
-// Events a notify stage can be sent.
-var Events = []string{"success", "failure", "warning"}
 
 func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
@@ -58,12 +55,16 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 			p.SafetyCopyDays = n
 			continue
 		}
-		if name == "parallel" {
+		if name == "parallel" || name == "catch_up" {
 			if v.IsNull() || !v.IsKnown() || v.Type() != cty.Bool {
-				diags = append(diags, attrError(a, fmt.Sprintf("parallel must be true or false, not %s.", v.Type().FriendlyName())))
+				diags = append(diags, attrError(a, fmt.Sprintf("%s must be true or false, not %s.", name, v.Type().FriendlyName())))
 				continue
 			}
-			p.Parallel = v.True()
+			if name == "parallel" {
+				p.Parallel = v.True()
+			} else {
+				p.CatchUp = v.True()
+			}
 			continue
 		}
 		s, err := asString(v)
@@ -85,6 +86,22 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 				continue
 			}
 			p.Timeout = d
+		case "max_age":
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				diags = append(diags, attrError(a, fmt.Sprintf("max_age %q is not a positive duration such as \"26h\": how old the newest set may be before mbk status says CRITICAL.", s)))
+				continue
+			}
+			p.MaxAge = d
+		case "metrics_file":
+			if !strings.HasSuffix(s, ".prom") {
+				diags = append(diags, attrError(a, fmt.Sprintf("metrics_file %q must end in .prom: node_exporter's textfile collector reads only those.", s)))
+				continue
+			}
+			if !filepath.IsAbs(s) {
+				s = filepath.Join(filepath.Dir(file.Path), s)
+			}
+			p.MetricsFile = s
 		}
 	}
 	if p.Root == "" {
@@ -103,6 +120,9 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 		} else {
 			p.Cron = sched
 		}
+	}
+	if a, ok := body.Attributes["catch_up"]; ok && p.CatchUp && p.Schedule == "" {
+		diags = append(diags, attrError(a, "catch_up runs a missed schedule once at start: the pipeline has no schedule to miss."))
 	}
 
 	seen := map[string]hcl.Range{}

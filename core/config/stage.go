@@ -2,9 +2,13 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -26,6 +30,9 @@ func coreAttrs(kind string) map[string]*hcldec.AttrSpec {
 	case spec.KindDump, spec.KindArchive:
 		attrs["compression"] = &hcldec.AttrSpec{Name: "compression", Type: cty.String}
 		attrs["compression_level"] = &hcldec.AttrSpec{Name: "compression_level", Type: cty.Number}
+		// The size alarms judge what the stage made, whatever made it.
+		attrs["min_size"] = &hcldec.AttrSpec{Name: "min_size", Type: cty.DynamicPseudoType}
+		attrs["max_shrink"] = &hcldec.AttrSpec{Name: "max_shrink", Type: cty.String}
 	case spec.KindNotify:
 		attrs["on"] = &hcldec.AttrSpec{Name: "on", Type: cty.List(cty.String)}
 	case spec.KindStore:
@@ -41,14 +48,21 @@ type Settings struct {
 	Compression string        // dump and archive
 	// CompressionLevel is 0 for the compressor's default level.
 	CompressionLevel int
-	On               []string // notify
 	// Delete (store; default true) lets retention delete sets in the
 	// store. With delete = false mbk only uploads there, and retention
 	// says what it would delete: the credentials on the server need no
 	// right to delete, and another host (mbk prune --store) or the
 	// store's own lifecycle rules expire old sets.
 	Delete bool
-	Config cty.Value // the plugin's attributes only
+	// MinSize (dump and archive) is the smallest raw size (before
+	// compression) an artifact may have without an alarm; 0 for none.
+	MinSize int64
+	// MaxShrink (dump and archive) is the largest drop, as a fraction, from
+	// the previous complete set's same artifact (its raw size, its table or
+	// file count) that raises no alarm.
+	MaxShrink float64
+	On        []string  // notify
+	Config    cty.Value // the plugin's attributes only
 	// Secrets are the values of the sensitive attributes.
 	Secrets []string
 }
@@ -97,8 +111,12 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 	diags = append(diags, d...)
 
 	out.Compression = stream.DefaultCompression
-	out.On = spec.Events()
 	out.Delete = true
+	out.MaxShrink = DefaultMaxShrink
+	out.On = spec.DefaultEvents()
+	if len(schema.Events) > 0 {
+		out.On = append([]string(nil), schema.Events...)
+	}
 	for name := range core {
 		v := val.GetAttr(name)
 		if v.IsNull() || !v.IsWhollyKnown() {
@@ -128,6 +146,18 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 			out.CompressionLevel = lvl
 		case "delete":
 			out.Delete = v.True()
+		case "min_size":
+			n, msg := byteSize(v)
+			if msg != "" {
+				diags = append(diags, attrError(a, msg))
+			}
+			out.MinSize = n
+		case "max_shrink":
+			f, msg := percentage(v.AsString())
+			if msg != "" {
+				diags = append(diags, attrError(a, msg))
+			}
+			out.MaxShrink = f
 		case "on":
 			out.On = nil
 			for _, e := range v.AsValueSlice() {
@@ -166,6 +196,41 @@ func (s *Stage) Decode(schema spec.Schema) (Settings, hcl.Diagnostics) {
 		out.Config = cty.EmptyObjectVal
 	}
 	return out, diags
+}
+
+// DefaultMaxShrink raises an alarm for an artifact less than half the size
+// of the same artifact in the previous complete set.
+const DefaultMaxShrink = 0.5
+
+// byteSize reads min_size: a whole number of bytes, or a string with a
+// unit ("200MiB", "1.5 GB"). msg says what is wrong, "" when nothing is.
+func byteSize(v cty.Value) (int64, string) {
+	const want = "min_size is a size such as \"50MiB\" or \"2 GB\", or a whole number of bytes"
+	switch v.Type() {
+	case cty.Number:
+		var n int64
+		if err := gocty.FromCtyValue(v, &n); err != nil || n < 0 {
+			return 0, want + "."
+		}
+		return n, ""
+	case cty.String:
+		n, err := humanize.ParseBytes(v.AsString())
+		if err != nil || n > math.MaxInt64 {
+			return 0, fmt.Sprintf("%s, not %q.", want, v.AsString())
+		}
+		return int64(n), ""
+	}
+	return 0, fmt.Sprintf("%s, not a %s.", want, v.Type().FriendlyName())
+}
+
+// percentage reads max_shrink, "50%", as a fraction.
+func percentage(s string) (float64, string) {
+	num, ok := strings.CutSuffix(strings.TrimSpace(s), "%")
+	f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if !ok || err != nil || f <= 0 || f > 100 {
+		return 0, fmt.Sprintf("max_shrink is a percentage above 0 and up to 100, such as \"50%%\" (the largest drop from the previous set that raises no alarm; \"100%%\" raises none), not %q.", s)
+	}
+	return f / 100, ""
 }
 
 // compressionLevel checks a stage's compression_level against the codec its

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,10 @@ import (
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
+
+// notifyTimeout bounds the notifications of a run whose notify stage sets
+// no timeout of its own.
+const notifyTimeout = 2 * time.Minute
 
 // finish notifies, releases the lock and closes the log. A run that failed
 // before commit loses its staging directory, but its log is kept beside the
@@ -32,7 +37,7 @@ func (r *run) finish(ctx context.Context, stages []*Stage, now func() time.Time)
 	}
 	// Notify even when ctx was cancelled (Ctrl-C, timeout): that is when
 	// the administrator most needs to hear.
-	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	defer cancel()
 	for _, s := range stagesOf(stages, sdk.KindNotify) {
 		if !slices.Contains(s.On, rep.Status) {
@@ -49,11 +54,19 @@ func (r *run) finish(ctx context.Context, stages []*Stage, now func() time.Time)
 			}
 			return err
 		})
-		if err != nil && r.res.Committed {
-			r.res.Later = append(r.res.Later, err)
+		if err != nil {
+			r.notifyFailed[s.Name]++
+			if r.res.Committed {
+				r.res.Later = append(r.res.Later, err)
+			}
 		}
 	}
 	rep.Finished = now().UTC()
+	if r.release != nil {
+		// Only under the root's lock: a run refused by the lock did not
+		// run, and its record would race the holder's.
+		r.record()
+	}
 	if r.res.Committed {
 		r.log.Info("backup finished", "set", r.name, "duration", rep.Duration().Round(time.Millisecond), "problems after commit", len(r.res.Later))
 	}
@@ -85,16 +98,30 @@ func (r *run) finish(ctx context.Context, stages []*Stage, now func() time.Time)
 // could not even start (bad settings, a missing plugin): bad input must not
 // fail silently at 3 a.m.
 func (e *Engine) NotifyFailure(ctx context.Context, p *config.Pipeline, stages []*Stage, cause string) {
-	rep := instantReport(p, sdk.EventFailure)
-	rep.Error = e.Redact.String(cause)
-	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	e.notifyInstant(ctx, p, stages, sdk.EventFailure, cause)
+}
+
+// NotifyWarning tells the notify stages whose `on` lists "warning" of
+// something amiss that is not a run's outcome: the daemon's scheduled runs
+// skipped, again and again, because another run holds the root's lock.
+func (e *Engine) NotifyWarning(ctx context.Context, p *config.Pipeline, stages []*Stage, what string) {
+	e.notifyInstant(ctx, p, stages, sdk.EventWarning, what)
+}
+
+func (e *Engine) notifyInstant(ctx context.Context, p *config.Pipeline, stages []*Stage, event, what string) {
+	rep := instantReport(p, event)
+	rep.Error = e.Redact.String(what)
+	if event == sdk.EventWarning {
+		rep.Warnings = []string{rep.Error}
+	}
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	defer cancel()
 	for _, s := range stagesOf(stages, sdk.KindNotify) {
-		if !slices.Contains(s.On, sdk.EventFailure) {
+		if !slices.Contains(s.On, event) {
 			continue
 		}
-		if _, err := s.Client.Notify(nctx, s.Wire, sdk.EventFailure, rep); err != nil {
-			e.Log.Error("failure notification not sent", "stage", s.ID(), "error", e.Redact.String(err.Error()))
+		if _, err := s.Client.Notify(nctx, s.Wire, event, rep); err != nil {
+			e.Log.Error(event+" notification not sent", "stage", s.ID(), "error", e.Redact.String(err.Error()))
 		}
 	}
 }
@@ -127,4 +154,43 @@ func NotifyTest(ctx context.Context, p *config.Pipeline, stages []*Stage) []Sent
 		out = append(out, Sent{Stage: s, Summary: summary, Err: err})
 	}
 	return out
+}
+
+// notifyStart tells the notify stages whose `on` lists "start" that the run
+// has begun, before its first stage. A notification that fails does not
+// stop the run; it makes the run a warning once the set is committed.
+func (r *run) notifyStart(ctx context.Context, stages []*Stage) {
+	rep := r.res.Report
+	rep.Status = sdk.EventStart
+	rep.Finished = rep.Started
+	for _, s := range stagesOf(stages, sdk.KindNotify) {
+		if !slices.Contains(s.On, sdk.EventStart) {
+			continue
+		}
+		timeout := s.Timeout
+		if timeout == 0 {
+			timeout = notifyTimeout
+		}
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		client, _, err := r.e.Host.Get(sctx, s.Plugin)
+		var summary string
+		if err == nil {
+			s.Client = client
+			summary, err = client.Notify(sctx, s.Wire, sdk.EventStart, rep)
+		}
+		if sctx.Err() != nil {
+			// Past its deadline a plugin may not stop by itself; the
+			// run's last notification starts it again.
+			r.e.Host.Kill(s.Plugin)
+		}
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("%s stage (plugin %s): the start notification: %w", s.ID(), s.Plugin, err)
+			r.notifyFailed[s.Name]++
+			r.warn(err.Error())
+			r.afterCommit = append(r.afterCommit, errors.New(r.e.Redact.String(err.Error())))
+			continue
+		}
+		r.log.Info("start notification sent", "stage", s.ID(), "summary", summary)
+	}
 }

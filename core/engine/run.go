@@ -107,6 +107,11 @@ type run struct {
 	// key signs the set before it is committed; nil when the pipeline
 	// signs nothing.
 	key *minisign.PrivateKey
+	// stores are the copies this run attempted, by store stage name (nil:
+	// copied whole); notifyFailed the notifications that failed, by notify
+	// stage name. The root's run record keeps both.
+	stores       map[string]error
+	notifyFailed map[string]int
 }
 
 // Run runs one pipeline end to end. The stages must come from Prepare.
@@ -137,7 +142,8 @@ func (e *Engine) run(ctx context.Context, p *config.Pipeline, stages []*Stage, o
 	now := e.now
 	host, _ := os.Hostname()
 	start := now()
-	r := &run{e: e, p: p, log: e.Log.Named(p.Name), res: &Result{}, lastUse: map[string]*Stage{}, opts: o}
+	r := &run{e: e, p: p, log: e.Log.Named(p.Name), res: &Result{}, lastUse: map[string]*Stage{}, opts: o,
+		stores: map[string]error{}, notifyFailed: map[string]int{}}
 	// Each plugin was started once, by Prepare, and serves every stage of
 	// the run that uses it; it is stopped after its last stage, so what is
 	// done no longer holds memory.
@@ -241,6 +247,7 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 		for _, w := range r.e.Warnings {
 			r.warn(w)
 		}
+		r.notifyStart(ctx, stages)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
@@ -261,6 +268,9 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 	}
 	if err := repo.WriteSums(r.staging, sums); err != nil {
 		return fmt.Errorf("write %s: %w", repo.SumsFile, err)
+	}
+	if !r.opts.safetyCopy() {
+		r.alarms(stages)
 	}
 	r.man.Status = repo.StatusComplete
 	r.man.Finished = time.Now().UTC()

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -52,9 +53,11 @@ func (r *run) store(ctx context.Context, stages []*Stage) {
 			}
 			return nil
 		})
+		r.stores[s.Name] = nil
 		if err != nil {
 			r.res.Later = append(r.res.Later, err)
 			r.res.Report.Warnings = append(r.res.Report.Warnings, r.e.Redact.String(err.Error()))
+			r.stores[s.Name] = errors.New(r.e.Redact.String(err.Error()))
 		}
 	}
 }

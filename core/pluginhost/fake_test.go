@@ -89,8 +89,11 @@ func (s *source) Schema(kind string) (sdk.Schema, error) {
 	switch kind {
 	case sdk.KindDump, sdk.KindArchive:
 		return fakeSchema, nil
-	case sdk.KindChecksum, sdk.KindNotify:
+	case sdk.KindChecksum:
 		return sdk.Schema{}, nil
+	case sdk.KindNotify:
+		// A notifier that wants to hear of each run's start by default.
+		return sdk.Schema{Events: []string{sdk.EventStart, sdk.EventFailure}}, nil
 	}
 	return sdk.Schema{}, fmt.Errorf("fake serves no %q stage", kind)
 }

@@ -58,8 +58,12 @@ func TestSchemaRoundTrip(t *testing.T) {
 		t.Errorf("implied type %#v", got.ImpliedType())
 	}
 
-	if s, err := c.Schema(context.Background(), sdk.KindChecksum); err != nil || len(s.Attributes) != 0 {
+	if s, err := c.Schema(context.Background(), sdk.KindChecksum); err != nil || len(s.Attributes) != 0 || len(s.Events) != 0 {
 		t.Errorf("empty schema = %+v, %v", s, err)
+	}
+	// A notifier's default events cross too.
+	if s, err := c.Schema(context.Background(), sdk.KindNotify); err != nil || !slices.Equal(s.Events, []string{"start", "failure"}) {
+		t.Errorf("notify schema = %+v, %v; want the events start and failure", s, err)
 	}
 	if _, err := c.Schema(context.Background(), "upload"); err == nil || err.Error() != `fake serves no "upload" stage` {
 		t.Errorf("Schema(upload) error = %v; want the plugin's own words", err)

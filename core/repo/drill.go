@@ -181,3 +181,23 @@ func nextCount(dir, name string) (int, error) {
 	}
 	return n, WriteFileSync(path, []byte(strconv.Itoa(n+1)+"\n"))
 }
+
+// LastDrill returns the newest drill of any set of the root (by when it
+// started), or nil when none is recorded.
+func LastDrill(root string) (*spec.DrillReport, error) {
+	files, err := filepath.Glob(filepath.Join(root, DrillDir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var newest *spec.DrillReport
+	for _, f := range files {
+		r, err := ReadDrillRecord(root, strings.TrimSuffix(filepath.Base(f), ".json"))
+		if err != nil {
+			return nil, err
+		}
+		if r != nil && (newest == nil || r.Started.After(newest.Started)) {
+			newest = r
+		}
+	}
+	return newest, nil
+}

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // SetNameLayout names sets by their start time in the pipeline's timezone
@@ -58,6 +60,9 @@ type Manifest struct {
 	// taken, read in the app container: a clone into another site
 	// replaces it with that site's.
 	WWWRoot string `json:"wwwroot,omitempty"`
+	// Alarms are the artifacts that were suspiciously small when the set
+	// was made (empty, below min_size, far below the previous set's).
+	Alarms []spec.Alarm `json:"alarms,omitempty"`
 }
 
 // KindPreRestore marks a safety copy taken before a restore.

@@ -45,6 +45,8 @@ type Scheduler struct {
 	cancel  context.CancelCauseFunc
 	active  atomic.Int64 // runs in progress
 	stopped atomic.Bool
+	// now are the runs RunNow started, which cron does not wait for.
+	now sync.WaitGroup
 
 	mu      sync.Mutex
 	entries map[string]*entry
@@ -124,6 +126,27 @@ func (s *Scheduler) newEntry(j Job) *entry {
 	return e
 }
 
+// RunNow runs the job with this key once, now, in the background, behind
+// the same guard as its ticks: a tick while it runs is skipped, and it is
+// skipped while a tick's run is going. Stop waits for it as for the others.
+// It reports whether the key names a job.
+func (s *Scheduler) RunNow(key string) bool {
+	s.mu.Lock()
+	e := s.entries[key]
+	if e != nil && !s.stopped.Load() {
+		s.now.Add(1)
+	}
+	s.mu.Unlock()
+	if e == nil || s.stopped.Load() {
+		return false
+	}
+	go func() {
+		defer s.now.Done()
+		e.guarded.Run()
+	}()
+	return true
+}
+
 // Start starts scheduling.
 func (s *Scheduler) Start() { s.cron.Start() }
 
@@ -160,13 +183,21 @@ func (s *Scheduler) Running() int { return int(s.active.Load()) }
 // passes, or abort is closed, it cancels their context and waits for them
 // to return. It reports whether any run was still going when cancelled.
 func (s *Scheduler) Stop(grace time.Duration, abort <-chan struct{}) (aborted bool) {
+	s.mu.Lock()
 	s.stopped.Store(true)
-	done := s.cron.Stop()
+	s.mu.Unlock()
+	ticks := s.cron.Stop()
+	done := make(chan struct{})
+	go func() {
+		<-ticks.Done()
+		s.now.Wait()
+		close(done)
+	}()
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	var cause error
 	select {
-	case <-done.Done():
+	case <-done:
 		s.cancel(nil)
 		return false
 	case <-t.C:
@@ -176,7 +207,7 @@ func (s *Scheduler) Stop(grace time.Duration, abort <-chan struct{}) (aborted bo
 	}
 	aborted = s.active.Load() > 0
 	s.cancel(cause)
-	<-done.Done()
+	<-done
 	return aborted
 }
 

@@ -263,3 +263,52 @@ func TestSchedulerStopWaitsThenCancels(t *testing.T) {
 		})
 	}
 }
+
+// A run started with RunNow (the daemon's catch-up) is behind the job's
+// guard: the ticks meanwhile are skipped, and Stop waits for it.
+func TestSchedulerRunNowKeepsTheGuard(t *testing.T) {
+	clock, sched := every(t)
+	s, logs := newScheduler(t, clock)
+	var runs, inFlight, most, done atomic.Int64
+	started := make(chan struct{}, 10)
+	release := make(chan struct{})
+	err := s.Set([]Job{{Key: "k", Name: "catch-up", Schedule: sched, Location: time.UTC, Run: func(context.Context) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		if n > most.Load() {
+			most.Store(n)
+		}
+		runs.Add(1)
+		started <- struct{}{}
+		<-release
+		done.Add(1)
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RunNow("nope") {
+		t.Fatal("RunNow ran a job that does not exist")
+	}
+	if !s.RunNow("k") {
+		t.Fatal("RunNow refused the job")
+	}
+	<-started
+	s.Start()
+	eventually(t, "two skipped ticks", func() bool { return logs.count("skipped: the previous run is still running") >= 2 })
+	if runs.Load() != 1 || most.Load() != 1 {
+		t.Fatalf("%d runs, %d at once, while the one RunNow started ran", runs.Load(), most.Load())
+	}
+	type stop struct {
+		aborted bool
+		done    int64 // runs finished when Stop returned
+	}
+	stopped := make(chan stop)
+	go func() {
+		aborted := s.Stop(time.Hour, nil)
+		stopped <- stop{aborted, done.Load()}
+	}()
+	close(release)
+	if got := <-stopped; got.aborted || got.done != 1 {
+		t.Fatalf("Stop returned %+v: it must wait for the run RunNow started, and not cancel it", got)
+	}
+}

@@ -13,7 +13,7 @@ type Report struct {
 	Host      string           `json:"host"`
 	Set       string           `json:"set"`
 	Dir       string           `json:"dir"`
-	Status    string           `json:"status"` // success, failure, warning
+	Status    string           `json:"status"` // start, success, failure, warning
 	Committed bool             `json:"committed"`
 	Started   time.Time        `json:"started"`
 	Finished  time.Time        `json:"finished"`
@@ -22,12 +22,18 @@ type Report struct {
 	Artifacts []ArtifactReport `json:"artifacts"`
 	Retention []Decision       `json:"retention,omitempty"`
 	Warnings  []string         `json:"warnings,omitempty"`
+	// Alarms are the artifacts of the set that are suspiciously small
+	// (each is also one of the Warnings, in words): the run is a warning.
+	Alarms []Alarm `json:"alarms,omitempty"`
 	// Maintenance says what happened to Moodle's maintenance mode.
 	Maintenance string   `json:"maintenance,omitempty"`
 	LogTail     []string `json:"log_tail,omitempty"`
 	// Drill is the result of `mbk drill`, with the drill event.
 	Drill *DrillReport `json:"drill,omitempty"`
 }
+
+// Alarm is an artifact far smaller than it should be, with the figures.
+type Alarm = spec.Alarm
 
 // DrillReport is what a drill found: a set restored into throwaway targets
 // and checked with the application's own invariants.
@@ -61,6 +67,11 @@ type ArtifactReport struct {
 
 // Event names for Notifier.Notify and the `on` setting.
 const (
+	// EventStart is sent before a run's first stage: a dead-man check
+	// learns that the run began. A stage hears it only when its `on`
+	// lists it, or when it leaves `on` unset and its plugin's schema
+	// names it in Schema.Events.
+	EventStart   = spec.EventStart
 	EventSuccess = spec.EventSuccess
 	EventFailure = spec.EventFailure
 	EventWarning = spec.EventWarning

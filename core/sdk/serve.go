@@ -146,6 +146,9 @@ func (srv *server) check(name string) error {
 		if len(s.RestoreOptions) > 0 && k != KindDump && k != KindArchive {
 			return fmt.Errorf("plugin %q: only dump and archive stages restore, but %s declares restore options", name, k)
 		}
+		if len(s.Events) > 0 && k != KindNotify {
+			return fmt.Errorf("plugin %q: only notify stages hear events, but %s declares some", name, k)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/zclconf/go-cty/cty"
 )
@@ -129,6 +130,10 @@ type Schema struct {
 	// the stage: where to put an artifact back, whether to replace what is
 	// there. The core knows none of their names; the plugin declares them.
 	RestoreOptions []Attribute
+	// Events (notify only) are the events a stage hears when its `on` is
+	// not set; none means DefaultEvents. A dead-man ping wants the start
+	// of every run, an e-mail does not.
+	Events []string
 }
 
 // Attribute returns the named attribute.
@@ -172,6 +177,11 @@ func (s Schema) Check() error {
 	}
 	if err := checkAttrs(s.RestoreOptions, true); err != nil {
 		return fmt.Errorf("restore option: %w", err)
+	}
+	for _, e := range s.Events {
+		if !slices.Contains(Events(), e) {
+			return fmt.Errorf("event %q is not one of %v", e, Events())
+		}
 	}
 	return nil
 }

@@ -22,6 +22,10 @@ func Kinds() []string {
 
 // Events a notifier is sent.
 const (
+	// EventStart is sent once a run holds its root's lock and names its
+	// set, before the first stage: a dead-man check (healthchecks.io)
+	// learns that a run began, and so how long it takes.
+	EventStart   = "start"
 	EventSuccess = "success"
 	EventFailure = "failure"
 	EventWarning = "warning"
@@ -35,4 +39,11 @@ const (
 )
 
 // Events lists the events a notify stage can subscribe to with `on`.
-func Events() []string { return []string{EventSuccess, EventFailure, EventWarning, EventDrill} }
+func Events() []string {
+	return []string{EventStart, EventSuccess, EventFailure, EventWarning, EventDrill}
+}
+
+// DefaultEvents are what a notify stage hears when its `on` is not set and
+// its plugin's schema names no events of its own (Schema.Events): every
+// outcome, but not the start of each run, which an e-mail need not announce.
+func DefaultEvents() []string { return []string{EventSuccess, EventFailure, EventWarning, EventDrill} }

@@ -24,8 +24,8 @@ const defaultSubject = "[mbk] {{.Pipeline}} {{.Outcome}} {{.Set}}"
 // users can write {{.Host}} or {{.Status}}, plus the event being sent.
 type subjectData struct {
 	sdk.Report
-	Event   string // success, failure, warning, test, drill
-	Outcome string // OK, FAILED, WARNING, TEST, DRILL OK, DRILL FAILED
+	Event   string // start, success, failure, warning, test, drill
+	Outcome string // STARTED, OK, FAILED, WARNING, TEST, DRILL OK, DRILL FAILED
 }
 
 type subjectTemplate = *template.Template
@@ -66,6 +66,8 @@ func outcome(event string, r sdk.Report) string {
 			return "DRILL FAILED"
 		}
 		return "DRILL OK"
+	case sdk.EventStart:
+		return "STARTED"
 	case sdk.EventSuccess:
 		return "OK"
 	case sdk.EventFailure:
@@ -86,6 +88,7 @@ var (
 // formatted for people.
 type bodyView struct {
 	Test      bool
+	Start     bool // the run has just begun
 	Failed    bool
 	Outcome   string
 	Pipeline  string
@@ -128,7 +131,7 @@ type decisionView struct{ Set, Verdict, Reasons string }
 
 func newBodyView(event string, r sdk.Report, via string) bodyView {
 	v := bodyView{
-		Test: event == sdk.EventTest, Failed: event == sdk.EventFailure || r.Status == sdk.EventFailure,
+		Test: event == sdk.EventTest, Start: event == sdk.EventStart, Failed: event == sdk.EventFailure || r.Status == sdk.EventFailure,
 		Outcome: outcome(event, r), Pipeline: r.Pipeline, File: r.File, Host: r.Host, Set: r.Set, Dir: r.Dir,
 		Status: r.Status, Committed: r.Committed, Started: clock(r.Started), Finished: clock(r.Finished),
 		Error: r.Error, Warnings: r.Warnings, Via: via,

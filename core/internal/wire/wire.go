@@ -109,7 +109,7 @@ func SchemaToProto(s spec.Schema) (*pb.SchemaResponse, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restore option: %w", err)
 	}
-	return &pb.SchemaResponse{Attributes: attrs, RestoreOptions: restore}, nil
+	return &pb.SchemaResponse{Attributes: attrs, RestoreOptions: restore, Events: s.Events}, nil
 }
 
 // SchemaFromProto is the host's copy of a plugin's schema.
@@ -122,7 +122,7 @@ func SchemaFromProto(p *pb.SchemaResponse) (spec.Schema, error) {
 	if err != nil {
 		return spec.Schema{}, fmt.Errorf("restore option: %w", err)
 	}
-	return spec.Schema{Attributes: attrs, RestoreOptions: restore}, nil
+	return spec.Schema{Attributes: attrs, RestoreOptions: restore, Events: p.GetEvents()}, nil
 }
 
 // ---- values -----------------------------------------------------------------

@@ -10,10 +10,10 @@
 //
 //   - Notifier checks a notify plugin: Describe, the schema (it passes
 //     Schema.Check, secret-looking settings are sensitive), ValidateConfig of
-//     the given settings, one report per event (success, failure, warning,
-//     test) that the caller checks reached its server, no sensitive value in a
-//     summary or an error, and a Notify that stops, with an error, once its
-//     context is cancelled.
+//     the given settings, one report per event (start, success, failure,
+//     warning, drill, test) that the caller checks reached its server, no
+//     sensitive value in a summary or an error, and a Notify that stops,
+//     with an error, once its context is cancelled.
 //   - Source checks a dump or archive plugin: Plan, a Backup of every
 //     artifact (the bytes counted match the bytes that arrived), a Restore of
 //     each stream that reads all of it and receives the restore options as

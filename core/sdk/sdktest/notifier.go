@@ -43,12 +43,12 @@ type NotifierCase struct {
 }
 
 // events are what a notifier is sent, `mbk notify test`'s included.
-var events = []string{sdk.EventSuccess, sdk.EventFailure, sdk.EventWarning, sdk.EventDrill, sdk.EventTest}
+var events = []string{sdk.EventStart, sdk.EventSuccess, sdk.EventFailure, sdk.EventWarning, sdk.EventDrill, sdk.EventTest}
 
 // Notifier checks a notify plugin through the real protocol: what Describe
 // says, its schema (it passes Schema.Check and arrives intact, and settings
 // whose names say they hold a secret are Sensitive), that ValidateConfig
-// accepts c.Settings, that a report of each event (success, failure,
+// accepts c.Settings, that a report of each event (start, success, failure,
 // warning, drill, test) is sent without error with a summary to show (c.Check then
 // checks it reached the server), that no summary or error holds the value of
 // a sensitive setting, and that a cancelled Notify returns an error

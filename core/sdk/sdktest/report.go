@@ -11,7 +11,8 @@ const kitSet = "2026-11-27_03-00-00"
 
 // report is a run's report as the core sends it for event: a whole run with
 // a dump and an archive for success and warning, a failed dump for failure,
-// and for test what `mbk notify test` sends (no stage ran).
+// for start what a run sends before its first stage, and for test what
+// `mbk notify test` sends (no stage ran).
 func report(event string) sdk.Report {
 	start := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
 	r := sdk.Report{
@@ -61,6 +62,9 @@ func report(event string) sdk.Report {
 				{Stage: `archive "volume"`, Check: sdk.Check{Name: "references", OK: false, Summary: "1 of 5,210 referenced blobs missing",
 					Problems: []string{"missing blob 3f2a9c0e5d1b7a4f6e8d9c0b1a2f3e4d5c6b7a89: mod_resource/content/Plan.pdf"}}},
 			}}
+	case sdk.EventStart:
+		// Before the first stage: the set is named, nothing is made yet.
+		r = sdk.Report{Pipeline: r.Pipeline, File: r.File, Host: r.Host, Set: kitSet, Status: sdk.EventStart, Started: start, Finished: start}
 	case sdk.EventTest:
 		r = sdk.Report{Pipeline: r.Pipeline, File: r.File, Host: r.Host, Status: sdk.EventTest, Started: start, Finished: start}
 	}

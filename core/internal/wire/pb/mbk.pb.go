@@ -278,8 +278,11 @@ type SchemaResponse struct {
 	Attributes []*Attribute           `protobuf:"bytes,1,rep,name=attributes,proto3" json:"attributes,omitempty"`
 	// dump and archive: the options `mbk restore` may set for this stage.
 	RestoreOptions []*Attribute `protobuf:"bytes,2,rep,name=restore_options,json=restoreOptions,proto3" json:"restore_options,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// notify: the events a stage hears when its `on` is not set; none means
+	// the core's default (success, failure, warning, drill).
+	Events        []string `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SchemaResponse) Reset() {
@@ -322,6 +325,13 @@ func (x *SchemaResponse) GetAttributes() []*Attribute {
 func (x *SchemaResponse) GetRestoreOptions() []*Attribute {
 	if x != nil {
 		return x.RestoreOptions
+	}
+	return nil
+}
+
+func (x *SchemaResponse) GetEvents() []string {
+	if x != nil {
+		return x.Events
 	}
 	return nil
 }
@@ -2310,12 +2320,13 @@ const file_mbk_proto_rawDesc = "" +
 	"\tsensitive\x18\x04 \x01(\bR\tsensitive\x12 \n" +
 	"\vdescription\x18\x05 \x01(\tR\vdescription\x12\x14\n" +
 	"\x05whole\x18\x06 \x01(\bR\x05whole\x12\x12\n" +
-	"\x04flag\x18\a \x01(\tR\x04flag\"\x7f\n" +
+	"\x04flag\x18\a \x01(\tR\x04flag\"\x97\x01\n" +
 	"\x0eSchemaResponse\x121\n" +
 	"\n" +
 	"attributes\x18\x01 \x03(\v2\x11.mbk.v1.AttributeR\n" +
 	"attributes\x12:\n" +
-	"\x0frestore_options\x18\x02 \x03(\v2\x11.mbk.v1.AttributeR\x0erestoreOptions\"6\n" +
+	"\x0frestore_options\x18\x02 \x03(\v2\x11.mbk.v1.AttributeR\x0erestoreOptions\x12\x16\n" +
+	"\x06events\x18\x03 \x03(\tR\x06events\"6\n" +
 	"\x06Config\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amsgpack\x18\x02 \x01(\fR\amsgpack\"7\n" +
