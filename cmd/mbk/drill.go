@@ -128,15 +128,13 @@ run, 2 for bad input.`,
 
 // drillPipeline runs one drill and reports it; it returns the exit code.
 func (a *app) drillPipeline(ctx context.Context, out io.Writer, loader *config.Loader, p *config.Pipeline, o drillOpts) int {
-	h := a.host(p.File)
-	defer h.Close()
-	stages, diags := engine.Prepare(ctx, h, p)
-	a.redact.Add(engine.Secrets(p, stages)...)
-	if diags.HasErrors() {
-		writeDiags(os.Stderr, loader, diags)
-		fmt.Fprintf(os.Stderr, "mbk: pipeline %q is not valid: no drill\n", p.Name)
+	pr, err := a.preparePipeline(ctx, loader, p)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mbk: %v: no drill\n", err)
 		return 2
 	}
+	defer pr.close()
+	h, stages := pr.host, pr.stages
 	var store *engine.Stage
 	if o.from != "local" {
 		s, err := engine.FindStore(p, stages, o.from)

@@ -57,15 +57,13 @@ func (a *app) scheduledVerify(ctx context.Context, out io.Writer, loader *config
 		fmt.Fprintf(os.Stderr, "mbk: pipeline %q has no verify block, which --scheduled runs\n", p.Name)
 		return 2
 	}
-	h := a.host(p.File)
-	defer h.Close()
-	stages, diags := engine.Prepare(ctx, h, p)
-	a.redact.Add(engine.Secrets(p, stages)...)
-	if diags.HasErrors() {
-		writeDiags(os.Stderr, loader, diags)
-		fmt.Fprintf(os.Stderr, "mbk: pipeline %q is not valid: no verify\n", p.Name)
+	pr, err := a.preparePipeline(ctx, loader, p)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mbk: %v: no verify\n", err)
 		return 2
 	}
+	defer pr.close()
+	h, stages := pr.host, pr.stages
 	s, err := engine.FindStore(p, stages, v.Store)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mbk: %v\n", err)

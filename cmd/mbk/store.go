@@ -28,6 +28,12 @@ func (a *app) prepare(ctx context.Context, path, name string) (*prepared, error)
 	if err != nil {
 		return nil, err
 	}
+	return a.preparePipeline(ctx, loader, p)
+}
+
+// preparePipeline starts a loaded pipeline's plugins; with bad settings it
+// writes the diagnostics and fails with exit 2.
+func (a *app) preparePipeline(ctx context.Context, loader *config.Loader, p *config.Pipeline) (*prepared, error) {
 	h := a.host(p.File)
 	stages, diags := engine.Prepare(ctx, h, p)
 	a.redact.Add(engine.Secrets(p, stages)...)
