@@ -15,7 +15,6 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/mbk-backup/mbk/core/docker"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
 
@@ -108,11 +107,8 @@ func (p *plugin) checkContainer(ctx context.Context, name, dir string, spec chec
 		return nil, err
 	}
 	defer e.Close()
-	info, err := e.FindRunning(ctx, docker.Target{Container: name})
+	info, dir, err := e.containerDir(ctx, name, dir)
 	if err != nil {
-		return nil, err
-	}
-	if dir, err = e.resolveDir(ctx, info.ID, name, dir); err != nil {
 		return nil, err
 	}
 	// The helper sees the container's volumes and bind mounts, not its own

@@ -217,6 +217,16 @@ func (e *engine) importTar(ctx context.Context, ref string, src io.Reader, msg s
 	return nil
 }
 
+// containerDir finds the running container name and resolves dir inside it.
+func (e *engine) containerDir(ctx context.Context, name, dir string) (container.InspectResponse, string, error) {
+	info, err := e.FindRunning(ctx, docker.Target{Container: name})
+	if err != nil {
+		return info, "", err
+	}
+	dir, err = e.resolveDir(ctx, info.ID, name, dir)
+	return info, dir, err
+}
+
 // resolveDir checks that dir is a directory in the container, following a
 // symlink once (a dataroot is often a link to a mounted disk).
 func (e *engine) resolveDir(ctx context.Context, id, label, dir string) (string, error) {

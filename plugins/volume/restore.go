@@ -190,11 +190,8 @@ func (p *plugin) restoreContainer(ctx context.Context, name, dir string, o resto
 		return nil, err
 	}
 	defer e.Close()
-	info, err := e.FindRunning(ctx, docker.Target{Container: name})
+	info, dir, err := e.containerDir(ctx, name, dir)
 	if err != nil {
-		return nil, err
-	}
-	if dir, err = e.resolveDir(ctx, info.ID, name, dir); err != nil {
 		return nil, err
 	}
 	found, err := e.firstEntry(ctx, info.ID, fmt.Sprintf("container %q", name), dir)
