@@ -127,15 +127,9 @@ func TestObjectLockedStore(t *testing.T) {
 	gw := storetest.StartS3(t)
 	bucket := gw.NewLockedBucket(t)
 	client := gw.Client(t)
-	env := []string{"S3_KEY=" + gw.AccessKey, "S3_SECRET=" + gw.SecretKey}
+	env := gw.Env()
 	stage := func(bucket, prefix, extra string) string {
-		return fmt.Sprintf(`endpoint   = %q
-    bucket     = %q
-    prefix     = %q
-    access_key = env("S3_KEY")
-    secret_key = env("S3_SECRET")
-    insecure   = true
-    %s`, gw.Endpoint, bucket, prefix, extra)
+		return gw.Stage(bucket, prefix) + "\n    " + extra
 	}
 	deleted := func() int {
 		n := 0

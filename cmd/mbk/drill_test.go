@@ -299,15 +299,8 @@ func TestDrillFromStoreOnAFreshMachine(t *testing.T) {
 	s := newMoodleSite(t)
 	mail := smtptest.Start(t, smtptest.Options{TLS: "none"})
 	s3 := storetest.StartS3(t)
-	store := fmt.Sprintf(`stage "store" "s3" {
-    endpoint   = %q
-    bucket     = %q
-    prefix     = "moodle/school"
-    access_key = env("S3_KEY")
-    secret_key = env("S3_SECRET")
-    insecure   = true
-  }`, s3.Endpoint, s3.Bucket)
-	env := s.env("S3_KEY="+s3.AccessKey, "S3_SECRET="+s3.SecretKey)
+	store := "stage \"store\" \"s3\" {\n    " + s3.Stage(s3.Bucket, "moodle/school") + "\n  }"
+	env := s.env(s3.Env()...)
 	dir := t.TempDir()
 	if g := mbk(t, runOpts{}, "key", "generate", filepath.Join(dir, "mbk.key")); g.code != 0 {
 		t.Fatalf("key generate: %s", g)

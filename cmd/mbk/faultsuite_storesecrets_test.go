@@ -77,12 +77,7 @@ pipeline "offsite" {
     keep_last = 10
   }
   stage "store" "s3" {
-    endpoint   = %q
-    bucket     = %q
-    prefix     = "moodle"
-    access_key = env("S3_KEY")
-    secret_key = env("S3_SECRET")
-    insecure   = true
+    %s
   }
   stage "store" "sftp" {
     host           = %q
@@ -105,7 +100,7 @@ pipeline "offsite" {
     to       = ["admin@example.com"]
   }
 }
-`, filepath.Join(binDir, "extra"), name, root, id.Recipient().String(), s3.Endpoint, s3.Bucket,
+`, filepath.Join(binDir, "extra"), name, root, id.Recipient().String(), s3.Stage(s3.Bucket, "moodle"),
 			ftp.Host, ftp.Port, ftp.User, keyFile, ftp.KnownHosts, ftp.Dir, host, port, mail.CAFile()))
 	}
 	good := pipeline("good", s3.SecretKey, passphrase)

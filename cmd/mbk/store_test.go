@@ -32,18 +32,13 @@ func storePipeline(t *testing.T, s *site, root string, s3 *storetest.S3, ftp *st
     keep_last = 1
   }
   stage "store" "s3" {
-    endpoint   = %q
-    bucket     = %q
-    prefix     = "moodle/offsite"
-    access_key = env("S3_KEY")
-    secret_key = env("S3_SECRET")
-    insecure   = true
+    %s
   }
   stage "store" "sftp" {
     %s
   }
 }
-`, root, s.db.Container, s.volume, s3.Endpoint, s3.Bucket, ftp.Stage(ftp.Dir))
+`, root, s.db.Container, s.volume, s3.Stage(s3.Bucket, "moodle/offsite"), ftp.Stage(ftp.Dir))
 }
 
 func TestOffsiteStores(t *testing.T) {
@@ -53,7 +48,7 @@ func TestOffsiteStores(t *testing.T) {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "backups")
 	file := writeFile(t, dir, "offsite.hcl", storePipeline(t, s, root, s3, ftp))
-	env := s.env("S3_KEY="+s3.AccessKey, "S3_SECRET="+s3.SecretKey)
+	env := s.env(s3.Env()...)
 
 	r := mbk(t, runOpts{env: env}, "run", file)
 	if r.code != 0 {

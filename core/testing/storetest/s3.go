@@ -211,3 +211,18 @@ func selfSigned(dir string) (certFile, keyFile string, err error) {
 	}
 	return certFile, keyFile, nil
 }
+
+// Stage is the body of an s3 store stage that reaches this gateway's bucket
+// under prefix, its keys read with env("S3_KEY") and env("S3_SECRET") (see
+// Env), as SFTP.Stage is for the SFTP server.
+func (s *S3) Stage(bucket, prefix string) string {
+	return fmt.Sprintf(`endpoint   = %q
+    bucket     = %q
+    prefix     = %q
+    access_key = env("S3_KEY")
+    secret_key = env("S3_SECRET")
+    insecure   = true`, s.Endpoint, bucket, prefix)
+}
+
+// Env is the environment Stage's settings read the keys from.
+func (s *S3) Env() []string { return []string{"S3_KEY=" + s.AccessKey, "S3_SECRET=" + s.SecretKey} }
