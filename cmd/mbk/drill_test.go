@@ -373,3 +373,38 @@ func TestDrillScheduledByTheDaemon(t *testing.T) {
 		t.Fatalf("the scheduled drill's record: %+v", rec)
 	}
 }
+
+// TestDrillWithoutASandbox: a stage whose plugin makes no drill sandbox (the
+// faulty test plugin) could only be restored over the site, so the drill
+// refuses before restoring anything: exit 1 naming the stage and the plugin,
+// a failed record for the set, no marker left. No drill at all on a root
+// without a set: exit 1, no record.
+func TestDrillWithoutASandbox(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "backups")
+	file := filepath.Join(dir, "p.hcl")
+	daemonFile(t, file, pipelineBlock("school", root, "", okDump))
+
+	r := mbk(t, runOpts{}, "drill", file)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stdout, "no complete set to drill") {
+		t.Fatalf("a drill with no set: %s", r)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(root, repo.DrillDir)); len(entries) != 0 {
+		t.Fatalf("a drill that found no set kept %d files in %s", len(entries), repo.DrillDir)
+	}
+
+	if r := mbk(t, runOpts{}, "run", file); r.code != 0 {
+		t.Fatalf("backup: %s", r)
+	}
+	set := sets(t, root)[0]
+	r = mbk(t, runOpts{}, "drill", file)
+	if r.code != 1 || !strings.Contains(r.stdout, `stage dump "faulty": plugin "faulty" cannot make a drill sandbox`) {
+		t.Fatalf("a plugin without sandboxes: %s", r)
+	}
+	if rec := drillRecord(t, root, set); rec == nil || rec.OK || !strings.Contains(rec.Error, "cannot make a drill sandbox") || rec.Restore != 0 {
+		t.Fatalf("the refused drill's record: %+v", rec)
+	}
+	if _, err := os.Stat(filepath.Join(root, repo.DrillMarkerFile)); !os.IsNotExist(err) {
+		t.Fatalf("the refused drill left its marker: %v", err)
+	}
+}
