@@ -547,10 +547,13 @@ func (x *DiagnosticsResponse) GetDiagnostics() []*Diagnostic {
 }
 
 type Artifact struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`         // opaque to the core, stable for the config
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`     // base of the file name, e.g. "moodle" or "moodledata"
-	Format        string                 `protobuf:"bytes,3,opt,name=format,proto3" json:"format,omitempty"` // "sql", "tar": the extension before compression
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`         // opaque to the core, stable for the config
+	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`     // base of the file name, e.g. "moodle" or "moodledata"
+	Format string                 `protobuf:"bytes,3,opt,name=format,proto3" json:"format,omitempty"` // "sql", "tar": the extension before compression
+	// The artifact keeps file contents in the core's content-addressed pool
+	// (service Pool): its backup and restore are given a pool socket.
+	Pool          bool `protobuf:"varint,4,opt,name=pool,proto3" json:"pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -606,6 +609,13 @@ func (x *Artifact) GetFormat() string {
 	return ""
 }
 
+func (x *Artifact) GetPool() bool {
+	if x != nil {
+		return x.Pool
+	}
+	return false
+}
+
 type PlanResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Artifacts     []*Artifact            `protobuf:"bytes,1,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
@@ -651,11 +661,14 @@ func (x *PlanResponse) GetArtifacts() []*Artifact {
 }
 
 type BackupRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
-	ArtifactId    string                 `protobuf:"bytes,2,opt,name=artifact_id,json=artifactId,proto3" json:"artifact_id,omitempty"`
-	Socket        string                 `protobuf:"bytes,3,opt,name=socket,proto3" json:"socket,omitempty"` // unix socket to connect to and write the raw stream
-	Set           string                 `protobuf:"bytes,4,opt,name=set,proto3" json:"set,omitempty"`       // the set's name, for the plugin's own records
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Config     *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	ArtifactId string                 `protobuf:"bytes,2,opt,name=artifact_id,json=artifactId,proto3" json:"artifact_id,omitempty"`
+	Socket     string                 `protobuf:"bytes,3,opt,name=socket,proto3" json:"socket,omitempty"` // unix socket to connect to and write the raw stream
+	Set        string                 `protobuf:"bytes,4,opt,name=set,proto3" json:"set,omitempty"`       // the set's name, for the plugin's own records
+	// For an artifact planned with pool: the unix socket on which the core
+	// serves service Pool for this backup.
+	PoolSocket    string `protobuf:"bytes,5,opt,name=pool_socket,json=poolSocket,proto3" json:"pool_socket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -714,6 +727,13 @@ func (x *BackupRequest) GetSocket() string {
 func (x *BackupRequest) GetSet() string {
 	if x != nil {
 		return x.Set
+	}
+	return ""
+}
+
+func (x *BackupRequest) GetPoolSocket() string {
+	if x != nil {
+		return x.PoolSocket
 	}
 	return ""
 }
@@ -795,8 +815,11 @@ type RestoreRequest struct {
 	// The restore options, as a cty msgpack value of the object type of the
 	// schema's restore_options.
 	OptionsMsgpack []byte `protobuf:"bytes,6,opt,name=options_msgpack,json=optionsMsgpack,proto3" json:"options_msgpack,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// For an artifact backed up with pool: the unix socket on which the core
+	// serves service Pool (Open) for this restore.
+	PoolSocket    string `protobuf:"bytes,7,opt,name=pool_socket,json=poolSocket,proto3" json:"pool_socket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RestoreRequest) Reset() {
@@ -862,6 +885,13 @@ func (x *RestoreRequest) GetOptionsMsgpack() []byte {
 		return x.OptionsMsgpack
 	}
 	return nil
+}
+
+func (x *RestoreRequest) GetPoolSocket() string {
+	if x != nil {
+		return x.PoolSocket
+	}
+	return ""
 }
 
 type RestoreResponse struct {
@@ -1352,6 +1382,291 @@ func (x *CheckResponse) GetChecks() []*Check {
 	return nil
 }
 
+type Blob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sha1          string                 `protobuf:"bytes,1,opt,name=sha1,proto3" json:"sha1,omitempty"` // lower-case hex
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Blob) Reset() {
+	*x = Blob{}
+	mi := &file_mbk_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Blob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Blob) ProtoMessage() {}
+
+func (x *Blob) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Blob.ProtoReflect.Descriptor instead.
+func (*Blob) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Blob) GetSha1() string {
+	if x != nil {
+		return x.Sha1
+	}
+	return ""
+}
+
+func (x *Blob) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type PoolHaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blobs         []*Blob                `protobuf:"bytes,1,rep,name=blobs,proto3" json:"blobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolHaveRequest) Reset() {
+	*x = PoolHaveRequest{}
+	mi := &file_mbk_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolHaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolHaveRequest) ProtoMessage() {}
+
+func (x *PoolHaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolHaveRequest.ProtoReflect.Descriptor instead.
+func (*PoolHaveRequest) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PoolHaveRequest) GetBlobs() []*Blob {
+	if x != nil {
+		return x.Blobs
+	}
+	return nil
+}
+
+// have[i] answers blobs[i]: the pool holds it (the set now references it).
+type PoolHaveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Have          []bool                 `protobuf:"varint,1,rep,packed,name=have,proto3" json:"have,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolHaveResponse) Reset() {
+	*x = PoolHaveResponse{}
+	mi := &file_mbk_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolHaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolHaveResponse) ProtoMessage() {}
+
+func (x *PoolHaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolHaveResponse.ProtoReflect.Descriptor instead.
+func (*PoolHaveResponse) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PoolHaveResponse) GetHave() []bool {
+	if x != nil {
+		return x.Have
+	}
+	return nil
+}
+
+// The first message of a Put carries the blob the plugin expects (the name
+// it found); data follows in any number of messages.
+type PoolChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blob          *Blob                  `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolChunk) Reset() {
+	*x = PoolChunk{}
+	mi := &file_mbk_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolChunk) ProtoMessage() {}
+
+func (x *PoolChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolChunk.ProtoReflect.Descriptor instead.
+func (*PoolChunk) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PoolChunk) GetBlob() *Blob {
+	if x != nil {
+		return x.Blob
+	}
+	return nil
+}
+
+func (x *PoolChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// The blob as stored: sha1 is the hash of the bytes received, which differs
+// from the one announced when a file's content does not match its name.
+type PoolPutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blob          *Blob                  `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolPutResponse) Reset() {
+	*x = PoolPutResponse{}
+	mi := &file_mbk_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolPutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolPutResponse) ProtoMessage() {}
+
+func (x *PoolPutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolPutResponse.ProtoReflect.Descriptor instead.
+func (*PoolPutResponse) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PoolPutResponse) GetBlob() *Blob {
+	if x != nil {
+		return x.Blob
+	}
+	return nil
+}
+
+type PoolOpenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blob          *Blob                  `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolOpenRequest) Reset() {
+	*x = PoolOpenRequest{}
+	mi := &file_mbk_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolOpenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolOpenRequest) ProtoMessage() {}
+
+func (x *PoolOpenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolOpenRequest.ProtoReflect.Descriptor instead.
+func (*PoolOpenRequest) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PoolOpenRequest) GetBlob() *Blob {
+	if x != nil {
+		return x.Blob
+	}
+	return nil
+}
+
 type ChecksumRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -1363,7 +1678,7 @@ type ChecksumRequest struct {
 
 func (x *ChecksumRequest) Reset() {
 	*x = ChecksumRequest{}
-	mi := &file_mbk_proto_msgTypes[22]
+	mi := &file_mbk_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1690,7 @@ func (x *ChecksumRequest) String() string {
 func (*ChecksumRequest) ProtoMessage() {}
 
 func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[22]
+	mi := &file_mbk_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1703,7 @@ func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{22}
+	return file_mbk_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ChecksumRequest) GetConfig() *Config {
@@ -1424,7 +1739,7 @@ type FileSum struct {
 
 func (x *FileSum) Reset() {
 	*x = FileSum{}
-	mi := &file_mbk_proto_msgTypes[23]
+	mi := &file_mbk_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1751,7 @@ func (x *FileSum) String() string {
 func (*FileSum) ProtoMessage() {}
 
 func (x *FileSum) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[23]
+	mi := &file_mbk_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1764,7 @@ func (x *FileSum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSum.ProtoReflect.Descriptor instead.
 func (*FileSum) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{23}
+	return file_mbk_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FileSum) GetFile() string {
@@ -1489,7 +1804,7 @@ type ChecksumResponse struct {
 
 func (x *ChecksumResponse) Reset() {
 	*x = ChecksumResponse{}
-	mi := &file_mbk_proto_msgTypes[24]
+	mi := &file_mbk_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1816,7 @@ func (x *ChecksumResponse) String() string {
 func (*ChecksumResponse) ProtoMessage() {}
 
 func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[24]
+	mi := &file_mbk_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1829,7 @@ func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumResponse.ProtoReflect.Descriptor instead.
 func (*ChecksumResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{24}
+	return file_mbk_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ChecksumResponse) GetSums() []*FileSum {
@@ -1535,7 +1850,7 @@ type SetInfo struct {
 
 func (x *SetInfo) Reset() {
 	*x = SetInfo{}
-	mi := &file_mbk_proto_msgTypes[25]
+	mi := &file_mbk_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1862,7 @@ func (x *SetInfo) String() string {
 func (*SetInfo) ProtoMessage() {}
 
 func (x *SetInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[25]
+	mi := &file_mbk_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1875,7 @@ func (x *SetInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetInfo.ProtoReflect.Descriptor instead.
 func (*SetInfo) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{25}
+	return file_mbk_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetInfo) GetName() string {
@@ -1596,7 +1911,7 @@ type RetainRequest struct {
 
 func (x *RetainRequest) Reset() {
 	*x = RetainRequest{}
-	mi := &file_mbk_proto_msgTypes[26]
+	mi := &file_mbk_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1923,7 @@ func (x *RetainRequest) String() string {
 func (*RetainRequest) ProtoMessage() {}
 
 func (x *RetainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[26]
+	mi := &file_mbk_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1936,7 @@ func (x *RetainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainRequest.ProtoReflect.Descriptor instead.
 func (*RetainRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{26}
+	return file_mbk_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RetainRequest) GetConfig() *Config {
@@ -1663,7 +1978,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_mbk_proto_msgTypes[27]
+	mi := &file_mbk_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1990,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[27]
+	mi := &file_mbk_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +2003,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{27}
+	return file_mbk_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Decision) GetSet() string {
@@ -1721,7 +2036,7 @@ type RetainResponse struct {
 
 func (x *RetainResponse) Reset() {
 	*x = RetainResponse{}
-	mi := &file_mbk_proto_msgTypes[28]
+	mi := &file_mbk_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +2048,7 @@ func (x *RetainResponse) String() string {
 func (*RetainResponse) ProtoMessage() {}
 
 func (x *RetainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[28]
+	mi := &file_mbk_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +2061,7 @@ func (x *RetainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainResponse.ProtoReflect.Descriptor instead.
 func (*RetainResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{28}
+	return file_mbk_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RetainResponse) GetDecisions() []*Decision {
@@ -1769,7 +2084,7 @@ type StorePutRequest struct {
 
 func (x *StorePutRequest) Reset() {
 	*x = StorePutRequest{}
-	mi := &file_mbk_proto_msgTypes[29]
+	mi := &file_mbk_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +2096,7 @@ func (x *StorePutRequest) String() string {
 func (*StorePutRequest) ProtoMessage() {}
 
 func (x *StorePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[29]
+	mi := &file_mbk_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +2109,7 @@ func (x *StorePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorePutRequest.ProtoReflect.Descriptor instead.
 func (*StorePutRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{29}
+	return file_mbk_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StorePutRequest) GetConfig() *Config {
@@ -1842,7 +2157,7 @@ type StorePutResponse struct {
 
 func (x *StorePutResponse) Reset() {
 	*x = StorePutResponse{}
-	mi := &file_mbk_proto_msgTypes[30]
+	mi := &file_mbk_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1854,7 +2169,7 @@ func (x *StorePutResponse) String() string {
 func (*StorePutResponse) ProtoMessage() {}
 
 func (x *StorePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[30]
+	mi := &file_mbk_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1867,7 +2182,7 @@ func (x *StorePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorePutResponse.ProtoReflect.Descriptor instead.
 func (*StorePutResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{30}
+	return file_mbk_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StorePutResponse) GetBytes() int64 {
@@ -1896,7 +2211,7 @@ type StoreGetRequest struct {
 
 func (x *StoreGetRequest) Reset() {
 	*x = StoreGetRequest{}
-	mi := &file_mbk_proto_msgTypes[31]
+	mi := &file_mbk_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2223,7 @@ func (x *StoreGetRequest) String() string {
 func (*StoreGetRequest) ProtoMessage() {}
 
 func (x *StoreGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[31]
+	mi := &file_mbk_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2236,7 @@ func (x *StoreGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreGetRequest.ProtoReflect.Descriptor instead.
 func (*StoreGetRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{31}
+	return file_mbk_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StoreGetRequest) GetConfig() *Config {
@@ -1961,7 +2276,7 @@ type StoreGetResponse struct {
 
 func (x *StoreGetResponse) Reset() {
 	*x = StoreGetResponse{}
-	mi := &file_mbk_proto_msgTypes[32]
+	mi := &file_mbk_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2288,7 @@ func (x *StoreGetResponse) String() string {
 func (*StoreGetResponse) ProtoMessage() {}
 
 func (x *StoreGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[32]
+	mi := &file_mbk_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2301,7 @@ func (x *StoreGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreGetResponse.ProtoReflect.Descriptor instead.
 func (*StoreGetResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{32}
+	return file_mbk_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StoreGetResponse) GetBytes() int64 {
@@ -2006,7 +2321,7 @@ type StoredFile struct {
 
 func (x *StoredFile) Reset() {
 	*x = StoredFile{}
-	mi := &file_mbk_proto_msgTypes[33]
+	mi := &file_mbk_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2333,7 @@ func (x *StoredFile) String() string {
 func (*StoredFile) ProtoMessage() {}
 
 func (x *StoredFile) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[33]
+	mi := &file_mbk_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2346,7 @@ func (x *StoredFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
 func (*StoredFile) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{33}
+	return file_mbk_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StoredFile) GetName() string {
@@ -2058,7 +2373,7 @@ type StoredSet struct {
 
 func (x *StoredSet) Reset() {
 	*x = StoredSet{}
-	mi := &file_mbk_proto_msgTypes[34]
+	mi := &file_mbk_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2385,7 @@ func (x *StoredSet) String() string {
 func (*StoredSet) ProtoMessage() {}
 
 func (x *StoredSet) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[34]
+	mi := &file_mbk_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2398,7 @@ func (x *StoredSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredSet.ProtoReflect.Descriptor instead.
 func (*StoredSet) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{34}
+	return file_mbk_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StoredSet) GetName() string {
@@ -2109,7 +2424,7 @@ type StoreListResponse struct {
 
 func (x *StoreListResponse) Reset() {
 	*x = StoreListResponse{}
-	mi := &file_mbk_proto_msgTypes[35]
+	mi := &file_mbk_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2121,7 +2436,7 @@ func (x *StoreListResponse) String() string {
 func (*StoreListResponse) ProtoMessage() {}
 
 func (x *StoreListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[35]
+	mi := &file_mbk_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2134,7 +2449,7 @@ func (x *StoreListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreListResponse.ProtoReflect.Descriptor instead.
 func (*StoreListResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{35}
+	return file_mbk_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StoreListResponse) GetSets() []*StoredSet {
@@ -2154,7 +2469,7 @@ type StoreDeleteRequest struct {
 
 func (x *StoreDeleteRequest) Reset() {
 	*x = StoreDeleteRequest{}
-	mi := &file_mbk_proto_msgTypes[36]
+	mi := &file_mbk_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2481,7 @@ func (x *StoreDeleteRequest) String() string {
 func (*StoreDeleteRequest) ProtoMessage() {}
 
 func (x *StoreDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[36]
+	mi := &file_mbk_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2494,7 @@ func (x *StoreDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreDeleteRequest.ProtoReflect.Descriptor instead.
 func (*StoreDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{36}
+	return file_mbk_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StoreDeleteRequest) GetConfig() *Config {
@@ -2207,7 +2522,7 @@ type NotifyRequest struct {
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_mbk_proto_msgTypes[37]
+	mi := &file_mbk_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2534,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[37]
+	mi := &file_mbk_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2547,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{37}
+	return file_mbk_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *NotifyRequest) GetConfig() *Config {
@@ -2265,7 +2580,7 @@ type NotifyResponse struct {
 
 func (x *NotifyResponse) Reset() {
 	*x = NotifyResponse{}
-	mi := &file_mbk_proto_msgTypes[38]
+	mi := &file_mbk_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2592,7 @@ func (x *NotifyResponse) String() string {
 func (*NotifyResponse) ProtoMessage() {}
 
 func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[38]
+	mi := &file_mbk_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2605,7 @@ func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyResponse.ProtoReflect.Descriptor instead.
 func (*NotifyResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{38}
+	return file_mbk_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NotifyResponse) GetSummary() string {
@@ -2339,31 +2654,36 @@ const file_mbk_proto_rawDesc = "" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x1c\n" +
 	"\tattribute\x18\x04 \x01(\tR\tattribute\"K\n" +
 	"\x13DiagnosticsResponse\x124\n" +
-	"\vdiagnostics\x18\x01 \x03(\v2\x12.mbk.v1.DiagnosticR\vdiagnostics\"F\n" +
+	"\vdiagnostics\x18\x01 \x03(\v2\x12.mbk.v1.DiagnosticR\vdiagnostics\"Z\n" +
 	"\bArtifact\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
-	"\x06format\x18\x03 \x01(\tR\x06format\">\n" +
+	"\x06format\x18\x03 \x01(\tR\x06format\x12\x12\n" +
+	"\x04pool\x18\x04 \x01(\bR\x04pool\">\n" +
 	"\fPlanResponse\x12.\n" +
-	"\tartifacts\x18\x01 \x03(\v2\x10.mbk.v1.ArtifactR\tartifacts\"\x82\x01\n" +
+	"\tartifacts\x18\x01 \x03(\v2\x10.mbk.v1.ArtifactR\tartifacts\"\xa3\x01\n" +
 	"\rBackupRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x1f\n" +
 	"\vartifact_id\x18\x02 \x01(\tR\n" +
 	"artifactId\x12\x16\n" +
 	"\x06socket\x18\x03 \x01(\tR\x06socket\x12\x10\n" +
-	"\x03set\x18\x04 \x01(\tR\x03set\"\x83\x01\n" +
+	"\x03set\x18\x04 \x01(\tR\x03set\x12\x1f\n" +
+	"\vpool_socket\x18\x05 \x01(\tR\n" +
+	"poolSocket\"\x83\x01\n" +
 	"\x0eBackupResponse\x12\x14\n" +
 	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12!\n" +
 	"\fdetails_json\x18\x02 \x01(\fR\vdetailsJson\x12\x1b\n" +
 	"\tinfo_file\x18\x03 \x01(\tR\binfoFile\x12\x1b\n" +
-	"\tinfo_text\x18\x04 \x01(\tR\binfoText\"\xc3\x01\n" +
+	"\tinfo_text\x18\x04 \x01(\tR\binfoText\"\xe4\x01\n" +
 	"\x0eRestoreRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x1f\n" +
 	"\vartifact_id\x18\x02 \x01(\tR\n" +
 	"artifactId\x12\x16\n" +
 	"\x06socket\x18\x03 \x01(\tR\x06socket\x12!\n" +
 	"\fdetails_json\x18\x05 \x01(\fR\vdetailsJson\x12'\n" +
-	"\x0foptions_msgpack\x18\x06 \x01(\fR\x0eoptionsMsgpackJ\x04\b\x04\x10\x05\"A\n" +
+	"\x0foptions_msgpack\x18\x06 \x01(\fR\x0eoptionsMsgpack\x12\x1f\n" +
+	"\vpool_socket\x18\a \x01(\tR\n" +
+	"poolSocketJ\x04\b\x04\x10\x05\"A\n" +
 	"\x0fRestoreResponse\x12\x14\n" +
 	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12\x18\n" +
 	"\asummary\x18\x02 \x01(\tR\asummary\"\x92\x01\n" +
@@ -2403,7 +2723,21 @@ const file_mbk_proto_rawDesc = "" +
 	"\asummary\x18\x03 \x01(\tR\asummary\x12\x1a\n" +
 	"\bproblems\x18\x04 \x03(\tR\bproblems\"6\n" +
 	"\rCheckResponse\x12%\n" +
-	"\x06checks\x18\x01 \x03(\v2\r.mbk.v1.CheckR\x06checks\"a\n" +
+	"\x06checks\x18\x01 \x03(\v2\r.mbk.v1.CheckR\x06checks\".\n" +
+	"\x04Blob\x12\x12\n" +
+	"\x04sha1\x18\x01 \x01(\tR\x04sha1\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\"5\n" +
+	"\x0fPoolHaveRequest\x12\"\n" +
+	"\x05blobs\x18\x01 \x03(\v2\f.mbk.v1.BlobR\x05blobs\"&\n" +
+	"\x10PoolHaveResponse\x12\x12\n" +
+	"\x04have\x18\x01 \x03(\bR\x04have\"A\n" +
+	"\tPoolChunk\x12 \n" +
+	"\x04blob\x18\x01 \x01(\v2\f.mbk.v1.BlobR\x04blob\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
+	"\x0fPoolPutResponse\x12 \n" +
+	"\x04blob\x18\x01 \x01(\v2\f.mbk.v1.BlobR\x04blob\"3\n" +
+	"\x0fPoolOpenRequest\x12 \n" +
+	"\x04blob\x18\x01 \x01(\v2\f.mbk.v1.BlobR\x04blob\"a\n" +
 	"\x0fChecksumRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x14\n" +
@@ -2483,7 +2817,11 @@ const file_mbk_proto_rawDesc = "" +
 	"\aRestore\x12\x16.mbk.v1.RestoreRequest\x1a\x17.mbk.v1.RestoreResponse\x12:\n" +
 	"\aSandbox\x12\x16.mbk.v1.SandboxRequest\x1a\x17.mbk.v1.SandboxResponse\x12=\n" +
 	"\bTeardown\x12\x17.mbk.v1.TeardownRequest\x1a\x18.mbk.v1.TeardownResponse\x124\n" +
-	"\x05Check\x12\x14.mbk.v1.CheckRequest\x1a\x15.mbk.v1.CheckResponse2D\n" +
+	"\x05Check\x12\x14.mbk.v1.CheckRequest\x1a\x15.mbk.v1.CheckResponse2\xac\x01\n" +
+	"\x04Pool\x129\n" +
+	"\x04Have\x12\x17.mbk.v1.PoolHaveRequest\x1a\x18.mbk.v1.PoolHaveResponse\x123\n" +
+	"\x03Put\x12\x11.mbk.v1.PoolChunk\x1a\x17.mbk.v1.PoolPutResponse(\x01\x124\n" +
+	"\x04Open\x12\x17.mbk.v1.PoolOpenRequest\x1a\x11.mbk.v1.PoolChunk0\x012D\n" +
 	"\bChecksum\x128\n" +
 	"\x03Sum\x12\x17.mbk.v1.ChecksumRequest\x1a\x18.mbk.v1.ChecksumResponse2?\n" +
 	"\x06Retain\x125\n" +
@@ -2508,7 +2846,7 @@ func file_mbk_proto_rawDescGZIP() []byte {
 	return file_mbk_proto_rawDescData
 }
 
-var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_mbk_proto_goTypes = []any{
 	(*Empty)(nil),               // 0: mbk.v1.Empty
 	(*DescribeResponse)(nil),    // 1: mbk.v1.DescribeResponse
@@ -2532,24 +2870,30 @@ var file_mbk_proto_goTypes = []any{
 	(*CheckRequest)(nil),        // 19: mbk.v1.CheckRequest
 	(*Check)(nil),               // 20: mbk.v1.Check
 	(*CheckResponse)(nil),       // 21: mbk.v1.CheckResponse
-	(*ChecksumRequest)(nil),     // 22: mbk.v1.ChecksumRequest
-	(*FileSum)(nil),             // 23: mbk.v1.FileSum
-	(*ChecksumResponse)(nil),    // 24: mbk.v1.ChecksumResponse
-	(*SetInfo)(nil),             // 25: mbk.v1.SetInfo
-	(*RetainRequest)(nil),       // 26: mbk.v1.RetainRequest
-	(*Decision)(nil),            // 27: mbk.v1.Decision
-	(*RetainResponse)(nil),      // 28: mbk.v1.RetainResponse
-	(*StorePutRequest)(nil),     // 29: mbk.v1.StorePutRequest
-	(*StorePutResponse)(nil),    // 30: mbk.v1.StorePutResponse
-	(*StoreGetRequest)(nil),     // 31: mbk.v1.StoreGetRequest
-	(*StoreGetResponse)(nil),    // 32: mbk.v1.StoreGetResponse
-	(*StoredFile)(nil),          // 33: mbk.v1.StoredFile
-	(*StoredSet)(nil),           // 34: mbk.v1.StoredSet
-	(*StoreListResponse)(nil),   // 35: mbk.v1.StoreListResponse
-	(*StoreDeleteRequest)(nil),  // 36: mbk.v1.StoreDeleteRequest
-	(*NotifyRequest)(nil),       // 37: mbk.v1.NotifyRequest
-	(*NotifyResponse)(nil),      // 38: mbk.v1.NotifyResponse
-	nil,                         // 39: mbk.v1.SandboxResponse.OptionsEntry
+	(*Blob)(nil),                // 22: mbk.v1.Blob
+	(*PoolHaveRequest)(nil),     // 23: mbk.v1.PoolHaveRequest
+	(*PoolHaveResponse)(nil),    // 24: mbk.v1.PoolHaveResponse
+	(*PoolChunk)(nil),           // 25: mbk.v1.PoolChunk
+	(*PoolPutResponse)(nil),     // 26: mbk.v1.PoolPutResponse
+	(*PoolOpenRequest)(nil),     // 27: mbk.v1.PoolOpenRequest
+	(*ChecksumRequest)(nil),     // 28: mbk.v1.ChecksumRequest
+	(*FileSum)(nil),             // 29: mbk.v1.FileSum
+	(*ChecksumResponse)(nil),    // 30: mbk.v1.ChecksumResponse
+	(*SetInfo)(nil),             // 31: mbk.v1.SetInfo
+	(*RetainRequest)(nil),       // 32: mbk.v1.RetainRequest
+	(*Decision)(nil),            // 33: mbk.v1.Decision
+	(*RetainResponse)(nil),      // 34: mbk.v1.RetainResponse
+	(*StorePutRequest)(nil),     // 35: mbk.v1.StorePutRequest
+	(*StorePutResponse)(nil),    // 36: mbk.v1.StorePutResponse
+	(*StoreGetRequest)(nil),     // 37: mbk.v1.StoreGetRequest
+	(*StoreGetResponse)(nil),    // 38: mbk.v1.StoreGetResponse
+	(*StoredFile)(nil),          // 39: mbk.v1.StoredFile
+	(*StoredSet)(nil),           // 40: mbk.v1.StoredSet
+	(*StoreListResponse)(nil),   // 41: mbk.v1.StoreListResponse
+	(*StoreDeleteRequest)(nil),  // 42: mbk.v1.StoreDeleteRequest
+	(*NotifyRequest)(nil),       // 43: mbk.v1.NotifyRequest
+	(*NotifyResponse)(nil),      // 44: mbk.v1.NotifyResponse
+	nil,                         // 45: mbk.v1.SandboxResponse.OptionsEntry
 }
 var file_mbk_proto_depIdxs = []int32{
 	3,  // 0: mbk.v1.SchemaResponse.attributes:type_name -> mbk.v1.Attribute
@@ -2560,72 +2904,82 @@ var file_mbk_proto_depIdxs = []int32{
 	5,  // 5: mbk.v1.BackupRequest.config:type_name -> mbk.v1.Config
 	5,  // 6: mbk.v1.RestoreRequest.config:type_name -> mbk.v1.Config
 	5,  // 7: mbk.v1.SandboxRequest.config:type_name -> mbk.v1.Config
-	39, // 8: mbk.v1.SandboxResponse.options:type_name -> mbk.v1.SandboxResponse.OptionsEntry
+	45, // 8: mbk.v1.SandboxResponse.options:type_name -> mbk.v1.SandboxResponse.OptionsEntry
 	5,  // 9: mbk.v1.TeardownRequest.config:type_name -> mbk.v1.Config
 	5,  // 10: mbk.v1.CheckRequest.config:type_name -> mbk.v1.Config
 	20, // 11: mbk.v1.CheckResponse.checks:type_name -> mbk.v1.Check
-	5,  // 12: mbk.v1.ChecksumRequest.config:type_name -> mbk.v1.Config
-	23, // 13: mbk.v1.ChecksumResponse.sums:type_name -> mbk.v1.FileSum
-	5,  // 14: mbk.v1.RetainRequest.config:type_name -> mbk.v1.Config
-	25, // 15: mbk.v1.RetainRequest.sets:type_name -> mbk.v1.SetInfo
-	27, // 16: mbk.v1.RetainResponse.decisions:type_name -> mbk.v1.Decision
-	5,  // 17: mbk.v1.StorePutRequest.config:type_name -> mbk.v1.Config
-	5,  // 18: mbk.v1.StoreGetRequest.config:type_name -> mbk.v1.Config
-	33, // 19: mbk.v1.StoredSet.files:type_name -> mbk.v1.StoredFile
-	34, // 20: mbk.v1.StoreListResponse.sets:type_name -> mbk.v1.StoredSet
-	5,  // 21: mbk.v1.StoreDeleteRequest.config:type_name -> mbk.v1.Config
-	5,  // 22: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
-	0,  // 23: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
-	2,  // 24: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
-	6,  // 25: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
-	6,  // 26: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
-	6,  // 27: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 28: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 29: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
-	15, // 30: mbk.v1.Dump.Sandbox:input_type -> mbk.v1.SandboxRequest
-	17, // 31: mbk.v1.Dump.Teardown:input_type -> mbk.v1.TeardownRequest
-	19, // 32: mbk.v1.Dump.Check:input_type -> mbk.v1.CheckRequest
-	6,  // 33: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 34: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 35: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
-	15, // 36: mbk.v1.Archive.Sandbox:input_type -> mbk.v1.SandboxRequest
-	17, // 37: mbk.v1.Archive.Teardown:input_type -> mbk.v1.TeardownRequest
-	19, // 38: mbk.v1.Archive.Check:input_type -> mbk.v1.CheckRequest
-	22, // 39: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
-	26, // 40: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
-	29, // 41: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
-	31, // 42: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
-	6,  // 43: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
-	36, // 44: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
-	37, // 45: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
-	1,  // 46: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
-	4,  // 47: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
-	8,  // 48: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
-	8,  // 49: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
-	10, // 50: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 51: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 52: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
-	16, // 53: mbk.v1.Dump.Sandbox:output_type -> mbk.v1.SandboxResponse
-	18, // 54: mbk.v1.Dump.Teardown:output_type -> mbk.v1.TeardownResponse
-	21, // 55: mbk.v1.Dump.Check:output_type -> mbk.v1.CheckResponse
-	10, // 56: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 57: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 58: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
-	16, // 59: mbk.v1.Archive.Sandbox:output_type -> mbk.v1.SandboxResponse
-	18, // 60: mbk.v1.Archive.Teardown:output_type -> mbk.v1.TeardownResponse
-	21, // 61: mbk.v1.Archive.Check:output_type -> mbk.v1.CheckResponse
-	24, // 62: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
-	28, // 63: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
-	30, // 64: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
-	32, // 65: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
-	35, // 66: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
-	0,  // 67: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
-	38, // 68: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
-	46, // [46:69] is the sub-list for method output_type
-	23, // [23:46] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	22, // 12: mbk.v1.PoolHaveRequest.blobs:type_name -> mbk.v1.Blob
+	22, // 13: mbk.v1.PoolChunk.blob:type_name -> mbk.v1.Blob
+	22, // 14: mbk.v1.PoolPutResponse.blob:type_name -> mbk.v1.Blob
+	22, // 15: mbk.v1.PoolOpenRequest.blob:type_name -> mbk.v1.Blob
+	5,  // 16: mbk.v1.ChecksumRequest.config:type_name -> mbk.v1.Config
+	29, // 17: mbk.v1.ChecksumResponse.sums:type_name -> mbk.v1.FileSum
+	5,  // 18: mbk.v1.RetainRequest.config:type_name -> mbk.v1.Config
+	31, // 19: mbk.v1.RetainRequest.sets:type_name -> mbk.v1.SetInfo
+	33, // 20: mbk.v1.RetainResponse.decisions:type_name -> mbk.v1.Decision
+	5,  // 21: mbk.v1.StorePutRequest.config:type_name -> mbk.v1.Config
+	5,  // 22: mbk.v1.StoreGetRequest.config:type_name -> mbk.v1.Config
+	39, // 23: mbk.v1.StoredSet.files:type_name -> mbk.v1.StoredFile
+	40, // 24: mbk.v1.StoreListResponse.sets:type_name -> mbk.v1.StoredSet
+	5,  // 25: mbk.v1.StoreDeleteRequest.config:type_name -> mbk.v1.Config
+	5,  // 26: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
+	0,  // 27: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
+	2,  // 28: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
+	6,  // 29: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
+	6,  // 30: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
+	6,  // 31: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 32: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 33: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 34: mbk.v1.Dump.Sandbox:input_type -> mbk.v1.SandboxRequest
+	17, // 35: mbk.v1.Dump.Teardown:input_type -> mbk.v1.TeardownRequest
+	19, // 36: mbk.v1.Dump.Check:input_type -> mbk.v1.CheckRequest
+	6,  // 37: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 38: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 39: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 40: mbk.v1.Archive.Sandbox:input_type -> mbk.v1.SandboxRequest
+	17, // 41: mbk.v1.Archive.Teardown:input_type -> mbk.v1.TeardownRequest
+	19, // 42: mbk.v1.Archive.Check:input_type -> mbk.v1.CheckRequest
+	23, // 43: mbk.v1.Pool.Have:input_type -> mbk.v1.PoolHaveRequest
+	25, // 44: mbk.v1.Pool.Put:input_type -> mbk.v1.PoolChunk
+	27, // 45: mbk.v1.Pool.Open:input_type -> mbk.v1.PoolOpenRequest
+	28, // 46: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
+	32, // 47: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
+	35, // 48: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
+	37, // 49: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
+	6,  // 50: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
+	42, // 51: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
+	43, // 52: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
+	1,  // 53: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
+	4,  // 54: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
+	8,  // 55: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
+	8,  // 56: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
+	10, // 57: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 58: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 59: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
+	16, // 60: mbk.v1.Dump.Sandbox:output_type -> mbk.v1.SandboxResponse
+	18, // 61: mbk.v1.Dump.Teardown:output_type -> mbk.v1.TeardownResponse
+	21, // 62: mbk.v1.Dump.Check:output_type -> mbk.v1.CheckResponse
+	10, // 63: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 64: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 65: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
+	16, // 66: mbk.v1.Archive.Sandbox:output_type -> mbk.v1.SandboxResponse
+	18, // 67: mbk.v1.Archive.Teardown:output_type -> mbk.v1.TeardownResponse
+	21, // 68: mbk.v1.Archive.Check:output_type -> mbk.v1.CheckResponse
+	24, // 69: mbk.v1.Pool.Have:output_type -> mbk.v1.PoolHaveResponse
+	26, // 70: mbk.v1.Pool.Put:output_type -> mbk.v1.PoolPutResponse
+	25, // 71: mbk.v1.Pool.Open:output_type -> mbk.v1.PoolChunk
+	30, // 72: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
+	34, // 73: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
+	36, // 74: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
+	38, // 75: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
+	41, // 76: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
+	0,  // 77: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
+	44, // 78: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
+	53, // [53:79] is the sub-list for method output_type
+	27, // [27:53] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_mbk_proto_init() }
@@ -2639,9 +2993,9 @@ func file_mbk_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mbk_proto_rawDesc), len(file_mbk_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   46,
 			NumExtensions: 0,
-			NumServices:   7,
+			NumServices:   8,
 		},
 		GoTypes:           file_mbk_proto_goTypes,
 		DependencyIndexes: file_mbk_proto_depIdxs,

@@ -835,6 +835,185 @@ var Archive_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Pool_Have_FullMethodName = "/mbk.v1.Pool/Have"
+	Pool_Put_FullMethodName  = "/mbk.v1.Pool/Put"
+	Pool_Open_FullMethodName = "/mbk.v1.Pool/Open"
+)
+
+// PoolClient is the client API for Pool service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type PoolClient interface {
+	Have(ctx context.Context, in *PoolHaveRequest, opts ...grpc.CallOption) (*PoolHaveResponse, error)
+	Put(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PoolChunk, PoolPutResponse], error)
+	// Open streams a blob's content (decrypted, decompressed); the stream
+	// fails when the bytes do not hash to the blob's name.
+	Open(ctx context.Context, in *PoolOpenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolChunk], error)
+}
+
+type poolClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewPoolClient(cc grpc.ClientConnInterface) PoolClient {
+	return &poolClient{cc}
+}
+
+func (c *poolClient) Have(ctx context.Context, in *PoolHaveRequest, opts ...grpc.CallOption) (*PoolHaveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PoolHaveResponse)
+	err := c.cc.Invoke(ctx, Pool_Have_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *poolClient) Put(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PoolChunk, PoolPutResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Pool_ServiceDesc.Streams[0], Pool_Put_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PoolChunk, PoolPutResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Pool_PutClient = grpc.ClientStreamingClient[PoolChunk, PoolPutResponse]
+
+func (c *poolClient) Open(ctx context.Context, in *PoolOpenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Pool_ServiceDesc.Streams[1], Pool_Open_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PoolOpenRequest, PoolChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Pool_OpenClient = grpc.ServerStreamingClient[PoolChunk]
+
+// PoolServer is the server API for Pool service.
+// All implementations must embed UnimplementedPoolServer
+// for forward compatibility.
+type PoolServer interface {
+	Have(context.Context, *PoolHaveRequest) (*PoolHaveResponse, error)
+	Put(grpc.ClientStreamingServer[PoolChunk, PoolPutResponse]) error
+	// Open streams a blob's content (decrypted, decompressed); the stream
+	// fails when the bytes do not hash to the blob's name.
+	Open(*PoolOpenRequest, grpc.ServerStreamingServer[PoolChunk]) error
+	mustEmbedUnimplementedPoolServer()
+}
+
+// UnimplementedPoolServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedPoolServer struct{}
+
+func (UnimplementedPoolServer) Have(context.Context, *PoolHaveRequest) (*PoolHaveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Have not implemented")
+}
+func (UnimplementedPoolServer) Put(grpc.ClientStreamingServer[PoolChunk, PoolPutResponse]) error {
+	return status.Error(codes.Unimplemented, "method Put not implemented")
+}
+func (UnimplementedPoolServer) Open(*PoolOpenRequest, grpc.ServerStreamingServer[PoolChunk]) error {
+	return status.Error(codes.Unimplemented, "method Open not implemented")
+}
+func (UnimplementedPoolServer) mustEmbedUnimplementedPoolServer() {}
+func (UnimplementedPoolServer) testEmbeddedByValue()              {}
+
+// UnsafePoolServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to PoolServer will
+// result in compilation errors.
+type UnsafePoolServer interface {
+	mustEmbedUnimplementedPoolServer()
+}
+
+func RegisterPoolServer(s grpc.ServiceRegistrar, srv PoolServer) {
+	// If the following call panics, it indicates UnimplementedPoolServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Pool_ServiceDesc, srv)
+}
+
+func _Pool_Have_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PoolHaveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PoolServer).Have(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Pool_Have_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PoolServer).Have(ctx, req.(*PoolHaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Pool_Put_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PoolServer).Put(&grpc.GenericServerStream[PoolChunk, PoolPutResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Pool_PutServer = grpc.ClientStreamingServer[PoolChunk, PoolPutResponse]
+
+func _Pool_Open_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(PoolOpenRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PoolServer).Open(m, &grpc.GenericServerStream[PoolOpenRequest, PoolChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Pool_OpenServer = grpc.ServerStreamingServer[PoolChunk]
+
+// Pool_ServiceDesc is the grpc.ServiceDesc for Pool service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Pool_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "mbk.v1.Pool",
+	HandlerType: (*PoolServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Have",
+			Handler:    _Pool_Have_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Put",
+			Handler:       _Pool_Put_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Open",
+			Handler:       _Pool_Open_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "mbk.proto",
+}
+
+const (
 	Checksum_Sum_FullMethodName = "/mbk.v1.Checksum/Sum"
 )
 

@@ -1,0 +1,561 @@
+// Package pool is a root's content-addressed store of file contents: each
+// blob (a file's bytes) is kept once under <root>/.pool, named by the SHA-1
+// of its bytes and its size, compressed on its own and encrypted like the
+// sets. A set references the blobs it needs in its POOL_REFS file; blobs no
+// complete set references are swept under the root's lock.
+//
+// Layout:
+//
+//	.pool/VERSION              the pool's format version ("1")
+//	.pool/ab/cd/<sha1>-<size>  a blob: a header line, then its bytes
+//	.pool/.tmp/                blobs being written (leftovers are swept)
+//
+// A blob file starts with "mbkpool1 <compression> <age|plain>\n"; what
+// follows is the content, compressed with that codec and, for age, then
+// encrypted to the pipeline's recipients. The header names what the reader
+// needs, so that a pipeline may change its compression or encryption
+// without the pool becoming unreadable.
+package pool
+
+import (
+	"bufio"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"filippo.io/age"
+
+	"github.com/mbk-backup/mbk/core/stream"
+)
+
+// Dir is the pool's directory under a root.
+const Dir = ".pool"
+
+// RefsFile is the set file listing the blobs the set references, one
+// "<sha1> <size>" a line. It is plain text even in an encrypted set: a
+// blob's name is the SHA-1 of its content, which Moodle already shows in
+// its own file names.
+const RefsFile = "POOL_REFS"
+
+// Version is the pool's format version, written to .pool/VERSION.
+const Version = 1
+
+const (
+	versionFile = "VERSION"
+	tmpDir      = ".tmp"
+	magic       = "mbkpool1"
+)
+
+// Blob names a file's content.
+type Blob struct {
+	SHA1 string
+	Size int64
+}
+
+func (b Blob) String() string { return fmt.Sprintf("%s-%d", b.SHA1, b.Size) }
+
+// Check says why b cannot name a blob: the hash must be 40 lower-case hex
+// digits (it becomes a path).
+func (b Blob) Check() error {
+	if len(b.SHA1) != 40 {
+		return fmt.Errorf("blob name %q is not a SHA-1", b.SHA1)
+	}
+	for _, c := range b.SHA1 {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return fmt.Errorf("blob name %q is not a lower-case hex SHA-1", b.SHA1)
+		}
+	}
+	if b.Size < 0 {
+		return fmt.Errorf("blob %s has a negative size", b.SHA1)
+	}
+	return nil
+}
+
+// Rel is the blob's path under the pool's directory.
+func (b Blob) Rel() string { return filepath.Join(b.SHA1[:2], b.SHA1[2:4], b.String()) }
+
+// ParseName reads a blob file's name back.
+func ParseName(name string) (Blob, bool) {
+	h, size, ok := strings.Cut(name, "-")
+	if !ok {
+		return Blob{}, false
+	}
+	n, err := strconv.ParseInt(size, 10, 64)
+	if err != nil {
+		return Blob{}, false
+	}
+	b := Blob{SHA1: h, Size: n}
+	return b, b.Check() == nil
+}
+
+// Pool is one root's pool.
+type Pool struct {
+	dir string
+}
+
+// Open returns root's pool, creating its directory and VERSION when
+// missing; a pool of a later format is refused.
+func Open(root string) (*Pool, error) {
+	dir := filepath.Join(root, Dir)
+	if err := os.MkdirAll(filepath.Join(dir, tmpDir), 0o700); err != nil {
+		return nil, fmt.Errorf("pool: %w", err)
+	}
+	vf := filepath.Join(dir, versionFile)
+	b, err := os.ReadFile(vf)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := writeSync(vf, []byte(strconv.Itoa(Version)+"\n")); err != nil {
+			return nil, fmt.Errorf("pool: write %s: %w", vf, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("pool: %w", err)
+	default:
+		v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("pool: %s holds %q, not a format version", vf, strings.TrimSpace(string(b)))
+		}
+		if v > Version {
+			return nil, fmt.Errorf("pool: %s is format %d; this mbk reads format %d: upgrade mbk", dir, v, Version)
+		}
+	}
+	return &Pool{dir: dir}, nil
+}
+
+// OpenExisting returns root's pool if it has one, nil otherwise: a reader
+// (verify, restore) never creates it.
+func OpenExisting(root string) (*Pool, error) {
+	if _, err := os.Stat(filepath.Join(root, Dir)); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return Open(root)
+}
+
+// DirPath is the pool's directory.
+func (p *Pool) DirPath() string { return p.dir }
+
+// Path is where blob b is stored.
+func (p *Pool) Path(b Blob) string { return filepath.Join(p.dir, b.Rel()) }
+
+// Has says whether the pool holds b: one stat, no read.
+func (p *Pool) Has(b Blob) bool {
+	if b.Check() != nil {
+		return false
+	}
+	fi, err := os.Stat(p.Path(b))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// Codec is how new blobs are written.
+type Codec struct {
+	Compression string
+	Level       int
+	Recipients  []age.Recipient
+}
+
+// Written is what Put did.
+type Written struct {
+	Blob   Blob  // as stored: the hash of the bytes read
+	Stored int64 // bytes written to disk; 0 when the pool held it already
+	Dir    string
+}
+
+// Put reads r to its end, hashing it with SHA-1 while it is compressed
+// (and encrypted) into a temporary file, which is synced and renamed to the
+// blob's name only when complete. The blob is named by what was read, not
+// by what the caller expected. The directory the rename changed is
+// returned in Written.Dir, for the caller to sync (SyncDirs) before the
+// set that references it is committed.
+func (p *Pool) Put(r io.Reader, c Codec) (Written, error) {
+	tmp, err := os.CreateTemp(filepath.Join(p.dir, tmpDir), "blob-")
+	if err != nil {
+		return Written{}, fmt.Errorf("pool: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(tmp, 64<<10)
+	enc := "plain"
+	if len(c.Recipients) > 0 {
+		enc = "age"
+	}
+	comp := c.Compression
+	if comp == "" {
+		comp = "none"
+	}
+	fmt.Fprintf(bw, "%s %s %s\n", magic, comp, enc)
+	var under io.Writer = bw
+	var ageW io.WriteCloser
+	if len(c.Recipients) > 0 {
+		if ageW, err = age.Encrypt(bw, c.Recipients...); err != nil {
+			return Written{}, fmt.Errorf("pool: encrypt: %w", err)
+		}
+		under = ageW
+	}
+	zw, err := stream.NewBlobWriter(under, comp, c.Level)
+	if err != nil {
+		return Written{}, fmt.Errorf("pool: %w", err)
+	}
+	h := sha1.New()
+	n, err := io.Copy(io.MultiWriter(zw, h), r)
+	if err != nil {
+		zw.Close()
+		return Written{}, err
+	}
+	if err := zw.Close(); err != nil {
+		return Written{}, fmt.Errorf("pool: compress: %w", err)
+	}
+	if ageW != nil {
+		if err := ageW.Close(); err != nil {
+			return Written{}, fmt.Errorf("pool: encrypt: %w", err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return Written{}, fmt.Errorf("pool: %w", err)
+	}
+	b := Blob{SHA1: hex.EncodeToString(h.Sum(nil)), Size: n}
+	final := p.Path(b)
+	if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() {
+		// Another name led to the same content (a file whose content did
+		// not match its name): the pool has it already.
+		return Written{Blob: b}, nil
+	}
+	stored, err := tmp.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return Written{}, fmt.Errorf("pool: %w", err)
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		return Written{}, fmt.Errorf("pool: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return Written{}, fmt.Errorf("pool: sync: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return Written{}, fmt.Errorf("pool: %w", err)
+	}
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Written{}, fmt.Errorf("pool: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return Written{}, fmt.Errorf("pool: %w", err)
+	}
+	ok = true
+	return Written{Blob: b, Stored: stored, Dir: dir}, nil
+}
+
+// SyncDirs makes the renames Put did in dirs durable, and the directories
+// above them (a new ab/ or ab/cd/).
+func (p *Pool) SyncDirs(dirs map[string]bool) error {
+	parents := map[string]bool{p.dir: true}
+	for d := range dirs {
+		if err := syncDir(d); err != nil {
+			return fmt.Errorf("pool: sync %s: %w", d, err)
+		}
+		parents[filepath.Dir(d)] = true
+	}
+	for d := range parents {
+		if err := syncDir(d); err != nil {
+			return fmt.Errorf("pool: sync %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// ErrCorrupt says a blob's bytes do not hash to its name.
+var ErrCorrupt = errors.New("the blob's content does not match its name")
+
+// OpenBlob reads blob b back, decrypted and decompressed. The reader fails
+// at the end, instead of io.EOF, when what it gave does not hash to b.
+func (p *Pool) OpenBlob(b Blob, identities []age.Identity) (io.ReadCloser, error) {
+	if err := b.Check(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p.Path(b))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("blob %s is missing from the pool %s", b, p.dir)
+		}
+		return nil, err
+	}
+	rc, err := Decode(f, b, identities)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob %s: %w", b, err)
+	}
+	return &closeBoth{ReadCloser: rc, f: f}, nil
+}
+
+type closeBoth struct {
+	io.ReadCloser
+	f *os.File
+}
+
+func (c *closeBoth) Close() error {
+	c.ReadCloser.Close()
+	return c.f.Close()
+}
+
+// Decode reads a stored blob (its header, then the content) from r and
+// checks it against b at the end.
+func Decode(r io.Reader, b Blob, identities []age.Identity) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(r, 32<<10)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("no header: %w", err)
+	}
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != magic {
+		return nil, fmt.Errorf("header %q is not a pool blob's", strings.TrimSpace(line))
+	}
+	var in io.Reader = br
+	switch f[2] {
+	case "age":
+		if len(identities) == 0 {
+			return nil, stream.ErrNoIdentity
+		}
+		d, err := age.Decrypt(br, identities...)
+		if err != nil {
+			return nil, fmt.Errorf("decrypt: %w", err)
+		}
+		in = d
+	case "plain":
+	default:
+		return nil, fmt.Errorf("unknown encryption %q", f[2])
+	}
+	zr, err := stream.NewBlobReader(in, f[1])
+	if err != nil {
+		return nil, err
+	}
+	return &checking{r: zr, want: b, h: sha1.New()}, nil
+}
+
+// checking hashes what is read and turns the end into an error when the
+// content does not match the blob's name.
+type checking struct {
+	r    io.ReadCloser
+	want Blob
+	h    hash.Hash
+	n    int64
+}
+
+func (c *checking) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	if err == io.EOF {
+		if got := hex.EncodeToString(c.h.Sum(nil)); got != c.want.SHA1 || c.n != c.want.Size {
+			return n, fmt.Errorf("blob %s: %w (read %d bytes hashing to %s)", c.want, ErrCorrupt, c.n, got)
+		}
+	}
+	return n, err
+}
+
+func (c *checking) Close() error { return c.r.Close() }
+
+// Refs is a set of referenced blobs.
+type Refs map[Blob]struct{}
+
+// ReadRefs reads a set's POOL_REFS; a set without one references nothing.
+func ReadRefs(setDir string) ([]Blob, error) {
+	f, err := os.Open(filepath.Join(setDir, RefsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []Blob
+	sc := bufio.NewScanner(f)
+	line := 0
+	for sc.Scan() {
+		line++
+		h, size, ok := strings.Cut(sc.Text(), " ")
+		n, err := strconv.ParseInt(size, 10, 64)
+		b := Blob{SHA1: h, Size: n}
+		if !ok || err != nil || b.Check() != nil {
+			return nil, fmt.Errorf("%s line %d: %q is not \"<sha1> <size>\"", filepath.Join(setDir, RefsFile), line, sc.Text())
+		}
+		out = append(out, b)
+	}
+	return out, sc.Err()
+}
+
+// RefsWriter appends a set's references as a backup makes them. It is
+// safe for concurrent use.
+type RefsWriter struct {
+	mu   sync.Mutex
+	f    *os.File
+	w    *bufio.Writer
+	n    int
+}
+
+// CreateRefs starts POOL_REFS in a staging directory.
+func CreateRefs(dir string) (*RefsWriter, error) {
+	f, err := os.OpenFile(filepath.Join(dir, RefsFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &RefsWriter{f: f, w: bufio.NewWriter(f)}, nil
+}
+
+// Add records that the set references b.
+func (r *RefsWriter) Add(b Blob) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n++
+	_, err := fmt.Fprintf(r.w, "%s %d\n", b.SHA1, b.Size)
+	return err
+}
+
+// Count is how many references were added.
+func (r *RefsWriter) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+// Close makes the file durable.
+func (r *RefsWriter) Close() error {
+	if err := r.w.Flush(); err != nil {
+		r.f.Close()
+		return err
+	}
+	if err := r.f.Sync(); err != nil {
+		r.f.Close()
+		return err
+	}
+	return r.f.Close()
+}
+
+// Swept is what a sweep removed.
+type Swept struct {
+	Blobs int
+	Bytes int64
+	Kept  int
+}
+
+// Sweep deletes every blob not in keep, and what interrupted writes left
+// in .pool/.tmp. The caller holds the root's lock and built keep from every
+// complete set (mark); deleting only what no set references, a sweep that
+// is killed leaves unreferenced blobs behind, never a referenced one
+// missing.
+func (p *Pool) Sweep(keep Refs, dryRun bool) (Swept, error) {
+	var out Swept
+	tmps, _ := os.ReadDir(filepath.Join(p.dir, tmpDir))
+	for _, t := range tmps {
+		if !dryRun {
+			os.Remove(filepath.Join(p.dir, tmpDir, t.Name()))
+		}
+	}
+	err := p.Walk(func(b Blob, path string, size int64) error {
+		if _, ok := keep[b]; ok {
+			out.Kept++
+			return nil
+		}
+		if !dryRun {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		out.Blobs++
+		out.Bytes += size
+		return nil
+	})
+	return out, err
+}
+
+// Walk calls fn for every blob in the pool, in name order. Names that are
+// not blobs are left alone.
+func (p *Pool) Walk(fn func(b Blob, path string, stored int64) error) error {
+	l1, err := readDirNames(p.dir)
+	if err != nil {
+		return err
+	}
+	for _, a := range l1 {
+		if len(a) != 2 {
+			continue
+		}
+		l2, err := readDirNames(filepath.Join(p.dir, a))
+		if err != nil {
+			return err
+		}
+		for _, c := range l2 {
+			if len(c) != 2 {
+				continue
+			}
+			d := filepath.Join(p.dir, a, c)
+			ents, err := os.ReadDir(d)
+			if err != nil {
+				return err
+			}
+			for _, e := range ents {
+				b, ok := ParseName(e.Name())
+				if !ok || !e.Type().IsRegular() {
+					continue
+				}
+				var size int64
+				if fi, err := e.Info(); err == nil {
+					size = fi.Size()
+				}
+				if err := fn(b, filepath.Join(d, e.Name()), size); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	sort.Strings(names)
+	return names, err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func writeSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}

@@ -1,0 +1,157 @@
+package pool
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+)
+
+func blobOf(b []byte) Blob {
+	h := sha1.Sum(b)
+	return Blob{SHA1: hex.EncodeToString(h[:]), Size: int64(len(b))}
+}
+
+// Each codec, plain and encrypted: a put blob is found by name and size and
+// reads back byte for byte.
+func TestPutOpenRoundTrip(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("moodle file content "), 5000)
+	for _, comp := range []string{"gzip", "zstd", "none"} {
+		for _, enc := range []bool{false, true} {
+			root := t.TempDir()
+			p, err := Open(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := Codec{Compression: comp}
+			var ids []age.Identity
+			if enc {
+				c.Recipients = []age.Recipient{id.Recipient()}
+				ids = []age.Identity{id}
+			}
+			want := blobOf(data)
+			if p.Has(want) {
+				t.Fatalf("%s: an empty pool has %s", comp, want)
+			}
+			w, err := p.Put(bytes.NewReader(data), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Blob != want || w.Stored == 0 {
+				t.Fatalf("%s: put %+v, want %s stored", comp, w, want)
+			}
+			if !p.Has(want) {
+				t.Fatalf("%s: the pool lacks what was put", comp)
+			}
+			if p.Has(Blob{SHA1: want.SHA1, Size: want.Size + 1}) {
+				t.Fatalf("%s: a blob of another size passes for it", comp)
+			}
+			raw, _ := os.ReadFile(p.Path(want))
+			if enc && bytes.Contains(raw, []byte("moodle file")) {
+				t.Fatalf("%s: an encrypted blob holds plain text", comp)
+			}
+			if comp != "none" && int64(len(raw)) >= want.Size {
+				t.Fatalf("%s: stored %d bytes for %d", comp, len(raw), want.Size)
+			}
+			rc, err := p.OpenBlob(want, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%s enc=%v: read back %d bytes, err %v", comp, enc, len(got), err)
+			}
+			if again, _ := p.Put(bytes.NewReader(data), c); again.Stored != 0 {
+				t.Fatalf("%s: the same content was stored twice", comp)
+			}
+			if v, _ := os.ReadFile(filepath.Join(root, Dir, "VERSION")); strings.TrimSpace(string(v)) != "1" {
+				t.Fatalf("VERSION holds %q", v)
+			}
+		}
+	}
+}
+
+// A blob whose stored bytes were changed fails when read: the hash is
+// checked at the end of every read.
+func TestCorruptBlobFailsRead(t *testing.T) {
+	p, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("the original content of a file")
+	w, err := p.Put(bytes.NewReader(data), Codec{Compression: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(p.Path(w.Blob))
+	raw[len(raw)-1] ^= 1
+	if err := os.WriteFile(p.Path(w.Blob), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := p.OpenBlob(w.Blob, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := io.ReadAll(rc); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("reading a changed blob gave %v, want ErrCorrupt", err)
+	}
+}
+
+// Sweep deletes exactly the blobs not kept, and temporary leftovers.
+func TestSweepKeepsReferenced(t *testing.T) {
+	p, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []Blob
+	for i := range 20 {
+		w, err := p.Put(strings.NewReader(strings.Repeat("x", i+1)), Codec{Compression: "gzip"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, w.Blob)
+	}
+	os.WriteFile(filepath.Join(p.DirPath(), tmpDir, "blob-leftover"), []byte("half"), 0o600)
+	keep := Refs{}
+	for _, b := range all[:7] {
+		keep[b] = struct{}{}
+	}
+	s, err := p.Sweep(keep, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Blobs != 13 || s.Kept != 7 {
+		t.Fatalf("swept %+v, want 13 removed and 7 kept", s)
+	}
+	for i, b := range all {
+		if p.Has(b) != (i < 7) {
+			t.Fatalf("blob %d: has=%v after the sweep", i, p.Has(b))
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(p.DirPath(), tmpDir)); len(left) != 0 {
+		t.Fatalf("the sweep left %d temporary files", len(left))
+	}
+}
+
+// A pool of a later format is refused with the version in the message.
+func TestLaterVersionRefused(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, Dir), 0o700)
+	os.WriteFile(filepath.Join(root, Dir, "VERSION"), []byte("2\n"), 0o600)
+	if _, err := Open(root); err == nil || !strings.Contains(err.Error(), "format 2") {
+		t.Fatalf("a format-2 pool opened: %v", err)
+	}
+}
