@@ -18,6 +18,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mbk-backup/mbk/core/checksum"
+	"github.com/mbk-backup/mbk/core/pluginhost"
+	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 	"github.com/mbk-backup/mbk/core/stream"
@@ -153,7 +155,20 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 	t0 := time.Now()
 	r.log.Info("writing artifact", "file", file, "compression", s.Compression)
 	tr := r.e.track(fmt.Sprintf("%s %s", s.Kind, file), -1)
-	reply, err := s.Client.Backup(ctx, s.Wire, a.ID, r.name, trackWriter{sink, tr})
+	var pb *poolBackup
+	var backend pluginhost.PoolBackend
+	if a.Pool {
+		pr, err := r.poolFor()
+		if err != nil {
+			sink.Abort()
+			tr.Done()
+			return fmt.Errorf("artifact %s: %w", a.Name, err)
+		}
+		pb = &poolBackup{pr: pr, codec: pool.Codec{Compression: s.Compression, Level: s.CompressionLevel, Recipients: r.p.Recipients},
+			log: r.log, file: file}
+		backend = pb
+	}
+	reply, err := s.Client.BackupPooled(ctx, s.Wire, a.ID, r.name, trackWriter{sink, tr}, backend)
 	tr.Done()
 	if err != nil {
 		sink.Abort()
@@ -168,6 +183,19 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 		return fmt.Errorf("artifact %s: the plugin sent %d bytes, %d were stored", a.Name, reply.Bytes, res.RawSize)
 	}
 	d := time.Since(t0)
+	var use *repo.PoolUse
+	if pb != nil {
+		u := pb.use
+		use = &u
+		reply.InfoText = strings.TrimRight(reply.InfoText, "\n") + "\n" + pb.summary() + "\n"
+		r.log.Info("pool used", "file", file, "blobs", u.Blobs, "new_blobs", u.NewBlobs,
+			"new_bytes", humanize.IBytes(uint64(u.NewBytes)), "stored", humanize.IBytes(uint64(u.StoredBytes)))
+		if u.Mismatched > 0 {
+			r.mu.Lock()
+			r.afterCommit = append(r.afterCommit, fmt.Errorf("%s: %d files' content did not match their names (Moodle-level corruption in the site; stored under their real hashes)", file, u.Mismatched))
+			r.mu.Unlock()
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.log.Info("artifact written", "file", file, "raw", humanize.IBytes(uint64(res.RawSize)), "stored", humanize.IBytes(uint64(res.Size)),
@@ -175,7 +203,7 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 	r.man.Artifacts = append(r.man.Artifacts, repo.Artifact{
 		Stage: s.Kind, Plugin: s.Plugin, Name: s.Name, ArtifactID: a.ID, File: file, Format: a.Format,
 		Compression: s.Compression, Encryption: encryption(r.p.Recipients), Size: res.Size, SHA256: res.SHA256, RawSize: res.RawSize,
-		RawXXH64: res.RawXXH64, DurationMS: d.Milliseconds(), Details: reply.Details,
+		RawXXH64: res.RawXXH64, DurationMS: d.Milliseconds(), Details: reply.Details, Pool: use,
 	})
 	r.res.Report.Artifacts = append(r.res.Report.Artifacts, sdk.ArtifactReport{
 		Stage: s.Kind, Plugin: s.Plugin, File: file, Size: res.Size, Raw: res.RawSize, SHA256: res.SHA256})
@@ -217,6 +245,9 @@ func (r *run) sums(ctx context.Context, stages []*Stage) ([]repo.Sum, error) {
 		files = append(files, a.File)
 	}
 	names := append([]string(nil), r.infoOrd...)
+	if r.pool != nil {
+		names = append(names, pool.RefsFile)
+	}
 	sort.Strings(names)
 	for _, name := range names {
 		hex, _, err := checksum.FileSHA256(ctx, filepath.Join(r.staging, name))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/maintenance"
+	"github.com/mbk-backup/mbk/core/pluginhost"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 	"github.com/mbk-backup/mbk/core/spec"
@@ -461,7 +462,14 @@ func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, op
 	defer zr.Close()
 	tr := e.track("restore "+a.File, a.RawSize)
 	capped := &rawCap{r: zr, size: a.RawSize, file: a.File}
-	reply, err := st.Stage.Client.Restore(ctx, st.Stage.Wire, a.ArtifactID, options[st.Stage].Wire, a.Details, trackReader{capped, tr})
+	var backend pluginhost.PoolBackend
+	if a.Pool != nil {
+		if backend, err = poolOf(dir, e.Identities); err != nil {
+			tr.Done()
+			return fmt.Errorf("restore %s: %w", a.File, err)
+		}
+	}
+	reply, err := st.Stage.Client.RestorePooled(ctx, st.Stage.Wire, a.ArtifactID, options[st.Stage].Wire, a.Details, trackReader{capped, tr}, backend)
 	tr.Done()
 	if capped.err != nil {
 		// The plugin's own error is only the consequence.

@@ -112,6 +112,8 @@ type run struct {
 	// stage name. The root's run record keeps both.
 	stores       map[string]error
 	notifyFailed map[string]int
+	// pool is the root's pool once a pooled artifact used it.
+	pool *poolRun
 }
 
 // Run runs one pipeline end to end. The stages must come from Prepare.
@@ -256,7 +258,11 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 	r.man = &repo.Manifest{Format: 1, Pipeline: p.Name, Set: r.name, Started: start.UTC(), Host: r.res.Report.Host,
 		MBKVersion: r.e.Version, Timezone: p.Location.String(), Kind: r.opts.kind, Restoring: r.opts.restoring}
 	r.info = map[string]*strings.Builder{}
+	defer r.closePool()
 	if err := r.inMaintenance(ctx, func() error { return r.produceAll(ctx, stages) }); err != nil {
+		return err
+	}
+	if err := r.finishPool(); err != nil {
 		return err
 	}
 	if err := r.writeInfoFiles(); err != nil {

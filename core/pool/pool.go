@@ -398,10 +398,10 @@ func ReadRefs(setDir string) ([]Blob, error) {
 // RefsWriter appends a set's references as a backup makes them. It is
 // safe for concurrent use.
 type RefsWriter struct {
-	mu   sync.Mutex
-	f    *os.File
-	w    *bufio.Writer
-	n    int
+	mu sync.Mutex
+	f  *os.File
+	w  *bufio.Writer
+	n  int
 }
 
 // CreateRefs starts POOL_REFS in a staging directory.

@@ -91,6 +91,21 @@ type Artifact struct {
 	RawSHA256   string          `json:"raw_sha256,omitempty"` // what sets made before raw_xxh64 carry instead
 	DurationMS  int64           `json:"duration_ms"`
 	Details     json.RawMessage `json:"details,omitempty"`
+	// Pool is set for an artifact whose file contents went to the root's
+	// pool: the set's POOL_REFS lists the blobs it references.
+	Pool *PoolUse `json:"pool,omitempty"`
+}
+
+// PoolUse is what a pooled artifact took from and gave to the pool.
+type PoolUse struct {
+	Blobs       int64 `json:"blobs"`        // blobs referenced
+	Bytes       int64 `json:"bytes"`        // their content's bytes
+	NewBlobs    int64 `json:"new_blobs"`    // blobs this set added
+	NewBytes    int64 `json:"new_bytes"`    // their content's bytes
+	StoredBytes int64 `json:"stored_bytes"` // what they take on disk
+	// Mismatched counts files whose content did not hash to the name the
+	// plugin gave (stored under their real hash).
+	Mismatched int64 `json:"mismatched,omitempty"`
 }
 
 // Stage is one stage's record in the manifest.

@@ -34,6 +34,9 @@ type Artifact struct {
 	ID     string // opaque to the core, stable for the config
 	Name   string // base of the file name: "moodle", "moodledata"
 	Format string // "sql", "tar"
+	// Pool asks the core for its pool during this artifact's backup and
+	// restore (BackupRequest.Pool, RestoreRequest.Pool).
+	Pool bool
 }
 
 // BackupRequest asks a Source for one artifact.
@@ -41,6 +44,9 @@ type BackupRequest struct {
 	Config   Config
 	Artifact string // Artifact.ID
 	Set      string
+	// Pool is the core's pool when the artifact was planned with Pool;
+	// nil otherwise.
+	Pool Pool
 }
 
 // BackupResult is what a Source reports about one artifact.
@@ -59,6 +65,9 @@ type RestoreRequest struct {
 	// in: decode them like the settings.
 	Options Config
 	Details map[string]any // what the backup recorded
+	// Pool reads the blobs of an artifact backed up with Pool; nil
+	// otherwise.
+	Pool PoolReader
 }
 
 // RestoreResult is what a Source reports after a restore.
@@ -141,3 +150,30 @@ type FileSender interface {
 
 // ErrNoSendFile says sendfile(2) refused the file: use Write.
 var ErrNoSendFile = wire.ErrNoSendFile
+
+// Blob names a file's content in the core's pool: the SHA-1 of its bytes
+// (lower-case hex) and its size.
+type Blob = wire.Blob
+
+// Pool is the core's content-addressed store, offered to the backup of an
+// artifact planned with Artifact.Pool (BackupRequest.Pool). A pooled file's
+// content is stored once across all the sets of a root; the artifact's
+// stream records only which blob holds it. Every blob Have answers true
+// for, and every blob Put returns, is referenced by the set being made.
+type Pool interface {
+	// Have says, for each blob, whether the pool holds it: from the
+	// blob's name and size alone, no content is read.
+	Have(ctx context.Context, blobs []Blob) ([]bool, error)
+	// Put reads r to its end into the pool. The core hashes what it reads:
+	// the blob returned is named by the content, which differs from expect
+	// when a file's content does not match its name.
+	Put(ctx context.Context, expect Blob, r io.Reader) (Blob, error)
+}
+
+// PoolReader reads blobs back, for the restore of a pooled artifact
+// (RestoreRequest.Pool). The reader returned fails, instead of ending, when
+// the stored content does not hash to the blob's name. Open may be called
+// from several goroutines at once.
+type PoolReader interface {
+	Open(ctx context.Context, b Blob) (io.ReadCloser, error)
+}

@@ -405,7 +405,7 @@ func (s sourceServer) Plan(ctx context.Context, r *pb.ConfigRequest) (*pb.PlanRe
 	}
 	out := &pb.PlanResponse{}
 	for _, a := range arts {
-		out.Artifacts = append(out.Artifacts, &pb.Artifact{Id: a.ID, Name: a.Name, Format: a.Format})
+		out.Artifacts = append(out.Artifacts, &pb.Artifact{Id: a.ID, Name: a.Name, Format: a.Format, Pool: a.Pool})
 	}
 	return out, nil
 }
@@ -421,7 +421,16 @@ func (s sourceServer) Backup(ctx context.Context, r *pb.BackupRequest) (*pb.Back
 	}
 	defer conn.Close()
 	sw := wire.NewStreamWriter(conn)
-	res, err := s.src.Backup(ctx, BackupRequest{Config: cfg, Artifact: r.GetArtifactId(), Set: r.GetSet()}, sw)
+	req := BackupRequest{Config: cfg, Artifact: r.GetArtifactId(), Set: r.GetSet()}
+	if r.GetPoolSocket() != "" {
+		pc, err := wire.DialPool(r.GetPoolSocket())
+		if err != nil {
+			return nil, err
+		}
+		defer pc.Close()
+		req.Pool = pc
+	}
+	res, err := s.src.Backup(ctx, req, sw)
 	if err != nil {
 		return nil, err
 	}
@@ -464,7 +473,16 @@ func (s sourceServer) Restore(ctx context.Context, r *pb.RestoreRequest) (*pb.Re
 	}
 	defer conn.Close()
 	cr := &wire.CountingReader{R: conn}
-	res, err := s.src.Restore(ctx, RestoreRequest{Config: cfg, Artifact: r.GetArtifactId(), Options: opts, Details: details}, cr)
+	req := RestoreRequest{Config: cfg, Artifact: r.GetArtifactId(), Options: opts, Details: details}
+	if r.GetPoolSocket() != "" {
+		pc, err := wire.DialPool(r.GetPoolSocket())
+		if err != nil {
+			return nil, err
+		}
+		defer pc.Close()
+		req.Pool = pc
+	}
+	res, err := s.src.Restore(ctx, req, cr)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,175 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+
+	"filippo.io/age"
+	"github.com/dustin/go-humanize"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mbk-backup/mbk/core/pluginhost"
+	"github.com/mbk-backup/mbk/core/pool"
+	"github.com/mbk-backup/mbk/core/repo"
+)
+
+// poolRun is a run's use of its root's pool: opened by the first pooled
+// artifact, finished (references written, directories synced) before the
+// set's checksums are taken.
+type poolRun struct {
+	p    *pool.Pool
+	refs *pool.RefsWriter
+	mu   sync.Mutex
+	dirs map[string]bool
+	done bool
+}
+
+// poolFor opens the root's pool and the set's POOL_REFS on first use.
+func (r *run) poolFor() (*poolRun, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pool != nil {
+		return r.pool, nil
+	}
+	p, err := pool.Open(r.p.Root)
+	if err != nil {
+		return nil, err
+	}
+	refs, err := pool.CreateRefs(r.staging)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", pool.RefsFile, err)
+	}
+	r.pool = &poolRun{p: p, refs: refs, dirs: map[string]bool{}}
+	return r.pool, nil
+}
+
+// finishPool makes POOL_REFS and the new blobs durable: after it, the set
+// may be committed.
+func (r *run) finishPool() error {
+	pr := r.pool
+	if pr == nil || pr.done {
+		return nil
+	}
+	pr.done = true
+	if err := pr.refs.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", pool.RefsFile, err)
+	}
+	return pr.p.SyncDirs(pr.dirs)
+}
+
+// closePool lets go of what a failed run had open.
+func (r *run) closePool() {
+	if r.pool != nil && !r.pool.done {
+		r.pool.done = true
+		r.pool.refs.Close()
+	}
+}
+
+// poolBackup is the pool as one artifact's backup sees it: every blob it
+// is told the pool has, or puts, is referenced by the set.
+type poolBackup struct {
+	pr    *poolRun
+	codec pool.Codec
+	log   hclog.Logger
+	file  string
+	mu    sync.Mutex
+	use   repo.PoolUse
+}
+
+func (b *poolBackup) Have(blobs []pluginhost.Blob) ([]bool, error) {
+	out := make([]bool, len(blobs))
+	for i, w := range blobs {
+		pb := pool.Blob(w)
+		if err := pb.Check(); err != nil {
+			return nil, err
+		}
+		if out[i] = b.pr.p.Has(pb); out[i] {
+			if err := b.pr.refs.Add(pb); err != nil {
+				return nil, fmt.Errorf("write %s: %w", pool.RefsFile, err)
+			}
+			b.mu.Lock()
+			b.use.Blobs++
+			b.use.Bytes += pb.Size
+			b.mu.Unlock()
+		}
+	}
+	return out, nil
+}
+
+func (b *poolBackup) Put(expect pluginhost.Blob, r io.Reader) (pluginhost.Blob, error) {
+	w, err := b.pr.p.Put(r, b.codec)
+	if err != nil {
+		return pluginhost.Blob{}, err
+	}
+	if err := b.pr.refs.Add(w.Blob); err != nil {
+		return pluginhost.Blob{}, fmt.Errorf("write %s: %w", pool.RefsFile, err)
+	}
+	b.pr.mu.Lock()
+	if w.Dir != "" {
+		b.pr.dirs[w.Dir] = true
+	}
+	b.pr.mu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.use.Blobs++
+	b.use.Bytes += w.Blob.Size
+	if w.Stored > 0 {
+		b.use.NewBlobs++
+		b.use.NewBytes += w.Blob.Size
+		b.use.StoredBytes += w.Stored
+	}
+	if w.Blob != pool.Blob(expect) {
+		b.use.Mismatched++
+		b.log.Warn("a file's content does not match its name: stored under its real hash", "artifact", b.file,
+			"named", fmt.Sprintf("%s (%d bytes)", expect.SHA1, expect.Size), "content", fmt.Sprintf("%s (%d bytes)", w.Blob.SHA1, w.Blob.Size))
+	}
+	return pluginhost.Blob(w.Blob), nil
+}
+
+func (b *poolBackup) Open(pluginhost.Blob) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("the pool is not read during a backup")
+}
+
+// summary is the line the set's info file gets about the pool.
+func (b *poolBackup) summary() string {
+	u := b.use
+	s := fmt.Sprintf("pool: %d files (%s) in the pool; new in this set: %d blobs, %s (%s stored)",
+		u.Blobs, humanize.IBytes(uint64(u.Bytes)), u.NewBlobs, humanize.IBytes(uint64(u.NewBytes)), humanize.IBytes(uint64(u.StoredBytes)))
+	if u.Mismatched > 0 {
+		s += fmt.Sprintf("\nWARNING: %d files' content did not match their names (corrupt in the site itself); see backup.log", u.Mismatched)
+	}
+	return s
+}
+
+// poolRestore reads a root's pool for a restore.
+type poolRestore struct {
+	p   *pool.Pool
+	ids []age.Identity
+}
+
+// poolOf opens the pool beside a set's directory for reading.
+func poolOf(setDir string, ids []age.Identity) (pluginhost.PoolBackend, error) {
+	root := filepath.Dir(setDir)
+	p, err := pool.OpenExisting(root)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, fmt.Errorf("the set's files are in a pool, and %s has none (%s is missing)", root, pool.Dir)
+	}
+	return poolRestore{p: p, ids: ids}, nil
+}
+
+func (p poolRestore) Have([]pluginhost.Blob) ([]bool, error) {
+	return nil, fmt.Errorf("the pool takes no blobs during a restore")
+}
+
+func (p poolRestore) Put(pluginhost.Blob, io.Reader) (pluginhost.Blob, error) {
+	return pluginhost.Blob{}, fmt.Errorf("the pool takes no blobs during a restore")
+}
+
+func (p poolRestore) Open(b pluginhost.Blob) (io.ReadCloser, error) {
+	return p.p.OpenBlob(pool.Blob(b), p.ids)
+}
