@@ -356,10 +356,14 @@ func (c *checking) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.h.Write(p[:n])
 	c.n += int64(n)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		if got := hex.EncodeToString(c.h.Sum(nil)); got != c.want.SHA1 || c.n != c.want.Size {
 			return n, fmt.Errorf("blob %s: %w (read %d bytes hashing to %s)", c.want, ErrCorrupt, c.n, got)
 		}
+	case err != nil:
+		// The stored bytes do not decompress (or decrypt): damaged.
+		return n, fmt.Errorf("blob %s: %w: %v", c.want, ErrCorrupt, err)
 	}
 	return n, err
 }

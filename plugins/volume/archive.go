@@ -30,6 +30,7 @@ type archiveWriter struct {
 	*tar.Writer
 	under dropWriter
 	send  sdk.FileSender // nil when the stream cannot send files
+	pool  *pooler        // nil unless filedir = "pool"
 }
 
 func newArchiveWriter(w io.Writer) *archiveWriter {

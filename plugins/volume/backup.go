@@ -27,12 +27,25 @@ func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 	st := newStats()
 	tw := newArchiveWriter(w)
 	source := c.source()
+	if c.Filedir == "pool" {
+		if req.Pool == nil {
+			return sdk.BackupResult{}, fmt.Errorf("archive %s: filedir = \"pool\" but the core offered no pool (mbk is older than this plugin?)", c.source())
+		}
+		tw.pool = newPooler(req.Pool)
+	}
 
 	switch {
 	case c.Volume == "" && c.Container == "":
 		err = p.backupHost(ctx, c.Path, ex, st, tw)
 	default:
 		source, err = p.backupEngine(ctx, c, ex, st, tw)
+	}
+	if err == nil && tw.pool != nil {
+		err = tw.pool.flush(ctx, tw, st, func(format string, args ...any) {
+			msg := fmt.Sprintf(format, args...)
+			p.log.Warn(msg)
+			st.warn(msg)
+		})
 	}
 	if err == nil {
 		if err = tw.Close(); err != nil {
@@ -44,8 +57,17 @@ func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 	}
 	p.log.Info("archived moodledata", "source", source, "files", st.files, "directories", st.dirs,
 		"bytes", st.bytes, "excluded", len(st.excludedOrder), "warnings", len(st.warnings)+st.moreWarnings)
+	details := st.details(source, c.Exclude)
+	if tw.pool != nil {
+		details["filedir"] = "pool"
+		details["pool_sent_blobs"] = tw.pool.newBlobs
+		details["pool_sent_bytes"] = tw.pool.newBytes
+		if tw.pool.mismatched > 0 {
+			details["pool_mismatched"] = tw.pool.mismatched
+		}
+	}
 	return sdk.BackupResult{
-		Details:  st.details(source, c.Exclude),
+		Details:  details,
 		InfoFile: infoFile,
 		InfoText: st.infoText(source, c.Exclude),
 	}, nil
@@ -173,6 +195,12 @@ func (p *plugin) reemit(ctx context.Context, r io.Reader, ex *excluder, st *stat
 			st.warn(msg)
 			continue
 		}
+		if tw.pool != nil && h.Typeflag == tar.TypeReg && poolable.MatchString(rel) {
+			if err := p.enginePooled(ctx, tw, ts, h, rel, st); err != nil {
+				return err
+			}
+			continue
+		}
 		out := header(h, tarName(rel), link)
 		if err := tw.WriteHeader(out); err != nil {
 			return fmt.Errorf("write archive: %w", err)
@@ -229,4 +257,38 @@ func localDir(v volume.Volume, read string) (string, bool) {
 		return "", false
 	}
 	return v.Mountpoint, true
+}
+
+// enginePooled pools one file of the Engine's stream. Its data arrives in
+// the stream whether the pool has it or not (the Engine sends everything):
+// the pool saves the disk and the uploads, not this read.
+func (p *plugin) enginePooled(ctx context.Context, tw *archiveWriter, ts *tarStream, h *tar.Header, rel string, st *stats) error {
+	b := sdk.Blob{SHA1: baseName(rel), Size: h.Size}
+	have, err := tw.pool.pool.Have(ctx, []sdk.Blob{b})
+	if err != nil {
+		return fmt.Errorf("ask the pool: %w", err)
+	}
+	if !have[0] {
+		got, err := tw.pool.pool.Put(ctx, b, io.LimitReader(ts, h.Size))
+		if err != nil {
+			return fmt.Errorf("store %q in the pool: %w", rel, err)
+		}
+		if got.Size != h.Size {
+			return fmt.Errorf("copy %q: %w", rel, errTruncated)
+		}
+		tw.pool.newBlobs++
+		tw.pool.newBytes += got.Size
+		if got.SHA1 != b.SHA1 {
+			tw.pool.mismatched++
+			msg := fmt.Sprintf("%q: its content hashes to %s, not to its name (corrupt in the site); stored under its real hash", rel, got.SHA1)
+			p.log.Warn(msg)
+			st.warn(msg)
+		}
+		b = got
+	}
+	if err := writePooled(tw, rel, h, b); err != nil {
+		return err
+	}
+	st.add(rel, h)
+	return nil
 }

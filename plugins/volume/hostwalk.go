@@ -57,6 +57,9 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 			return fmt.Errorf("read %q: %w", full, walkErr)
 		}
 		if d.Type().IsRegular() {
+			if tw.pool != nil && poolable.MatchString(rel) {
+				return p.hostPooled(ctx, full, rel, tw, st, links, warn)
+			}
 			// The directory listing says regular file: open and fstat it,
 			// one path lookup instead of two (lstat, then open).
 			return p.hostFile(ctx, full, rel, tw, st, links, warn)
@@ -107,6 +110,25 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		st.add(rel, out)
 		return nil
 	})
+}
+
+// hostPooled queues a file for the pool from lstat alone: a blob the pool
+// has is not opened. A file with other names (hard links) is archived
+// whole, so that its links keep pointing at data in the archive.
+func (p *plugin) hostPooled(ctx context.Context, full, rel string, tw *archiveWriter, st *stats, links map[devIno]string, warn func(string, ...any)) error {
+	fi, err := os.Lstat(full)
+	if errors.Is(err, fs.ErrNotExist) {
+		warn("skipped %q: it vanished while the directory was read", rel)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stat %q: %w", full, err)
+	}
+	sys := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || sys.Nlink > 1 {
+		return p.hostFile(ctx, full, rel, tw, st, links, warn)
+	}
+	return tw.pool.add(ctx, full, rel, statHeader(sys, fi.Size()), tw, st, warn)
 }
 
 // hostFile archives one regular file, or a hard link to one archived

@@ -49,6 +49,10 @@ type config struct {
 	// Read is how a volume is read: auto (its directory on this host when
 	// mbk runs beside the Engine, else the archive API) or engine.
 	Read string `cty:"read"`
+	// Filedir is how filedir and trashdir are kept: archive (in the tar,
+	// like everything else) or pool (in the core's pool, once for all
+	// sets).
+	Filedir string `cty:"filedir"`
 }
 
 func (p *plugin) Describe() sdk.Info {
@@ -79,13 +83,15 @@ func (p *plugin) Schema(kind string) (sdk.Schema, error) {
 			Description: "Patterns relative to the source root, path.Match globs per component; a pattern without a slash matches a top-level name; a matched directory is excluded with everything below it."},
 		{Name: "read", Type: sdk.String, Default: cty.StringVal("auto"),
 			Description: "How a volume is read: auto (straight from its directory when mbk runs on the Docker host and the volume is a plain local one; through the Engine's archive API otherwise) or engine (always the archive API)."},
+		{Name: "filedir", Type: sdk.String, Default: cty.StringVal("archive"),
+			Description: "How filedir and trashdir are kept: archive (in the set's tar, self-contained) or pool (each file's content stored once in a pool beside the sets, shared by every set of the root; the tar keeps the rest and a listing)."},
 		{Name: "artifact", Type: sdk.String, Default: cty.StringVal("moodledata"),
 			Description: "Base name of the artifact file (<artifact>_<set>.tar.gz)."},
 	}, RestoreOptions: restoreOptions}, nil
 }
 
 func (p *plugin) decode(cfg sdk.Config) (config, error) {
-	c := config{Name: "moodledata", Exclude: defaultExclude, Read: "auto"}
+	c := config{Name: "moodledata", Exclude: defaultExclude, Read: "auto", Filedir: "archive"}
 	if err := cfg.Decode(&c); err != nil {
 		return c, err
 	}
@@ -119,6 +125,9 @@ func (c config) check() sdk.Diagnostics {
 	if c.Name == "" || strings.ContainsAny(c.Name, `/\`) || c.Name == "." || c.Name == ".." {
 		ds = append(ds, sdk.Errorf("artifact", "artifact %q must be a plain file name", c.Name))
 	}
+	if c.Filedir != "archive" && c.Filedir != "pool" {
+		ds = append(ds, sdk.Errorf("filedir", "filedir must be archive or pool, not %q", c.Filedir))
+	}
 	if c.Read != "auto" && c.Read != "engine" {
 		ds = append(ds, sdk.Errorf("read", "read must be auto or engine, not %q", c.Read))
 	}
@@ -137,7 +146,7 @@ func (c config) source() string {
 }
 
 func (p *plugin) ValidateConfig(_ context.Context, cfg sdk.Config) sdk.Diagnostics {
-	c := config{Name: "moodledata", Exclude: defaultExclude, Read: "auto"}
+	c := config{Name: "moodledata", Exclude: defaultExclude, Read: "auto", Filedir: "archive"}
 	if err := cfg.Decode(&c); err != nil {
 		return sdk.Diagnostics{sdk.Errorf("", "%v", err)}
 	}
@@ -182,7 +191,7 @@ func (p *plugin) Plan(_ context.Context, cfg sdk.Config) ([]sdk.Artifact, error)
 	if err != nil {
 		return nil, err
 	}
-	return []sdk.Artifact{{ID: artifactID, Name: c.Name, Format: "tar"}}, nil
+	return []sdk.Artifact{{ID: artifactID, Name: c.Name, Format: "tar", Pool: c.Filedir == "pool"}}, nil
 }
 
 // hostRoot resolves a host directory once, so a symlinked dataroot is read

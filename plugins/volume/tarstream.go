@@ -23,6 +23,9 @@ type tarStream struct {
 	cr      countingReader
 	tr      *tar.Reader
 	dataEnd int64 // offset where the current entry's padded data ends; -1: unknown
+	// pooledOK lets pooled entries (pool.go) through; elsewhere one is an
+	// error, since without the pool its file would be restored empty.
+	pooledOK bool
 }
 
 type countingReader struct {
@@ -55,6 +58,9 @@ func (t *tarStream) Next() (*tar.Header, error) {
 			return nil, errTruncated
 		}
 		return nil, err
+	}
+	if _, ok := h.PAXRecords[paxPoolSHA1]; ok && !t.pooledOK {
+		return nil, fmt.Errorf("entry %q keeps its data in the pool, and no pool was given to read it from", h.Name)
 	}
 	size := h.Size
 	switch {
