@@ -282,7 +282,7 @@ func printInfo(w io.Writer, s repo.Set) {
 
 func (a *app) verifyCmd() *cobra.Command {
 	var pipeline, store, subset string
-	var all, deep, skipSig, scheduled bool
+	var all, deep, skipSig, scheduled, readData bool
 	var identities []string
 	var sample float64
 	cmd := &cobra.Command{
@@ -353,6 +353,9 @@ block's read_subset of it, and tells the notify stages of any failure.`,
 				progress, stop := a.verifyProgress(s.Dir)
 				probs := engine.VerifySet(cmd.Context(), p, s.Dir, ids, progress, skipSig)
 				stop()
+				if readData && len(probs) == 0 {
+					probs = engine.VerifyPool(cmd.Context(), s.Dir, true, ids)
+				}
 				if len(probs) == 0 {
 					fmt.Fprintf(w, "%s: OK\n", s.Name)
 					if deep && s.Complete {
@@ -385,6 +388,7 @@ block's read_subset of it, and tells the notify stages of any failure.`,
 	cmd.Flags().StringVar(&subset, "read-subset", "", "with --store: read n/t of the stored sets, a different part each time (1/7: all of them every 7 runs)")
 	cmd.Flags().BoolVar(&scheduled, "scheduled", false, "run the pipeline's verify block (as daemon and cron do): copy what its store lacks, read its read_subset, notify a failure")
 	skipSignatureFlag(cmd, &skipSig)
+	cmd.Flags().BoolVar(&readData, "read-data", false, "also read every pooled blob the set references (filedir = \"pool\") and check it still hashes to its name; without it, each is only checked to be there")
 	cmd.Flags().BoolVar(&deep, "deep", false, "also drill each set that verified: restore it into throwaway targets and check it (see mbk drill)")
 	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, "with --deep: percentage of content-addressed files re-hashed")
 	a.varFlag(cmd)
@@ -448,6 +452,13 @@ func (a *app) printPruned(w io.Writer, pruned []engine.Pruned, err error, dryRun
 			fmt.Fprintf(w, "%s  %s  %s\n", verdict, d.Set, strings.Join(d.Reasons, "; "))
 		}
 		deleted += len(pr.Deleted)
+		if pr.Swept != nil {
+			what := "swept"
+			if dryRun {
+				what = "would sweep"
+			}
+			fmt.Fprintf(w, "pool: %s %d unreferenced blob(s), %s; %d kept\n", what, pr.Swept.Blobs, humanize.IBytes(uint64(pr.Swept.Bytes)), pr.Swept.Kept)
+		}
 	}
 	var ns *engine.NoStageError
 	switch {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
@@ -23,6 +24,9 @@ type Pruned struct {
 	// Future are the sets dated more than an hour ahead of the clock
 	// (repo.Future): kept, and never shown to the policy.
 	Future []string
+	// Swept is what the sweep of the root's pool removed (or, on a dry
+	// run, would remove) after the deletions; nil without a pool.
+	Swept *pool.Swept
 }
 
 // retain applies each retain stage once the new set is committed.
@@ -40,6 +44,9 @@ func (r *run) retain(ctx context.Context, stages []*Stage) {
 			}
 			for _, set := range pr.Deleted {
 				r.log.Info("set deleted", "set", set)
+			}
+			if pr.Swept != nil {
+				r.log.Info("pool swept", "blobs", pr.Swept.Blobs, "bytes", pr.Swept.Bytes, "kept", pr.Swept.Kept)
 			}
 			return err
 		})
@@ -146,7 +153,54 @@ func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current strin
 		}
 		pr.Deleted = append(pr.Deleted, st.Name)
 	}
-	return pr, nil
+	// On a dry run the sets that would go are not there to be kept.
+	gone := map[string]bool{}
+	if dryRun {
+		for _, d := range pr.Decisions {
+			if !d.Keep {
+				gone[d.Set] = true
+			}
+		}
+	}
+	sw, err := SweepPool(p.Root, p.Location, gone, dryRun)
+	pr.Swept = sw
+	return pr, err
+}
+
+// SweepPool deletes the blobs of root's pool that no complete set
+// references (the sets in gone left out), and what interrupted writes left;
+// nil, and nothing done, when the root has no pool. The caller holds the
+// root's lock. Mark, then sweep: every complete set's POOL_REFS is read
+// before the first blob goes, so a sweep that is killed leaves only
+// unreferenced blobs behind. A set whose references cannot be read stops
+// the sweep: its blobs might be among those deleted.
+func SweepPool(root string, loc *time.Location, gone map[string]bool, dryRun bool) (*pool.Swept, error) {
+	pl, err := pool.OpenExisting(root)
+	if err != nil || pl == nil {
+		return nil, err
+	}
+	sets, err := repo.List(root, loc)
+	if err != nil {
+		return nil, fmt.Errorf("list sets: %w", err)
+	}
+	keep := pool.Refs{}
+	for _, st := range sets {
+		if !st.Complete || gone[st.Name] {
+			continue
+		}
+		refs, err := pool.ReadRefs(st.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("pool not swept: set %s: %w", st.Name, err)
+		}
+		for _, b := range refs {
+			keep[b] = struct{}{}
+		}
+	}
+	sw, err := pl.Sweep(keep, dryRun)
+	if err != nil {
+		return &sw, fmt.Errorf("sweep the pool: %w", err)
+	}
+	return &sw, nil
 }
 
 // prune gets a retain stage's verdict on sets (oldest first), checked by

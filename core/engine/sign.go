@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
 
 	"aead.dev/minisign"
 	"filippo.io/age"
 
 	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/repo"
 )
 
@@ -56,5 +59,42 @@ func VerifySet(ctx context.Context, p *config.Pipeline, dir string, identities [
 			return probs
 		}
 	}
-	return repo.Verify(ctx, dir, identities, progress)
+	probs := repo.Verify(ctx, dir, identities, progress)
+	return append(probs, VerifyPool(ctx, dir, false, identities)...)
+}
+
+// VerifyPool checks the blobs a set references in its root's pool: each
+// there, and with readData each still hashing to its name. A set that
+// references no blob has nothing to check.
+func VerifyPool(ctx context.Context, dir string, readData bool, identities []age.Identity) []repo.Problem {
+	m, err := repo.ReadManifest(dir)
+	if err != nil {
+		return nil // repo.Verify reports it
+	}
+	pooled := false
+	for _, a := range m.Artifacts {
+		pooled = pooled || a.Pool != nil
+	}
+	refs, err := pool.ReadRefs(dir)
+	if err != nil {
+		return []repo.Problem{{File: pool.RefsFile, Reason: err.Error()}}
+	}
+	if !pooled && len(refs) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, pool.RefsFile)); err != nil {
+		return []repo.Problem{{File: pool.RefsFile, Reason: "missing: the manifest lists a pooled artifact"}}
+	}
+	pl, err := pool.OpenExisting(filepath.Dir(dir))
+	if err == nil && pl == nil {
+		err = fmt.Errorf("the set references %d pooled blobs and %s has no %s", len(refs), filepath.Dir(dir), pool.Dir)
+	}
+	if err != nil {
+		return []repo.Problem{{File: pool.RefsFile, Reason: err.Error()}}
+	}
+	var out []repo.Problem
+	for _, s := range pl.Check(ctx, refs, readData, identities, runtime.GOMAXPROCS(0)) {
+		out = append(out, repo.Problem{File: pool.Dir, Reason: s})
+	}
+	return out
 }

@@ -19,6 +19,7 @@ package pool
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
@@ -562,4 +563,59 @@ func writeSync(path string, b []byte) error {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// Check looks for each referenced blob in the pool: that it is there and,
+// with readData, that its content still hashes to its name (read with
+// workers side by side; encrypted blobs need identities). It returns one
+// line per problem.
+func (p *Pool) Check(ctx context.Context, refs []Blob, readData bool, identities []age.Identity, workers int) []string {
+	var (
+		mu    sync.Mutex
+		probs []string
+	)
+	report := func(s string) {
+		mu.Lock()
+		probs = append(probs, s)
+		mu.Unlock()
+	}
+	jobs := make(chan Blob)
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range jobs {
+				rc, err := p.OpenBlob(b, identities)
+				if err == nil {
+					_, err = io.Copy(io.Discard, rc)
+					rc.Close()
+				}
+				if err != nil {
+					report(err.Error())
+				}
+			}
+		}()
+	}
+	for _, b := range refs {
+		if ctx.Err() != nil {
+			break
+		}
+		fi, err := os.Stat(p.Path(b))
+		switch {
+		case err != nil:
+			report(fmt.Sprintf("blob %s is missing from the pool %s", b, p.dir))
+		case !fi.Mode().IsRegular():
+			report(fmt.Sprintf("blob %s in the pool is not a regular file", b))
+		case readData:
+			jobs <- b
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		probs = append(probs, err.Error())
+	}
+	sort.Strings(probs)
+	return probs
 }
