@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -110,6 +111,11 @@ func printResult(w io.Writer, res *engine.Result) {
 		for _, s := range r.Stages {
 			if s.Error != "" {
 				fmt.Fprintf(w, "  - %s\n", s.Error)
+			}
+		}
+		for _, e := range res.Later {
+			if errors.Is(e, engine.ErrContentMismatch) {
+				fmt.Fprintf(w, "  - %s\n", e)
 			}
 		}
 		for _, a := range r.Alarms {

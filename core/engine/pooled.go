@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -14,6 +15,10 @@ import (
 	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/repo"
 )
+
+// ErrContentMismatch marks the warning of a run that found pooled files
+// whose content does not hash to their names.
+var ErrContentMismatch = errors.New("files' content did not match their names")
 
 // poolRun is a run's use of its root's pool: opened by the first pooled
 // artifact, finished (references written, directories synced) before the

@@ -192,7 +192,7 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 			"new_bytes", humanize.IBytes(uint64(u.NewBytes)), "stored", humanize.IBytes(uint64(u.StoredBytes)))
 		if u.Mismatched > 0 {
 			r.mu.Lock()
-			r.afterCommit = append(r.afterCommit, fmt.Errorf("%s: %d files' content did not match their names (Moodle-level corruption in the site; stored under their real hashes)", file, u.Mismatched))
+			r.afterCommit = append(r.afterCommit, fmt.Errorf("%s: %d %w (Moodle-level corruption in the site; stored under their real hashes, named in backup.log)", file, u.Mismatched, ErrContentMismatch))
 			r.mu.Unlock()
 		}
 	}

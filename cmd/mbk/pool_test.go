@@ -1,0 +1,418 @@
+package main
+
+import (
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mbk-backup/mbk/core/pool"
+)
+
+// poolPipeline archives a host directory with filedir in the pool (the
+// %s is "pool" or "archive"), keeping keep_last sets.
+const poolPipeline = `pipeline "pooled" {
+  root    = %q
+  timeout = "2m"
+
+  stage "archive" "volume" {
+    path        = %q
+    filedir     = %q
+    compression = "zstd"
+  }
+  stage "checksum" "sha256" {}
+  stage "retain" "policy" {
+    keep_last = %d
+  }
+}
+`
+
+// moodleFile writes a file into filedir under the SHA-1 of its content, as
+// Moodle does, and returns its blob.
+func moodleFile(t *testing.T, root, dir string, content []byte) pool.Blob {
+	t.Helper()
+	h := sha1.Sum(content)
+	name := hex.EncodeToString(h[:])
+	p := filepath.Join(root, dir, name[:2], name[2:4], name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, content, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 33, 33); err != nil {
+		t.Fatal(err)
+	}
+	return pool.Blob{SHA1: name, Size: int64(len(content))}
+}
+
+// poolSite is a small dataroot: 60 files in filedir (a few large), one in
+// trashdir, and the rest Moodle keeps outside them.
+func poolSite(t *testing.T, root string, seed uint64) []pool.Blob {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var blobs []pool.Blob
+	for i := range 60 {
+		size := 100 + rng.IntN(20000)
+		if i%20 == 0 {
+			size = 1<<20 + rng.IntN(1<<20) // read by streaming, not into memory
+		}
+		b := make([]byte, size)
+		for j := range b {
+			b[j] = byte(rng.Uint32() % 16) // compressible, like most files
+		}
+		blobs = append(blobs, moodleFile(t, root, "filedir", b))
+	}
+	blobs = append(blobs, moodleFile(t, root, "trashdir", []byte("deleted by a teacher")))
+	for name, content := range map[string]string{
+		"muc/config.php":         "<?php $configuration = array();\n",
+		"lang/es/langconfig.php": "<?php $string['thislanguage'] = 'Español';\n",
+		"cache/big":              strings.Repeat("x", 5000),
+	} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("es", filepath.Join(root, "lang", "current")); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2019, 3, 4, 5, 6, 7, 890000000, time.UTC)
+	if err := os.Chtimes(filepath.Join(root, "muc", "config.php"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	return blobs
+}
+
+// treePrint describes a directory: path -> type, mode, owner, mtime (ns),
+// size, content hash, link target. Directory mtimes are left out: a
+// restore sets them, but the test's own setup changes the source's.
+func treePrint(t *testing.T, root string, skip ...string) map[string]string {
+	t.Helper()
+	fp := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		for _, s := range skip {
+			if rel == s || strings.HasPrefix(rel, s+"/") {
+				return nil
+			}
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		desc := fmt.Sprintf("%v mode=%o owner=%d:%d", fi.Mode().Type(), st.Mode&0o7777, st.Uid, st.Gid)
+		switch {
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			desc += fmt.Sprintf(" mtime=%d size=%d sha=%x", fi.ModTime().UnixNano(), len(b), sha256.Sum256(b))
+		case fi.Mode()&fs.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			desc += fmt.Sprintf(" mtime=%d link=%s", fi.ModTime().UnixNano(), l)
+		}
+		fp[rel] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fp
+}
+
+func sameTree(t *testing.T, what string, want, got map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %s is %q, want %q", what, k, got[k], v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: %s should not be there", what, k)
+		}
+	}
+}
+
+// TestPoolEndToEnd runs the real mbk and volume plugin with filedir in the
+// pool: the first set stores every blob, an unchanged second set none and
+// an artifact no bigger; a restore from the pool gives the tree a restore
+// from a whole tar gives; retention keeps every blob a remaining set
+// references and sweeps the rest; a damaged blob passes the plain verify
+// (it is there) and fails verify --read-data and a restore; a missing blob
+// fails the plain verify.
+func TestPoolEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "moodledata")
+	blobs := poolSite(t, src, 1)
+	root := filepath.Join(dir, "backups")
+	file := writeFile(t, dir, "pool.hcl", fmt.Sprintf(poolPipeline, root, src, "pool", 2))
+
+	r := mbk(t, runOpts{}, "run", file)
+	if r.code != 0 {
+		t.Fatalf("first run: %s", r)
+	}
+	s1 := sets(t, root)
+	if len(s1) != 1 {
+		t.Fatalf("sets: %q", s1)
+	}
+	set1 := filepath.Join(root, s1[0])
+	if v := strings.TrimSpace(readFile(t, filepath.Join(root, ".pool", "VERSION"))); v != "1" {
+		t.Errorf(".pool/VERSION holds %q", v)
+	}
+	refs, err := pool.ReadRefs(set1)
+	if err != nil || len(refs) != len(blobs) {
+		t.Fatalf("POOL_REFS of the first set: %d refs (%v), want %d", len(refs), err, len(blobs))
+	}
+	pl, err := pool.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blobs {
+		if !pl.Has(b) {
+			t.Errorf("blob %s is not in the pool", b)
+		}
+	}
+	if !strings.Contains(readFile(t, filepath.Join(set1, "SHA256SUMS")), " POOL_REFS\n") {
+		t.Error("SHA256SUMS does not cover POOL_REFS")
+	}
+	info := readFile(t, filepath.Join(set1, "MOODLEDATA_INFO.txt"))
+	if !strings.Contains(info, fmt.Sprintf("new in this set: %d blobs", len(blobs))) {
+		t.Errorf("MOODLEDATA_INFO.txt of the first set:\n%s", info)
+	}
+
+	time.Sleep(1100 * time.Millisecond) // a new set name
+	r = mbk(t, runOpts{}, "run", file)
+	if r.code != 0 {
+		t.Fatalf("second run: %s", r)
+	}
+	s2 := sets(t, root)
+	set2 := filepath.Join(root, s2[1])
+	info = readFile(t, filepath.Join(set2, "MOODLEDATA_INFO.txt"))
+	if !strings.Contains(info, "new in this set: 0 blobs") {
+		t.Errorf("MOODLEDATA_INFO.txt of the unchanged set:\n%s", info)
+	}
+	art := func(set string) int64 {
+		fi, err := os.Stat(filepath.Join(root, set, "moodledata_"+set+".tar.zst"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	if a, b := art(s2[0]), art(s2[1]); b > a+64 || b > 64<<10 {
+		t.Errorf("the unchanged set's archive is %d bytes (the first's %d): the pool's contents went into it", b, a)
+	}
+
+	// Restore from the pool, and from a whole tar of the same tree.
+	excluded := []string{"cache"}
+	want := treePrint(t, src, excluded...)
+	pooled := filepath.Join(dir, "from-pool")
+	if r := mbk(t, runOpts{}, "restore", file, s2[1], "--yes", "--no-safety-copy", "--target-path", pooled); r.code != 0 {
+		t.Fatalf("restore from the pool: %s", r)
+	}
+	sameTree(t, "restored from the pool", want, treePrint(t, pooled))
+	wholeRoot := filepath.Join(dir, "whole")
+	whole := writeFile(t, dir, "whole.hcl", fmt.Sprintf(poolPipeline, wholeRoot, src, "archive", 2))
+	if r := mbk(t, runOpts{}, "run", whole); r.code != 0 {
+		t.Fatalf("whole-tar run: %s", r)
+	}
+	fromTar := filepath.Join(dir, "from-tar")
+	if r := mbk(t, runOpts{}, "restore", whole, sets(t, wholeRoot)[0], "--yes", "--no-safety-copy", "--target-path", fromTar); r.code != 0 {
+		t.Fatalf("restore from the whole tar: %s", r)
+	}
+	sameTree(t, "pool against whole tar", treePrint(t, fromTar), treePrint(t, pooled))
+	if _, err := os.Stat(filepath.Join(wholeRoot, ".pool")); err == nil {
+		t.Error("a pipeline without filedir = \"pool\" made a pool")
+	}
+
+	// Change the site: one file goes, one comes. keep_last = 2 deletes the
+	// first set; the blob only it referenced is swept, the rest stay.
+	gone := blobs[3]
+	if err := os.Remove(filepath.Join(src, "filedir", gone.SHA1[:2], gone.SHA1[2:4], gone.SHA1)); err != nil {
+		t.Fatal(err)
+	}
+	added := moodleFile(t, src, "filedir", []byte("a new assignment submission"))
+	time.Sleep(1100 * time.Millisecond)
+	r = mbk(t, runOpts{}, "run", file)
+	if r.code != 0 {
+		t.Fatalf("third run: %s", r)
+	}
+	if s := sets(t, root); len(s) != 2 || s[0] != s2[1] {
+		t.Fatalf("sets after retention: %q", s)
+	}
+	if !pl.Has(gone) {
+		t.Error("a blob the second set still references was swept")
+	}
+	for _, b := range append(blobs, added) {
+		if !pl.Has(b) {
+			t.Errorf("blob %s was swept, still referenced", b)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond)
+	r = mbk(t, runOpts{}, "run", file)
+	if r.code != 0 {
+		t.Fatalf("fourth run: %s", r)
+	}
+	if pl.Has(gone) {
+		t.Error("the blob no set references any more was not swept")
+	}
+	if !pl.Has(added) || !pl.Has(blobs[0]) {
+		t.Error("a referenced blob was swept")
+	}
+	last := sets(t, root)[1]
+
+	// Damage a blob the last set references.
+	if r := mbk(t, runOpts{}, "verify", file, last, "--read-data"); r.code != 0 {
+		t.Fatalf("verify --read-data of a sound set: %s", r)
+	}
+	victim := pl.Path(blobs[1])
+	raw, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)/2] ^= 0x55
+	if err := os.WriteFile(victim, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := mbk(t, runOpts{}, "verify", file, last); r.code != 0 {
+		t.Errorf("plain verify read the pool's data: %s", r)
+	}
+	r = mbk(t, runOpts{}, "verify", file, last, "--read-data")
+	if r.code == 0 || !strings.Contains(r.stdout, blobs[1].SHA1) {
+		t.Errorf("verify --read-data passed a damaged blob: %s", r)
+	}
+	r = mbk(t, runOpts{}, "restore", file, last, "--yes", "--no-safety-copy", "--target-path", filepath.Join(dir, "damaged"))
+	if r.code == 0 || !strings.Contains(r.String(), blobs[1].SHA1) {
+		t.Errorf("a restore from a damaged blob: %s", r)
+	}
+	if err := os.Remove(victim); err != nil {
+		t.Fatal(err)
+	}
+	r = mbk(t, runOpts{}, "verify", file, last)
+	if r.code == 0 || !strings.Contains(r.stdout, "missing from the pool") {
+		t.Errorf("verify passed a set whose blob is missing: %s", r)
+	}
+}
+
+// TestPoolMismatchedName: a file whose content does not hash to its name
+// (corrupt in the site) is stored under its real hash and restored as it
+// is; the run commits with a warning (exit 3) naming it.
+func TestPoolMismatchedName(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "moodledata")
+	b := moodleFile(t, src, "filedir", []byte("what Moodle stored"))
+	bad := filepath.Join(src, "filedir", b.SHA1[:2], b.SHA1[2:4], b.SHA1)
+	if err := os.WriteFile(bad, []byte("what the disk holds now"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "backups")
+	file := writeFile(t, dir, "pool.hcl", fmt.Sprintf(poolPipeline, root, src, "pool", 2))
+	r := mbk(t, runOpts{}, "run", file)
+	if r.code != 3 || !strings.Contains(r.String(), "did not match their names") {
+		t.Fatalf("run over a mismatched file: want exit 3 and a warning: %s", r)
+	}
+	real := sha1.Sum([]byte("what the disk holds now"))
+	pl, _ := pool.Open(root)
+	if !pl.Has(pool.Blob{SHA1: hex.EncodeToString(real[:]), Size: 23}) || pl.Has(b) {
+		t.Error("the content is not stored under its real hash alone")
+	}
+	set := sets(t, root)[0]
+	if info := readFile(t, filepath.Join(root, set, "MOODLEDATA_INFO.txt")); !strings.Contains(info, b.SHA1) {
+		t.Errorf("MOODLEDATA_INFO.txt does not name the file:\n%s", info)
+	}
+	out := filepath.Join(dir, "restored")
+	if r := mbk(t, runOpts{}, "restore", file, set, "--yes", "--no-safety-copy", "--target-path", out); r.code != 0 {
+		t.Fatalf("restore: %s", r)
+	}
+	got, err := os.ReadFile(filepath.Join(out, "filedir", b.SHA1[:2], b.SHA1[2:4], b.SHA1))
+	if err != nil || string(got) != "what the disk holds now" {
+		t.Errorf("restored %q, %v", got, err)
+	}
+}
+
+// TestPoolSweepKilled kills mbk prune while it sweeps: whatever it had
+// deleted, every blob a set references is still there, verify passes, and
+// the next prune finishes the sweep.
+func TestPoolSweepKilled(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "moodledata")
+	blobs := poolSite(t, src, 2)
+	root := filepath.Join(dir, "backups")
+	file := writeFile(t, dir, "pool.hcl", fmt.Sprintf(poolPipeline, root, src, "pool", 2))
+	if r := mbk(t, runOpts{}, "run", file); r.code != 0 {
+		t.Fatalf("run: %s", r)
+	}
+	pl, err := pool.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Blobs no set references, as deleted sets leave them: enough that the
+	// sweep takes a while.
+	const orphans = 20000
+	for i := range orphans {
+		if _, err := pl.Put(strings.NewReader(fmt.Sprintf("orphan %d", i)), pool.Codec{Compression: "none"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() int {
+		n := 0
+		pl.Walk(func(pool.Blob, string, int64) error { n++; return nil })
+		return n
+	}
+	cmd := exec.Command(filepath.Join(binDir, "mbk"), "prune", file)
+	cmd.Env = baseEnv(t)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		if n := count(); n < orphans+len(blobs) && n > len(blobs) {
+			cmd.Process.Signal(syscall.SIGKILL)
+			killed = true
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	cmd.Wait()
+	if !killed {
+		t.Fatal("the sweep was not caught under way (it finished, or never started)")
+	}
+	left := count()
+	if left <= len(blobs) {
+		t.Fatalf("the kill came after the sweep ended (%d blobs left)", left)
+	}
+	for _, b := range blobs {
+		if !pl.Has(b) {
+			t.Errorf("blob %s, referenced, is missing after the killed sweep", b)
+		}
+	}
+	if r := mbk(t, runOpts{}, "verify", file, "--all", "--read-data"); r.code != 0 {
+		t.Errorf("verify after the killed sweep: %s", r)
+	}
+	r := mbk(t, runOpts{}, "prune", file)
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("swept %d unreferenced", left-len(blobs))) {
+		t.Errorf("the next prune: %s", r)
+	}
+	if n := count(); n != len(blobs) {
+		t.Errorf("%d blobs after the second prune, want %d", n, len(blobs))
+	}
+}
