@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mbk-backup/mbk/core/pool"
+	"github.com/mbk-backup/mbk/core/testing/smtptest"
 )
 
 // poolPipeline archives a host directory with filedir in the pool (the
@@ -367,8 +368,21 @@ func TestPoolSweepKilled(t *testing.T) {
 	// Blobs no set references, as deleted sets leave them: enough that the
 	// sweep takes a while.
 	const orphans = 20000
-	for i := range orphans {
-		if _, err := pl.Put(strings.NewReader(fmt.Sprintf("orphan %d", i)), pool.Codec{Compression: "none"}); err != nil {
+	w, err := pl.Put(strings.NewReader("an orphan"), pool.Codec{Compression: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := os.ReadFile(pl.Path(w.Blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range orphans - 1 {
+		h := sha1.Sum([]byte(fmt.Sprint("orphan ", i)))
+		b := pool.Blob{SHA1: hex.EncodeToString(h[:]), Size: int64(i)}
+		if err := os.MkdirAll(filepath.Dir(pl.Path(b)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(pl.Path(b), body, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -414,5 +428,55 @@ func TestPoolSweepKilled(t *testing.T) {
 	}
 	if n := count(); n != len(blobs) {
 		t.Errorf("%d blobs after the second prune, want %d", n, len(blobs))
+	}
+}
+
+// TestPoolDrill: a drill of a site whose filedir is in the pool restores
+// it from the pool into its sandbox and passes the same checks a whole
+// tar's drill passes; after a blob of the pool is damaged, the drill fails
+// naming it.
+func TestPoolDrill(t *testing.T) {
+	s := newMoodleSite(t)
+	mail := smtptest.Start(t, smtptest.Options{TLS: "none"})
+	dir := t.TempDir()
+	root := filepath.Join(dir, "backups")
+	hcl := drillPipeline("pooled", root, s, mail, "")
+	pooled := strings.Replace(hcl, `exclude = ["cache"`, `filedir = "pool"
+    exclude = ["cache"`, 1)
+	if pooled == hcl {
+		t.Fatal("the drill pipeline's archive stage changed: filedir not set")
+	}
+	file := writeFile(t, dir, "drill.hcl", pooled)
+	if r := mbk(t, runOpts{env: s.env()}, "run", file); r.code != 0 {
+		t.Fatalf("backup: %s", r)
+	}
+	set := sets(t, root)[0]
+	refs, err := pool.ReadRefs(filepath.Join(root, set))
+	if err != nil || len(refs) < 40 {
+		t.Fatalf("the set references %d blobs (%v): the site's filedir did not go to the pool", len(refs), err)
+	}
+	r := mbk(t, runOpts{env: s.env()}, "drill", file, "--sample", "100")
+	if r.code != 0 || !strings.Contains(r.stdout, "PASSED") || !strings.Contains(r.stdout, "blob-hashes") {
+		t.Fatalf("a drill of a pooled set: %s", r)
+	}
+	pl, err := pool.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := refs[len(refs)/2]
+	raw, err := os.ReadFile(pl.Path(victim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-2] ^= 0x5a
+	if err := os.WriteFile(pl.Path(victim), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = mbk(t, runOpts{env: s.env()}, "drill", file)
+	if r.code == 0 || !strings.Contains(r.String(), victim.SHA1) {
+		t.Fatalf("a drill over a damaged pool blob must fail naming it: %s", r)
+	}
+	if left := drillLeftovers(t); len(left) > 0 {
+		t.Fatalf("the drill left %v", left)
 	}
 }

@@ -378,4 +378,3 @@ func readBlob(ctx context.Context, pool sdk.PoolReader, b sdk.Blob) ([]byte, err
 	}
 	return buf.Bytes(), nil
 }
-
