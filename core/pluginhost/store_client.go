@@ -86,3 +86,13 @@ func (c *Client) DeleteSet(ctx context.Context, cfg *pb.Config, set string) erro
 	_, err := c.store.Delete(ctx, &pb.StoreDeleteRequest{Config: cfg, Set: set})
 	return wire.RPCError(err)
 }
+
+// DeleteFiles asks a store plugin to remove some files of a set;
+// ErrUnsupported when it cannot.
+func (c *Client) DeleteFiles(ctx context.Context, cfg *pb.Config, set string, files []string) error {
+	_, err := c.store.DeleteFiles(ctx, &pb.StoreDeleteFilesRequest{Config: cfg, Set: set, Files: files})
+	if err != nil {
+		return optional(err)
+	}
+	return nil
+}

@@ -56,6 +56,20 @@ type Storer interface {
 	Delete(ctx context.Context, cfg Config, set string) error
 }
 
+// FileDeleter is optional for a Storer: DeleteFiles removes some files of a
+// set, leaving the rest; a file that is not there is no error. The core
+// needs it to sweep the blobs of its pool (PoolSet) that no stored set
+// references any more.
+type FileDeleter interface {
+	DeleteFiles(ctx context.Context, cfg Config, set string, files []string) error
+}
+
+// PoolSet is the name under which the core keeps a root's pool in a store:
+// <prefix>/mbk-pool/<sha1>-<size>, one file per blob, as the blob is stored
+// on disk (compressed, encrypted). It is no backup set (its name is no
+// set's time), and retention never deletes it whole.
+const PoolSet = "mbk-pool"
+
 // CheckStoreName says why a set or file name cannot be stored, or returns
 // nil. A name is one path element, and names starting with a dot are left
 // to the stores for their own bookkeeping (an upload in progress).

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"slices"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/internal/wire/pb"
 )
@@ -116,6 +119,24 @@ func (s *storeServer) Delete(ctx context.Context, r *pb.StoreDeleteRequest) (*pb
 		return nil, err
 	}
 	if err := s.impl.Delete(ctx, cfg, r.GetSet()); err != nil {
+		return nil, err
+	}
+	return &pb.Empty{}, nil
+}
+
+func (s *storeServer) DeleteFiles(ctx context.Context, r *pb.StoreDeleteFilesRequest) (*pb.Empty, error) {
+	fd, ok := s.impl.(FileDeleter)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this store cannot delete single files")
+	}
+	cfg, err := s.srv.config(r.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkStoreNames(r.GetSet(), r.GetFiles()...); err != nil {
+		return nil, err
+	}
+	if err := fd.DeleteFiles(ctx, cfg, r.GetSet(), r.GetFiles()); err != nil {
 		return nil, err
 	}
 	return &pb.Empty{}, nil

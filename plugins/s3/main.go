@@ -29,6 +29,7 @@ type plugin struct {
 var (
 	_ sdk.Plugin      = (*plugin)(nil)
 	_ sdk.Storer      = (*plugin)(nil)
+	_ sdk.FileDeleter = (*plugin)(nil)
 	_ sdk.Validator   = (*plugin)(nil)
 	_ sdk.Preflighter = (*plugin)(nil)
 )

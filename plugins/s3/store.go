@@ -289,3 +289,21 @@ func (b *bucket) abortUploads(ctx context.Context, prefix string) error {
 	}
 	return nil
 }
+
+// DeleteFiles removes some objects of a set (the core's pool sweep), one
+// request each, as Delete does.
+func (p *plugin) DeleteFiles(ctx context.Context, cfg sdk.Config, set string, files []string) error {
+	b, err := p.open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := b.remove(ctx, b.s.key(set, f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -219,3 +219,22 @@ func (c *conn) why(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// DeleteFiles removes some files of a set (the core's pool sweep).
+func (p *plugin) DeleteFiles(ctx context.Context, cfg sdk.Config, set string, files []string) error {
+	c, err := p.open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name := path.Join(c.base, set, f)
+		if err := c.sftp.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", c.s.url(name), c.why(ctx, err))
+		}
+	}
+	return nil
+}

@@ -2511,6 +2511,69 @@ func (x *StoreDeleteRequest) GetSet() string {
 	return ""
 }
 
+// Some files of a set; files that are not there are no error. The core
+// uses it for the pool, a set of blobs ("mbk-pool") that no single backup
+// owns: its unreferenced blobs are deleted one by one.
+type StoreDeleteFilesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Set           string                 `protobuf:"bytes,2,opt,name=set,proto3" json:"set,omitempty"`
+	Files         []string               `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreDeleteFilesRequest) Reset() {
+	*x = StoreDeleteFilesRequest{}
+	mi := &file_mbk_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreDeleteFilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreDeleteFilesRequest) ProtoMessage() {}
+
+func (x *StoreDeleteFilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreDeleteFilesRequest.ProtoReflect.Descriptor instead.
+func (*StoreDeleteFilesRequest) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *StoreDeleteFilesRequest) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *StoreDeleteFilesRequest) GetSet() string {
+	if x != nil {
+		return x.Set
+	}
+	return ""
+}
+
+func (x *StoreDeleteFilesRequest) GetFiles() []string {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
 type NotifyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -2522,7 +2585,7 @@ type NotifyRequest struct {
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_mbk_proto_msgTypes[43]
+	mi := &file_mbk_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2597,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[43]
+	mi := &file_mbk_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2610,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{43}
+	return file_mbk_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NotifyRequest) GetConfig() *Config {
@@ -2580,7 +2643,7 @@ type NotifyResponse struct {
 
 func (x *NotifyResponse) Reset() {
 	*x = NotifyResponse{}
-	mi := &file_mbk_proto_msgTypes[44]
+	mi := &file_mbk_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2592,7 +2655,7 @@ func (x *NotifyResponse) String() string {
 func (*NotifyResponse) ProtoMessage() {}
 
 func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[44]
+	mi := &file_mbk_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2605,7 +2668,7 @@ func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyResponse.ProtoReflect.Descriptor instead.
 func (*NotifyResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{44}
+	return file_mbk_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *NotifyResponse) GetSummary() string {
@@ -2791,7 +2854,11 @@ const file_mbk_proto_rawDesc = "" +
 	"\x04sets\x18\x01 \x03(\v2\x11.mbk.v1.StoredSetR\x04sets\"N\n" +
 	"\x12StoreDeleteRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x10\n" +
-	"\x03set\x18\x02 \x01(\tR\x03set\"n\n" +
+	"\x03set\x18\x02 \x01(\tR\x03set\"i\n" +
+	"\x17StoreDeleteFilesRequest\x12&\n" +
+	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x10\n" +
+	"\x03set\x18\x02 \x01(\tR\x03set\x12\x14\n" +
+	"\x05files\x18\x03 \x03(\tR\x05files\"n\n" +
 	"\rNotifyRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12\x1f\n" +
@@ -2825,12 +2892,13 @@ const file_mbk_proto_rawDesc = "" +
 	"\bChecksum\x128\n" +
 	"\x03Sum\x12\x17.mbk.v1.ChecksumRequest\x1a\x18.mbk.v1.ChecksumResponse2?\n" +
 	"\x06Retain\x125\n" +
-	"\x04Plan\x12\x15.mbk.v1.RetainRequest\x1a\x16.mbk.v1.RetainResponse2\xea\x01\n" +
+	"\x04Plan\x12\x15.mbk.v1.RetainRequest\x1a\x16.mbk.v1.RetainResponse2\xa9\x02\n" +
 	"\x05Store\x128\n" +
 	"\x03Put\x12\x17.mbk.v1.StorePutRequest\x1a\x18.mbk.v1.StorePutResponse\x128\n" +
 	"\x03Get\x12\x17.mbk.v1.StoreGetRequest\x1a\x18.mbk.v1.StoreGetResponse\x128\n" +
 	"\x04List\x12\x15.mbk.v1.ConfigRequest\x1a\x19.mbk.v1.StoreListResponse\x123\n" +
-	"\x06Delete\x12\x1a.mbk.v1.StoreDeleteRequest\x1a\r.mbk.v1.Empty2?\n" +
+	"\x06Delete\x12\x1a.mbk.v1.StoreDeleteRequest\x1a\r.mbk.v1.Empty\x12=\n" +
+	"\vDeleteFiles\x12\x1f.mbk.v1.StoreDeleteFilesRequest\x1a\r.mbk.v1.Empty2?\n" +
 	"\x06Notify\x125\n" +
 	"\x04Send\x12\x15.mbk.v1.NotifyRequest\x1a\x16.mbk.v1.NotifyResponseB1Z/github.com/mbk-backup/mbk/core/internal/wire/pbb\x06proto3"
 
@@ -2846,54 +2914,55 @@ func file_mbk_proto_rawDescGZIP() []byte {
 	return file_mbk_proto_rawDescData
 }
 
-var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_mbk_proto_goTypes = []any{
-	(*Empty)(nil),               // 0: mbk.v1.Empty
-	(*DescribeResponse)(nil),    // 1: mbk.v1.DescribeResponse
-	(*SchemaRequest)(nil),       // 2: mbk.v1.SchemaRequest
-	(*Attribute)(nil),           // 3: mbk.v1.Attribute
-	(*SchemaResponse)(nil),      // 4: mbk.v1.SchemaResponse
-	(*Config)(nil),              // 5: mbk.v1.Config
-	(*ConfigRequest)(nil),       // 6: mbk.v1.ConfigRequest
-	(*Diagnostic)(nil),          // 7: mbk.v1.Diagnostic
-	(*DiagnosticsResponse)(nil), // 8: mbk.v1.DiagnosticsResponse
-	(*Artifact)(nil),            // 9: mbk.v1.Artifact
-	(*PlanResponse)(nil),        // 10: mbk.v1.PlanResponse
-	(*BackupRequest)(nil),       // 11: mbk.v1.BackupRequest
-	(*BackupResponse)(nil),      // 12: mbk.v1.BackupResponse
-	(*RestoreRequest)(nil),      // 13: mbk.v1.RestoreRequest
-	(*RestoreResponse)(nil),     // 14: mbk.v1.RestoreResponse
-	(*SandboxRequest)(nil),      // 15: mbk.v1.SandboxRequest
-	(*SandboxResponse)(nil),     // 16: mbk.v1.SandboxResponse
-	(*TeardownRequest)(nil),     // 17: mbk.v1.TeardownRequest
-	(*TeardownResponse)(nil),    // 18: mbk.v1.TeardownResponse
-	(*CheckRequest)(nil),        // 19: mbk.v1.CheckRequest
-	(*Check)(nil),               // 20: mbk.v1.Check
-	(*CheckResponse)(nil),       // 21: mbk.v1.CheckResponse
-	(*Blob)(nil),                // 22: mbk.v1.Blob
-	(*PoolHaveRequest)(nil),     // 23: mbk.v1.PoolHaveRequest
-	(*PoolHaveResponse)(nil),    // 24: mbk.v1.PoolHaveResponse
-	(*PoolChunk)(nil),           // 25: mbk.v1.PoolChunk
-	(*PoolPutResponse)(nil),     // 26: mbk.v1.PoolPutResponse
-	(*PoolOpenRequest)(nil),     // 27: mbk.v1.PoolOpenRequest
-	(*ChecksumRequest)(nil),     // 28: mbk.v1.ChecksumRequest
-	(*FileSum)(nil),             // 29: mbk.v1.FileSum
-	(*ChecksumResponse)(nil),    // 30: mbk.v1.ChecksumResponse
-	(*SetInfo)(nil),             // 31: mbk.v1.SetInfo
-	(*RetainRequest)(nil),       // 32: mbk.v1.RetainRequest
-	(*Decision)(nil),            // 33: mbk.v1.Decision
-	(*RetainResponse)(nil),      // 34: mbk.v1.RetainResponse
-	(*StorePutRequest)(nil),     // 35: mbk.v1.StorePutRequest
-	(*StorePutResponse)(nil),    // 36: mbk.v1.StorePutResponse
-	(*StoreGetRequest)(nil),     // 37: mbk.v1.StoreGetRequest
-	(*StoreGetResponse)(nil),    // 38: mbk.v1.StoreGetResponse
-	(*StoredFile)(nil),          // 39: mbk.v1.StoredFile
-	(*StoredSet)(nil),           // 40: mbk.v1.StoredSet
-	(*StoreListResponse)(nil),   // 41: mbk.v1.StoreListResponse
-	(*StoreDeleteRequest)(nil),  // 42: mbk.v1.StoreDeleteRequest
-	(*NotifyRequest)(nil),       // 43: mbk.v1.NotifyRequest
-	(*NotifyResponse)(nil),      // 44: mbk.v1.NotifyResponse
-	nil,                         // 45: mbk.v1.SandboxResponse.OptionsEntry
+	(*Empty)(nil),                   // 0: mbk.v1.Empty
+	(*DescribeResponse)(nil),        // 1: mbk.v1.DescribeResponse
+	(*SchemaRequest)(nil),           // 2: mbk.v1.SchemaRequest
+	(*Attribute)(nil),               // 3: mbk.v1.Attribute
+	(*SchemaResponse)(nil),          // 4: mbk.v1.SchemaResponse
+	(*Config)(nil),                  // 5: mbk.v1.Config
+	(*ConfigRequest)(nil),           // 6: mbk.v1.ConfigRequest
+	(*Diagnostic)(nil),              // 7: mbk.v1.Diagnostic
+	(*DiagnosticsResponse)(nil),     // 8: mbk.v1.DiagnosticsResponse
+	(*Artifact)(nil),                // 9: mbk.v1.Artifact
+	(*PlanResponse)(nil),            // 10: mbk.v1.PlanResponse
+	(*BackupRequest)(nil),           // 11: mbk.v1.BackupRequest
+	(*BackupResponse)(nil),          // 12: mbk.v1.BackupResponse
+	(*RestoreRequest)(nil),          // 13: mbk.v1.RestoreRequest
+	(*RestoreResponse)(nil),         // 14: mbk.v1.RestoreResponse
+	(*SandboxRequest)(nil),          // 15: mbk.v1.SandboxRequest
+	(*SandboxResponse)(nil),         // 16: mbk.v1.SandboxResponse
+	(*TeardownRequest)(nil),         // 17: mbk.v1.TeardownRequest
+	(*TeardownResponse)(nil),        // 18: mbk.v1.TeardownResponse
+	(*CheckRequest)(nil),            // 19: mbk.v1.CheckRequest
+	(*Check)(nil),                   // 20: mbk.v1.Check
+	(*CheckResponse)(nil),           // 21: mbk.v1.CheckResponse
+	(*Blob)(nil),                    // 22: mbk.v1.Blob
+	(*PoolHaveRequest)(nil),         // 23: mbk.v1.PoolHaveRequest
+	(*PoolHaveResponse)(nil),        // 24: mbk.v1.PoolHaveResponse
+	(*PoolChunk)(nil),               // 25: mbk.v1.PoolChunk
+	(*PoolPutResponse)(nil),         // 26: mbk.v1.PoolPutResponse
+	(*PoolOpenRequest)(nil),         // 27: mbk.v1.PoolOpenRequest
+	(*ChecksumRequest)(nil),         // 28: mbk.v1.ChecksumRequest
+	(*FileSum)(nil),                 // 29: mbk.v1.FileSum
+	(*ChecksumResponse)(nil),        // 30: mbk.v1.ChecksumResponse
+	(*SetInfo)(nil),                 // 31: mbk.v1.SetInfo
+	(*RetainRequest)(nil),           // 32: mbk.v1.RetainRequest
+	(*Decision)(nil),                // 33: mbk.v1.Decision
+	(*RetainResponse)(nil),          // 34: mbk.v1.RetainResponse
+	(*StorePutRequest)(nil),         // 35: mbk.v1.StorePutRequest
+	(*StorePutResponse)(nil),        // 36: mbk.v1.StorePutResponse
+	(*StoreGetRequest)(nil),         // 37: mbk.v1.StoreGetRequest
+	(*StoreGetResponse)(nil),        // 38: mbk.v1.StoreGetResponse
+	(*StoredFile)(nil),              // 39: mbk.v1.StoredFile
+	(*StoredSet)(nil),               // 40: mbk.v1.StoredSet
+	(*StoreListResponse)(nil),       // 41: mbk.v1.StoreListResponse
+	(*StoreDeleteRequest)(nil),      // 42: mbk.v1.StoreDeleteRequest
+	(*StoreDeleteFilesRequest)(nil), // 43: mbk.v1.StoreDeleteFilesRequest
+	(*NotifyRequest)(nil),           // 44: mbk.v1.NotifyRequest
+	(*NotifyResponse)(nil),          // 45: mbk.v1.NotifyResponse
+	nil,                             // 46: mbk.v1.SandboxResponse.OptionsEntry
 }
 var file_mbk_proto_depIdxs = []int32{
 	3,  // 0: mbk.v1.SchemaResponse.attributes:type_name -> mbk.v1.Attribute
@@ -2904,7 +2973,7 @@ var file_mbk_proto_depIdxs = []int32{
 	5,  // 5: mbk.v1.BackupRequest.config:type_name -> mbk.v1.Config
 	5,  // 6: mbk.v1.RestoreRequest.config:type_name -> mbk.v1.Config
 	5,  // 7: mbk.v1.SandboxRequest.config:type_name -> mbk.v1.Config
-	45, // 8: mbk.v1.SandboxResponse.options:type_name -> mbk.v1.SandboxResponse.OptionsEntry
+	46, // 8: mbk.v1.SandboxResponse.options:type_name -> mbk.v1.SandboxResponse.OptionsEntry
 	5,  // 9: mbk.v1.TeardownRequest.config:type_name -> mbk.v1.Config
 	5,  // 10: mbk.v1.CheckRequest.config:type_name -> mbk.v1.Config
 	20, // 11: mbk.v1.CheckResponse.checks:type_name -> mbk.v1.Check
@@ -2922,64 +2991,67 @@ var file_mbk_proto_depIdxs = []int32{
 	39, // 23: mbk.v1.StoredSet.files:type_name -> mbk.v1.StoredFile
 	40, // 24: mbk.v1.StoreListResponse.sets:type_name -> mbk.v1.StoredSet
 	5,  // 25: mbk.v1.StoreDeleteRequest.config:type_name -> mbk.v1.Config
-	5,  // 26: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
-	0,  // 27: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
-	2,  // 28: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
-	6,  // 29: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
-	6,  // 30: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
-	6,  // 31: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 32: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 33: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
-	15, // 34: mbk.v1.Dump.Sandbox:input_type -> mbk.v1.SandboxRequest
-	17, // 35: mbk.v1.Dump.Teardown:input_type -> mbk.v1.TeardownRequest
-	19, // 36: mbk.v1.Dump.Check:input_type -> mbk.v1.CheckRequest
-	6,  // 37: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 38: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 39: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
-	15, // 40: mbk.v1.Archive.Sandbox:input_type -> mbk.v1.SandboxRequest
-	17, // 41: mbk.v1.Archive.Teardown:input_type -> mbk.v1.TeardownRequest
-	19, // 42: mbk.v1.Archive.Check:input_type -> mbk.v1.CheckRequest
-	23, // 43: mbk.v1.Pool.Have:input_type -> mbk.v1.PoolHaveRequest
-	25, // 44: mbk.v1.Pool.Put:input_type -> mbk.v1.PoolChunk
-	27, // 45: mbk.v1.Pool.Open:input_type -> mbk.v1.PoolOpenRequest
-	28, // 46: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
-	32, // 47: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
-	35, // 48: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
-	37, // 49: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
-	6,  // 50: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
-	42, // 51: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
-	43, // 52: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
-	1,  // 53: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
-	4,  // 54: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
-	8,  // 55: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
-	8,  // 56: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
-	10, // 57: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 58: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 59: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
-	16, // 60: mbk.v1.Dump.Sandbox:output_type -> mbk.v1.SandboxResponse
-	18, // 61: mbk.v1.Dump.Teardown:output_type -> mbk.v1.TeardownResponse
-	21, // 62: mbk.v1.Dump.Check:output_type -> mbk.v1.CheckResponse
-	10, // 63: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 64: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 65: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
-	16, // 66: mbk.v1.Archive.Sandbox:output_type -> mbk.v1.SandboxResponse
-	18, // 67: mbk.v1.Archive.Teardown:output_type -> mbk.v1.TeardownResponse
-	21, // 68: mbk.v1.Archive.Check:output_type -> mbk.v1.CheckResponse
-	24, // 69: mbk.v1.Pool.Have:output_type -> mbk.v1.PoolHaveResponse
-	26, // 70: mbk.v1.Pool.Put:output_type -> mbk.v1.PoolPutResponse
-	25, // 71: mbk.v1.Pool.Open:output_type -> mbk.v1.PoolChunk
-	30, // 72: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
-	34, // 73: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
-	36, // 74: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
-	38, // 75: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
-	41, // 76: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
-	0,  // 77: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
-	44, // 78: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
-	53, // [53:79] is the sub-list for method output_type
-	27, // [27:53] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	5,  // 26: mbk.v1.StoreDeleteFilesRequest.config:type_name -> mbk.v1.Config
+	5,  // 27: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
+	0,  // 28: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
+	2,  // 29: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
+	6,  // 30: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
+	6,  // 31: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
+	6,  // 32: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 33: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 34: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 35: mbk.v1.Dump.Sandbox:input_type -> mbk.v1.SandboxRequest
+	17, // 36: mbk.v1.Dump.Teardown:input_type -> mbk.v1.TeardownRequest
+	19, // 37: mbk.v1.Dump.Check:input_type -> mbk.v1.CheckRequest
+	6,  // 38: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 39: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 40: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 41: mbk.v1.Archive.Sandbox:input_type -> mbk.v1.SandboxRequest
+	17, // 42: mbk.v1.Archive.Teardown:input_type -> mbk.v1.TeardownRequest
+	19, // 43: mbk.v1.Archive.Check:input_type -> mbk.v1.CheckRequest
+	23, // 44: mbk.v1.Pool.Have:input_type -> mbk.v1.PoolHaveRequest
+	25, // 45: mbk.v1.Pool.Put:input_type -> mbk.v1.PoolChunk
+	27, // 46: mbk.v1.Pool.Open:input_type -> mbk.v1.PoolOpenRequest
+	28, // 47: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
+	32, // 48: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
+	35, // 49: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
+	37, // 50: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
+	6,  // 51: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
+	42, // 52: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
+	43, // 53: mbk.v1.Store.DeleteFiles:input_type -> mbk.v1.StoreDeleteFilesRequest
+	44, // 54: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
+	1,  // 55: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
+	4,  // 56: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
+	8,  // 57: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
+	8,  // 58: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
+	10, // 59: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 60: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 61: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
+	16, // 62: mbk.v1.Dump.Sandbox:output_type -> mbk.v1.SandboxResponse
+	18, // 63: mbk.v1.Dump.Teardown:output_type -> mbk.v1.TeardownResponse
+	21, // 64: mbk.v1.Dump.Check:output_type -> mbk.v1.CheckResponse
+	10, // 65: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 66: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 67: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
+	16, // 68: mbk.v1.Archive.Sandbox:output_type -> mbk.v1.SandboxResponse
+	18, // 69: mbk.v1.Archive.Teardown:output_type -> mbk.v1.TeardownResponse
+	21, // 70: mbk.v1.Archive.Check:output_type -> mbk.v1.CheckResponse
+	24, // 71: mbk.v1.Pool.Have:output_type -> mbk.v1.PoolHaveResponse
+	26, // 72: mbk.v1.Pool.Put:output_type -> mbk.v1.PoolPutResponse
+	25, // 73: mbk.v1.Pool.Open:output_type -> mbk.v1.PoolChunk
+	30, // 74: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
+	34, // 75: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
+	36, // 76: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
+	38, // 77: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
+	41, // 78: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
+	0,  // 79: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
+	0,  // 80: mbk.v1.Store.DeleteFiles:output_type -> mbk.v1.Empty
+	45, // 81: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
+	55, // [55:82] is the sub-list for method output_type
+	28, // [28:55] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_mbk_proto_init() }
@@ -2993,7 +3065,7 @@ func file_mbk_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mbk_proto_rawDesc), len(file_mbk_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -1218,10 +1218,11 @@ var Retain_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Store_Put_FullMethodName    = "/mbk.v1.Store/Put"
-	Store_Get_FullMethodName    = "/mbk.v1.Store/Get"
-	Store_List_FullMethodName   = "/mbk.v1.Store/List"
-	Store_Delete_FullMethodName = "/mbk.v1.Store/Delete"
+	Store_Put_FullMethodName         = "/mbk.v1.Store/Put"
+	Store_Get_FullMethodName         = "/mbk.v1.Store/Get"
+	Store_List_FullMethodName        = "/mbk.v1.Store/List"
+	Store_Delete_FullMethodName      = "/mbk.v1.Store/Delete"
+	Store_DeleteFiles_FullMethodName = "/mbk.v1.Store/DeleteFiles"
 )
 
 // StoreClient is the client API for Store service.
@@ -1232,6 +1233,8 @@ type StoreClient interface {
 	Get(ctx context.Context, in *StoreGetRequest, opts ...grpc.CallOption) (*StoreGetResponse, error)
 	List(ctx context.Context, in *ConfigRequest, opts ...grpc.CallOption) (*StoreListResponse, error)
 	Delete(ctx context.Context, in *StoreDeleteRequest, opts ...grpc.CallOption) (*Empty, error)
+	// Optional (Unimplemented when the plugin cannot delete single files).
+	DeleteFiles(ctx context.Context, in *StoreDeleteFilesRequest, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type storeClient struct {
@@ -1282,6 +1285,16 @@ func (c *storeClient) Delete(ctx context.Context, in *StoreDeleteRequest, opts .
 	return out, nil
 }
 
+func (c *storeClient) DeleteFiles(ctx context.Context, in *StoreDeleteFilesRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Store_DeleteFiles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StoreServer is the server API for Store service.
 // All implementations must embed UnimplementedStoreServer
 // for forward compatibility.
@@ -1290,6 +1303,8 @@ type StoreServer interface {
 	Get(context.Context, *StoreGetRequest) (*StoreGetResponse, error)
 	List(context.Context, *ConfigRequest) (*StoreListResponse, error)
 	Delete(context.Context, *StoreDeleteRequest) (*Empty, error)
+	// Optional (Unimplemented when the plugin cannot delete single files).
+	DeleteFiles(context.Context, *StoreDeleteFilesRequest) (*Empty, error)
 	mustEmbedUnimplementedStoreServer()
 }
 
@@ -1311,6 +1326,9 @@ func (UnimplementedStoreServer) List(context.Context, *ConfigRequest) (*StoreLis
 }
 func (UnimplementedStoreServer) Delete(context.Context, *StoreDeleteRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedStoreServer) DeleteFiles(context.Context, *StoreDeleteFilesRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteFiles not implemented")
 }
 func (UnimplementedStoreServer) mustEmbedUnimplementedStoreServer() {}
 func (UnimplementedStoreServer) testEmbeddedByValue()               {}
@@ -1405,6 +1423,24 @@ func _Store_Delete_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Store_DeleteFiles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StoreDeleteFilesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).DeleteFiles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_DeleteFiles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).DeleteFiles(ctx, req.(*StoreDeleteFilesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Store_ServiceDesc is the grpc.ServiceDesc for Store service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1427,6 +1463,10 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Delete",
 			Handler:    _Store_Delete_Handler,
+		},
+		{
+			MethodName: "DeleteFiles",
+			Handler:    _Store_DeleteFiles_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
