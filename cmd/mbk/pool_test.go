@@ -18,6 +18,7 @@ import (
 
 	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/testing/smtptest"
+	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
 
 // poolPipeline archives a host directory with filedir in the pool (the
@@ -478,5 +479,126 @@ func TestPoolDrill(t *testing.T) {
 	}
 	if left := drillLeftovers(t); len(left) > 0 {
 		t.Fatalf("the drill left %v", left)
+	}
+}
+
+// poolStorePipeline is poolPipeline with an S3 and an SFTP store.
+const poolStorePipeline = `pipeline "pooled" {
+  root    = %q
+  timeout = "5m"
+
+  stage "archive" "volume" {
+    path        = %q
+    filedir     = "pool"
+    compression = "zstd"
+  }
+  stage "retain" "policy" {
+    keep_last = 2
+  }
+  stage "store" "s3" {
+    %s
+  }
+  stage "store" "sftp" {
+    %s
+  }
+}
+`
+
+// TestPoolStores: the pool travels to S3 and SFTP. The first run uploads
+// every blob; an unchanged second run uploads no blob, only the set's own
+// files; a restore from each store on a fresh machine (no root yet) gives
+// back the tree; store retention sweeps the blob no stored set references
+// any more and keeps the rest.
+func TestPoolStores(t *testing.T) {
+	s3 := storetest.StartS3(t)
+	ftp := storetest.StartSFTP(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "moodledata")
+	blobs := poolSite(t, src, 3)
+	root := filepath.Join(dir, "backups")
+	ftpDir := filepath.Join(ftp.Dir, "pooled")
+	hcl := func(root string) string {
+		return fmt.Sprintf(poolStorePipeline, root, src, s3.Stage(s3.Bucket, "moodle/pooled"), ftp.Stage(ftpDir))
+	}
+	file := writeFile(t, dir, "pool.hcl", hcl(root))
+	env := runOpts{env: s3.Env()}
+	blobPuts := func(from int) (n int) {
+		for _, r := range s3.Requests(t)[from:] {
+			if r.Op == "PutObject" && strings.Contains(r.Key, "/mbk-pool/") {
+				n++
+			}
+		}
+		return n
+	}
+	s3Blob := func(b pool.Blob) bool {
+		_, err := os.Stat(filepath.Join(s3.Dir, s3.Bucket, "moodle", "pooled", "mbk-pool", b.String()))
+		return err == nil
+	}
+	ftpBlob := func(b pool.Blob) bool {
+		_, err := os.Stat(filepath.Join(ftpDir, "mbk-pool", b.String()))
+		return err == nil
+	}
+
+	if r := mbk(t, env, "run", file); r.code != 0 {
+		t.Fatalf("first run: %s", r)
+	}
+	if n := blobPuts(0); n != len(blobs) {
+		t.Errorf("the first run uploaded %d blobs to S3, want %d", n, len(blobs))
+	}
+	for _, b := range blobs {
+		if !s3Blob(b) || !ftpBlob(b) {
+			t.Errorf("blob %s: in S3 %v, in SFTP %v", b, s3Blob(b), ftpBlob(b))
+		}
+	}
+	mark := len(s3.Requests(t))
+	time.Sleep(1100 * time.Millisecond)
+	if r := mbk(t, env, "run", file); r.code != 0 {
+		t.Fatalf("second run: %s", r)
+	}
+	var puts []string
+	for _, r := range s3.Requests(t)[mark:] {
+		if r.Op == "PutObject" || r.Op == "CreateMultipartUpload" {
+			puts = append(puts, r.Key)
+		}
+	}
+	set2 := sets(t, root)[1]
+	for _, k := range puts {
+		if !strings.Contains(k, "/"+set2+"/") {
+			t.Errorf("the unchanged run uploaded %s, not a file of its set", k)
+		}
+	}
+	if len(puts) == 0 || len(puts) > 6 {
+		t.Errorf("the unchanged run uploaded %d objects: %q", len(puts), puts)
+	}
+
+	// A fresh machine: same stores, no root.
+	want := treePrint(t, src, "cache")
+	for _, store := range []string{"s3", "sftp"} {
+		fresh := writeFile(t, dir, "fresh-"+store+".hcl", hcl(filepath.Join(dir, "fresh-"+store)))
+		out := filepath.Join(dir, "restored-"+store)
+		if r := mbk(t, env, "restore", fresh, "--from", store, "--yes", "--no-safety-copy", "--target-path", out); r.code != 0 {
+			t.Fatalf("restore from %s on a fresh machine: %s", store, r)
+		}
+		sameTree(t, "restored from "+store, want, treePrint(t, out))
+	}
+
+	// One file goes, two runs later its blob has left both stores.
+	gone := blobs[5]
+	if err := os.Remove(filepath.Join(src, "filedir", gone.SHA1[:2], gone.SHA1[2:4], gone.SHA1)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		time.Sleep(1100 * time.Millisecond)
+		if r := mbk(t, env, "run", file); r.code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+	}
+	if s3Blob(gone) || ftpBlob(gone) {
+		t.Errorf("the unreferenced blob is still stored: S3 %v, SFTP %v", s3Blob(gone), ftpBlob(gone))
+	}
+	for _, b := range blobs {
+		if b != gone && (!s3Blob(b) || !ftpBlob(b)) {
+			t.Errorf("referenced blob %s was swept: S3 %v, SFTP %v", b, s3Blob(b), ftpBlob(b))
+		}
 	}
 }

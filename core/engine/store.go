@@ -8,12 +8,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
 	"filippo.io/age"
 
 	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
@@ -64,13 +66,23 @@ func (r *run) store(ctx context.Context, stages []*Stage) {
 
 // UploadSet copies a committed set to a store: every file, manifest.json
 // last, as on disk, so that a half-uploaded set never looks complete.
+//
+// A set that references pooled blobs sends its POOL_REFS, then the blobs the
+// store's pool lacks (the store is listed once), then the rest.
 func UploadSet(ctx context.Context, s *Stage, dir, set string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
+	refsSent, err := uploadPool(ctx, s, dir, set)
+	if err != nil {
+		return fmt.Errorf("the pool's blobs: %w", err)
+	}
 	var names []string
 	for _, e := range entries {
+		if refsSent && e.Name() == pool.RefsFile {
+			continue
+		}
 		if e.Type().IsRegular() && e.Name() != repo.ManifestFile {
 			names = append(names, e.Name())
 		}
@@ -109,10 +121,12 @@ func putFile(ctx context.Context, s *Stage, dir, set, name string) error {
 // RemoteSets lists a store's sets as retention sees them: complete when
 // manifest.json is there.
 func RemoteSets(ctx context.Context, s *Stage, loc *time.Location) ([]sdk.SetInfo, []sdk.StoredSet, error) {
-	stored, err := s.Client.List(ctx, s.Wire)
+	all, err := s.Client.List(ctx, s.Wire)
 	if err != nil {
 		return nil, nil, err
 	}
+	// The pool is no set (storepool.go).
+	stored := slices.DeleteFunc(all, func(st sdk.StoredSet) bool { return st.Name == sdk.PoolSet })
 	var out []sdk.SetInfo
 	for _, st := range stored {
 		t, ok := repo.ParseSetName(st.Name, loc)
@@ -140,9 +154,28 @@ func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, 
 	if err != nil {
 		return Pruned{Stage: retain}, err
 	}
-	return prune(ctx, retain, sets, loc, current, now, dryRun || !store.Delete, func(set string) error {
+	pr, err := prune(ctx, retain, sets, loc, current, now, dryRun || !store.Delete, func(set string) error {
 		return store.Client.DeleteSet(ctx, store.Wire, set)
 	})
+	if err != nil || !store.Delete {
+		return pr, err
+	}
+	pr.Swept, err = sweepStore(ctx, store, dryRun, gone(pr, dryRun))
+	return pr, err
+}
+
+// gone are the sets a dry run would delete: a dry run's sweep counts as if
+// they were.
+func gone(pr Pruned, dryRun bool) map[string]bool {
+	out := map[string]bool{}
+	if dryRun {
+		for _, d := range pr.Decisions {
+			if !d.Keep {
+				out[d.Set] = true
+			}
+		}
+	}
+	return out
 }
 
 // PruneStore applies a pipeline's retain stages to one store's sets outside
@@ -311,6 +344,10 @@ func Fetch(ctx context.Context, s *Stage, st sdk.StoredSet, under string) (strin
 	if err := download(ctx, s, st, final); err != nil {
 		os.RemoveAll(dir)
 		return "", err
+	}
+	if err := fetchPool(ctx, s, final); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("the pool's blobs: %w", err)
 	}
 	return final, nil
 }

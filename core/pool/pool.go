@@ -141,6 +141,12 @@ func OpenExisting(root string) (*Pool, error) {
 	return Open(root)
 }
 
+// TempFile is a new file in the pool's directory for blobs being written:
+// rename it to Path(b) when complete.
+func (p *Pool) TempFile() (*os.File, error) {
+	return os.CreateTemp(filepath.Join(p.dir, tmpDir), "blob-")
+}
+
 // DirPath is the pool's directory.
 func (p *Pool) DirPath() string { return p.dir }
 
@@ -384,8 +390,13 @@ func ReadRefs(setDir string) ([]Blob, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return ParseRefs(f, filepath.Join(setDir, RefsFile))
+}
+
+// ParseRefs reads a POOL_REFS file's content; name is for errors.
+func ParseRefs(r io.Reader, name string) ([]Blob, error) {
 	var out []Blob
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	line := 0
 	for sc.Scan() {
 		line++
@@ -393,7 +404,7 @@ func ReadRefs(setDir string) ([]Blob, error) {
 		n, err := strconv.ParseInt(size, 10, 64)
 		b := Blob{SHA1: h, Size: n}
 		if !ok || err != nil || b.Check() != nil {
-			return nil, fmt.Errorf("%s line %d: %q is not \"<sha1> <size>\"", filepath.Join(setDir, RefsFile), line, sc.Text())
+			return nil, fmt.Errorf("%s line %d: %q is not \"<sha1> <size>\"", name, line, sc.Text())
 		}
 		out = append(out, b)
 	}
