@@ -31,6 +31,16 @@
 #   restore-mbk   bin/mbk restore FILE SET --yes --target-database NEWDB --target-volume NEWVOL
 #   drill-mbk     bin/mbk drill FILE SET --json: throwaway database container and volume,
 #                 the restore, the checks (1% sample), the teardown
+#   pool-first-zstd      bin/mbk run of the archive stage with filedir = "pool" into an empty
+#                        root: every blob is new (bytes out: the whole root afterwards)
+#   pool-unchanged-zstd  the same pipeline again, nothing changed (bytes out: what the root grew)
+#   pool-1pct-zstd       again, after 1% new files (benchtool files -add; bytes in: the new
+#                        blobs' raw bytes, out: what the root grew); the files are removed after
+#   restore-files-tar    bin/mbk restore of the mbk-files-zstd set into a new volume
+#   restore-files-pool   bin/mbk restore of the unchanged pooled set into a new volume; the
+#                        two volumes' fingerprints (names, modes, owners, mtimes, sizes, link
+#                        targets, content hashes) must be identical, or the run stops
+# ONLY=pool runs floor-files, mbk-files-zstd and the pool's variants alone.
 # ONLY=files runs the archive path's variants alone (floor-files, shell-files,
 # mbk-files-*, onepass-files-*): no dump, no restore, so that #4's large volume
 # can be measured over several rounds in minutes.
@@ -74,8 +84,10 @@ scale_params() {
   *) die "SCALE must be small, medium or large, not '$SCALE'" ;;
   esac
   [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive number, not '$ROUNDS'"
-  [[ -z $ONLY || $ONLY == files ]] || die "ONLY must be files or empty, not '$ONLY'"
-  NAME="mbk-bench-$SCALE"
+  [[ -z $ONLY || $ONLY == files || $ONLY == pool ]] || die "ONLY must be files, pool or empty, not '$ONLY'"
+  # BENCH_NAME gives a run a dataset of its own (a second checkout measuring
+  # beside another must not add files to, or restore over, its dataset).
+  NAME="${BENCH_NAME:-mbk-bench}-$SCALE"
   DB="$NAME-db"
   DBVOL="$NAME-dbdata"
   VOL="$NAME-moodledata"
@@ -92,7 +104,7 @@ start_db() {
     state=missing
   fi
   case $state in
-  true) ;;
+  true) DB_WAS_RUNNING=1 ;;
   false) docker start "$DB" >/dev/null ;;
   missing)
     docker volume create --label io.mbk.bench="$SCALE" "$DBVOL" >/dev/null
@@ -278,6 +290,60 @@ drill_mbk() {
   annotate "$RES/drill-mbk.r$r.json" -manifest "$set/manifest.json" -restore -drill "$RES/drill-mbk.r$r.out"
 }
 
+# pool_runs ROUND: the pool's three backups, in the order they need.
+pool_runs() {
+  local r=$1 root="$WORK/root-pool-zstd" before set added="$WORK/added.txt" v
+  rm -rf "$root" && mkdir -p "$root"
+  for v in first unchanged 1pct; do
+    if [[ $v == 1pct ]]; then
+      in_volume "$VOL:/data" -v "$WORK/tool:/tool:ro" -- /tool/benchtool files -add -dir /data \
+        -files $((FILES / 100)) -bytes $((FILEBYTES / 100)) -seed $((1000 + r)) >"$added"
+    fi
+    [[ $v == first ]] || sleep 1 # the next set's name
+    before=$(du -sb "$root" | cut -f1)
+    measure "pool-$v-zstd" "$r" "$REPO/bin/mbk" --log-format json run "$WORK/bench-pool-zstd.hcl" \
+      >/dev/null 2>"$RES/pool-$v-zstd.r$r.log" || die "mbk run failed: see $RES/pool-$v-zstd.r$r.log"
+    set=$(newest_set "$root")
+    annotate "$RES/pool-$v-zstd.r$r.json" -manifest "$set/manifest.json"
+    if [[ $v == 1pct ]]; then
+      annotate "$RES/pool-$v-zstd.r$r.json" -in "$(grep -o '"new_bytes": [0-9]*' "$set/manifest.json" | grep -o '[0-9]*$')" \
+        -out $(($(du -sb "$root" | cut -f1) - before))
+      in_volume "$VOL:/data" -i -- xargs -r -d '\n' -a /dev/stdin sh -c 'cd /data && rm -f -- "$@"' sh <"$added"
+    else
+      annotate "$RES/pool-$v-zstd.r$r.json" -in "$RAW_FILES" -out $(($(du -sb "$root" | cut -f1) - before))
+    fi
+  done
+}
+
+# fingerprint VOLUME: every entry's name, mode, owner, mtime, size and link
+# target, and every file's content hash, hashed.
+fingerprint() {
+  in_volume "$1:/data:ro" -- sh -c 'cd /data && find . -printf "%p %m %U %G %T@ %s %l\n" | sort | sha256sum &&
+    find . -type f -print0 | sort -z | xargs -0 -r sha256sum | sha256sum'
+}
+
+# restore_pool ROUND: the files restored from the whole tar and from the
+# pool (the unchanged set: the same tree), in alternating order, then
+# compared.
+restore_pool() {
+  local r=$1 tarset poolset sets v
+  tarset=$(newest_set "$WORK/root-files-zstd")
+  sets=("$WORK/root-pool-zstd"/20*)
+  poolset=${sets[1]}
+  for v in $( (($r % 2)) && echo "tar pool" || echo "pool tar"); do
+    local hcl=$WORK/bench-files-zstd.hcl set=$tarset
+    [[ $v == pool ]] && hcl=$WORK/bench-pool-zstd.hcl set=$poolset
+    measure "restore-files-$v" "$r" "$REPO/bin/mbk" --log-format json restore "$hcl" "$(basename "$set")" --yes --no-safety-copy \
+      --target-volume "$NAME-rs-$v-$r" >/dev/null 2>"$RES/restore-files-$v.r$r.log" || die "mbk restore failed: see $RES/restore-files-$v.r$r.log"
+    annotate "$RES/restore-files-$v.r$r.json" -manifest "$set/manifest.json" -restore -mbklog "$RES/restore-files-$v.r$r.log"
+  done
+  fingerprint "$NAME-rs-tar-$r" >"$RES/fingerprint-tar.r$r.txt"
+  fingerprint "$NAME-rs-pool-$r" >"$RES/fingerprint-pool.r$r.txt"
+  cmp -s "$RES/fingerprint-tar.r$r.txt" "$RES/fingerprint-pool.r$r.txt" ||
+    die "the restores from the pool and from the tar differ: see $RES/fingerprint-*.r$r.txt"
+  echo "fingerprint_identical_r$r=yes" >>"$RES/machine.txt"
+}
+
 # restores ROUND: both restores, the first one alternating between rounds,
 # then a drill of the same set.
 restores() {
@@ -333,6 +399,16 @@ HCL
     bench_pipeline "db-$comp" "the dump stage alone" "$dump"
     bench_pipeline "files-$comp" "the archive stage alone" "$archive"
   done
+  bench_pipeline pool-zstd "the archive stage alone, filedir in the pool" "$(
+    cat <<HCL
+  stage "archive" "volume" {
+    volume      = "$VOL"
+    exclude     = []
+    filedir     = "pool"
+    compression = "zstd"
+  }
+HCL
+  )"
 }
 
 bench_pipeline() { # bench_pipeline VARIANT WHAT STAGES
@@ -369,7 +445,7 @@ describe_machine() {
 
 describe_dataset() {
   local rows
-  rows=$(docker exec "$DB" mariadb -uroot -N -e "SELECT CONCAT(table_name, ':', table_rows) FROM information_schema.tables WHERE table_schema = '$DB_NAME' ORDER BY data_length DESC" | tr '\n' ' ')
+  rows=$(docker exec "$DB" mariadb -uroot -N -e "SELECT CONCAT(table_name, ':', table_rows) FROM information_schema.tables WHERE table_schema = '$DB_NAME' ORDER BY data_length DESC" 2>/dev/null | tr '\n' ' ' || true)
   {
     echo "sql_bytes=$RAW_DB"
     echo "tables=$rows(InnoDB estimates)"
@@ -390,14 +466,19 @@ cmd_run() {
   WORK=$(mktemp -d /tmp/mbk-bench.XXXXXX)
   RES="/tmp/mbk-bench-results-$SCALE-$(date -u +%Y%m%d-%H%M%S)"
   mkdir -p "$RES" "$WORK/tool" "$WORK/shell"
-  trap 'clean_targets >/dev/null 2>&1 || true; rm -rf "$WORK"; docker stop "$DB" >/dev/null 2>&1 || true' EXIT
+  # The database container is stopped only when this run started it.
+  DB_WAS_RUNNING=0
+  trap 'clean_targets >/dev/null 2>&1 || true; rm -rf "$WORK"; ((DB_WAS_RUNNING)) || docker stop "$DB" >/dev/null 2>&1 || true' EXIT
   export WORK
   log "SCALE=$SCALE ROUNDS=$ROUNDS; results in $RES"
 
   # Static, so that it also runs inside the tiny image.
   (cd "$REPO" && CGO_ENABLED=0 go build -o "$WORK/tool/benchtool" ./scripts/bench/benchtool)
-  start_db
-  build_db
+  # ONLY=pool measures the files alone: no database.
+  if [[ $ONLY == pool ]]; then DB_WAS_RUNNING=1; else
+    start_db
+    build_db
+  fi
   build_files
   clean_targets
   write_pipelines
@@ -406,7 +487,7 @@ cmd_run() {
   log "warming the caches (untimed floor and mbk runs)"
   local warm=zstd
   RAW_DB=0
-  if [[ $ONLY == files ]]; then
+  if [[ -n $ONLY ]]; then
     warm=files-zstd
   else
     MYSQL_PWD=$BENCH_DB_PASSWORD docker exec -e MYSQL_PWD "$DB" mariadb-dump "${DUMP_FLAGS[@]}" --user="$DB_USER" "$DB_NAME" | wc -c >"$WORK/count"
@@ -423,6 +504,10 @@ cmd_run() {
     "onepass_files gzip" "onepass_files zstd")
   if [[ $ONLY == files ]]; then
     backups=(floor_files shell_files "mbk_run files-gzip" "mbk_run files-zstd" "onepass_files gzip" "onepass_files zstd")
+  elif [[ $ONLY == pool ]]; then
+    backups=(floor_files "mbk_run files-zstd" pool_runs)
+  else
+    backups+=(pool_runs)
   fi
   for ((r = 1; r <= ROUNDS; r++)); do
     # Rotate the order every round, so no variant always runs first.
@@ -431,7 +516,8 @@ cmd_run() {
       log "round $r/$ROUNDS: ${backups[k]}"
       ${backups[k]} "$r"
     done
-    [[ $ONLY == files ]] || restores "$r"
+    [[ -n $ONLY ]] || restores "$r"
+    [[ $ONLY == files ]] || restore_pool "$r"
     clean_targets
   done
   echo "load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"

@@ -31,9 +31,14 @@ func filesCmd(args []string) error {
 	marker := fs.String("marker", "", "written last to .mbk-bench-dataset: says the dataset is complete")
 	uid := fs.Int("uid", 33, "owner of every entry")
 	gid := fs.Int("gid", 33, "group of every entry")
+	add := fs.Bool("add", false, "add N new files to filedir of an existing tree (a night's new uploads) and print their paths, one a line")
 	fs.Parse(args)
 	if *dir == "" || *n <= 0 || *total <= 0 {
-		return errors.New("usage: files -dir DIR -files N -bytes N [-seed S]")
+		return errors.New("usage: files -dir DIR -files N -bytes N [-seed S] [-add]")
+	}
+	if *add {
+		g := &gen{root: *dir, seed: *seed, uid: *uid, gid: *gid, words: vocabulary(*seed), list: os.Stdout}
+		return g.pool(*n, *total)
 	}
 	if ents, err := os.ReadDir(*dir); err != nil {
 		return err
@@ -69,6 +74,7 @@ type gen struct {
 	words                []string
 	files, bytes, random int64
 	dirs                 map[string]bool
+	list                 io.Writer // -add: where each new file's path goes
 }
 
 // baseTime is the mtime of the first file; the others follow it.
@@ -145,6 +151,9 @@ func (g *gen) poolFile(area string, i uint64, at, size int64, random bool) error
 	dst := filepath.Join(g.root, dir, sum)
 	if err := os.Rename(tmp, dst); err != nil {
 		return err
+	}
+	if g.list != nil {
+		fmt.Fprintln(g.list, filepath.Join(dir, sum))
 	}
 	g.files++
 	g.bytes += size

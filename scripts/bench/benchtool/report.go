@@ -190,6 +190,11 @@ var variants = []struct{ label, what string }{
 	{"restore-shell", "shell restore, database + files"},
 	{"restore-mbk", "`mbk restore` of the gzip set, both"},
 	{"drill-mbk", "`mbk drill` of the gzip set: sandboxes, restore, checks (1% sample, at least 100 blobs), teardown"},
+	{"pool-first-zstd", "`mbk run` of the archive stage, filedir in the pool, empty root (bytes out: the root)"},
+	{"pool-unchanged-zstd", "the same, nothing changed since (bytes out: what the root grew)"},
+	{"pool-1pct-zstd", "the same, after 1% new files (bytes in: their raw bytes; out: what the root grew)"},
+	{"restore-files-tar", "`mbk restore` of the mbk-files-zstd set into a new volume"},
+	{"restore-files-pool", "`mbk restore` of the unchanged pooled set into a new volume (fingerprint identical to the tar's)"},
 }
 
 func (r *report) write(scale string, rounds int, command string) {
@@ -366,7 +371,9 @@ func (r *report) targets() {
 			ts = append(ts, target{"#4", "for scale: mbk's archive stage, " + c + ", against the one-process way", s, true, false})
 		}
 	}
-	for _, l := range []string{"mbk-gzip", "mbk-zstd", "mbk-db-gzip", "mbk-db-zstd", "mbk-files-gzip", "mbk-files-zstd", "restore-mbk", "drill-mbk"} {
+	r.poolTargets(&ts)
+	for _, l := range []string{"mbk-gzip", "mbk-zstd", "mbk-db-gzip", "mbk-db-zstd", "mbk-files-gzip", "mbk-files-zstd", "restore-mbk", "drill-mbk",
+		"pool-first-zstd", "pool-unchanged-zstd", "pool-1pct-zstd", "restore-files-pool"} {
 		// Memory does not suffer from other tenants: every run counts.
 		var peaks []float64
 		var most float64
@@ -467,4 +474,39 @@ func readKV(path string) map[string]string {
 		}
 	}
 	return out
+}
+
+// poolTargets are issue #19's: the pool's archive against a whole one.
+func (r *report) poolTargets(ts *[]target) {
+	w := func(l string) float64 { return r.med(l, wallOf) }
+	out := func(l string) float64 { return r.med(l, func(x *Result) float64 { return float64(x.BytesOut) }) }
+	in := func(l string) float64 { return r.med(l, func(x *Result) float64 { return float64(x.BytesIn) }) }
+	full, same := w("mbk-files-zstd"), w("pool-unchanged-zstd")
+	if full > 0 && same > 0 {
+		*ts = append(*ts, target{"#19", "pool, unchanged: archive stage ≤ 10% of a whole archive's time",
+			fmt.Sprintf("%.1f%% (%.2f s vs %.2f s)", 100*same/full, same, full), same/full <= 0.10, true})
+		if o, f := out("pool-unchanged-zstd"), out("mbk-files-zstd"); f > 0 {
+			*ts = append(*ts, target{"#19", "pool, unchanged: bytes written ≤ 1% of a whole archive's",
+				fmt.Sprintf("%.2f%% (%.1f KiB vs %.1f MiB)", 100*o/f, o/1024, f/(1<<20)), o/f <= 0.01, true})
+		}
+		if files := r.datasetFiles(); files > 0 {
+			*ts = append(*ts, target{"#19", "for scale: pool, unchanged: files walked per second",
+				fmt.Sprintf("%.0f files/s (%d files in %.2f s)", float64(files)/same, files, same), true, false})
+		}
+	}
+	if i, o := in("pool-1pct-zstd"), out("pool-1pct-zstd"); i > 0 && o > 0 {
+		*ts = append(*ts, target{"#19", "pool, 1% new files: bytes written within 10% of the new bytes",
+			fmt.Sprintf("%.3f× (%.2f MiB written for %.2f MiB new)", o/i, o/(1<<20), i/(1<<20)), o/i >= 0.9 && o/i <= 1.1, true})
+	}
+	if t, p := w("restore-files-tar"), w("restore-files-pool"); t > 0 && p > 0 {
+		*ts = append(*ts, target{"#19", "restore from the pool no slower than from the whole tar (fingerprints identical)",
+			fmt.Sprintf("%.2f× the tar's time (%.2f s vs %.2f s)", p/t, p, t), p <= t, true})
+	}
+}
+
+// datasetFiles is the dataset's number of files, from dataset.txt.
+func (r *report) datasetFiles() int {
+	var n int
+	fmt.Sscan(readKV(filepath.Join(r.dir, "dataset.txt"))["files"], &n) // "5000 in filedir, +20 …"
+	return n
 }
