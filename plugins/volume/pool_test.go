@@ -16,6 +16,7 @@ import (
 
 	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
 // corePool is the core's pool package behind the SDK's interfaces, as the
@@ -182,5 +183,92 @@ func TestHostPoolRoundTrip(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), pool.ErrCorrupt.Error()) {
 		t.Errorf("restore from a damaged blob: %v", err)
+	}
+}
+
+// poolScript fills $1 with files named by the SHA-1 of their content in
+// filedir and trashdir (one of them a megabyte), beside the rest of a
+// dataroot, owned by www-data.
+const poolScript = `set -eu
+cd "$1"
+mkdir -p lang/en muc
+i=0
+while [ $i -lt 300 ]; do
+  printf 'content of file %d %0*d\n' $i $((i % 97)) 0 >/tmp/f
+  h=$(sha1sum /tmp/f | cut -c1-40)
+  mkdir -p filedir/$(echo $h | cut -c1-2)/$(echo $h | cut -c3-4)
+  mv /tmp/f filedir/$(echo $h | cut -c1-2)/$(echo $h | cut -c3-4)/$h
+  i=$((i + 1))
+done
+head -c 1048576 /dev/urandom >/tmp/f
+h=$(sha1sum /tmp/f | cut -c1-40)
+mkdir -p trashdir/$(echo $h | cut -c1-2)/$(echo $h | cut -c3-4)
+mv /tmp/f trashdir/$(echo $h | cut -c1-2)/$(echo $h | cut -c3-4)/$h
+printf '<?php $string["thislanguage"] = "English";\n' >lang/en/langconfig.php
+printf '<?php $configuration = array();\n' >muc/config.php
+ln -s en lang/current
+chown -R 33:33 .
+find . -type f -exec chmod 0640 {} +
+touch -d @1000000000 muc/config.php
+`
+
+// Through the Engine's archive API both ways (a remote Engine, or read =
+// "engine"): the pooled backup sends every blob once, an unchanged one
+// sends none, and a restore into a new volume through a helper container
+// gives back the source's tree.
+func TestEnginePoolRoundTrip(t *testing.T) {
+	src := testenv.UniqueName(t, "mbktest-pool-src")
+	testenv.CreateVolume(t, src)
+	app := testenv.StartApp(t, src, moodleDataroot)
+	if _, stderr, code := testenv.Exec(t, app, nil, "sh", "-c", poolScript, "sh", moodleDataroot); code != 0 {
+		t.Fatalf("build the dataroot: exit %d: %s", code, stderr)
+	}
+	pl, err := pool.Open(t.TempDir())
+	must(t, err)
+	cp := &corePool{p: pl}
+	p := newTestPlugin(t)
+	engineCfg := testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(src), "read": cty.StringVal("engine"), "filedir": cty.StringVal("pool")})
+	backup := func() (string, sdk.BackupResult) {
+		t.Helper()
+		file := filepath.Join(t.TempDir(), "moodledata.tar")
+		f, err := os.Create(file)
+		must(t, err)
+		defer f.Close()
+		res, err := p.Backup(context.Background(), sdk.BackupRequest{Config: engineCfg, Artifact: artifactID, Set: "s", Pool: cp}, f)
+		if err != nil {
+			t.Fatalf("Backup: %v", err)
+		}
+		return file, res
+	}
+	file, res := backup()
+	if s, _ := res.Details["source"].(string); strings.Contains(s, "read from its directory") {
+		t.Fatalf("read from the directory, not through the Engine: %s", s)
+	}
+	if cp.puts != 301 || res.Details["pool_sent_blobs"].(int64) != 301 {
+		t.Fatalf("first backup: %d puts, details %v; want 301", cp.puts, res.Details)
+	}
+	cp.puts = 0
+	backup()
+	if cp.puts != 0 {
+		t.Errorf("the unchanged backup put %d blobs", cp.puts)
+	}
+
+	dst := testenv.UniqueName(t, "mbktest-pool-dst")
+	removeVolumeAtCleanup(t, dst)
+	f, err := os.Open(file)
+	must(t, err)
+	defer f.Close()
+	_, err = p.Restore(context.Background(), sdk.RestoreRequest{Config: engineCfg, Artifact: artifactID,
+		Options: ropts(t, map[string]string{"target_volume": dst}), Pool: cp}, f)
+	if err != nil {
+		t.Fatalf("Restore through the Engine: %v", err)
+	}
+	want := without(fingerprint(t, app, moodleDataroot), moodleExcluded...)
+	got := fingerprint(t, testenv.StartApp(t, dst, "/data"), "/data")
+	if d := diff(want, got); len(d) > 0 {
+		t.Errorf("the volume restored from the pool differs from the source:\n%s", strings.Join(d, "\n"))
+	}
+	if len(got) < 300 {
+		t.Errorf("only %d entries restored", len(got))
 	}
 }
