@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/testing/smtptest"
 	"github.com/mbk-backup/mbk/core/testing/storetest"
@@ -600,5 +602,62 @@ func TestPoolStores(t *testing.T) {
 		if b != gone && (!s3Blob(b) || !ftpBlob(b)) {
 			t.Errorf("referenced blob %s was swept: S3 %v, SFTP %v", b, s3Blob(b), ftpBlob(b))
 		}
+	}
+}
+
+// TestPoolEncrypted: with an encryption block every blob is encrypted to
+// the recipients (no blob holds a file's plain bytes); a restore needs the
+// identity and gives the tree back with it; verify --read-data reads the
+// blobs with it and, without it, says the identity is needed.
+func TestPoolEncrypted(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	idFile := writeFile(t, dir, "key.txt", id.String()+"\n")
+	src := filepath.Join(dir, "moodledata")
+	poolSite(t, src, 4)
+	plainText := []byte("deleted by a teacher")
+	root := filepath.Join(dir, "backups")
+	hcl := strings.Replace(fmt.Sprintf(poolPipeline, root, src, "pool", 2), `  timeout = "2m"`,
+		fmt.Sprintf("  timeout = \"2m\"\n\n  encryption {\n    recipients = [%q]\n  }", id.Recipient().String()), 1)
+	file := writeFile(t, dir, "enc.hcl", hcl)
+	if r := mbk(t, runOpts{}, "run", file); r.code != 0 {
+		t.Fatalf("run: %s", r)
+	}
+	pl, err := pool.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	pl.Walk(func(b pool.Blob, path string, _ int64) error {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(raw), "mbkpool1 zstd age\n") || strings.Contains(string(raw), string(plainText)) {
+			t.Errorf("blob %s is not encrypted: %.40q", b, raw)
+		}
+		n++
+		return nil
+	})
+	if n != 61 {
+		t.Fatalf("%d blobs in the pool, want 61", n)
+	}
+	set := sets(t, root)[0]
+	out := filepath.Join(dir, "restored")
+	if r := mbk(t, runOpts{}, "restore", file, set, "--yes", "--no-safety-copy", "--target-path", out); r.code == 0 {
+		t.Errorf("a restore without the identity succeeded: %s", r)
+	}
+	if r := mbk(t, runOpts{}, "restore", file, set, "--yes", "--no-safety-copy", "--target-path", out, "--identity", idFile); r.code != 0 {
+		t.Fatalf("restore with the identity: %s", r)
+	}
+	sameTree(t, "restored from the encrypted pool", treePrint(t, src, "cache"), treePrint(t, out))
+	if r := mbk(t, runOpts{}, "verify", file, set, "--read-data", "--identity", idFile); r.code != 0 {
+		t.Errorf("verify --read-data with the identity: %s", r)
+	}
+	if r := mbk(t, runOpts{}, "verify", file, set, "--read-data"); r.code == 0 || !strings.Contains(r.stdout, "identity") {
+		t.Errorf("verify --read-data without the identity: %s", r)
 	}
 }
