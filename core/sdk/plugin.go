@@ -171,9 +171,13 @@ type Pool interface {
 }
 
 // PoolReader reads blobs back, for the restore of a pooled artifact
-// (RestoreRequest.Pool). The reader returned fails, instead of ending, when
-// the stored content does not hash to the blob's name. Open may be called
+// (RestoreRequest.Pool). The readers returned fail, instead of ending, when
+// the stored content does not hash to the blob's name. Both may be called
 // from several goroutines at once.
 type PoolReader interface {
 	Open(ctx context.Context, b Blob) (io.ReadCloser, error)
+	// OpenMany reads several blobs' contents one after the other (each
+	// blob's size says where it ends): one call for many small files,
+	// where a call each would cost more than their bytes.
+	OpenMany(ctx context.Context, blobs []Blob) (io.ReadCloser, error)
 }

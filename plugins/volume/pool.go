@@ -220,14 +220,20 @@ func pooledBlob(h *tar.Header) (sdk.Blob, bool, error) {
 
 // Restore side. expandPool turns an archive with pooled entries back into
 // the whole archive a backup without the pool would have made: each pooled
-// entry gets its data from the pool. Blobs are fetched side by side, up to
-// fetchAhead entries ahead of the one being written, those up to
-// fetchInMemory bytes into memory (a restore of many small files is bound
-// by round trips, not bytes); bigger ones stream when their turn comes.
+// entry gets its data from the pool. Small blobs are fetched in batches,
+// one call for up to fetchBatch of them (a call costs more than a small
+// file's bytes), fetchParallel batches side by side, ahead of the entry
+// being written by up to fetchAhead entries; a blob above fetchInMemory
+// streams on its own when its turn comes. Entries without data
+// (directories, links) wait in the same queue, so that they do not stop
+// the fetching.
 const (
-	fetchAhead    = 64
-	fetchParallel = 8
-	fetchInMemory = 512 << 10
+	fetchAhead      = 2048
+	fetchAheadBytes = 48 << 20
+	fetchBatch      = 128
+	fetchBatchBytes = 8 << 20
+	fetchParallel   = 4
+	fetchInMemory   = 1 << 20
 )
 
 func expandPool(ctx context.Context, r io.Reader, pool sdk.PoolReader) io.Reader {
@@ -243,12 +249,25 @@ func expandPool(ctx context.Context, r io.Reader, pool sdk.PoolReader) io.Reader
 	return pr
 }
 
-type fetched struct {
-	h    *tar.Header
-	blob sdk.Blob
-	done chan struct{}
-	data []byte // nil: stream it when written
-	err  error
+// batch is blobs fetched with one OpenMany.
+type batch struct {
+	blobs []sdk.Blob
+	names []string
+	bytes int64
+	done  chan struct{}
+	data  [][]byte
+	err   error
+}
+
+// queued is an entry waiting its turn: ready (no data, or its data in
+// memory), in a batch being fetched, or a big blob streamed when written.
+type queued struct {
+	h     *tar.Header
+	blob  sdk.Blob
+	b     *batch
+	i     int
+	big   bool
+	ready bool
 }
 
 func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) error {
@@ -259,38 +278,64 @@ func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) 
 	bw := bufio.NewWriterSize(w, 256<<10)
 	tw := tar.NewWriter(bw)
 	sem := make(chan struct{}, fetchParallel)
-	var queue []*fetched
-	emit := func(f *fetched) error {
-		<-f.done
-		if f.err != nil {
-			return f.err
+	var (
+		queue  []*queued
+		cur    *batch
+		inMem  int64 // bytes of the small blobs in the queue
+	)
+	dispatch := func() {
+		if cur == nil {
+			return
 		}
-		out := header(f.h, f.h.Name, f.h.Linkname)
-		out.Size = f.blob.Size
-		if err := tw.WriteHeader(out); err != nil {
-			return err
+		b := cur
+		cur = nil
+		sem <- struct{}{}
+		go func() {
+			defer close(b.done)
+			defer func() { <-sem }()
+			b.data, b.err = readBatch(ctx, pool, b)
+		}()
+	}
+	emit := func(q *queued) error {
+		out := header(q.h, q.h.Name, q.h.Linkname)
+		if q.ready {
+			return tw.WriteHeader(out)
 		}
-		var src io.Reader = bytes.NewReader(f.data)
-		if f.data == nil && f.blob.Size > 0 {
-			rc, err := pool.Open(ctx, f.blob)
+		out.Size = q.blob.Size
+		var src io.Reader
+		switch {
+		case q.b != nil:
+			if q.b == cur {
+				dispatch()
+			}
+			<-q.b.done
+			if q.b.err != nil {
+				return q.b.err
+			}
+			src = bytes.NewReader(q.b.data[q.i])
+			q.b.data[q.i] = nil
+			inMem -= q.blob.Size
+		case q.big:
+			rc, err := pool.Open(ctx, q.blob)
 			if err != nil {
-				return fmt.Errorf("%q: %w", f.h.Name, err)
+				return fmt.Errorf("%q: %w", q.h.Name, err)
 			}
 			defer rc.Close()
 			src = rc
 		}
-		n, err := copyData(ctx, tw, src, f.blob.Size)
+		if err := tw.WriteHeader(out); err != nil {
+			return err
+		}
+		n, err := copyData(ctx, tw, src, q.blob.Size)
 		if err == io.EOF {
-			err = fmt.Errorf("blob %s ended after %d bytes", f.blob.SHA1, n)
+			err = fmt.Errorf("blob %s ended after %d bytes", q.blob.SHA1, n)
+		}
+		if err == nil && q.big {
+			// Read to the end: the core checks the hash there.
+			_, err = io.Copy(io.Discard, src)
 		}
 		if err != nil {
-			return fmt.Errorf("%q: %w", f.h.Name, err)
-		}
-		if f.data == nil && f.blob.Size > 0 {
-			// Read to the end: the core checks the hash there.
-			if _, err := io.Copy(io.Discard, src); err != nil {
-				return fmt.Errorf("%q: %w", f.h.Name, err)
-			}
+			return fmt.Errorf("%q: %w", q.h.Name, err)
 		}
 		return nil
 	}
@@ -299,6 +344,7 @@ func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) 
 			if err := emit(queue[0]); err != nil {
 				return err
 			}
+			queue[0] = nil
 			queue = queue[1:]
 		}
 		return nil
@@ -315,44 +361,53 @@ func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) 
 		if err != nil {
 			return err
 		}
-		if ok {
-			f := &fetched{h: h, blob: b, done: make(chan struct{})}
-			if b.Size == 0 || b.Size > fetchInMemory {
-				close(f.done)
-			} else {
-				sem <- struct{}{}
-				go func() {
-					defer close(f.done)
-					defer func() { <-sem }()
-					f.data, f.err = readBlob(ctx, pool, b)
-					if f.err != nil {
-						f.err = fmt.Errorf("%q: %w", h.Name, f.err)
-					}
-				}()
+		switch {
+		case ok && b.Size > fetchInMemory:
+			dispatch()
+			queue = append(queue, &queued{h: h, blob: b, big: true})
+		case ok && b.Size == 0:
+			queue = append(queue, &queued{h: h, blob: b, ready: true})
+		case ok:
+			if cur == nil {
+				cur = &batch{done: make(chan struct{})}
 			}
-			queue = append(queue, f)
-			if err := drain(fetchAhead); err != nil {
+			queue = append(queue, &queued{h: h, blob: b, b: cur, i: len(cur.blobs)})
+			cur.blobs = append(cur.blobs, b)
+			cur.names = append(cur.names, h.Name)
+			inMem += b.Size
+			if cur.bytes += b.Size; len(cur.blobs) >= fetchBatch || cur.bytes >= fetchBatchBytes {
+				dispatch()
+			}
+		case h.Typeflag != tar.TypeReg || h.Size == 0:
+			out := *h
+			out.PAXRecords = nil
+			queue = append(queue, &queued{h: &out, ready: true})
+		default:
+			// A file with data in the stream: what was queued goes first.
+			dispatch()
+			if err := drain(0); err != nil {
 				return err
 			}
-			continue
-		}
-		if err := drain(0); err != nil {
-			return err
-		}
-		out := *h
-		out.PAXRecords = nil
-		if err := tw.WriteHeader(header(&out, h.Name, h.Linkname)); err != nil {
-			return err
-		}
-		if h.Typeflag == tar.TypeReg {
+			out := *h
+			out.PAXRecords = nil
+			if err := tw.WriteHeader(header(&out, h.Name, h.Linkname)); err != nil {
+				return err
+			}
 			if _, err := copyData(ctx, tw, ts, h.Size); err != nil {
 				if err == io.EOF {
 					err = errTruncated
 				}
 				return err
 			}
+			continue
+		}
+		for len(queue) > fetchAhead/2 && (len(queue) > fetchAhead || inMem > fetchAheadBytes) {
+			if err := drain(len(queue) - 1); err != nil {
+				return err
+			}
 		}
 	}
+	dispatch()
 	if err := drain(0); err != nil {
 		return err
 	}
@@ -362,19 +417,32 @@ func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) 
 	return bw.Flush()
 }
 
-// readBlob reads a whole small blob, hash checked by the core.
-func readBlob(ctx context.Context, pool sdk.PoolReader, b sdk.Blob) ([]byte, error) {
-	rc, err := pool.Open(ctx, b)
+// readBatch reads a batch's blobs with one call, hash checked by the core.
+func readBatch(ctx context.Context, pool sdk.PoolReader, b *batch) ([][]byte, error) {
+	rc, err := pool.OpenMany(ctx, b.blobs)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%q: %w", b.names[0], err)
 	}
 	defer rc.Close()
-	buf := bytes.NewBuffer(make([]byte, 0, b.Size+1))
-	if _, err := io.Copy(buf, rc); err != nil {
-		return nil, err
+	buf := make([]byte, b.bytes)
+	out := make([][]byte, len(b.blobs))
+	at := int64(0)
+	for i, bl := range b.blobs {
+		out[i] = buf[at : at+bl.Size : at+bl.Size]
+		if _, err := io.ReadFull(rc, out[i]); err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				err = fmt.Errorf("blob %s ended early", bl.SHA1)
+			}
+			return nil, fmt.Errorf("%q: %w", b.names[i], err)
+		}
+		at += bl.Size
 	}
-	if int64(buf.Len()) != b.Size {
-		return nil, fmt.Errorf("blob %s gave %d bytes, not %d", b.SHA1, buf.Len(), b.Size)
+	// The end, where the core reports a blob that did not match its name.
+	if n, err := io.Copy(io.Discard, rc); err != nil || n > 0 {
+		if err == nil {
+			err = fmt.Errorf("%d bytes more than the blobs' sizes", n)
+		}
+		return nil, fmt.Errorf("%q…: %w", b.names[0], err)
 	}
-	return buf.Bytes(), nil
+	return out, nil
 }

@@ -45,6 +45,36 @@ func (c *corePool) Open(_ context.Context, b sdk.Blob) (io.ReadCloser, error) {
 	return c.p.OpenBlob(pool.Blob(b), nil)
 }
 
+// OpenMany opens each blob when the one before has been read.
+func (c *corePool) OpenMany(_ context.Context, bs []sdk.Blob) (io.ReadCloser, error) {
+	rs := make([]io.Reader, len(bs))
+	for i, b := range bs {
+		rs[i] = &lazyBlob{p: c.p, b: pool.Blob(b)}
+	}
+	return io.NopCloser(io.MultiReader(rs...)), nil
+}
+
+type lazyBlob struct {
+	p  *pool.Pool
+	b  pool.Blob
+	rc io.ReadCloser
+}
+
+func (l *lazyBlob) Read(p []byte) (int, error) {
+	if l.rc == nil {
+		rc, err := l.p.OpenBlob(l.b, nil)
+		if err != nil {
+			return 0, err
+		}
+		l.rc = rc
+	}
+	n, err := l.rc.Read(p)
+	if err == io.EOF {
+		l.rc.Close()
+	}
+	return n, err
+}
+
 // sha1Dataroot is buildHostDataroot with filedir laid out as Moodle does:
 // each file named by the SHA-1 of its content, except one whose content was
 // changed after it was named (corruption in the site), and one more link

@@ -33,7 +33,15 @@ type PoolBackend interface {
 	Open(b Blob) (io.ReadCloser, error)
 }
 
-const poolChunk = 256 << 10
+// poolChunk is the data a message carries at most: 1 MiB messages move
+// about 1 GiB/s through gRPC here, against 0.6 for 16-64 KiB ones (see
+// stream.go).
+const poolChunk = 1 << 20
+
+// poolWindow is HTTP/2's flow-control window on a pool connection: with
+// gRPC's 64 KiB default a blob's bytes wait for the reader's window updates
+// every few chunks.
+const poolWindow = 8 << 20
 
 // PoolServer is the core's end of a pool socket.
 type PoolServer struct {
@@ -47,7 +55,8 @@ func ServePool(b PoolBackend) (*PoolServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.InitialWindowSize(poolWindow), grpc.InitialConnWindowSize(poolWindow),
+		grpc.WriteBufferSize(poolChunk), grpc.ReadBufferSize(poolChunk))
 	pb.RegisterPoolServer(srv, &poolService{b: b})
 	go srv.Serve(sc.ln)
 	return &PoolServer{sc: sc, srv: srv}, nil
@@ -138,6 +147,53 @@ func (s *poolService) Open(r *pb.PoolOpenRequest, st grpc.ServerStreamingServer[
 	}
 }
 
+func (s *poolService) OpenMany(r *pb.PoolOpenManyRequest, st grpc.ServerStreamingServer[pb.PoolChunk]) error {
+	var total int64
+	for _, b := range r.GetBlobs() {
+		total += b.GetSize()
+	}
+	buf := make([]byte, 0, min(poolChunk, max(total, 1)))
+	send := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		err := st.Send(&pb.PoolChunk{Data: buf})
+		buf = buf[:0]
+		return err
+	}
+	for _, pbb := range r.GetBlobs() {
+		b := Blob{pbb.GetSha1(), pbb.GetSize()}
+		rc, err := s.b.Open(b)
+		if err != nil {
+			return err
+		}
+		var n int64
+		for {
+			if len(buf) == cap(buf) {
+				if err := send(); err != nil {
+					rc.Close()
+					return err
+				}
+			}
+			k, err := rc.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+k]
+			n += int64(k)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				rc.Close()
+				return err
+			}
+		}
+		rc.Close()
+		if n != b.Size {
+			return fmt.Errorf("blob %s-%d gave %d bytes", b.SHA1, b.Size, n)
+		}
+	}
+	return send()
+}
+
 // PoolClient is a plugin's end of a pool socket. It is safe for
 // concurrent use.
 type PoolClient struct {
@@ -147,7 +203,9 @@ type PoolClient struct {
 
 // DialPool connects to the core's pool.
 func DialPool(socket string) (*PoolClient, error) {
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(poolWindow), grpc.WithInitialConnWindowSize(poolWindow),
+		grpc.WithWriteBufferSize(poolChunk), grpc.WithReadBufferSize(poolChunk))
 	if err != nil {
 		return nil, fmt.Errorf("connect to the core's pool: %w", err)
 	}
@@ -238,4 +296,27 @@ type openReader struct {
 func (o *openReader) Close() error {
 	o.cancel()
 	return nil
+}
+
+// OpenMany reads the contents of several blobs, one after the other: each
+// blob's size says where it ends. The reader fails when the core found a
+// blob whose content does not match its name.
+func (p *PoolClient) OpenMany(ctx context.Context, blobs []Blob) (io.ReadCloser, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	req := &pb.PoolOpenManyRequest{Blobs: make([]*pb.Blob, len(blobs))}
+	for i, b := range blobs {
+		req.Blobs[i] = &pb.Blob{Sha1: b.SHA1, Size: b.Size}
+	}
+	st, err := p.c.OpenMany(ctx, req)
+	if err != nil {
+		cancel()
+		return nil, RPCError(err)
+	}
+	return &openReader{chunkReader: chunkReader{recv: func() (*pb.PoolChunk, error) {
+		m, err := st.Recv()
+		if err != nil && err != io.EOF {
+			err = RPCError(err)
+		}
+		return m, err
+	}}, cancel: cancel}, nil
 }

@@ -835,9 +835,10 @@ var Archive_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Pool_Have_FullMethodName = "/mbk.v1.Pool/Have"
-	Pool_Put_FullMethodName  = "/mbk.v1.Pool/Put"
-	Pool_Open_FullMethodName = "/mbk.v1.Pool/Open"
+	Pool_Have_FullMethodName     = "/mbk.v1.Pool/Have"
+	Pool_Put_FullMethodName      = "/mbk.v1.Pool/Put"
+	Pool_Open_FullMethodName     = "/mbk.v1.Pool/Open"
+	Pool_OpenMany_FullMethodName = "/mbk.v1.Pool/OpenMany"
 )
 
 // PoolClient is the client API for Pool service.
@@ -849,6 +850,12 @@ type PoolClient interface {
 	// Open streams a blob's content (decrypted, decompressed); the stream
 	// fails when the bytes do not hash to the blob's name.
 	Open(ctx context.Context, in *PoolOpenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolChunk], error)
+	// OpenMany streams the contents of several blobs one after the other
+	// (the chunks do not follow the blobs' boundaries: each blob's size
+	// says where it ends). One call for many small files: a call costs more
+	// than a small file's bytes. It fails at the first blob that does not
+	// hash to its name, before any byte of the next.
+	OpenMany(ctx context.Context, in *PoolOpenManyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolChunk], error)
 }
 
 type poolClient struct {
@@ -901,6 +908,25 @@ func (c *poolClient) Open(ctx context.Context, in *PoolOpenRequest, opts ...grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Pool_OpenClient = grpc.ServerStreamingClient[PoolChunk]
 
+func (c *poolClient) OpenMany(ctx context.Context, in *PoolOpenManyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Pool_ServiceDesc.Streams[2], Pool_OpenMany_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PoolOpenManyRequest, PoolChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Pool_OpenManyClient = grpc.ServerStreamingClient[PoolChunk]
+
 // PoolServer is the server API for Pool service.
 // All implementations must embed UnimplementedPoolServer
 // for forward compatibility.
@@ -910,6 +936,12 @@ type PoolServer interface {
 	// Open streams a blob's content (decrypted, decompressed); the stream
 	// fails when the bytes do not hash to the blob's name.
 	Open(*PoolOpenRequest, grpc.ServerStreamingServer[PoolChunk]) error
+	// OpenMany streams the contents of several blobs one after the other
+	// (the chunks do not follow the blobs' boundaries: each blob's size
+	// says where it ends). One call for many small files: a call costs more
+	// than a small file's bytes. It fails at the first blob that does not
+	// hash to its name, before any byte of the next.
+	OpenMany(*PoolOpenManyRequest, grpc.ServerStreamingServer[PoolChunk]) error
 	mustEmbedUnimplementedPoolServer()
 }
 
@@ -928,6 +960,9 @@ func (UnimplementedPoolServer) Put(grpc.ClientStreamingServer[PoolChunk, PoolPut
 }
 func (UnimplementedPoolServer) Open(*PoolOpenRequest, grpc.ServerStreamingServer[PoolChunk]) error {
 	return status.Error(codes.Unimplemented, "method Open not implemented")
+}
+func (UnimplementedPoolServer) OpenMany(*PoolOpenManyRequest, grpc.ServerStreamingServer[PoolChunk]) error {
+	return status.Error(codes.Unimplemented, "method OpenMany not implemented")
 }
 func (UnimplementedPoolServer) mustEmbedUnimplementedPoolServer() {}
 func (UnimplementedPoolServer) testEmbeddedByValue()              {}
@@ -986,6 +1021,17 @@ func _Pool_Open_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Pool_OpenServer = grpc.ServerStreamingServer[PoolChunk]
 
+func _Pool_OpenMany_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(PoolOpenManyRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PoolServer).OpenMany(m, &grpc.GenericServerStream[PoolOpenManyRequest, PoolChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Pool_OpenManyServer = grpc.ServerStreamingServer[PoolChunk]
+
 // Pool_ServiceDesc is the grpc.ServiceDesc for Pool service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1007,6 +1053,11 @@ var Pool_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Open",
 			Handler:       _Pool_Open_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "OpenMany",
+			Handler:       _Pool_OpenMany_Handler,
 			ServerStreams: true,
 		},
 	},
