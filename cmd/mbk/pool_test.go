@@ -583,6 +583,15 @@ func TestPoolStores(t *testing.T) {
 		}
 		sameTree(t, "restored from "+store, want, treePrint(t, out))
 	}
+	// A drill from the store on a fresh machine: the set and its blobs
+	// come down, are restored into a sandbox volume and checked.
+	freshDrill := writeFile(t, dir, "fresh-drill.hcl", hcl(filepath.Join(dir, "fresh-drill")))
+	if r := mbk(t, env, "drill", freshDrill, "--from", "s3", "--no-record"); r.code != 0 || !strings.Contains(r.stdout, "PASSED") {
+		t.Fatalf("drill from s3 on a fresh machine: %s", r)
+	}
+	if left := drillLeftovers(t); len(left) > 0 {
+		t.Fatalf("the drill left %v", left)
+	}
 
 	// One file goes, two runs later its blob has left both stores.
 	gone := blobs[5]

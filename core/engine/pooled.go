@@ -85,23 +85,40 @@ type poolBackup struct {
 
 func (b *poolBackup) Have(blobs []pluginhost.Blob) ([]bool, error) {
 	out := make([]bool, len(blobs))
-	for i, w := range blobs {
-		pb := pool.Blob(w)
-		if err := pb.Check(); err != nil {
+	for _, w := range blobs {
+		if err := pool.Blob(w).Check(); err != nil {
 			return nil, err
 		}
-		if out[i] = b.pr.p.Has(pb); out[i] {
-			if err := b.pr.refs.Add(pb); err != nil {
-				return nil, fmt.Errorf("write %s: %w", pool.RefsFile, err)
+	}
+	// One stat each, haveWorkers at once: a batch is hundreds of files.
+	var wg sync.WaitGroup
+	for k := range haveWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := k; i < len(blobs); i += haveWorkers {
+				out[i] = b.pr.p.Has(pool.Blob(blobs[i]))
 			}
-			b.mu.Lock()
-			b.use.Blobs++
-			b.use.Bytes += pb.Size
-			b.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for i, w := range blobs {
+		if !out[i] {
+			continue
 		}
+		if err := b.pr.refs.Add(pool.Blob(w)); err != nil {
+			return nil, fmt.Errorf("write %s: %w", pool.RefsFile, err)
+		}
+		b.mu.Lock()
+		b.use.Blobs++
+		b.use.Bytes += w.Size
+		b.mu.Unlock()
 	}
 	return out, nil
 }
+
+// haveWorkers is how many stats of the pool run at once for one question.
+const haveWorkers = 4
 
 func (b *poolBackup) Put(expect pluginhost.Blob, r io.Reader) (pluginhost.Blob, error) {
 	w, err := b.pr.p.Put(r, b.codec)

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -29,7 +31,11 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		st.warn(msg)
 	}
 	links := map[devIno]string{}
-	return filepath.WalkDir(root, func(full string, d fs.DirEntry, walkErr error) error {
+	// visit archives one entry the walk found. fi is its lstat when the
+	// walk took it already (the parallel scan of a pooled area), nil
+	// otherwise.
+	var visit func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error
+	visit = func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
@@ -58,13 +64,15 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		}
 		if d.Type().IsRegular() {
 			if tw.pool != nil && poolable.MatchString(rel) {
-				return p.hostPooled(ctx, full, rel, tw, st, links, warn)
+				return p.hostPooled(ctx, full, rel, fi, tw, st, links, warn)
 			}
 			// The directory listing says regular file: open and fstat it,
 			// one path lookup instead of two (lstat, then open).
 			return p.hostFile(ctx, full, rel, tw, st, links, warn)
 		}
-		fi, err := os.Lstat(full)
+		if fi == nil {
+			fi, err = os.Lstat(full)
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			warn("skipped %q: it vanished while the directory was read", rel)
 			return nil
@@ -108,15 +116,137 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 			return fmt.Errorf("write archive: %w", err)
 		}
 		st.add(rel, out)
+		if tw.pool != nil && fi.IsDir() && (rel == "filedir" || rel == "trashdir") {
+			// Moodle's pooled areas: scanned side by side below here.
+			if err := scanParallel(ctx, full, func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
+				return visit(full, d, walkErr, fi)
+			}); err != nil {
+				return err
+			}
+			return fs.SkipDir
+		}
+		return nil
+	}
+	return filepath.WalkDir(root, func(full string, d fs.DirEntry, walkErr error) error {
+		return visit(full, d, walkErr, nil)
+	})
+}
+
+// scanWorkers is how many subtrees of a pooled area are listed and
+// lstat'ed at once; scanAhead how many listed subtrees may wait for the
+// archive. An unchanged pooled backup is the walk: its cost is these
+// system calls.
+const (
+	scanWorkers = 4
+	scanAhead   = 6
+)
+
+// scanned is one subtree's entries, in walk order, with their lstat.
+type scanned struct {
+	full string
+	d    fs.DirEntry
+	err  error
+	fi   fs.FileInfo
+}
+
+// scanParallel walks each entry below dir (not dir itself) and hands it to
+// visit in the order filepath.WalkDir would: the subtrees of dir's
+// subdirectories are listed and lstat'ed by scanWorkers goroutines, while
+// visit takes them one subtree after the other. visit's fs.SkipDir for a
+// directory leaves out what lies below it.
+func scanParallel(ctx context.Context, dir string, visit func(string, fs.DirEntry, error, fs.FileInfo) error) error {
+	top, err := os.ReadDir(dir)
+	if err != nil {
+		return visit(dir, nil, err, nil)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]chan []scanned, len(top))
+	for i := range results {
+		results[i] = make(chan []scanned, 1)
+	}
+	sem := make(chan struct{}, scanAhead)
+	go func() {
+		jobs := make(chan int)
+		var wg sync.WaitGroup
+		for range scanWorkers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range jobs {
+					results[i] <- scanTree(ctx, filepath.Join(dir, top[i].Name()), top[i])
+				}
+			}()
+		}
+		for i := range top {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			jobs <- i
+		}
+		close(jobs)
+		wg.Wait()
+	}()
+	for i := range top {
+		var list []scanned
+		select {
+		case list = <-results[i]:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		<-sem
+		skip := ""
+		for _, e := range list {
+			if skip != "" && strings.HasPrefix(e.full, skip) {
+				continue
+			}
+			err := visit(e.full, e.d, e.err, e.fi)
+			if err == fs.SkipDir && e.d != nil && e.d.IsDir() {
+				skip = e.full + string(filepath.Separator)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// scanTree lists a subtree as filepath.WalkDir walks it, lstat'ing each
+// entry (a regular file's metadata is all a pooled backup of an unchanged
+// file needs).
+func scanTree(ctx context.Context, root string, d fs.DirEntry) []scanned {
+	var out []scanned
+	filepath.WalkDir(root, func(full string, d fs.DirEntry, err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e := scanned{full: full, d: d, err: err}
+		if err == nil {
+			e.fi, e.err = d.Info()
+			if errors.Is(e.err, fs.ErrNotExist) {
+				e.fi, e.err = nil, nil // visit finds it gone and says so
+			}
+		}
+		out = append(out, e)
 		return nil
 	})
+	return out
 }
 
 // hostPooled queues a file for the pool from lstat alone: a blob the pool
 // has is not opened. A file with other names (hard links) is archived
 // whole, so that its links keep pointing at data in the archive.
-func (p *plugin) hostPooled(ctx context.Context, full, rel string, tw *archiveWriter, st *stats, links map[devIno]string, warn func(string, ...any)) error {
-	fi, err := os.Lstat(full)
+func (p *plugin) hostPooled(ctx context.Context, full, rel string, fi fs.FileInfo, tw *archiveWriter, st *stats, links map[devIno]string, warn func(string, ...any)) error {
+	var err error
+	if fi == nil {
+		fi, err = os.Lstat(full)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		warn("skipped %q: it vanished while the directory was read", rel)
 		return nil

@@ -229,9 +229,9 @@ func pooledBlob(h *tar.Header) (sdk.Blob, bool, error) {
 // the fetching.
 const (
 	fetchAhead      = 2048
-	fetchAheadBytes = 48 << 20
+	fetchAheadBytes = 16 << 20
 	fetchBatch      = 128
-	fetchBatchBytes = 8 << 20
+	fetchBatchBytes = 2 << 20
 	fetchParallel   = 4
 	fetchInMemory   = 1 << 20
 )

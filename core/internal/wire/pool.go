@@ -41,7 +41,7 @@ const poolChunk = 1 << 20
 // poolWindow is HTTP/2's flow-control window on a pool connection: with
 // gRPC's 64 KiB default a blob's bytes wait for the reader's window updates
 // every few chunks.
-const poolWindow = 8 << 20
+const poolWindow = 4 << 20
 
 // PoolServer is the core's end of a pool socket.
 type PoolServer struct {

@@ -478,12 +478,13 @@ func readKV(path string) map[string]string {
 
 // poolTargets are issue #19's: the pool's archive against a whole one.
 func (r *report) poolTargets(ts *[]target) {
-	w := func(l string) float64 { return r.med(l, wallOf) }
 	out := func(l string) float64 { return r.med(l, func(x *Result) float64 { return float64(x.BytesOut) }) }
 	in := func(l string) float64 { return r.med(l, func(x *Result) float64 { return float64(x.BytesIn) }) }
-	full, same := w("mbk-files-zstd"), w("pool-unchanged-zstd")
+	// The archive stage's own time (the manifest's), as the issue asks;
+	// the whole runs' are in the table above.
+	full, same := r.phase("mbk-files-zstd", "archive"), r.phase("pool-unchanged-zstd", "archive")
 	if full > 0 && same > 0 {
-		*ts = append(*ts, target{"#19", "pool, unchanged: archive stage ≤ 10% of a whole archive's time",
+		*ts = append(*ts, target{"#19", "pool, unchanged: archive stage ≤ 10% of a whole archive stage's time",
 			fmt.Sprintf("%.1f%% (%.2f s vs %.2f s)", 100*same/full, same, full), same/full <= 0.10, true})
 		if o, f := out("pool-unchanged-zstd"), out("mbk-files-zstd"); f > 0 {
 			*ts = append(*ts, target{"#19", "pool, unchanged: bytes written ≤ 1% of a whole archive's",
@@ -498,8 +499,8 @@ func (r *report) poolTargets(ts *[]target) {
 		*ts = append(*ts, target{"#19", "pool, 1% new files: bytes written within 10% of the new bytes",
 			fmt.Sprintf("%.3f× (%.2f MiB written for %.2f MiB new)", o/i, o/(1<<20), i/(1<<20)), o/i >= 0.9 && o/i <= 1.1, true})
 	}
-	if t, p := w("restore-files-tar"), w("restore-files-pool"); t > 0 && p > 0 {
-		*ts = append(*ts, target{"#19", "restore from the pool no slower than from the whole tar (fingerprints identical)",
+	if t, p := r.phase("restore-files-tar", "archive"), r.phase("restore-files-pool", "archive"); t > 0 && p > 0 {
+		*ts = append(*ts, target{"#19", "restore of the files from the pool no slower than from the whole tar (fingerprints identical)",
 			fmt.Sprintf("%.2f× the tar's time (%.2f s vs %.2f s)", p/t, p, t), p <= t, true})
 	}
 }
