@@ -2,7 +2,8 @@
 # bench.sh - `make bench`: mbk measured against the shell way and the floor on a
 # deterministic Moodle-shaped site, and the result appended to BENCHMARKS.md.
 #
-# Usage: scripts/bench.sh [run]     SCALE=small|medium|large ROUNDS=3 ONLY= QUIET=1 QUIET_BUDGET=90 (environment)
+# Usage: scripts/bench.sh [run]     SCALE=small|medium|large ROUNDS=3 ONLY=|files|pool QUIET=1 QUIET_BUDGET=90
+#                                   BENCH_NAME=mbk-bench (prefix of the dataset's container and volumes) (environment)
 #        scripts/bench.sh clean [SCALE]   remove a scale's cached dataset
 #
 #   small   ~100 MiB of SQL, 200 MiB / 5,000 files of moodledata

@@ -42,6 +42,7 @@ func (r *run) poolFor() (*poolRun, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.CleanTmp() // a killed run's half-written blobs: this run holds the lock
 	refs, err := pool.CreateRefs(r.staging)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", pool.RefsFile, err)

@@ -141,6 +141,15 @@ func OpenExisting(root string) (*Pool, error) {
 	return Open(root)
 }
 
+// CleanTmp removes what interrupted writes left in .pool/.tmp. The caller
+// holds the root's lock: no write of its own is under way.
+func (p *Pool) CleanTmp() {
+	tmps, _ := os.ReadDir(filepath.Join(p.dir, tmpDir))
+	for _, t := range tmps {
+		os.Remove(filepath.Join(p.dir, tmpDir, t.Name()))
+	}
+}
+
 // TempFile is a new file in the pool's directory for blobs being written:
 // rename it to Path(b) when complete.
 func (p *Pool) TempFile() (*os.File, error) {
@@ -472,11 +481,8 @@ type Swept struct {
 // missing.
 func (p *Pool) Sweep(keep Refs, dryRun bool) (Swept, error) {
 	var out Swept
-	tmps, _ := os.ReadDir(filepath.Join(p.dir, tmpDir))
-	for _, t := range tmps {
-		if !dryRun {
-			os.Remove(filepath.Join(p.dir, tmpDir, t.Name()))
-		}
+	if !dryRun {
+		p.CleanTmp()
 	}
 	err := p.Walk(func(b Blob, path string, size int64) error {
 		if _, ok := keep[b]; ok {
