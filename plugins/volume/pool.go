@@ -279,9 +279,9 @@ func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) 
 	tw := tar.NewWriter(bw)
 	sem := make(chan struct{}, fetchParallel)
 	var (
-		queue  []*queued
-		cur    *batch
-		inMem  int64 // bytes of the small blobs in the queue
+		queue []*queued
+		cur   *batch
+		inMem int64 // bytes of the small blobs in the queue
 	)
 	dispatch := func() {
 		if cur == nil {
