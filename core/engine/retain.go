@@ -193,7 +193,7 @@ func SweepPool(root string, loc *time.Location, gone map[string]bool, dryRun boo
 			return nil, fmt.Errorf("pool not swept: set %s: %w", st.Name, err)
 		}
 		for _, b := range refs {
-			keep[b] = struct{}{}
+			keep.Add(b)
 		}
 	}
 	sw, err := pl.Sweep(keep, dryRun)

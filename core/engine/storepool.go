@@ -165,7 +165,7 @@ func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool
 	if len(blobs) == 0 {
 		return nil, nil
 	}
-	keep := map[string]bool{}
+	keep := pool.Refs{}
 	for _, st := range stored {
 		if st.Name == sdk.PoolSet || gone[st.Name] {
 			continue
@@ -183,14 +183,14 @@ func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool
 				return nil, fmt.Errorf("pool not swept: %w", err)
 			}
 			for _, b := range refs {
-				keep[b.String()] = true
+				keep.Add(b)
 			}
 		}
 	}
 	sw := &pool.Swept{}
 	var unref []string
 	for name, size := range blobs {
-		if keep[name] {
+		if b, ok := pool.ParseName(name); ok && keep.Has(b) {
 			sw.Kept++
 			continue
 		}

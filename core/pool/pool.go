@@ -21,6 +21,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha1"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -386,8 +387,38 @@ func (c *checking) Read(p []byte) (int, error) {
 
 func (c *checking) Close() error { return c.r.Close() }
 
-// Refs is a set of referenced blobs.
-type Refs map[Blob]struct{}
+// Refs is a set of referenced blobs, kept small: a sweep marks every blob
+// of every set, millions on a large site (28 bytes a key: the binary
+// SHA-1 and the size).
+type Refs map[refKey]struct{}
+
+type refKey [28]byte
+
+func keyOf(b Blob) (refKey, bool) {
+	var k refKey
+	if _, err := hex.Decode(k[:20], []byte(b.SHA1)); err != nil || len(b.SHA1) != 40 {
+		return k, false
+	}
+	binary.BigEndian.PutUint64(k[20:], uint64(b.Size))
+	return k, true
+}
+
+// Add marks b.
+func (r Refs) Add(b Blob) {
+	if k, ok := keyOf(b); ok {
+		r[k] = struct{}{}
+	}
+}
+
+// Has says whether b is marked.
+func (r Refs) Has(b Blob) bool {
+	k, ok := keyOf(b)
+	if !ok {
+		return false
+	}
+	_, ok = r[k]
+	return ok
+}
 
 // ReadRefs reads a set's POOL_REFS; a set without one references nothing.
 func ReadRefs(setDir string) ([]Blob, error) {
@@ -485,7 +516,7 @@ func (p *Pool) Sweep(keep Refs, dryRun bool) (Swept, error) {
 		p.CleanTmp()
 	}
 	err := p.Walk(func(b Blob, path string, size int64) error {
-		if _, ok := keep[b]; ok {
+		if keep.Has(b) {
 			out.Kept++
 			return nil
 		}

@@ -127,7 +127,7 @@ func TestSweepKeepsReferenced(t *testing.T) {
 	os.WriteFile(filepath.Join(p.DirPath(), tmpDir, "blob-leftover"), []byte("half"), 0o600)
 	keep := Refs{}
 	for _, b := range all[:7] {
-		keep[b] = struct{}{}
+		keep.Add(b)
 	}
 	s, err := p.Sweep(keep, false)
 	if err != nil {

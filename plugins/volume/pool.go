@@ -229,11 +229,14 @@ func pooledBlob(h *tar.Header) (sdk.Blob, bool, error) {
 // the fetching.
 const (
 	fetchAhead      = 2048
-	fetchAheadBytes = 16 << 20
+	fetchAheadBytes = 8 << 20
 	fetchBatch      = 128
-	fetchBatchBytes = 2 << 20
+	fetchBatchBytes = 1 << 20
 	fetchParallel   = 4
 	fetchInMemory   = 1 << 20
+	// bigOpen is how many big blobs' streams are opened ahead of their
+	// turn: the connection buffers their first bytes meanwhile.
+	bigOpen = 2
 )
 
 func expandPool(ctx context.Context, r io.Reader, pool sdk.PoolReader) io.Reader {
@@ -268,6 +271,10 @@ type queued struct {
 	i     int
 	big   bool
 	ready bool
+	// A big blob's stream, when opened ahead (opened closes then).
+	opened chan struct{}
+	rc     io.ReadCloser
+	err    error
 }
 
 func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) error {
@@ -278,6 +285,7 @@ func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) 
 	bw := bufio.NewWriterSize(w, 256<<10)
 	tw := tar.NewWriter(bw)
 	sem := make(chan struct{}, fetchParallel)
+	bigSem := make(chan struct{}, bigOpen)
 	var (
 		queue []*queued
 		cur   *batch
@@ -315,6 +323,13 @@ func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) 
 			src = bytes.NewReader(q.b.data[q.i])
 			q.b.data[q.i] = nil
 			inMem -= q.blob.Size
+		case q.big && q.opened != nil:
+			<-q.opened
+			if q.err != nil {
+				return fmt.Errorf("%q: %w", q.h.Name, q.err)
+			}
+			defer func() { q.rc.Close(); <-bigSem }()
+			src = q.rc
 		case q.big:
 			rc, err := pool.Open(ctx, q.blob)
 			if err != nil {
@@ -364,7 +379,21 @@ func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) 
 		switch {
 		case ok && b.Size > fetchInMemory:
 			dispatch()
-			queue = append(queue, &queued{h: h, blob: b, big: true})
+			q := &queued{h: h, blob: b, big: true}
+			queue = append(queue, q)
+			// Opened ahead when a slot is free, else when its turn comes:
+			// never waiting for a slot that only a later entry frees.
+			select {
+			case bigSem <- struct{}{}:
+				q.opened = make(chan struct{})
+				go func() {
+					defer close(q.opened)
+					if q.rc, q.err = pool.Open(ctx, q.blob); q.err != nil {
+						<-bigSem
+					}
+				}()
+			default:
+			}
 		case ok && b.Size == 0:
 			queue = append(queue, &queued{h: h, blob: b, ready: true})
 		case ok:

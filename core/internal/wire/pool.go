@@ -38,10 +38,14 @@ type PoolBackend interface {
 // stream.go).
 const poolChunk = 1 << 20
 
+// putChunk is what a Put message carries: puts run several at once, and
+// a new file is read from the disk at that pace anyway.
+const putChunk = 256 << 10
+
 // poolWindow is HTTP/2's flow-control window on a pool connection: with
 // gRPC's 64 KiB default a blob's bytes wait for the reader's window updates
 // every few chunks.
-const poolWindow = 4 << 20
+const poolWindow = 2 << 20
 
 // PoolServer is the core's end of a pool socket.
 type PoolServer struct {
@@ -239,7 +243,7 @@ func (p *PoolClient) Put(ctx context.Context, expect Blob, r io.Reader) (Blob, e
 	if err != nil {
 		return Blob{}, RPCError(err)
 	}
-	buf := make([]byte, min(poolChunk, max(expect.Size, 1)))
+	buf := make([]byte, min(putChunk, max(expect.Size, 1)))
 	first := true
 	for {
 		n, rerr := io.ReadFull(r, buf)
