@@ -229,14 +229,14 @@ func pooledBlob(h *tar.Header) (sdk.Blob, bool, error) {
 // the fetching.
 const (
 	fetchAhead      = 2048
-	fetchAheadBytes = 8 << 20
+	fetchAheadBytes = 4 << 20
 	fetchBatch      = 128
 	fetchBatchBytes = 1 << 20
-	fetchParallel   = 4
+	fetchParallel   = 2
 	fetchInMemory   = 1 << 20
 	// bigOpen is how many big blobs' streams are opened ahead of their
 	// turn: the connection buffers their first bytes meanwhile.
-	bigOpen = 2
+	bigOpen = 1
 )
 
 func expandPool(ctx context.Context, r io.Reader, pool sdk.PoolReader) io.Reader {
