@@ -42,7 +42,7 @@ exists, else ./pipelines. It needs a terminal; without one it exits 2.`,
 			if _, err := config.Expand(paths); err != nil {
 				return exitf(2, "no pipelines to show: %v (pass pipeline files or directories: mbk menu PATH...)", err)
 			}
-			m, err := menu.New(menu.Options{Version: version, Paths: paths, Loader: a.loader, Run: a.runInProcess})
+			m, err := menu.New(menu.Options{Version: version, Paths: paths, Loader: a.loader, Run: a.runInProcess, Lang: tr})
 			if err != nil {
 				return exitf(2, "mbk menu cannot drive this terminal (TERM=%q): %v; in scripts use the commands themselves (mbk run, list, restore, info, cron, notify test)", os.Getenv("TERM"), err)
 			}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/dustin/go-humanize"
 
 	"github.com/spf13/cobra"
 
@@ -129,11 +128,11 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		return enc.Encode(sets)
 	}
 	if len(sets) == 0 {
-		fmt.Fprintf(w, "no sets in %s\n", p.Root)
+		fmt.Fprintln(w, tr.T("no sets in %s", p.Root))
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL\tNOTE")
+	fmt.Fprintln(tw, tr.T("SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL\tNOTE"))
 	future := 0
 	for _, s := range sets {
 		status := s.Status
@@ -150,18 +149,19 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		}
 		note := ""
 		if s.Future {
-			note = "FUTURE: dated " + s.Ahead + " ahead of the clock"
+			note = tr.T("FUTURE: dated %s ahead of the clock", s.Ahead)
 			future++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, humanize.IBytes(uint64(s.Bytes)), s.Duration, drill, note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, tr.IBytes(uint64(s.Bytes)), s.Duration, drill, note)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintln(w, tr.T("%d set(s)", len(sets)))
 	if future > 0 {
-		fmt.Fprintf(w, "\n%d set(s) FUTURE: dated more than an hour ahead of this machine's clock, made while it was wrong\n"+
+		fmt.Fprint(w, "\n"+tr.T("%d set(s) FUTURE: dated more than an hour ahead of this machine's clock, made while it was wrong\n"+
 			"(or it is wrong now). Retention neither counts nor deletes them and restore takes them only by name.\n"+
-			"Check the clock (timedatectl), then delete such a set by hand if it is not wanted.\n", future)
+			"Check the clock (timedatectl), then delete such a set by hand if it is not wanted.\n", future))
 	}
 	return nil
 }
@@ -232,10 +232,10 @@ func (a *app) infoCmd() *cobra.Command {
 			}
 			printInfo(w, s)
 			if drill != nil {
-				fmt.Fprintln(w, "\n--- last drill")
+				fmt.Fprintln(w, "\n--- "+tr.T("last drill"))
 				printDrill(w, p, *drill)
 			} else {
-				fmt.Fprintf(w, "\n--- never drilled: %s\n", engine.Command(p, "drill", s.Name))
+				fmt.Fprintln(w, "\n--- "+tr.T("never drilled: %s", engine.Command(p, "drill", s.Name)))
 			}
 			return nil
 		},
@@ -259,19 +259,28 @@ func printInfo(w io.Writer, s repo.Set) {
 	if !s.Complete {
 		status += " — " + s.Problem
 	}
-	fmt.Fprintf(w, "Set:       %s (%s)\nPipeline:  %s\nStatus:    %s\nHost:      %s\nStarted:   %s\nFinished:  %s (%s)\nmbk:       %s\n\n",
-		m.Set, s.Dir, m.Pipeline, status, m.Host, m.Started.Local().Format(time.RFC3339), m.Finished.Local().Format(time.RFC3339),
-		m.Finished.Sub(m.Started).Round(time.Millisecond), m.MBKVersion)
+	for _, row := range [][2]string{
+		{tr.T("Set:"), m.Set + " (" + s.Dir + ")"},
+		{tr.T("Pipeline:"), m.Pipeline},
+		{tr.T("Status:"), status},
+		{tr.T("Host:"), m.Host},
+		{tr.T("Started:"), m.Started.Local().Format(time.RFC3339)},
+		{tr.T("Finished:"), m.Finished.Local().Format(time.RFC3339) + " (" + m.Finished.Sub(m.Started).Round(time.Millisecond).String() + ")"},
+		{"mbk:", m.MBKVersion},
+	} {
+		fmt.Fprintf(w, "%-10s %s\n", row[0], row[1])
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STAGE\tPLUGIN\tVERSION\tSTATUS\tDURATION")
+	fmt.Fprintln(tw, tr.T("STAGE\tPLUGIN\tVERSION\tSTATUS\tDURATION"))
 	for _, st := range m.Stages {
 		fmt.Fprintf(tw, "%s %q\t%s\t%s\t%s\t%s\n", st.Kind, st.Name, st.Plugin, st.PluginVersion, st.Status, time.Duration(st.DurationMS)*time.Millisecond)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	for _, a := range m.Artifacts {
-		fmt.Fprintf(w, "%s\n  %s stored (%s raw, %s), %s %q, %s\n  sha256 %s\n", a.File, humanize.IBytes(uint64(a.Size)), humanize.IBytes(uint64(a.RawSize)),
-			a.Compression, a.Stage, a.Name, time.Duration(a.DurationMS)*time.Millisecond, a.SHA256)
+		fmt.Fprintf(w, "%s\n  %s\n  sha256 %s\n", a.File, tr.T("%s stored (%s raw, %s), %s %q, %s", tr.IBytes(uint64(a.Size)), tr.IBytes(uint64(a.RawSize)),
+			a.Compression, a.Stage, a.Name, time.Duration(a.DurationMS)*time.Millisecond), a.SHA256)
 	}
 	for _, name := range []string{"DB_INFO.txt", "MOODLEDATA_INFO.txt"} {
 		if b, err := os.ReadFile(filepath.Join(s.Dir, name)); err == nil {

@@ -92,10 +92,7 @@ func TestDrillMessage(t *testing.T) {
 	}
 	v := newBodyView(sdk.EventDrill, r, "test")
 	var text, html bytes.Buffer
-	if err := textBody.Execute(&text, v); err != nil {
-		t.Fatal(err)
-	}
-	if err := htmlBody.Execute(&html, v); err != nil {
+	if err := renderBodies(v, &text, &html); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Restore drill FAILED: pipeline production", "site itself was not touched", "Restore time: 1m35s",
