@@ -60,12 +60,12 @@ func newRootCmd() *cobra.Command {
 	var showVersion bool
 	root := &cobra.Command{
 		Use:   "mbk",
-		Short: "Backups of Moodle sites on Docker, by plugin pipelines",
-		Long: `mbk runs backup pipelines written in HCL: dump the database, archive
+		Short: tr.T("Backups of Moodle sites on Docker, by plugin pipelines"),
+		Long: tr.T(`mbk runs backup pipelines written in HCL: dump the database, archive
 moodledata, checksum, apply retention and notify, each stage served by a
 plugin. Exit codes: 0 success; 1 the run failed and nothing was committed;
 2 invalid configuration or usage; 3 the set was committed but a later stage
-(retain, store, notify, or switching maintenance mode off) failed.`,
+(retain, store, notify, or switching maintenance mode off) failed.`),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -84,11 +84,12 @@ plugin. Exit codes: 0 success; 1 the run failed and nothing was committed;
 			return cmd.Help()
 		},
 	}
-	root.Flags().BoolVar(&showVersion, "version", false, "print the version, the commit, the Go version and each plugin's version")
-	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text (coloured on a terminal) or json")
-	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	root.PersistentFlags().StringVar(&a.lang, "lang", "", "language of what people read: en or es (default: LC_ALL, LC_MESSAGES or LANG; es_* is Spanish)")
+	root.Flags().BoolVar(&showVersion, "version", false, tr.T("print the version, the commit, the Go version and each plugin's version"))
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", tr.T("log format: text (coloured on a terminal) or json"))
+	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", tr.T("log level: trace, debug, info, warn, error"))
+	root.PersistentFlags().StringVar(&a.lang, "lang", "", tr.T("language of what people read: en or es (default: LC_ALL, LC_MESSAGES or LANG; es_* is Spanish)"))
 	root.AddCommand(a.validateCmd(), a.runCmd(), a.listCmd(), a.infoCmd(), a.verifyCmd(), a.pruneCmd(), a.restoreCmd(), a.drillCmd(), a.statusCmd(), a.syncCmd(), a.keyCmd(), a.notifyCmd(), a.pluginsCmd(), a.daemonCmd(), a.cronCmd(), a.menuCmd(), a.versionCmd(), genManCmd())
+	localizeHelp(root)
 	return root
 }
 
@@ -117,7 +118,7 @@ func (a *app) setupLog() error {
 
 // varFlag registers --var on a command.
 func (a *app) varFlag(cmd *cobra.Command) {
-	cmd.Flags().StringArrayVar(&a.vars, "var", nil, "set a variable: --var name=value (repeatable; MBK_VAR_name works too)")
+	cmd.Flags().StringArrayVar(&a.vars, "var", nil, tr.T("set a variable: --var name=value (repeatable; MBK_VAR_name works too)"))
 }
 
 func (a *app) loader() (*config.Loader, error) {

@@ -17,7 +17,7 @@ func (a *app) runCmd() *cobra.Command {
 	var pipeline string
 	cmd := &cobra.Command{
 		Use:   "run FILE [--pipeline NAME]",
-		Short: "Run the pipeline(s) in a file: dump, archive, checksum, retain, notify",
+		Short: tr.T("Run the pipeline(s) in a file: dump, archive, checksum, retain, notify"),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
@@ -55,8 +55,8 @@ func (a *app) runCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "run only this pipeline of the file")
-	cmd.Flags().StringVar(&a.metricsDir, "metrics-textfile", "", "after each run, write its metrics to DIR/mbk_<pipeline>.prom (node_exporter's textfile collector), atomically")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("run only this pipeline of the file"))
+	cmd.Flags().StringVar(&a.metricsDir, "metrics-textfile", "", tr.T("after each run, write its metrics to DIR/mbk_<pipeline>.prom (node_exporter's textfile collector), atomically"))
 	a.varFlag(cmd)
 	return cmd
 }

@@ -89,7 +89,7 @@ func (a *app) listCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list FILE [--store NAME]",
-		Short: "List a pipeline's backup sets, newest first, with status, size and duration",
+		Short: tr.T("List a pipeline's backup sets, newest first, with status, size and duration"),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if store != "" {
@@ -111,9 +111,9 @@ func (a *app) listCmd() *cobra.Command {
 			return printSets(cmd.OutOrStdout(), p, out, asJSON)
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().StringVar(&store, "store", "", "list the copies in this store stage instead of the local sets")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
+	cmd.Flags().BoolVar(&asJSON, "json", false, tr.T("print JSON"))
+	cmd.Flags().StringVar(&store, "store", "", tr.T("list the copies in this store stage instead of the local sets"))
 	a.varFlag(cmd)
 	return cmd
 }
@@ -203,7 +203,7 @@ func (a *app) infoCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "info FILE [SET]",
-		Short: "Show a set's manifest in human form (the newest complete set by default)",
+		Short: tr.T("Show a set's manifest in human form (the newest complete set by default)"),
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, p, err := a.loadPipeline(args[0], pipeline)
@@ -240,8 +240,8 @@ func (a *app) infoCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifest (and the last drill) as JSON")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
+	cmd.Flags().BoolVar(&asJSON, "json", false, tr.T("print the manifest (and the last drill) as JSON"))
 	a.varFlag(cmd)
 	return cmd
 }
@@ -296,8 +296,8 @@ func (a *app) verifyCmd() *cobra.Command {
 	var sample float64
 	cmd := &cobra.Command{
 		Use:   "verify FILE [SET | --all] [--deep]",
-		Short: "Re-hash every file against SHA256SUMS and read each artifact to its end",
-		Long: `verify re-hashes every file of a set (the newest complete one by default,
+		Short: tr.T("Re-hash every file against SHA256SUMS and read each artifact to its end"),
+		Long: tr.T(`verify re-hashes every file of a set (the newest complete one by default,
 every set with --all) against SHA256SUMS and reads each artifact to its end.
 
 --deep then drills each set that verified (see mbk drill): restored into
@@ -313,7 +313,7 @@ part each time (the part turns with a counter kept in the root), so that
 1/7 reads the whole store every 7 runs. --scheduled runs the pipeline's
 verify block, as mbk daemon and mbk cron install do: it first copies to the
 block's store every local set it lacks (as mbk sync), then reads the
-block's read_subset of it, and tells the notify stages of any failure.`,
+block's read_subset of it, and tells the notify stages of any failure.`),
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
@@ -387,15 +387,15 @@ block's read_subset of it, and tells the notify stages of any failure.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().BoolVar(&all, "all", false, "verify every set")
-	cmd.Flags().StringArrayVar(&identities, "identity", nil, "age identity file: also decrypt encrypted artifacts and read them to their end")
-	cmd.Flags().StringVar(&store, "store", "", "verify the copies in this store stage (downloaded to a temporary directory)")
-	cmd.Flags().StringVar(&subset, "read-subset", "", "with --store: read n/t of the stored sets, a different part each time (1/7: all of them every 7 runs)")
-	cmd.Flags().BoolVar(&scheduled, "scheduled", false, "run the pipeline's verify block (as daemon and cron do): copy what its store lacks, read its read_subset, notify a failure")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
+	cmd.Flags().BoolVar(&all, "all", false, tr.T("verify every set"))
+	cmd.Flags().StringArrayVar(&identities, "identity", nil, tr.T("age identity file: also decrypt encrypted artifacts and read them to their end"))
+	cmd.Flags().StringVar(&store, "store", "", tr.T("verify the copies in this store stage (downloaded to a temporary directory)"))
+	cmd.Flags().StringVar(&subset, "read-subset", "", tr.T("with --store: read n/t of the stored sets, a different part each time (1/7: all of them every 7 runs)"))
+	cmd.Flags().BoolVar(&scheduled, "scheduled", false, tr.T("run the pipeline's verify block (as daemon and cron do): copy what its store lacks, read its read_subset, notify a failure"))
 	skipSignatureFlag(cmd, &skipSig)
-	cmd.Flags().BoolVar(&deep, "deep", false, "also drill each set that verified: restore it into throwaway targets and check it (see mbk drill)")
-	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, "with --deep: percentage of content-addressed files re-hashed")
+	cmd.Flags().BoolVar(&deep, "deep", false, tr.T("also drill each set that verified: restore it into throwaway targets and check it (see mbk drill)"))
+	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, tr.T("with --deep: percentage of content-addressed files re-hashed"))
 	a.varFlag(cmd)
 	return cmd
 }
@@ -405,13 +405,13 @@ func (a *app) pruneCmd() *cobra.Command {
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "prune FILE [--store NAME] [--dry-run]",
-		Short: "Apply the pipeline's retention on its own, explaining each keep and delete",
-		Long: `prune applies the pipeline's retain stages to its local sets, as a run does
+		Short: tr.T("Apply the pipeline's retention on its own, explaining each keep and delete"),
+		Long: tr.T(`prune applies the pipeline's retain stages to its local sets, as a run does
 after its commit, and says why each set is kept or deleted.
 
 --store NAME applies them to the sets in that store stage instead: the job
 of a trusted host that holds credentials allowed to delete there, when the
-backup host's store stage says delete = false (and so never deletes).`,
+backup host's store stage says delete = false (and so never deletes).`),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pr, err := a.prepare(cmd.Context(), args[0], pipeline)
@@ -435,9 +435,9 @@ backup host's store stage says delete = false (and so never deletes).`,
 			return a.printPruned(cmd.OutOrStdout(), pruned, err, dryRun)
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().StringVar(&store, "store", "", "apply retention to the sets in this store stage")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be deleted, delete nothing")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
+	cmd.Flags().StringVar(&store, "store", "", tr.T("apply retention to the sets in this store stage"))
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, tr.T("say what would be deleted, delete nothing"))
 	a.varFlag(cmd)
 	return cmd
 }

@@ -21,8 +21,8 @@ func (a *app) statusCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status PATH... [--max-age 26h] [--json]",
-		Short: "Say whether the backups are current: for people, and as a Nagios/Icinga/NRPE check",
-		Long: `status reads each pipeline's root, and nothing else (no plugin, store or
+		Short: tr.T("Say whether the backups are current: for people, and as a Nagios/Icinga/NRPE check"),
+		Long: tr.T(`status reads each pipeline's root, and nothing else (no plugin, store or
 database is contacted): the newest complete set and its age, the last run's
 result and time, the failed runs since the last success, each store's newest
 copy as the runs recorded it, and the newest drill.
@@ -39,7 +39,7 @@ and the exit code is the worst state among the pipelines:
   3 UNKNOWN   a file or a root cannot be read, or bad usage
 
 The age limit is --max-age, else the pipeline's max_age, else twice the
-longest interval of its schedule, else 26h.`,
+longest interval of its schedule, else 26h.`),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return unknown(cmd.OutOrStdout(), errors.New("status needs a pipeline file or directory"))
@@ -57,8 +57,8 @@ longest interval of its schedule, else 26h.`,
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&maxAge, "max-age", 0, "how old the newest set may be (overrides each pipeline's max_age)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	cmd.Flags().DurationVar(&maxAge, "max-age", 0, tr.T("how old the newest set may be (overrides each pipeline's max_age)"))
+	cmd.Flags().BoolVar(&asJSON, "json", false, tr.T("print the status as JSON"))
 	// A monitoring system reads exit 2 as CRITICAL: bad usage is UNKNOWN.
 	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return unknown(cmd.OutOrStdout(), err)

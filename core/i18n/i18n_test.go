@@ -111,6 +111,11 @@ func TestCatalogParity(t *testing.T) {
 		t.Fatalf("found only %d messages in the sources: the scan is broken", len(used))
 	}
 	for key, where := range used {
+		for _, v := range verbs(key) {
+			if strings.HasPrefix(v, "% ") {
+				t.Errorf("%s: %q has %q: a literal percent sign is written %%%%", where, key, v)
+			}
+		}
 		_, ok := spanish[key]
 		_, okp := plurals[key]
 		if !ok && !okp {
