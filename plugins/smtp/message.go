@@ -24,7 +24,7 @@ const defaultSubject = "[mbk] {{.Pipeline}} {{.Outcome}} {{.Set}}"
 // users can write {{.Host}} or {{.Status}}, plus the event being sent.
 type subjectData struct {
 	sdk.Report
-	Event   string // start, success, failure, warning, test, drill
+	Event string // start, success, failure, warning, test, drill
 	// Outcome is STARTED, OK, FAILED, WARNING, TEST, DRILL OK or DRILL
 	// FAILED, in the report's language (INICIADO, OK, FALLIDO, ...).
 	Outcome string
