@@ -50,8 +50,12 @@ func localizeHelp(root *cobra.Command) {
 		pairs = append(pairs, "\n"+h, "\n"+tr.T(h))
 	}
 	cobra.AddTemplateFunc("mbkFlags", func(use string) string { return strings.Replace(use, " [flags]", " "+tr.T("[flags]"), 1) })
+	// pflag writes "(default …)" after a flag's text itself.
+	cobra.AddTemplateFunc("mbkDefaults", func(usages string) string {
+		return strings.ReplaceAll(usages, " (default ", " ("+tr.T("default")+" ")
+	})
 	more := tr.T(`Use "%s [command] --help" for more information about a command.`, "{{.CommandPath}}")
-	pairs = append(pairs, "{{.UseLine}}", "{{mbkFlags .UseLine}}",
+	pairs = append(pairs, "{{.UseLine}}", "{{mbkFlags .UseLine}}", "| trimTrailingWhitespaces}}", "| trimTrailingWhitespaces | mbkDefaults}}",
 		"{{.CommandPath}} [command]{{end}}", "{{.CommandPath}} "+tr.T("[command]")+"{{end}}",
 		`Use "{{.CommandPath}} [command] --help" for more information about a command.`, more)
 	root.SetUsageTemplate(strings.NewReplacer(pairs...).Replace("\n" + root.UsageTemplate())[1:])

@@ -13,6 +13,7 @@ var _ = add(map[string]string{
 	"Global Flags:":           "Opciones globales:",
 	"Additional help topics:": "Otros temas de ayuda:",
 	"[flags]":                 "[opciones]",
+	"default":                 "por defecto",
 	"[command]":               "[comando]",
 	"Use \"%s [command] --help\" for more information about a command.": "Use \"%s [comando] --help\" para más información sobre un comando.",
 	"help for %s":            "ayuda de %s",
