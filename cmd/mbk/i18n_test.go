@@ -126,7 +126,8 @@ func TestSpanishEmail(t *testing.T) {
 // TestLanguageOfCommands: LANG=es_ES.UTF-8 gives Spanish headings in mbk
 // list, info and status and Spanish --help; --lang en gives English back
 // whatever the locale; JSON, the monitoring line and exit codes do not
-// change with the language.
+// change with the language. With MBK_CAPTURE_DIR set, the Spanish list,
+// status and help are written there.
 func TestLanguageOfCommands(t *testing.T) {
 	file, root := smtpPipeline(t, "ok", "127.0.0.1", 9, "none", "")
 	// No mail server: the runs commit and exit 3 (notify failed).
@@ -147,6 +148,7 @@ func TestLanguageOfCommands(t *testing.T) {
 			t.Errorf("Spanish list lacks %q:\n%s", want, list.stdout)
 		}
 	}
+	capture(t, "list-es.txt", list.stdout)
 	if l := mbk(t, runOpts{env: es}, "--lang", "en", "list", file); !strings.Contains(l.stdout, "SET") || !strings.Contains(l.stdout, "3 sets") || strings.Contains(l.stdout, "CONJUNTO") {
 		t.Errorf("--lang en did not give English:\n%s", l.stdout)
 	}
@@ -179,6 +181,7 @@ func TestLanguageOfCommands(t *testing.T) {
 			t.Errorf("Spanish status lacks %q:\n%s", want, ses.stdout)
 		}
 	}
+	capture(t, "status-es.txt", ses.stdout)
 	if !strings.Contains(sen.stdout, "newest set:") || !strings.Contains(sen.stdout, "0 runs since the last success") {
 		t.Errorf("English status:\n%s", sen.stdout)
 	}
@@ -192,6 +195,11 @@ func TestLanguageOfCommands(t *testing.T) {
 		if h.code != 0 || !strings.Contains(h.stdout, "Uso:") || !strings.Contains(h.stdout, "Opciones") {
 			t.Errorf("mbk %v is not in Spanish:\n%s", args, h)
 		}
+		name := "help-es.txt"
+		if len(args) > 1 {
+			name = "help-es-run.txt"
+		}
+		capture(t, name, h.stdout)
 	}
 	if h := mbk(t, runOpts{}, "run", "--help"); !strings.Contains(h.stdout, "Usage:") || !strings.Contains(h.stdout, "run only this pipeline of the file") {
 		t.Errorf("mbk run --help without a locale is not English:\n%s", h)
