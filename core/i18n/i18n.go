@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/dustin/go-humanize"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 	"golang.org/x/text/message/catalog"
@@ -74,25 +75,15 @@ func (p *Printer) T(key string, args ...any) string { return p.p.Sprintf(key, ar
 // 1.234.567.
 func (p *Printer) Number(n int64) string { return p.p.Sprint(n) }
 
-// IBytes writes a size in binary units as people read them, with the
-// language's decimal mark: "1.2 GiB", "1,2 GiB", "512 B". It rounds as
-// go-humanize's IBytes does, so English reads the same as before.
+// IBytes writes a size in binary units as go-humanize's IBytes does
+// ("1.2 GiB", "1023 B"), with the language's decimal mark ("1,2 GiB"). The
+// figure is below 1,025, so no digit grouping comes into it.
 func (p *Printer) IBytes(n uint64) string {
-	if n < 10 {
-		return fmt.Sprintf("%d B", n)
+	s := humanize.IBytes(n)
+	if p.tag == Spanish {
+		s = strings.Replace(s, ".", ",", 1)
 	}
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	v, i := float64(n), 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	// humanize rounds to one decimal first, then drops it from 10 up.
-	v = float64(int64(v*10+0.5)) / 10
-	if v < 10 {
-		return p.p.Sprintf("%.1f %s", v, units[i])
-	}
-	return p.p.Sprintf("%.0f %s", v, units[i])
+	return s
 }
 
 // Noop marks a message for the catalog where it is written (a menu label,

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dustin/go-humanize"
 	"golang.org/x/text/language"
 )
 
@@ -84,6 +85,18 @@ func TestNumbersAndPlurals(t *testing.T) {
 	} {
 		if tt.got != tt.want {
 			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+}
+
+// TestIBytesEnglishAsHumanize: English sizes read exactly as go-humanize
+// wrote them before the catalogs, across the units and the rounding edges.
+func TestIBytesEnglishAsHumanize(t *testing.T) {
+	en := New(English)
+	for _, n := range []uint64{0, 1, 9, 10, 999, 1023, 1024, 1025, 10239, 10240, 10291, 1 << 20, 1<<20 - 1, 1288490189, 10737418239,
+		10<<30 - 52, 1 << 40, 1<<50 + 7, 1 << 62, ^uint64(0)} {
+		if got, want := en.IBytes(n), humanize.IBytes(n); got != want {
+			t.Errorf("IBytes(%d) = %q, humanize says %q", n, got, want)
 		}
 	}
 }
