@@ -221,32 +221,32 @@ func (a *app) drillPipeline(ctx context.Context, out io.Writer, loader *config.L
 
 // printDrill writes a drill's result for a person.
 func printDrill(w io.Writer, p *config.Pipeline, r sdk.DrillReport) {
-	verdict := "PASSED"
+	verdict := tr.T("PASSED")
 	if !r.OK {
-		verdict = "FAILED"
+		verdict = tr.T("FAILED")
 	}
 	set := r.Set
 	if set == "" {
-		set = "(none)"
+		set = tr.T("(none)")
 	}
-	fmt.Fprintf(w, "Drill of set %s (%s) of pipeline %q: %s\n", set, r.From, p.Name, verdict)
+	fmt.Fprintln(w, tr.T("Drill of set %s (%s) of pipeline %q: %s", set, r.From, p.Name, verdict))
 	if r.Error != "" {
 		fmt.Fprintf(w, "  %s\n", r.Error)
 	}
 	for _, s := range r.Sandboxes {
-		fmt.Fprintf(w, "  sandbox: %s\n", s)
+		fmt.Fprintln(w, "  "+tr.T("sandbox: %s", s))
 	}
 	if r.Restore > 0 {
-		fmt.Fprintf(w, "Restore time: %s (the recovery time to report); whole drill %s\n", r.Restore.Round(time.Millisecond), r.Duration.Round(time.Millisecond))
+		fmt.Fprintln(w, tr.T("Restore time: %s (the recovery time to report); whole drill %s", r.Restore.Round(time.Millisecond), r.Duration.Round(time.Millisecond)))
 	}
 	if len(r.Checks) == 0 {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range r.Checks {
-		mark := "ok"
+		mark := tr.T("ok")
 		if !c.OK {
-			mark = "FAIL"
+			mark = tr.T("FAIL")
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", mark, c.Stage, c.Name, c.Summary)
 	}
@@ -263,9 +263,9 @@ func drillLine(r *sdk.DrillReport) string {
 	if r == nil {
 		return "-"
 	}
-	v := "passed"
+	v := tr.T("passed")
 	if !r.OK {
-		v = "FAILED"
+		v = tr.T("FAILED")
 	}
-	return fmt.Sprintf("%s %s (restore %s)", v, r.Started.Local().Format("2006-01-02"), r.Restore.Round(time.Second))
+	return tr.T("%s %s (restore %s)", v, r.Started.Local().Format("2006-01-02"), r.Restore.Round(time.Second))
 }

@@ -57,3 +57,14 @@ var _ = addPlurals(map[string]pluralMsg{
 				"Compruebe el reloj (timedatectl) y borre a mano esos conjuntos si no los quiere.\n"},
 	},
 })
+
+// A drill's result, as mbk drill and mbk info print it, and its line in
+// mbk list.
+var _ = add(map[string]string{
+	"(none)": "(ninguno)",
+	"Drill of set %s (%s) of pipeline %q: %s": "Simulacro del conjunto %s (%s) del pipeline %q: %s",
+	"sandbox: %s": "entorno desechable: %s",
+	"Restore time: %s (the recovery time to report); whole drill %s": "Tiempo de restauración: %s (el tiempo de recuperación que hay que informar); simulacro completo %s",
+	"FAIL":               "FALLO",
+	"%s %s (restore %s)": "%s %s (restauración %s)",
+})
