@@ -104,19 +104,19 @@ func printResult(w io.Writer, res *engine.Result) {
 	r := res.Report
 	switch {
 	case res.Committed && len(res.Later) == 0:
-		fmt.Fprintf(w, "%s: set %s committed in %s (%s)\n", r.Pipeline, r.Set, r.Duration().Round(1e6), res.SetDir)
+		fmt.Fprintln(w, tr.T("%s: set %s committed in %s (%s)", r.Pipeline, r.Set, r.Duration().Round(1e6), res.SetDir))
 	case res.Committed:
-		fmt.Fprintf(w, "%s: set %s committed (%s), with a WARNING:\n", r.Pipeline, r.Set, res.SetDir)
+		fmt.Fprintln(w, tr.T("%s: set %s committed (%s), with a WARNING:", r.Pipeline, r.Set, res.SetDir))
 		for _, s := range r.Stages {
 			if s.Error != "" {
 				fmt.Fprintf(w, "  - %s\n", s.Error)
 			}
 		}
 		for _, a := range r.Alarms {
-			fmt.Fprintf(w, "  - size alarm: %s\n", a.Message)
+			fmt.Fprintln(w, "  - "+tr.T("size alarm: %s", a.Message))
 		}
 	default:
-		fmt.Fprintf(w, "%s: FAILED, nothing committed: %s\n", r.Pipeline, r.Error)
+		fmt.Fprintln(w, tr.T("%s: FAILED, nothing committed: %s", r.Pipeline, r.Error))
 	}
 	for _, a := range r.Artifacts {
 		fmt.Fprintf(w, "  %-50s %12d bytes  sha256 %s\n", a.File, a.Size, a.SHA256)

@@ -17,3 +17,11 @@ var _ = add(map[string]string{
 	"The unfinished restore of set %s is abandoned: the site is taken as it is, and backups resume.": "Se abandona la restauración sin terminar del conjunto %s: el sitio se acepta tal como está y los respaldos continúan.",
 	"The site as it was before that restore stays in set %s: %s":                                     "El sitio tal como estaba antes de esa restauración sigue en el conjunto %s: %s",
 })
+
+// mbk run: the result it prints when the run ends.
+var _ = add(map[string]string{
+	"%s: set %s committed in %s (%s)":            "%s: conjunto %s guardado en %s (%s)",
+	"%s: set %s committed (%s), with a WARNING:": "%s: conjunto %s guardado (%s), con una ADVERTENCIA:",
+	"size alarm: %s":                             "alarma de tamaño: %s",
+	"%s: FAILED, nothing committed: %s":          "%s: FALLIDO, no se guardó nada: %s",
+})

@@ -41,12 +41,13 @@ func TestMenuSpanish(t *testing.T) {
 	tm.waitFor("no hay conjuntos en " + s.root["beta"])
 	backToMenuES(tm)
 
-	// A backup: the run's own line is its (English) report.
+	// A backup: mbk run's result in Spanish too.
 	tm.send("1")
 	tm.waitFor("Crear un respaldo: ¿qué pipeline?")
 	tm.waitFor("0  Volver")
 	tm.send("2")
-	set := tm.waitMatch(regexp.MustCompile(`beta: set (\S+) committed`))[1]
+	tm.waitFor("$ mbk run " + s.file["beta"])
+	set := tm.waitMatch(regexp.MustCompile(`beta: conjunto (\S+) guardado en `))[1]
 	backToMenuES(tm)
 
 	// The list: Spanish headings and count.
