@@ -187,6 +187,30 @@ func (s *Sink) Abort() {
 	os.Remove(s.f.Name())
 }
 
+// NewWriter is the named codec's compressor alone, as a Sink runs it (level
+// 0: the codec's default), with no hashing and no file: for measuring the
+// codecs (benchtool levels) on the very writers mbk uses. A codec that
+// stores as is ("none") gives w itself, behind a no-op Close.
+func NewWriter(w io.Writer, compression string, level int) (io.WriteCloser, error) {
+	c, err := lookup(compression)
+	if err != nil {
+		return nil, err
+	}
+	if level == 0 {
+		level = c.DefaultLevel
+	} else if err := CheckLevel(c.Name, level); err != nil {
+		return nil, err
+	}
+	if c.newWriter == nil {
+		return nopWriteCloser{w}, nil
+	}
+	return c.newWriter(w, level)
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
 // ErrNoIdentity says an artifact is encrypted and no identity was given.
 var ErrNoIdentity = errors.New("the artifact is encrypted: give the age identity (--identity FILE)")
 
