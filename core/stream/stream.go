@@ -99,7 +99,8 @@ const bufSize = 256 << 10
 // raw bytes are compressed, then encrypted to the recipients when there are
 // any (age), then hashed and written: one pass, no second file.
 //
-// level 0 means the codec's DefaultLevel, its fastest; any other level
+// level 0 means the codec's DefaultLevel (the caller that knows the
+// artifact's format picks with DefaultLevel(compression, format)); any other level
 // must be in the codec's range (CheckLevel). Both are checked before the
 // file is created.
 func NewSink(path, compression string, level int, recipients []age.Recipient) (*Sink, error) {
