@@ -42,21 +42,23 @@ const DefaultCompression = "gzip"
 //	gzip 6    16.6  0.72      130.5  1.18   <- gzip's default, dump and tar
 //	gzip 7    15.8  1.19      129.3  3.82
 //	gzip 8    15.1  1.97      128.8  6.20
-//	zstd 1    16.3  0.36      131.4  0.62   <- zstd's default for archives
-//	zstd 2    16.6  0.50      129.5  0.80
-//	zstd 3    15.3  0.72      128.6  1.86   <- zstd's default for dumps
+//	zstd 1    16.3  0.36      131.4  0.62   <- zstd's default for dumps
+//	zstd 2    16.6  0.50      129.5  0.80   <- zstd's default for archives
+//	zstd 3    15.3  0.72      128.6  1.86
 //	zstd 4    14.5  3.88      126.9  5.76
 //
-// A dump is text that the server writes on one thread at 60-100 MB/s, so
-// zstd 3 (230 MB/s on 2 cores) keeps up with it and takes 6% off; an
-// archive is read at disk speed and is mostly already-compressed files in
-// a real moodledata, where zstd 2 and 3 buy 1.5-2% for 30-200% more CPU
-// and zstd 1 keeps the whole backup over 6× faster than the shell way.
-// klauspost's deflate needs level 8 to match gzip -6 in size, at 5-9× the
-// CPU of level 1: level 6 is 1-6% larger than gzip -6 for twice level 1's
-// CPU. Random data costs little at any level (zstd 3: 0.25 CPU-s per 100
-// MiB, gzip 6: 0.07; stored as is), so no per-file "store, don't compress"
-// is worth having. compression_level overrides all of these.
+// The whole backup keeps both cores busy (dump and archive side by side,
+// the database server with them), so every CPU second counts in its wall
+// time; the defaults are what takes most bytes off per CPU second. zstd 2
+// takes 1.9 MiB off the archive for 0.2-0.45 CPU-s; on the dump it is
+// larger than zstd 1 (klauspost's "default" encoder), and zstd 3 takes
+// 1 MiB off it for 0.4-1.0 CPU-s (whole runs alternated with the old
+// defaults: +1.0 CPU-s against +0.45 for zstd 1/2). klauspost's deflate
+// needs level 8 to match gzip -6 in size, at 5-9× the CPU of level 1;
+// level 6 takes 5.6 MiB off for about 1 CPU-s. Random data costs little at
+// any level (zstd 3: 0.25 CPU-s per 100 MiB, gzip 6: 0.07; stored as is), so
+// no per-file "store, don't compress" is worth having. compression_level
+// overrides all of these.
 var codecs = []Codec{
 	{Name: "gzip", Ext: ".gz",
 		MinLevel: pgzip.BestSpeed, MaxLevel: pgzip.BestCompression, DefaultLevel: 6, DumpLevel: 6,
@@ -72,7 +74,7 @@ var codecs = []Codec{
 	// the encoder ("unknown encoder level").
 	{Name: "zstd", Ext: ".zst",
 		MinLevel: int(zstd.SpeedFastest), MaxLevel: int(zstd.SpeedBestCompression),
-		DefaultLevel: int(zstd.SpeedFastest), DumpLevel: int(zstd.SpeedBetterCompression),
+		DefaultLevel: int(zstd.SpeedDefault), DumpLevel: int(zstd.SpeedFastest),
 		newWriter: func(w io.Writer, level int) (io.WriteCloser, error) {
 			// Independent frames compressed in parallel: zstd's own
 			// stream encoder keeps only about one core busy.
