@@ -2,7 +2,7 @@
 # bench.sh - `make bench`: mbk measured against the shell way and the floor on a
 # deterministic Moodle-shaped site, and the result appended to BENCHMARKS.md.
 #
-# Usage: scripts/bench.sh [run]     SCALE=small|medium|large ROUNDS=3 ONLY= QUIET=1 QUIET_BUDGET=90 (environment)
+# Usage: scripts/bench.sh [run]     SCALE=small|medium|large ROUNDS=3 ONLY= QUIET=1 QUIET_BUDGET=90 LEVELS=1 (environment)
 #        scripts/bench.sh clean [SCALE]   remove a scale's cached dataset
 #
 #   small   ~100 MiB of SQL, 200 MiB / 5,000 files of moodledata
@@ -40,7 +40,8 @@
 # can be measured over several rounds in minutes.
 # Then the codecs' size/speed table (benchtool levels: every codec and level on the
 # raw dump and tar, with gzip -6 and the zstd tool for reference; #21) and the
-# side-channel Go benchmarks (core/sdk/bench_test.go). Raw results stay in
+# side-channel Go benchmarks (core/sdk/bench_test.go). LEVELS=0 leaves the table out
+# (it reads the raw dump and tar into memory: 5 GiB at SCALE=large). Raw results stay in
 # /tmp/mbk-bench-results-SCALE-DATE/.
 set -euo pipefail
 
@@ -64,6 +65,7 @@ ONLY=${ONLY:-}
 QUIET=${QUIET:-1}               # 0: do not wait for the machine to be idle before each run
 QUIET_BUDGET=${QUIET_BUDGET:-90} # seconds of such waiting, at most, in a whole run
 QUIET_SPENT=0
+LEVELS=${LEVELS:-1}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() {
@@ -472,8 +474,10 @@ cmd_run() {
   done
   echo "load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"
 
-  log "the codecs' size/speed table (benchtool levels)"
-  levels
+  if ((LEVELS)); then
+    log "the codecs' size/speed table (benchtool levels)"
+    levels
+  fi
 
   log "side-channel Go benchmarks (core/sdk/bench_test.go)"
   # The test binary is run directly: go test would mix go-plugin's debug log
