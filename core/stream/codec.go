@@ -55,9 +55,11 @@ const DefaultCompression = "gzip"
 // 1 MiB off it for 0.4-1.0 CPU-s (whole runs alternated with the old
 // defaults: +1.0 CPU-s against +0.45 for zstd 1/2). klauspost's deflate
 // needs level 8 to match gzip -6 in size, at 5-9× the CPU of level 1;
-// level 6 takes 5.6 MiB off for about 1 CPU-s. Random data costs little at
-// any level (zstd 3: 0.25 CPU-s per 100 MiB, gzip 6: 0.07; stored as is), so
-// no per-file "store, don't compress" is worth having. compression_level
+// level 6 takes 5.6 MiB off for about 1 CPU-s. Already-compressed content
+// costs little at any level and still shrinks: a 148 MiB tar of real .gz,
+// PNG, zip and jar files went through zstd 2 at 0.28 CPU-s per 100 MiB,
+// 4.6% smaller; random bytes cost zstd 2 0.09 and are stored as is. So no
+// per-file "store, don't compress" is worth having. compression_level
 // overrides all of these.
 var codecs = []Codec{
 	{Name: "gzip", Ext: ".gz",
