@@ -74,7 +74,7 @@ install: build
 	$(BIN)/mbk completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_mbk
 	$(BIN)/mbk completion fish > $(DESTDIR)$(FISHCOMPDIR)/mbk.fish
 	chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/mbk $(DESTDIR)$(ZSHCOMPDIR)/_mbk $(DESTDIR)$(FISHCOMPDIR)/mbk.fish
-	rm -rf $(BIN)/man && mkdir -p $(BIN)/man && $(BIN)/mbk gen-man $(BIN)/man && gzip -9nf $(BIN)/man/*.1
+	rm -rf $(BIN)/man && mkdir -p $(BIN)/man && $(BIN)/mbk --lang en gen-man $(BIN)/man && gzip -9nf $(BIN)/man/*.1
 	install -m 0644 $(BIN)/man/*.1.gz $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 pipelines/testing.hcl pipelines/production.hcl pipelines/moodle.env.example $(DESTDIR)$(DOCDIR)/examples/
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/

@@ -18,6 +18,7 @@ pipeline "production" {
   root     = "/opt/docker-project/backups/production"
   schedule = "0 3 * * *"
   timezone = "Local"
+  # language = "es"  # the e-mails in Spanish (default "en")
   timeout  = "2h"
 
   stage "dump" "mysql" {

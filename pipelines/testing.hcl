@@ -18,6 +18,7 @@ pipeline "testing" {
   root     = "/opt/docker-project/backups/testing"
   schedule = "0 2 * * *"
   timezone = "Local"
+  # language = "es"  # the e-mails in Spanish (default "en")
   timeout  = "2h"
 
   stage "dump" "mysql" {

@@ -2,7 +2,7 @@
 # bench.sh - `make bench`: mbk measured against the shell way and the floor on a
 # deterministic Moodle-shaped site, and the result appended to BENCHMARKS.md.
 #
-# Usage: scripts/bench.sh [run]     SCALE=small|medium|large ROUNDS=3 ONLY=|files|pool QUIET=1 QUIET_BUDGET=90
+# Usage: scripts/bench.sh [run]     SCALE=small|medium|large ROUNDS=3 ONLY=|files|pool QUIET=1 QUIET_BUDGET=90 LEVELS=1
 #                                   BENCH_NAME=mbk-bench (prefix of the dataset's container and volumes) (environment)
 #        scripts/bench.sh clean [SCALE]   remove a scale's cached dataset
 #
@@ -20,6 +20,9 @@
 #   shell-files   docker run --rm -v VOL:/data ... tar czf - -C /data . > moodledata.tar.gz
 #   mbk-gzip      bin/mbk run (dump + archive + checksum), compression gzip
 #   mbk-zstd      the same with zstd
+#   mbk-old-gzip, mbk-old-zstd
+#                 the whole backup with the defaults before #21 (compression_level 1,
+#                 --hex-blob): the sizes and the restore the new defaults replace
 #   mbk-db-gzip, mbk-db-zstd, mbk-files-gzip, mbk-files-zstd
 #                 bin/mbk run of the dump stage alone, or the archive stage alone: the
 #                 paths #3 and #4 compare with shell-db, shell-files and the floors
@@ -30,6 +33,7 @@
 #   restore-shell-db     gunzip -c moodle.sql.gz | docker exec -i DB mariadb NEWDB
 #   restore-shell-files  docker run -i -v NEWVOL:/data ... tar xzf - -C /data < moodledata.tar.gz
 #   restore-mbk   bin/mbk restore FILE SET --yes --target-database NEWDB --target-volume NEWVOL
+#   restore-mbk-old  the same of the mbk-old-gzip set
 #   drill-mbk     bin/mbk drill FILE SET --json: throwaway database container and volume,
 #                 the restore, the checks (1% sample), the teardown
 #   pool-first-zstd      bin/mbk run of the archive stage with filedir = "pool" into an empty
@@ -45,7 +49,10 @@
 # ONLY=files runs the archive path's variants alone (floor-files, shell-files,
 # mbk-files-*, onepass-files-*): no dump, no restore, so that #4's large volume
 # can be measured over several rounds in minutes.
-# Then the side-channel Go benchmarks (core/sdk/bench_test.go). Raw results stay in
+# Then the codecs' size/speed table (benchtool levels: every codec and level on the
+# raw dump and tar, with gzip -6 and the zstd tool for reference; #21) and the
+# side-channel Go benchmarks (core/sdk/bench_test.go). LEVELS=0 leaves the table out
+# (it reads the raw dump and tar into memory: 5 GiB at SCALE=large). Raw results stay in
 # /tmp/mbk-bench-results-SCALE-DATE/.
 set -euo pipefail
 
@@ -58,7 +65,8 @@ readonly DB_USER="bench"
 readonly DB_NAME="moodle"
 export BENCH_DB_PASSWORD='bench-Pa$$ word;#ñ'
 # mbk's mysql plugin's default flags, so that every variant dumps the same way.
-readonly DUMP_FLAGS=(--single-transaction --quick --routines --triggers --events --hex-blob --default-character-set=utf8mb4)
+# No --hex-blob since #21: the old scripts did not use it either.
+readonly DUMP_FLAGS=(--single-transaction --quick --routines --triggers --events --default-character-set=utf8mb4)
 readonly DATASET_VERSION=1
 export PATH="$PATH:/usr/local/go/bin"
 
@@ -68,6 +76,7 @@ ONLY=${ONLY:-}
 QUIET=${QUIET:-1}               # 0: do not wait for the machine to be idle before each run
 QUIET_BUDGET=${QUIET_BUDGET:-90} # seconds of such waiting, at most, in a whole run
 QUIET_SPENT=0
+LEVELS=${LEVELS:-1}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() {
@@ -274,13 +283,14 @@ restore_shell() {
   annotate "$RES/restore-shell-files.r$r.json" -in "$(size_of "$WORK/shell/moodledata.tar.gz")" -out "$RAW_FILES"
 }
 
-restore_mbk() {
-  local r=$1 set
-  set=$(newest_set "$WORK/root-gzip")
-  measure restore-mbk "$r" "$REPO/bin/mbk" --log-format json restore "$WORK/bench-gzip.hcl" "$(basename "$set")" --yes \
-    --target-database "mbkr_mbk_$r" --target-volume "$NAME-rs-mbk-$r" \
-    >/dev/null 2>"$RES/restore-mbk.r$r.log" || die "mbk restore failed: see $RES/restore-mbk.r$r.log"
-  annotate "$RES/restore-mbk.r$r.json" -manifest "$set/manifest.json" -restore -mbklog "$RES/restore-mbk.r$r.log"
+restore_mbk() { # restore_mbk ROUND [old]: the gzip set, or the old defaults' gzip set
+  local r=$1 v=gzip label=restore-mbk set
+  if [[ ${2:-} == old ]]; then v=old-gzip label=restore-mbk-old; fi
+  set=$(newest_set "$WORK/root-$v")
+  measure "$label" "$r" "$REPO/bin/mbk" --log-format json restore "$WORK/bench-$v.hcl" "$(basename "$set")" --yes \
+    --target-database "mbkr_${v//-/_}_$r" --target-volume "$NAME-rs-$v-$r" \
+    >/dev/null 2>"$RES/$label.r$r.log" || die "mbk restore failed: see $RES/$label.r$r.log"
+  annotate "$RES/$label.r$r.json" -manifest "$set/manifest.json" -restore -mbklog "$RES/$label.r$r.log"
 }
 
 drill_mbk() {
@@ -349,11 +359,13 @@ restore_pool() {
 # then a drill of the same set.
 restores() {
   if (($1 % 2)); then
-    log "round $1/$ROUNDS: restore (shell, then mbk)"
+    log "round $1/$ROUNDS: restore (shell, then mbk, then mbk of the old defaults' set)"
     restore_shell "$1"
     restore_mbk "$1"
+    restore_mbk "$1" old
   else
-    log "round $1/$ROUNDS: restore (mbk, then shell)"
+    log "round $1/$ROUNDS: restore (mbk of the old defaults' set, then mbk, then shell)"
+    restore_mbk "$1" old
     restore_mbk "$1"
     restore_shell "$1"
   fi
@@ -372,33 +384,20 @@ clean_targets() {
 }
 
 write_pipelines() {
-  local comp dump archive
+  local comp dump archive old
   for comp in gzip zstd; do
-    dump=$(
-      cat <<HCL
-  stage "dump" "mysql" {
-    container   = "$DB"
-    database    = "$DB_NAME"
-    user        = "$DB_USER"
-    password    = env("BENCH_DB_PASSWORD")
-    compression = "$comp"
-  }
-HCL
-    )
-    archive=$(
-      cat <<HCL
-  stage "archive" "volume" {
-    volume      = "$VOL"
-    exclude     = []
-    compression = "$comp"
-  }
-HCL
-    )
+    dump=$(dump_stage "$comp" "")
+    archive=$(archive_stage "$comp" "")
     # The whole backup, then each path alone (no checksum stage: the
     # shell way and the floor do not re-read what they wrote).
     bench_pipeline "$comp" "the whole backup" "$dump"$'\n'"$archive"$'\n  stage "checksum" "sha256" {}'
     bench_pipeline "db-$comp" "the dump stage alone" "$dump"
     bench_pipeline "files-$comp" "the archive stage alone" "$archive"
+    # The whole backup as mbk made it before #21: the fastest level, and
+    # binary columns in hex.
+    old="    compression_level = 1"
+    bench_pipeline "old-$comp" "the whole backup with the defaults before #21" \
+      "$(dump_stage "$comp" "$old"$'\n    extra_args = ["--hex-blob"]')"$'\n'"$(archive_stage "$comp" "$old")"$'\n  stage "checksum" "sha256" {}'
   done
   bench_pipeline pool-zstd "the archive stage alone, filedir in the pool" "$(
     cat <<HCL
@@ -410,6 +409,45 @@ HCL
   }
 HCL
   )"
+}
+
+dump_stage() { # dump_stage COMPRESSION EXTRA-LINES
+  cat <<HCL
+  stage "dump" "mysql" {
+    container   = "$DB"
+    database    = "$DB_NAME"
+    user        = "$DB_USER"
+    password    = env("BENCH_DB_PASSWORD")
+    compression = "$1"
+$2
+  }
+HCL
+}
+
+archive_stage() { # archive_stage COMPRESSION EXTRA-LINES
+  cat <<HCL
+  stage "archive" "volume" {
+    volume      = "$VOL"
+    exclude     = []
+    compression = "$1"
+$2
+  }
+HCL
+}
+
+# levels: the codecs' size/speed table over the raw dump and tar, written to
+# files first (the table times the compressors, not the sources).
+levels() {
+  local inputs=() d="$WORK/levels"
+  mkdir -p "$d"
+  if [[ $ONLY != files ]]; then
+    MYSQL_PWD=$BENCH_DB_PASSWORD docker exec -e MYSQL_PWD "$DB" mariadb-dump "${DUMP_FLAGS[@]}" --user="$DB_USER" "$DB_NAME" >"$d/dump.sql"
+    inputs+=("dump=$d/dump.sql")
+  fi
+  in_volume "$VOL:/data:ro" -- tar cf - -C /data . >"$d/files.tar"
+  inputs+=("tar=$d/files.tar")
+  "$WORK/tool/benchtool" levels -o "$RES/levels.json" "${inputs[@]}" || log "warning: benchtool levels failed"
+  rm -rf "$d"
 }
 
 bench_pipeline() { # bench_pipeline VARIANT WHAT STAGES
@@ -501,7 +539,7 @@ cmd_run() {
   log "dump $((RAW_DB >> 20)) MiB, tar $((RAW_FILES >> 20)) MiB"
 
   local r i k backups=(floor_db floor_files shell_db shell_files "mbk_run gzip" "mbk_run zstd"
-    "mbk_run db-gzip" "mbk_run db-zstd" "mbk_run files-gzip" "mbk_run files-zstd"
+    "mbk_run db-gzip" "mbk_run db-zstd" "mbk_run files-gzip" "mbk_run files-zstd" "mbk_run old-gzip" "mbk_run old-zstd"
     "onepass_files gzip" "onepass_files zstd")
   if [[ $ONLY == files ]]; then
     backups=(floor_files shell_files "mbk_run files-gzip" "mbk_run files-zstd" "onepass_files gzip" "onepass_files zstd")
@@ -522,6 +560,11 @@ cmd_run() {
     clean_targets
   done
   echo "load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"
+
+  if ((LEVELS)); then
+    log "the codecs' size/speed table (benchtool levels)"
+    levels
+  fi
 
   log "side-channel Go benchmarks (core/sdk/bench_test.go)"
   # The test binary is run directly: go test would mix go-plugin's debug log

@@ -23,8 +23,8 @@ func (a *app) cronCmd() *cobra.Command {
 	ct := &schedule.Crontab{Program: os.Getenv("MBK_CRONTAB")}
 	cmd := &cobra.Command{
 		Use:   "cron install|list|remove",
-		Short: "Manage crontab entries that run pipelines",
-		Long: `cron manages the user's crontab through the crontab command: one line per
+		Short: tr.T("Manage crontab entries that run pipelines"),
+		Long: tr.T(`cron manages the user's crontab through the crontab command: one line per
 pipeline, "<schedule> /path/mbk run /path/FILE --pipeline NAME", tagged with
 a "# mbk:NAME:FILE" comment so that install replaces its own line and remove
 deletes only its own lines; every other line stays as it was.
@@ -32,9 +32,9 @@ deletes only its own lines; every other line stays as it was.
 cron reads schedules in the system timezone: when a pipeline's timezone
 differs, install and list say so and show both times. cron also runs with a
 minimal environment: keep the settings env() reads in the file's env_file.
-MBK_CRONTAB names another crontab-compatible program.`,
+MBK_CRONTAB names another crontab-compatible program.`),
 	}
-	cmd.PersistentFlags().StringVar(&ct.User, "user", "", "manage this user's crontab instead of your own (root only: crontab -u USER)")
+	cmd.PersistentFlags().StringVar(&ct.User, "user", "", tr.T("manage this user's crontab instead of your own (root only: crontab -u USER)"))
 	cmd.AddCommand(a.cronInstallCmd(ct), a.cronListCmd(ct), a.cronRemoveCmd(ct))
 	return cmd
 }
@@ -43,7 +43,7 @@ func (a *app) cronInstallCmd(ct *schedule.Crontab) *cobra.Command {
 	var pipeline, expr string
 	cmd := &cobra.Command{
 		Use:   "install FILE [--pipeline NAME] [--schedule EXPR]",
-		Short: "Add or replace the crontab line of each scheduled pipeline of FILE",
+		Short: tr.T("Add or replace the crontab line of each scheduled pipeline of FILE"),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file, err := filepath.Abs(args[0])
@@ -124,8 +124,8 @@ func (a *app) cronInstallCmd(ct *schedule.Crontab) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "only this pipeline of the file")
-	cmd.Flags().StringVar(&expr, "schedule", "", "cron expression to use instead of the pipeline's schedule")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("only this pipeline of the file"))
+	cmd.Flags().StringVar(&expr, "schedule", "", tr.T("cron expression to use instead of the pipeline's schedule"))
 	return cmd
 }
 
@@ -164,7 +164,7 @@ func (a *app) cronPipelines(cmd *cobra.Command, file, name string) (*config.Load
 func (a *app) cronListCmd(ct *schedule.Crontab) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list [FILE]",
-		Short: "Show mbk's crontab lines (of FILE only, when given) with their next runs",
+		Short: tr.T("Show mbk's crontab lines (of FILE only, when given) with their next runs"),
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			only := ""
@@ -234,7 +234,7 @@ func (a *app) cronRemoveCmd(ct *schedule.Crontab) *cobra.Command {
 	var pipeline string
 	cmd := &cobra.Command{
 		Use:   "remove FILE [--pipeline NAME]",
-		Short: "Delete mbk's crontab lines for FILE (or one pipeline of it); nothing else",
+		Short: tr.T("Delete mbk's crontab lines for FILE (or one pipeline of it); nothing else"),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The file may be gone already: the path is all remove needs.
@@ -260,7 +260,7 @@ func (a *app) cronRemoveCmd(ct *schedule.Crontab) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "only this pipeline's line")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("only this pipeline's line"))
 	return cmd
 }
 

@@ -30,8 +30,8 @@ func (a *app) daemonCmd() *cobra.Command {
 	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "daemon PATH...",
-		Short: "Run every pipeline on its schedule until stopped",
-		Long: `daemon runs each pipeline of the files (and directories of them) on its
+		Short: tr.T("Run every pipeline on its schedule until stopped"),
+		Long: tr.T(`daemon runs each pipeline of the files (and directories of them) on its
 schedule, read in the pipeline's timezone. Each run is what
 "mbk run FILE --pipeline NAME" does. A run never overlaps another run of
 the same pipeline, nor any run holding the root's lock (a cron-started or
@@ -54,7 +54,7 @@ keeps the schedule it had (the reload is refused and the log says why).
 SIGTERM or SIGINT stops scheduling; a running backup may finish within
 --grace, then it is cancelled (its staging directory is removed and its
 notify stages hear of the failure). Exit 0, or 1 when a run was cancelled;
-2 when the files are invalid at start or nothing is scheduled.`,
+2 when the files are invalid at start or nothing is scheduled.`),
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d := &daemon{a: a, paths: args, log: a.log.Named("daemon"), out: cmd.OutOrStdout(), skips: map[string]int{}}
@@ -68,8 +68,8 @@ notify stages hear of the failure). Exit 0, or 1 when a run was cancelled;
 			return d.serve(cmd.Context(), clock, grace, metricsAddr)
 		},
 	}
-	cmd.Flags().DurationVar(&grace, "grace", 10*time.Minute, "on SIGTERM, how long a running backup may take to finish before it is cancelled")
-	cmd.Flags().StringVar(&metricsAddr, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9861")
+	cmd.Flags().DurationVar(&grace, "grace", 10*time.Minute, tr.T("on SIGTERM, how long a running backup may take to finish before it is cancelled"))
+	cmd.Flags().StringVar(&metricsAddr, "metrics-listen", "", tr.T("serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9861"))
 	// Tests only: the schedule clock runs this many times faster than the
 	// wall clock, so "* * * * *" fires every second through the real
 	// scheduler.

@@ -55,8 +55,8 @@ func (a *app) drillCmd() *cobra.Command {
 	var asJSON, noRecord, skipSig bool
 	cmd := &cobra.Command{
 		Use:   "drill FILE [SET] [--from STORE] [--identity KEY]",
-		Short: "Restore a set into throwaway containers and volumes and check that the site comes back",
-		Long: `drill proves that a set brings the site back, without touching the site: the
+		Short: tr.T("Restore a set into throwaway containers and volumes and check that the site comes back"),
+		Long: tr.T(`drill proves that a set brings the site back, without touching the site: the
 dump and archive plugins make throwaway targets (a database server from the
 same image with the same settings, a fresh volume), the set (the newest
 complete one by default) is verified and restored into them, and each
@@ -64,7 +64,7 @@ plugin checks what came back with Moodle's own invariants: every table's
 rows and every routine, trigger, view and event as the backup recorded;
 Moodle's version, release and plugins; every file the database references
 present in filedir or trashdir; and a rotating sample of the files re-hashed
-against their names (1% per drill by default, so that every file is read
+against their names (1%% per drill by default, so that every file is read
 over a hundred drills). Then everything made is removed (a drill that is
 killed is cleaned up by the next drill or run).
 
@@ -78,7 +78,7 @@ report failures).
 off-site copy.
 
 Exit 0 when every check passed, 1 when one failed or the drill could not
-run, 2 for bad input.`,
+run, 2 for bad input.`),
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
@@ -113,14 +113,14 @@ run, 2 for bad input.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().StringVar(&from, "from", "local", "drill the copy in this store stage (downloaded and verified first)")
-	cmd.Flags().StringVar(&which, "set", "newest", "without SET: newest, oldest or random complete set")
-	cmd.Flags().StringArrayVar(&identities, "identity", nil, "age identity file, for an encrypted set")
-	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, "percentage of the content-addressed files re-hashed (100 reads every file)")
-	cmd.Flags().IntVar(&sampleMin, "sample-min", config.DefaultDrillSampleMin, "re-hash at least this many files")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
-	cmd.Flags().BoolVar(&noRecord, "no-record", false, "do not keep the result beside the sets")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
+	cmd.Flags().StringVar(&from, "from", "local", tr.T("drill the copy in this store stage (downloaded and verified first)"))
+	cmd.Flags().StringVar(&which, "set", "newest", tr.T("without SET: newest, oldest or random complete set"))
+	cmd.Flags().StringArrayVar(&identities, "identity", nil, tr.T("age identity file, for an encrypted set"))
+	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, tr.T("percentage of the content-addressed files re-hashed (100 reads every file)"))
+	cmd.Flags().IntVar(&sampleMin, "sample-min", config.DefaultDrillSampleMin, tr.T("re-hash at least this many files"))
+	cmd.Flags().BoolVar(&asJSON, "json", false, tr.T("print the result as JSON"))
+	cmd.Flags().BoolVar(&noRecord, "no-record", false, tr.T("do not keep the result beside the sets"))
 	skipSignatureFlag(cmd, &skipSig)
 	a.varFlag(cmd)
 	return cmd
@@ -221,32 +221,32 @@ func (a *app) drillPipeline(ctx context.Context, out io.Writer, loader *config.L
 
 // printDrill writes a drill's result for a person.
 func printDrill(w io.Writer, p *config.Pipeline, r sdk.DrillReport) {
-	verdict := "PASSED"
+	verdict := tr.T("PASSED")
 	if !r.OK {
-		verdict = "FAILED"
+		verdict = tr.T("FAILED")
 	}
 	set := r.Set
 	if set == "" {
-		set = "(none)"
+		set = tr.T("(none)")
 	}
-	fmt.Fprintf(w, "Drill of set %s (%s) of pipeline %q: %s\n", set, r.From, p.Name, verdict)
+	fmt.Fprintln(w, tr.T("Drill of set %s (%s) of pipeline %q: %s", set, r.From, p.Name, verdict))
 	if r.Error != "" {
 		fmt.Fprintf(w, "  %s\n", r.Error)
 	}
 	for _, s := range r.Sandboxes {
-		fmt.Fprintf(w, "  sandbox: %s\n", s)
+		fmt.Fprintln(w, "  "+tr.T("sandbox: %s", s))
 	}
 	if r.Restore > 0 {
-		fmt.Fprintf(w, "Restore time: %s (the recovery time to report); whole drill %s\n", r.Restore.Round(time.Millisecond), r.Duration.Round(time.Millisecond))
+		fmt.Fprintln(w, tr.T("Restore time: %s (the recovery time to report); whole drill %s", r.Restore.Round(time.Millisecond), r.Duration.Round(time.Millisecond)))
 	}
 	if len(r.Checks) == 0 {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range r.Checks {
-		mark := "ok"
+		mark := tr.T("ok")
 		if !c.OK {
-			mark = "FAIL"
+			mark = tr.T("FAIL")
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", mark, c.Stage, c.Name, c.Summary)
 	}
@@ -263,9 +263,9 @@ func drillLine(r *sdk.DrillReport) string {
 	if r == nil {
 		return "-"
 	}
-	v := "passed"
+	v := tr.T("passed")
 	if !r.OK {
-		v = "FAILED"
+		v = tr.T("FAILED")
 	}
-	return fmt.Sprintf("%s %s (restore %s)", v, r.Started.Local().Format("2006-01-02"), r.Restore.Round(time.Second))
+	return tr.T("%s %s (restore %s)", v, r.Started.Local().Format("2006-01-02"), r.Restore.Round(time.Second))
 }

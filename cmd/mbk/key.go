@@ -17,7 +17,7 @@ import (
 func (a *app) keyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "key generate",
-		Short: "Make the key pair that signs each set",
+		Short: tr.T("Make the key pair that signs each set"),
 	}
 	cmd.AddCommand(a.keyGenerateCmd())
 	return cmd
@@ -27,8 +27,8 @@ func (a *app) keyGenerateCmd() *cobra.Command {
 	var public, passphraseEnv string
 	cmd := &cobra.Command{
 		Use:   "generate PRIVATE_KEY_FILE [--public FILE] [--passphrase-env NAME]",
-		Short: "Write a new Ed25519 signing key pair in minisign's format",
-		Long: `generate writes a new minisign key pair (Ed25519): the private key to
+		Short: tr.T("Write a new Ed25519 signing key pair in minisign's format"),
+		Long: tr.T(`generate writes a new minisign key pair (Ed25519): the private key to
 PRIVATE_KEY_FILE (mode 0600; it stays on the backup host) and the public key
 to --public (PRIVATE_KEY_FILE with .pub for .key by default), then prints
 the signing block for the pipeline. minisign reads both files, and checks a
@@ -37,7 +37,7 @@ set by hand: minisign -Vm SHA256SUMS -p KEY.pub.
 --passphrase-env NAME encrypts the private key with the passphrase in the
 environment variable NAME (never on the command line); the pipeline's
 signing block then needs passphrase = env("NAME"), kept in its env_file.
-An existing file is never overwritten.`,
+An existing file is never overwritten.`),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			private := args[0]
@@ -90,8 +90,8 @@ An existing file is never overwritten.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&public, "public", "", "where to write the public key (default: PRIVATE_KEY_FILE with .pub)")
-	cmd.Flags().StringVar(&passphraseEnv, "passphrase-env", "", "encrypt the private key with the passphrase in this environment variable")
+	cmd.Flags().StringVar(&public, "public", "", tr.T("where to write the public key (default: PRIVATE_KEY_FILE with .pub)"))
+	cmd.Flags().StringVar(&passphraseEnv, "passphrase-env", "", tr.T("encrypt the private key with the passphrase in this environment variable"))
 	return cmd
 }
 
@@ -120,7 +120,7 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 // skipSignatureFlag adds --insecure-skip-signature to a command that checks
 // sets.
 func skipSignatureFlag(cmd *cobra.Command, into *bool) {
-	cmd.Flags().BoolVar(into, "insecure-skip-signature", false, "accept a set that is unsigned or whose signature does not verify with the pipeline's public key")
+	cmd.Flags().BoolVar(into, "insecure-skip-signature", false, tr.T("accept a set that is unsigned or whose signature does not verify with the pipeline's public key"))
 }
 
 // warnSkipSignature says that signatures go unchecked.

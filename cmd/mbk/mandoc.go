@@ -11,7 +11,7 @@ import (
 func genManCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    "gen-man DIR",
-		Short:  "Write the man pages (section 1) into DIR",
+		Short:  tr.T("Write the man pages (section 1) into DIR"),
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

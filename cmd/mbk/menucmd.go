@@ -17,8 +17,8 @@ const defaultMenuDir = "/etc/mbk"
 func (a *app) menuCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "menu [PATH...]",
-		Short: "The interactive menu: back up, list, restore, schedule, e-mail settings, details",
-		Long: `menu is the old installer's backup menu for any number of pipelines: create
+		Short: tr.T("The interactive menu: back up, list, restore, schedule, e-mail settings, details"),
+		Long: tr.T(`menu is the old installer's backup menu for any number of pipelines: create
 a backup, list backups, restore one over the site (a confirmation screen says
 what is replaced and what comes back; a safety copy is taken first), configure,
 show and remove schedules, configure and test e-mail, show a backup's details. Arrow keys and Enter, or
@@ -27,7 +27,7 @@ the option's number, choose. Every action runs the same code as its command
 command so it can be used in scripts.
 
 PATH is pipeline files or directories of them: by default /etc/mbk if it
-exists, else ./pipelines. It needs a terminal; without one it exits 2.`,
+exists, else ./pipelines. It needs a terminal; without one it exits 2.`),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !isatty.IsTerminal(os.Stdin.Fd()) || !isatty.IsTerminal(os.Stdout.Fd()) {
 				return exitf(2, "mbk menu is interactive and needs a terminal on stdin and stdout; in scripts use the commands themselves (mbk run, list, restore, info, cron, notify test)")
@@ -42,7 +42,7 @@ exists, else ./pipelines. It needs a terminal; without one it exits 2.`,
 			if _, err := config.Expand(paths); err != nil {
 				return exitf(2, "no pipelines to show: %v (pass pipeline files or directories: mbk menu PATH...)", err)
 			}
-			m, err := menu.New(menu.Options{Version: version, Paths: paths, Loader: a.loader, Run: a.runInProcess})
+			m, err := menu.New(menu.Options{Version: version, Paths: paths, Loader: a.loader, Run: a.runInProcess, Lang: tr})
 			if err != nil {
 				return exitf(2, "mbk menu cannot drive this terminal (TERM=%q): %v; in scripts use the commands themselves (mbk run, list, restore, info, cron, notify test)", os.Getenv("TERM"), err)
 			}

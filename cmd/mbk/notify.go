@@ -12,12 +12,12 @@ import (
 func (a *app) notifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "notify",
-		Short: "Notification tools",
+		Short: tr.T("Notification tools"),
 	}
 	var pipeline string
 	test := &cobra.Command{
 		Use:   "test FILE [--pipeline NAME]",
-		Short: "Send a test message through every notify stage and report, per stage, what the server said",
+		Short: tr.T("Send a test message through every notify stage and report, per stage, what the server said"),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			loader, err := a.loader()
@@ -64,7 +64,7 @@ func (a *app) notifyCmd() *cobra.Command {
 			return nil
 		},
 	}
-	test.Flags().StringVar(&pipeline, "pipeline", "", "only this pipeline of the file")
+	test.Flags().StringVar(&pipeline, "pipeline", "", tr.T("only this pipeline of the file"))
 	a.varFlag(test)
 	cmd.AddCommand(test)
 	return cmd

@@ -21,8 +21,8 @@ func (a *app) pluginsCmd() *cobra.Command {
 	var pluginDir string
 	cmd := &cobra.Command{
 		Use:   "plugins [FILE]",
-		Short: "List the plugins mbk finds: name, version, kinds, which binary is used, pins, restore options",
-		Long: `plugins lists every plugin mbk finds, by name, with its version, the stage
+		Short: tr.T("List the plugins mbk finds: name, version, kinds, which binary is used, pins, restore options"),
+		Long: tr.T(`plugins lists every plugin mbk finds, by name, with its version, the stage
 kinds it serves, which is used (built-in, or the binary's path) and whether
 the pipeline file FILE pins it (plugin "NAME" { sha256 = "..." }): with FILE,
 its plugin_dir is searched first and its pins apply, as mbk run does. A binary
@@ -32,7 +32,7 @@ listed with the reason. Then, for each dump or archive plugin that declares
 restore options, it lists them: name, type, the common mbk restore flag that
 sets it (if any) and what it does. Any of them can be set with mbk restore
 --restore-opt STAGE.NAME=VALUE, STAGE being the stage's name (by default its
-plugin's).`,
+plugin's).`),
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var f *config.File
@@ -107,7 +107,7 @@ plugin's).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pluginDir, "plugin-dir", "", "search this directory first (instead of FILE's plugin_dir)")
+	cmd.Flags().StringVar(&pluginDir, "plugin-dir", "", tr.T("search this directory first (instead of FILE's plugin_dir)"))
 	a.varFlag(cmd)
 	return cmd
 }

@@ -42,8 +42,8 @@ func (a *app) restoreCmd() *cobra.Command {
 	var f restoreFlags
 	cmd := &cobra.Command{
 		Use:   "restore FILE [SET] [--from STORE | --from-pipeline NAME --to-url URL]",
-		Short: "Restore a set (the newest complete one by default): database and files",
-		Long: `restore verifies the set, says what will be overwritten and asks you to type
+		Short: tr.T("Restore a set (the newest complete one by default): database and files"),
+		Long: tr.T(`restore verifies the set, says what will be overwritten and asks you to type
 the pipeline's name to confirm (--yes for scripts; without a terminal and
 without --yes it refuses). It never starts from an incomplete or corrupt set.
 Targets default to where the backup came from.
@@ -64,7 +64,7 @@ then, with --to-url, the old URL (recorded at backup) is replaced with this
 site's in the database (admin/tool/replace/cli/replace.php) and e-mail is
 switched off ($CFG->noemailever), so that the copy never mails real users.
 NAME is a pipeline of FILE, or of another .hcl file in FILE's directory, or
-PATH.hcl[:NAME].`,
+PATH.hcl[:NAME].`),
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
@@ -145,7 +145,7 @@ PATH.hcl[:NAME].`,
 				return exitf(2, "the restore options are not valid: nothing was restored")
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Verifying set %s before restoring it...\n", set.Name)
+			fmt.Fprintln(out, tr.T("Verifying set %s before restoring it...", set.Name))
 			progress, stopBars := a.verifyProgress(set.Dir)
 			ids, err := loadIdentities(f.identities)
 			if err != nil {
@@ -165,15 +165,15 @@ PATH.hcl[:NAME].`,
 				return exitf(1, "set %s failed verification: refusing to restore from it", set.Name)
 			}
 			if f.fromPipeline != "" {
-				fmt.Fprintf(out, "\nRestoring set %s of pipeline %q into pipeline %q will OVERWRITE:\n", set.Name, set.Manifest.Pipeline, p.Name)
+				fmt.Fprintln(out, "\n"+tr.T("Restoring set %s of pipeline %q into pipeline %q will OVERWRITE:", set.Name, set.Manifest.Pipeline, p.Name))
 			} else {
-				fmt.Fprintf(out, "\nRestoring set %s of pipeline %q will OVERWRITE:\n", set.Name, p.Name)
+				fmt.Fprintln(out, "\n"+tr.T("Restoring set %s of pipeline %q will OVERWRITE:", set.Name, p.Name))
 			}
 			for _, st := range steps {
 				fmt.Fprintf(out, "  - %s\n", describeTarget(st, options[st.Stage]))
 			}
 			if clone != nil && clone.ToURL != "" {
-				fmt.Fprintf(out, "  - then the URL %s becomes %s in the database, and e-mail is switched off\n", clone.FromURL, clone.ToURL)
+				fmt.Fprintln(out, "  - "+tr.T("then the URL %s becomes %s in the database, and e-mail is switched off", clone.FromURL, clone.ToURL))
 			}
 			if !f.yes {
 				if err := confirm(cmd.InOrStdin(), out, p.Name); err != nil {
@@ -186,7 +186,7 @@ PATH.hcl[:NAME].`,
 			if err != nil {
 				return exitf(1, "%s", a.redact.String(err.Error()))
 			}
-			fmt.Fprintf(out, "Set %s restored.\n", set.Name)
+			fmt.Fprintln(out, tr.T("Set %s restored.", set.Name))
 			for _, st := range res.Site {
 				if st.Err != nil {
 					fmt.Fprintf(out, "  FAILED %s: %s\n", st.Name, a.redact.String(st.Err.Error()))
@@ -195,7 +195,7 @@ PATH.hcl[:NAME].`,
 				}
 			}
 			if res.Safety != "" {
-				fmt.Fprintf(out, "The site as it was before is kept in set %s (pre-restore): %s\n", res.Safety, engine.RestoreCommand(p, res.Safety))
+				fmt.Fprintln(out, tr.T("The site as it was before is kept in set %s (pre-restore): %s", res.Safety, engine.RestoreCommand(p, res.Safety)))
 			}
 			if failed := res.SiteFailed(); len(failed) > 0 {
 				return exitf(3, "the data is restored, but %d step(s) in the app container failed: see above", len(failed))
@@ -203,23 +203,23 @@ PATH.hcl[:NAME].`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&f.pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().StringVar(&f.only, "only", "", "restore only the database (db) or only the files (files)")
-	cmd.Flags().BoolVar(&f.yes, "yes", false, "do not ask for confirmation")
-	cmd.Flags().BoolVar(&f.clean, "clean", false, "empty a non-empty target first (database dropped and recreated, volume emptied)")
-	cmd.Flags().StringVar(&f.targetDatabase, "target-database", "", "restore the database under this name")
-	cmd.Flags().StringVar(&f.targetVolume, "target-volume", "", "restore the files into this Docker volume")
-	cmd.Flags().StringVar(&f.targetPath, "target-path", "", "restore the files into this host directory")
-	cmd.Flags().StringArrayVar(&f.restoreOpts, "restore-opt", nil, "set a stage's restore option: STAGE.NAME=VALUE (repeatable; `mbk plugins` lists each plugin's options)")
-	cmd.Flags().StringArrayVar(&f.identities, "identity", nil, "age identity file, to decrypt an encrypted set")
-	cmd.Flags().StringVar(&f.from, "from", "", "restore from the copy in this store stage (downloaded and verified first)")
-	cmd.Flags().BoolVar(&f.keepSpecial, "keep-special", false, "restore setuid/setgid bits, device files and FIFOs as archived (left out by default)")
-	cmd.Flags().BoolVar(&f.noSafetyCopy, "no-safety-copy", false, "restore over the site without first copying it (nothing will keep what is overwritten)")
-	cmd.Flags().StringVar(&f.fromPipeline, "from-pipeline", "", "restore a set of this other pipeline (e.g. production into testing): NAME, or PATH.hcl[:NAME]")
-	cmd.Flags().StringVar(&f.toURL, "to-url", "", "this site's URL: replaces the set's own in the database, and switches e-mail off (a clone)")
-	cmd.Flags().StringVar(&f.fromURL, "from-url", "", "with --to-url: the URL to replace, when the set recorded none")
+	cmd.Flags().StringVar(&f.pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
+	cmd.Flags().StringVar(&f.only, "only", "", tr.T("restore only the database (db) or only the files (files)"))
+	cmd.Flags().BoolVar(&f.yes, "yes", false, tr.T("do not ask for confirmation"))
+	cmd.Flags().BoolVar(&f.clean, "clean", false, tr.T("empty a non-empty target first (database dropped and recreated, volume emptied)"))
+	cmd.Flags().StringVar(&f.targetDatabase, "target-database", "", tr.T("restore the database under this name"))
+	cmd.Flags().StringVar(&f.targetVolume, "target-volume", "", tr.T("restore the files into this Docker volume"))
+	cmd.Flags().StringVar(&f.targetPath, "target-path", "", tr.T("restore the files into this host directory"))
+	cmd.Flags().StringArrayVar(&f.restoreOpts, "restore-opt", nil, tr.T("set a stage's restore option: STAGE.NAME=VALUE (repeatable; `mbk plugins` lists each plugin's options)"))
+	cmd.Flags().StringArrayVar(&f.identities, "identity", nil, tr.T("age identity file, to decrypt an encrypted set"))
+	cmd.Flags().StringVar(&f.from, "from", "", tr.T("restore from the copy in this store stage (downloaded and verified first)"))
+	cmd.Flags().BoolVar(&f.keepSpecial, "keep-special", false, tr.T("restore setuid/setgid bits, device files and FIFOs as archived (left out by default)"))
+	cmd.Flags().BoolVar(&f.noSafetyCopy, "no-safety-copy", false, tr.T("restore over the site without first copying it (nothing will keep what is overwritten)"))
+	cmd.Flags().StringVar(&f.fromPipeline, "from-pipeline", "", tr.T("restore a set of this other pipeline (e.g. production into testing): NAME, or PATH.hcl[:NAME]"))
+	cmd.Flags().StringVar(&f.toURL, "to-url", "", tr.T("this site's URL: replaces the set's own in the database, and switches e-mail off (a clone)"))
+	cmd.Flags().StringVar(&f.fromURL, "from-url", "", tr.T("with --to-url: the URL to replace, when the set recorded none"))
 	skipSignatureFlag(cmd, &f.skipSignature)
-	cmd.Flags().BoolVar(&f.abandon, "abandon", false, "end an unfinished restore without restoring: the site is accepted as it is and backups resume")
+	cmd.Flags().BoolVar(&f.abandon, "abandon", false, tr.T("end an unfinished restore without restoring: the site is accepted as it is and backups resume"))
 	a.varFlag(cmd)
 	return cmd
 }
@@ -236,12 +236,12 @@ func (a *app) abandon(ctx context.Context, out io.Writer, file, pipeline string)
 		return exitf(1, "%v", err)
 	}
 	if m == nil {
-		fmt.Fprintf(out, "No restore of pipeline %q is unfinished: nothing to abandon.\n", p.Name)
+		fmt.Fprintln(out, tr.T("No restore of pipeline %q is unfinished: nothing to abandon.", p.Name))
 		return nil
 	}
-	fmt.Fprintf(out, "The unfinished restore of set %s is abandoned: the site is taken as it is, and backups resume.\n", m.Set)
+	fmt.Fprintln(out, tr.T("The unfinished restore of set %s is abandoned: the site is taken as it is, and backups resume.", m.Set))
 	if m.Safety != "" {
-		fmt.Fprintf(out, "The site as it was before that restore stays in set %s: %s\n", m.Safety, engine.RestoreCommand(p, m.Safety))
+		fmt.Fprintln(out, tr.T("The site as it was before that restore stays in set %s: %s", m.Safety, engine.RestoreCommand(p, m.Safety)))
 	}
 	return nil
 }
@@ -292,11 +292,11 @@ func describeTarget(st engine.RestoreStep, opts engine.BoundOptions) string {
 		set = append(set, k+"="+v)
 	}
 	sort.Strings(set)
-	with := "where it was backed up from"
+	with := tr.T("where it was backed up from")
 	if len(set) > 0 {
 		with = strings.Join(set, ", ")
 	}
-	return fmt.Sprintf("%s  ->  stage %s (%s)", st.Artifact.File, st.Stage.ID(), with)
+	return tr.T("%s  ->  stage %s (%s)", st.Artifact.File, st.Stage.ID(), with)
 }
 
 // confirm asks for the pipeline's name, typed. Without a terminal it
@@ -306,10 +306,10 @@ func confirm(in io.Reader, out io.Writer, name string) error {
 	if !ok || !isatty.IsTerminal(f.Fd()) {
 		return exitf(2, "refusing to restore without confirmation: stdin is not a terminal (use --yes in scripts)")
 	}
-	fmt.Fprintf(out, "\nType the pipeline's name (%s) to go on: ", name)
+	fmt.Fprint(out, "\n"+tr.T("Type the pipeline's name (%s) to go on: ", name))
 	line, _ := bufio.NewReader(in).ReadString('\n')
 	if strings.TrimSpace(line) != name {
-		return exitf(1, "not confirmed: nothing was restored")
+		return exitf(1, "%s", tr.T("not confirmed: nothing was restored"))
 	}
 	return nil
 }

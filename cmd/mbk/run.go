@@ -18,7 +18,7 @@ func (a *app) runCmd() *cobra.Command {
 	var pipeline string
 	cmd := &cobra.Command{
 		Use:   "run FILE [--pipeline NAME]",
-		Short: "Run the pipeline(s) in a file: dump, archive, checksum, retain, notify",
+		Short: tr.T("Run the pipeline(s) in a file: dump, archive, checksum, retain, notify"),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
@@ -56,8 +56,8 @@ func (a *app) runCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "run only this pipeline of the file")
-	cmd.Flags().StringVar(&a.metricsDir, "metrics-textfile", "", "after each run, write its metrics to DIR/mbk_<pipeline>.prom (node_exporter's textfile collector), atomically")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("run only this pipeline of the file"))
+	cmd.Flags().StringVar(&a.metricsDir, "metrics-textfile", "", tr.T("after each run, write its metrics to DIR/mbk_<pipeline>.prom (node_exporter's textfile collector), atomically"))
 	a.varFlag(cmd)
 	return cmd
 }
@@ -105,9 +105,9 @@ func printResult(w io.Writer, res *engine.Result) {
 	r := res.Report
 	switch {
 	case res.Committed && len(res.Later) == 0:
-		fmt.Fprintf(w, "%s: set %s committed in %s (%s)\n", r.Pipeline, r.Set, r.Duration().Round(1e6), res.SetDir)
+		fmt.Fprintln(w, tr.T("%s: set %s committed in %s (%s)", r.Pipeline, r.Set, r.Duration().Round(1e6), res.SetDir))
 	case res.Committed:
-		fmt.Fprintf(w, "%s: set %s committed (%s), with a WARNING:\n", r.Pipeline, r.Set, res.SetDir)
+		fmt.Fprintln(w, tr.T("%s: set %s committed (%s), with a WARNING:", r.Pipeline, r.Set, res.SetDir))
 		for _, s := range r.Stages {
 			if s.Error != "" {
 				fmt.Fprintf(w, "  - %s\n", s.Error)
@@ -119,10 +119,10 @@ func printResult(w io.Writer, res *engine.Result) {
 			}
 		}
 		for _, a := range r.Alarms {
-			fmt.Fprintf(w, "  - size alarm: %s\n", a.Message)
+			fmt.Fprintln(w, "  - "+tr.T("size alarm: %s", a.Message))
 		}
 	default:
-		fmt.Fprintf(w, "%s: FAILED, nothing committed: %s\n", r.Pipeline, r.Error)
+		fmt.Fprintln(w, tr.T("%s: FAILED, nothing committed: %s", r.Pipeline, r.Error))
 	}
 	for _, a := range r.Artifacts {
 		fmt.Fprintf(w, "  %-50s %12d bytes  sha256 %s\n", a.File, a.Size, a.SHA256)

@@ -90,7 +90,7 @@ func (a *app) listCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list FILE [--store NAME]",
-		Short: "List a pipeline's backup sets, newest first, with status, size and duration",
+		Short: tr.T("List a pipeline's backup sets, newest first, with status, size and duration"),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if store != "" {
@@ -112,9 +112,9 @@ func (a *app) listCmd() *cobra.Command {
 			return printSets(cmd.OutOrStdout(), p, out, asJSON)
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().StringVar(&store, "store", "", "list the copies in this store stage instead of the local sets")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
+	cmd.Flags().BoolVar(&asJSON, "json", false, tr.T("print JSON"))
+	cmd.Flags().StringVar(&store, "store", "", tr.T("list the copies in this store stage instead of the local sets"))
 	a.varFlag(cmd)
 	return cmd
 }
@@ -129,11 +129,11 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		return enc.Encode(sets)
 	}
 	if len(sets) == 0 {
-		fmt.Fprintf(w, "no sets in %s\n", p.Root)
+		fmt.Fprintln(w, tr.T("no sets in %s", p.Root))
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL\tNOTE")
+	fmt.Fprintln(tw, tr.T("SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL\tNOTE"))
 	future := 0
 	for _, s := range sets {
 		status := s.Status
@@ -150,18 +150,19 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		}
 		note := ""
 		if s.Future {
-			note = "FUTURE: dated " + s.Ahead + " ahead of the clock"
+			note = tr.T("FUTURE: dated %s ahead of the clock", s.Ahead)
 			future++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, humanize.IBytes(uint64(s.Bytes)), s.Duration, drill, note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, tr.IBytes(uint64(s.Bytes)), s.Duration, drill, note)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintln(w, tr.T("%d set(s)", len(sets)))
 	if future > 0 {
-		fmt.Fprintf(w, "\n%d set(s) FUTURE: dated more than an hour ahead of this machine's clock, made while it was wrong\n"+
+		fmt.Fprint(w, "\n"+tr.T("%d set(s) FUTURE: dated more than an hour ahead of this machine's clock, made while it was wrong\n"+
 			"(or it is wrong now). Retention neither counts nor deletes them and restore takes them only by name.\n"+
-			"Check the clock (timedatectl), then delete such a set by hand if it is not wanted.\n", future)
+			"Check the clock (timedatectl), then delete such a set by hand if it is not wanted.\n", future))
 	}
 	return nil
 }
@@ -203,7 +204,7 @@ func (a *app) infoCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "info FILE [SET]",
-		Short: "Show a set's manifest in human form (the newest complete set by default)",
+		Short: tr.T("Show a set's manifest in human form (the newest complete set by default)"),
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, p, err := a.loadPipeline(args[0], pipeline)
@@ -232,16 +233,16 @@ func (a *app) infoCmd() *cobra.Command {
 			}
 			printInfo(w, s)
 			if drill != nil {
-				fmt.Fprintln(w, "\n--- last drill")
+				fmt.Fprintln(w, "\n--- "+tr.T("last drill"))
 				printDrill(w, p, *drill)
 			} else {
-				fmt.Fprintf(w, "\n--- never drilled: %s\n", engine.Command(p, "drill", s.Name))
+				fmt.Fprintln(w, "\n--- "+tr.T("never drilled: %s", engine.Command(p, "drill", s.Name)))
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifest (and the last drill) as JSON")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
+	cmd.Flags().BoolVar(&asJSON, "json", false, tr.T("print the manifest (and the last drill) as JSON"))
 	a.varFlag(cmd)
 	return cmd
 }
@@ -259,19 +260,28 @@ func printInfo(w io.Writer, s repo.Set) {
 	if !s.Complete {
 		status += " — " + s.Problem
 	}
-	fmt.Fprintf(w, "Set:       %s (%s)\nPipeline:  %s\nStatus:    %s\nHost:      %s\nStarted:   %s\nFinished:  %s (%s)\nmbk:       %s\n\n",
-		m.Set, s.Dir, m.Pipeline, status, m.Host, m.Started.Local().Format(time.RFC3339), m.Finished.Local().Format(time.RFC3339),
-		m.Finished.Sub(m.Started).Round(time.Millisecond), m.MBKVersion)
+	for _, row := range [][2]string{
+		{tr.T("Set:"), m.Set + " (" + s.Dir + ")"},
+		{tr.T("Pipeline:"), m.Pipeline},
+		{tr.T("Status:"), status},
+		{tr.T("Host:"), m.Host},
+		{tr.T("Started:"), m.Started.Local().Format(time.RFC3339)},
+		{tr.T("Finished:"), m.Finished.Local().Format(time.RFC3339) + " (" + m.Finished.Sub(m.Started).Round(time.Millisecond).String() + ")"},
+		{"mbk:", m.MBKVersion},
+	} {
+		fmt.Fprintf(w, "%-10s %s\n", row[0], row[1])
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STAGE\tPLUGIN\tVERSION\tSTATUS\tDURATION")
+	fmt.Fprintln(tw, tr.T("STAGE\tPLUGIN\tVERSION\tSTATUS\tDURATION"))
 	for _, st := range m.Stages {
 		fmt.Fprintf(tw, "%s %q\t%s\t%s\t%s\t%s\n", st.Kind, st.Name, st.Plugin, st.PluginVersion, st.Status, time.Duration(st.DurationMS)*time.Millisecond)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	for _, a := range m.Artifacts {
-		fmt.Fprintf(w, "%s\n  %s stored (%s raw, %s), %s %q, %s\n  sha256 %s\n", a.File, humanize.IBytes(uint64(a.Size)), humanize.IBytes(uint64(a.RawSize)),
-			a.Compression, a.Stage, a.Name, time.Duration(a.DurationMS)*time.Millisecond, a.SHA256)
+		fmt.Fprintf(w, "%s\n  %s\n  sha256 %s\n", a.File, tr.T("%s stored (%s raw, %s), %s %q, %s", tr.IBytes(uint64(a.Size)), tr.IBytes(uint64(a.RawSize)),
+			a.Compression, a.Stage, a.Name, time.Duration(a.DurationMS)*time.Millisecond), a.SHA256)
 	}
 	for _, name := range []string{"DB_INFO.txt", "MOODLEDATA_INFO.txt"} {
 		if b, err := os.ReadFile(filepath.Join(s.Dir, name)); err == nil {
@@ -287,8 +297,8 @@ func (a *app) verifyCmd() *cobra.Command {
 	var sample float64
 	cmd := &cobra.Command{
 		Use:   "verify FILE [SET | --all] [--deep]",
-		Short: "Re-hash every file against SHA256SUMS and read each artifact to its end",
-		Long: `verify re-hashes every file of a set (the newest complete one by default,
+		Short: tr.T("Re-hash every file against SHA256SUMS and read each artifact to its end"),
+		Long: tr.T(`verify re-hashes every file of a set (the newest complete one by default,
 every set with --all) against SHA256SUMS and reads each artifact to its end.
 
 --deep then drills each set that verified (see mbk drill): restored into
@@ -304,7 +314,7 @@ part each time (the part turns with a counter kept in the root), so that
 1/7 reads the whole store every 7 runs. --scheduled runs the pipeline's
 verify block, as mbk daemon and mbk cron install do: it first copies to the
 block's store every local set it lacks (as mbk sync), then reads the
-block's read_subset of it, and tells the notify stages of any failure.`,
+block's read_subset of it, and tells the notify stages of any failure.`),
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
@@ -381,16 +391,16 @@ block's read_subset of it, and tells the notify stages of any failure.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().BoolVar(&all, "all", false, "verify every set")
-	cmd.Flags().StringArrayVar(&identities, "identity", nil, "age identity file: also decrypt encrypted artifacts and read them to their end")
-	cmd.Flags().StringVar(&store, "store", "", "verify the copies in this store stage (downloaded to a temporary directory)")
-	cmd.Flags().StringVar(&subset, "read-subset", "", "with --store: read n/t of the stored sets, a different part each time (1/7: all of them every 7 runs)")
-	cmd.Flags().BoolVar(&scheduled, "scheduled", false, "run the pipeline's verify block (as daemon and cron do): copy what its store lacks, read its read_subset, notify a failure")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
+	cmd.Flags().BoolVar(&all, "all", false, tr.T("verify every set"))
+	cmd.Flags().StringArrayVar(&identities, "identity", nil, tr.T("age identity file: also decrypt encrypted artifacts and read them to their end"))
+	cmd.Flags().StringVar(&store, "store", "", tr.T("verify the copies in this store stage (downloaded to a temporary directory)"))
+	cmd.Flags().StringVar(&subset, "read-subset", "", tr.T("with --store: read n/t of the stored sets, a different part each time (1/7: all of them every 7 runs)"))
+	cmd.Flags().BoolVar(&scheduled, "scheduled", false, tr.T("run the pipeline's verify block (as daemon and cron do): copy what its store lacks, read its read_subset, notify a failure"))
 	skipSignatureFlag(cmd, &skipSig)
-	cmd.Flags().BoolVar(&readData, "read-data", false, "also read every pooled blob the set references (filedir = \"pool\") and check it still hashes to its name; without it, each is only checked to be there")
-	cmd.Flags().BoolVar(&deep, "deep", false, "also drill each set that verified: restore it into throwaway targets and check it (see mbk drill)")
-	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, "with --deep: percentage of content-addressed files re-hashed")
+	cmd.Flags().BoolVar(&readData, "read-data", false, tr.T("also read every pooled blob the set references (filedir = \"pool\") and check it still hashes to its name; without it, each is only checked to be there"))
+	cmd.Flags().BoolVar(&deep, "deep", false, tr.T("also drill each set that verified: restore it into throwaway targets and check it (see mbk drill)"))
+	cmd.Flags().Float64Var(&sample, "sample", config.DefaultDrillSample, tr.T("with --deep: percentage of content-addressed files re-hashed"))
 	a.varFlag(cmd)
 	return cmd
 }
@@ -400,13 +410,13 @@ func (a *app) pruneCmd() *cobra.Command {
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "prune FILE [--store NAME] [--dry-run]",
-		Short: "Apply the pipeline's retention on its own, explaining each keep and delete",
-		Long: `prune applies the pipeline's retain stages to its local sets, as a run does
+		Short: tr.T("Apply the pipeline's retention on its own, explaining each keep and delete"),
+		Long: tr.T(`prune applies the pipeline's retain stages to its local sets, as a run does
 after its commit, and says why each set is kept or deleted.
 
 --store NAME applies them to the sets in that store stage instead: the job
 of a trusted host that holds credentials allowed to delete there, when the
-backup host's store stage says delete = false (and so never deletes).`,
+backup host's store stage says delete = false (and so never deletes).`),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pr, err := a.prepare(cmd.Context(), args[0], pipeline)
@@ -430,9 +440,9 @@ backup host's store stage says delete = false (and so never deletes).`,
 			return a.printPruned(cmd.OutOrStdout(), pruned, err, dryRun)
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
-	cmd.Flags().StringVar(&store, "store", "", "apply retention to the sets in this store stage")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be deleted, delete nothing")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
+	cmd.Flags().StringVar(&store, "store", "", tr.T("apply retention to the sets in this store stage"))
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, tr.T("say what would be deleted, delete nothing"))
 	a.varFlag(cmd)
 	return cmd
 }

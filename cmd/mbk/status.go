@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -20,8 +21,8 @@ func (a *app) statusCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status PATH... [--max-age 26h] [--json]",
-		Short: "Say whether the backups are current: for people, and as a Nagios/Icinga/NRPE check",
-		Long: `status reads each pipeline's root, and nothing else (no plugin, store or
+		Short: tr.T("Say whether the backups are current: for people, and as a Nagios/Icinga/NRPE check"),
+		Long: tr.T(`status reads each pipeline's root, and nothing else (no plugin, store or
 database is contacted): the newest complete set and its age, the last run's
 result and time, the failed runs since the last success, each store's newest
 copy as the runs recorded it, and the newest drill.
@@ -38,7 +39,7 @@ and the exit code is the worst state among the pipelines:
   3 UNKNOWN   a file or a root cannot be read, or bad usage
 
 The age limit is --max-age, else the pipeline's max_age, else twice the
-longest interval of its schedule, else 26h.`,
+longest interval of its schedule, else 26h.`),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return unknown(cmd.OutOrStdout(), errors.New("status needs a pipeline file or directory"))
@@ -56,8 +57,8 @@ longest interval of its schedule, else 26h.`,
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&maxAge, "max-age", 0, "how old the newest set may be (overrides each pipeline's max_age)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	cmd.Flags().DurationVar(&maxAge, "max-age", 0, tr.T("how old the newest set may be (overrides each pipeline's max_age)"))
+	cmd.Flags().BoolVar(&asJSON, "json", false, tr.T("print the status as JSON"))
 	// A monitoring system reads exit 2 as CRITICAL: bad usage is UNKNOWN.
 	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return unknown(cmd.OutOrStdout(), err)
@@ -142,7 +143,9 @@ func (a *app) loadAll(paths []string) ([]*config.Pipeline, error) {
 }
 
 // printStatus writes the status as a monitoring plugin does: one line with
-// the state, a summary and performance data, then the details.
+// the state, a summary and performance data, then the details. The first
+// line is for the monitoring system and stays English; the details are in
+// the invocation's language.
 func printStatus(w io.Writer, worst health.Level, reports []health.Report, now time.Time) {
 	var summary, perf []string
 	for _, r := range reports {
@@ -172,45 +175,51 @@ func printStatus(w io.Writer, worst health.Level, reports []health.Report, now t
 			fmt.Fprintf(w, "  %s\n", r.ReadFail)
 			continue
 		}
-		line := func(label, format string, args ...any) {
-			fmt.Fprintf(w, "  %-14s %s\n", label+":", fmt.Sprintf(format, args...))
+		// Labels line up: 14 columns, or the language's longest label.
+		width := 14
+		for _, l := range []string{tr.T("newest set"), tr.T("sets kept"), tr.T("last run"), tr.T("last success"), tr.T("failed since"), tr.T("last drill")} {
+			width = max(width, utf8.RuneCountInString(l)+1)
+		}
+		line := func(label, text string) {
+			fmt.Fprintf(w, "  %s%s %s\n", label+":", strings.Repeat(" ", max(width-utf8.RuneCountInString(label)-1, 0)), text)
 		}
 		if n := r.Newest; n != nil {
-			line("newest set", "%s, %s old (max_age %s)", n.Set, health.Span(n.Age), health.Span(r.MaxAge))
+			line(tr.T("newest set"), tr.T("%s, %s old (max_age %s)", n.Set, health.Span(n.Age), health.Span(r.MaxAge)))
 		} else {
-			line("newest set", "none in %s", r.Root)
+			line(tr.T("newest set"), tr.T("none in %s", r.Root))
 		}
-		line("sets kept", "%d", r.Kept)
+		line(tr.T("sets kept"), tr.Number(int64(r.Kept)))
 		if l := r.LastRun; l != nil {
-			text := fmt.Sprintf("%s at %s (exit %d)", l.Status, l.Finished.Local().Format("2006-01-02 15:04:05"), l.ExitCode)
+			text := tr.T("%s at %s (exit %v)", l.Status, l.Finished.Local().Format("2006-01-02 15:04:05"), l.ExitCode)
 			if l.Set != "" {
-				text += ", set " + l.Set
+				text += ", " + tr.T("set %s", l.Set)
 			}
-			line("last run", "%s", text)
+			line(tr.T("last run"), text)
 		} else {
-			line("last run", "none recorded")
+			line(tr.T("last run"), tr.T("none recorded"))
 		}
 		if !r.Success.IsZero() {
-			line("last success", "%s (%s ago)", r.Success.Local().Format("2006-01-02 15:04:05"), health.Span(now.Sub(r.Success)))
+			line(tr.T("last success"), tr.T("%s (%s ago)", r.Success.Local().Format("2006-01-02 15:04:05"), health.Span(now.Sub(r.Success))))
 		}
-		line("failed since", "%d run(s) since the last success", r.Failed)
+		line(tr.T("failed since"), tr.T("%d run(s) since the last success", r.Failed))
 		for _, s := range r.Stores {
+			label := tr.T("store %s", s.Store)
 			if s.Newest == "" {
-				line("store "+s.Store, "no copy recorded")
+				line(label, tr.T("no copy recorded"))
 				continue
 			}
-			ok := "the last copy succeeded"
+			ok := tr.T("the last copy succeeded")
 			if !s.LastOK {
-				ok = "the last copy FAILED"
+				ok = tr.T("the last copy FAILED")
 			}
-			line("store "+s.Store, "newest copy %s, %s old; %s", s.Newest, health.Span(s.Age), ok)
+			line(label, tr.T("newest copy %s, %s old; %s", s.Newest, health.Span(s.Age), ok))
 		}
 		if d := r.Drill; d != nil {
-			verdict := "passed"
+			verdict := tr.T("passed")
 			if !d.OK {
-				verdict = "FAILED"
+				verdict = tr.T("FAILED")
 			}
-			line("last drill", "%s %s, set %s (%s), restore %s", verdict, d.Started.Local().Format("2006-01-02 15:04"), d.Set, d.From, d.Restore.Round(time.Second))
+			line(tr.T("last drill"), tr.T("%s %s, set %s (%s), restore %s", verdict, d.Started.Local().Format("2006-01-02 15:04"), d.Set, d.From, d.Restore.Round(time.Second)))
 		}
 		for _, f := range r.Findings {
 			fmt.Fprintf(w, "  %s: %s\n", f.Level, f.Text)

@@ -58,7 +58,7 @@ func (a *app) syncCmd() *cobra.Command {
 	var pipeline string
 	cmd := &cobra.Command{
 		Use:   "sync FILE",
-		Short: "Copy every complete local set that a store lacks (after a store failed)",
+		Short: tr.T("Copy every complete local set that a store lacks (after a store failed)"),
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -95,7 +95,7 @@ func (a *app) syncCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline, when the file has several")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", tr.T("the pipeline, when the file has several"))
 	a.varFlag(cmd)
 	return cmd
 }

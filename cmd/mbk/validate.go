@@ -20,14 +20,14 @@ func (a *app) validateCmd() *cobra.Command {
 	var preflight bool
 	cmd := &cobra.Command{
 		Use:   "validate [--preflight] PATH...",
-		Short: "Check pipeline files (and directories of them) without touching anything",
-		Long: `validate parses every file, asks each stage's plugin for its schema,
+		Short: tr.T("Check pipeline files (and directories of them) without touching anything"),
+		Long: tr.T(`validate parses every file, asks each stage's plugin for its schema,
 type-checks every stage body, checks cron expressions and prints each
 pipeline's next three run times. It reports every problem at once with file,
 line and column, and touches no container, database or mail server.
 
 --preflight also checks the live world without changing it: containers and
-volumes exist, database credentials work, the SMTP server accepts the login.`,
+volumes exist, database credentials work, the SMTP server accepts the login.`),
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			files, err := config.Expand(args)
@@ -67,7 +67,7 @@ volumes exist, database credentials work, the SMTP server accepts the login.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&preflight, "preflight", false, "also check containers, credentials and servers (changes nothing)")
+	cmd.Flags().BoolVar(&preflight, "preflight", false, tr.T("also check containers, credentials and servers (changes nothing)"))
 	a.varFlag(cmd)
 	return cmd
 }

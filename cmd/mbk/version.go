@@ -84,7 +84,7 @@ func (a *app) writeVersion(ctx context.Context, out io.Writer) {
 func (a *app) versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print mbk's version, commit, Go version, plugin protocol and each plugin's version (as --version)",
+		Short: tr.T("Print mbk's version, commit, Go version, plugin protocol and each plugin's version (as --version)"),
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			a.writeVersion(cmd.Context(), cmd.OutOrStdout())

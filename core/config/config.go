@@ -57,7 +57,11 @@ type Pipeline struct {
 	// SafetyCopyDays is how long retention keeps the safety copy a
 	// restore takes of the site before overwriting it.
 	SafetyCopyDays int
-	Stages         []*Stage
+	// Language is what the pipeline's messages for people (its e-mails)
+	// are written in: "en" (the default) or "es". Cron and the daemon run
+	// without a locale, so the pipeline says it.
+	Language string
+	Stages   []*Stage
 	// Maintenance, when set, puts Moodle in maintenance mode while the
 	// database and files are copied.
 	Maintenance *Maintenance

@@ -14,12 +14,14 @@ import (
 	"github.com/robfig/cron/v3"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/gocty"
+
+	"github.com/mbk-backup/mbk/core/i18n"
 )
 
 // CronParser is the schedule syntax: five fields or a descriptor (@daily).
 var CronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout", "parallel", "safety_copy_days", "max_age", "metrics_file", "catch_up"}
+var pipelineAttrs = []string{"root", "schedule", "timezone", "timeout", "parallel", "safety_copy_days", "max_age", "metrics_file", "catch_up", "language"}
 
 // singleBlocks are the blocks a pipeline holds at most one of.
 var singleBlocks = []string{"maintenance", "encryption", "drill", "verify", "signing"}
@@ -34,7 +36,7 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unsupported syntax",
 			Detail: "Pipelines are written in HCL native syntax (.hcl), not JSON.", Subject: b.DefRange.Ptr()}}
 	}
-	p := &Pipeline{Name: b.Labels[0], File: file, DeclRange: b.DefRange, Timezone: "Local", Timeout: DefaultTimeout, Parallel: true, SafetyCopyDays: DefaultSafetyCopyDays, ctx: ctx}
+	p := &Pipeline{Name: b.Labels[0], File: file, DeclRange: b.DefRange, Timezone: "Local", Timeout: DefaultTimeout, Parallel: true, SafetyCopyDays: DefaultSafetyCopyDays, Language: "en", ctx: ctx}
 
 	for name, a := range body.Attributes {
 		if !slices.Contains(pipelineAttrs, name) {
@@ -79,6 +81,12 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 			p.Schedule = s
 		case "timezone":
 			p.Timezone = s
+		case "language":
+			if !slices.Contains(i18n.Codes, s) {
+				diags = append(diags, attrError(a, fmt.Sprintf("language %q is not one mbk speaks: use \"en\" (English) or \"es\" (Spanish), the language of the e-mails people get.", s)))
+				continue
+			}
+			p.Language = s
 		case "timeout":
 			d, err := time.ParseDuration(s)
 			if err != nil || d <= 0 {

@@ -19,6 +19,7 @@ pipeline "nightly" {
   timeout  = "90m"
   parallel = false
   safety_copy_days = 14
+  language = "es"
 }
 pipeline "defaults" {
   root = "/srv/other"
@@ -36,6 +37,12 @@ pipeline "descriptor" {
 	}
 	if p.Root != "/srv/backups" || p.Schedule != "30 2 * * *" || p.Timezone != "Europe/Madrid" || p.Timeout != 90*time.Minute || p.Parallel {
 		t.Errorf("nightly = root %q schedule %q tz %q timeout %v parallel %v", p.Root, p.Schedule, p.Timezone, p.Timeout, p.Parallel)
+	}
+	if p.Language != "es" {
+		t.Errorf("nightly language = %q, want es", p.Language)
+	}
+	if d, _ := f.Pipeline("defaults"); d.Language != "en" {
+		t.Errorf("defaults language = %q, want en", d.Language)
 	}
 	if p.SafetyCopyDays != 14 {
 		t.Errorf("SafetyCopyDays = %d", p.SafetyCopyDays)
@@ -99,6 +106,10 @@ func TestPipelineErrors(t *testing.T) {
   safety_copy_days = 0`, "safety_copy_days", []string{"safety_copy_days is a whole number of days, 1 or more"}},
 		{"safety_copy_days a fraction", `  root = "/b"
   safety_copy_days = 1.5`, "safety_copy_days", []string{"safety_copy_days is a whole number of days"}},
+		{"language not spoken", `  root = "/b"
+  language = "fr"`, "language =", []string{`language "fr" is not one mbk speaks`, `"en"`, `"es"`}},
+		{"language not a string", `  root = "/b"
+  language = 1`, "language =", []string{`"language" must be a string`}},
 		{"parallel not a bool", `  root = "/b"
   parallel = "yes"`, "parallel =", []string{"parallel must be true or false, not string"}},
 		{"unknown attribute suggests", `  root = "/b"

@@ -131,7 +131,7 @@ func (e *Engine) notifyInstant(ctx context.Context, p *config.Pipeline, stages [
 func instantReport(p *config.Pipeline, status string) sdk.Report {
 	host, _ := os.Hostname()
 	now := time.Now().UTC()
-	return sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Status: status, Started: now, Finished: now}
+	return sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Status: status, Started: now, Finished: now, Language: p.Language}
 }
 
 // Sent is what one notify stage made of a test message.

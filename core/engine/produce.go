@@ -148,12 +148,16 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 		return fmt.Errorf("two artifacts would be named %s (stage %s made one already): give one stage another name", file, other)
 	}
 	path := filepath.Join(r.staging, file)
-	sink, err := stream.NewSink(path, s.Compression, s.CompressionLevel, r.p.Recipients)
+	level := s.CompressionLevel
+	if level == 0 {
+		level = stream.DefaultLevel(s.Compression, a.Format)
+	}
+	sink, err := stream.NewSink(path, s.Compression, level, r.p.Recipients)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", file, err)
 	}
 	t0 := time.Now()
-	r.log.Info("writing artifact", "file", file, "compression", s.Compression)
+	r.log.Info("writing artifact", "file", file, "compression", s.Compression, "level", level)
 	tr := r.e.track(fmt.Sprintf("%s %s", s.Kind, file), -1)
 	var pb *poolBackup
 	var backend pluginhost.PoolBackend

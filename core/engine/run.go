@@ -165,7 +165,7 @@ func (e *Engine) run(ctx context.Context, p *config.Pipeline, stages []*Stage, o
 			r.lastUse[s.Plugin] = lastStore
 		}
 	}
-	r.res.Report = sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Started: start.UTC()}
+	r.res.Report = sdk.Report{Pipeline: p.Name, File: p.File.Path, Host: host, Started: start.UTC(), Language: p.Language}
 	e.Redact.Add(Secrets(p, stages)...)
 
 	err := r.backup(ctx, stages, start)

@@ -30,6 +30,9 @@ type Report struct {
 	LogTail     []string `json:"log_tail,omitempty"`
 	// Drill is the result of `mbk drill`, with the drill event.
 	Drill *DrillReport `json:"drill,omitempty"`
+	// Language is the pipeline's language setting, "en" or "es": the
+	// language of the messages people read (e-mails). Empty is English.
+	Language string `json:"language,omitempty"`
 }
 
 // Alarm is an artifact far smaller than it should be, with the figures.

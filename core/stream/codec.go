@@ -20,9 +20,10 @@ type Codec struct {
 	Ext  string // what it adds to an artifact's file name: ".gz", ".zst", ""
 
 	// MinLevel to MaxLevel is what `compression_level` may be, DefaultLevel
-	// what is used when it is left out. All three are 0 for a codec that
-	// takes no level ("none").
-	MinLevel, MaxLevel, DefaultLevel int
+	// what is used when it is left out, DumpLevel the same for a database
+	// dump (an artifact of format "sql"). All are 0 for a codec that takes
+	// no level ("none").
+	MinLevel, MaxLevel, DefaultLevel, DumpLevel int
 
 	newWriter func(w io.Writer, level int) (io.WriteCloser, error) // nil: stored as is
 	newReader func(r io.Reader) (io.ReadCloser, error)
@@ -31,14 +32,38 @@ type Codec struct {
 // DefaultCompression is the codec of a stage that names none.
 const DefaultCompression = "gzip"
 
-// The defaults are each compressor's fastest level. Measured on a 200 MB
-// Moodle dump on a 2-core machine: gzip level 1 took 0.55 s for a ratio of
-// 0.18, level 6 1.04 s for 0.17; zstd's fastest 0.61 s for 0.16. Half the time
-// for 5% more bytes is the right trade for a nightly window;
-// compression_level raises it.
+// The defaults were chosen from `benchtool levels` (make bench; #21) on the
+// small bench site's raw dump (100 MiB of SQL) and tar (206 MiB, half of it
+// random bytes standing for JPEG, PDF, zip), 2 cores, MiB out and CPU
+// seconds, against the shell way's gzip -6 (15.7 MiB, 128.8 MiB):
+//
+//	          dump            tar
+//	gzip 1    18.4  0.38      134.2  0.67
+//	gzip 6    16.6  0.72      130.5  1.18   <- gzip's default, dump and tar
+//	gzip 7    15.8  1.19      129.3  3.82
+//	gzip 8    15.1  1.97      128.8  6.20
+//	zstd 1    16.3  0.36      131.4  0.62   <- zstd's default for dumps
+//	zstd 2    16.6  0.50      129.5  0.80   <- zstd's default for archives
+//	zstd 3    15.3  0.72      128.6  1.86
+//	zstd 4    14.5  3.88      126.9  5.76
+//
+// The whole backup keeps both cores busy (dump and archive side by side,
+// the database server with them), so every CPU second counts in its wall
+// time; the defaults are what takes most bytes off per CPU second. zstd 2
+// takes 1.9 MiB off the archive for 0.2-0.45 CPU-s; on the dump it is
+// larger than zstd 1 (klauspost's "default" encoder), and zstd 3 takes
+// 1 MiB off it for 0.4-1.0 CPU-s (whole runs alternated with the old
+// defaults: +1.0 CPU-s against +0.45 for zstd 1/2). klauspost's deflate
+// needs level 8 to match gzip -6 in size, at 5-9× the CPU of level 1;
+// level 6 takes 5.6 MiB off for about 1 CPU-s. Already-compressed content
+// costs little at any level and still shrinks: a 148 MiB tar of real .gz,
+// PNG, zip and jar files went through zstd 2 at 0.28 CPU-s per 100 MiB,
+// 4.6% smaller; random bytes cost zstd 2 0.09 and are stored as is. So no
+// per-file "store, don't compress" is worth having. compression_level
+// overrides all of these.
 var codecs = []Codec{
 	{Name: "gzip", Ext: ".gz",
-		MinLevel: pgzip.BestSpeed, MaxLevel: pgzip.BestCompression, DefaultLevel: pgzip.BestSpeed,
+		MinLevel: pgzip.BestSpeed, MaxLevel: pgzip.BestCompression, DefaultLevel: 6, DumpLevel: 6,
 		newWriter: newGzipWriter,
 		newReader: func(r io.Reader) (io.ReadCloser, error) {
 			// Read ahead 4 blocks of 256 KiB rather than pgzip's default 8 of
@@ -50,7 +75,8 @@ var codecs = []Codec{
 	// fastest, 2 default, 3 better, 4 best. Anything above 4 is refused by
 	// the encoder ("unknown encoder level").
 	{Name: "zstd", Ext: ".zst",
-		MinLevel: int(zstd.SpeedFastest), MaxLevel: int(zstd.SpeedBestCompression), DefaultLevel: int(zstd.SpeedFastest),
+		MinLevel: int(zstd.SpeedFastest), MaxLevel: int(zstd.SpeedBestCompression),
+		DefaultLevel: int(zstd.SpeedDefault), DumpLevel: int(zstd.SpeedFastest),
 		newWriter: func(w io.Writer, level int) (io.WriteCloser, error) {
 			// Independent frames compressed in parallel: zstd's own
 			// stream encoder keeps only about one core busy.
@@ -113,6 +139,24 @@ func lookup(name string) (Codec, error) {
 		return Codec{}, fmt.Errorf("unknown compression %q", name)
 	}
 	return c, nil
+}
+
+// DumpFormat is the artifact format that gets a codec's DumpLevel.
+const DumpFormat = "sql"
+
+// DefaultLevel is the level an artifact of the given format is written at
+// when its stage sets no compression_level: the codec's DumpLevel for a
+// dump, its DefaultLevel otherwise; 0 for an unknown codec or one without
+// levels.
+func DefaultLevel(compression, format string) int {
+	c, ok := Lookup(compression)
+	if !ok {
+		return 0
+	}
+	if format == DumpFormat {
+		return c.DumpLevel
+	}
+	return c.DefaultLevel
 }
 
 // TakesLevel says whether compression_level means anything to c.

@@ -23,7 +23,7 @@ func TestCodecTable(t *testing.T) {
 	}
 	for _, c := range Codecs() {
 		got, ok := Lookup(c.Name)
-		if !ok || got.Name != c.Name || got.MinLevel != c.MinLevel || got.MaxLevel != c.MaxLevel || got.DefaultLevel != c.DefaultLevel {
+		if !ok || got.Name != c.Name || got.MinLevel != c.MinLevel || got.MaxLevel != c.MaxLevel || got.DefaultLevel != c.DefaultLevel || got.DumpLevel != c.DumpLevel {
 			t.Errorf("Lookup(%q) = %+v, %v", c.Name, got, ok)
 		}
 		if Ext(c.Name, false) != c.Ext || Ext(c.Name, true) != c.Ext+".age" {
@@ -33,7 +33,7 @@ func TestCodecTable(t *testing.T) {
 			t.Errorf("%s has no reader", c.Name)
 		}
 		if !c.TakesLevel() {
-			if c.MinLevel != 0 || c.DefaultLevel != 0 || c.newWriter != nil {
+			if c.MinLevel != 0 || c.DefaultLevel != 0 || c.DumpLevel != 0 || c.newWriter != nil {
 				t.Errorf("%s takes no level but has %+v", c.Name, c)
 			}
 			continue
@@ -41,6 +41,16 @@ func TestCodecTable(t *testing.T) {
 		if c.MinLevel < 1 || c.MinLevel > c.DefaultLevel || c.DefaultLevel > c.MaxLevel {
 			t.Errorf("%s: levels %d..%d, default %d", c.Name, c.MinLevel, c.MaxLevel, c.DefaultLevel)
 		}
+		if c.DumpLevel < c.MinLevel || c.DumpLevel > c.MaxLevel {
+			t.Errorf("%s: levels %d..%d, dump default %d", c.Name, c.MinLevel, c.MaxLevel, c.DumpLevel)
+		}
+		if DefaultLevel(c.Name, DumpFormat) != c.DumpLevel || DefaultLevel(c.Name, "tar") != c.DefaultLevel {
+			t.Errorf("DefaultLevel(%s): %d for a dump, %d for a tar; the table says %d and %d", c.Name,
+				DefaultLevel(c.Name, DumpFormat), DefaultLevel(c.Name, "tar"), c.DumpLevel, c.DefaultLevel)
+		}
+	}
+	if DefaultLevel("bzip2", DumpFormat) != 0 {
+		t.Error("DefaultLevel(bzip2) is not 0")
 	}
 	if _, ok := Lookup("bzip2"); ok {
 		t.Error("Lookup(bzip2) found something")
@@ -157,7 +167,7 @@ func TestCheckLevelMessages(t *testing.T) {
 }
 
 // TestREADMEStatesTheTable: the README names the codecs and their level
-// ranges as the table has them.
+// ranges and default levels as the table has them.
 func TestREADMEStatesTheTable(t *testing.T) {
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -170,6 +180,11 @@ func TestREADMEStatesTheTable(t *testing.T) {
 	for _, c := range Codecs() {
 		if c.TakesLevel() {
 			wants = append(wants, fmt.Sprintf("%d-%d for %s", c.MinLevel, c.MaxLevel, c.Name))
+			if c.DumpLevel == c.DefaultLevel {
+				wants = append(wants, fmt.Sprintf("%s %d for dumps and archives", c.Name, c.DefaultLevel))
+			} else {
+				wants = append(wants, fmt.Sprintf("%s %d for dumps, %d for archives", c.Name, c.DumpLevel, c.DefaultLevel))
+			}
 		}
 	}
 	for _, w := range wants {

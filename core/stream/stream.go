@@ -99,7 +99,8 @@ const bufSize = 256 << 10
 // raw bytes are compressed, then encrypted to the recipients when there are
 // any (age), then hashed and written: one pass, no second file.
 //
-// level 0 means the codec's DefaultLevel, its fastest; any other level
+// level 0 means the codec's DefaultLevel (the caller that knows the
+// artifact's format picks with DefaultLevel(compression, format)); any other level
 // must be in the codec's range (CheckLevel). Both are checked before the
 // file is created.
 func NewSink(path, compression string, level int, recipients []age.Recipient) (*Sink, error) {
@@ -186,6 +187,30 @@ func (s *Sink) Abort() {
 	s.f.Close()
 	os.Remove(s.f.Name())
 }
+
+// NewWriter is the named codec's compressor alone, as a Sink runs it (level
+// 0: the codec's default), with no hashing and no file: for measuring the
+// codecs (benchtool levels) on the very writers mbk uses. A codec that
+// stores as is ("none") gives w itself, behind a no-op Close.
+func NewWriter(w io.Writer, compression string, level int) (io.WriteCloser, error) {
+	c, err := lookup(compression)
+	if err != nil {
+		return nil, err
+	}
+	if level == 0 {
+		level = c.DefaultLevel
+	} else if err := CheckLevel(c.Name, level); err != nil {
+		return nil, err
+	}
+	if c.newWriter == nil {
+		return nopWriteCloser{w}, nil
+	}
+	return c.newWriter(w, level)
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
 
 // ErrNoIdentity says an artifact is encrypted and no identity was given.
 var ErrNoIdentity = errors.New("the artifact is encrypted: give the age identity (--identity FILE)")

@@ -68,7 +68,7 @@ var schema = sdk.Schema{Attributes: []sdk.Attribute{
 	{Name: "bcc", Type: sdk.List(sdk.String),
 		Description: "Blind copy recipients: in the envelope, not in the headers."},
 	{Name: "subject", Type: sdk.String, Default: cty.StringVal(defaultSubject),
-		Description: "Go text/template over the report (.Pipeline, .Host, .Set, .Status, ...) plus .Event and .Outcome (OK, FAILED, WARNING, TEST)."},
+		Description: "Go text/template over the report (.Pipeline, .Host, .Set, .Status, ...) plus .Event and .Outcome (OK, FAILED, WARNING, TEST; in the pipeline's language: OK, FALLIDO, ADVERTENCIA, PRUEBA)."},
 }}
 
 func (p *plugin) Schema(kind string) (sdk.Schema, error) {

@@ -92,10 +92,7 @@ func TestDrillMessage(t *testing.T) {
 	}
 	v := newBodyView(sdk.EventDrill, r, "test")
 	var text, html bytes.Buffer
-	if err := textBody.Execute(&text, v); err != nil {
-		t.Fatal(err)
-	}
-	if err := htmlBody.Execute(&html, v); err != nil {
+	if err := renderBodies(v, &text, &html); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Restore drill FAILED: pipeline production", "site itself was not touched", "Restore time: 1m35s",
@@ -112,5 +109,50 @@ func TestDrillMessage(t *testing.T) {
 	}
 	if strings.Contains(text.String(), "Backup ") {
 		t.Error("a drill's e-mail calls itself a backup")
+	}
+}
+
+// TestDrillMessageSpanish: the same drill, reported to a pipeline with
+// language = "es": subject, text and HTML in Spanish, and the HTML heading
+// coloured by the verdict, not by its words. The words in the report itself
+// (check summaries, problems) are the plugins' and stay as they are.
+func TestDrillMessageSpanish(t *testing.T) {
+	start := time.Date(2026, 12, 3, 5, 0, 0, 0, time.UTC)
+	drill := func(ok bool) sdk.Report {
+		status := sdk.EventSuccess
+		if !ok {
+			status = sdk.EventFailure
+		}
+		return sdk.Report{Pipeline: "production", Host: "moodle1", Set: set, Status: status, Started: start, Finished: start, Language: "es",
+			Drill: &sdk.DrillReport{Set: set, From: "s3", OK: ok, Restore: 95 * time.Second, Duration: 2 * time.Minute,
+				Checks: []sdk.DrillCheck{{Stage: `archive "volume"`, Check: sdk.Check{Name: "references", OK: ok, Summary: "1 of 9 missing"}}}}}
+	}
+	tmpl, err := parseSubject(defaultSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ok                     bool
+		subject, verdict, mark string
+		colour                 string
+	}{
+		{false, "[mbk] production SIMULACRO FALLIDO " + set, "FALLIDO", "FALLIDO  archive", "#b00020"},
+		{true, "[mbk] production SIMULACRO OK " + set, "SUPERADO", "ok  archive", "#1b5e20"},
+	} {
+		r := drill(tc.ok)
+		if got, _ := renderSubject(tmpl, sdk.EventDrill, r); got != tc.subject {
+			t.Errorf("subject %q, want %q", got, tc.subject)
+		}
+		var text, html bytes.Buffer
+		if err := renderBodies(newBodyView(sdk.EventDrill, r, "test"), &text, &html); err != nil {
+			t.Fatal(err)
+		}
+		assertContains(t, "Spanish text", text.String(), "Simulacro de restauración "+tc.verdict+": pipeline production en moodle1",
+			"el\nsitio real no se tocó", "Conjunto:     "+set+" (s3)", "Resultado:    "+tc.verdict,
+			"Restauración: 1m35s (el tiempo de volver a poner el sitio en marcha)", "Comprobaciones", tc.mark)
+		assertContains(t, "Spanish HTML", html.String(), `<html lang="es">`, "color: "+tc.colour, "Simulacro de restauración "+tc.verdict, "<th>Comprobación</th>")
+		if strings.Contains(text.String(), "Restore drill") || strings.Contains(html.String(), "Restore drill") {
+			t.Error("the Spanish drill e-mail is English")
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
+
+	"github.com/mbk-backup/mbk/core/i18n"
 )
 
 // errLeave is returned when the person asks to leave the menu (Ctrl+C or
@@ -39,11 +41,13 @@ type tui struct {
 	// tty is the one /dev/tty every screen draws on: tcell would open a
 	// new one for each screen it makes itself, and never close it.
 	tty tcell.Tty
+	// tr writes what the menu says in the person's language.
+	tr *i18n.Printer
 }
 
 // openTUI opens the terminal and refuses one that tcell cannot drive
 // ($TERM unknown or not cursor-addressable) before any prompt.
-func openTUI() (*tui, error) {
+func openTUI(tr *i18n.Printer) (*tui, error) {
 	tty, err := tcell.NewDevTty()
 	if err != nil {
 		return nil, err
@@ -62,7 +66,7 @@ func openTUI() (*tui, error) {
 		TertiaryTextColor: tcell.ColorDefault, InverseTextColor: tcell.ColorDefault,
 		ContrastSecondaryTextColor: tcell.ColorDefault,
 	}
-	return &tui{tty: tty}, nil
+	return &tui{tty: tty, tr: tr}, nil
 }
 
 var (
@@ -261,13 +265,13 @@ func (u *tui) chooseAt(ctx context.Context, header, title string, items []choice
 		_, _, _, shown := list.GetInnerRect()
 		var out []string
 		if first > 0 {
-			out = append(out, fmt.Sprintf("… %d more above", first))
+			out = append(out, u.tr.T("… %d more above", first))
 		}
 		if below := len(items) - first - shown; below > 0 {
-			out = append(out, fmt.Sprintf("… %d more below", below))
+			out = append(out, u.tr.T("… %d more below", below))
 		}
 		tview.Print(s, "[::d]    "+strings.Join(out, " · "), x, y, w, tview.AlignLeft, tcell.ColorDefault)
-		tview.Print(s, "[::d]↑/↓ Enter, or type a number · Esc back · Ctrl+C leave", x, y+1, w, tview.AlignLeft, tcell.ColorDefault)
+		tview.Print(s, "[::d]"+u.tr.T("↑/↓ Enter, or type a number · Esc back · Ctrl+C leave"), x, y+1, w, tview.AlignLeft, tcell.ColorDefault)
 		return x, y, w, h
 	})
 	layout.AddItem(more, 2, 0, false)
@@ -291,7 +295,7 @@ func (u *tui) chooseAt(ctx context.Context, header, title string, items []choice
 // pause waits for Enter so the person can read an action's output before
 // the menu is drawn again. Esc, space and q go back too; Ctrl+C leaves.
 func (u *tui) pause(ctx context.Context) error {
-	fmt.Println(dim("Press Enter to go back to the menu."))
+	fmt.Println(dim(u.tr.T("Press Enter to go back to the menu.")))
 	if err := u.tty.Start(); err != nil { // raw: keys come one by one
 		return fmt.Errorf("cannot read the terminal: %w", err)
 	}

@@ -123,7 +123,7 @@ func (u *tui) form(ctx context.Context, heading string, fields []field) (bool, e
 		AddItem(problem, 1, 0, false).
 		AddItem(tview.NewBox(), 1, 0, false).
 		AddItem(tview.NewTextView().SetTextStyle(styleDim).
-			SetText("Enter next · Tab/Shift+Tab move · Ctrl+U clear · Esc cancel · Ctrl+C cancel"), 1, 0, false).
+			SetText(u.tr.T("Enter next · Tab/Shift+Tab move · Ctrl+U clear · Esc cancel · Ctrl+C cancel")), 1, 0, false).
 		AddItem(tview.NewBox(), 0, 1, false)
 	app.SetRoot(layout, true).SetFocus(inputs[0])
 
@@ -131,7 +131,7 @@ func (u *tui) form(ctx context.Context, heading string, fields []field) (bool, e
 		return false, err
 	}
 	if cancelled || !done {
-		fmt.Println("Cancelled: nothing was changed.")
+		fmt.Println(u.tr.T("Cancelled: nothing was changed."))
 		return false, nil
 	}
 	// What stays in the scrollback: the answers, but never a secret.
@@ -139,9 +139,9 @@ func (u *tui) form(ctx context.Context, heading string, fields []field) (bool, e
 		*f.value = inputs[i].GetText()
 		shown := *f.value
 		if f.masked {
-			shown = "(left empty)"
+			shown = u.tr.T("(left empty)")
 			if *f.value != "" {
-				shown = "(typed, not shown)"
+				shown = u.tr.T("(typed, not shown)")
 			}
 		}
 		fmt.Println(dim(f.title) + " " + bold(shown))

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/i18n"
 )
 
 // Options is what the menu takes from the mbk binary that shows it.
@@ -29,11 +30,14 @@ type Options struct {
 	// were typed, and returns its exit code; it prints the command's own
 	// error, as mbk would.
 	Run func(ctx context.Context, args ...string) int
+	// Lang is the language the menu speaks (nil: English).
+	Lang *i18n.Printer
 }
 
 // Menu is the menu on the process's terminal.
 type Menu struct {
 	opts   Options
+	tr     *i18n.Printer
 	ui     *tui
 	pipes  []*config.Pipeline
 	broken map[*config.Pipeline]string // pipelines whose file has errors
@@ -43,24 +47,38 @@ type Menu struct {
 // New opens the terminal (/dev/tty), and fails on one the menu cannot
 // drive ($TERM unknown or not cursor-addressable) before any prompt.
 func New(opts Options) (*Menu, error) {
-	ui, err := openTUI()
+	tr := opts.Lang
+	if tr == nil {
+		tr = i18n.New(i18n.English)
+	}
+	ui, err := openTUI(tr)
 	if err != nil {
 		return nil, err
 	}
-	return &Menu{opts: opts, ui: ui}, nil
+	return &Menu{opts: opts, tr: tr, ui: ui}, nil
 }
 
+// menuItems are the menu's options, labels in English: items translates.
 var menuItems = []choice{
-	{key: "1", label: "Create a backup"},
-	{key: "2", label: "List backups"},
-	{key: "3", label: "Restore a backup"},
-	{key: "4", label: "Configure a schedule"},
-	{key: "5", label: "Show schedules"},
-	{key: "6", label: "Remove a schedule"},
-	{key: "7", label: "Configure e-mail"},
-	{key: "8", label: "Send a test e-mail"},
-	{key: "9", label: "Show a backup's details"},
-	{key: "0", label: "Quit"},
+	{key: "1", label: i18n.Noop("Create a backup")},
+	{key: "2", label: i18n.Noop("List backups")},
+	{key: "3", label: i18n.Noop("Restore a backup")},
+	{key: "4", label: i18n.Noop("Configure a schedule")},
+	{key: "5", label: i18n.Noop("Show schedules")},
+	{key: "6", label: i18n.Noop("Remove a schedule")},
+	{key: "7", label: i18n.Noop("Configure e-mail")},
+	{key: "8", label: i18n.Noop("Send a test e-mail")},
+	{key: "9", label: i18n.Noop("Show a backup's details")},
+	{key: "0", label: i18n.Noop("Quit")},
+}
+
+// items is the menu in the person's language.
+func (m *Menu) items() []choice {
+	out := make([]choice, len(menuItems))
+	for i, it := range menuItems {
+		out[i] = choice{key: it.key, label: m.tr.T(it.label)}
+	}
+	return out
 }
 
 // Loop shows the menu until the person quits, or leaves with Ctrl+C or by
@@ -78,12 +96,12 @@ func (m *Menu) loop(ctx context.Context) error {
 		// Files are read again every time: a schedule or e-mail setting
 		// changed by one action shows in the next.
 		m.load()
-		key, err := m.ui.choose(ctx, m.header(), "What do you want to do?", menuItems)
+		key, err := m.ui.choose(ctx, m.header(), m.tr.T("What do you want to do?"), m.items())
 		if err != nil {
 			return err
 		}
 		if key == "0" || key == "" {
-			fmt.Println("Bye.")
+			fmt.Println(m.tr.T("Bye."))
 			return nil
 		}
 		err = m.do(ctx, key)
@@ -104,7 +122,7 @@ func (m *Menu) do(ctx context.Context, key string) error {
 		m.mbk(ctx, "cron", "list")
 		return nil
 	}
-	p, err := m.choosePipeline(ctx, menuItems[indexOfKey(menuItems, key)].label)
+	p, err := m.choosePipeline(ctx, m.tr.T(menuItems[indexOfKey(menuItems, key)].label))
 	if err != nil || p == nil {
 		return err
 	}
@@ -160,13 +178,13 @@ func (m *Menu) load() {
 	for _, path := range files {
 		f, diags := loader.Load(path)
 		if f == nil || len(f.Pipelines) == 0 {
-			m.notes = append(m.notes, fmt.Sprintf("%s cannot be loaded (run: mbk validate %s)", path, path))
+			m.notes = append(m.notes, m.tr.T("%[1]s cannot be loaded (run: mbk validate %[1]s)", path))
 			continue
 		}
 		for _, p := range f.Pipelines {
 			m.pipes = append(m.pipes, p)
 			if diags.HasErrors() {
-				m.broken[p] = "not valid: run mbk validate " + path
+				m.broken[p] = m.tr.T("not valid: run mbk validate %s", path)
 			}
 		}
 	}
@@ -174,7 +192,7 @@ func (m *Menu) load() {
 
 func (m *Menu) header() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "mbk %s · backups of Moodle sites · %d pipeline(s) in %s", m.opts.Version, len(m.pipes), strings.Join(m.opts.Paths, ", "))
+	b.WriteString(m.tr.T("mbk %s · backups of Moodle sites · %d pipeline(s) in %s", m.opts.Version, len(m.pipes), strings.Join(m.opts.Paths, ", ")))
 	for _, n := range m.notes {
 		fmt.Fprintf(&b, "\n  ! %s", n)
 	}
@@ -185,19 +203,19 @@ func (m *Menu) header() string {
 // there is no pipeline to choose (it said so).
 func (m *Menu) choosePipeline(ctx context.Context, action string) (*config.Pipeline, error) {
 	if len(m.pipes) == 0 {
-		fmt.Printf("No pipeline found in %s: pass pipeline files or directories (mbk menu PATH...).\n", strings.Join(m.opts.Paths, ", "))
+		fmt.Println(m.tr.T("No pipeline found in %s: pass pipeline files or directories (mbk menu PATH...).", strings.Join(m.opts.Paths, ", ")))
 		return nil, nil
 	}
 	var items []choice
 	for i, p := range m.pipes {
-		hint := fmt.Sprintf("%s · sets in %s", p.File.Path, p.Root)
+		hint := m.tr.T("%s · sets in %s", p.File.Path, p.Root)
 		if why := m.broken[p]; why != "" {
 			hint += " · " + why
 		}
 		items = append(items, choice{key: fmt.Sprint(i + 1), label: p.Name, hint: hint})
 	}
-	items = append(items, choice{key: "0", label: "Back"})
-	key, err := m.ui.choose(ctx, "", action+": which pipeline?", items)
+	items = append(items, choice{key: "0", label: m.tr.T("Back")})
+	key, err := m.ui.choose(ctx, "", m.tr.T("%s: which pipeline?", action), items)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +240,7 @@ func (m *Menu) mbk(ctx context.Context, args ...string) int {
 	fmt.Printf("\n$ mbk %s\n", shellQuote(args))
 	code := m.opts.Run(ctx, args...)
 	if code != 0 {
-		fmt.Printf("(exit code %d)\n", code)
+		fmt.Println(m.tr.T("(exit code %v)", code))
 	}
 	return code
 }

@@ -84,7 +84,7 @@ func backToMenu(tm *term) {
 func TestMenuListCreateDetailsRestore(t *testing.T) {
 	s := newMenuSite(t)
 	tm := startTerm(t, nil, "menu", s.dir)
-	tm.waitFor("2 pipeline(s) in " + s.dir)
+	tm.waitFor("2 pipelines in " + s.dir)
 	tm.waitFor("0  Quit")
 
 	// Going back (0 or Esc) from a list returns to the menu at once.

@@ -3,14 +3,14 @@ package menu
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/dustin/go-humanize"
-
 	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/engine"
+	"github.com/mbk-backup/mbk/core/i18n"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
@@ -26,7 +26,7 @@ import (
 func (m *Menu) chooseSet(ctx context.Context, p *config.Pipeline, completeOnly bool) (*repo.Set, []repo.Set, error) {
 	sets, err := repo.List(p.Root, p.Location)
 	if err != nil {
-		fmt.Printf("Cannot list the sets of %s: %v\n", p.Name, err)
+		fmt.Println(m.tr.T("Cannot list the sets of %s: %v", p.Name, err))
 		return nil, nil, nil
 	}
 	var backups, copies []int // indexes into sets, newest first
@@ -42,11 +42,11 @@ func (m *Menu) chooseSet(ctx context.Context, p *config.Pipeline, completeOnly b
 		}
 	}
 	if len(backups)+len(copies) == 0 {
-		what := "no set"
+		msg := m.tr.T("Pipeline %s has no set in %s.", p.Name, p.Root)
 		if completeOnly {
-			what = "no complete set"
+			msg = m.tr.T("Pipeline %s has no complete set in %s.", p.Name, p.Root)
 		}
-		fmt.Printf("Pipeline %s has %s in %s.\n", p.Name, what, p.Root)
+		fmt.Println(msg)
 		return nil, nil, nil
 	}
 	now := time.Now()
@@ -56,16 +56,16 @@ func (m *Menu) chooseSet(ctx context.Context, p *config.Pipeline, completeOnly b
 	start := -1
 	for _, i := range append(backups, copies...) {
 		s := sets[i]
-		state := "complete, " + humanize.IBytes(uint64(s.Size()))
+		state := m.tr.T("complete, %s", m.tr.IBytes(uint64(s.Size())))
 		if !s.Complete {
-			state = "incomplete, " + humanize.IBytes(uint64(s.Size())) + " (" + s.Problem + ")"
+			state = m.tr.T("incomplete, %s (%s)", m.tr.IBytes(uint64(s.Size())), s.Problem)
 		}
-		hint := "backup · " + state
+		hint := m.tr.T("backup · %s", state)
 		if s.PreRestore() {
-			hint = "SAFETY COPY (pre-restore): the site before set " + s.Manifest.Restoring + " was restored · " + state
+			hint = m.tr.T("SAFETY COPY (pre-restore): the site before set %s was restored · %s", s.Manifest.Restoring, state)
 		}
 		if s.Future(now) {
-			hint = "FUTURE: dated " + repo.Ahead(s.Time, now) + " ahead of this machine's clock · " + hint
+			hint = m.tr.T("FUTURE: dated %s ahead of this machine's clock · %s", repo.Ahead(s.Time, now), hint)
 		}
 		if hasLatest && s.Name == latest.Name {
 			start = len(items)
@@ -73,11 +73,11 @@ func (m *Menu) chooseSet(ctx context.Context, p *config.Pipeline, completeOnly b
 		items = append(items, choice{key: fmt.Sprint(len(items) + 1), label: s.Name, hint: hint})
 		picks = append(picks, i)
 	}
-	items = append(items, choice{key: "0", label: "Back"})
+	items = append(items, choice{key: "0", label: m.tr.T("Back")})
 	if start < 0 {
 		start = len(items) - 1 // no backup to take by default: Back is
 	}
-	key, err := m.ui.chooseAt(ctx, "", "Which set of "+p.Name+"?", items, start)
+	key, err := m.ui.chooseAt(ctx, "", m.tr.T("Which set of %s?", p.Name), items, start)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -95,11 +95,11 @@ func (m *Menu) restore(ctx context.Context, p *config.Pipeline) error {
 	if err != nil || set == nil {
 		return err
 	}
-	what, err := m.ui.choose(ctx, "", "Restore what?", []choice{
-		{key: "1", label: "The database and the files"},
-		{key: "2", label: "Only the database"},
-		{key: "3", label: "Only the files"},
-		{key: "0", label: "Back"},
+	what, err := m.ui.choose(ctx, "", m.tr.T("Restore what?"), []choice{
+		{key: "1", label: m.tr.T("The database and the files")},
+		{key: "2", label: m.tr.T("Only the database")},
+		{key: "3", label: m.tr.T("Only the files")},
+		{key: "0", label: m.tr.T("Back")},
 	})
 	if err != nil {
 		return err
@@ -119,17 +119,17 @@ func (m *Menu) restore(ctx context.Context, p *config.Pipeline) error {
 
 	// An unreadable marker is mbk restore's to report.
 	marker, _ := repo.ReadRestoreMarker(p.Root)
-	summary := restoreSummary(p, sets, *set, only, marker, time.Now())
+	summary := restoreSummary(m.tr, p, sets, *set, only, marker, time.Now())
 	// Printed too, so that the scrollback keeps what was confirmed.
 	fmt.Printf("\n%s\n", summary)
 	typed := ""
 	ok, err := m.ui.form(ctx, summary, []field{{
-		title: "Type the pipeline's name (" + p.Name + ") to restore",
-		desc:  "Enter restores: the menu runs  mbk " + shellQuote(args) + "\nEsc cancels: nothing is restored.",
+		title: m.tr.T("Type the pipeline's name (%s) to restore", p.Name),
+		desc:  m.tr.T("Enter restores: the menu runs  mbk %s\nEsc cancels: nothing is restored.", shellQuote(args)),
 		value: &typed,
 		validate: func(s string) error {
 			if strings.TrimSpace(s) != p.Name {
-				return fmt.Errorf("type the pipeline's name, %s, exactly to restore; Esc cancels", p.Name)
+				return errors.New(m.tr.T("type the pipeline's name, %s, exactly to restore; Esc cancels", p.Name))
 			}
 			return nil
 		},
@@ -138,11 +138,11 @@ func (m *Menu) restore(ctx context.Context, p *config.Pipeline) error {
 		return err
 	}
 	if !ok {
-		fmt.Println("Nothing was restored: the site is as it was.")
+		fmt.Println(m.tr.T("Nothing was restored: the site is as it was."))
 		return nil
 	}
 	if code := m.mbk(ctx, args...); code != 0 {
-		fmt.Println(bold("The restore did not complete: what mbk said above is what happened and how to settle it."))
+		fmt.Println(bold(m.tr.T("The restore did not complete: what mbk said above is what happened and how to settle it.")))
 	}
 	return nil
 }
@@ -151,22 +151,22 @@ func (m *Menu) restore(ctx context.Context, p *config.Pipeline) error {
 // replaces (the site now, as the newest backup's manifest describes it),
 // what comes back (the chosen set's manifest), the set's date and age, and
 // the safety copy taken first.
-func restoreSummary(p *config.Pipeline, sets []repo.Set, chosen repo.Set, only string, marker *repo.RestoreMarker, now time.Time) string {
+func restoreSummary(tr *i18n.Printer, p *config.Pipeline, sets []repo.Set, chosen repo.Set, only string, marker *repo.RestoreMarker, now time.Time) string {
 	loc := p.Location
 	if loc == nil {
 		loc = time.Local
 	}
 	when := func(m *repo.Manifest) string {
-		return m.Started.In(loc).Format("2006-01-02 15:04") + ", " + age(now.Sub(m.Started))
+		return m.Started.In(loc).Format("2006-01-02 15:04") + ", " + age(tr, now.Sub(m.Started))
 	}
 	var b strings.Builder
-	what := map[string]string{"": "the database and the files", engine.OnlyDB: "only the database", engine.OnlyFiles: "only the files"}[only]
-	fmt.Fprintf(&b, "Restore set %s of pipeline %s over the site: %s.\n", chosen.Name, p.Name, what)
-	kind := "a backup"
+	what := map[string]string{"": tr.T("the database and the files"), engine.OnlyDB: tr.T("only the database"), engine.OnlyFiles: tr.T("only the files")}[only]
+	b.WriteString(tr.T("Restore set %s of pipeline %s over the site: %s.", chosen.Name, p.Name, what) + "\n")
+	kind := tr.T("a backup")
 	if chosen.PreRestore() {
-		kind = "a safety copy (pre-restore): the site before set " + chosen.Manifest.Restoring + " was restored"
+		kind = tr.T("a safety copy (pre-restore): the site before set %s was restored", chosen.Manifest.Restoring)
 	}
-	fmt.Fprintf(&b, "The set was taken %s (%s).\n", when(chosen.Manifest), kind)
+	b.WriteString(tr.T("The set was taken %s (%s).", when(chosen.Manifest), kind) + "\n")
 
 	restored := restoredArtifacts(chosen.Manifest, only)
 	var live, since *repo.Set // the newest backup; a safety copy taken after it
@@ -181,41 +181,40 @@ func restoreSummary(p *config.Pipeline, sets []repo.Set, chosen repo.Set, only s
 			live = s
 		}
 	}
-	b.WriteString("\nReplaced: the site as it is now")
 	if live == nil {
-		b.WriteString(". No backup of it describes it: its size is not known.\n")
+		b.WriteString("\n" + tr.T("Replaced: the site as it is now. No backup of it describes it: its size is not known.") + "\n")
 	} else {
-		fmt.Fprintf(&b, ", as the newest backup's manifest describes it (set %s,\ntaken %s; what changed since then is replaced too):\n", live.Name, when(live.Manifest))
+		b.WriteString("\n" + tr.T("Replaced: the site as it is now, as the newest backup's manifest describes it (set %s,\ntaken %s; what changed since then is replaced too):", live.Name, when(live.Manifest)) + "\n")
 		for _, a := range restored {
 			if now, ok := sameArtifact(live.Manifest, a); ok {
-				fmt.Fprintf(&b, "  %s\n", describeArtifact(now))
+				fmt.Fprintf(&b, "  %s\n", describeArtifact(tr, now))
 			} else {
-				fmt.Fprintf(&b, "  %s: not in that backup\n", a.File)
+				fmt.Fprintf(&b, "  %s\n", tr.T("%s: not in that backup", a.File))
 			}
 		}
 		if since != nil {
-			fmt.Fprintf(&b, "  Since that backup, set %s was restored over the site (%s):\n  the site may hold that set instead.\n", since.Manifest.Restoring, when(since.Manifest))
+			b.WriteString(tr.T("  Since that backup, set %s was restored over the site (%s):\n  the site may hold that set instead.", since.Manifest.Restoring, when(since.Manifest)) + "\n")
 		}
 	}
-	fmt.Fprintf(&b, "Comes back: what set %s holds, as its manifest describes it:\n", chosen.Name)
+	b.WriteString(tr.T("Comes back: what set %s holds, as its manifest describes it:", chosen.Name) + "\n")
 	for _, a := range restored {
-		fmt.Fprintf(&b, "  %s\n", describeArtifact(a))
+		fmt.Fprintf(&b, "  %s\n", describeArtifact(tr, a))
 	}
 
 	b.WriteString("\n")
 	if marker != nil {
-		fmt.Fprintf(&b, "A restore of set %s is unfinished: the site may hold part of it, and a copy of that is worth\nnothing, so no new safety copy is taken.", marker.Set)
+		b.WriteString(tr.T("A restore of set %s is unfinished: the site may hold part of it, and a copy of that is worth\nnothing, so no new safety copy is taken.", marker.Set))
 		if marker.Safety != "" {
-			fmt.Fprintf(&b, " Set %s, taken before that restore, keeps the site as it was.", marker.Safety)
+			b.WriteString(" " + tr.T("Set %s, taken before that restore, keeps the site as it was.", marker.Safety))
 		}
 		b.WriteString("\n")
 	} else {
-		fmt.Fprintf(&b, "A safety copy of the site is taken first; it is kept %d days (a set of kind pre-restore in %s).\n", p.SafetyCopyDays, p.Root)
+		b.WriteString(tr.T("A safety copy of the site is taken first; it is kept %d days (a set of kind pre-restore in %s).", p.SafetyCopyDays, p.Root) + "\n")
 	}
 	if p.Maintenance != nil {
-		b.WriteString("The site is in maintenance mode, closed to its users, until the restore ends.\n")
+		b.WriteString(tr.T("The site is in maintenance mode, closed to its users, until the restore ends.") + "\n")
 	}
-	b.WriteString("If the restore fails, mbk says how to put the site back.")
+	b.WriteString(tr.T("If the restore fails, mbk says how to put the site back."))
 	return b.String()
 }
 
@@ -245,7 +244,7 @@ func sameArtifact(m *repo.Manifest, a repo.Artifact) (repo.Artifact, bool) {
 // describeArtifact says what an artifact holds, from its plugin's details:
 // a database's name, data and tables (the mysql plugin), files and bytes
 // (the volume plugin); for another plugin, its decompressed size.
-func describeArtifact(a repo.Artifact) string {
+func describeArtifact(tr *i18n.Printer, a repo.Artifact) string {
 	var d map[string]any
 	_ = json.Unmarshal(a.Details, &d) // no details: the fallback below
 	num := func(k string) (uint64, bool) {
@@ -255,50 +254,44 @@ func describeArtifact(a repo.Artifact) string {
 	if db, ok := d["database"].(string); ok {
 		var parts []string
 		if n, ok := num("data_bytes"); ok {
-			parts = append(parts, humanize.IBytes(n)+" of data")
+			parts = append(parts, tr.T("%s of data", tr.IBytes(n)))
 		}
 		if n, ok := num("tables"); ok {
-			parts = append(parts, fmt.Sprintf("in %d tables", n))
+			parts = append(parts, tr.T("in %d tables", n))
 		}
 		if n, ok := num("total_rows"); ok && len(parts) > 0 {
-			parts[len(parts)-1] += ", " + humanize.Comma(int64(n)) + " rows"
+			parts[len(parts)-1] += ", " + tr.T("%d rows", n)
 		}
 		if len(parts) > 0 {
-			return "Database " + db + ": " + strings.Join(parts, " ")
+			return tr.T("Database %s: %s", db, strings.Join(parts, " "))
 		}
 	}
 	if files, ok := num("files"); ok {
 		if bytes, ok := num("bytes"); ok {
-			return fmt.Sprintf("Files: %s files, %s", humanize.Comma(int64(files)), humanize.IBytes(bytes))
+			return tr.T("Files: %d files, %s", files, tr.IBytes(bytes))
 		}
 	}
-	return fmt.Sprintf("%s (stage %s %q, plugin %s): %s", a.File, a.Stage, a.Name, a.Plugin, humanize.IBytes(uint64(max(a.RawSize, 0))))
+	return tr.T("%s (stage %s %q, plugin %s): %s", a.File, a.Stage, a.Name, a.Plugin, tr.IBytes(uint64(max(a.RawSize, 0))))
 }
 
 // age says how long ago something was: "1 day 6 h ago".
-func age(d time.Duration) string {
+func age(tr *i18n.Printer, d time.Duration) string {
 	const day = 24 * time.Hour
-	plural := func(n int, unit string) string {
-		if n == 1 {
-			return "1 " + unit
-		}
-		return fmt.Sprintf("%d %ss", n, unit)
-	}
 	switch {
 	case d < 0:
-		return "in the future (check this machine's clock)"
+		return tr.T("in the future (check this machine's clock)")
 	case d < time.Minute:
-		return "less than a minute ago"
+		return tr.T("less than a minute ago")
 	case d < time.Hour:
-		return fmt.Sprintf("%d min ago", d/time.Minute)
+		return tr.T("%d min ago", int(d/time.Minute))
 	case d < day:
 		if m := d % time.Hour / time.Minute; m != 0 {
-			return fmt.Sprintf("%d h %d min ago", d/time.Hour, m)
+			return tr.T("%d h %d min ago", int(d/time.Hour), int(m))
 		}
-		return fmt.Sprintf("%d h ago", d/time.Hour)
+		return tr.T("%d h ago", int(d/time.Hour))
 	}
 	if h := d % day / time.Hour; h != 0 {
-		return fmt.Sprintf("%s %d h ago", plural(int(d/day), "day"), h)
+		return tr.T("%d day(s) %d h ago", int(d/day), int(h))
 	}
-	return plural(int(d/day), "day") + " ago"
+	return tr.T("%d day(s) ago", int(d/day))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/mbk-backup/mbk/core/i18n"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/testing/mbktest"
 	"github.com/mbk-backup/mbk/core/testing/testenv"
@@ -287,6 +288,7 @@ func TestMenuRestoresInPlace(t *testing.T) {
 }
 
 func TestMenuRestoreWords(t *testing.T) {
+	en, es := i18n.New(i18n.English), i18n.New(i18n.Spanish)
 	for d, want := range map[time.Duration]string{
 		30 * time.Second:              "less than a minute ago",
 		5 * time.Minute:               "5 min ago",
@@ -296,8 +298,21 @@ func TestMenuRestoreWords(t *testing.T) {
 		48*time.Hour + 59*time.Minute: "2 days ago",
 		-time.Minute:                  "in the future (check this machine's clock)",
 	} {
-		if got := age(d); got != want {
+		if got := age(en, d); got != want {
 			t.Errorf("age(%s) = %q, want %q", d, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{
+		30 * time.Second:              "hace menos de un minuto",
+		5 * time.Minute:               "hace 5 min",
+		3*time.Hour + 7*time.Minute:   "hace 3 h 7 min",
+		30 * time.Hour:                "hace 1 día y 6 h",
+		54 * time.Hour:                "hace 2 días y 6 h",
+		48*time.Hour + 59*time.Minute: "hace 2 días",
+		-time.Minute:                  "en el futuro (compruebe el reloj de esta máquina)",
+	} {
+		if got := age(es, d); got != want {
+			t.Errorf("Spanish age(%s) = %q, want %q", d, got, want)
 		}
 	}
 	for _, tc := range []struct {
@@ -307,9 +322,24 @@ func TestMenuRestoreWords(t *testing.T) {
 		{repo.Artifact{Details: json.RawMessage(`{"database":"moodle","tables":4,"data_bytes":2654208,"total_rows":5352}`)}, "Database moodle: 2.5 MiB of data in 4 tables, 5,352 rows"},
 		{repo.Artifact{Details: json.RawMessage(`{"files":332,"bytes":9858665,"directories":515}`)}, "Files: 332 files, 9.4 MiB"},
 		{repo.Artifact{File: "notes.txt", Stage: "dump", Name: "notes", Plugin: "notes", RawSize: 2048}, `notes.txt (stage dump "notes", plugin notes): 2.0 KiB`},
+		{repo.Artifact{Details: json.RawMessage(`{"files":1,"bytes":9}`)}, "Files: 1 file, 9 B"},
 	} {
-		if got := describeArtifact(tc.a); got != tc.want {
+		if got := describeArtifact(en, tc.a); got != tc.want {
 			t.Errorf("describeArtifact(%s) = %q, want %q", tc.a.Details, got, tc.want)
+		}
+	}
+	// Spanish: decimal comma, thousands point, plurals.
+	for _, tc := range []struct {
+		a    repo.Artifact
+		want string
+	}{
+		{repo.Artifact{Details: json.RawMessage(`{"database":"moodle","tables":4,"data_bytes":2654208,"total_rows":5352}`)}, "Base de datos moodle: 2,5 MiB de datos en 4 tablas, 5.352 filas"},
+		{repo.Artifact{Details: json.RawMessage(`{"database":"moodle","tables":1,"data_bytes":2654208,"total_rows":1}`)}, "Base de datos moodle: 2,5 MiB de datos en 1 tabla, 1 fila"},
+		{repo.Artifact{Details: json.RawMessage(`{"files":1332,"bytes":9858665,"directories":515}`)}, "Archivos: 1.332 archivos, 9,4 MiB"},
+		{repo.Artifact{File: "notes.txt", Stage: "dump", Name: "notes", Plugin: "notes", RawSize: 2048}, `notes.txt (etapa dump "notes", plugin notes): 2,0 KiB`},
+	} {
+		if got := describeArtifact(es, tc.a); got != tc.want {
+			t.Errorf("Spanish describeArtifact(%s) = %q, want %q", tc.a.Details, got, tc.want)
 		}
 	}
 }

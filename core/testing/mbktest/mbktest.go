@@ -60,13 +60,19 @@ func Main(m *testing.M, dir *string, pkgs map[string]string) {
 var tmpDir string
 
 // Env isolates a test's mbk from the machine: the test process's
-// environment without MBK_* variables, with a HOME of its own (so
+// environment without MBK_* variables nor locale variables (LANG, LC_*:
+// English unless a test sets them), with a HOME of its own (so
 // ~/.mbk/plugins is empty) and no colours.
 func Env(t testing.TB) []string {
 	home := t.TempDir()
 	var env []string
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "MBK_") || strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "TMPDIR=") {
+			continue
+		}
+		// The machine's locale would choose mbk's language: tests that
+		// assert output read English unless they set LANG themselves.
+		if strings.HasPrefix(kv, "LANG=") || strings.HasPrefix(kv, "LANGUAGE=") || strings.HasPrefix(kv, "LC_") {
 			continue
 		}
 		env = append(env, kv)

@@ -39,6 +39,8 @@ func main() {
 		err = onepassCmd(os.Args[2:])
 	case "report":
 		err = reportCmd(os.Args[2:])
+	case "levels":
+		err = levelsCmd(os.Args[2:])
 	case "quiet":
 		err = quietCmd(os.Args[2:])
 	default:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mbk-backup/mbk/core/stream"
 )
 
 // reportCmd reads a results directory and prints, and appends to the results
@@ -179,6 +182,8 @@ var variants = []struct{ label, what string }{
 	{"shell", "shell way, database + files"},
 	{"mbk-gzip", "`mbk run`, gzip (dump, archive, checksum)"},
 	{"mbk-zstd", "`mbk run`, zstd"},
+	{"mbk-old-gzip", "`mbk run`, gzip, the defaults before #21 (level 1, `--hex-blob`)"},
+	{"mbk-old-zstd", "`mbk run`, zstd, the defaults before #21 (level 1, `--hex-blob`)"},
 	{"mbk-db-gzip", "`mbk run` of the dump stage alone, gzip"},
 	{"mbk-db-zstd", "`mbk run` of the dump stage alone, zstd"},
 	{"mbk-files-gzip", "`mbk run` of the archive stage alone, gzip"},
@@ -189,6 +194,7 @@ var variants = []struct{ label, what string }{
 	{"restore-shell-files", "`docker run -i -v NEWVOL:/data … tar xzf -` < f"},
 	{"restore-shell", "shell restore, database + files"},
 	{"restore-mbk", "`mbk restore` of the gzip set, both"},
+	{"restore-mbk-old", "`mbk restore` of the mbk-old-gzip set, both"},
 	{"drill-mbk", "`mbk drill` of the gzip set: sandboxes, restore, checks (1% sample, at least 100 blobs), teardown"},
 	{"pool-first-zstd", "`mbk run` of the archive stage, filedir in the pool, empty root (bytes out: the root)"},
 	{"pool-unchanged-zstd", "the same, nothing changed since (bytes out: what the root grew)"},
@@ -232,8 +238,10 @@ func (r *report) write(scale string, rounds int, command string) {
 		"Medians are over the runs used: those where other tenants took at most a tenth of the run's own CPU (or 0.5 s); when every run of a variant was disturbed, all of them. " +
 		"Peak RSS is the largest sum of resident memory over the command's process tree, sampled every 50 ms from /proc; processes inside containers are not in that tree.\n\n")
 
+	r.sizes()
 	r.phases()
 	r.targets()
+	r.levels()
 	r.gobench()
 }
 
@@ -254,7 +262,7 @@ func (r *report) kvList(title string, kv map[string]string, keys []string) {
 func (r *report) phases() {
 	r.pf("### Inside the mbk runs (medians)\n\n")
 	r.pf("| run | dump s | archive s | checksum s | CPU s: mbk | plugins | plugins' share of tree CPU |\n|---|---|---|---|---|---|---|\n")
-	for _, l := range []string{"mbk-gzip", "mbk-zstd", "restore-mbk"} {
+	for _, l := range []string{"mbk-gzip", "mbk-zstd", "mbk-old-gzip", "mbk-old-zstd", "restore-mbk", "restore-mbk-old"} {
 		if len(r.runs[l]) == 0 {
 			continue
 		}
@@ -346,6 +354,30 @@ func (r *report) targets() {
 	addWithin("#7", "whole backup, zstd: within 1.3× of the floor", w("mbk-zstd"), w("floor"), 1.3)
 	addSpeed("#7", "restore: no slower than the shell way", w("restore-shell"), w("restore-mbk"), 1)
 	addSpeed("#7", "restore (stretch): 1.5× faster than the shell way", w("restore-shell"), w("restore-mbk"), 1.5)
+	// #21: smaller sets at the same speed.
+	out := func(l string) float64 {
+		return r.med(l, func(x *Result) float64 { return float64(x.BytesOut) / (1 << 20) })
+	}
+	addSize := func(what, l string, limit float64, known bool) {
+		if shell, x := out("shell"), out(l); shell > 0 && x > 0 {
+			ts = append(ts, target{"#21", what, fmt.Sprintf("%.3f× the shell way's size (%.1f MiB vs %.1f MiB)", x/shell, x, shell), x/shell <= limit, known})
+		}
+	}
+	addSize("whole backup, zstd, default levels: set ≤ 0.85× the shell way's size", "mbk-zstd", 0.85, true)
+	addSpeed("#21", "whole backup, zstd, default levels: ≥ 6× faster than the shell way", w("shell"), w("mbk-zstd"), 6)
+	addSize("whole backup, gzip, default levels: set no larger than the shell way's", "mbk-gzip", 1, true)
+	addSpeed("#21", "restore of the default gzip set: no slower than of a set with the defaults before #21 (`mbk-old-gzip`), within 5% for noise", w("restore-mbk-old"), w("restore-mbk"), 0.95)
+	addSize("for scale: zstd with the defaults before #21 (level 1, `--hex-blob`)", "mbk-old-zstd", 0, false)
+	addSize("for scale: gzip with the defaults before #21 (level 1, `--hex-blob`)", "mbk-old-gzip", 0, false)
+	if dump, tar, ok := r.smallest(); ok && out("shell") > 0 {
+		ts = append(ts, target{"#21", "for scale: the smallest dump + tar any codec of the level table made (" + dump.Variant + ", " + tar.Variant + ")",
+			fmt.Sprintf("%.3f× the shell way's size (%.1f MiB vs %.1f MiB)", mib(dump.Out+tar.Out)/out("shell"), mib(dump.Out+tar.Out), out("shell")), true, false})
+	}
+	for _, c := range []string{"zstd", "gzip"} {
+		if s, ok := speed(w("mbk-old-"+c), w("mbk-"+c)); ok {
+			ts = append(ts, target{"#21", "for scale: whole backup, " + c + ", default levels, against the defaults before #21", s, true, false})
+		}
+	}
 	// For scale: what a drill costs beside the restore it proves.
 	if dr, rs := r.phase("drill-mbk", "drill-restore"), w("restore-mbk"); dr > 0 && rs > 0 {
 		ratio := func(x float64) string {
@@ -372,7 +404,7 @@ func (r *report) targets() {
 		}
 	}
 	r.poolTargets(&ts)
-	for _, l := range []string{"mbk-gzip", "mbk-zstd", "mbk-db-gzip", "mbk-db-zstd", "mbk-files-gzip", "mbk-files-zstd", "restore-mbk", "drill-mbk",
+	for _, l := range []string{"mbk-gzip", "mbk-zstd", "mbk-db-gzip", "mbk-db-zstd", "mbk-files-gzip", "mbk-files-zstd", "restore-mbk", "restore-mbk-old", "drill-mbk",
 		"pool-first-zstd", "pool-unchanged-zstd", "pool-1pct-zstd", "restore-files-pool"} {
 		// Memory does not suffer from other tenants: every run counts.
 		var peaks []float64
@@ -406,6 +438,125 @@ func (r *report) targets() {
 		r.pf("| %s | %s | %s | %s |\n", t.issue, cell(t.what), t.got, verdict)
 	}
 	r.pf("\nThe dump and archive paths are whole `mbk run`s of that stage alone (mbk-db-*, mbk-files-*) against the shell way's and the floor's separate runs.\n\n")
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// sizes breaks the whole sets down into their database and files parts:
+// the shell way's two files, and each mbk set's dump and archive artifacts.
+func (r *report) sizes() {
+	stored := func(l, kind string) float64 {
+		return r.med(l, func(x *Result) float64 {
+			var n int64
+			for _, p := range x.Phases {
+				if p.Kind == kind {
+					n += p.Stored
+				}
+			}
+			return mib(n)
+		})
+	}
+	out := func(l string) float64 { return r.med(l, func(x *Result) float64 { return mib(x.BytesOut) }) }
+	shell := out("shell")
+	if shell == 0 {
+		return
+	}
+	r.pf("### Set sizes (#21)\n\n| set | database MiB | files MiB | whole MiB | × the shell way |\n|---|---|---|---|---|\n")
+	r.pf("| %s | %.1f | %.1f | %.1f | 1.000 |\n", cell("shell way (`mariadb-dump | gzip`, `tar czf`)"), out("shell-db"), out("shell-files"), shell)
+	for _, l := range []string{"mbk-gzip", "mbk-zstd", "mbk-old-gzip", "mbk-old-zstd"} {
+		if len(r.runs[l]) == 0 {
+			continue
+		}
+		r.pf("| %s | %.1f | %.1f | %.1f | %.3f |\n", l, stored(l, "dump"), stored(l, "archive"), out(l), out(l)/shell)
+	}
+	r.pf("\nmbk-gzip and mbk-zstd run with the default levels (%s); mbk-old-* as mbk did before #21 (level 1, `--hex-blob`). "+
+		"The dump holds no binary columns, so `--hex-blob` changes nothing here; the level table below has the codecs alone.\n\n", defaultsText())
+}
+
+// defaultsText names the default levels as the core's table has them.
+func defaultsText() string {
+	var parts []string
+	for _, c := range stream.Codecs() {
+		if !c.TakesLevel() {
+			continue
+		}
+		d, a := stream.DefaultLevel(c.Name, stream.DumpFormat), stream.DefaultLevel(c.Name, "tar")
+		if d == a {
+			parts = append(parts, fmt.Sprintf("%s %d", c.Name, d))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %d for the dump, %d for the archive", c.Name, d, a))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// levelRows reads benchtool levels' results, if the run made them.
+func (r *report) levelRows() []levelRow {
+	b, err := os.ReadFile(filepath.Join(r.dir, "levels.json"))
+	if err != nil {
+		return nil
+	}
+	var rows []levelRow
+	if json.Unmarshal(b, &rows) != nil {
+		return nil
+	}
+	return rows
+}
+
+// smallest is the level table's smallest output for the dump and the tar.
+func (r *report) smallest() (dump, tar levelRow, ok bool) {
+	for _, x := range r.levelRows() {
+		switch {
+		case x.Input == "dump" && (dump.Out == 0 || x.Out < dump.Out):
+			dump = x
+		case x.Input == "tar" && (tar.Out == 0 || x.Out < tar.Out):
+			tar = x
+		}
+	}
+	return dump, tar, dump.Out > 0 && tar.Out > 0
+}
+
+// levels prints the codecs' size/speed table.
+func (r *report) levels() {
+	rows := r.levelRows()
+	if len(rows) == 0 {
+		return
+	}
+	ref := map[string]int64{}
+	for _, x := range rows {
+		if x.Variant == "gzip -6" {
+			ref[x.Input] = x.Out
+		}
+	}
+	chosen := func(x levelRow) bool {
+		for _, c := range stream.Codecs() {
+			format := "tar"
+			if x.Input == "dump" {
+				format = stream.DumpFormat
+			}
+			if c.TakesLevel() && x.Variant == fmt.Sprintf("mbk %s %d", c.Name, stream.DefaultLevel(c.Name, format)) {
+				return true
+			}
+		}
+		return false
+	}
+	r.pf("### Codecs and levels (`benchtool levels`, #21)\n\n")
+	r.pf("| input | variant | MiB out | ratio | × `gzip -6` | wall s | CPU s | MB/s | |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, x := range rows {
+		vs := "—"
+		if ref[x.Input] > 0 {
+			vs = fmt.Sprintf("%.3f", float64(x.Out)/float64(ref[x.Input]))
+		}
+		mark := x.Note
+		if chosen(x) {
+			mark = "**default** — " + mark
+		}
+		r.pf("| %s | %s | %.1f | %.3f | %s | %.2f | %.2f | %.0f | %s |\n", x.Input, x.Variant, mib(x.Out), float64(x.Out)/float64(x.In),
+			vs, x.Wall, x.CPU, float64(x.In)/1e6/x.Wall, cell(mark))
+	}
+	r.pf("\nOne pass per variant over the bench's raw dump and tar, read into memory first; `mbk …` rows are the writers a set is written with (`stream.NewWriter`), " +
+		"zstd-blocks rows klauspost's single-frame stream encoder with concurrent blocks (the alternative to mbk's independent 512 KiB frames), " +
+		"the others the system's tools. Sizes are exact; times are one run each on a shared machine.\n\n")
 }
 
 // gobench reports the side-channel benchmarks and what they say about the

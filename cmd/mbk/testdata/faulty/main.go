@@ -28,6 +28,8 @@ type settings struct {
 	Seconds float64 `cty:"seconds"`
 	Gate    string  `cty:"gate"`
 	PIDFile string  `cty:"pidfile"`
+	Format  string  `cty:"format"`
+	Text    bool    `cty:"text"`
 }
 
 var schema = sdk.Schema{Attributes: []sdk.Attribute{
@@ -36,6 +38,8 @@ var schema = sdk.Schema{Attributes: []sdk.Attribute{
 	{Name: "seconds", Type: sdk.Int, Default: cty.NumberIntVal(0), Description: "slow: spread the bytes over this many seconds"},
 	{Name: "gate", Type: sdk.String, Default: cty.StringVal(""), Description: "slow: after half the bytes, wait until this file exists"},
 	{Name: "pidfile", Type: sdk.String, Default: cty.StringVal(""), Description: "hang-child: write the child's PID here"},
+	{Name: "text", Type: sdk.Bool, Default: cty.False, Description: "write words in a seeded random order (which each compression level packs differently) instead of a repeating pattern"},
+	{Name: "format", Type: sdk.String, Default: cty.StringVal("bin"), Description: "the artifact's format (\"sql\" is a dump to the core)"},
 }}
 
 // retainSchema: the faulty retention policy, a liar the engine must not obey.
@@ -77,8 +81,12 @@ func (f *faulty) Decide(_ context.Context, cfg sdk.Config, in sdk.RetainInput) (
 	return out, nil
 }
 
-func (f *faulty) Plan(context.Context, sdk.Config) ([]sdk.Artifact, error) {
-	return []sdk.Artifact{{ID: "0", Name: "faulty", Format: "bin"}}, nil
+func (f *faulty) Plan(_ context.Context, cfg sdk.Config) ([]sdk.Artifact, error) {
+	var s settings
+	if err := cfg.Decode(&s); err != nil {
+		return nil, err
+	}
+	return []sdk.Artifact{{ID: "0", Name: "faulty", Format: s.Format}}, nil
 }
 
 func (f *faulty) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer) (sdk.BackupResult, error) {
@@ -90,6 +98,18 @@ func (f *faulty) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 	for i := range buf {
 		buf[i] = byte(i * 7)
 	}
+	words := []string{"curso ", "matemáticas ", "álgebra ", "foro ", "tarea ", "nota ", "alumno ", "profesor ", "entrega ", "examen\n"}
+	seed := uint64(21)
+	text := func() {
+		buf = buf[:0]
+		for len(buf) < 64<<10-16 {
+			seed = seed*6364136223846793005 + 1442695040888963407
+			buf = append(buf, words[seed>>33%uint64(len(words))]...)
+		}
+	}
+	if s.Text {
+		text()
+	}
 	write := func(n int64) error {
 		for n > 0 {
 			k := min(n, int64(len(buf)))
@@ -97,6 +117,9 @@ func (f *faulty) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 				return err
 			}
 			n -= k
+			if s.Text {
+				text()
+			}
 		}
 		return nil
 	}
