@@ -561,7 +561,7 @@ cmd_run() {
   done
   echo "load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RES/machine.txt"
 
-  if ((LEVELS)); then
+  if ((LEVELS)) && [[ $ONLY != pool ]]; then # the pool's variants need no codec table
     log "the codecs' size/speed table (benchtool levels)"
     levels
   fi

@@ -118,7 +118,7 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		st.add(rel, out)
 		if tw.pool != nil && fi.IsDir() && (rel == "filedir" || rel == "trashdir") {
 			// Moodle's pooled areas: scanned side by side below here.
-			if err := scanParallel(ctx, full, func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
+			if err := scanParallel(ctx, full, 2, func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
 				return visit(full, d, walkErr, fi)
 			}); err != nil {
 				return err
@@ -150,14 +150,39 @@ type scanned struct {
 }
 
 // scanParallel walks each entry below dir (not dir itself) and hands it to
-// visit in the order filepath.WalkDir would: the subtrees of dir's
-// subdirectories are listed and lstat'ed by scanWorkers goroutines, while
-// visit takes them one subtree after the other. visit's fs.SkipDir for a
-// directory leaves out what lies below it.
-func scanParallel(ctx context.Context, dir string, visit func(string, fs.DirEntry, error, fs.FileInfo) error) error {
+// visit in the order filepath.WalkDir would. At depth 1 the subtrees of
+// dir's entries are listed and lstat'ed by scanWorkers goroutines while
+// visit takes them one subtree after the other; above, dir's directories
+// are visited one by one and scanned at the next depth. Moodle's
+// filedir/ab/cd/ is scanned at depth 2: a job is one ab/cd directory, a
+// few files even on a site of millions, so that what waits in memory
+// stays small. visit's fs.SkipDir for a directory leaves out what lies
+// below it.
+func scanParallel(ctx context.Context, dir string, depth int, visit func(string, fs.DirEntry, error, fs.FileInfo) error) error {
 	top, err := os.ReadDir(dir)
 	if err != nil {
 		return visit(dir, nil, err, nil)
+	}
+	if depth > 1 {
+		for _, e := range top {
+			full := filepath.Join(dir, e.Name())
+			fi, ierr := e.Info()
+			if errors.Is(ierr, fs.ErrNotExist) {
+				fi, ierr = nil, nil // visit finds it gone and says so
+			}
+			err := visit(full, e, ierr, fi)
+			switch {
+			case err == fs.SkipDir && e.IsDir():
+				continue
+			case err != nil:
+				return err
+			case e.IsDir() && ierr == nil && fi != nil:
+				if err := scanParallel(ctx, full, depth-1, visit); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
