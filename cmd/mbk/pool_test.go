@@ -379,6 +379,9 @@ func TestPoolSweepKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The sweep deletes in the order of the blobs' names: it is under way
+	// when the first orphan is gone and the last is still there.
+	first, last := w.Blob, w.Blob
 	for i := range orphans - 1 {
 		h := sha1.Sum([]byte(fmt.Sprint("orphan ", i)))
 		b := pool.Blob{SHA1: hex.EncodeToString(h[:]), Size: int64(i)}
@@ -388,11 +391,21 @@ func TestPoolSweepKilled(t *testing.T) {
 		if err := os.WriteFile(pl.Path(b), body, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		if b.SHA1 < first.SHA1 {
+			first = b
+		}
+		if b.SHA1 > last.SHA1 {
+			last = b
+		}
 	}
 	count := func() int {
 		n := 0
 		pl.Walk(func(pool.Blob, string, int64) error { n++; return nil })
 		return n
+	}
+	exists := func(b pool.Blob) bool {
+		_, err := os.Stat(pl.Path(b))
+		return err == nil
 	}
 	cmd := exec.Command(filepath.Join(binDir, "mbk"), "prune", file)
 	cmd.Env = baseEnv(t)
@@ -402,12 +415,14 @@ func TestPoolSweepKilled(t *testing.T) {
 	}
 	killed := false
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
-		if n := count(); n < orphans+len(blobs) && n > len(blobs) {
-			cmd.Process.Signal(syscall.SIGKILL)
-			killed = true
+		if !exists(first) {
+			if exists(last) {
+				cmd.Process.Signal(syscall.SIGKILL)
+				killed = true
+			}
 			break
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(50 * time.Microsecond)
 	}
 	cmd.Wait()
 	if !killed {

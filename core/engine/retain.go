@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -183,20 +184,21 @@ func SweepPool(root string, loc *time.Location, gone map[string]bool, dryRun boo
 	if err != nil {
 		return nil, fmt.Errorf("list sets: %w", err)
 	}
-	keep := pool.Refs{}
+	var marks []string
 	for _, st := range sets {
-		if !st.Complete || gone[st.Name] {
-			continue
-		}
-		refs, err := pool.ReadRefs(st.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("pool not swept: set %s: %w", st.Name, err)
-		}
-		for _, b := range refs {
-			keep.Add(b)
+		if st.Complete && !gone[st.Name] {
+			marks = append(marks, st.Dir)
 		}
 	}
-	sw, err := pl.Sweep(keep, dryRun)
+	mark := func(add func(pool.Blob)) error {
+		for _, dir := range marks {
+			if err := pool.EachRef(dir, add); err != nil {
+				return fmt.Errorf("pool not swept: set %s: %w", filepath.Base(dir), err)
+			}
+		}
+		return nil
+	}
+	sw, err := pl.Sweep(mark, dryRun)
 	if err != nil {
 		return &sw, fmt.Errorf("sweep the pool: %w", err)
 	}

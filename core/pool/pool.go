@@ -19,6 +19,7 @@ package pool
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/binary"
@@ -30,6 +31,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -433,9 +435,29 @@ func ReadRefs(setDir string) ([]Blob, error) {
 	return ParseRefs(f, filepath.Join(setDir, RefsFile))
 }
 
+// EachRef calls fn for each reference of a set's POOL_REFS as it reads the
+// file: a sweep of a site of millions of files must not hold a set's
+// references as strings. A set without POOL_REFS references nothing.
+func EachRef(setDir string, fn func(Blob)) error {
+	f, err := os.Open(filepath.Join(setDir, RefsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return eachRef(f, filepath.Join(setDir, RefsFile), fn)
+}
+
 // ParseRefs reads a POOL_REFS file's content; name is for errors.
 func ParseRefs(r io.Reader, name string) ([]Blob, error) {
 	var out []Blob
+	err := eachRef(r, name, func(b Blob) { out = append(out, b) })
+	return out, err
+}
+
+func eachRef(r io.Reader, name string, fn func(Blob)) error {
 	sc := bufio.NewScanner(r)
 	line := 0
 	for sc.Scan() {
@@ -444,11 +466,11 @@ func ParseRefs(r io.Reader, name string) ([]Blob, error) {
 		n, err := strconv.ParseInt(size, 10, 64)
 		b := Blob{SHA1: h, Size: n}
 		if !ok || err != nil || b.Check() != nil {
-			return nil, fmt.Errorf("%s line %d: %q is not \"<sha1> <size>\"", name, line, sc.Text())
+			return fmt.Errorf("%s line %d: %q is not \"<sha1> <size>\"", name, line, sc.Text())
 		}
-		out = append(out, b)
+		fn(b)
 	}
-	return out, sc.Err()
+	return sc.Err()
 }
 
 // RefsWriter appends a set's references as a backup makes them. It is
@@ -505,31 +527,60 @@ type Swept struct {
 	Kept  int
 }
 
-// Sweep deletes every blob not in keep, and what interrupted writes left
-// in .pool/.tmp. The caller holds the root's lock and built keep from every
-// complete set (mark); deleting only what no set references, a sweep that
-// is killed leaves unreferenced blobs behind, never a referenced one
-// missing.
-func (p *Pool) Sweep(keep Refs, dryRun bool) (Swept, error) {
+// Sweep deletes every blob that mark does not mark, and what interrupted
+// writes left in .pool/.tmp. mark calls add for every blob a complete set
+// references; the caller holds the root's lock. Mark, then sweep: the
+// pool's blobs are listed (28 bytes each, sorted), mark sets a bit for
+// each one referenced, and only then are the unmarked deleted, so a sweep
+// that is killed leaves unreferenced blobs behind, never a referenced one
+// missing. An error from mark stops the sweep before anything is deleted.
+func (p *Pool) Sweep(mark func(add func(Blob)) error, dryRun bool) (Swept, error) {
 	var out Swept
+	var keys []refKey
+	if err := p.Walk(func(b Blob, _ string, _ int64) error {
+		if k, ok := keyOf(b); ok {
+			keys = append(keys, k)
+		}
+		return nil
+	}); err != nil {
+		return out, err
+	}
+	slices.SortFunc(keys, func(a, b refKey) int { return bytes.Compare(a[:], b[:]) })
+	marked := make([]uint64, (len(keys)+63)/64)
+	if err := mark(func(b Blob) {
+		k, ok := keyOf(b)
+		if !ok {
+			return
+		}
+		if i, found := slices.BinarySearchFunc(keys, k, func(a, b refKey) int { return bytes.Compare(a[:], b[:]) }); found {
+			marked[i/64] |= 1 << (i % 64)
+		}
+	}); err != nil {
+		return out, err
+	}
 	if !dryRun {
 		p.CleanTmp()
 	}
-	err := p.Walk(func(b Blob, path string, size int64) error {
-		if keep.Has(b) {
+	for i, k := range keys {
+		if marked[i/64]&(1<<(i%64)) != 0 {
 			out.Kept++
-			return nil
+			continue
+		}
+		b := Blob{SHA1: hex.EncodeToString(k[:20]), Size: int64(binary.BigEndian.Uint64(k[20:]))}
+		path := p.Path(b)
+		fi, err := os.Stat(path)
+		if err != nil {
+			continue
 		}
 		if !dryRun {
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
+				return out, err
 			}
 		}
 		out.Blobs++
-		out.Bytes += size
-		return nil
-	})
-	return out, err
+		out.Bytes += fi.Size()
+	}
+	return out, nil
 }
 
 // Walk calls fn for every blob in the pool, in name order. Names that are

@@ -125,11 +125,13 @@ func TestSweepKeepsReferenced(t *testing.T) {
 		all = append(all, w.Blob)
 	}
 	os.WriteFile(filepath.Join(p.DirPath(), tmpDir, "blob-leftover"), []byte("half"), 0o600)
-	keep := Refs{}
-	for _, b := range all[:7] {
-		keep.Add(b)
-	}
-	s, err := p.Sweep(keep, false)
+	s, err := p.Sweep(func(add func(Blob)) error {
+		for _, b := range all[:7] {
+			add(b)
+		}
+		add(Blob{SHA1: strings.Repeat("ab", 20), Size: 3}) // no such blob: nothing to keep
+		return nil
+	}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
