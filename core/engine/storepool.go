@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -174,16 +173,12 @@ func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool
 			if f.Name != pool.RefsFile {
 				continue
 			}
-			var buf bytes.Buffer
-			if _, err := s.Client.Get(ctx, s.Wire, st.Name, pool.RefsFile, &buf); err != nil {
+			rp := pool.NewRefsParser(st.Name+"/"+pool.RefsFile, keep.Add)
+			if _, err := s.Client.Get(ctx, s.Wire, st.Name, pool.RefsFile, rp); err != nil {
 				return nil, fmt.Errorf("pool not swept: read %s/%s: %w", st.Name, pool.RefsFile, err)
 			}
-			refs, err := pool.ParseRefs(&buf, st.Name+"/"+pool.RefsFile)
-			if err != nil {
+			if err := rp.Close(); err != nil {
 				return nil, fmt.Errorf("pool not swept: %w", err)
-			}
-			for _, b := range refs {
-				keep.Add(b)
 			}
 		}
 	}

@@ -718,3 +718,62 @@ func (p *Pool) Check(ctx context.Context, refs []Blob, readData bool, identities
 	sort.Strings(probs)
 	return probs
 }
+
+// RefsParser is an io.Writer that reads a POOL_REFS file as it is written
+// to it (a download), calling fn for each reference: a store's sweep never
+// holds a whole set's references. Close checks the end.
+type RefsParser struct {
+	name  string
+	fn    func(Blob)
+	carry []byte
+	line  int
+	err   error
+}
+
+// NewRefsParser parses POOL_REFS content named name (for errors).
+func NewRefsParser(name string, fn func(Blob)) *RefsParser {
+	return &RefsParser{name: name, fn: fn}
+}
+
+func (r *RefsParser) Write(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	data := p
+	if len(r.carry) > 0 {
+		data = append(r.carry, p...)
+	}
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		if err := r.parse(data[:i]); err != nil {
+			r.err = err
+			return 0, err
+		}
+		data = data[i+1:]
+	}
+	r.carry = append(r.carry[:0], data...)
+	return len(p), nil
+}
+
+func (r *RefsParser) parse(line []byte) error {
+	r.line++
+	h, size, ok := strings.Cut(string(line), " ")
+	n, err := strconv.ParseInt(size, 10, 64)
+	b := Blob{SHA1: h, Size: n}
+	if !ok || err != nil || b.Check() != nil {
+		return fmt.Errorf("%s line %d: %q is not \"<sha1> <size>\"", r.name, r.line, line)
+	}
+	r.fn(b)
+	return nil
+}
+
+// Close reports a parse error, or a last line without its newline.
+func (r *RefsParser) Close() error {
+	if r.err == nil && len(r.carry) > 0 {
+		r.err = r.parse(r.carry)
+	}
+	return r.err
+}

@@ -157,3 +157,26 @@ func TestLaterVersionRefused(t *testing.T) {
 		t.Fatalf("a format-2 pool opened: %v", err)
 	}
 }
+
+// RefsParser reads POOL_REFS however the download cuts it, and refuses a
+// bad line naming it.
+func TestRefsParser(t *testing.T) {
+	content := "da39a3ee5e6b4b0d3255bfef95601890afd80709 0\n" + strings.Repeat("a", 40) + " 12\n" + strings.Repeat("b", 40) + " 7"
+	for _, step := range []int{1, 3, 17, len(content)} {
+		var got []Blob
+		rp := NewRefsParser("set/POOL_REFS", func(b Blob) { got = append(got, b) })
+		for i := 0; i < len(content); i += step {
+			if _, err := rp.Write([]byte(content[i:min(i+step, len(content))])); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rp.Close(); err != nil || len(got) != 3 || got[1].Size != 12 || got[2].SHA1 != strings.Repeat("b", 40) {
+			t.Fatalf("step %d: %v, %v", step, got, err)
+		}
+	}
+	rp := NewRefsParser("set/POOL_REFS", func(Blob) {})
+	rp.Write([]byte("da39a3ee5e6b4b0d3255bfef95601890afd80709 0\nnot a ref\n"))
+	if err := rp.Close(); err == nil || !strings.Contains(err.Error(), "set/POOL_REFS line 2") {
+		t.Fatalf("a bad line gave %v", err)
+	}
+}
