@@ -38,8 +38,8 @@ const DefaultCompression = "gzip"
 // seconds, against the shell way's gzip -6 (15.7 MiB, 128.8 MiB):
 //
 //	          dump            tar
-//	gzip 1    18.4  0.38      134.2  0.67
-//	gzip 6    16.6  0.72      130.5  1.18   <- gzip's default, dump and tar
+//	gzip 1    18.4  0.38      134.2  0.67   <- gzip's default, dump and tar
+//	gzip 6    16.6  0.72      130.5  1.18
 //	gzip 7    15.8  1.19      129.3  3.82
 //	gzip 8    15.1  1.97      128.8  6.20
 //	zstd 1    16.3  0.36      131.4  0.62   <- zstd's default for dumps
@@ -54,8 +54,14 @@ const DefaultCompression = "gzip"
 // larger than zstd 1 (klauspost's "default" encoder), and zstd 3 takes
 // 1 MiB off it for 0.4-1.0 CPU-s (whole runs alternated with the old
 // defaults: +1.0 CPU-s against +0.45 for zstd 1/2). klauspost's deflate
-// needs level 8 to match gzip -6 in size, at 5-9× the CPU of level 1;
-// level 6 takes 5.6 MiB off for about 1 CPU-s. Already-compressed content
+// needs level 8 to match gzip -6 in size, at 5-9× the CPU of level 1.
+// Level 6 takes 5.6 MiB off for about 1 CPU-s here, but on the medium site
+// (make bench SCALE=medium, 2026-12-03 11:35) it made the whole gzip backup
+// 1.34× slower (7.75 s against 5.78 s, +2.6 CPU-s), below #7's 5× the
+// shell way, and its peak memory 100 MiB, for a set 4% smaller (352.7 MiB
+// against 366.9): gzip, the default codec, stays at level 1, and a site that
+// wants small sets names zstd (348.8 MiB there, as fast as before) or sets
+// compression_level. Already-compressed content
 // costs little at any level and still shrinks: a 148 MiB tar of real .gz,
 // PNG, zip and jar files went through zstd 2 at 0.28 CPU-s per 100 MiB,
 // 4.6% smaller; random bytes cost zstd 2 0.09 and are stored as is. So no
@@ -63,7 +69,7 @@ const DefaultCompression = "gzip"
 // overrides all of these.
 var codecs = []Codec{
 	{Name: "gzip", Ext: ".gz",
-		MinLevel: pgzip.BestSpeed, MaxLevel: pgzip.BestCompression, DefaultLevel: 6, DumpLevel: 6,
+		MinLevel: pgzip.BestSpeed, MaxLevel: pgzip.BestCompression, DefaultLevel: pgzip.BestSpeed, DumpLevel: pgzip.BestSpeed,
 		newWriter: newGzipWriter,
 		newReader: func(r io.Reader) (io.ReadCloser, error) {
 			// Read ahead 4 blocks of 256 KiB rather than pgzip's default 8 of

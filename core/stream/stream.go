@@ -104,13 +104,8 @@ const bufSize = 256 << 10
 // must be in the codec's range (CheckLevel). Both are checked before the
 // file is created.
 func NewSink(path, compression string, level int, recipients []age.Recipient) (*Sink, error) {
-	c, err := lookup(compression)
+	c, level, err := codecAt(compression, level)
 	if err != nil {
-		return nil, err
-	}
-	if level == 0 {
-		level = c.DefaultLevel
-	} else if err := CheckLevel(c.Name, level); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -193,13 +188,8 @@ func (s *Sink) Abort() {
 // codecs (benchtool levels) on the very writers mbk uses. A codec that
 // stores as is ("none") gives w itself, behind a no-op Close.
 func NewWriter(w io.Writer, compression string, level int) (io.WriteCloser, error) {
-	c, err := lookup(compression)
+	c, level, err := codecAt(compression, level)
 	if err != nil {
-		return nil, err
-	}
-	if level == 0 {
-		level = c.DefaultLevel
-	} else if err := CheckLevel(c.Name, level); err != nil {
 		return nil, err
 	}
 	if c.newWriter == nil {
@@ -234,4 +224,20 @@ func NewReader(r io.Reader, compression string, encrypted bool, identities []age
 		r = d
 	}
 	return c.newReader(r)
+}
+
+// codecAt is the named codec and the level to run it at: level 0 is its
+// default, any other must be in its range.
+func codecAt(compression string, level int) (Codec, int, error) {
+	c, err := lookup(compression)
+	if err != nil {
+		return Codec{}, 0, err
+	}
+	if level == 0 {
+		return c, c.DefaultLevel, nil
+	}
+	if err := CheckLevel(c.Name, level); err != nil {
+		return Codec{}, 0, err
+	}
+	return c, level, nil
 }

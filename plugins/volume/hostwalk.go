@@ -70,15 +70,8 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 			// one path lookup instead of two (lstat, then open).
 			return p.hostFile(ctx, full, rel, tw, st, links, warn)
 		}
-		if fi == nil {
-			fi, err = os.Lstat(full)
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			warn("skipped %q: it vanished while the directory was read", rel)
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("stat %q: %w", full, err)
+		if fi, err = lstatOnce(full, fi); err != nil {
+			return vanished(err, rel, warn)
 		}
 		sys, ok := fi.Sys().(*syscall.Stat_t)
 		if !ok {
@@ -268,22 +261,37 @@ func scanTree(ctx context.Context, root string, d fs.DirEntry) []scanned {
 // has is not opened. A file with other names (hard links) is archived
 // whole, so that its links keep pointing at data in the archive.
 func (p *plugin) hostPooled(ctx context.Context, full, rel string, fi fs.FileInfo, tw *archiveWriter, st *stats, links map[devIno]string, warn func(string, ...any)) error {
-	var err error
-	if fi == nil {
-		fi, err = os.Lstat(full)
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		warn("skipped %q: it vanished while the directory was read", rel)
-		return nil
-	}
+	fi, err := lstatOnce(full, fi)
 	if err != nil {
-		return fmt.Errorf("stat %q: %w", full, err)
+		return vanished(err, rel, warn)
 	}
 	sys := fi.Sys().(*syscall.Stat_t)
 	if !fi.Mode().IsRegular() || sys.Nlink > 1 {
 		return p.hostFile(ctx, full, rel, tw, st, links, warn)
 	}
 	return tw.pool.add(ctx, full, rel, statHeader(sys, fi.Size()), tw, st, warn)
+}
+
+// lstatOnce is fi, or full's lstat when the walk had none.
+func lstatOnce(full string, fi fs.FileInfo) (fs.FileInfo, error) {
+	if fi != nil {
+		return fi, nil
+	}
+	fi, err := os.Lstat(full)
+	if err != nil {
+		return nil, fmt.Errorf("stat %q: %w", full, err)
+	}
+	return fi, nil
+}
+
+// vanished is nil, with a warning, for a file that went away while the
+// directory was read (nothing to archive), else err.
+func vanished(err error, rel string, warn func(string, ...any)) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		warn("skipped %q: it vanished while the directory was read", rel)
+		return nil
+	}
+	return err
 }
 
 // hostFile archives one regular file, or a hard link to one archived

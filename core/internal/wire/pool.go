@@ -284,13 +284,19 @@ func (p *PoolClient) Open(ctx context.Context, b Blob) (io.ReadCloser, error) {
 		cancel()
 		return nil, RPCError(err)
 	}
+	return newOpenReader(st, cancel), nil
+}
+
+// newOpenReader reads the chunks of an Open or OpenMany answer as one
+// stream; Close ends the call.
+func newOpenReader(st interface{ Recv() (*pb.PoolChunk, error) }, cancel context.CancelFunc) *openReader {
 	return &openReader{chunkReader: chunkReader{recv: func() (*pb.PoolChunk, error) {
 		m, err := st.Recv()
 		if err != nil && err != io.EOF {
 			err = RPCError(err)
 		}
 		return m, err
-	}}, cancel: cancel}, nil
+	}}, cancel: cancel}
 }
 
 type openReader struct {
@@ -317,11 +323,5 @@ func (p *PoolClient) OpenMany(ctx context.Context, blobs []Blob) (io.ReadCloser,
 		cancel()
 		return nil, RPCError(err)
 	}
-	return &openReader{chunkReader: chunkReader{recv: func() (*pb.PoolChunk, error) {
-		m, err := st.Recv()
-		if err != nil && err != io.EOF {
-			err = RPCError(err)
-		}
-		return m, err
-	}}, cancel: cancel}, nil
+	return newOpenReader(st, cancel), nil
 }
