@@ -262,10 +262,10 @@ func storeStages(p *config.Pipeline) []string {
 	return out
 }
 
-// Span writes a duration for people: "26h", "1d6h", "45m", "12s".
+// Span writes a duration for people: "26h", "2d6h", "45m0s", "12s", "103ms".
 func Span(d time.Duration) string {
 	if d < time.Second {
-		return d.String()
+		return d.Round(time.Millisecond).String() // "103ms", not "102.516972ms"
 	}
 	d = d.Round(time.Second)
 	switch {

@@ -90,3 +90,19 @@ func TestWorse(t *testing.T) {
 		}
 	}
 }
+
+// TestSpan: durations for people, never a nanosecond tail.
+func TestSpan(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		102516972 * time.Nanosecond:           "103ms",
+		12*time.Second + 400*time.Millisecond: "12s",
+		45 * time.Minute:                      "45m0s",
+		90 * time.Minute:                      "1h30m",
+		26 * time.Hour:                        "26h",
+		50 * time.Hour:                        "2d2h",
+	} {
+		if got := Span(d); got != want {
+			t.Errorf("Span(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
