@@ -265,7 +265,10 @@ func storeStages(p *config.Pipeline) []string {
 // Span writes a duration for people: "26h", "2d6h", "45m0s", "12s", "103ms".
 func Span(d time.Duration) string {
 	if d < time.Second {
-		return d.Round(time.Millisecond).String() // "103ms", not "102.516972ms"
+		if d >= time.Millisecond {
+			d = d.Round(time.Millisecond) // "103ms", not "102.516972ms"
+		}
+		return d.String() // a limit set below a millisecond stays as set: "1ns"
 	}
 	d = d.Round(time.Second)
 	switch {

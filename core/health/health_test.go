@@ -94,6 +94,7 @@ func TestWorse(t *testing.T) {
 // TestSpan: durations for people, never a nanosecond tail.
 func TestSpan(t *testing.T) {
 	for d, want := range map[time.Duration]string{
+		time.Nanosecond:                       "1ns",
 		102516972 * time.Nanosecond:           "103ms",
 		12*time.Second + 400*time.Millisecond: "12s",
 		45 * time.Minute:                      "45m0s",
