@@ -20,10 +20,9 @@ func (m memPool) Open(b Blob) (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(m[b])), nil
 }
 
-// BenchmarkPoolOpen reads 2,000 blobs of 10-40 KB with one Open each, 8
-// at a time; BenchmarkPoolOpenMany the same with one OpenMany per 64, 4 at
-// a time: what a call costs against a small file's bytes.
-func BenchmarkPoolOpen(b *testing.B) {
+// benchPool serves 2,000 blobs of 10-40 KB from memory for the benchmark's
+// life, and dials it.
+func benchPool(b *testing.B) (*PoolClient, []Blob) {
 	m := memPool{}
 	var blobs []Blob
 	for i := range 2000 {
@@ -37,12 +36,20 @@ func BenchmarkPoolOpen(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ps.Stop()
+	b.Cleanup(ps.Stop)
 	pc, err := DialPool(ps.Socket())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer pc.Close()
+	b.Cleanup(func() { pc.Close() })
+	return pc, blobs
+}
+
+// BenchmarkPoolOpen reads 2,000 blobs of 10-40 KB with one Open each, 8
+// at a time; BenchmarkPoolOpenMany the same with one OpenMany per 64, 4 at
+// a time: what a call costs against a small file's bytes.
+func BenchmarkPoolOpen(b *testing.B) {
+	pc, blobs := benchPool(b)
 	b.ResetTimer()
 	for range b.N {
 		var wg sync.WaitGroup
@@ -68,25 +75,7 @@ func BenchmarkPoolOpen(b *testing.B) {
 }
 
 func BenchmarkPoolOpenMany(b *testing.B) {
-	m := memPool{}
-	var blobs []Blob
-	for i := range 2000 {
-		d := bytes.Repeat([]byte(fmt.Sprint(i)), 10000)
-		h := sha1.Sum(d)
-		bl := Blob{hex.EncodeToString(h[:]), int64(len(d))}
-		m[bl] = d
-		blobs = append(blobs, bl)
-	}
-	ps, err := ServePool(m)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ps.Stop()
-	pc, err := DialPool(ps.Socket())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pc.Close()
+	pc, blobs := benchPool(b)
 	b.ResetTimer()
 	for range b.N {
 		var wg sync.WaitGroup
