@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sync"
 
-	"filippo.io/age"
 	"github.com/dustin/go-humanize"
 	"github.com/hashicorp/go-hclog"
 
@@ -166,14 +165,8 @@ func (b *poolBackup) summary() string {
 	return s
 }
 
-// poolRestore reads a root's pool for a restore.
-type poolRestore struct {
-	p   *pool.Pool
-	ids []age.Identity
-}
-
 // poolOf opens the pool beside a set's directory for reading.
-func poolOf(setDir string, ids []age.Identity) (pluginhost.PoolBackend, error) {
+func poolOf(setDir string) (*pool.Pool, error) {
 	root := filepath.Dir(setDir)
 	p, err := pool.OpenExisting(root)
 	if err != nil {
@@ -182,17 +175,5 @@ func poolOf(setDir string, ids []age.Identity) (pluginhost.PoolBackend, error) {
 	if p == nil {
 		return nil, fmt.Errorf("the set's files are in a pool, and %s has none (%s is missing)", root, pool.Dir)
 	}
-	return poolRestore{p: p, ids: ids}, nil
-}
-
-func (p poolRestore) Have([]pluginhost.Blob) ([]bool, error) {
-	return nil, fmt.Errorf("the pool takes no blobs during a restore")
-}
-
-func (p poolRestore) Put(pluginhost.Blob, io.Reader) (pluginhost.Blob, error) {
-	return pluginhost.Blob{}, fmt.Errorf("the pool takes no blobs during a restore")
-}
-
-func (p poolRestore) Open(b pluginhost.Blob) (io.ReadCloser, error) {
-	return p.p.OpenBlob(pool.Blob(b), p.ids)
+	return p, nil
 }

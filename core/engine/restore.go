@@ -16,8 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mbk-backup/mbk/core/config"
+	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/maintenance"
-	"github.com/mbk-backup/mbk/core/pluginhost"
+	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 	"github.com/mbk-backup/mbk/core/spec"
@@ -462,24 +463,46 @@ func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, op
 	defer zr.Close()
 	tr := e.track("restore "+a.File, a.RawSize)
 	capped := &rawCap{r: zr, size: a.RawSize, file: a.File}
-	var backend pluginhost.PoolBackend
+	var in io.Reader = trackReader{capped, tr}
+	var (
+		expanded *wire.CountingReader
+		xr       *pool.Expanded
+	)
 	if a.Pool != nil {
-		if backend, err = poolOf(dir, e.Identities); err != nil {
+		// The pooled files' contents go back into the stream here: the
+		// plugin restores an ordinary archive.
+		p, err := poolOf(dir)
+		if err != nil {
 			tr.Done()
 			return fmt.Errorf("restore %s: %w", a.File, err)
 		}
+		xr = p.ExpandReader(ctx, in, e.Identities)
+		defer xr.Close()
+		expanded = &wire.CountingReader{R: xr}
+		in = expanded
 	}
-	reply, err := st.Stage.Client.RestorePooled(ctx, st.Stage.Wire, a.ArtifactID, options[st.Stage].Wire, a.Details, trackReader{capped, tr}, backend)
+	reply, err := st.Stage.Client.Restore(ctx, st.Stage.Wire, a.ArtifactID, options[st.Stage].Wire, a.Details, in)
 	tr.Done()
 	if capped.err != nil {
 		// The plugin's own error is only the consequence.
 		return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), capped.err)
 	}
+	if xr != nil && xr.Err() != nil {
+		// A missing or damaged blob: the plugin saw the stream cut short.
+		return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), xr.Err())
+	}
 	if err != nil {
 		return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), err)
 	}
-	if reply.Bytes != a.RawSize {
-		return fmt.Errorf("restore %s: %d bytes restored, the manifest records %d", a.File, reply.Bytes, a.RawSize)
+	want := a.RawSize
+	if expanded != nil {
+		if capped.n != a.RawSize {
+			return fmt.Errorf("restore %s: %d bytes read, the manifest records %d", a.File, capped.n, a.RawSize)
+		}
+		want = expanded.N
+	}
+	if reply.Bytes != want {
+		return fmt.Errorf("restore %s: %d bytes restored, the manifest records %d", a.File, reply.Bytes, want)
 	}
 	log.Info("restore finished", "duration", time.Since(t0).Round(time.Millisecond), "result", e.Redact.String(reply.Summary))
 	return nil

@@ -132,24 +132,12 @@ func (c *Client) Backup(ctx context.Context, cfg *pb.Config, artifactID, set str
 	return c.BackupPooled(ctx, cfg, artifactID, set, w, nil)
 }
 
-// PoolBackend is the core's pool as a plugin's backup or restore reaches
-// it (service Pool on a socket of its own).
+// PoolBackend is the core's pool as a plugin's backup reaches it (service
+// Pool on a socket of its own).
 type PoolBackend = wire.PoolBackend
 
 // Blob names a pooled file's content.
 type Blob = wire.Blob
-
-// servePool starts serving pool for one call; "" and a no-op without one.
-func servePool(pool PoolBackend) (string, func(), error) {
-	if pool == nil {
-		return "", func() {}, nil
-	}
-	ps, err := wire.ServePool(pool)
-	if err != nil {
-		return "", nil, err
-	}
-	return ps.Socket(), ps.Stop, nil
-}
 
 // BackupPooled is Backup for an artifact planned with Pool: the plugin is
 // served pool while it writes the stream.
@@ -158,11 +146,15 @@ func (c *Client) BackupPooled(ctx context.Context, cfg *pb.Config, artifactID, s
 	if err != nil {
 		return BackupReply{}, err
 	}
-	poolSocket, stop, err := servePool(pool)
-	if err != nil {
-		return BackupReply{}, err
+	poolSocket := ""
+	if pool != nil {
+		ps, err := wire.ServePool(pool)
+		if err != nil {
+			return BackupReply{}, err
+		}
+		defer ps.Stop()
+		poolSocket = ps.Socket()
 	}
-	defer stop()
 	var r *pb.BackupResponse
 	n, err := wire.Pull(ctx, w, "the stream", func(ctx context.Context, socket string) (int64, error) {
 		r, err = src.Backup(ctx, &pb.BackupRequest{Config: cfg, ArtifactId: artifactID, Socket: socket, Set: set, PoolSocket: poolSocket})
@@ -182,23 +174,13 @@ type RestoreReply struct {
 
 // Restore streams r (raw, uncompressed) into a dump or archive plugin, which
 // puts it back where options (the stage's restore options, in wire form:
-// see EncodeRestoreOptions) say.
+// see EncodeRestoreOptions) say. A pooled artifact's stream is given
+// whole (core/pool's Expand).
 func (c *Client) Restore(ctx context.Context, cfg *pb.Config, artifactID string, options []byte, details json.RawMessage, r io.Reader) (RestoreReply, error) {
-	return c.RestorePooled(ctx, cfg, artifactID, options, details, r, nil)
-}
-
-// RestorePooled is Restore for an artifact backed up with Pool: the plugin
-// reads its blobs from pool.
-func (c *Client) RestorePooled(ctx context.Context, cfg *pb.Config, artifactID string, options []byte, details json.RawMessage, r io.Reader, pool PoolBackend) (RestoreReply, error) {
 	src, err := c.source(cfg.GetKind())
 	if err != nil {
 		return RestoreReply{}, err
 	}
-	poolSocket, stop, err := servePool(pool)
-	if err != nil {
-		return RestoreReply{}, err
-	}
-	defer stop()
 	var resp *pb.RestoreResponse
 	send := func(conn *net.UnixConn) (int64, error, bool) {
 		n, err := io.Copy(conn, r)
@@ -208,7 +190,7 @@ func (c *Client) RestorePooled(ctx context.Context, cfg *pb.Config, artifactID s
 		return n, err, false
 	}
 	n, err := wire.Push(ctx, send, func(ctx context.Context, socket string) (int64, error) {
-		resp, err = src.Restore(ctx, &pb.RestoreRequest{Config: cfg, ArtifactId: artifactID, Socket: socket, OptionsMsgpack: options, DetailsJson: details, PoolSocket: poolSocket})
+		resp, err = src.Restore(ctx, &pb.RestoreRequest{Config: cfg, ArtifactId: artifactID, Socket: socket, OptionsMsgpack: options, DetailsJson: details})
 		return resp.GetBytes(), err
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"filippo.io/age"
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/stream"
 )
 
@@ -157,7 +158,7 @@ func readArtifact(r io.Reader, a *Artifact, identities []age.Identity) error {
 	if want == "" && a.RawSHA256 != "" {
 		raw, want, name = sha256.New(), a.RawSHA256, "raw sha256"
 	}
-	cr := &countReader{r: io.TeeReader(zr, raw)}
+	cr := &wire.CountingReader{R: io.TeeReader(zr, raw)}
 	switch a.Format {
 	case "tar":
 		tr := tar.NewReader(cr)
@@ -167,7 +168,7 @@ func readArtifact(r io.Reader, a *Artifact, identities []age.Identity) error {
 				break
 			}
 			if err != nil {
-				return fmt.Errorf("tar archive broken after %d bytes: %w", cr.n, err)
+				return fmt.Errorf("tar archive broken after %d bytes: %w", cr.N, err)
 			}
 		}
 	case "sql":
@@ -182,8 +183,8 @@ func readArtifact(r io.Reader, a *Artifact, identities []age.Identity) error {
 	if _, err := io.Copy(io.Discard, cr); err != nil {
 		return fmt.Errorf("decompress: %w", err)
 	}
-	if a.RawSize > 0 && cr.n != a.RawSize {
-		return fmt.Errorf("decompresses to %d bytes, the manifest says %d", cr.n, a.RawSize)
+	if a.RawSize > 0 && cr.N != a.RawSize {
+		return fmt.Errorf("decompresses to %d bytes, the manifest says %d", cr.N, a.RawSize)
 	}
 	if want != "" && hex.EncodeToString(raw.Sum(nil)) != want {
 		return fmt.Errorf("decompressed content does not match the manifest's %s", name)
@@ -210,17 +211,6 @@ func lastLine(r io.Reader) (string, error) {
 			return "", err
 		}
 	}
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 type progressReader struct {

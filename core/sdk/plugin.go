@@ -34,8 +34,11 @@ type Artifact struct {
 	ID     string // opaque to the core, stable for the config
 	Name   string // base of the file name: "moodle", "moodledata"
 	Format string // "sql", "tar"
-	// Pool asks the core for its pool during this artifact's backup and
-	// restore (BackupRequest.Pool, RestoreRequest.Pool).
+	// Pool asks the core for its pool during this artifact's backup
+	// (BackupRequest.Pool). The artifact must be a tar stream: a pooled
+	// file is an entry without data whose PAX records spec.PoolPAXSHA1 and
+	// spec.PoolPAXSize name the blob Have or Put answered for it, and the
+	// core puts the content back into the stream before a restore.
 	Pool bool
 }
 
@@ -64,10 +67,10 @@ type RestoreRequest struct {
 	// (Schema.RestoreOptions), as `mbk restore` set them, defaults filled
 	// in: decode them like the settings.
 	Options Config
-	Details map[string]any // what the backup recorded
-	// Pool reads the blobs of an artifact backed up with Pool; nil
-	// otherwise.
-	Pool PoolReader
+	// Details is what the backup recorded. An artifact backed up with
+	// Pool arrives whole: the core puts the pooled files' content back
+	// into the stream.
+	Details map[string]any
 }
 
 // RestoreResult is what a Source reports after a restore.
@@ -170,14 +173,3 @@ type Pool interface {
 	Put(ctx context.Context, expect Blob, r io.Reader) (Blob, error)
 }
 
-// PoolReader reads blobs back, for the restore of a pooled artifact
-// (RestoreRequest.Pool). The readers returned fail, instead of ending, when
-// the stored content does not hash to the blob's name. Both may be called
-// from several goroutines at once.
-type PoolReader interface {
-	Open(ctx context.Context, b Blob) (io.ReadCloser, error)
-	// OpenMany reads several blobs' contents one after the other (each
-	// blob's size says where it ends): one call for many small files,
-	// where a call each would cost more than their bytes.
-	OpenMany(ctx context.Context, blobs []Blob) (io.ReadCloser, error)
-}

@@ -474,14 +474,6 @@ func (s sourceServer) Restore(ctx context.Context, r *pb.RestoreRequest) (*pb.Re
 	defer conn.Close()
 	cr := &wire.CountingReader{R: conn}
 	req := RestoreRequest{Config: cfg, Artifact: r.GetArtifactId(), Options: opts, Details: details}
-	if r.GetPoolSocket() != "" {
-		pc, err := wire.DialPool(r.GetPoolSocket())
-		if err != nil {
-			return nil, err
-		}
-		defer pc.Close()
-		req.Pool = pc
-	}
 	res, err := s.src.Restore(ctx, req, cr)
 	if err != nil {
 		return nil, err

@@ -47,3 +47,11 @@ func Events() []string {
 // its plugin's schema names no events of its own (Schema.Events): every
 // outcome, but not the start of each run, which an e-mail need not announce.
 func DefaultEvents() []string { return []string{EventSuccess, EventFailure, EventWarning, EventDrill} }
+
+// PAX records of a pooled file's entry in a tar artifact (Artifact.Pool):
+// the entry has no data, and these name the blob in the core's pool that
+// holds it. The core puts the content back before a restore.
+const (
+	PoolPAXSHA1 = "MBK.pool.sha1"
+	PoolPAXSize = "MBK.pool.size"
+)

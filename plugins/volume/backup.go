@@ -195,7 +195,7 @@ func (p *plugin) reemit(ctx context.Context, r io.Reader, ex *excluder, st *stat
 			st.warn(msg)
 			continue
 		}
-		if tw.pool != nil && h.Typeflag == tar.TypeReg && poolable.MatchString(rel) {
+		if tw.pool != nil && h.Typeflag == tar.TypeReg && poolable(rel) {
 			if err := p.enginePooled(ctx, tw, ts, h, rel, st); err != nil {
 				return err
 			}

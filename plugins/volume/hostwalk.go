@@ -63,7 +63,7 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 			return fmt.Errorf("read %q: %w", full, walkErr)
 		}
 		if d.Type().IsRegular() {
-			if tw.pool != nil && poolable.MatchString(rel) {
+			if tw.pool != nil && poolable(rel) {
 				return p.hostPooled(ctx, full, rel, fi, tw, st, links, warn)
 			}
 			// The directory listing says regular file: open and fstat it,

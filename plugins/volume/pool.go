@@ -2,20 +2,19 @@ package main
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // Pool mode (filedir = "pool"): the contents of Moodle's filedir and
@@ -24,19 +23,40 @@ import (
 // everything else, and for each pooled file a header without data that
 // says which blob holds it: these headers are the set's listing of pooled
 // entries (path, mode, owner, mtime in the header; hash and size in two PAX
-// records). A restore puts the data back in the stream (expandPool) before
-// anything else reads it, so the rest of the restore sees an ordinary
-// archive.
+// records). The core puts the data back into the stream before a restore
+// (core/pool's Expand), so a restore reads an ordinary archive.
 
 // PAX records of a pooled entry.
 const (
-	paxPoolSHA1 = "MBK.pool.sha1"
-	paxPoolSize = "MBK.pool.size"
+	paxPoolSHA1 = spec.PoolPAXSHA1
+	paxPoolSize = spec.PoolPAXSize
 )
 
 // poolable matches the files whose content goes to the pool: a file named
 // by a SHA-1 anywhere below filedir or trashdir.
-var poolable = regexp.MustCompile(`^(filedir|trashdir)/(.+/)?[0-9a-f]{40}$`)
+// (A function, not a regular expression: an unchanged night calls it once
+// a file, and little else.)
+func poolable(rel string) bool {
+	var rest string
+	switch {
+	case strings.HasPrefix(rel, "filedir/"):
+		rest = rel[len("filedir/"):]
+	case strings.HasPrefix(rel, "trashdir/"):
+		rest = rel[len("trashdir/"):]
+	default:
+		return false
+	}
+	name := rest[strings.LastIndexByte(rest, '/')+1:]
+	if len(name) != 40 || strings.HasPrefix(rest, "/") || strings.Contains(rest, "//") {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // poolBatch is how many pooled files are asked about at once: one round
 // trip to the core per batch, not per file.
@@ -202,276 +222,4 @@ func baseName(rel string) string {
 		return rel[i+1:]
 	}
 	return rel
-}
-
-// pooledBlob says whether h is a pooled file's entry, and which blob holds
-// its data.
-func pooledBlob(h *tar.Header) (sdk.Blob, bool, error) {
-	sum, ok := h.PAXRecords[paxPoolSHA1]
-	if !ok {
-		return sdk.Blob{}, false, nil
-	}
-	size, err := strconv.ParseInt(h.PAXRecords[paxPoolSize], 10, 64)
-	if err != nil || size < 0 || h.Typeflag != tar.TypeReg || h.Size != 0 {
-		return sdk.Blob{}, false, fmt.Errorf("entry %q: a malformed pooled entry", h.Name)
-	}
-	return sdk.Blob{SHA1: sum, Size: size}, true, nil
-}
-
-// Restore side. expandPool turns an archive with pooled entries back into
-// the whole archive a backup without the pool would have made: each pooled
-// entry gets its data from the pool. Small blobs are fetched in batches,
-// one call for up to fetchBatch of them (a call costs more than a small
-// file's bytes), fetchParallel batches side by side, ahead of the entry
-// being written by up to fetchAhead entries; a blob above fetchInMemory
-// streams on its own when its turn comes. Entries without data
-// (directories, links) wait in the same queue, so that they do not stop
-// the fetching.
-const (
-	fetchAhead      = 2048
-	fetchAheadBytes = 4 << 20
-	fetchBatch      = 128
-	fetchBatchBytes = 1 << 20
-	fetchParallel   = 2
-	fetchInMemory   = 1 << 20
-	// bigOpen is how many big blobs' streams are opened ahead of their
-	// turn: the connection buffers their first bytes meanwhile.
-	bigOpen = 1
-)
-
-func expandPool(ctx context.Context, r io.Reader, pool sdk.PoolReader) io.Reader {
-	pr, pw := io.Pipe()
-	go func() {
-		err := expand(ctx, r, pool, pw)
-		if err == nil {
-			// The core expects its stream read to the end.
-			_, err = io.Copy(io.Discard, r)
-		}
-		pw.CloseWithError(err)
-	}()
-	return pr
-}
-
-// batch is blobs fetched with one OpenMany.
-type batch struct {
-	blobs []sdk.Blob
-	names []string
-	bytes int64
-	done  chan struct{}
-	data  [][]byte
-	err   error
-}
-
-// queued is an entry waiting its turn: ready (no data, or its data in
-// memory), in a batch being fetched, or a big blob streamed when written.
-type queued struct {
-	h     *tar.Header
-	blob  sdk.Blob
-	b     *batch
-	i     int
-	big   bool
-	ready bool
-	// A big blob's stream, when opened ahead (opened closes then).
-	opened chan struct{}
-	rc     io.ReadCloser
-	err    error
-}
-
-func expand(ctx context.Context, r io.Reader, pool sdk.PoolReader, w io.Writer) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ts := newTarStream(r)
-	ts.pooledOK = true
-	bw := bufio.NewWriterSize(w, 256<<10)
-	tw := tar.NewWriter(bw)
-	sem := make(chan struct{}, fetchParallel)
-	bigSem := make(chan struct{}, bigOpen)
-	var (
-		queue []*queued
-		cur   *batch
-		inMem int64 // bytes of the small blobs in the queue
-	)
-	dispatch := func() {
-		if cur == nil {
-			return
-		}
-		b := cur
-		cur = nil
-		sem <- struct{}{}
-		go func() {
-			defer close(b.done)
-			defer func() { <-sem }()
-			b.data, b.err = readBatch(ctx, pool, b)
-		}()
-	}
-	emit := func(q *queued) error {
-		out := header(q.h, q.h.Name, q.h.Linkname)
-		if q.ready {
-			return tw.WriteHeader(out)
-		}
-		out.Size = q.blob.Size
-		var src io.Reader
-		switch {
-		case q.b != nil:
-			if q.b == cur {
-				dispatch()
-			}
-			<-q.b.done
-			if q.b.err != nil {
-				return q.b.err
-			}
-			src = bytes.NewReader(q.b.data[q.i])
-			q.b.data[q.i] = nil
-			inMem -= q.blob.Size
-		case q.big && q.opened != nil:
-			<-q.opened
-			if q.err != nil {
-				return fmt.Errorf("%q: %w", q.h.Name, q.err)
-			}
-			defer func() { q.rc.Close(); <-bigSem }()
-			src = q.rc
-		case q.big:
-			rc, err := pool.Open(ctx, q.blob)
-			if err != nil {
-				return fmt.Errorf("%q: %w", q.h.Name, err)
-			}
-			defer rc.Close()
-			src = rc
-		}
-		if err := tw.WriteHeader(out); err != nil {
-			return err
-		}
-		n, err := copyData(ctx, tw, src, q.blob.Size)
-		if err == io.EOF {
-			err = fmt.Errorf("blob %s ended after %d bytes", q.blob.SHA1, n)
-		}
-		if err == nil && q.big {
-			// Read to the end: the core checks the hash there.
-			_, err = io.Copy(io.Discard, src)
-		}
-		if err != nil {
-			return fmt.Errorf("%q: %w", q.h.Name, err)
-		}
-		return nil
-	}
-	drain := func(keep int) error {
-		for len(queue) > keep {
-			if err := emit(queue[0]); err != nil {
-				return err
-			}
-			queue[0] = nil
-			queue = queue[1:]
-		}
-		return nil
-	}
-	for {
-		h, err := ts.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		b, ok, err := pooledBlob(h)
-		if err != nil {
-			return err
-		}
-		switch {
-		case ok && b.Size > fetchInMemory:
-			dispatch()
-			q := &queued{h: h, blob: b, big: true}
-			queue = append(queue, q)
-			// Opened ahead when a slot is free, else when its turn comes:
-			// never waiting for a slot that only a later entry frees.
-			select {
-			case bigSem <- struct{}{}:
-				q.opened = make(chan struct{})
-				go func() {
-					defer close(q.opened)
-					if q.rc, q.err = pool.Open(ctx, q.blob); q.err != nil {
-						<-bigSem
-					}
-				}()
-			default:
-			}
-		case ok && b.Size == 0:
-			queue = append(queue, &queued{h: h, blob: b, ready: true})
-		case ok:
-			if cur == nil {
-				cur = &batch{done: make(chan struct{})}
-			}
-			queue = append(queue, &queued{h: h, blob: b, b: cur, i: len(cur.blobs)})
-			cur.blobs = append(cur.blobs, b)
-			cur.names = append(cur.names, h.Name)
-			inMem += b.Size
-			if cur.bytes += b.Size; len(cur.blobs) >= fetchBatch || cur.bytes >= fetchBatchBytes {
-				dispatch()
-			}
-		case h.Typeflag != tar.TypeReg || h.Size == 0:
-			out := *h
-			out.PAXRecords = nil
-			queue = append(queue, &queued{h: &out, ready: true})
-		default:
-			// A file with data in the stream: what was queued goes first.
-			dispatch()
-			if err := drain(0); err != nil {
-				return err
-			}
-			out := *h
-			out.PAXRecords = nil
-			if err := tw.WriteHeader(header(&out, h.Name, h.Linkname)); err != nil {
-				return err
-			}
-			if _, err := copyData(ctx, tw, ts, h.Size); err != nil {
-				if err == io.EOF {
-					err = errTruncated
-				}
-				return err
-			}
-			continue
-		}
-		for len(queue) > fetchAhead/2 && (len(queue) > fetchAhead || inMem > fetchAheadBytes) {
-			if err := drain(len(queue) - 1); err != nil {
-				return err
-			}
-		}
-	}
-	dispatch()
-	if err := drain(0); err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return bw.Flush()
-}
-
-// readBatch reads a batch's blobs with one call, hash checked by the core.
-func readBatch(ctx context.Context, pool sdk.PoolReader, b *batch) ([][]byte, error) {
-	rc, err := pool.OpenMany(ctx, b.blobs)
-	if err != nil {
-		return nil, fmt.Errorf("%q: %w", b.names[0], err)
-	}
-	defer rc.Close()
-	buf := make([]byte, b.bytes)
-	out := make([][]byte, len(b.blobs))
-	at := int64(0)
-	for i, bl := range b.blobs {
-		out[i] = buf[at : at+bl.Size : at+bl.Size]
-		if _, err := io.ReadFull(rc, out[i]); err != nil {
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				err = fmt.Errorf("blob %s ended early", bl.SHA1)
-			}
-			return nil, fmt.Errorf("%q: %w", b.names[i], err)
-		}
-		at += bl.Size
-	}
-	// The end, where the core reports a blob that did not match its name.
-	if n, err := io.Copy(io.Discard, rc); err != nil || n > 0 {
-		if err == nil {
-			err = fmt.Errorf("%d bytes more than the blobs' sizes", n)
-		}
-		return nil, fmt.Errorf("%q…: %w", b.names[0], err)
-	}
-	return out, nil
 }

@@ -19,9 +19,10 @@ import (
 	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
 
-// corePool is the core's pool package behind the SDK's interfaces, as the
+// corePool is the core's pool package behind the SDK's interface, as the
 // core serves it (core/engine/pooled.go); the gRPC path between the two is
-// covered end to end in cmd/mbk.
+// covered end to end in cmd/mbk. A restore reads the archive as the core
+// expands it (core/pool's Expand).
 type corePool struct {
 	p    *pool.Pool
 	puts int
@@ -39,40 +40,6 @@ func (c *corePool) Put(_ context.Context, _ sdk.Blob, r io.Reader) (sdk.Blob, er
 	c.puts++
 	w, err := c.p.Put(r, pool.Codec{Compression: "zstd"})
 	return sdk.Blob(w.Blob), err
-}
-
-func (c *corePool) Open(_ context.Context, b sdk.Blob) (io.ReadCloser, error) {
-	return c.p.OpenBlob(pool.Blob(b), nil)
-}
-
-// OpenMany opens each blob when the one before has been read.
-func (c *corePool) OpenMany(_ context.Context, bs []sdk.Blob) (io.ReadCloser, error) {
-	rs := make([]io.Reader, len(bs))
-	for i, b := range bs {
-		rs[i] = &lazyBlob{p: c.p, b: pool.Blob(b)}
-	}
-	return io.NopCloser(io.MultiReader(rs...)), nil
-}
-
-type lazyBlob struct {
-	p  *pool.Pool
-	b  pool.Blob
-	rc io.ReadCloser
-}
-
-func (l *lazyBlob) Read(p []byte) (int, error) {
-	if l.rc == nil {
-		rc, err := l.p.OpenBlob(l.b, nil)
-		if err != nil {
-			return 0, err
-		}
-		l.rc = rc
-	}
-	n, err := l.rc.Read(p)
-	if err == io.EOF {
-		l.rc.Close()
-	}
-	return n, err
 }
 
 // sha1Dataroot is buildHostDataroot with filedir laid out as Moodle does:
@@ -133,12 +100,18 @@ func TestHostPoolRoundTrip(t *testing.T) {
 		}
 		return file, res
 	}
-	restore := func(file, dst string, rp sdk.PoolReader) error {
+	restore := func(file, dst string, expand bool) error {
 		f, err := os.Open(file)
 		must(t, err)
 		defer f.Close()
+		var r io.Reader = f
+		if expand {
+			xr := pl.ExpandReader(context.Background(), f, nil)
+			defer xr.Close()
+			r = xr
+		}
 		_, err = p.Restore(context.Background(), sdk.RestoreRequest{Config: cfg, Artifact: artifactID,
-			Options: ropts(t, map[string]string{"target_path": dst}), Pool: rp}, f)
+			Options: ropts(t, map[string]string{"target_path": dst})}, r)
 		return err
 	}
 
@@ -173,7 +146,7 @@ func TestHostPoolRoundTrip(t *testing.T) {
 
 	want := without(hostFingerprint(t, src), append(moodleExcluded, "fifo")...)
 	dst := filepath.Join(base, "restored")
-	must(t, restore(file, dst, cp))
+	must(t, restore(file, dst, true))
 	if d := diff(want, hostFingerprint(t, dst)); len(d) > 0 {
 		t.Errorf("restored directory differs:\n%s", strings.Join(d, "\n"))
 	}
@@ -191,8 +164,8 @@ func TestHostPoolRoundTrip(t *testing.T) {
 		t.Errorf("the unchanged archive is %d bytes, the first %d", b.Size(), a.Size())
 	}
 
-	if err := restore(file, filepath.Join(base, "nopool"), nil); err == nil || !strings.Contains(err.Error(), "pool") {
-		t.Errorf("a restore without the pool gave %v", err)
+	if err := restore(file, filepath.Join(base, "nopool"), false); err == nil || !strings.Contains(err.Error(), "pool") {
+		t.Errorf("a restore of the archive as it is stored, not expanded, gave %v", err)
 	}
 
 	// Damage one blob: the restore fails, naming it.
@@ -207,7 +180,7 @@ func TestHostPoolRoundTrip(t *testing.T) {
 	must(t, err)
 	raw[len(raw)-3] ^= 0xff
 	must(t, os.WriteFile(victim, raw, 0o600))
-	err = restore(file, filepath.Join(base, "damaged"), cp)
+	err = restore(file, filepath.Join(base, "damaged"), true)
 	if err == nil {
 		t.Fatal("a restore from a damaged blob succeeded")
 	}
@@ -288,8 +261,10 @@ func TestEnginePoolRoundTrip(t *testing.T) {
 	f, err := os.Open(file)
 	must(t, err)
 	defer f.Close()
+	xr := pl.ExpandReader(context.Background(), f, nil)
+	defer xr.Close()
 	_, err = p.Restore(context.Background(), sdk.RestoreRequest{Config: engineCfg, Artifact: artifactID,
-		Options: ropts(t, map[string]string{"target_volume": dst}), Pool: cp}, f)
+		Options: ropts(t, map[string]string{"target_volume": dst})}, xr)
 	if err != nil {
 		t.Fatalf("Restore through the Engine: %v", err)
 	}
@@ -300,5 +275,30 @@ func TestEnginePoolRoundTrip(t *testing.T) {
 	}
 	if len(got) < 300 {
 		t.Errorf("only %d entries restored", len(got))
+	}
+}
+
+// Which archive paths go to the pool: a file named by a SHA-1 below filedir
+// or trashdir, at any depth, and nothing else.
+func TestPoolable(t *testing.T) {
+	sum := "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+	for path, want := range map[string]bool{
+		"filedir/da/39/" + sum:                  true,
+		"trashdir/da/39/" + sum:                 true,
+		"filedir/" + sum:                        true,
+		"filedir/a/b/c/" + sum:                  true,
+		"filedir/da/39/" + sum[:39]:             false,
+		"filedir/da/39/" + sum + "0":            false,
+		"filedir/da/39/" + strings.ToUpper(sum): false,
+		"filedir/da/39/" + sum[:39] + "g":       false,
+		"filedir/warning.txt":                   false,
+		"cache/da/39/" + sum:                    false,
+		"filedirx/da/39/" + sum:                 false,
+		sum:                                     false,
+		"filedir//" + sum:                       false,
+	} {
+		if got := poolable(path); got != want {
+			t.Errorf("poolable(%q) = %v, want %v", path, got, want)
+		}
 	}
 }

@@ -130,10 +130,6 @@ func (p *plugin) Restore(ctx context.Context, req sdk.RestoreRequest, r io.Reade
 		}
 	}
 
-	if req.Pool != nil {
-		// Pooled entries get their data back before anything reads them.
-		r = expandPool(ctx, r, req.Pool)
-	}
 	// Read and check the first entry before touching the target: a stream
 	// that is not one of our archives must not cost an emptied volume.
 	ts := newTarStream(r)

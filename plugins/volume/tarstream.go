@@ -23,9 +23,6 @@ type tarStream struct {
 	cr      countingReader
 	tr      *tar.Reader
 	dataEnd int64 // offset where the current entry's padded data ends; -1: unknown
-	// pooledOK lets pooled entries (pool.go) through; elsewhere one is an
-	// error, since without the pool its file would be restored empty.
-	pooledOK bool
 }
 
 type countingReader struct {
@@ -59,8 +56,10 @@ func (t *tarStream) Next() (*tar.Header, error) {
 		}
 		return nil, err
 	}
-	if _, ok := h.PAXRecords[paxPoolSHA1]; ok && !t.pooledOK {
-		return nil, fmt.Errorf("entry %q keeps its data in the pool, and no pool was given to read it from", h.Name)
+	if _, ok := h.PAXRecords[paxPoolSHA1]; ok {
+		// The core fills pooled entries in before a restore: one that
+		// arrives here would be restored as an empty file.
+		return nil, fmt.Errorf("entry %q keeps its data in the pool, and the stream came without it", h.Name)
 	}
 	size := h.Size
 	switch {

@@ -552,7 +552,10 @@ type Artifact struct {
 	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`     // base of the file name, e.g. "moodle" or "moodledata"
 	Format string                 `protobuf:"bytes,3,opt,name=format,proto3" json:"format,omitempty"` // "sql", "tar": the extension before compression
 	// The artifact keeps file contents in the core's content-addressed pool
-	// (service Pool): its backup and restore are given a pool socket.
+	// (service Pool): its backup is given a pool socket. A pooled file is a
+	// tar entry without data whose PAX records MBK.pool.sha1 and
+	// MBK.pool.size name its blob; the core puts the data back into the
+	// stream before a restore, so the restore gets an ordinary archive.
 	Pool          bool `protobuf:"varint,4,opt,name=pool,proto3" json:"pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -815,11 +818,8 @@ type RestoreRequest struct {
 	// The restore options, as a cty msgpack value of the object type of the
 	// schema's restore_options.
 	OptionsMsgpack []byte `protobuf:"bytes,6,opt,name=options_msgpack,json=optionsMsgpack,proto3" json:"options_msgpack,omitempty"`
-	// For an artifact backed up with pool: the unix socket on which the core
-	// serves service Pool (Open) for this restore.
-	PoolSocket    string `protobuf:"bytes,7,opt,name=pool_socket,json=poolSocket,proto3" json:"pool_socket,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RestoreRequest) Reset() {
@@ -885,13 +885,6 @@ func (x *RestoreRequest) GetOptionsMsgpack() []byte {
 		return x.OptionsMsgpack
 	}
 	return nil
-}
-
-func (x *RestoreRequest) GetPoolSocket() string {
-	if x != nil {
-		return x.PoolSocket
-	}
-	return ""
 }
 
 type RestoreResponse struct {
@@ -1623,94 +1616,6 @@ func (x *PoolPutResponse) GetBlob() *Blob {
 	return nil
 }
 
-type PoolOpenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Blob          *Blob                  `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *PoolOpenRequest) Reset() {
-	*x = PoolOpenRequest{}
-	mi := &file_mbk_proto_msgTypes[27]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *PoolOpenRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*PoolOpenRequest) ProtoMessage() {}
-
-func (x *PoolOpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[27]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use PoolOpenRequest.ProtoReflect.Descriptor instead.
-func (*PoolOpenRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{27}
-}
-
-func (x *PoolOpenRequest) GetBlob() *Blob {
-	if x != nil {
-		return x.Blob
-	}
-	return nil
-}
-
-type PoolOpenManyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Blobs         []*Blob                `protobuf:"bytes,1,rep,name=blobs,proto3" json:"blobs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *PoolOpenManyRequest) Reset() {
-	*x = PoolOpenManyRequest{}
-	mi := &file_mbk_proto_msgTypes[28]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *PoolOpenManyRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*PoolOpenManyRequest) ProtoMessage() {}
-
-func (x *PoolOpenManyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[28]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use PoolOpenManyRequest.ProtoReflect.Descriptor instead.
-func (*PoolOpenManyRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{28}
-}
-
-func (x *PoolOpenManyRequest) GetBlobs() []*Blob {
-	if x != nil {
-		return x.Blobs
-	}
-	return nil
-}
-
 type ChecksumRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -1722,7 +1627,7 @@ type ChecksumRequest struct {
 
 func (x *ChecksumRequest) Reset() {
 	*x = ChecksumRequest{}
-	mi := &file_mbk_proto_msgTypes[29]
+	mi := &file_mbk_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1639,7 @@ func (x *ChecksumRequest) String() string {
 func (*ChecksumRequest) ProtoMessage() {}
 
 func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[29]
+	mi := &file_mbk_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1652,7 @@ func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{29}
+	return file_mbk_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ChecksumRequest) GetConfig() *Config {
@@ -1783,7 +1688,7 @@ type FileSum struct {
 
 func (x *FileSum) Reset() {
 	*x = FileSum{}
-	mi := &file_mbk_proto_msgTypes[30]
+	mi := &file_mbk_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +1700,7 @@ func (x *FileSum) String() string {
 func (*FileSum) ProtoMessage() {}
 
 func (x *FileSum) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[30]
+	mi := &file_mbk_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +1713,7 @@ func (x *FileSum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSum.ProtoReflect.Descriptor instead.
 func (*FileSum) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{30}
+	return file_mbk_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FileSum) GetFile() string {
@@ -1848,7 +1753,7 @@ type ChecksumResponse struct {
 
 func (x *ChecksumResponse) Reset() {
 	*x = ChecksumResponse{}
-	mi := &file_mbk_proto_msgTypes[31]
+	mi := &file_mbk_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +1765,7 @@ func (x *ChecksumResponse) String() string {
 func (*ChecksumResponse) ProtoMessage() {}
 
 func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[31]
+	mi := &file_mbk_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +1778,7 @@ func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumResponse.ProtoReflect.Descriptor instead.
 func (*ChecksumResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{31}
+	return file_mbk_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ChecksumResponse) GetSums() []*FileSum {
@@ -1894,7 +1799,7 @@ type SetInfo struct {
 
 func (x *SetInfo) Reset() {
 	*x = SetInfo{}
-	mi := &file_mbk_proto_msgTypes[32]
+	mi := &file_mbk_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +1811,7 @@ func (x *SetInfo) String() string {
 func (*SetInfo) ProtoMessage() {}
 
 func (x *SetInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[32]
+	mi := &file_mbk_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +1824,7 @@ func (x *SetInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetInfo.ProtoReflect.Descriptor instead.
 func (*SetInfo) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{32}
+	return file_mbk_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetInfo) GetName() string {
@@ -1955,7 +1860,7 @@ type RetainRequest struct {
 
 func (x *RetainRequest) Reset() {
 	*x = RetainRequest{}
-	mi := &file_mbk_proto_msgTypes[33]
+	mi := &file_mbk_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +1872,7 @@ func (x *RetainRequest) String() string {
 func (*RetainRequest) ProtoMessage() {}
 
 func (x *RetainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[33]
+	mi := &file_mbk_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +1885,7 @@ func (x *RetainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainRequest.ProtoReflect.Descriptor instead.
 func (*RetainRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{33}
+	return file_mbk_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RetainRequest) GetConfig() *Config {
@@ -2022,7 +1927,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_mbk_proto_msgTypes[34]
+	mi := &file_mbk_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +1939,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[34]
+	mi := &file_mbk_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +1952,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{34}
+	return file_mbk_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Decision) GetSet() string {
@@ -2080,7 +1985,7 @@ type RetainResponse struct {
 
 func (x *RetainResponse) Reset() {
 	*x = RetainResponse{}
-	mi := &file_mbk_proto_msgTypes[35]
+	mi := &file_mbk_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +1997,7 @@ func (x *RetainResponse) String() string {
 func (*RetainResponse) ProtoMessage() {}
 
 func (x *RetainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[35]
+	mi := &file_mbk_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2010,7 @@ func (x *RetainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainResponse.ProtoReflect.Descriptor instead.
 func (*RetainResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{35}
+	return file_mbk_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RetainResponse) GetDecisions() []*Decision {
@@ -2128,7 +2033,7 @@ type StorePutRequest struct {
 
 func (x *StorePutRequest) Reset() {
 	*x = StorePutRequest{}
-	mi := &file_mbk_proto_msgTypes[36]
+	mi := &file_mbk_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2045,7 @@ func (x *StorePutRequest) String() string {
 func (*StorePutRequest) ProtoMessage() {}
 
 func (x *StorePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[36]
+	mi := &file_mbk_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2058,7 @@ func (x *StorePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorePutRequest.ProtoReflect.Descriptor instead.
 func (*StorePutRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{36}
+	return file_mbk_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StorePutRequest) GetConfig() *Config {
@@ -2201,7 +2106,7 @@ type StorePutResponse struct {
 
 func (x *StorePutResponse) Reset() {
 	*x = StorePutResponse{}
-	mi := &file_mbk_proto_msgTypes[37]
+	mi := &file_mbk_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2118,7 @@ func (x *StorePutResponse) String() string {
 func (*StorePutResponse) ProtoMessage() {}
 
 func (x *StorePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[37]
+	mi := &file_mbk_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2131,7 @@ func (x *StorePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorePutResponse.ProtoReflect.Descriptor instead.
 func (*StorePutResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{37}
+	return file_mbk_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StorePutResponse) GetBytes() int64 {
@@ -2255,7 +2160,7 @@ type StoreGetRequest struct {
 
 func (x *StoreGetRequest) Reset() {
 	*x = StoreGetRequest{}
-	mi := &file_mbk_proto_msgTypes[38]
+	mi := &file_mbk_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2267,7 +2172,7 @@ func (x *StoreGetRequest) String() string {
 func (*StoreGetRequest) ProtoMessage() {}
 
 func (x *StoreGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[38]
+	mi := &file_mbk_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2280,7 +2185,7 @@ func (x *StoreGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreGetRequest.ProtoReflect.Descriptor instead.
 func (*StoreGetRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{38}
+	return file_mbk_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StoreGetRequest) GetConfig() *Config {
@@ -2320,7 +2225,7 @@ type StoreGetResponse struct {
 
 func (x *StoreGetResponse) Reset() {
 	*x = StoreGetResponse{}
-	mi := &file_mbk_proto_msgTypes[39]
+	mi := &file_mbk_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2237,7 @@ func (x *StoreGetResponse) String() string {
 func (*StoreGetResponse) ProtoMessage() {}
 
 func (x *StoreGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[39]
+	mi := &file_mbk_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2250,7 @@ func (x *StoreGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreGetResponse.ProtoReflect.Descriptor instead.
 func (*StoreGetResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{39}
+	return file_mbk_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StoreGetResponse) GetBytes() int64 {
@@ -2365,7 +2270,7 @@ type StoredFile struct {
 
 func (x *StoredFile) Reset() {
 	*x = StoredFile{}
-	mi := &file_mbk_proto_msgTypes[40]
+	mi := &file_mbk_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2282,7 @@ func (x *StoredFile) String() string {
 func (*StoredFile) ProtoMessage() {}
 
 func (x *StoredFile) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[40]
+	mi := &file_mbk_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2295,7 @@ func (x *StoredFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
 func (*StoredFile) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{40}
+	return file_mbk_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StoredFile) GetName() string {
@@ -2417,7 +2322,7 @@ type StoredSet struct {
 
 func (x *StoredSet) Reset() {
 	*x = StoredSet{}
-	mi := &file_mbk_proto_msgTypes[41]
+	mi := &file_mbk_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +2334,7 @@ func (x *StoredSet) String() string {
 func (*StoredSet) ProtoMessage() {}
 
 func (x *StoredSet) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[41]
+	mi := &file_mbk_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +2347,7 @@ func (x *StoredSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredSet.ProtoReflect.Descriptor instead.
 func (*StoredSet) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{41}
+	return file_mbk_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StoredSet) GetName() string {
@@ -2468,7 +2373,7 @@ type StoreListResponse struct {
 
 func (x *StoreListResponse) Reset() {
 	*x = StoreListResponse{}
-	mi := &file_mbk_proto_msgTypes[42]
+	mi := &file_mbk_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2385,7 @@ func (x *StoreListResponse) String() string {
 func (*StoreListResponse) ProtoMessage() {}
 
 func (x *StoreListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[42]
+	mi := &file_mbk_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2398,7 @@ func (x *StoreListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreListResponse.ProtoReflect.Descriptor instead.
 func (*StoreListResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{42}
+	return file_mbk_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StoreListResponse) GetSets() []*StoredSet {
@@ -2513,7 +2418,7 @@ type StoreDeleteRequest struct {
 
 func (x *StoreDeleteRequest) Reset() {
 	*x = StoreDeleteRequest{}
-	mi := &file_mbk_proto_msgTypes[43]
+	mi := &file_mbk_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2525,7 +2430,7 @@ func (x *StoreDeleteRequest) String() string {
 func (*StoreDeleteRequest) ProtoMessage() {}
 
 func (x *StoreDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[43]
+	mi := &file_mbk_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2538,7 +2443,7 @@ func (x *StoreDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreDeleteRequest.ProtoReflect.Descriptor instead.
 func (*StoreDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{43}
+	return file_mbk_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StoreDeleteRequest) GetConfig() *Config {
@@ -2569,7 +2474,7 @@ type StoreDeleteFilesRequest struct {
 
 func (x *StoreDeleteFilesRequest) Reset() {
 	*x = StoreDeleteFilesRequest{}
-	mi := &file_mbk_proto_msgTypes[44]
+	mi := &file_mbk_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2581,7 +2486,7 @@ func (x *StoreDeleteFilesRequest) String() string {
 func (*StoreDeleteFilesRequest) ProtoMessage() {}
 
 func (x *StoreDeleteFilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[44]
+	mi := &file_mbk_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2594,7 +2499,7 @@ func (x *StoreDeleteFilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreDeleteFilesRequest.ProtoReflect.Descriptor instead.
 func (*StoreDeleteFilesRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{44}
+	return file_mbk_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StoreDeleteFilesRequest) GetConfig() *Config {
@@ -2629,7 +2534,7 @@ type NotifyRequest struct {
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_mbk_proto_msgTypes[45]
+	mi := &file_mbk_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +2546,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[45]
+	mi := &file_mbk_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +2559,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{45}
+	return file_mbk_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *NotifyRequest) GetConfig() *Config {
@@ -2687,7 +2592,7 @@ type NotifyResponse struct {
 
 func (x *NotifyResponse) Reset() {
 	*x = NotifyResponse{}
-	mi := &file_mbk_proto_msgTypes[46]
+	mi := &file_mbk_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2604,7 @@ func (x *NotifyResponse) String() string {
 func (*NotifyResponse) ProtoMessage() {}
 
 func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[46]
+	mi := &file_mbk_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2617,7 @@ func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyResponse.ProtoReflect.Descriptor instead.
 func (*NotifyResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{46}
+	return file_mbk_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NotifyResponse) GetSummary() string {
@@ -2781,16 +2686,14 @@ const file_mbk_proto_rawDesc = "" +
 	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12!\n" +
 	"\fdetails_json\x18\x02 \x01(\fR\vdetailsJson\x12\x1b\n" +
 	"\tinfo_file\x18\x03 \x01(\tR\binfoFile\x12\x1b\n" +
-	"\tinfo_text\x18\x04 \x01(\tR\binfoText\"\xe4\x01\n" +
+	"\tinfo_text\x18\x04 \x01(\tR\binfoText\"\xc9\x01\n" +
 	"\x0eRestoreRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x1f\n" +
 	"\vartifact_id\x18\x02 \x01(\tR\n" +
 	"artifactId\x12\x16\n" +
 	"\x06socket\x18\x03 \x01(\tR\x06socket\x12!\n" +
 	"\fdetails_json\x18\x05 \x01(\fR\vdetailsJson\x12'\n" +
-	"\x0foptions_msgpack\x18\x06 \x01(\fR\x0eoptionsMsgpack\x12\x1f\n" +
-	"\vpool_socket\x18\a \x01(\tR\n" +
-	"poolSocketJ\x04\b\x04\x10\x05\"A\n" +
+	"\x0foptions_msgpack\x18\x06 \x01(\fR\x0eoptionsMsgpackJ\x04\b\x04\x10\x05J\x04\b\a\x10\b\"A\n" +
 	"\x0fRestoreResponse\x12\x14\n" +
 	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12\x18\n" +
 	"\asummary\x18\x02 \x01(\tR\asummary\"\x92\x01\n" +
@@ -2842,11 +2745,7 @@ const file_mbk_proto_rawDesc = "" +
 	"\x04blob\x18\x01 \x01(\v2\f.mbk.v1.BlobR\x04blob\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\x0fPoolPutResponse\x12 \n" +
-	"\x04blob\x18\x01 \x01(\v2\f.mbk.v1.BlobR\x04blob\"3\n" +
-	"\x0fPoolOpenRequest\x12 \n" +
-	"\x04blob\x18\x01 \x01(\v2\f.mbk.v1.BlobR\x04blob\"9\n" +
-	"\x13PoolOpenManyRequest\x12\"\n" +
-	"\x05blobs\x18\x01 \x03(\v2\f.mbk.v1.BlobR\x05blobs\"a\n" +
+	"\x04blob\x18\x01 \x01(\v2\f.mbk.v1.BlobR\x04blob\"a\n" +
 	"\x0fChecksumRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x10\n" +
 	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x14\n" +
@@ -2930,12 +2829,10 @@ const file_mbk_proto_rawDesc = "" +
 	"\aRestore\x12\x16.mbk.v1.RestoreRequest\x1a\x17.mbk.v1.RestoreResponse\x12:\n" +
 	"\aSandbox\x12\x16.mbk.v1.SandboxRequest\x1a\x17.mbk.v1.SandboxResponse\x12=\n" +
 	"\bTeardown\x12\x17.mbk.v1.TeardownRequest\x1a\x18.mbk.v1.TeardownResponse\x124\n" +
-	"\x05Check\x12\x14.mbk.v1.CheckRequest\x1a\x15.mbk.v1.CheckResponse2\xea\x01\n" +
+	"\x05Check\x12\x14.mbk.v1.CheckRequest\x1a\x15.mbk.v1.CheckResponse2v\n" +
 	"\x04Pool\x129\n" +
 	"\x04Have\x12\x17.mbk.v1.PoolHaveRequest\x1a\x18.mbk.v1.PoolHaveResponse\x123\n" +
-	"\x03Put\x12\x11.mbk.v1.PoolChunk\x1a\x17.mbk.v1.PoolPutResponse(\x01\x124\n" +
-	"\x04Open\x12\x17.mbk.v1.PoolOpenRequest\x1a\x11.mbk.v1.PoolChunk0\x01\x12<\n" +
-	"\bOpenMany\x12\x1b.mbk.v1.PoolOpenManyRequest\x1a\x11.mbk.v1.PoolChunk0\x012D\n" +
+	"\x03Put\x12\x11.mbk.v1.PoolChunk\x1a\x17.mbk.v1.PoolPutResponse(\x012D\n" +
 	"\bChecksum\x128\n" +
 	"\x03Sum\x12\x17.mbk.v1.ChecksumRequest\x1a\x18.mbk.v1.ChecksumResponse2?\n" +
 	"\x06Retain\x125\n" +
@@ -2961,7 +2858,7 @@ func file_mbk_proto_rawDescGZIP() []byte {
 	return file_mbk_proto_rawDescData
 }
 
-var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_mbk_proto_goTypes = []any{
 	(*Empty)(nil),                   // 0: mbk.v1.Empty
 	(*DescribeResponse)(nil),        // 1: mbk.v1.DescribeResponse
@@ -2990,27 +2887,25 @@ var file_mbk_proto_goTypes = []any{
 	(*PoolHaveResponse)(nil),        // 24: mbk.v1.PoolHaveResponse
 	(*PoolChunk)(nil),               // 25: mbk.v1.PoolChunk
 	(*PoolPutResponse)(nil),         // 26: mbk.v1.PoolPutResponse
-	(*PoolOpenRequest)(nil),         // 27: mbk.v1.PoolOpenRequest
-	(*PoolOpenManyRequest)(nil),     // 28: mbk.v1.PoolOpenManyRequest
-	(*ChecksumRequest)(nil),         // 29: mbk.v1.ChecksumRequest
-	(*FileSum)(nil),                 // 30: mbk.v1.FileSum
-	(*ChecksumResponse)(nil),        // 31: mbk.v1.ChecksumResponse
-	(*SetInfo)(nil),                 // 32: mbk.v1.SetInfo
-	(*RetainRequest)(nil),           // 33: mbk.v1.RetainRequest
-	(*Decision)(nil),                // 34: mbk.v1.Decision
-	(*RetainResponse)(nil),          // 35: mbk.v1.RetainResponse
-	(*StorePutRequest)(nil),         // 36: mbk.v1.StorePutRequest
-	(*StorePutResponse)(nil),        // 37: mbk.v1.StorePutResponse
-	(*StoreGetRequest)(nil),         // 38: mbk.v1.StoreGetRequest
-	(*StoreGetResponse)(nil),        // 39: mbk.v1.StoreGetResponse
-	(*StoredFile)(nil),              // 40: mbk.v1.StoredFile
-	(*StoredSet)(nil),               // 41: mbk.v1.StoredSet
-	(*StoreListResponse)(nil),       // 42: mbk.v1.StoreListResponse
-	(*StoreDeleteRequest)(nil),      // 43: mbk.v1.StoreDeleteRequest
-	(*StoreDeleteFilesRequest)(nil), // 44: mbk.v1.StoreDeleteFilesRequest
-	(*NotifyRequest)(nil),           // 45: mbk.v1.NotifyRequest
-	(*NotifyResponse)(nil),          // 46: mbk.v1.NotifyResponse
-	nil,                             // 47: mbk.v1.SandboxResponse.OptionsEntry
+	(*ChecksumRequest)(nil),         // 27: mbk.v1.ChecksumRequest
+	(*FileSum)(nil),                 // 28: mbk.v1.FileSum
+	(*ChecksumResponse)(nil),        // 29: mbk.v1.ChecksumResponse
+	(*SetInfo)(nil),                 // 30: mbk.v1.SetInfo
+	(*RetainRequest)(nil),           // 31: mbk.v1.RetainRequest
+	(*Decision)(nil),                // 32: mbk.v1.Decision
+	(*RetainResponse)(nil),          // 33: mbk.v1.RetainResponse
+	(*StorePutRequest)(nil),         // 34: mbk.v1.StorePutRequest
+	(*StorePutResponse)(nil),        // 35: mbk.v1.StorePutResponse
+	(*StoreGetRequest)(nil),         // 36: mbk.v1.StoreGetRequest
+	(*StoreGetResponse)(nil),        // 37: mbk.v1.StoreGetResponse
+	(*StoredFile)(nil),              // 38: mbk.v1.StoredFile
+	(*StoredSet)(nil),               // 39: mbk.v1.StoredSet
+	(*StoreListResponse)(nil),       // 40: mbk.v1.StoreListResponse
+	(*StoreDeleteRequest)(nil),      // 41: mbk.v1.StoreDeleteRequest
+	(*StoreDeleteFilesRequest)(nil), // 42: mbk.v1.StoreDeleteFilesRequest
+	(*NotifyRequest)(nil),           // 43: mbk.v1.NotifyRequest
+	(*NotifyResponse)(nil),          // 44: mbk.v1.NotifyResponse
+	nil,                             // 45: mbk.v1.SandboxResponse.OptionsEntry
 }
 var file_mbk_proto_depIdxs = []int32{
 	3,  // 0: mbk.v1.SchemaResponse.attributes:type_name -> mbk.v1.Attribute
@@ -3021,88 +2916,82 @@ var file_mbk_proto_depIdxs = []int32{
 	5,  // 5: mbk.v1.BackupRequest.config:type_name -> mbk.v1.Config
 	5,  // 6: mbk.v1.RestoreRequest.config:type_name -> mbk.v1.Config
 	5,  // 7: mbk.v1.SandboxRequest.config:type_name -> mbk.v1.Config
-	47, // 8: mbk.v1.SandboxResponse.options:type_name -> mbk.v1.SandboxResponse.OptionsEntry
+	45, // 8: mbk.v1.SandboxResponse.options:type_name -> mbk.v1.SandboxResponse.OptionsEntry
 	5,  // 9: mbk.v1.TeardownRequest.config:type_name -> mbk.v1.Config
 	5,  // 10: mbk.v1.CheckRequest.config:type_name -> mbk.v1.Config
 	20, // 11: mbk.v1.CheckResponse.checks:type_name -> mbk.v1.Check
 	22, // 12: mbk.v1.PoolHaveRequest.blobs:type_name -> mbk.v1.Blob
 	22, // 13: mbk.v1.PoolChunk.blob:type_name -> mbk.v1.Blob
 	22, // 14: mbk.v1.PoolPutResponse.blob:type_name -> mbk.v1.Blob
-	22, // 15: mbk.v1.PoolOpenRequest.blob:type_name -> mbk.v1.Blob
-	22, // 16: mbk.v1.PoolOpenManyRequest.blobs:type_name -> mbk.v1.Blob
-	5,  // 17: mbk.v1.ChecksumRequest.config:type_name -> mbk.v1.Config
-	30, // 18: mbk.v1.ChecksumResponse.sums:type_name -> mbk.v1.FileSum
-	5,  // 19: mbk.v1.RetainRequest.config:type_name -> mbk.v1.Config
-	32, // 20: mbk.v1.RetainRequest.sets:type_name -> mbk.v1.SetInfo
-	34, // 21: mbk.v1.RetainResponse.decisions:type_name -> mbk.v1.Decision
-	5,  // 22: mbk.v1.StorePutRequest.config:type_name -> mbk.v1.Config
-	5,  // 23: mbk.v1.StoreGetRequest.config:type_name -> mbk.v1.Config
-	40, // 24: mbk.v1.StoredSet.files:type_name -> mbk.v1.StoredFile
-	41, // 25: mbk.v1.StoreListResponse.sets:type_name -> mbk.v1.StoredSet
-	5,  // 26: mbk.v1.StoreDeleteRequest.config:type_name -> mbk.v1.Config
-	5,  // 27: mbk.v1.StoreDeleteFilesRequest.config:type_name -> mbk.v1.Config
-	5,  // 28: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
-	0,  // 29: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
-	2,  // 30: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
-	6,  // 31: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
-	6,  // 32: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
-	6,  // 33: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 34: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 35: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
-	15, // 36: mbk.v1.Dump.Sandbox:input_type -> mbk.v1.SandboxRequest
-	17, // 37: mbk.v1.Dump.Teardown:input_type -> mbk.v1.TeardownRequest
-	19, // 38: mbk.v1.Dump.Check:input_type -> mbk.v1.CheckRequest
-	6,  // 39: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 40: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 41: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
-	15, // 42: mbk.v1.Archive.Sandbox:input_type -> mbk.v1.SandboxRequest
-	17, // 43: mbk.v1.Archive.Teardown:input_type -> mbk.v1.TeardownRequest
-	19, // 44: mbk.v1.Archive.Check:input_type -> mbk.v1.CheckRequest
-	23, // 45: mbk.v1.Pool.Have:input_type -> mbk.v1.PoolHaveRequest
-	25, // 46: mbk.v1.Pool.Put:input_type -> mbk.v1.PoolChunk
-	27, // 47: mbk.v1.Pool.Open:input_type -> mbk.v1.PoolOpenRequest
-	28, // 48: mbk.v1.Pool.OpenMany:input_type -> mbk.v1.PoolOpenManyRequest
-	29, // 49: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
-	33, // 50: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
-	36, // 51: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
-	38, // 52: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
-	6,  // 53: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
-	43, // 54: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
-	44, // 55: mbk.v1.Store.DeleteFiles:input_type -> mbk.v1.StoreDeleteFilesRequest
-	45, // 56: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
-	1,  // 57: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
-	4,  // 58: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
-	8,  // 59: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
-	8,  // 60: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
-	10, // 61: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 62: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 63: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
-	16, // 64: mbk.v1.Dump.Sandbox:output_type -> mbk.v1.SandboxResponse
-	18, // 65: mbk.v1.Dump.Teardown:output_type -> mbk.v1.TeardownResponse
-	21, // 66: mbk.v1.Dump.Check:output_type -> mbk.v1.CheckResponse
-	10, // 67: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 68: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 69: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
-	16, // 70: mbk.v1.Archive.Sandbox:output_type -> mbk.v1.SandboxResponse
-	18, // 71: mbk.v1.Archive.Teardown:output_type -> mbk.v1.TeardownResponse
-	21, // 72: mbk.v1.Archive.Check:output_type -> mbk.v1.CheckResponse
-	24, // 73: mbk.v1.Pool.Have:output_type -> mbk.v1.PoolHaveResponse
-	26, // 74: mbk.v1.Pool.Put:output_type -> mbk.v1.PoolPutResponse
-	25, // 75: mbk.v1.Pool.Open:output_type -> mbk.v1.PoolChunk
-	25, // 76: mbk.v1.Pool.OpenMany:output_type -> mbk.v1.PoolChunk
-	31, // 77: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
-	35, // 78: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
-	37, // 79: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
-	39, // 80: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
-	42, // 81: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
-	0,  // 82: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
-	0,  // 83: mbk.v1.Store.DeleteFiles:output_type -> mbk.v1.Empty
-	46, // 84: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
-	57, // [57:85] is the sub-list for method output_type
-	29, // [29:57] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	5,  // 15: mbk.v1.ChecksumRequest.config:type_name -> mbk.v1.Config
+	28, // 16: mbk.v1.ChecksumResponse.sums:type_name -> mbk.v1.FileSum
+	5,  // 17: mbk.v1.RetainRequest.config:type_name -> mbk.v1.Config
+	30, // 18: mbk.v1.RetainRequest.sets:type_name -> mbk.v1.SetInfo
+	32, // 19: mbk.v1.RetainResponse.decisions:type_name -> mbk.v1.Decision
+	5,  // 20: mbk.v1.StorePutRequest.config:type_name -> mbk.v1.Config
+	5,  // 21: mbk.v1.StoreGetRequest.config:type_name -> mbk.v1.Config
+	38, // 22: mbk.v1.StoredSet.files:type_name -> mbk.v1.StoredFile
+	39, // 23: mbk.v1.StoreListResponse.sets:type_name -> mbk.v1.StoredSet
+	5,  // 24: mbk.v1.StoreDeleteRequest.config:type_name -> mbk.v1.Config
+	5,  // 25: mbk.v1.StoreDeleteFilesRequest.config:type_name -> mbk.v1.Config
+	5,  // 26: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
+	0,  // 27: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
+	2,  // 28: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
+	6,  // 29: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
+	6,  // 30: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
+	6,  // 31: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 32: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 33: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 34: mbk.v1.Dump.Sandbox:input_type -> mbk.v1.SandboxRequest
+	17, // 35: mbk.v1.Dump.Teardown:input_type -> mbk.v1.TeardownRequest
+	19, // 36: mbk.v1.Dump.Check:input_type -> mbk.v1.CheckRequest
+	6,  // 37: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 38: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 39: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 40: mbk.v1.Archive.Sandbox:input_type -> mbk.v1.SandboxRequest
+	17, // 41: mbk.v1.Archive.Teardown:input_type -> mbk.v1.TeardownRequest
+	19, // 42: mbk.v1.Archive.Check:input_type -> mbk.v1.CheckRequest
+	23, // 43: mbk.v1.Pool.Have:input_type -> mbk.v1.PoolHaveRequest
+	25, // 44: mbk.v1.Pool.Put:input_type -> mbk.v1.PoolChunk
+	27, // 45: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
+	31, // 46: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
+	34, // 47: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
+	36, // 48: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
+	6,  // 49: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
+	41, // 50: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
+	42, // 51: mbk.v1.Store.DeleteFiles:input_type -> mbk.v1.StoreDeleteFilesRequest
+	43, // 52: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
+	1,  // 53: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
+	4,  // 54: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
+	8,  // 55: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
+	8,  // 56: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
+	10, // 57: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 58: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 59: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
+	16, // 60: mbk.v1.Dump.Sandbox:output_type -> mbk.v1.SandboxResponse
+	18, // 61: mbk.v1.Dump.Teardown:output_type -> mbk.v1.TeardownResponse
+	21, // 62: mbk.v1.Dump.Check:output_type -> mbk.v1.CheckResponse
+	10, // 63: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 64: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 65: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
+	16, // 66: mbk.v1.Archive.Sandbox:output_type -> mbk.v1.SandboxResponse
+	18, // 67: mbk.v1.Archive.Teardown:output_type -> mbk.v1.TeardownResponse
+	21, // 68: mbk.v1.Archive.Check:output_type -> mbk.v1.CheckResponse
+	24, // 69: mbk.v1.Pool.Have:output_type -> mbk.v1.PoolHaveResponse
+	26, // 70: mbk.v1.Pool.Put:output_type -> mbk.v1.PoolPutResponse
+	29, // 71: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
+	33, // 72: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
+	35, // 73: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
+	37, // 74: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
+	40, // 75: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
+	0,  // 76: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
+	0,  // 77: mbk.v1.Store.DeleteFiles:output_type -> mbk.v1.Empty
+	44, // 78: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
+	53, // [53:79] is the sub-list for method output_type
+	27, // [27:53] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_mbk_proto_init() }
@@ -3116,7 +3005,7 @@ func file_mbk_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mbk_proto_rawDesc), len(file_mbk_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -835,10 +835,8 @@ var Archive_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Pool_Have_FullMethodName     = "/mbk.v1.Pool/Have"
-	Pool_Put_FullMethodName      = "/mbk.v1.Pool/Put"
-	Pool_Open_FullMethodName     = "/mbk.v1.Pool/Open"
-	Pool_OpenMany_FullMethodName = "/mbk.v1.Pool/OpenMany"
+	Pool_Have_FullMethodName = "/mbk.v1.Pool/Have"
+	Pool_Put_FullMethodName  = "/mbk.v1.Pool/Put"
 )
 
 // PoolClient is the client API for Pool service.
@@ -847,15 +845,6 @@ const (
 type PoolClient interface {
 	Have(ctx context.Context, in *PoolHaveRequest, opts ...grpc.CallOption) (*PoolHaveResponse, error)
 	Put(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PoolChunk, PoolPutResponse], error)
-	// Open streams a blob's content (decrypted, decompressed); the stream
-	// fails when the bytes do not hash to the blob's name.
-	Open(ctx context.Context, in *PoolOpenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolChunk], error)
-	// OpenMany streams the contents of several blobs one after the other
-	// (the chunks do not follow the blobs' boundaries: each blob's size
-	// says where it ends). One call for many small files: a call costs more
-	// than a small file's bytes. It fails at the first blob that does not
-	// hash to its name, before any byte of the next.
-	OpenMany(ctx context.Context, in *PoolOpenManyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolChunk], error)
 }
 
 type poolClient struct {
@@ -889,59 +878,12 @@ func (c *poolClient) Put(ctx context.Context, opts ...grpc.CallOption) (grpc.Cli
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Pool_PutClient = grpc.ClientStreamingClient[PoolChunk, PoolPutResponse]
 
-func (c *poolClient) Open(ctx context.Context, in *PoolOpenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolChunk], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Pool_ServiceDesc.Streams[1], Pool_Open_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[PoolOpenRequest, PoolChunk]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Pool_OpenClient = grpc.ServerStreamingClient[PoolChunk]
-
-func (c *poolClient) OpenMany(ctx context.Context, in *PoolOpenManyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PoolChunk], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Pool_ServiceDesc.Streams[2], Pool_OpenMany_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[PoolOpenManyRequest, PoolChunk]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Pool_OpenManyClient = grpc.ServerStreamingClient[PoolChunk]
-
 // PoolServer is the server API for Pool service.
 // All implementations must embed UnimplementedPoolServer
 // for forward compatibility.
 type PoolServer interface {
 	Have(context.Context, *PoolHaveRequest) (*PoolHaveResponse, error)
 	Put(grpc.ClientStreamingServer[PoolChunk, PoolPutResponse]) error
-	// Open streams a blob's content (decrypted, decompressed); the stream
-	// fails when the bytes do not hash to the blob's name.
-	Open(*PoolOpenRequest, grpc.ServerStreamingServer[PoolChunk]) error
-	// OpenMany streams the contents of several blobs one after the other
-	// (the chunks do not follow the blobs' boundaries: each blob's size
-	// says where it ends). One call for many small files: a call costs more
-	// than a small file's bytes. It fails at the first blob that does not
-	// hash to its name, before any byte of the next.
-	OpenMany(*PoolOpenManyRequest, grpc.ServerStreamingServer[PoolChunk]) error
 	mustEmbedUnimplementedPoolServer()
 }
 
@@ -957,12 +899,6 @@ func (UnimplementedPoolServer) Have(context.Context, *PoolHaveRequest) (*PoolHav
 }
 func (UnimplementedPoolServer) Put(grpc.ClientStreamingServer[PoolChunk, PoolPutResponse]) error {
 	return status.Error(codes.Unimplemented, "method Put not implemented")
-}
-func (UnimplementedPoolServer) Open(*PoolOpenRequest, grpc.ServerStreamingServer[PoolChunk]) error {
-	return status.Error(codes.Unimplemented, "method Open not implemented")
-}
-func (UnimplementedPoolServer) OpenMany(*PoolOpenManyRequest, grpc.ServerStreamingServer[PoolChunk]) error {
-	return status.Error(codes.Unimplemented, "method OpenMany not implemented")
 }
 func (UnimplementedPoolServer) mustEmbedUnimplementedPoolServer() {}
 func (UnimplementedPoolServer) testEmbeddedByValue()              {}
@@ -1010,28 +946,6 @@ func _Pool_Put_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Pool_PutServer = grpc.ClientStreamingServer[PoolChunk, PoolPutResponse]
 
-func _Pool_Open_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(PoolOpenRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(PoolServer).Open(m, &grpc.GenericServerStream[PoolOpenRequest, PoolChunk]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Pool_OpenServer = grpc.ServerStreamingServer[PoolChunk]
-
-func _Pool_OpenMany_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(PoolOpenManyRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(PoolServer).OpenMany(m, &grpc.GenericServerStream[PoolOpenManyRequest, PoolChunk]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Pool_OpenManyServer = grpc.ServerStreamingServer[PoolChunk]
-
 // Pool_ServiceDesc is the grpc.ServiceDesc for Pool service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1049,16 +963,6 @@ var Pool_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Put",
 			Handler:       _Pool_Put_Handler,
 			ClientStreams: true,
-		},
-		{
-			StreamName:    "Open",
-			Handler:       _Pool_Open_Handler,
-			ServerStreams: true,
-		},
-		{
-			StreamName:    "OpenMany",
-			Handler:       _Pool_OpenMany_Handler,
-			ServerStreams: true,
 		},
 	},
 	Metadata: "mbk.proto",

@@ -1,0 +1,338 @@
+package pool
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"strconv"
+	"sync"
+
+	"filippo.io/age"
+
+	"github.com/mbk-backup/mbk/core/spec"
+)
+
+// A pooled artifact is a tar stream in which each pooled file is an entry
+// without data whose PAX records (spec.PoolPAXSHA1, spec.PoolPAXSize) name
+// its blob. The core puts the content back before a restore, so the plugin
+// restores an ordinary tar over the same socket as any other, and a blob's
+// bytes go from the pool's file to the stream in one process.
+const (
+	PAXSHA1 = spec.PoolPAXSHA1
+	PAXSize = spec.PoolPAXSize
+)
+
+// Expand's read-ahead. Small blobs are read whole by expandWorkers
+// goroutines, in the stream's order, up to expandAheadBytes (and
+// expandAheadEntries entries, directories included) ahead of the one being
+// written; a blob above expandInMemory is streamed when its turn comes,
+// while the workers read on past it.
+const (
+	expandWorkers      = 4
+	expandAheadBytes   = 8 << 20
+	expandAheadEntries = 4096
+	expandInMemory     = 1 << 20
+)
+
+// EntryBlob says whether h is a pooled entry, and which blob holds its
+// content.
+func EntryBlob(h *tar.Header) (Blob, bool, error) {
+	sum, ok := h.PAXRecords[PAXSHA1]
+	if !ok {
+		return Blob{}, false, nil
+	}
+	size, err := strconv.ParseInt(h.PAXRecords[PAXSize], 10, 64)
+	b := Blob{SHA1: sum, Size: size}
+	if err != nil || h.Typeflag != tar.TypeReg || h.Size != 0 || b.Check() != nil {
+		return Blob{}, false, fmt.Errorf("entry %q: a malformed pooled entry", h.Name)
+	}
+	return b, true, nil
+}
+
+// Expand copies the tar stream r to w with every pooled entry's content
+// read from the pool, each blob checked against its SHA-1, and the pool's
+// records left out: w gets the archive a backup without the pool would
+// have made. r is read to its end. A missing or damaged blob is an error
+// that names the entry and the blob.
+func (p *Pool) Expand(ctx context.Context, r io.Reader, w io.Writer, identities []age.Identity) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	x := &expander{p: p, ids: identities, jobs: make(chan *pending, expandAheadEntries), buf: make([]byte, 256<<10)}
+	defer x.stop()
+	for range expandWorkers {
+		x.wg.Add(1)
+		go x.work(ctx)
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	tw := tar.NewWriter(bw)
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read the archive: %w", err)
+		}
+		b, pooled, err := EntryBlob(h)
+		if err != nil {
+			return err
+		}
+		if !pooled && h.Size > 0 {
+			// Data in the stream: what waits goes first, then this entry.
+			if err := x.drain(ctx, tw, 0); err != nil {
+				return err
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, err)
+			}
+			if _, err := copyCtx(ctx, tw, tr, x.buf); err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, err)
+			}
+			continue
+		}
+		e := &pending{h: h, blob: b, pooled: pooled}
+		if pooled && b.Size > 0 && b.Size <= expandInMemory {
+			// Room for it ahead, made by writing out the oldest.
+			for len(x.queue) > 0 && x.ahead+b.Size > expandAheadBytes {
+				if err := x.drain(ctx, tw, len(x.queue)-1); err != nil {
+					return err
+				}
+			}
+			e.fetch = true
+			e.done = make(chan struct{})
+			x.ahead += b.Size
+		}
+		if len(x.queue) >= expandAheadEntries {
+			if err := x.drain(ctx, tw, len(x.queue)-1); err != nil {
+				return err
+			}
+		}
+		x.queue = append(x.queue, e)
+		if e.fetch {
+			x.jobs <- e // never blocks: the queue is shorter than the channel
+		}
+	}
+	if err := x.drain(ctx, tw, 0); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("write the archive: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	// What follows the archive's end (padding) is read too, so that the
+	// decoder below checks the whole file.
+	_, err := io.Copy(io.Discard, r)
+	return err
+}
+
+// pending is an entry waiting for its turn; a fetched one's content is
+// read by a worker meanwhile.
+type pending struct {
+	h      *tar.Header
+	blob   Blob
+	pooled bool
+	fetch  bool
+	done   chan struct{}
+	data   []byte
+	err    error
+}
+
+type expander struct {
+	p     *Pool
+	ids   []age.Identity
+	jobs  chan *pending
+	wg    sync.WaitGroup
+	queue []*pending
+	ahead int64 // bytes of fetched blobs in the queue
+	buf   []byte
+	once  sync.Once
+}
+
+func (x *expander) stop() {
+	x.once.Do(func() { close(x.jobs) })
+	x.wg.Wait()
+}
+
+func (x *expander) work(ctx context.Context) {
+	defer x.wg.Done()
+	for e := range x.jobs {
+		if ctx.Err() == nil {
+			e.data, e.err = x.p.readBlob(e.blob, x.ids)
+		} else {
+			e.err = context.Cause(ctx)
+		}
+		close(e.done)
+	}
+}
+
+// readBlob reads a small blob whole, checked.
+func (p *Pool) readBlob(b Blob, ids []age.Identity) ([]byte, error) {
+	rc, err := p.OpenBlob(b, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := make([]byte, b.Size)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			err = fmt.Errorf("blob %s: %w (it ended early)", b, ErrCorrupt)
+		}
+		return nil, err
+	}
+	// The end, where the hash is checked.
+	var one [1]byte
+	if n, err := rc.Read(one[:]); n > 0 {
+		return nil, fmt.Errorf("blob %s: %w (longer than its name says)", b, ErrCorrupt)
+	} else if err != io.EOF {
+		if err == nil {
+			err = fmt.Errorf("blob %s: no end after its %d bytes", b, b.Size)
+		}
+		return nil, err
+	}
+	return buf, nil
+}
+
+// drain writes the oldest queued entries until keep are left.
+func (x *expander) drain(ctx context.Context, tw *tar.Writer, keep int) error {
+	for len(x.queue) > keep {
+		e := x.queue[0]
+		x.queue[0] = nil
+		x.queue = x.queue[1:]
+		if err := x.emit(ctx, tw, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *expander) emit(ctx context.Context, tw *tar.Writer, e *pending) error {
+	if !e.pooled {
+		return tw.WriteHeader(e.h)
+	}
+	out := *e.h
+	out.Size = e.blob.Size
+	out.PAXRecords = maps.Clone(e.h.PAXRecords)
+	delete(out.PAXRecords, PAXSHA1)
+	delete(out.PAXRecords, PAXSize)
+	if len(out.PAXRecords) == 0 {
+		out.PAXRecords = nil
+	}
+	var err error
+	switch {
+	case e.fetch:
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		x.ahead -= e.blob.Size
+		if e.err != nil {
+			return fmt.Errorf("entry %q: %w", e.h.Name, e.err)
+		}
+		if err = tw.WriteHeader(&out); err == nil {
+			_, err = tw.Write(e.data)
+		}
+		e.data = nil
+	case e.blob.Size == 0:
+		err = tw.WriteHeader(&out)
+	default:
+		err = x.stream(ctx, tw, &out, e.blob)
+	}
+	if err != nil {
+		return fmt.Errorf("entry %q: %w", e.h.Name, err)
+	}
+	return nil
+}
+
+// stream writes a big blob's content as it is read.
+func (x *expander) stream(ctx context.Context, tw *tar.Writer, h *tar.Header, b Blob) error {
+	rc, err := x.p.OpenBlob(b, x.ids)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := tw.WriteHeader(h); err != nil {
+		return err
+	}
+	n, err := copyCtx(ctx, tw, rc, x.buf)
+	if errors.Is(err, tar.ErrWriteTooLong) {
+		return fmt.Errorf("blob %s: %w (longer than its name says)", b, ErrCorrupt)
+	}
+	if err == nil && n != b.Size {
+		err = fmt.Errorf("blob %s: %w (it ended early)", b, ErrCorrupt)
+	}
+	return err
+}
+
+// copyCtx is io.Copy that stops when ctx ends: a 50 GB file must not hold a
+// cancelled restore.
+func copyCtx(ctx context.Context, w io.Writer, r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, context.Cause(ctx)
+		}
+		k, err := r.Read(buf)
+		if k > 0 {
+			m, werr := w.Write(buf[:k])
+			n += int64(m)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// ExpandReader is Expand as a reader: the expanded stream, made by a
+// goroutine as it is read. Close stops it.
+func (p *Pool) ExpandReader(ctx context.Context, r io.Reader, identities []age.Identity) *Expanded {
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(ctx)
+	e := &Expanded{PipeReader: pr, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		err := p.Expand(ctx, r, pw, identities)
+		e.mu.Lock()
+		e.err = err
+		e.mu.Unlock()
+		pw.CloseWithError(err)
+	}()
+	return e
+}
+
+// Expanded is ExpandReader's stream.
+type Expanded struct {
+	*io.PipeReader
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	err    error
+}
+
+// Err is why the expansion failed, once it has: a missing or damaged blob,
+// where whoever reads the stream only sees it cut short.
+func (e *Expanded) Err() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
+}
+
+func (e *Expanded) Close() error {
+	e.cancel()
+	e.PipeReader.Close()
+	<-e.done
+	return nil
+}
