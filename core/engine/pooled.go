@@ -23,11 +23,9 @@ var ErrContentMismatch = errors.New("files' content did not match their names")
 // artifact, finished (references written, directories synced) before the
 // set's checksums are taken.
 type poolRun struct {
-	p    *pool.Pool
-	refs *pool.RefsWriter
-	mu   sync.Mutex
-	dirs map[string]bool
-	done bool
+	batch *pool.Batch
+	refs  *pool.RefsWriter
+	done  bool
 }
 
 // poolFor opens the root's pool and the set's POOL_REFS on first use.
@@ -46,7 +44,7 @@ func (r *run) poolFor() (*poolRun, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", pool.RefsFile, err)
 	}
-	r.pool = &poolRun{p: p, refs: refs, dirs: map[string]bool{}}
+	r.pool = &poolRun{batch: p.NewBatch(), refs: refs}
 	return r.pool, nil
 }
 
@@ -61,7 +59,7 @@ func (r *run) finishPool() error {
 	if err := pr.refs.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", pool.RefsFile, err)
 	}
-	return pr.p.SyncDirs(pr.dirs)
+	return pr.batch.Close()
 }
 
 // closePool lets go of what a failed run had open.
@@ -69,6 +67,7 @@ func (r *run) closePool() {
 	if r.pool != nil && !r.pool.done {
 		r.pool.done = true
 		r.pool.refs.Close()
+		r.pool.batch.Discard()
 	}
 }
 
@@ -97,7 +96,7 @@ func (b *poolBackup) Have(blobs []pluginhost.Blob) ([]bool, error) {
 		go func() {
 			defer wg.Done()
 			for i := k; i < len(blobs); i += haveWorkers {
-				out[i] = b.pr.p.Has(pool.Blob(blobs[i]))
+				out[i] = b.pr.batch.Has(pool.Blob(blobs[i]))
 			}
 		}()
 	}
@@ -121,18 +120,13 @@ func (b *poolBackup) Have(blobs []pluginhost.Blob) ([]bool, error) {
 const haveWorkers = 4
 
 func (b *poolBackup) Put(expect pluginhost.Blob, r io.Reader) (pluginhost.Blob, error) {
-	w, err := b.pr.p.Put(r, b.codec)
+	w, err := b.pr.batch.Put(r, b.codec)
 	if err != nil {
 		return pluginhost.Blob{}, err
 	}
 	if err := b.pr.refs.Add(w.Blob); err != nil {
 		return pluginhost.Blob{}, fmt.Errorf("write %s: %w", pool.RefsFile, err)
 	}
-	b.pr.mu.Lock()
-	if w.Dir != "" {
-		b.pr.dirs[w.Dir] = true
-	}
-	b.pr.mu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.use.Blobs++

@@ -193,11 +193,40 @@ type Written struct {
 // blob's name only when complete. The blob is named by what was read, not
 // by what the caller expected. The directory the rename changed is
 // returned in Written.Dir, for the caller to sync (SyncDirs) before the
-// set that references it is committed.
+// set that references it is committed. A backup puts through a Batch,
+// which syncs many blobs side by side.
 func (p *Pool) Put(r io.Reader, c Codec) (Written, error) {
+	t, err := p.writeTmp(r, c)
+	if err != nil {
+		return Written{}, err
+	}
+	if p.Has(t.blob) {
+		// Another name led to the same content (a file whose content did
+		// not match its name): the pool has it already.
+		os.Remove(t.path)
+		return Written{Blob: t.blob}, nil
+	}
+	dir, err := p.install(t)
+	if err != nil {
+		os.Remove(t.path)
+		return Written{}, err
+	}
+	return Written{Blob: t.blob, Stored: t.stored, Dir: dir}, nil
+}
+
+// tmpBlob is a blob written to a closed temporary file, not yet synced.
+type tmpBlob struct {
+	path   string
+	blob   Blob
+	stored int64
+}
+
+// writeTmp writes r into a new temporary file as a blob (header, then the
+// content compressed and encrypted), hashing what it reads.
+func (p *Pool) writeTmp(r io.Reader, c Codec) (tmpBlob, error) {
 	tmp, err := os.CreateTemp(filepath.Join(p.dir, tmpDir), "blob-")
 	if err != nil {
-		return Written{}, fmt.Errorf("pool: %w", err)
+		return tmpBlob{}, fmt.Errorf("pool: %w", err)
 	}
 	ok := false
 	defer func() {
@@ -220,60 +249,67 @@ func (p *Pool) Put(r io.Reader, c Codec) (Written, error) {
 	var ageW io.WriteCloser
 	if len(c.Recipients) > 0 {
 		if ageW, err = age.Encrypt(bw, c.Recipients...); err != nil {
-			return Written{}, fmt.Errorf("pool: encrypt: %w", err)
+			return tmpBlob{}, fmt.Errorf("pool: encrypt: %w", err)
 		}
 		under = ageW
 	}
 	zw, err := stream.NewBlobWriter(under, comp, c.Level)
 	if err != nil {
-		return Written{}, fmt.Errorf("pool: %w", err)
+		return tmpBlob{}, fmt.Errorf("pool: %w", err)
 	}
 	h := sha1.New()
 	n, err := io.Copy(io.MultiWriter(zw, h), r)
 	if err != nil {
 		zw.Close()
-		return Written{}, err
+		return tmpBlob{}, err
 	}
 	if err := zw.Close(); err != nil {
-		return Written{}, fmt.Errorf("pool: compress: %w", err)
+		return tmpBlob{}, fmt.Errorf("pool: compress: %w", err)
 	}
 	if ageW != nil {
 		if err := ageW.Close(); err != nil {
-			return Written{}, fmt.Errorf("pool: encrypt: %w", err)
+			return tmpBlob{}, fmt.Errorf("pool: encrypt: %w", err)
 		}
 	}
 	if err := bw.Flush(); err != nil {
-		return Written{}, fmt.Errorf("pool: %w", err)
-	}
-	b := Blob{SHA1: hex.EncodeToString(h.Sum(nil)), Size: n}
-	final := p.Path(b)
-	if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() {
-		// Another name led to the same content (a file whose content did
-		// not match its name): the pool has it already.
-		return Written{Blob: b}, nil
+		return tmpBlob{}, fmt.Errorf("pool: %w", err)
 	}
 	stored, err := tmp.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return Written{}, fmt.Errorf("pool: %w", err)
+		return tmpBlob{}, fmt.Errorf("pool: %w", err)
 	}
 	if err := tmp.Chmod(0o600); err != nil {
-		return Written{}, fmt.Errorf("pool: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return Written{}, fmt.Errorf("pool: sync: %w", err)
+		return tmpBlob{}, fmt.Errorf("pool: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return Written{}, fmt.Errorf("pool: %w", err)
-	}
-	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Written{}, fmt.Errorf("pool: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return Written{}, fmt.Errorf("pool: %w", err)
+		return tmpBlob{}, fmt.Errorf("pool: %w", err)
 	}
 	ok = true
-	return Written{Blob: b, Stored: stored, Dir: dir}, nil
+	return tmpBlob{path: tmp.Name(), blob: Blob{SHA1: hex.EncodeToString(h.Sum(nil)), Size: n}, stored: stored}, nil
+}
+
+// install syncs a written blob's data and renames it to its name: a blob
+// in the pool is always whole. It returns the directory the rename
+// changed, which SyncDirs makes durable.
+func (p *Pool) install(t tmpBlob) (string, error) {
+	f, err := os.Open(t.path)
+	if err != nil {
+		return "", fmt.Errorf("pool: %w", err)
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return "", fmt.Errorf("pool: sync: %w", err)
+	}
+	final := p.Path(t.blob)
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("pool: %w", err)
+	}
+	if err := os.Rename(t.path, final); err != nil {
+		return "", fmt.Errorf("pool: %w", err)
+	}
+	return dir, nil
 }
 
 // SyncDirs makes the renames Put did in dirs durable, and the directories

@@ -55,6 +55,32 @@ func BenchmarkPutParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkPutBatch is BenchmarkPut as a backup puts: 4 writers at once
+// (the volume plugin's puts) through a Batch, whose syncs run side by side,
+// closed at the end.
+func BenchmarkPutBatch(b *testing.B) {
+	p, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := p.NewBatch()
+	var n atomic.Int64
+	b.SetBytes(42000)
+	b.SetParallelism(2) // 2 × GOMAXPROCS
+	b.RunParallel(func(pb *testing.PB) {
+		data := bytes.Repeat([]byte("a moodle file's text "), 2000)
+		for pb.Next() {
+			copy(data, fmt.Sprintf("%012d", n.Add(1)))
+			if _, err := batch.Put(bytes.NewReader(data), Codec{Compression: "zstd"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	if err := batch.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkMarkMillion marks a million distinct blobs in Refs, as a store's
 // sweep marks the union of every stored set's POOL_REFS, and reports the
 // heap it took per blob and for the million. (The local sweep lists the

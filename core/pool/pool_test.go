@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -178,5 +179,71 @@ func TestRefsParser(t *testing.T) {
 	rp.Write([]byte("da39a3ee5e6b4b0d3255bfef95601890afd80709 0\nnot a ref\n"))
 	if err := rp.Close(); err == nil || !strings.Contains(err.Error(), "set/POOL_REFS line 2") {
 		t.Fatalf("a bad line gave %v", err)
+	}
+}
+
+// A Batch's blobs are in the pool, whole and readable, once it is closed;
+// before that they may sit in temporary files, where Has still sees them
+// and a second put of the same content stores nothing. Discard leaves no
+// temporary file behind.
+func TestBatch(t *testing.T) {
+	p, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := p.NewBatch()
+	var blobs []Blob
+	for i := range batchBlobs + 10 {
+		data := bytes.Repeat([]byte(fmt.Sprintf("blob %d ", i)), 100+i)
+		w, err := batch.Put(bytes.NewReader(data), Codec{Compression: "zstd"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Blob != blobOf(data) || w.Stored == 0 {
+			t.Fatalf("put %d: %+v", i, w)
+		}
+		if !batch.Has(w.Blob) {
+			t.Fatalf("the batch does not have blob %d it was given", i)
+		}
+		blobs = append(blobs, w.Blob)
+	}
+	// The first batchBlobs were flushed when the batch filled; the last 10
+	// wait in temporary files.
+	if !p.Has(blobs[0]) || p.Has(blobs[len(blobs)-1]) {
+		t.Errorf("before Close: first in the pool %v, last %v; want true, false", p.Has(blobs[0]), p.Has(blobs[len(blobs)-1]))
+	}
+	again := bytes.Repeat([]byte(fmt.Sprintf("blob %d ", batchBlobs+9)), 100+batchBlobs+9)
+	if w, err := batch.Put(bytes.NewReader(again), Codec{Compression: "zstd"}); err != nil || w.Stored != 0 {
+		t.Errorf("a second put of a pending blob stored %d bytes (%v)", w.Stored, err)
+	}
+	if err := batch.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blobs {
+		rc, err := p.OpenBlob(b, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Fatalf("blob %s: %v", b, err)
+		}
+		rc.Close()
+	}
+	if tmps, _ := os.ReadDir(filepath.Join(p.DirPath(), tmpDir)); len(tmps) != 0 {
+		t.Errorf("%d temporary files left after Close", len(tmps))
+	}
+
+	failed := p.NewBatch()
+	for i := range 5 {
+		if _, err := failed.Put(strings.NewReader(fmt.Sprintf("never committed %d", i)), Codec{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failed.Discard()
+	if tmps, _ := os.ReadDir(filepath.Join(p.DirPath(), tmpDir)); len(tmps) != 0 {
+		t.Errorf("%d temporary files left after Discard", len(tmps))
+	}
+	if p.Has(blobOf([]byte("never committed 0"))) {
+		t.Error("a discarded blob is in the pool")
 	}
 }
