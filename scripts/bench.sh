@@ -38,6 +38,8 @@
 #                 the restore, the checks (1% sample), the teardown
 #   pool-first-zstd      bin/mbk run of the archive stage with filedir = "pool" into an empty
 #                        root: every blob is new (bytes out: the whole root afterwards)
+#   floor-walk           find DIR -printf '%m %U %G %T@ %s %p\n' | wc -c on the volume's
+#                        directory on this host, just before pool-unchanged-zstd: the bare walk
 #   pool-unchanged-zstd  the same pipeline again, nothing changed (bytes out: what the root grew)
 #   pool-1pct-zstd       again, after 1% new files (benchtool files -add; bytes in: the new
 #                        blobs' raw bytes, out: what the root grew); the files are removed after
@@ -311,6 +313,11 @@ pool_runs() {
         -files $((FILES / 100)) -bytes $((FILEBYTES / 100)) -seed $((1000 + r)) >"$added"
     fi
     [[ $v == first ]] || sleep 1 # the next set's name
+    if [[ $v == unchanged ]]; then
+      # The bare walk of the same tree, as mbk reads it (its directory on
+      # this host, warm): what an unchanged night cannot go below.
+      measure floor-walk "$r" bash -c "find \"\$(docker volume inspect -f '{{.Mountpoint}}' '$VOL')\" -printf '%m %U %G %T@ %s %p\n' | wc -c" >/dev/null
+    fi
     before=$(du -sb "$root" | cut -f1)
     measure "pool-$v-zstd" "$r" "$REPO/bin/mbk" --log-format json run "$WORK/bench-pool-zstd.hcl" \
       >/dev/null 2>"$RES/pool-$v-zstd.r$r.log" || die "mbk run failed: see $RES/pool-$v-zstd.r$r.log"

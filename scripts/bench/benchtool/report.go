@@ -196,6 +196,7 @@ var variants = []struct{ label, what string }{
 	{"restore-mbk", "`mbk restore` of the gzip set, both"},
 	{"restore-mbk-old", "`mbk restore` of the mbk-old-gzip set, both"},
 	{"drill-mbk", "`mbk drill` of the gzip set: sandboxes, restore, checks (1% sample, at least 100 blobs), teardown"},
+	{"floor-walk", "`find DIR -printf '%m %U %G %T@ %s %p'` of the volume's directory on the host: the bare walk"},
 	{"pool-first-zstd", "`mbk run` of the archive stage, filedir in the pool, empty root (bytes out: the root)"},
 	{"pool-unchanged-zstd", "the same, nothing changed since (bytes out: what the root grew)"},
 	{"pool-1pct-zstd", "the same, after 1% new files (bytes in: their raw bytes; out: what the root grew)"},
@@ -644,6 +645,10 @@ func (r *report) poolTargets(ts *[]target) {
 		if files := r.datasetFiles(); files > 0 {
 			*ts = append(*ts, target{"#19", "for scale: pool, unchanged: files walked per second",
 				fmt.Sprintf("%.0f files/s (%d files in %.2f s)", float64(files)/same, files, same), true, false})
+		}
+		if walk := r.med("floor-walk", wallOf); walk > 0 {
+			*ts = append(*ts, target{"#19", "for scale: the bare walk (`find -printf`, one process) against a whole archive stage's time",
+				fmt.Sprintf("%.1f%% (%.2f s); the unchanged stage is %.1f× the bare walk", 100*walk/full, walk, same/walk), true, false})
 		}
 	}
 	if i, o := in("pool-1pct-zstd"), out("pool-1pct-zstd"); i > 0 && o > 0 {
