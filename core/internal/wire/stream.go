@@ -152,6 +152,7 @@ func Pull(ctx context.Context, w io.Writer, what string, call func(ctx context.C
 		return 0, err
 	}
 	defer sc.Close()
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type copied struct {
@@ -176,6 +177,11 @@ func Pull(ctx context.Context, w io.Writer, what string, call func(ctx context.C
 	if err != nil {
 		cancel()
 		<-done
+		if parent.Err() != nil {
+			// Cancelled: the stream was closed on the plugin, whose
+			// failure to write (a broken pipe) is only the consequence.
+			return 0, context.Cause(parent)
+		}
 		// When the core could not keep the bytes, the plugin fails on a
 		// broken pipe: the core's own write error is the cause to report.
 		if sink.Err != nil {
