@@ -2,8 +2,11 @@ package pool
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 )
 
@@ -22,7 +25,10 @@ type Batch struct {
 	// no flush has taken yet.
 	pending map[Blob]bool
 	queue   []tmpBlob
-	dirs    map[string]bool
+	// The ab/cd directories renames changed, by the number their four hex
+	// digits make: a set of constant size however many blobs a first
+	// backup puts.
+	dirs [1 << 16]bool
 }
 
 const (
@@ -32,7 +38,7 @@ const (
 
 // NewBatch starts a batch of puts.
 func (p *Pool) NewBatch() *Batch {
-	return &Batch{p: p, pending: map[Blob]bool{}, dirs: map[string]bool{}}
+	return &Batch{p: p, pending: map[Blob]bool{}}
 }
 
 // Has says whether the pool holds b, or this batch put it.
@@ -71,41 +77,17 @@ func (b *Batch) Put(r io.Reader, c Codec) (Written, error) {
 
 // flush syncs and renames ts, syncWorkers at a time.
 func (b *Batch) flush(ts []tmpBlob) error {
-	if len(ts) == 0 {
+	return eachParallel(ts, func(t tmpBlob) error {
+		if err := b.p.install(t); err != nil {
+			os.Remove(t.path)
+			return err
+		}
+		b.mu.Lock()
+		b.dirs[dirIndex(t.blob)] = true
+		delete(b.pending, t.blob)
+		b.mu.Unlock()
 		return nil
-	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-		next = make(chan tmpBlob)
-	)
-	for range min(syncWorkers, len(ts)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for t := range next {
-				dir, err := b.p.install(t)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-					os.Remove(t.path)
-				} else {
-					b.mu.Lock()
-					b.dirs[dir] = true
-					delete(b.pending, t.blob)
-					b.mu.Unlock()
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, t := range ts {
-		next <- t
-	}
-	close(next)
-	wg.Wait()
-	return errors.Join(errs...)
+	})
 }
 
 // Close flushes what is left and syncs every directory a rename changed:
@@ -119,7 +101,80 @@ func (b *Batch) Close() error {
 	if err := b.flush(rest); err != nil {
 		return err
 	}
-	return b.p.SyncDirs(b.dirs)
+	return b.syncDirs()
+}
+
+// dirIndex is the number of a blob's ab/cd directory.
+func dirIndex(bl Blob) int {
+	n, _ := strconv.ParseUint(bl.SHA1[:4], 16, 16)
+	return int(n)
+}
+
+// syncDirs makes the renames durable: each ab/cd directory that changed,
+// then the ab/ above it (a new cd/) and the pool's own (a new ab/),
+// syncWorkers at a time.
+func (b *Batch) syncDirs() error {
+	var dirs []string
+	var parents [256]bool
+	for i, changed := range b.dirs {
+		if changed {
+			dirs = append(dirs, filepath.Join(b.p.dir, fmt.Sprintf("%02x", i>>8), fmt.Sprintf("%02x", i&0xff)))
+			parents[i>>8] = true
+		}
+	}
+	if len(dirs) == 0 {
+		return nil
+	}
+	if err := eachParallel(dirs, syncNamed); err != nil {
+		return err
+	}
+	var above []string
+	for i, changed := range parents {
+		if changed {
+			above = append(above, filepath.Join(b.p.dir, fmt.Sprintf("%02x", i)))
+		}
+	}
+	if err := eachParallel(above, syncNamed); err != nil {
+		return err
+	}
+	return syncNamed(b.p.dir)
+}
+
+func syncNamed(dir string) error {
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("pool: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// eachParallel calls fn for each item, syncWorkers at a time, and joins
+// their errors.
+func eachParallel[T any](items []T, fn func(T) error) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		next = make(chan T)
+	)
+	for range min(syncWorkers, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range next {
+				if err := fn(it); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, it := range items {
+		next <- it
+	}
+	close(next)
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Discard removes the temporary files of blobs not flushed yet, for a run

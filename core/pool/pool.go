@@ -185,33 +185,21 @@ type Codec struct {
 type Written struct {
 	Blob   Blob  // as stored: the hash of the bytes read
 	Stored int64 // bytes written to disk; 0 when the pool held it already
-	Dir    string
 }
 
 // Put reads r to its end, hashing it with SHA-1 while it is compressed
 // (and encrypted) into a temporary file, which is synced and renamed to the
-// blob's name only when complete. The blob is named by what was read, not
-// by what the caller expected. The directory the rename changed is
-// returned in Written.Dir, for the caller to sync (SyncDirs) before the
-// set that references it is committed. A backup puts through a Batch,
-// which syncs many blobs side by side.
+// blob's name only when complete, its directory synced after. The blob is
+// named by what was read, not by what the caller expected. A backup puts
+// through a Batch, which syncs many blobs side by side.
 func (p *Pool) Put(r io.Reader, c Codec) (Written, error) {
-	t, err := p.writeTmp(r, c)
+	b := p.NewBatch()
+	w, err := b.Put(r, c)
 	if err != nil {
+		b.Discard()
 		return Written{}, err
 	}
-	if p.Has(t.blob) {
-		// Another name led to the same content (a file whose content did
-		// not match its name): the pool has it already.
-		os.Remove(t.path)
-		return Written{Blob: t.blob}, nil
-	}
-	dir, err := p.install(t)
-	if err != nil {
-		os.Remove(t.path)
-		return Written{}, err
-	}
-	return Written{Blob: t.blob, Stored: t.stored, Dir: dir}, nil
+	return w, b.Close()
 }
 
 // tmpBlob is a blob written to a closed temporary file, not yet synced.
@@ -289,43 +277,24 @@ func (p *Pool) writeTmp(r io.Reader, c Codec) (tmpBlob, error) {
 }
 
 // install syncs a written blob's data and renames it to its name: a blob
-// in the pool is always whole. It returns the directory the rename
-// changed, which SyncDirs makes durable.
-func (p *Pool) install(t tmpBlob) (string, error) {
+// in the pool is always whole. The rename is durable once its directory is
+// synced (Batch.Close).
+func (p *Pool) install(t tmpBlob) error {
 	f, err := os.Open(t.path)
 	if err != nil {
-		return "", fmt.Errorf("pool: %w", err)
+		return fmt.Errorf("pool: %w", err)
 	}
 	err = f.Sync()
 	f.Close()
 	if err != nil {
-		return "", fmt.Errorf("pool: sync: %w", err)
+		return fmt.Errorf("pool: sync: %w", err)
 	}
 	final := p.Path(t.blob)
-	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("pool: %w", err)
+	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+		return fmt.Errorf("pool: %w", err)
 	}
 	if err := os.Rename(t.path, final); err != nil {
-		return "", fmt.Errorf("pool: %w", err)
-	}
-	return dir, nil
-}
-
-// SyncDirs makes the renames Put did in dirs durable, and the directories
-// above them (a new ab/ or ab/cd/).
-func (p *Pool) SyncDirs(dirs map[string]bool) error {
-	parents := map[string]bool{p.dir: true}
-	for d := range dirs {
-		if err := syncDir(d); err != nil {
-			return fmt.Errorf("pool: sync %s: %w", d, err)
-		}
-		parents[filepath.Dir(d)] = true
-	}
-	for d := range parents {
-		if err := syncDir(d); err != nil {
-			return fmt.Errorf("pool: sync %s: %w", d, err)
-		}
+		return fmt.Errorf("pool: %w", err)
 	}
 	return nil
 }
