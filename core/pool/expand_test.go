@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mbk-backup/mbk/core/internal/wire"
 )
 
 // entry is a tar entry as a test builds it: data in the stream, or pooled.
@@ -130,7 +132,7 @@ func TestExpandRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	stored, whole := archives(t, p, moodledata(t, 3000))
-	in := &countingBuf{r: bytes.NewReader(append(stored, make([]byte, 10240)...))}
+	in := &wire.CountingReader{R: bytes.NewReader(append(stored, make([]byte, 10240)...))}
 	var out bytes.Buffer
 	if err := p.Expand(context.Background(), in, &out, nil); err != nil {
 		t.Fatal(err)
@@ -144,8 +146,8 @@ func TestExpandRoundTrip(t *testing.T) {
 			t.Fatalf("entry %d:\n got %s\nwant %s", i, got[i], want[i])
 		}
 	}
-	if in.n != int64(len(stored))+10240 {
-		t.Errorf("read %d of the stored stream's %d bytes", in.n, len(stored)+10240)
+	if in.N != int64(len(stored))+10240 {
+		t.Errorf("read %d of the stored stream's %d bytes", in.N, len(stored)+10240)
 	}
 	// Through the reader, read in small pieces.
 	xr := p.ExpandReader(context.Background(), bytes.NewReader(stored), nil)
@@ -154,17 +156,6 @@ func TestExpandRoundTrip(t *testing.T) {
 	if err != nil || !bytes.Equal(b, out.Bytes()) {
 		t.Errorf("ExpandReader gave %d bytes (%v), Expand %d", len(b), err, out.Len())
 	}
-}
-
-type countingBuf struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingBuf) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // iotestHalf reads at most 1,000 bytes a call.

@@ -33,51 +33,40 @@ func BenchmarkPut(b *testing.B) {
 	}
 }
 
-// BenchmarkPutParallel is BenchmarkPut with 16 writers at once, as a
-// backup sends new blobs: their fsyncs share the filesystem's journal
-// commits.
+// BenchmarkPutParallel is BenchmarkPut with 16 writers at once, each put
+// synced on its own (put), and with 4 writers through a Batch, as a backup
+// puts, whose syncs run side by side (batch).
 func BenchmarkPutParallel(b *testing.B) {
-	p, err := Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	var n atomic.Int64
-	b.SetBytes(42000)
-	b.SetParallelism(8) // 8 × GOMAXPROCS
-	b.RunParallel(func(pb *testing.PB) {
-		data := bytes.Repeat([]byte("a moodle file's text "), 2000)
-		for pb.Next() {
-			copy(data, fmt.Sprintf("%012d", n.Add(1)))
-			if _, err := p.Put(bytes.NewReader(data), Codec{Compression: "zstd"}); err != nil {
+	for _, c := range []struct {
+		name string
+		par  int
+		put  func(*Pool, *Batch, io.Reader) (Written, error)
+	}{
+		{"put", 8, func(p *Pool, _ *Batch, r io.Reader) (Written, error) { return p.Put(r, Codec{Compression: "zstd"}) }},
+		{"batch", 2, func(_ *Pool, bt *Batch, r io.Reader) (Written, error) { return bt.Put(r, Codec{Compression: "zstd"}) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			p, err := Open(b.TempDir())
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
-}
-
-// BenchmarkPutBatch is BenchmarkPut as a backup puts: 4 writers at once
-// (the volume plugin's puts) through a Batch, whose syncs run side by side,
-// closed at the end.
-func BenchmarkPutBatch(b *testing.B) {
-	p, err := Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	batch := p.NewBatch()
-	var n atomic.Int64
-	b.SetBytes(42000)
-	b.SetParallelism(2) // 2 × GOMAXPROCS
-	b.RunParallel(func(pb *testing.PB) {
-		data := bytes.Repeat([]byte("a moodle file's text "), 2000)
-		for pb.Next() {
-			copy(data, fmt.Sprintf("%012d", n.Add(1)))
-			if _, err := batch.Put(bytes.NewReader(data), Codec{Compression: "zstd"}); err != nil {
+			batch := p.NewBatch()
+			var n atomic.Int64
+			b.SetBytes(42000)
+			b.SetParallelism(c.par) // × GOMAXPROCS
+			b.RunParallel(func(pb *testing.PB) {
+				data := bytes.Repeat([]byte("a moodle file's text "), 2000)
+				for pb.Next() {
+					copy(data, fmt.Sprintf("%012d", n.Add(1)))
+					if _, err := c.put(p, batch, bytes.NewReader(data)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			if err := batch.Close(); err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
-	if err := batch.Close(); err != nil {
-		b.Fatal(err)
+		})
 	}
 }
 
