@@ -170,7 +170,10 @@ func Pull(ctx context.Context, w io.Writer, what string, call func(ctx context.C
 		defer conn.Close()
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		defer stop()
-		n, err := sink.ReadFrom(conn)
+		// Checked before each read too: under load the close above can come
+		// late, and the plugin must not get to write its whole stream into
+		// a backup that was cancelled.
+		n, err := sink.ReadFrom(ctxReader{ctx, conn})
 		done <- copied{n, err}
 	}()
 	reported, err := call(ctx, sc.path)
@@ -192,12 +195,31 @@ func Pull(ctx context.Context, w io.Writer, what string, call func(ctx context.C
 	sc.giveUpAcceptAfter(lateConnect)
 	cp := <-done
 	if cp.err != nil {
+		if parent.Err() != nil {
+			return cp.n, context.Cause(parent)
+		}
 		return cp.n, fmt.Errorf("reading the stream: %w", cp.err)
 	}
 	if cp.n != reported {
 		return cp.n, fmt.Errorf("the plugin reported %d bytes but %d arrived", reported, cp.n)
 	}
 	return cp.n, nil
+}
+
+// ContextReader stops a copy between two reads once ctx ends (the SDK
+// offers it to plugins as sdk.ContextReader).
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // Push runs call, which has the plugin read a stream from the socket, while
