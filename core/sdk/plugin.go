@@ -172,4 +172,3 @@ type Pool interface {
 	// when a file's content does not match its name.
 	Put(ctx context.Context, expect Blob, r io.Reader) (Blob, error)
 }
-
