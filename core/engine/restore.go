@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mbk-backup/mbk/core/config"
-	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/maintenance"
 	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/repo"
@@ -464,10 +463,7 @@ func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, op
 	tr := e.track("restore "+a.File, a.RawSize)
 	capped := &rawCap{r: zr, size: a.RawSize, file: a.File}
 	var in io.Reader = trackReader{capped, tr}
-	var (
-		expanded *wire.CountingReader
-		xr       *pool.Expanded
-	)
+	var xr *pool.Expanded
 	if a.Pool != nil {
 		// The pooled files' contents go back into the stream here: the
 		// plugin restores an ordinary archive.
@@ -478,8 +474,7 @@ func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, op
 		}
 		xr = p.ExpandReader(ctx, in, e.Identities)
 		defer xr.Close()
-		expanded = &wire.CountingReader{R: xr}
-		in = expanded
+		in = xr
 	}
 	reply, err := st.Stage.Client.Restore(ctx, st.Stage.Wire, a.ArtifactID, options[st.Stage].Wire, a.Details, in)
 	tr.Done()
@@ -495,11 +490,11 @@ func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, op
 		return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), err)
 	}
 	want := a.RawSize
-	if expanded != nil {
+	if xr != nil {
 		if capped.n != a.RawSize {
 			return fmt.Errorf("restore %s: %d bytes read, the manifest records %d", a.File, capped.n, a.RawSize)
 		}
-		want = expanded.N
+		want = xr.N()
 	}
 	if reply.Bytes != want {
 		return fmt.Errorf("restore %s: %d bytes restored, the manifest records %d", a.File, reply.Bytes, want)

@@ -301,7 +301,7 @@ func copyCtx(ctx context.Context, w io.Writer, r io.Reader, buf []byte) (int64, 
 func (p *Pool) ExpandReader(ctx context.Context, r io.Reader, identities []age.Identity) *Expanded {
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(ctx)
-	e := &Expanded{PipeReader: pr, cancel: cancel, done: make(chan struct{})}
+	e := &Expanded{pr: pr, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
 		err := p.Expand(ctx, r, pw, identities)
@@ -315,12 +315,22 @@ func (p *Pool) ExpandReader(ctx context.Context, r io.Reader, identities []age.I
 
 // Expanded is ExpandReader's stream.
 type Expanded struct {
-	*io.PipeReader
+	pr     *io.PipeReader
+	n      int64
 	cancel context.CancelFunc
 	done   chan struct{}
 	mu     sync.Mutex
 	err    error
 }
+
+func (e *Expanded) Read(p []byte) (int, error) {
+	n, err := e.pr.Read(p)
+	e.n += int64(n)
+	return n, err
+}
+
+// N is how many bytes of the expanded stream were read.
+func (e *Expanded) N() int64 { return e.n }
 
 // Err is why the expansion failed, once it has: a missing or damaged blob,
 // where whoever reads the stream only sees it cut short.
@@ -332,7 +342,7 @@ func (e *Expanded) Err() error {
 
 func (e *Expanded) Close() error {
 	e.cancel()
-	e.PipeReader.Close()
+	e.pr.Close()
 	<-e.done
 	return nil
 }

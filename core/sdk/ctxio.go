@@ -12,16 +12,4 @@ import (
 func ContextReader(ctx context.Context, r io.Reader) io.Reader { return wire.ContextReader(ctx, r) }
 
 // ContextWriter is ContextReader's counterpart for writes.
-func ContextWriter(ctx context.Context, w io.Writer) io.Writer { return ctxWriter{ctx, w} }
-
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (c ctxWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.w.Write(p)
-}
+func ContextWriter(ctx context.Context, w io.Writer) io.Writer { return wire.ContextWriter(ctx, w) }
