@@ -406,16 +406,7 @@ write_pipelines() {
     bench_pipeline "old-$comp" "the whole backup with the defaults before #21" \
       "$(dump_stage "$comp" "$old"$'\n    extra_args = ["--hex-blob"]')"$'\n'"$(archive_stage "$comp" "$old")"$'\n  stage "checksum" "sha256" {}'
   done
-  bench_pipeline pool-zstd "the archive stage alone, filedir in the pool" "$(
-    cat <<HCL
-  stage "archive" "volume" {
-    volume      = "$VOL"
-    exclude     = []
-    filedir     = "pool"
-    compression = "zstd"
-  }
-HCL
-  )"
+  bench_pipeline pool-zstd "the archive stage alone, filedir in the pool" "$(archive_stage zstd '    filedir     = "pool"')"
 }
 
 dump_stage() { # dump_stage COMPRESSION EXTRA-LINES

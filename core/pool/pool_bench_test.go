@@ -11,6 +11,13 @@ import (
 	"testing"
 )
 
+// fileText is the i-th of distinct files of 42 KB of text.
+func fileText(i int) []byte {
+	data := bytes.Repeat([]byte("a moodle file's text "), 2000)
+	copy(data, fmt.Sprintf("%012d", i))
+	return data
+}
+
 // BenchmarkPut stores distinct blobs of 40 KB (the bench site's mean file
 // size) with the stage's default codec: what a first pooled backup pays
 // per file, fsync included.
@@ -21,11 +28,9 @@ func BenchmarkPut(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			data := bytes.Repeat([]byte("a moodle file's text "), 2000)
-			b.SetBytes(int64(len(data)))
+			b.SetBytes(42000)
 			for i := range b.N {
-				copy(data, fmt.Sprintf("%012d", i))
-				if _, err := p.Put(bytes.NewReader(data), Codec{Compression: comp}); err != nil {
+				if _, err := p.Put(bytes.NewReader(fileText(i)), Codec{Compression: comp}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -55,10 +60,8 @@ func BenchmarkPutParallel(b *testing.B) {
 			b.SetBytes(42000)
 			b.SetParallelism(c.par) // × GOMAXPROCS
 			b.RunParallel(func(pb *testing.PB) {
-				data := bytes.Repeat([]byte("a moodle file's text "), 2000)
 				for pb.Next() {
-					copy(data, fmt.Sprintf("%012d", n.Add(1)))
-					if _, err := c.put(p, batch, bytes.NewReader(data)); err != nil {
+					if _, err := c.put(p, batch, bytes.NewReader(fileText(int(n.Add(1))))); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -109,17 +112,15 @@ func BenchmarkOpenBlob(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			data := bytes.Repeat([]byte("a moodle file's text "), 2000)
 			var blobs []Blob
 			for i := range 200 {
-				copy(data, fmt.Sprintf("%012d", i))
-				w, err := p.Put(bytes.NewReader(data), Codec{Compression: comp})
+				w, err := p.Put(bytes.NewReader(fileText(i)), Codec{Compression: comp})
 				if err != nil {
 					b.Fatal(err)
 				}
 				blobs = append(blobs, w.Blob)
 			}
-			b.SetBytes(int64(len(data)))
+			b.SetBytes(42000)
 			b.ResetTimer()
 			for i := range b.N {
 				rc, err := p.OpenBlob(blobs[i%len(blobs)], nil)

@@ -246,4 +246,22 @@ func TestBatch(t *testing.T) {
 	if p.Has(blobOf([]byte("never committed 0"))) {
 		t.Error("a discarded blob is in the pool")
 	}
+
+	// A flush that fails (here: its temporary file gone before the sync)
+	// fails Close, and leaves nothing under the blob's name.
+	broken := p.NewBatch()
+	w, err := broken.Put(strings.NewReader("lost before its sync"), Codec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmps, _ := os.ReadDir(filepath.Join(p.DirPath(), tmpDir))
+	for _, e := range tmps {
+		os.Remove(filepath.Join(p.DirPath(), tmpDir, e.Name()))
+	}
+	if err := broken.Close(); err == nil || !strings.Contains(err.Error(), "pool:") {
+		t.Errorf("Close after a failed flush: %v", err)
+	}
+	if p.Has(w.Blob) {
+		t.Error("a blob whose flush failed is in the pool")
+	}
 }
