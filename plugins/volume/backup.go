@@ -40,6 +40,9 @@ func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 	default:
 		source, err = p.backupEngine(ctx, c, ex, st, tw)
 	}
+	if err != nil && tw.pool != nil {
+		tw.pool.wait() // nothing may talk to the core once Backup has returned
+	}
 	if err == nil && tw.pool != nil {
 		err = tw.pool.flush(ctx, tw, st, func(format string, args ...any) {
 			msg := fmt.Sprintf(format, args...)

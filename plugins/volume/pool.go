@@ -59,18 +59,23 @@ func poolable(rel string) bool {
 }
 
 // poolBatch is how many pooled files are asked about at once: one round
-// trip to the core per batch, not per file.
-const poolBatch = 512
+// trip to the core per batch, not per file. (A variable for the tests, which
+// make batches small to pass many of them through the pipeline.)
+var poolBatch = 512
 
 // poolPuts is how many new blobs are sent to the core at once.
 const poolPuts = 4
 
 // pooler collects pooled files as the walk finds them and writes their
 // entries batch by batch: asks the core which blobs it has, sends the
-// others, then writes the headers in the order the walk found them.
+// others, then writes the headers in the order the walk found them. One
+// batch is with the core while the walk fills the next: on an unchanged
+// night the question and the walk overlap instead of taking turns.
 type pooler struct {
 	pool    sdk.Pool
 	pending []pooledFile
+	// asked is the batch with the core, nil when none is.
+	asked *poolJob
 	// New blobs this archive sent, and files whose content did not match
 	// their name.
 	newBlobs, newBytes, mismatched int64
@@ -81,41 +86,95 @@ type pooledFile struct {
 	h         *tar.Header // from lstat: mode, owner, mtime, size
 }
 
+// poolJob is one batch's question to the core and the puts it leads to;
+// done is closed when blobs, have, skip and err are final.
+type poolJob struct {
+	batch []pooledFile
+	blobs []sdk.Blob
+	have  []bool
+	skip  []bool // vanished or replaced before it could be read
+	err   error
+	done  chan struct{}
+}
+
 func newPooler(p sdk.Pool) *pooler { return &pooler{pool: p} }
 
 // add queues one regular file found by the walk.
 func (pl *pooler) add(ctx context.Context, full, rel string, h *tar.Header, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
 	pl.pending = append(pl.pending, pooledFile{full: full, rel: rel, h: h})
-	if len(pl.pending) >= poolBatch {
-		return pl.flush(ctx, tw, st, warn)
+	if len(pl.pending) < poolBatch {
+		return nil
+	}
+	// The batch before is written first: its puts and this batch's may
+	// then not pile up, and its headers go out while this one is asked.
+	prev := pl.asked
+	if err := pl.wait(); err != nil {
+		return err
+	}
+	pl.asked = pl.ask(ctx, pl.pending)
+	pl.pending = nil
+	return pl.write(prev, tw, st, warn)
+}
+
+// flush writes every queued entry: the walk is over.
+func (pl *pooler) flush(ctx context.Context, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
+	for pl.asked != nil || len(pl.pending) > 0 {
+		prev := pl.asked
+		if err := pl.wait(); err != nil {
+			return err
+		}
+		if len(pl.pending) > 0 {
+			pl.asked = pl.ask(ctx, pl.pending)
+			pl.pending = nil
+		}
+		if err := pl.write(prev, tw, st, warn); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// flush writes the queued entries.
-func (pl *pooler) flush(ctx context.Context, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
-	if len(pl.pending) == 0 {
+// wait lets the batch with the core finish; its error is the run's. It is
+// also how a failed run makes sure nothing still talks to the core once
+// Backup has returned.
+func (pl *pooler) wait() error {
+	j := pl.asked
+	if j == nil {
 		return nil
 	}
-	batch := pl.pending
-	pl.pending = nil
-	blobs := make([]sdk.Blob, len(batch))
+	<-j.done
+	pl.asked = nil
+	return j.err
+}
+
+// ask starts a batch's question and puts.
+func (pl *pooler) ask(ctx context.Context, batch []pooledFile) *poolJob {
+	j := &poolJob{batch: batch, blobs: make([]sdk.Blob, len(batch)), skip: make([]bool, len(batch)), done: make(chan struct{})}
 	for i, f := range batch {
-		blobs[i] = sdk.Blob{SHA1: baseName(f.rel), Size: f.h.Size}
+		j.blobs[i] = sdk.Blob{SHA1: baseName(f.rel), Size: f.h.Size}
 	}
-	have, err := pl.pool.Have(ctx, blobs)
+	go func() {
+		defer close(j.done)
+		j.err = pl.resolve(ctx, j)
+	}()
+	return j
+}
+
+// resolve asks the core which of the batch's blobs it has and sends the
+// others, a few at a time.
+func (pl *pooler) resolve(ctx context.Context, j *poolJob) error {
+	have, err := pl.pool.Have(ctx, j.blobs)
 	if err != nil {
 		return fmt.Errorf("ask the pool: %w", err)
 	}
-	// Send the new ones, a few at a time.
-	skip := make([]bool, len(batch))
+	j.have = have
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 	)
 	sem := make(chan struct{}, poolPuts)
-	for i := range batch {
+	for i := range j.batch {
 		if have[i] {
 			continue
 		}
@@ -124,7 +183,7 @@ func (pl *pooler) flush(ctx context.Context, tw *archiveWriter, st *stats, warn 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			b, h, gone, err := pl.put(ctx, batch[i], blobs[i])
+			b, h, gone, err := pl.put(ctx, j.batch[i], j.blobs[i])
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -133,35 +192,42 @@ func (pl *pooler) flush(ctx context.Context, tw *archiveWriter, st *stats, warn 
 					first = err
 				}
 			case gone:
-				skip[i] = true
+				j.skip[i] = true
 			default:
-				batch[i].h = h
-				blobs[i] = b
+				j.batch[i].h = h
+				j.blobs[i] = b
 			}
 		}()
 	}
 	wg.Wait()
-	if first != nil {
-		return first
+	return first
+}
+
+// write writes a finished batch's entries, in the order the walk found
+// them.
+func (pl *pooler) write(j *poolJob, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
+	if j == nil {
+		return nil
 	}
-	for i, f := range batch {
-		if skip[i] {
+	for i, f := range j.batch {
+		if j.skip[i] {
 			warn("skipped %q: it vanished or was replaced while the directory was read", f.rel)
 			continue
 		}
-		if !have[i] {
+		b := j.blobs[i]
+		if !j.have[i] {
 			pl.newBlobs++
-			pl.newBytes += blobs[i].Size
-			if blobs[i].SHA1 != baseName(f.rel) {
+			pl.newBytes += b.Size
+			if b.SHA1 != baseName(f.rel) {
 				pl.mismatched++
-				warn("%q: its content hashes to %s, not to its name (corrupt in the site); stored under its real hash", f.rel, blobs[i].SHA1)
+				warn("%q: its content hashes to %s, not to its name (corrupt in the site); stored under its real hash", f.rel, b.SHA1)
 			}
 		}
-		if err := writePooled(tw, f.rel, f.h, blobs[i]); err != nil {
+		if err := writePooled(tw, f.rel, f.h, b); err != nil {
 			return err
 		}
 		real := *f.h
-		real.Size = blobs[i].Size
+		real.Size = b.Size
 		st.add(f.rel, &real)
 	}
 	return nil
