@@ -8,9 +8,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 func main() {
+	sdk.LeanGC()
 	if code := exitCode(newRootCmd().Execute()); code != 0 {
 		os.Exit(code)
 	}

@@ -80,6 +80,7 @@ func Main(name string, factory func(log hclog.Logger) Plugin) {
 // Describe names another plugin or no kind, or a schema it declares is
 // broken. Run by hand, the binary explains that it is a plugin and exits.
 func Serve(name string, factory func(log hclog.Logger) Plugin, opts ...ServeOpt) error {
+	LeanGC()
 	var o serveOptions
 	for _, opt := range opts {
 		opt(&o)
