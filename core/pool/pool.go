@@ -276,11 +276,9 @@ func (p *Pool) writeTmp(r io.Reader, c Codec) (tmpBlob, error) {
 	return tmpBlob{path: tmp.Name(), blob: Blob{SHA1: hex.EncodeToString(h.Sum(nil)), Size: n}, stored: stored}, nil
 }
 
-// install syncs a written blob's data and renames it to its name: a blob
-// in the pool is always whole. The rename is durable once its directory is
-// synced (Batch.Close).
-func (p *Pool) install(t tmpBlob) error {
-	f, err := os.Open(t.path)
+// syncFile writes a temporary file's data out to the disk.
+func (p *Pool) syncFile(path string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("pool: %w", err)
 	}
@@ -288,13 +286,6 @@ func (p *Pool) install(t tmpBlob) error {
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("pool: sync: %w", err)
-	}
-	final := p.Path(t.blob)
-	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
-		return fmt.Errorf("pool: %w", err)
-	}
-	if err := os.Rename(t.path, final); err != nil {
-		return fmt.Errorf("pool: %w", err)
 	}
 	return nil
 }

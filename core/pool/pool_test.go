@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"golang.org/x/sys/unix"
 )
 
 func blobOf(b []byte) Blob {
@@ -187,11 +188,38 @@ func TestRefsParser(t *testing.T) {
 // and a second put of the same content stores nothing. Discard leaves no
 // temporary file behind.
 func TestBatch(t *testing.T) {
+	// Both ways of making blobs durable, whatever this machine's file
+	// system: one syncfs a batch, or an fsync a file and a directory.
+	for _, whole := range []bool{true, false} {
+		t.Run(map[bool]string{true: "syncfs", false: "fsync"}[whole], func(t *testing.T) { testBatch(t, whole) })
+	}
+	// NewBatch takes syncfs where the file system's syncfs writes out all.
+	dir := t.TempDir()
+	p, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	local := st.Type == unix.EXT4_SUPER_MAGIC || st.Type == unix.TMPFS_MAGIC || st.Type == unix.XFS_SUPER_MAGIC || st.Type == unix.BTRFS_SUPER_MAGIC
+	if got := p.NewBatch().wholeFS; got != local {
+		t.Errorf("on a file system of type %#x, NewBatch chose syncfs: %v", st.Type, got)
+	}
+}
+
+func testBatch(t *testing.T, whole bool) {
 	p, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch := p.NewBatch()
+	newBatch := func() *Batch {
+		b := p.NewBatch()
+		b.wholeFS = whole
+		return b
+	}
+	batch := newBatch()
 	var blobs []Blob
 	for i := range batchBlobs + 10 {
 		data := bytes.Repeat([]byte(fmt.Sprintf("blob %d ", i)), 100+i)
@@ -233,7 +261,7 @@ func TestBatch(t *testing.T) {
 		t.Errorf("%d temporary files left after Close", len(tmps))
 	}
 
-	failed := p.NewBatch()
+	failed := newBatch()
 	for i := range 5 {
 		if _, err := failed.Put(strings.NewReader(fmt.Sprintf("never committed %d", i)), Codec{}); err != nil {
 			t.Fatal(err)
@@ -249,7 +277,7 @@ func TestBatch(t *testing.T) {
 
 	// A flush that fails (here: its temporary file gone before the sync)
 	// fails Close, and leaves nothing under the blob's name.
-	broken := p.NewBatch()
+	broken := newBatch()
 	w, err := broken.Put(strings.NewReader("lost before its sync"), Codec{})
 	if err != nil {
 		t.Fatal(err)
