@@ -42,7 +42,9 @@
 #                        directory on this host, just before pool-unchanged-zstd: the bare walk
 #   pool-unchanged-zstd  the same pipeline again, nothing changed (bytes out: what the root grew)
 #   pool-1pct-zstd       again, after 1% new files (benchtool files -add; bytes in: the new
-#                        blobs' raw bytes, out: what the root grew); the files are removed after
+#                        blobs' raw bytes, out: what the root grew); then a whole archive of a
+#                        copy of the new files alone, whose size is the 1% target's reference;
+#                        the files are removed after
 #   restore-files-tar    bin/mbk restore of the mbk-files-zstd set into a new volume
 #   restore-files-pool   bin/mbk restore of the unchanged pooled set into a new volume; the
 #                        two volumes' fingerprints (names, modes, owners, mtimes, sizes, link
@@ -326,6 +328,16 @@ pool_runs() {
     if [[ $v == 1pct ]]; then
       annotate "$RES/pool-$v-zstd.r$r.json" -in "$(grep -o '"new_bytes": [0-9]*' "$set/manifest.json" | grep -o '[0-9]*$')" \
         -out $(($(du -sb "$root" | cut -f1) - before))
+      # What mbk's whole archive writes for the new files alone (copied
+      # into a directory of their own, as the tree has them).
+      local mp copy="$WORK/new-files" refroot="$WORK/root-newfiles-zstd"
+      mp=$(docker volume inspect -f '{{.Mountpoint}}' "$VOL")
+      rm -rf "$copy" "$refroot" && mkdir -p "$copy" "$refroot"
+      (cd "$mp" && xargs -r -d '\n' cp -a --parents -t "$copy" <"$added")
+      "$REPO/bin/mbk" run "$WORK/bench-newfiles-zstd.hcl" >/dev/null 2>"$RES/newfiles-zstd.r$r.log" ||
+        die "mbk run of the new files failed: see $RES/newfiles-zstd.r$r.log"
+      annotate "$RES/pool-$v-zstd.r$r.json" -ref "$(size_of "$(newest_set "$refroot")"/moodledata_*.tar.zst)"
+      rm -rf "$copy" "$refroot"
       in_volume "$VOL:/data" -i -- xargs -r -d '\n' -a /dev/stdin sh -c 'cd /data && rm -f -- "$@"' sh <"$added"
     else
       annotate "$RES/pool-$v-zstd.r$r.json" -in "$RAW_FILES" -out $(($(du -sb "$root" | cut -f1) - before))
@@ -407,6 +419,9 @@ write_pipelines() {
       "$(dump_stage "$comp" "$old"$'\n    extra_args = ["--hex-blob"]')"$'\n'"$(archive_stage "$comp" "$old")"$'\n  stage "checksum" "sha256" {}'
   done
   bench_pipeline pool-zstd "the archive stage alone, filedir in the pool" "$(archive_stage zstd '    filedir     = "pool"')"
+  # The 1% target's reference: a whole archive of the new files alone.
+  bench_pipeline newfiles-zstd "a whole archive of a copy of pool-1pct's new files" \
+    "$(archive_stage zstd "" "path        = \"$WORK/new-files\"")"
 }
 
 dump_stage() { # dump_stage COMPRESSION EXTRA-LINES
@@ -422,10 +437,10 @@ $2
 HCL
 }
 
-archive_stage() { # archive_stage COMPRESSION EXTRA-LINES
+archive_stage() { # archive_stage COMPRESSION EXTRA-LINES [SOURCE-LINE]
   cat <<HCL
   stage "archive" "volume" {
-    volume      = "$VOL"
+    ${3:-volume      = \"$VOL\"}
     exclude     = []
     compression = "$1"
 $2

@@ -42,7 +42,10 @@ type Result struct {
 	Procs    map[string]*ProcUse `json:"procs"`
 	BytesIn  int64               `json:"bytes_in"`
 	BytesOut int64               `json:"bytes_out"`
-	Phases   []Phase             `json:"phases,omitempty"`
+	// RefBytes, for pool-1pct: what mbk's whole archive writes for the
+	// run's new files alone (the bench archives a copy of them).
+	RefBytes int64   `json:"ref_bytes,omitempty"`
+	Phases   []Phase `json:"phases,omitempty"`
 }
 
 // ProcUse is what the sampler saw of the processes of one name.
