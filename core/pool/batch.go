@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -32,10 +33,10 @@ type Batch struct {
 	// no flush has taken yet.
 	pending map[Blob]bool
 	queue   []tmpBlob
-	// The ab/cd directories renames changed, by the number their four hex
-	// digits make: a set of constant size however many blobs a first
-	// backup puts. made: those known to exist.
-	dirs, made [1 << 16]bool
+	// The ab/cd directories renames changed (so they exist), by the number
+	// their four hex digits make: a set of constant size however many
+	// blobs a first backup puts.
+	dirs [1 << 16]bool
 }
 
 const (
@@ -132,9 +133,9 @@ func (b *Batch) rename(t tmpBlob) error {
 	i := dirIndex(t.blob)
 	final := b.p.Path(t.blob)
 	b.mu.Lock()
-	made := b.made[i]
+	exists := b.dirs[i]
 	b.mu.Unlock()
-	if !made {
+	if !exists {
 		if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
 			return fmt.Errorf("pool: %w", err)
 		}
@@ -143,7 +144,7 @@ func (b *Batch) rename(t tmpBlob) error {
 		return fmt.Errorf("pool: %w", err)
 	}
 	b.mu.Lock()
-	b.made[i], b.dirs[i] = true, true
+	b.dirs[i] = true
 	delete(b.pending, t.blob)
 	b.mu.Unlock()
 	return nil
@@ -175,12 +176,8 @@ func (b *Batch) Close() error {
 		return err
 	}
 	if b.wholeFS {
-		changed := false
-		for _, c := range b.dirs {
-			changed = changed || c
-		}
-		if !changed {
-			return nil
+		if !slices.Contains(b.dirs[:], true) {
+			return nil // nothing was renamed
 		}
 		return b.syncFS()
 	}

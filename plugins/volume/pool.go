@@ -105,33 +105,32 @@ func (pl *pooler) add(ctx context.Context, full, rel string, h *tar.Header, tw *
 	if len(pl.pending) < poolBatch {
 		return nil
 	}
-	// The batch before is written first: its puts and this batch's may
-	// then not pile up, and its headers go out while this one is asked.
-	prev := pl.asked
-	if err := pl.wait(); err != nil {
-		return err
-	}
-	pl.asked = pl.ask(ctx, pl.pending)
-	pl.pending = nil
-	return pl.write(prev, tw, st, warn)
+	return pl.turn(ctx, tw, st, warn)
 }
 
 // flush writes every queued entry: the walk is over.
 func (pl *pooler) flush(ctx context.Context, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
 	for pl.asked != nil || len(pl.pending) > 0 {
-		prev := pl.asked
-		if err := pl.wait(); err != nil {
-			return err
-		}
-		if len(pl.pending) > 0 {
-			pl.asked = pl.ask(ctx, pl.pending)
-			pl.pending = nil
-		}
-		if err := pl.write(prev, tw, st, warn); err != nil {
+		if err := pl.turn(ctx, tw, st, warn); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// turn lets the batch with the core finish, sends the pending one, and
+// writes the finished one's entries while the core answers. (Waiting first
+// keeps one batch's puts from piling onto the next one's.)
+func (pl *pooler) turn(ctx context.Context, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
+	done := pl.asked
+	if err := pl.wait(); err != nil {
+		return err
+	}
+	if len(pl.pending) > 0 {
+		pl.asked = pl.ask(ctx, pl.pending)
+		pl.pending = nil
+	}
+	return pl.write(done, tw, st, warn)
 }
 
 // wait lets the batch with the core finish; its error is the run's. It is
