@@ -144,10 +144,6 @@ func (b *poolBackup) Put(expect pluginhost.Blob, r io.Reader) (pluginhost.Blob, 
 	return pluginhost.Blob(w.Blob), nil
 }
 
-func (b *poolBackup) Open(pluginhost.Blob) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("the pool is not read during a backup")
-}
-
 // summary is the line the set's info file gets about the pool.
 func (b *poolBackup) summary() string {
 	u := b.use

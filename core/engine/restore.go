@@ -489,15 +489,15 @@ func (e *Engine) restoreStep(ctx context.Context, dir string, st RestoreStep, op
 	if err != nil {
 		return fmt.Errorf("restore %s with %s: %w", a.File, st.Stage.ID(), err)
 	}
-	want := a.RawSize
+	want, of := a.RawSize, "the manifest records"
 	if xr != nil {
 		if capped.n != a.RawSize {
 			return fmt.Errorf("restore %s: %d bytes read, the manifest records %d", a.File, capped.n, a.RawSize)
 		}
-		want = xr.N()
+		want, of = xr.N(), "the expanded archive had"
 	}
 	if reply.Bytes != want {
-		return fmt.Errorf("restore %s: %d bytes restored, the manifest records %d", a.File, reply.Bytes, want)
+		return fmt.Errorf("restore %s: %d bytes restored, %s %d", a.File, reply.Bytes, of, want)
 	}
 	log.Info("restore finished", "duration", time.Since(t0).Round(time.Millisecond), "result", e.Redact.String(reply.Summary))
 	return nil

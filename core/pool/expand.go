@@ -13,6 +13,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/spec"
 )
 
@@ -21,10 +22,6 @@ import (
 // its blob. The core puts the content back before a restore, so the plugin
 // restores an ordinary tar over the same socket as any other, and a blob's
 // bytes go from the pool's file to the stream in one process.
-const (
-	PAXSHA1 = spec.PoolPAXSHA1
-	PAXSize = spec.PoolPAXSize
-)
 
 // Expand's read-ahead. Small blobs are read whole by expandWorkers
 // goroutines, in the stream's order, up to expandAheadBytes (and
@@ -38,14 +35,14 @@ const (
 	expandInMemory     = 1 << 20
 )
 
-// EntryBlob says whether h is a pooled entry, and which blob holds its
+// entryBlob says whether h is a pooled entry, and which blob holds its
 // content.
-func EntryBlob(h *tar.Header) (Blob, bool, error) {
-	sum, ok := h.PAXRecords[PAXSHA1]
+func entryBlob(h *tar.Header) (Blob, bool, error) {
+	sum, ok := h.PAXRecords[spec.PoolPAXSHA1]
 	if !ok {
 		return Blob{}, false, nil
 	}
-	size, err := strconv.ParseInt(h.PAXRecords[PAXSize], 10, 64)
+	size, err := strconv.ParseInt(h.PAXRecords[spec.PoolPAXSize], 10, 64)
 	b := Blob{SHA1: sum, Size: size}
 	if err != nil || h.Typeflag != tar.TypeReg || h.Size != 0 || b.Check() != nil {
 		return Blob{}, false, fmt.Errorf("entry %q: a malformed pooled entry", h.Name)
@@ -78,7 +75,7 @@ func (p *Pool) Expand(ctx context.Context, r io.Reader, w io.Writer, identities 
 		if err != nil {
 			return fmt.Errorf("read the archive: %w", err)
 		}
-		b, pooled, err := EntryBlob(h)
+		b, pooled, err := entryBlob(h)
 		if err != nil {
 			return err
 		}
@@ -90,7 +87,7 @@ func (p *Pool) Expand(ctx context.Context, r io.Reader, w io.Writer, identities 
 			if err := tw.WriteHeader(h); err != nil {
 				return fmt.Errorf("entry %q: %w", h.Name, err)
 			}
-			if _, err := copyCtx(ctx, tw, tr, x.buf); err != nil {
+			if _, err := io.CopyBuffer(tw, wire.ContextReader(ctx, tr), x.buf); err != nil {
 				return fmt.Errorf("entry %q: %w", h.Name, err)
 			}
 			continue
@@ -219,8 +216,8 @@ func (x *expander) emit(ctx context.Context, tw *tar.Writer, e *pending) error {
 	out := *e.h
 	out.Size = e.blob.Size
 	out.PAXRecords = maps.Clone(e.h.PAXRecords)
-	delete(out.PAXRecords, PAXSHA1)
-	delete(out.PAXRecords, PAXSize)
+	delete(out.PAXRecords, spec.PoolPAXSHA1)
+	delete(out.PAXRecords, spec.PoolPAXSize)
 	if len(out.PAXRecords) == 0 {
 		out.PAXRecords = nil
 	}
@@ -261,7 +258,8 @@ func (x *expander) stream(ctx context.Context, tw *tar.Writer, h *tar.Header, b 
 	if err := tw.WriteHeader(h); err != nil {
 		return err
 	}
-	n, err := copyCtx(ctx, tw, rc, x.buf)
+	// A 50 GB file must not hold a cancelled restore.
+	n, err := io.CopyBuffer(tw, wire.ContextReader(ctx, rc), x.buf)
 	if errors.Is(err, tar.ErrWriteTooLong) {
 		return fmt.Errorf("blob %s: %w (longer than its name says)", b, ErrCorrupt)
 	}
@@ -269,31 +267,6 @@ func (x *expander) stream(ctx context.Context, tw *tar.Writer, h *tar.Header, b 
 		err = fmt.Errorf("blob %s: %w (it ended early)", b, ErrCorrupt)
 	}
 	return err
-}
-
-// copyCtx is io.Copy that stops when ctx ends: a 50 GB file must not hold a
-// cancelled restore.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader, buf []byte) (int64, error) {
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, context.Cause(ctx)
-		}
-		k, err := r.Read(buf)
-		if k > 0 {
-			m, werr := w.Write(buf[:k])
-			n += int64(m)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
 }
 
 // ExpandReader is Expand as a reader: the expanded stream, made by a

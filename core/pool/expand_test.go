@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mbk-backup/mbk/core/internal/wire"
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // entry is a tar entry as a test builds it: data in the stream, or pooled.
@@ -47,7 +48,7 @@ func archives(t testing.TB, p *Pool, es []entry) (stored, whole []byte) {
 				t.Fatal(err)
 			}
 			h.Size = 0
-			h.PAXRecords = map[string]string{PAXSHA1: w.Blob.SHA1, PAXSize: strconv.FormatInt(w.Blob.Size, 10)}
+			h.PAXRecords = map[string]string{spec.PoolPAXSHA1: w.Blob.SHA1, spec.PoolPAXSize: strconv.FormatInt(w.Blob.Size, 10)}
 		}
 		if err := st.WriteHeader(&h); err != nil {
 			t.Fatal(err)
@@ -231,7 +232,7 @@ func TestExpandFaults(t *testing.T) {
 		var b bytes.Buffer
 		tw := tar.NewWriter(&b)
 		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "filedir/aa/bb/x", Format: tar.FormatPAX,
-			PAXRecords: map[string]string{PAXSHA1: "../../etc/passwd", PAXSize: "12"}})
+			PAXRecords: map[string]string{spec.PoolPAXSHA1: "../../etc/passwd", spec.PoolPAXSize: "12"}})
 		tw.Close()
 		err := p.Expand(context.Background(), &b, io.Discard, nil)
 		if err == nil || !strings.Contains(err.Error(), "filedir/aa/bb/x") || !strings.Contains(err.Error(), "malformed") {

@@ -188,10 +188,10 @@ type Written struct {
 }
 
 // Put reads r to its end, hashing it with SHA-1 while it is compressed
-// (and encrypted) into a temporary file, which is synced and renamed to the
-// blob's name only when complete, its directory synced after. The blob is
-// named by what was read, not by what the caller expected. A backup puts
-// through a Batch, which syncs many blobs side by side.
+// (and encrypted) into a temporary file, which is made durable and renamed
+// to the blob's name only when complete: a Batch of one. The blob is named
+// by what was read, not by what the caller expected. A backup puts through
+// one Batch, which makes many blobs durable at once.
 func (p *Pool) Put(r io.Reader, c Codec) (Written, error) {
 	b := p.NewBatch()
 	w, err := b.Put(r, c)
