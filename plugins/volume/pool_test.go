@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/zclconf/go-cty/cty"
 
@@ -195,6 +198,93 @@ func TestHostPoolRoundTrip(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), pool.ErrCorrupt.Error()) {
 		t.Errorf("restore from a damaged blob: %v", err)
+	}
+}
+
+// failingPool is corePool whose Have or Put fails at a given call (1-based;
+// 0: never), and which counts the calls that begin after Backup returned.
+type failingPool struct {
+	p                     *pool.Pool
+	failHaveAt, failPutAt int
+	// cancelAt: that question cancels the backup and answers late.
+	cancelAt          int
+	cancel            context.CancelFunc
+	mu                sync.Mutex
+	haves, puts, late int
+	returned          bool
+}
+
+func (f *failingPool) call(n *int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.returned {
+		f.late++
+	}
+	*n++
+	return *n
+}
+
+func (f *failingPool) Have(_ context.Context, bs []sdk.Blob) ([]bool, error) {
+	n := f.call(&f.haves)
+	if n == f.failHaveAt {
+		return nil, errors.New("the core's disk is full")
+	}
+	if n == f.cancelAt {
+		f.cancel()
+		time.Sleep(50 * time.Millisecond)
+	}
+	return make([]bool, len(bs)), nil // nothing there: every file is put
+}
+
+func (f *failingPool) Put(_ context.Context, _ sdk.Blob, r io.Reader) (sdk.Blob, error) {
+	if f.call(&f.puts) == f.failPutAt {
+		return sdk.Blob{}, errors.New("the core's disk is full")
+	}
+	w, err := f.p.Put(r, pool.Codec{Compression: "zstd"})
+	return sdk.Blob(w.Blob), err
+}
+
+// When the core fails a question or a put midway (batches of 7, one with
+// the core while the walk fills the next), Backup fails with the core's
+// error; when the run is cancelled while a batch is with the core, Backup
+// waits for it. Either way nothing reaches the core once Backup returned.
+func TestHostPoolCoreFails(t *testing.T) {
+	defer func(n int) { poolBatch = n }(poolBatch)
+	poolBatch = 7
+	base := t.TempDir()
+	src := filepath.Join(base, "moodledata")
+	sha1Dataroot(t, src)
+	p := newTestPlugin(t)
+	cfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src), "filedir": cty.StringVal("pool")})
+	for _, tc := range []struct {
+		name              string
+		have, put, cancel int
+		want              string
+	}{
+		{"question", 5, 0, 0, "ask the pool: the core's disk is full"},
+		{"put", 0, 60, 0, "in the pool: the core's disk is full"},
+		{"cancelled", 0, 0, 3, "context canceled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pl, err := pool.Open(filepath.Join(base, "root-"+tc.name))
+			must(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			fp := &failingPool{p: pl, failHaveAt: tc.have, failPutAt: tc.put, cancelAt: tc.cancel, cancel: cancel}
+			_, err = p.Backup(ctx, sdk.BackupRequest{Config: cfg, Artifact: artifactID, Set: "s", Pool: fp}, io.Discard)
+			fp.mu.Lock()
+			fp.returned = true
+			fp.mu.Unlock()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Backup: %v; want an error with %q", err, tc.want)
+			}
+			time.Sleep(100 * time.Millisecond) // room for a straggler to show itself
+			fp.mu.Lock()
+			defer fp.mu.Unlock()
+			if fp.late != 0 {
+				t.Errorf("%d calls reached the core after Backup returned", fp.late)
+			}
+		})
 	}
 }
 
