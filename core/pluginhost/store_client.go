@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -79,6 +80,53 @@ func (c *Client) List(ctx context.Context, cfg *pb.Config) ([]sdk.StoredSet, err
 		out = append(out, set)
 	}
 	return out, nil
+}
+
+// ListFiles calls fn for each file of one set, page by page as the plugin
+// lists them. A plugin that cannot (no sdk.FileLister) lists the set's
+// files through List instead, all at once. fn's error stops the listing.
+func (c *Client) ListFiles(ctx context.Context, cfg *pb.Config, set string, fn func(sdk.StoredFile) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the plugin's listing when fn stops early
+	stream, err := c.store.ListFiles(ctx, &pb.StoreListFilesRequest{Config: cfg, Set: set})
+	if err != nil {
+		return wire.RPCError(err)
+	}
+	for pages := 0; ; pages++ {
+		page, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if pages == 0 && errors.Is(optional(err), ErrUnsupported) {
+			return c.listFilesOfList(ctx, cfg, set, fn)
+		}
+		if err != nil {
+			return wire.RPCError(err)
+		}
+		for _, f := range page.GetFiles() {
+			if err := fn(sdk.StoredFile{Name: f.GetName(), Size: f.GetSize()}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *Client) listFilesOfList(ctx context.Context, cfg *pb.Config, set string, fn func(sdk.StoredFile) error) error {
+	sets, err := c.List(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for _, st := range sets {
+		if st.Name != set {
+			continue
+		}
+		for _, f := range st.Files {
+			if err := fn(f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // DeleteSet asks a store plugin to remove a whole set, manifest.json first.

@@ -130,7 +130,7 @@ func (m *memStore) Delete(_ context.Context, cfg sdk.Config, set string) error {
 	return nil
 }
 
-func storeConfig(t *testing.T) *pb.Config {
+func storeConfig(t testing.TB) *pb.Config {
 	return encode(t, sdk.KindStore, storeSchema, map[string]cty.Value{"bucket": cty.StringVal("backups")})
 }
 

@@ -64,6 +64,17 @@ type FileDeleter interface {
 	DeleteFiles(ctx context.Context, cfg Config, set string, files []string) error
 }
 
+// FileLister is optional for a Storer, and what a store of a large pool
+// needs: ListFiles calls fn for each file of one set as the store lists
+// them, so that neither the plugin nor the core ever holds millions of
+// names at once. fn's error stops the listing and is returned. A Storer
+// that is a FileLister leaves PoolSet's files out of List (it may list
+// PoolSet with no file); the core lists the pool with ListFiles. A set
+// that is not there has no files, and is no error.
+type FileLister interface {
+	ListFiles(ctx context.Context, cfg Config, set string, fn func(StoredFile) error) error
+}
+
 // PoolSet is the name under which the core keeps a root's pool in a store:
 // <prefix>/mbk-pool/<sha1>-<size>, one file per blob, as the blob is stored
 // on disk (compressed, encrypted). It is no backup set (its name is no

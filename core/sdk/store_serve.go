@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -108,6 +109,48 @@ func (s *storeServer) List(ctx context.Context, r *pb.ConfigRequest) (*pb.StoreL
 		out.Sets = append(out.Sets, ps)
 	}
 	return out, nil
+}
+
+// listPage is how many files one ListFiles message carries: about 60 KB
+// for the pool's names, far below gRPC's message limits.
+var listPage = 1000
+
+func (s *storeServer) ListFiles(r *pb.StoreListFilesRequest, stream grpc.ServerStreamingServer[pb.StoredFilesPage]) error {
+	fl, ok := s.impl.(FileLister)
+	if !ok {
+		return status.Error(codes.Unimplemented, "this store lists files with List only")
+	}
+	cfg, err := s.srv.config(r.GetConfig())
+	if err != nil {
+		return err
+	}
+	if err := checkStoreNames(r.GetSet()); err != nil {
+		return err
+	}
+	page := &pb.StoredFilesPage{}
+	send := func() error {
+		// A new page each time: gRPC may still read a sent message.
+		err := stream.Send(page)
+		page = &pb.StoredFilesPage{Files: make([]*pb.StoredFile, 0, listPage)}
+		return err
+	}
+	err = fl.ListFiles(stream.Context(), cfg, r.GetSet(), func(f StoredFile) error {
+		if CheckStoreName(f.Name) != nil {
+			return nil // a store's own bookkeeping (an upload in progress)
+		}
+		page.Files = append(page.Files, &pb.StoredFile{Name: f.Name, Size: f.Size})
+		if len(page.Files) < listPage {
+			return nil
+		}
+		return send()
+	})
+	if err != nil {
+		return err
+	}
+	if len(page.Files) > 0 {
+		return send()
+	}
+	return nil
 }
 
 func (s *storeServer) Delete(ctx context.Context, r *pb.StoreDeleteRequest) (*pb.Empty, error) {

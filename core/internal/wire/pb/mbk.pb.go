@@ -2523,6 +2523,106 @@ func (x *StoreDeleteFilesRequest) GetFiles() []string {
 	return nil
 }
 
+// One set's files, page by page as the store lists them: the pool
+// ("mbk-pool") holds a blob a file, millions on a large site, which no one
+// answer should carry. A plugin that serves it leaves the pool's files out
+// of List.
+type StoreListFilesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Set           string                 `protobuf:"bytes,2,opt,name=set,proto3" json:"set,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreListFilesRequest) Reset() {
+	*x = StoreListFilesRequest{}
+	mi := &file_mbk_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreListFilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreListFilesRequest) ProtoMessage() {}
+
+func (x *StoreListFilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreListFilesRequest.ProtoReflect.Descriptor instead.
+func (*StoreListFilesRequest) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *StoreListFilesRequest) GetConfig() *Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *StoreListFilesRequest) GetSet() string {
+	if x != nil {
+		return x.Set
+	}
+	return ""
+}
+
+type StoredFilesPage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Files         []*StoredFile          `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredFilesPage) Reset() {
+	*x = StoredFilesPage{}
+	mi := &file_mbk_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredFilesPage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredFilesPage) ProtoMessage() {}
+
+func (x *StoredFilesPage) ProtoReflect() protoreflect.Message {
+	mi := &file_mbk_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredFilesPage.ProtoReflect.Descriptor instead.
+func (*StoredFilesPage) Descriptor() ([]byte, []int) {
+	return file_mbk_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *StoredFilesPage) GetFiles() []*StoredFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
 type NotifyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -2534,7 +2634,7 @@ type NotifyRequest struct {
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_mbk_proto_msgTypes[43]
+	mi := &file_mbk_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2546,7 +2646,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[43]
+	mi := &file_mbk_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2559,7 +2659,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{43}
+	return file_mbk_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *NotifyRequest) GetConfig() *Config {
@@ -2592,7 +2692,7 @@ type NotifyResponse struct {
 
 func (x *NotifyResponse) Reset() {
 	*x = NotifyResponse{}
-	mi := &file_mbk_proto_msgTypes[44]
+	mi := &file_mbk_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2604,7 +2704,7 @@ func (x *NotifyResponse) String() string {
 func (*NotifyResponse) ProtoMessage() {}
 
 func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mbk_proto_msgTypes[44]
+	mi := &file_mbk_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,7 +2717,7 @@ func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyResponse.ProtoReflect.Descriptor instead.
 func (*NotifyResponse) Descriptor() ([]byte, []int) {
-	return file_mbk_proto_rawDescGZIP(), []int{44}
+	return file_mbk_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *NotifyResponse) GetSummary() string {
@@ -2803,7 +2903,12 @@ const file_mbk_proto_rawDesc = "" +
 	"\x17StoreDeleteFilesRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x10\n" +
 	"\x03set\x18\x02 \x01(\tR\x03set\x12\x14\n" +
-	"\x05files\x18\x03 \x03(\tR\x05files\"n\n" +
+	"\x05files\x18\x03 \x03(\tR\x05files\"Q\n" +
+	"\x15StoreListFilesRequest\x12&\n" +
+	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x10\n" +
+	"\x03set\x18\x02 \x01(\tR\x03set\";\n" +
+	"\x0fStoredFilesPage\x12(\n" +
+	"\x05files\x18\x01 \x03(\v2\x12.mbk.v1.StoredFileR\x05files\"n\n" +
 	"\rNotifyRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12\x1f\n" +
@@ -2836,13 +2941,14 @@ const file_mbk_proto_rawDesc = "" +
 	"\bChecksum\x128\n" +
 	"\x03Sum\x12\x17.mbk.v1.ChecksumRequest\x1a\x18.mbk.v1.ChecksumResponse2?\n" +
 	"\x06Retain\x125\n" +
-	"\x04Plan\x12\x15.mbk.v1.RetainRequest\x1a\x16.mbk.v1.RetainResponse2\xa9\x02\n" +
+	"\x04Plan\x12\x15.mbk.v1.RetainRequest\x1a\x16.mbk.v1.RetainResponse2\xf0\x02\n" +
 	"\x05Store\x128\n" +
 	"\x03Put\x12\x17.mbk.v1.StorePutRequest\x1a\x18.mbk.v1.StorePutResponse\x128\n" +
 	"\x03Get\x12\x17.mbk.v1.StoreGetRequest\x1a\x18.mbk.v1.StoreGetResponse\x128\n" +
 	"\x04List\x12\x15.mbk.v1.ConfigRequest\x1a\x19.mbk.v1.StoreListResponse\x123\n" +
 	"\x06Delete\x12\x1a.mbk.v1.StoreDeleteRequest\x1a\r.mbk.v1.Empty\x12=\n" +
-	"\vDeleteFiles\x12\x1f.mbk.v1.StoreDeleteFilesRequest\x1a\r.mbk.v1.Empty2?\n" +
+	"\vDeleteFiles\x12\x1f.mbk.v1.StoreDeleteFilesRequest\x1a\r.mbk.v1.Empty\x12E\n" +
+	"\tListFiles\x12\x1d.mbk.v1.StoreListFilesRequest\x1a\x17.mbk.v1.StoredFilesPage0\x012?\n" +
 	"\x06Notify\x125\n" +
 	"\x04Send\x12\x15.mbk.v1.NotifyRequest\x1a\x16.mbk.v1.NotifyResponseB1Z/github.com/mbk-backup/mbk/core/internal/wire/pbb\x06proto3"
 
@@ -2858,7 +2964,7 @@ func file_mbk_proto_rawDescGZIP() []byte {
 	return file_mbk_proto_rawDescData
 }
 
-var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_mbk_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_mbk_proto_goTypes = []any{
 	(*Empty)(nil),                   // 0: mbk.v1.Empty
 	(*DescribeResponse)(nil),        // 1: mbk.v1.DescribeResponse
@@ -2903,9 +3009,11 @@ var file_mbk_proto_goTypes = []any{
 	(*StoreListResponse)(nil),       // 40: mbk.v1.StoreListResponse
 	(*StoreDeleteRequest)(nil),      // 41: mbk.v1.StoreDeleteRequest
 	(*StoreDeleteFilesRequest)(nil), // 42: mbk.v1.StoreDeleteFilesRequest
-	(*NotifyRequest)(nil),           // 43: mbk.v1.NotifyRequest
-	(*NotifyResponse)(nil),          // 44: mbk.v1.NotifyResponse
-	nil,                             // 45: mbk.v1.SandboxResponse.OptionsEntry
+	(*StoreListFilesRequest)(nil),   // 43: mbk.v1.StoreListFilesRequest
+	(*StoredFilesPage)(nil),         // 44: mbk.v1.StoredFilesPage
+	(*NotifyRequest)(nil),           // 45: mbk.v1.NotifyRequest
+	(*NotifyResponse)(nil),          // 46: mbk.v1.NotifyResponse
+	nil,                             // 47: mbk.v1.SandboxResponse.OptionsEntry
 }
 var file_mbk_proto_depIdxs = []int32{
 	3,  // 0: mbk.v1.SchemaResponse.attributes:type_name -> mbk.v1.Attribute
@@ -2916,7 +3024,7 @@ var file_mbk_proto_depIdxs = []int32{
 	5,  // 5: mbk.v1.BackupRequest.config:type_name -> mbk.v1.Config
 	5,  // 6: mbk.v1.RestoreRequest.config:type_name -> mbk.v1.Config
 	5,  // 7: mbk.v1.SandboxRequest.config:type_name -> mbk.v1.Config
-	45, // 8: mbk.v1.SandboxResponse.options:type_name -> mbk.v1.SandboxResponse.OptionsEntry
+	47, // 8: mbk.v1.SandboxResponse.options:type_name -> mbk.v1.SandboxResponse.OptionsEntry
 	5,  // 9: mbk.v1.TeardownRequest.config:type_name -> mbk.v1.Config
 	5,  // 10: mbk.v1.CheckRequest.config:type_name -> mbk.v1.Config
 	20, // 11: mbk.v1.CheckResponse.checks:type_name -> mbk.v1.Check
@@ -2934,64 +3042,68 @@ var file_mbk_proto_depIdxs = []int32{
 	39, // 23: mbk.v1.StoreListResponse.sets:type_name -> mbk.v1.StoredSet
 	5,  // 24: mbk.v1.StoreDeleteRequest.config:type_name -> mbk.v1.Config
 	5,  // 25: mbk.v1.StoreDeleteFilesRequest.config:type_name -> mbk.v1.Config
-	5,  // 26: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
-	0,  // 27: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
-	2,  // 28: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
-	6,  // 29: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
-	6,  // 30: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
-	6,  // 31: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 32: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 33: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
-	15, // 34: mbk.v1.Dump.Sandbox:input_type -> mbk.v1.SandboxRequest
-	17, // 35: mbk.v1.Dump.Teardown:input_type -> mbk.v1.TeardownRequest
-	19, // 36: mbk.v1.Dump.Check:input_type -> mbk.v1.CheckRequest
-	6,  // 37: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
-	11, // 38: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
-	13, // 39: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
-	15, // 40: mbk.v1.Archive.Sandbox:input_type -> mbk.v1.SandboxRequest
-	17, // 41: mbk.v1.Archive.Teardown:input_type -> mbk.v1.TeardownRequest
-	19, // 42: mbk.v1.Archive.Check:input_type -> mbk.v1.CheckRequest
-	23, // 43: mbk.v1.Pool.Have:input_type -> mbk.v1.PoolHaveRequest
-	25, // 44: mbk.v1.Pool.Put:input_type -> mbk.v1.PoolChunk
-	27, // 45: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
-	31, // 46: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
-	34, // 47: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
-	36, // 48: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
-	6,  // 49: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
-	41, // 50: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
-	42, // 51: mbk.v1.Store.DeleteFiles:input_type -> mbk.v1.StoreDeleteFilesRequest
-	43, // 52: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
-	1,  // 53: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
-	4,  // 54: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
-	8,  // 55: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
-	8,  // 56: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
-	10, // 57: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 58: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 59: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
-	16, // 60: mbk.v1.Dump.Sandbox:output_type -> mbk.v1.SandboxResponse
-	18, // 61: mbk.v1.Dump.Teardown:output_type -> mbk.v1.TeardownResponse
-	21, // 62: mbk.v1.Dump.Check:output_type -> mbk.v1.CheckResponse
-	10, // 63: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
-	12, // 64: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
-	14, // 65: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
-	16, // 66: mbk.v1.Archive.Sandbox:output_type -> mbk.v1.SandboxResponse
-	18, // 67: mbk.v1.Archive.Teardown:output_type -> mbk.v1.TeardownResponse
-	21, // 68: mbk.v1.Archive.Check:output_type -> mbk.v1.CheckResponse
-	24, // 69: mbk.v1.Pool.Have:output_type -> mbk.v1.PoolHaveResponse
-	26, // 70: mbk.v1.Pool.Put:output_type -> mbk.v1.PoolPutResponse
-	29, // 71: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
-	33, // 72: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
-	35, // 73: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
-	37, // 74: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
-	40, // 75: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
-	0,  // 76: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
-	0,  // 77: mbk.v1.Store.DeleteFiles:output_type -> mbk.v1.Empty
-	44, // 78: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
-	53, // [53:79] is the sub-list for method output_type
-	27, // [27:53] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	5,  // 26: mbk.v1.StoreListFilesRequest.config:type_name -> mbk.v1.Config
+	38, // 27: mbk.v1.StoredFilesPage.files:type_name -> mbk.v1.StoredFile
+	5,  // 28: mbk.v1.NotifyRequest.config:type_name -> mbk.v1.Config
+	0,  // 29: mbk.v1.Plugin.Describe:input_type -> mbk.v1.Empty
+	2,  // 30: mbk.v1.Plugin.GetSchema:input_type -> mbk.v1.SchemaRequest
+	6,  // 31: mbk.v1.Plugin.ValidateConfig:input_type -> mbk.v1.ConfigRequest
+	6,  // 32: mbk.v1.Plugin.Preflight:input_type -> mbk.v1.ConfigRequest
+	6,  // 33: mbk.v1.Dump.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 34: mbk.v1.Dump.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 35: mbk.v1.Dump.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 36: mbk.v1.Dump.Sandbox:input_type -> mbk.v1.SandboxRequest
+	17, // 37: mbk.v1.Dump.Teardown:input_type -> mbk.v1.TeardownRequest
+	19, // 38: mbk.v1.Dump.Check:input_type -> mbk.v1.CheckRequest
+	6,  // 39: mbk.v1.Archive.Plan:input_type -> mbk.v1.ConfigRequest
+	11, // 40: mbk.v1.Archive.Backup:input_type -> mbk.v1.BackupRequest
+	13, // 41: mbk.v1.Archive.Restore:input_type -> mbk.v1.RestoreRequest
+	15, // 42: mbk.v1.Archive.Sandbox:input_type -> mbk.v1.SandboxRequest
+	17, // 43: mbk.v1.Archive.Teardown:input_type -> mbk.v1.TeardownRequest
+	19, // 44: mbk.v1.Archive.Check:input_type -> mbk.v1.CheckRequest
+	23, // 45: mbk.v1.Pool.Have:input_type -> mbk.v1.PoolHaveRequest
+	25, // 46: mbk.v1.Pool.Put:input_type -> mbk.v1.PoolChunk
+	27, // 47: mbk.v1.Checksum.Sum:input_type -> mbk.v1.ChecksumRequest
+	31, // 48: mbk.v1.Retain.Plan:input_type -> mbk.v1.RetainRequest
+	34, // 49: mbk.v1.Store.Put:input_type -> mbk.v1.StorePutRequest
+	36, // 50: mbk.v1.Store.Get:input_type -> mbk.v1.StoreGetRequest
+	6,  // 51: mbk.v1.Store.List:input_type -> mbk.v1.ConfigRequest
+	41, // 52: mbk.v1.Store.Delete:input_type -> mbk.v1.StoreDeleteRequest
+	42, // 53: mbk.v1.Store.DeleteFiles:input_type -> mbk.v1.StoreDeleteFilesRequest
+	43, // 54: mbk.v1.Store.ListFiles:input_type -> mbk.v1.StoreListFilesRequest
+	45, // 55: mbk.v1.Notify.Send:input_type -> mbk.v1.NotifyRequest
+	1,  // 56: mbk.v1.Plugin.Describe:output_type -> mbk.v1.DescribeResponse
+	4,  // 57: mbk.v1.Plugin.GetSchema:output_type -> mbk.v1.SchemaResponse
+	8,  // 58: mbk.v1.Plugin.ValidateConfig:output_type -> mbk.v1.DiagnosticsResponse
+	8,  // 59: mbk.v1.Plugin.Preflight:output_type -> mbk.v1.DiagnosticsResponse
+	10, // 60: mbk.v1.Dump.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 61: mbk.v1.Dump.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 62: mbk.v1.Dump.Restore:output_type -> mbk.v1.RestoreResponse
+	16, // 63: mbk.v1.Dump.Sandbox:output_type -> mbk.v1.SandboxResponse
+	18, // 64: mbk.v1.Dump.Teardown:output_type -> mbk.v1.TeardownResponse
+	21, // 65: mbk.v1.Dump.Check:output_type -> mbk.v1.CheckResponse
+	10, // 66: mbk.v1.Archive.Plan:output_type -> mbk.v1.PlanResponse
+	12, // 67: mbk.v1.Archive.Backup:output_type -> mbk.v1.BackupResponse
+	14, // 68: mbk.v1.Archive.Restore:output_type -> mbk.v1.RestoreResponse
+	16, // 69: mbk.v1.Archive.Sandbox:output_type -> mbk.v1.SandboxResponse
+	18, // 70: mbk.v1.Archive.Teardown:output_type -> mbk.v1.TeardownResponse
+	21, // 71: mbk.v1.Archive.Check:output_type -> mbk.v1.CheckResponse
+	24, // 72: mbk.v1.Pool.Have:output_type -> mbk.v1.PoolHaveResponse
+	26, // 73: mbk.v1.Pool.Put:output_type -> mbk.v1.PoolPutResponse
+	29, // 74: mbk.v1.Checksum.Sum:output_type -> mbk.v1.ChecksumResponse
+	33, // 75: mbk.v1.Retain.Plan:output_type -> mbk.v1.RetainResponse
+	35, // 76: mbk.v1.Store.Put:output_type -> mbk.v1.StorePutResponse
+	37, // 77: mbk.v1.Store.Get:output_type -> mbk.v1.StoreGetResponse
+	40, // 78: mbk.v1.Store.List:output_type -> mbk.v1.StoreListResponse
+	0,  // 79: mbk.v1.Store.Delete:output_type -> mbk.v1.Empty
+	0,  // 80: mbk.v1.Store.DeleteFiles:output_type -> mbk.v1.Empty
+	44, // 81: mbk.v1.Store.ListFiles:output_type -> mbk.v1.StoredFilesPage
+	46, // 82: mbk.v1.Notify.Send:output_type -> mbk.v1.NotifyResponse
+	56, // [56:83] is the sub-list for method output_type
+	29, // [29:56] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_mbk_proto_init() }
@@ -3005,7 +3117,7 @@ func file_mbk_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mbk_proto_rawDesc), len(file_mbk_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -1178,6 +1178,7 @@ const (
 	Store_List_FullMethodName        = "/mbk.v1.Store/List"
 	Store_Delete_FullMethodName      = "/mbk.v1.Store/Delete"
 	Store_DeleteFiles_FullMethodName = "/mbk.v1.Store/DeleteFiles"
+	Store_ListFiles_FullMethodName   = "/mbk.v1.Store/ListFiles"
 )
 
 // StoreClient is the client API for Store service.
@@ -1190,6 +1191,8 @@ type StoreClient interface {
 	Delete(ctx context.Context, in *StoreDeleteRequest, opts ...grpc.CallOption) (*Empty, error)
 	// Optional (Unimplemented when the plugin cannot delete single files).
 	DeleteFiles(ctx context.Context, in *StoreDeleteFilesRequest, opts ...grpc.CallOption) (*Empty, error)
+	// Optional (Unimplemented: the core reads the set's files from List).
+	ListFiles(ctx context.Context, in *StoreListFilesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StoredFilesPage], error)
 }
 
 type storeClient struct {
@@ -1250,6 +1253,25 @@ func (c *storeClient) DeleteFiles(ctx context.Context, in *StoreDeleteFilesReque
 	return out, nil
 }
 
+func (c *storeClient) ListFiles(ctx context.Context, in *StoreListFilesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StoredFilesPage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[0], Store_ListFiles_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StoreListFilesRequest, StoredFilesPage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Store_ListFilesClient = grpc.ServerStreamingClient[StoredFilesPage]
+
 // StoreServer is the server API for Store service.
 // All implementations must embed UnimplementedStoreServer
 // for forward compatibility.
@@ -1260,6 +1282,8 @@ type StoreServer interface {
 	Delete(context.Context, *StoreDeleteRequest) (*Empty, error)
 	// Optional (Unimplemented when the plugin cannot delete single files).
 	DeleteFiles(context.Context, *StoreDeleteFilesRequest) (*Empty, error)
+	// Optional (Unimplemented: the core reads the set's files from List).
+	ListFiles(*StoreListFilesRequest, grpc.ServerStreamingServer[StoredFilesPage]) error
 	mustEmbedUnimplementedStoreServer()
 }
 
@@ -1284,6 +1308,9 @@ func (UnimplementedStoreServer) Delete(context.Context, *StoreDeleteRequest) (*E
 }
 func (UnimplementedStoreServer) DeleteFiles(context.Context, *StoreDeleteFilesRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteFiles not implemented")
+}
+func (UnimplementedStoreServer) ListFiles(*StoreListFilesRequest, grpc.ServerStreamingServer[StoredFilesPage]) error {
+	return status.Error(codes.Unimplemented, "method ListFiles not implemented")
 }
 func (UnimplementedStoreServer) mustEmbedUnimplementedStoreServer() {}
 func (UnimplementedStoreServer) testEmbeddedByValue()               {}
@@ -1396,6 +1423,17 @@ func _Store_DeleteFiles_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Store_ListFiles_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StoreListFilesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(StoreServer).ListFiles(m, &grpc.GenericServerStream[StoreListFilesRequest, StoredFilesPage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Store_ListFilesServer = grpc.ServerStreamingServer[StoredFilesPage]
+
 // Store_ServiceDesc is the grpc.ServiceDesc for Store service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1424,7 +1462,13 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Store_DeleteFiles_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ListFiles",
+			Handler:       _Store_ListFiles_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "mbk.proto",
 }
 
