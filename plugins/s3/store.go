@@ -189,7 +189,9 @@ func (p *plugin) Get(ctx context.Context, cfg sdk.Config, set, file string, w io
 }
 
 // List groups the objects under the prefix by set. Keys that are not
-// <prefix>/<set>/<file> are not the core's and are left out.
+// <prefix>/<set>/<file> are not the core's and are left out, and so are the
+// pool's blobs (ListFiles lists them): keys come in byte order, so the
+// listing stops at the pool's first key and starts again after its last.
 func (p *plugin) List(ctx context.Context, cfg sdk.Config) ([]sdk.StoredSet, error) {
 	b, err := p.open(ctx, cfg)
 	if err != nil {
@@ -199,12 +201,19 @@ func (p *plugin) List(ctx context.Context, cfg sdk.Config) ([]sdk.StoredSet, err
 	if b.s.Prefix != "" {
 		prefix = b.s.Prefix + "/"
 	}
+	poolKeys := prefix + sdk.PoolSet + "/"
 	var sets []sdk.StoredSet
 	index := map[string]int{}
-	err = b.objects(ctx, prefix, func(o types.Object) {
-		set, file, ok := strings.Cut(strings.TrimPrefix(aws.ToString(o.Key), prefix), "/")
+	atPool := false
+	add := func(o types.Object) bool {
+		key := aws.ToString(o.Key)
+		if strings.HasPrefix(key, poolKeys) {
+			atPool = true
+			return false
+		}
+		set, file, ok := strings.Cut(strings.TrimPrefix(key, prefix), "/")
 		if !ok || sdk.CheckStoreName(set) != nil || sdk.CheckStoreName(file) != nil {
-			return
+			return true
 		}
 		i, ok := index[set]
 		if !ok {
@@ -213,18 +222,55 @@ func (p *plugin) List(ctx context.Context, cfg sdk.Config) ([]sdk.StoredSet, err
 			sets = append(sets, sdk.StoredSet{Name: set})
 		}
 		sets[i].Files = append(sets[i].Files, sdk.StoredFile{Name: file, Size: aws.ToInt64(o.Size)})
-	})
-	if err != nil {
+		return true
+	}
+	if err := b.objects(ctx, prefix, "", add); err != nil {
+		return nil, err
+	}
+	if !atPool {
+		return sets, nil
+	}
+	// '0' follows '/': every pool key sorts before this one, every key of
+	// a later set after it.
+	if err := b.objects(ctx, prefix, prefix+sdk.PoolSet+"0", add); err != nil {
 		return nil, err
 	}
 	return sets, nil
 }
 
-// objects calls f for every object whose key starts with prefix.
-func (b *bucket) objects(ctx context.Context, prefix string, f func(types.Object)) error {
+// ListFiles calls fn for each file of a set, a page of 1,000 keys at a
+// time.
+func (p *plugin) ListFiles(ctx context.Context, cfg sdk.Config, set string, fn func(sdk.StoredFile) error) error {
+	b, err := p.open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	prefix := b.s.setPrefix(set)
+	var ferr error
+	err = b.objects(ctx, prefix, "", func(o types.Object) bool {
+		file := strings.TrimPrefix(aws.ToString(o.Key), prefix)
+		if strings.Contains(file, "/") || sdk.CheckStoreName(file) != nil {
+			return true
+		}
+		ferr = fn(sdk.StoredFile{Name: file, Size: aws.ToInt64(o.Size)})
+		return ferr == nil
+	})
+	if ferr != nil {
+		return ferr
+	}
+	return err
+}
+
+// objects calls f for every object whose key starts with prefix, from
+// the first key after startAfter (all when empty), in key order, until f
+// returns false.
+func (b *bucket) objects(ctx context.Context, prefix, startAfter string, f func(types.Object) bool) error {
 	in := &s3.ListObjectsV2Input{Bucket: aws.String(b.s.Bucket)}
 	if prefix != "" {
 		in.Prefix = aws.String(prefix)
+	}
+	if startAfter != "" {
+		in.StartAfter = aws.String(startAfter)
 	}
 	pages := s3.NewListObjectsV2Paginator(b.c, in)
 	for pages.HasMorePages() {
@@ -233,7 +279,9 @@ func (b *bucket) objects(ctx context.Context, prefix string, f func(types.Object
 			return fmt.Errorf("list %s: %w", b.s.location(prefix), explain(err))
 		}
 		for _, o := range page.Contents {
-			f(o)
+			if !f(o) {
+				return nil
+			}
 		}
 	}
 	return nil
@@ -252,7 +300,7 @@ func (p *plugin) Delete(ctx context.Context, cfg sdk.Config, set string) error {
 		return err
 	}
 	var keys []string
-	if err := b.objects(ctx, b.s.setPrefix(set), func(o types.Object) { keys = append(keys, aws.ToString(o.Key)) }); err != nil {
+	if err := b.objects(ctx, b.s.setPrefix(set), "", func(o types.Object) bool { keys = append(keys, aws.ToString(o.Key)); return true }); err != nil {
 		return err
 	}
 	for _, k := range keys {

@@ -18,6 +18,17 @@ import (
 // CheckStoreName keeps out of every set, so List never shows it.
 func partName(file string) string { return "." + file + ".part" }
 
+// filePath is where a set's file lives. The pool's blobs are spread over
+// 256 directories by their first two hex digits (<set dir>/ab/<blob>): a
+// pool of 5 million blobs would otherwise be one directory that no server
+// lists quickly and that the client reads whole (pkg/sftp's ReadDir).
+func (c *conn) filePath(set, file string) string {
+	if set == sdk.PoolSet && len(file) > 2 {
+		return path.Join(c.base, set, file[:2], file)
+	}
+	return path.Join(c.base, set, file)
+}
+
 // Put writes the file under its temporary name and renames it into place
 // only once every byte is written and the server has closed it, so a
 // half-uploaded file never has its final name.
@@ -27,8 +38,9 @@ func (p *plugin) Put(ctx context.Context, cfg sdk.Config, set, file string, size
 		return "", err
 	}
 	defer c.Close()
-	dir := path.Join(c.base, set)
-	final, part := path.Join(dir, file), path.Join(dir, partName(file))
+	final := c.filePath(set, file)
+	dir := path.Dir(final)
+	part := path.Join(dir, partName(file))
 	loc := c.s.url(final)
 	if err := c.sftp.MkdirAll(dir); err != nil {
 		return "", fmt.Errorf("upload %s: create %s: %w", loc, dir, c.why(ctx, err))
@@ -123,8 +135,12 @@ func (p *plugin) Get(ctx context.Context, cfg sdk.Config, set, file string, w io
 		return err
 	}
 	defer c.Close()
-	name := path.Join(c.base, set, file)
+	name := c.filePath(set, file)
 	f, err := c.sftp.Open(name)
+	if errors.Is(err, fs.ErrNotExist) && set == sdk.PoolSet {
+		// A blob uploaded before the pool was spread over directories.
+		f, err = c.sftp.Open(path.Join(c.base, set, file))
+	}
 	if err != nil {
 		return fmt.Errorf("download %s: %w", c.s.url(name), c.why(ctx, err))
 	}
@@ -153,8 +169,8 @@ func (p *plugin) List(ctx context.Context, cfg sdk.Config) ([]sdk.StoredSet, err
 	}
 	var sets []sdk.StoredSet
 	for _, d := range dirs {
-		if !d.IsDir() || sdk.CheckStoreName(d.Name()) != nil {
-			continue
+		if !d.IsDir() || sdk.CheckStoreName(d.Name()) != nil || d.Name() == sdk.PoolSet {
+			continue // the pool is listed by ListFiles, a directory at a time
 		}
 		dir := path.Join(c.base, d.Name())
 		files, err := c.sftp.ReadDir(dir)
@@ -170,6 +186,41 @@ func (p *plugin) List(ctx context.Context, cfg sdk.Config) ([]sdk.StoredSet, err
 		sets = append(sets, set)
 	}
 	return sets, nil
+}
+
+// ListFiles calls fn for each finished file of a set. The pool is read one
+// of its 256 directories at a time, plus the blobs an earlier mbk left in
+// the pool's own directory.
+func (p *plugin) ListFiles(ctx context.Context, cfg sdk.Config, set string, fn func(sdk.StoredFile) error) error {
+	c, err := p.open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var list func(dir string, depth int) error
+	list = func(dir string, depth int) error {
+		ents, err := c.sftp.ReadDirContext(ctx, dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list %s: %w", c.s.url(dir), c.why(ctx, err))
+		}
+		for _, e := range ents {
+			switch {
+			case e.Mode().IsRegular() && sdk.CheckStoreName(e.Name()) == nil:
+				if err := fn(sdk.StoredFile{Name: e.Name(), Size: e.Size()}); err != nil {
+					return err
+				}
+			case e.IsDir() && depth == 0 && set == sdk.PoolSet && len(e.Name()) == 2:
+				if err := list(path.Join(dir, e.Name()), 1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return list(path.Join(c.base, set), 0)
 }
 
 // Delete removes manifest.json first, so that a set half deleted (an error,
@@ -191,25 +242,37 @@ func (p *plugin) Delete(ctx context.Context, cfg sdk.Config, set string) error {
 	if err := remove(path.Join(dir, sdk.ManifestFile)); err != nil {
 		return err
 	}
-	files, err := c.sftp.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	// Every file, then the directory; the pool's directories hold
+	// directories of blobs.
+	var empty func(dir string, depth int) error
+	empty = func(dir string, depth int) error {
+		files, err := c.sftp.ReadDirContext(ctx, dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list %s: %w", c.s.url(dir), c.why(ctx, err))
+		}
+		for _, f := range files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			name := path.Join(dir, f.Name())
+			if f.IsDir() && depth == 0 && set == sdk.PoolSet {
+				err = empty(name, 1)
+			} else {
+				err = remove(name)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := c.sftp.RemoveDirectory(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", c.s.url(dir), c.why(ctx, err))
+		}
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("list %s: %w", c.s.url(dir), c.why(ctx, err))
-	}
-	for _, f := range files {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := remove(path.Join(dir, f.Name())); err != nil {
-			return err
-		}
-	}
-	if err := c.sftp.RemoveDirectory(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("delete %s: %w", c.s.url(dir), c.why(ctx, err))
-	}
-	return nil
+	return empty(dir, 0)
 }
 
 // why prefers the cancellation to the error it caused on the connection.
@@ -231,8 +294,13 @@ func (p *plugin) DeleteFiles(ctx context.Context, cfg sdk.Config, set string, fi
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		name := path.Join(c.base, set, f)
-		if err := c.sftp.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		name := c.filePath(set, f)
+		err := c.sftp.Remove(name)
+		if errors.Is(err, fs.ErrNotExist) && set == sdk.PoolSet {
+			name = path.Join(c.base, set, f) // see Get
+			err = c.sftp.Remove(name)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("delete %s: %w", c.s.url(name), c.why(ctx, err))
 		}
 	}

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/mbk-backup/mbk/core/sdk"
 	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
 
@@ -65,5 +70,47 @@ func TestConformance(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(base(srv)); err != nil || len(entries) > 0 {
 		t.Errorf("left in the base directory after every set was deleted: %v, %v", entries, err)
+	}
+}
+
+// The pool's blobs go to one of 256 directories (mbk-pool/ab/<blob>); a
+// blob an earlier mbk left in mbk-pool/ itself is still listed, read and
+// deleted.
+func TestPoolLayout(t *testing.T) {
+	srv := storetest.StartSFTP(t)
+	p := newPlugin(t)
+	cfg := stageConfig(t, srv, nil)
+	ctx := context.Background()
+	blob := "ab" + strings.Repeat("1", 38) + "-3"
+	old := "cd" + strings.Repeat("2", 38) + "-3"
+	if _, err := p.Put(ctx, cfg, sdk.PoolSet, blob, 3, strings.NewReader("new")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(base(srv), sdk.PoolSet, "ab", blob)); err != nil {
+		t.Errorf("the blob is not in its directory: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(base(srv), sdk.PoolSet, old), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	err := p.ListFiles(ctx, cfg, sdk.PoolSet, func(f sdk.StoredFile) error {
+		names = append(names, f.Name)
+		return nil
+	})
+	slices.Sort(names)
+	if err != nil || !slices.Equal(names, []string{blob, old}) {
+		t.Errorf("ListFiles: %q, %v; want %q", names, err, []string{blob, old})
+	}
+	var buf bytes.Buffer
+	if err := p.Get(ctx, cfg, sdk.PoolSet, old, &buf); err != nil || buf.String() != "old" {
+		t.Errorf("Get of the old blob: %q, %v", buf.String(), err)
+	}
+	if err := p.DeleteFiles(ctx, cfg, sdk.PoolSet, []string{old, blob}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{filepath.Join(sdk.PoolSet, old), filepath.Join(sdk.PoolSet, "ab", blob)} {
+		if _, err := os.Stat(filepath.Join(base(srv), f)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s was not deleted: %v", f, err)
+		}
 	}
 }

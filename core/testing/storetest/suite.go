@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -41,6 +42,7 @@ func Conformance(t *testing.T, h Harness) {
 	t.Run("round trip", func(t *testing.T) { roundTrip(t, h) })
 	t.Run("large file in bounded memory", func(t *testing.T) { largeFile(t, h) })
 	t.Run("failed uploads leave nothing", func(t *testing.T) { failedUploads(t, h) })
+	t.Run("the pool, listed file by file", func(t *testing.T) { poolFiles(t, h) })
 }
 
 type file struct {
@@ -59,7 +61,7 @@ func put(t *testing.T, h Harness, set string, f file) {
 	if err != nil {
 		t.Fatalf("Put %s/%s: %v", set, f.name, err)
 	}
-	if !strings.Contains(loc, set+"/"+f.name) {
+	if !strings.Contains(loc, "/"+set+"/") || !strings.HasSuffix(loc, "/"+f.name) {
 		t.Errorf("Put %s/%s: location %q does not name the file", set, f.name, loc)
 	}
 }
@@ -167,6 +169,94 @@ func roundTrip(t *testing.T, h Harness) {
 	}
 	if sets := list(t, h); len(sets) != 0 {
 		t.Errorf("after deleting everything: %+v", sets)
+	}
+}
+
+// listFiles is a set's files through ListFiles, sorted.
+func listFiles(t *testing.T, fl sdk.FileLister, h Harness, set string) []sdk.StoredFile {
+	t.Helper()
+	var out []sdk.StoredFile
+	if err := fl.ListFiles(context.Background(), h.Config, set, func(f sdk.StoredFile) error { out = append(out, f); return nil }); err != nil {
+		t.Fatalf("ListFiles %s: %v", set, err)
+	}
+	slices.SortFunc(out, func(a, b sdk.StoredFile) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// poolFiles: the pool's blobs are listed by ListFiles, each once, and never
+// by List, whatever sets sort before and after the pool's name; DeleteFiles
+// removes some of them and leaves the rest; fn's error stops a listing.
+func poolFiles(t *testing.T, h Harness) {
+	ctx := context.Background()
+	fl, ok := h.Storer.(sdk.FileLister)
+	fd, ok2 := h.Storer.(sdk.FileDeleter)
+	if !ok || !ok2 {
+		t.Fatalf("%T cannot keep a pool: it needs ListFiles and DeleteFiles", h.Storer)
+	}
+	sets := []string{"2024-05-01_03-00-00", sdk.PoolSet + "0", "x-after"}
+	for _, set := range sets {
+		put(t, h, set, file{"SHA256SUMS", []byte(set)})
+	}
+	var blobs []sdk.StoredFile
+	for i := range 40 {
+		data := bytes.Repeat([]byte{byte(i)}, i)
+		name := fmt.Sprintf("%02x%s-%d", i*6, strings.Repeat("0", 38), i) // spread over first digits
+		put(t, h, sdk.PoolSet, file{name, data})
+		blobs = append(blobs, sdk.StoredFile{Name: name, Size: int64(i)})
+	}
+	var names []string
+	for _, s := range list(t, h) {
+		if s.Name == sdk.PoolSet && len(s.Files) == 0 {
+			continue // a Storer may show the pool without its files
+		}
+		names = append(names, s.Name)
+	}
+	if !slices.Equal(names, sets) {
+		t.Errorf("List: sets %q, want %q (the pool's files are ListFiles' to list)", names, sets)
+	}
+	if got := listFiles(t, fl, h, sdk.PoolSet); !slices.Equal(got, blobs) {
+		t.Errorf("ListFiles of the pool: %v, want %v", got, blobs)
+	}
+	if got := listFiles(t, fl, h, sets[0]); len(got) != 1 || got[0].Name != "SHA256SUMS" {
+		t.Errorf("ListFiles of %s: %v", sets[0], got)
+	}
+	if got := listFiles(t, fl, h, "2099-01-01_00-00-00"); len(got) != 0 {
+		t.Errorf("ListFiles of a set not there: %v", got)
+	}
+	if got := get(t, h, sdk.PoolSet, blobs[7].Name); !bytes.Equal(got, bytes.Repeat([]byte{7}, 7)) {
+		t.Errorf("Get of blob %s: %q", blobs[7].Name, got)
+	}
+	stop := errors.New("enough")
+	n := 0
+	err := fl.ListFiles(ctx, h.Config, sdk.PoolSet, func(sdk.StoredFile) error {
+		n++
+		return stop
+	})
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("a listing whose fn fails: %v after %d files", err, n)
+	}
+
+	var gone []string
+	for i := 0; i < len(blobs); i += 2 {
+		gone = append(gone, blobs[i].Name)
+	}
+	if err := fd.DeleteFiles(ctx, h.Config, sdk.PoolSet, append(gone, "ffff-1")); err != nil {
+		t.Fatalf("DeleteFiles: %v", err)
+	}
+	var left []sdk.StoredFile
+	for i := 1; i < len(blobs); i += 2 {
+		left = append(left, blobs[i])
+	}
+	if got := listFiles(t, fl, h, sdk.PoolSet); !slices.Equal(got, left) {
+		t.Errorf("after DeleteFiles of every other blob: %v, want %v", got, left)
+	}
+	for _, set := range append(sets, sdk.PoolSet) {
+		if err := h.Storer.Delete(ctx, h.Config, set); err != nil {
+			t.Fatalf("Delete %s: %v", set, err)
+		}
+	}
+	if got := list(t, h); len(got) != 0 {
+		t.Errorf("after deleting everything: %+v", got)
 	}
 }
 
