@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -183,8 +184,11 @@ func TestPoolEndToEnd(t *testing.T) {
 		t.Errorf(".pool/VERSION holds %q", v)
 	}
 	refs, err := pool.ReadRefs(set1)
-	if err != nil || len(refs) != len(blobs) {
-		t.Fatalf("POOL_REFS of the first set: %d refs (%v), want %d", len(refs), err, len(blobs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refs.Count() != len(blobs) {
+		t.Fatalf("POOL_REFS of the first set: %d blobs, want %d", refs.Count(), len(blobs))
 	}
 	pl, err := pool.Open(root)
 	if err != nil {
@@ -469,9 +473,13 @@ func TestPoolDrill(t *testing.T) {
 		t.Fatalf("backup: %s", r)
 	}
 	set := sets(t, root)[0]
-	refs, err := pool.ReadRefs(filepath.Join(root, set))
-	if err != nil || len(refs) < 40 {
-		t.Fatalf("the set references %d blobs (%v): the site's filedir did not go to the pool", len(refs), err)
+	marks, err := pool.ReadRefs(filepath.Join(root, set))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := slices.Collect(marks.Blobs())
+	if len(refs) < 40 {
+		t.Fatalf("the set references %d blobs: the site's filedir did not go to the pool", len(refs))
 	}
 	r := mbk(t, runOpts{env: s.env()}, "drill", file, "--sample", "100")
 	if r.code != 0 || !strings.Contains(r.stdout, "PASSED") || !strings.Contains(r.stdout, "blob-hashes") {
@@ -552,7 +560,7 @@ func TestPoolStores(t *testing.T) {
 		return err == nil
 	}
 	ftpBlob := func(b pool.Blob) bool {
-		_, err := os.Stat(filepath.Join(ftpDir, "mbk-pool", b.String()))
+		_, err := os.Stat(filepath.Join(ftpDir, "mbk-pool", b.SHA1[:2], b.String()))
 		return err == nil
 	}
 
@@ -590,6 +598,27 @@ func TestPoolStores(t *testing.T) {
 
 	// A fresh machine: same stores, no root.
 	want := treePrint(t, src, "cache")
+
+	// A blob gone from the store: the restore says so, naming it, before
+	// it downloads any blob.
+	lost := filepath.Join(s3.Dir, s3.Bucket, "moodle", "pooled", "mbk-pool", blobs[9].String())
+	if err := os.Rename(lost, lost+".away"); err != nil {
+		t.Fatal(err)
+	}
+	fresh := writeFile(t, dir, "fresh-lost.hcl", hcl(filepath.Join(dir, "fresh-lost")))
+	mark = len(s3.Requests(t))
+	r := mbk(t, env, "restore", fresh, "--from", "s3", "--yes", "--no-safety-copy", "--target-path", filepath.Join(dir, "restored-lost"))
+	if r.code == 0 || !strings.Contains(r.stderr+r.stdout, "pool (mbk-pool) lacks 1 of the") || !strings.Contains(r.stderr+r.stdout, blobs[9].String()) {
+		t.Errorf("a restore from a store that lost a blob: %s", r)
+	}
+	for _, req := range s3.Requests(t)[mark:] {
+		if req.Op == "GetObject" && strings.Contains(req.Key, "/mbk-pool/") {
+			t.Errorf("the restore downloaded %s before it knew a blob was missing", req.Key)
+		}
+	}
+	if err := os.Rename(lost+".away", lost); err != nil {
+		t.Fatal(err)
+	}
 	for _, store := range []string{"s3", "sftp"} {
 		fresh := writeFile(t, dir, "fresh-"+store+".hcl", hcl(filepath.Join(dir, "fresh-"+store)))
 		out := filepath.Join(dir, "restored-"+store)

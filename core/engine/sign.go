@@ -79,7 +79,7 @@ func VerifyPool(ctx context.Context, dir string, readData bool, identities []age
 	if err != nil {
 		return []repo.Problem{{File: pool.RefsFile, Reason: err.Error()}}
 	}
-	if !pooled && len(refs) == 0 {
+	if !pooled && refs.Count() == 0 {
 		return nil
 	}
 	if _, err := os.Stat(filepath.Join(dir, pool.RefsFile)); err != nil {
@@ -87,13 +87,13 @@ func VerifyPool(ctx context.Context, dir string, readData bool, identities []age
 	}
 	pl, err := pool.OpenExisting(filepath.Dir(dir))
 	if err == nil && pl == nil {
-		err = fmt.Errorf("the set references %d pooled blobs and %s has no %s", len(refs), filepath.Dir(dir), pool.Dir)
+		err = fmt.Errorf("the set references %d pooled blobs and %s has no %s", refs.Count(), filepath.Dir(dir), pool.Dir)
 	}
 	if err != nil {
 		return []repo.Problem{{File: pool.RefsFile, Reason: err.Error()}}
 	}
 	var out []repo.Problem
-	for _, s := range pl.Check(ctx, refs, readData, identities, runtime.GOMAXPROCS(0)) {
+	for _, s := range pl.Check(ctx, refs.Blobs(), readData, identities, runtime.GOMAXPROCS(0)) {
 		out = append(out, repo.Problem{File: pool.Dir, Reason: s})
 	}
 	return out

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/mbk-backup/mbk/core/pluginhost"
@@ -16,32 +18,43 @@ import (
 
 // A root's pool in a store is one more "set", sdk.PoolSet, whose files are
 // the blobs as they are on disk (<sha1>-<size>, compressed and encrypted):
-// listed with the sets in one request, uploaded only when missing, fetched
-// for a restore from the store, and swept by the store's retention.
+// listed page by page (ListFiles, never with the sets) into pool.Marks,
+// uploaded only when missing, fetched for a restore from the store, and
+// swept by the store's retention.
 
 // storeWorkers is how many blobs move to or from a store at once.
 const storeWorkers = 4
 
-// remoteBlobs are the blob names a store's listing shows in its pool.
-func remoteBlobs(stored []sdk.StoredSet) map[string]int64 {
-	out := map[string]int64{}
-	for _, st := range stored {
-		if st.Name == sdk.PoolSet {
-			for _, f := range st.Files {
-				out[f.Name] = f.Size
+// markStored marks, among m's blobs, those the store's pool holds: its
+// listing, page by page (never one answer of millions of names).
+func markStored(ctx context.Context, s *Stage, m *pool.Marks) error {
+	return s.Client.ListFiles(ctx, s.Wire, sdk.PoolSet, func(f sdk.StoredFile) error {
+		if b, ok := pool.ParseName(f.Name); ok {
+			m.Mark(b)
+		}
+		return nil
+	})
+}
+
+// unmarked yields m's blobs that are not marked.
+func unmarked(m *pool.Marks) iter.Seq[pool.Blob] {
+	return func(yield func(pool.Blob) bool) {
+		for b, marked := range m.All() {
+			if !marked && !yield(b) {
+				return
 			}
 		}
 	}
-	return out
 }
 
 // uploadPool copies to the store the blobs the set in dir references and
 // the store lacks, after POOL_REFS itself: a sweep by another host that
 // runs meanwhile sees the references before the blobs (it keeps what an
-// incomplete set's POOL_REFS lists). It returns how many blobs it sent.
+// incomplete set's POOL_REFS lists). It reports whether the set has
+// POOL_REFS (then sent). The references are held 28 bytes a blob.
 func uploadPool(ctx context.Context, s *Stage, dir, set string) (bool, error) {
 	refs, err := pool.ReadRefs(dir)
-	if err != nil || len(refs) == 0 {
+	if err != nil || refs.Count() == 0 {
 		return false, err
 	}
 	pl, err := pool.OpenExisting(filepath.Dir(dir))
@@ -49,36 +62,26 @@ func uploadPool(ctx context.Context, s *Stage, dir, set string) (bool, error) {
 		return false, err
 	}
 	if pl == nil {
-		return false, fmt.Errorf("set %s references %d pooled blobs and %s has no %s", set, len(refs), filepath.Dir(dir), pool.Dir)
+		return false, fmt.Errorf("set %s references %d pooled blobs and %s has no %s", set, refs.Count(), filepath.Dir(dir), pool.Dir)
 	}
-	stored, err := s.Client.List(ctx, s.Wire)
-	if err != nil {
+	if err := markStored(ctx, s, refs); err != nil {
 		return false, err
 	}
-	have := remoteBlobs(stored)
 	if err := putFile(ctx, s, dir, set, pool.RefsFile); err != nil {
 		return false, err
 	}
-	var missing []pool.Blob
-	for _, b := range refs {
-		if _, ok := have[b.String()]; !ok {
-			missing = append(missing, b)
-			have[b.String()] = -1 // once, should it be listed twice
-		}
-	}
-	err = parallel(ctx, len(missing), func(i int) error {
-		b := missing[i]
+	err = parallel(ctx, unmarked(refs), func(b pool.Blob) error {
 		return putFile(ctx, s, filepath.Dir(pl.Path(b)), sdk.PoolSet, b.String())
 	})
 	return true, err
 }
 
-// parallel runs fn(0..n-1), storeWorkers at a time; the first error stops
-// what has not started.
-func parallel(ctx context.Context, n int, fn func(i int) error) error {
+// parallel runs fn for each item, storeWorkers at a time; the first error
+// stops what has not started.
+func parallel[T any](ctx context.Context, items iter.Seq[T], fn func(T) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	jobs := make(chan int)
+	jobs := make(chan T)
 	var (
 		wg    sync.WaitGroup
 		once  sync.Once
@@ -88,15 +91,18 @@ func parallel(ctx context.Context, n int, fn func(i int) error) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range jobs {
-				if err := fn(i); err != nil {
+			for it := range jobs {
+				if err := fn(it); err != nil {
 					once.Do(func() { first = err; cancel(err) })
 				}
 			}
 		}()
 	}
-	for i := 0; i < n && ctx.Err() == nil; i++ {
-		jobs <- i
+	for it := range items {
+		if ctx.Err() != nil {
+			break
+		}
+		jobs <- it
 	}
 	close(jobs)
 	wg.Wait()
@@ -104,27 +110,32 @@ func parallel(ctx context.Context, n int, fn func(i int) error) error {
 }
 
 // fetchPool downloads the blobs a fetched set references into a pool
-// beside it (<download dir>/.pool), where a restore looks for them.
+// beside it (<download dir>/.pool), where a restore looks for them. The
+// store's listing comes first: a blob missing there fails the fetch before
+// anything is downloaded.
 func fetchPool(ctx context.Context, s *Stage, setDir string) error {
 	refs, err := pool.ReadRefs(setDir)
-	if err != nil || len(refs) == 0 {
+	if err != nil || refs.Count() == 0 {
 		return err
 	}
-	stored, err := s.Client.List(ctx, s.Wire)
-	if err != nil {
+	if err := markStored(ctx, s, refs); err != nil {
 		return err
 	}
-	have := remoteBlobs(stored)
+	var missing []string
+	n := 0
+	for b := range unmarked(refs) {
+		if n++; len(missing) < 3 {
+			missing = append(missing, b.String())
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("the store's pool (%s) lacks %d of the %d blobs the set references, among them %s", sdk.PoolSet, n, refs.Count(), strings.Join(missing, ", "))
+	}
 	pl, err := pool.Open(filepath.Dir(setDir))
 	if err != nil {
 		return err
 	}
-	return parallel(ctx, len(refs), func(i int) error {
-		b := refs[i]
-		size, ok := have[b.String()]
-		if !ok {
-			return fmt.Errorf("blob %s is missing from the store's pool (%s)", b, sdk.PoolSet)
-		}
+	return parallel(ctx, refs.Blobs(), func(b pool.Blob) error {
 		if pl.Has(b) {
 			return nil
 		}
@@ -133,16 +144,13 @@ func fetchPool(ctx context.Context, s *Stage, setDir string) error {
 			return err
 		}
 		defer os.Remove(tmp.Name())
-		n, err := s.Client.Get(ctx, s.Wire, sdk.PoolSet, b.String(), tmp)
+		_, err = s.Client.Get(ctx, s.Wire, sdk.PoolSet, b.String(), tmp)
 		cerr := tmp.Close()
 		if err != nil {
 			return fmt.Errorf("download blob %s: %w", b, err)
 		}
 		if cerr != nil {
 			return cerr
-		}
-		if n != size {
-			return fmt.Errorf("download blob %s: %d bytes, the store lists %d", b, n, size)
 		}
 		if err := os.MkdirAll(filepath.Dir(pl.Path(b)), repo.DirMode); err != nil {
 			return err
@@ -152,19 +160,29 @@ func fetchPool(ctx context.Context, s *Stage, setDir string) error {
 }
 
 // sweepStore deletes the blobs of a store's pool that no set there
-// references: mark (every set's POOL_REFS, complete or not, since an
-// upload in progress sends its POOL_REFS before its blobs), then sweep.
-// Nil without a pool in the store.
+// references. List the pool (28 bytes a blob), then mark from every set's
+// POOL_REFS, complete or not, since an upload in progress sends its
+// POOL_REFS before its blobs; then list the pool again and delete what was
+// listed the first time and is unmarked (a blob uploaded meanwhile is
+// not). Nil without a pool in the store.
 func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool) (*pool.Swept, error) {
+	var blobs pool.Marks
+	if err := s.Client.ListFiles(ctx, s.Wire, sdk.PoolSet, func(f sdk.StoredFile) error {
+		if b, ok := pool.ParseName(f.Name); ok {
+			blobs.Add(b)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	blobs.Seal()
+	if blobs.Count() == 0 {
+		return nil, nil
+	}
 	stored, err := s.Client.List(ctx, s.Wire)
 	if err != nil {
 		return nil, err
 	}
-	blobs := remoteBlobs(stored)
-	if len(blobs) == 0 {
-		return nil, nil
-	}
-	keep := pool.Refs{}
 	for _, st := range stored {
 		if st.Name == sdk.PoolSet || gone[st.Name] {
 			continue
@@ -173,7 +191,7 @@ func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool
 			if f.Name != pool.RefsFile {
 				continue
 			}
-			rp := pool.NewRefsParser(st.Name+"/"+pool.RefsFile, keep.Add)
+			rp := pool.NewRefsParser(st.Name+"/"+pool.RefsFile, func(b pool.Blob) { blobs.Mark(b) })
 			if _, err := s.Client.Get(ctx, s.Wire, st.Name, pool.RefsFile, rp); err != nil {
 				return nil, fmt.Errorf("pool not swept: read %s/%s: %w", st.Name, pool.RefsFile, err)
 			}
@@ -182,29 +200,43 @@ func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool
 			}
 		}
 	}
-	sw := &pool.Swept{}
-	var unref []string
-	for name, size := range blobs {
-		if b, ok := pool.ParseName(name); ok && keep.Has(b) {
-			sw.Kept++
-			continue
-		}
-		unref = append(unref, name)
-		sw.Blobs++
-		sw.Bytes += size
-	}
-	if dryRun || len(unref) == 0 {
+	sw := &pool.Swept{Kept: blobs.CountMarked()}
+	if sw.Kept == blobs.Count() {
 		return sw, nil
 	}
-	for len(unref) > 0 {
-		n := min(len(unref), 1000)
-		if err := s.Client.DeleteFiles(ctx, s.Wire, sdk.PoolSet, unref[:n]); err != nil {
-			if errors.Is(err, pluginhost.ErrUnsupported) {
-				return sw, fmt.Errorf("pool not swept: store %q cannot delete single files", s.Name)
-			}
-			return sw, fmt.Errorf("sweep the store's pool: %w", err)
+	var batch []string
+	flush := func() error {
+		if dryRun || len(batch) == 0 {
+			batch = batch[:0]
+			return nil
 		}
-		unref = unref[n:]
+		err := s.Client.DeleteFiles(ctx, s.Wire, sdk.PoolSet, batch)
+		batch = batch[:0]
+		if errors.Is(err, pluginhost.ErrUnsupported) {
+			return fmt.Errorf("pool not swept: store %q cannot delete single files", s.Name)
+		}
+		if err != nil {
+			return fmt.Errorf("sweep the store's pool: %w", err)
+		}
+		return nil
 	}
-	return sw, nil
+	err = s.Client.ListFiles(ctx, s.Wire, sdk.PoolSet, func(f sdk.StoredFile) error {
+		b, ok := pool.ParseName(f.Name)
+		if in, marked := blobs.Marked(b); !ok || !in || marked {
+			return nil
+		}
+		sw.Blobs++
+		sw.Bytes += f.Size
+		if batch = append(batch, f.Name); len(batch) == sweepBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return sw, err
 }
+
+// sweepBatch is how many blobs one DeleteFiles call names.
+const sweepBatch = 1000

@@ -22,16 +22,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -385,50 +384,16 @@ func (c *checking) Read(p []byte) (int, error) {
 
 func (c *checking) Close() error { return c.r.Close() }
 
-// Refs is a set of referenced blobs, kept small: a sweep marks every blob
-// of every set, millions on a large site (28 bytes a key: the binary
-// SHA-1 and the size).
-type Refs map[refKey]struct{}
-
-type refKey [28]byte
-
-func keyOf(b Blob) (refKey, bool) {
-	var k refKey
-	if _, err := hex.Decode(k[:20], []byte(b.SHA1)); err != nil || len(b.SHA1) != 40 {
-		return k, false
-	}
-	binary.BigEndian.PutUint64(k[20:], uint64(b.Size))
-	return k, true
-}
-
-// Add marks b.
-func (r Refs) Add(b Blob) {
-	if k, ok := keyOf(b); ok {
-		r[k] = struct{}{}
-	}
-}
-
-// Has says whether b is marked.
-func (r Refs) Has(b Blob) bool {
-	k, ok := keyOf(b)
-	if !ok {
-		return false
-	}
-	_, ok = r[k]
-	return ok
-}
-
-// ReadRefs reads a set's POOL_REFS; a set without one references nothing.
-func ReadRefs(setDir string) ([]Blob, error) {
-	f, err := os.Open(filepath.Join(setDir, RefsFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+// ReadRefs reads a set's POOL_REFS into a sealed Marks: each blob once,
+// 28 bytes a blob, whatever the number of files. A set without POOL_REFS
+// references nothing.
+func ReadRefs(setDir string) (*Marks, error) {
+	m := &Marks{}
+	if err := EachRef(setDir, m.Add); err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	return ParseRefs(f, filepath.Join(setDir, RefsFile))
+	m.Seal()
+	return m, nil
 }
 
 // EachRef calls fn for each reference of a set's POOL_REFS as it reads the
@@ -444,13 +409,6 @@ func EachRef(setDir string, fn func(Blob)) error {
 	}
 	defer f.Close()
 	return eachRef(f, filepath.Join(setDir, RefsFile), fn)
-}
-
-// ParseRefs reads a POOL_REFS file's content; name is for errors.
-func ParseRefs(r io.Reader, name string) ([]Blob, error) {
-	var out []Blob
-	err := eachRef(r, name, func(b Blob) { out = append(out, b) })
-	return out, err
 }
 
 func eachRef(r io.Reader, name string, fn func(Blob)) error {
@@ -532,37 +490,25 @@ type Swept struct {
 // missing. An error from mark stops the sweep before anything is deleted.
 func (p *Pool) Sweep(mark func(add func(Blob)) error, dryRun bool) (Swept, error) {
 	var out Swept
-	var keys []refKey
+	var keys Marks
 	if err := p.Walk(func(b Blob, _ string, _ int64) error {
-		if k, ok := keyOf(b); ok {
-			keys = append(keys, k)
-		}
+		keys.Add(b)
 		return nil
 	}); err != nil {
 		return out, err
 	}
-	slices.SortFunc(keys, func(a, b refKey) int { return bytes.Compare(a[:], b[:]) })
-	marked := make([]uint64, (len(keys)+63)/64)
-	if err := mark(func(b Blob) {
-		k, ok := keyOf(b)
-		if !ok {
-			return
-		}
-		if i, found := slices.BinarySearchFunc(keys, k, func(a, b refKey) int { return bytes.Compare(a[:], b[:]) }); found {
-			marked[i/64] |= 1 << (i % 64)
-		}
-	}); err != nil {
+	keys.Seal()
+	if err := mark(func(b Blob) { keys.Mark(b) }); err != nil {
 		return out, err
 	}
 	if !dryRun {
 		p.CleanTmp()
 	}
-	for i, k := range keys {
-		if marked[i/64]&(1<<(i%64)) != 0 {
+	for b, marked := range keys.All() {
+		if marked {
 			out.Kept++
 			continue
 		}
-		b := Blob{SHA1: hex.EncodeToString(k[:20]), Size: int64(binary.BigEndian.Uint64(k[20:]))}
 		path := p.Path(b)
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -664,7 +610,7 @@ func writeSync(path string, b []byte) error {
 // with readData, that its content still hashes to its name (read with
 // workers side by side; encrypted blobs need identities). It returns one
 // line per problem.
-func (p *Pool) Check(ctx context.Context, refs []Blob, readData bool, identities []age.Identity, workers int) []string {
+func (p *Pool) Check(ctx context.Context, refs iter.Seq[Blob], readData bool, identities []age.Identity, workers int) []string {
 	var (
 		mu    sync.Mutex
 		probs []string
@@ -692,7 +638,7 @@ func (p *Pool) Check(ctx context.Context, refs []Blob, readData bool, identities
 			}
 		}()
 	}
-	for _, b := range refs {
+	for b := range refs {
 		if ctx.Err() != nil {
 			break
 		}
