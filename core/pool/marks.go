@@ -9,9 +9,9 @@ import (
 )
 
 // Marks is a set of blobs with a mark each, sized for millions: 28 bytes
-// a blob (the binary SHA-1 and the size) and a bit, in chunks that never
-// move, so that filling it never holds two copies (a growing slice would,
-// for a moment). It serves every mark and sweep, and every "which of
+// a blob (the binary SHA-1 and the size) and a bit, in chunks of 32,768
+// that never move once full, so that filling it never holds two copies of
+// the whole (a growing slice would, for a moment). It serves every mark and sweep, and every "which of
 // these does the other side lack": fill it with Add, Seal it once, then
 // Mark and read it back with All.
 type Marks struct {
@@ -53,8 +53,10 @@ func (m *Marks) Add(b Blob) {
 	if !ok {
 		return
 	}
-	if m.n%marksChunk == 0 {
-		m.chunks = append(m.chunks, make([]refKey, 0, marksChunk))
+	// Every chunk but the last is full; the last grows as a slice does, up
+	// to a chunk, so that a set of a few blobs stays small.
+	if len(m.chunks) == 0 || len(m.chunks[len(m.chunks)-1]) == marksChunk {
+		m.chunks = append(m.chunks, nil)
 	}
 	last := &m.chunks[len(m.chunks)-1]
 	*last = append(*last, k)
