@@ -235,6 +235,12 @@ newest_set() {
 
 size_of() { stat -c %s "$1"; }
 
+# files_bytes DIR: the bytes of the files under DIR, what a run wrote there.
+# A directory's own size (4 KiB on ext4 whatever it holds; the pool makes one
+# per new ab/cd) is the file system's, not data, and a store has none: the
+# pool's runs report it apart (-dirbytes), from du -sb.
+files_bytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
+
 floor_db() {
   measure floor-db "$1" bash -c "MYSQL_PWD=\$BENCH_DB_PASSWORD docker exec -e MYSQL_PWD $DB mariadb-dump ${DUMP_FLAGS[*]} --user=$DB_USER $DB_NAME | wc -c" >"$WORK/count"
   annotate "$RES/floor-db.r$1.json" -in "$(<"$WORK/count")" -out 0
@@ -307,7 +313,7 @@ drill_mbk() {
 
 # pool_runs ROUND: the pool's three backups, in the order they need.
 pool_runs() {
-  local r=$1 root="$WORK/root-pool-zstd" before set added="$WORK/added.txt" v
+  local r=$1 root="$WORK/root-pool-zstd" before before_disk set added="$WORK/added.txt" v
   rm -rf "$root" && mkdir -p "$root"
   for v in first unchanged 1pct; do
     if [[ $v == 1pct ]]; then
@@ -320,14 +326,14 @@ pool_runs() {
       # this host, warm): what an unchanged night cannot go below.
       measure floor-walk "$r" bash -c "find \"\$(docker volume inspect -f '{{.Mountpoint}}' '$VOL')\" -printf '%m %U %G %T@ %s %p\n' | wc -c" >/dev/null
     fi
-    before=$(du -sb "$root" | cut -f1)
+    before=$(files_bytes "$root") before_disk=$(du -sb "$root" | cut -f1)
     measure "pool-$v-zstd" "$r" "$REPO/bin/mbk" --log-format json run "$WORK/bench-pool-zstd.hcl" \
       >/dev/null 2>"$RES/pool-$v-zstd.r$r.log" || die "mbk run failed: see $RES/pool-$v-zstd.r$r.log"
     set=$(newest_set "$root")
     annotate "$RES/pool-$v-zstd.r$r.json" -manifest "$set/manifest.json"
     if [[ $v == 1pct ]]; then
       annotate "$RES/pool-$v-zstd.r$r.json" -in "$(grep -o '"new_bytes": [0-9]*' "$set/manifest.json" | grep -o '[0-9]*$')" \
-        -out $(($(du -sb "$root" | cut -f1) - before))
+        -out $(($(files_bytes "$root") - before)) -dirbytes $(($(du -sb "$root" | cut -f1) - before_disk - ($(files_bytes "$root") - before)))
       # What mbk's whole archive writes for the new files alone (copied
       # into a directory of their own, as the tree has them).
       local mp copy="$WORK/new-files" refroot="$WORK/root-newfiles-zstd"
@@ -340,7 +346,8 @@ pool_runs() {
       rm -rf "$copy" "$refroot"
       in_volume "$VOL:/data" -i -- xargs -r -d '\n' -a /dev/stdin sh -c 'cd /data && rm -f -- "$@"' sh <"$added"
     else
-      annotate "$RES/pool-$v-zstd.r$r.json" -in "$RAW_FILES" -out $(($(du -sb "$root" | cut -f1) - before))
+      annotate "$RES/pool-$v-zstd.r$r.json" -in "$RAW_FILES" -out $(($(files_bytes "$root") - before)) \
+        -dirbytes $(($(du -sb "$root" | cut -f1) - before_disk - ($(files_bytes "$root") - before)))
     fi
   done
 }

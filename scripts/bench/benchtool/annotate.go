@@ -16,13 +16,14 @@ import (
 // durations in the restore log).
 func annotateCmd(args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return errors.New("usage: annotate RESULT.json [-in N] [-out N] [-ref N] [-manifest FILE [-restore]] [-mbklog FILE] [-drill FILE]")
+		return errors.New("usage: annotate RESULT.json [-in N] [-out N] [-ref N] [-dirbytes N] [-manifest FILE [-restore]] [-mbklog FILE] [-drill FILE]")
 	}
 	path := args[0]
 	fs := flag.NewFlagSet("annotate", flag.ExitOnError)
 	in := fs.Int64("in", -1, "bytes read")
 	out := fs.Int64("out", -1, "bytes written")
 	ref := fs.Int64("ref", -1, "bytes the reference way writes for the same new data (see Result.RefBytes)")
+	dirBytes := fs.Int64("dirbytes", -1, "what new directories added to the disk usage beyond -out (see Result.DirBytes)")
 	manifest := fs.String("manifest", "", "an mbk set's manifest.json: bytes and per-artifact phases")
 	restore := fs.Bool("restore", false, "with -manifest: the run read the set (bytes in = stored, out = raw)")
 	mbklog := fs.String("mbklog", "", "mbk's JSON log: per-step restore durations")
@@ -67,6 +68,9 @@ func annotateCmd(args []string) error {
 	}
 	if *ref >= 0 {
 		r.RefBytes = *ref
+	}
+	if *dirBytes >= 0 {
+		r.DirBytes = *dirBytes
 	}
 	return writeJSON(path, r)
 }

@@ -44,7 +44,10 @@ type Result struct {
 	BytesOut int64               `json:"bytes_out"`
 	// RefBytes, for pool-1pct: what mbk's whole archive writes for the
 	// run's new files alone (the bench archives a copy of them).
-	RefBytes int64   `json:"ref_bytes,omitempty"`
+	RefBytes int64 `json:"ref_bytes,omitempty"`
+	// DirBytes, for the pool's runs: what the root's new directories
+	// added to its disk usage (du -sb), beyond BytesOut, the files' bytes.
+	DirBytes int64   `json:"dir_bytes,omitempty"`
 	Phases   []Phase `json:"phases,omitempty"`
 }
 
