@@ -6,7 +6,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
 
@@ -24,6 +26,19 @@ func main() {
 
 type plugin struct {
 	log hclog.Logger
+
+	mu      sync.Mutex
+	clients map[clientKey]*s3.Client // one a server and key, for the plugin's life
+}
+
+// clientKey is what an S3 client depends on. Calls with the same settings
+// share one client, and with it its pool of open connections: a pool's
+// blobs are thousands of calls, each of which otherwise loaded the
+// configuration and opened a connection (a TLS handshake, on a real
+// server) of its own.
+type clientKey struct {
+	endpoint, region, accessKey, secretKey, caFile string
+	insecure, pathStyle                            bool
 }
 
 var (
@@ -101,7 +116,9 @@ func (p *plugin) Preflight(ctx context.Context, cfg sdk.Config) sdk.Diagnostics 
 	return d
 }
 
-// open loads a config for a store call; its diagnostics are the error.
+// open loads a config for a store call, its diagnostics the error, and
+// takes the client for its settings, made on first use. (Preflight makes
+// its own: it checks that a new connection can be made.)
 func (p *plugin) open(ctx context.Context, cfg sdk.Config) (*bucket, error) {
 	s, d := load(cfg)
 	for _, x := range d {
@@ -109,5 +126,19 @@ func (p *plugin) open(ctx context.Context, cfg sdk.Config) (*bucket, error) {
 			return nil, fmt.Errorf("s3 settings: %s", x.Summary)
 		}
 	}
-	return connect(ctx, s, p.log)
+	k := clientKey{s.endpoint, s.Region, s.AccessKey, s.SecretKey, s.CAFile, s.Insecure, s.pathStyle}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[k]; ok {
+		return &bucket{s: s, c: c, log: p.log}, nil
+	}
+	b, err := connect(ctx, s, p.log)
+	if err != nil {
+		return nil, err
+	}
+	if p.clients == nil {
+		p.clients = map[clientKey]*s3.Client{}
+	}
+	p.clients[k] = b.c
+	return b, nil
 }

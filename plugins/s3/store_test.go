@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -207,5 +211,39 @@ func TestDeleteAbortsUnfinishedUploads(t *testing.T) {
 	}
 	if left := h.Leftovers(t); len(left) != 1 || !strings.Contains(left[0], "s2/") {
 		t.Errorf("left %q; want only the upload of the other set", left)
+	}
+}
+
+// Calls with the same settings share one client and its connections; other
+// keys get a client of their own. Counted by the HTTP client itself: a
+// connection it did not take from its idle ones is a new one.
+func TestConnectionsReused(t *testing.T) {
+	srv := storetest.StartS3(t)
+	p := newPlugin(t)
+	cfg := stageConfig(t, srv, nil)
+	var fresh, reused atomic.Int32
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		if i.Reused {
+			reused.Add(1)
+		} else {
+			fresh.Add(1)
+		}
+	}})
+	const set = "2024-03-01_03-00-00"
+	for i := range 20 {
+		if _, err := p.Put(ctx, cfg, set, fmt.Sprintf("f%d", i), 1, strings.NewReader("x")); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := p.Get(ctx, cfg, set, fmt.Sprintf("f%d", i), &buf); err != nil || buf.String() != "x" {
+			t.Fatalf("Get f%d: %q, %v", i, buf.String(), err)
+		}
+	}
+	if fresh.Load() != 1 || reused.Load() < 39 {
+		t.Errorf("40 calls one after the other opened %d connections and reused one %d times; want 1 and at least 39", fresh.Load(), reused.Load())
+	}
+	other := stageConfig(t, srv, map[string]cty.Value{"access_key": cty.StringVal("nobody")})
+	if _, err := p.Put(ctx, other, set, "g", 1, strings.NewReader("x")); err == nil {
+		t.Error("a Put with another access key went through the first key's client")
 	}
 }

@@ -111,7 +111,9 @@ func startS3(t testing.TB, useTLS bool) *S3 {
 		scheme = "https"
 	}
 	srv := start(t, "versitygw", base, "address already in use", func(port int) *exec.Cmd {
-		args := append([]string{"--port", fmt.Sprintf("127.0.0.1:%d", port), "--region", s.Region, "--quiet", "--access-log", s.accessLog}, tlsArgs...)
+		// --keep-alive: as S3 itself, keep a connection open for the next
+		// request (versitygw closes each one by default).
+		args := append([]string{"--port", fmt.Sprintf("127.0.0.1:%d", port), "--region", s.Region, "--quiet", "--keep-alive", "--access-log", s.accessLog}, tlsArgs...)
 		cmd := exec.Command(bin, append(args, "posix", s.Dir)...)
 		// Credentials through the environment keep them out of ps.
 		cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
