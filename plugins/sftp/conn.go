@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -35,6 +36,10 @@ type conn struct {
 	base string // absolute remote directory of the sets
 	once sync.Once
 	stop func() bool
+	home *plugin     // where Close leaves it for the next call; nil: Close ends it
+	dead atomic.Bool // the SSH connection has ended
+	// idleSince is when Close left it for the next call (plugin.keep).
+	idleSince time.Time
 }
 
 // hostKeyError is a refused host key; errors.As finds it for diagnostics.
@@ -50,7 +55,7 @@ func (e *keyError) Unwrap() error { return e.err }
 
 // dial connects, checks the host key against known_hosts, logs in with the
 // key and starts SFTP. When ctx ends, the connection is closed after
-// cancelGrace at the latest.
+// cancelGrace at the latest (see watch).
 func dial(ctx context.Context, s settings) (*conn, error) {
 	signer, err := loadKey(s.KeyFile, s.KeyPassphrase)
 	if err != nil {
@@ -97,7 +102,11 @@ func dial(ctx context.Context, s settings) (*conn, error) {
 		c.ssh.Close()
 		return nil, fmt.Errorf("start SFTP on %s: %w", s.addr(), err)
 	}
-	c.stop = context.AfterFunc(ctx, func() { time.AfterFunc(cancelGrace, c.close) })
+	go func() {
+		c.ssh.Wait()
+		c.dead.Store(true)
+	}()
+	c.watch(ctx)
 	c.base = s.Path
 	if !path.IsAbs(c.base) {
 		wd, err := c.sftp.Getwd()
@@ -117,9 +126,19 @@ func (c *conn) close() {
 	})
 }
 
-// Close ends the session.
+// watch closes the connection cancelGrace after ctx ends, for the call
+// that has it: a cancelled call stops even where the server does not
+// answer.
+func (c *conn) watch(ctx context.Context) {
+	c.stop = context.AfterFunc(ctx, func() { time.AfterFunc(cancelGrace, c.close) })
+}
+
+// Close ends a call's use of the connection. One still up, whose call was
+// not cancelled, waits for the next call (plugin.open); any other ends.
 func (c *conn) Close() {
-	c.stop()
+	if c.stop() && c.home != nil && !c.dead.Load() && c.home.keep(c) {
+		return
+	}
 	c.close()
 }
 

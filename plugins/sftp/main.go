@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
@@ -26,7 +28,20 @@ func main() {
 
 type plugin struct {
 	log hclog.Logger
+
+	mu   sync.Mutex
+	idle map[settings][]*conn // connections waiting for the next call
 }
+
+const (
+	// maxIdle is how many connections to one server wait for reuse: the
+	// core moves 4 blobs at a time.
+	maxIdle = 8
+	// idleFor is how long one waits at most. A connection that a NAT or
+	// firewall dropped without a word would hang the call that took it;
+	// within a run's store stage, calls follow each other by far less.
+	idleFor = 20 * time.Second
+)
 
 var (
 	_ sdk.Plugin      = (*plugin)(nil)
@@ -114,5 +129,46 @@ func (p *plugin) open(ctx context.Context, cfg sdk.Config) (*conn, error) {
 			return nil, fmt.Errorf("sftp settings: %s", x.Summary)
 		}
 	}
-	return dial(ctx, s)
+	if c := p.take(s); c != nil {
+		c.watch(ctx)
+		return c, nil
+	}
+	c, err := dial(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	c.home = p
+	return c, nil
+}
+
+// take is a connection an earlier call left, still up, or nil. A pool's
+// blobs are thousands of calls: each opened a connection of its own (an
+// SSH handshake and login, tens of milliseconds to a remote server).
+func (p *plugin) take(s settings) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for l := p.idle[s]; len(l) > 0; l = p.idle[s] {
+		c := l[len(l)-1]
+		p.idle[s] = l[:len(l)-1]
+		if !c.dead.Load() && time.Since(c.idleSince) < idleFor {
+			return c
+		}
+		c.close()
+	}
+	return nil
+}
+
+// keep leaves c for the next call, unless enough wait already.
+func (p *plugin) keep(c *conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle[c.s]) >= maxIdle {
+		return false
+	}
+	if p.idle == nil {
+		p.idle = map[settings][]*conn{}
+	}
+	c.idleSince = time.Now()
+	p.idle[c.s] = append(p.idle[c.s], c)
+	return true
 }

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mbk-backup/mbk/core/sdk"
 	"github.com/mbk-backup/mbk/core/testing/storetest"
@@ -113,4 +116,93 @@ func TestPoolLayout(t *testing.T) {
 			t.Errorf("%s was not deleted: %v", f, err)
 		}
 	}
+}
+
+// Calls to one server share connections: one after the other, one SFTP
+// session serves them all; four at a time, four at most. A connection the
+// server ended, or one left waiting too long, is not taken again.
+func TestConnectionsReused(t *testing.T) {
+	srv := storetest.StartSFTP(t)
+	p := newPlugin(t)
+	cfg := stageConfig(t, srv, nil)
+	ctx := context.Background()
+	sessions := func() int {
+		n := 0
+		for _, op := range srv.Operations(t) {
+			if strings.HasPrefix(op, "session opened") {
+				n++
+			}
+		}
+		return n
+	}
+	const set = "2024-03-01_03-00-00"
+	put := func(name string) error {
+		_, err := p.Put(ctx, cfg, set, name, 1, strings.NewReader("x"))
+		return err
+	}
+	for i := range 20 {
+		if err := put(fmt.Sprintf("f%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sessions(); n != 1 {
+		t.Errorf("20 uploads one after the other opened %d SFTP sessions, want 1", n)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 10 {
+				errs <- put(fmt.Sprintf("g%d-%d", w, i))
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sessions(); n > 4 {
+		t.Errorf("40 uploads four at a time opened %d SFTP sessions in all, want at most 4", n)
+	}
+
+	// The server ends every idle connection: the next call opens one.
+	before := sessions()
+	p.mu.Lock()
+	idle := slices.Clone(p.idle[p.idle0()])
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.ssh.Close()
+		for !c.dead.Load() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if err := put("after-close"); err != nil {
+		t.Fatalf("an upload after the connections ended: %v", err)
+	}
+	if n := sessions(); n != before+1 {
+		t.Errorf("after the connections ended, an upload opened %d sessions, want 1", n-before)
+	}
+	// One left waiting longer than idleFor is not taken either.
+	p.mu.Lock()
+	for _, c := range p.idle[p.idle0()] {
+		c.idleSince = time.Now().Add(-2 * idleFor)
+	}
+	p.mu.Unlock()
+	if err := put("after-wait"); err != nil {
+		t.Fatal(err)
+	}
+	if n := sessions(); n != before+2 {
+		t.Errorf("after a long wait, an upload opened %d sessions, want 1", n-before-1)
+	}
+}
+
+// idle0 is the settings of the only server the plugin has connections to.
+func (p *plugin) idle0() settings {
+	for s := range p.idle {
+		return s
+	}
+	return settings{}
 }
