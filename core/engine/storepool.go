@@ -22,8 +22,16 @@ import (
 // uploaded only when missing, fetched for a restore from the store, and
 // swept by the store's retention.
 
-// storeWorkers is how many blobs move to or from a store at once.
-const storeWorkers = 4
+const (
+	// putWorkers is how many blobs go up to a store at once: a store
+	// plugin may hold a blob whole while it sends it (the s3 plugin, up
+	// to a part of 16 MiB).
+	putWorkers = 4
+	// getWorkers is how many blobs come down at once, for a restore from
+	// a store: a download streams, and the worst day's wait is the
+	// store's latency times the blobs, divided by this.
+	getWorkers = 16
+)
 
 // markStored marks, among m's blobs, those the store's pool holds: its
 // listing, page by page (never one answer of millions of names).
@@ -70,15 +78,15 @@ func uploadPool(ctx context.Context, s *Stage, dir, set string) (bool, error) {
 	if err := putFile(ctx, s, dir, set, pool.RefsFile); err != nil {
 		return false, err
 	}
-	err = parallel(ctx, unmarked(refs), func(b pool.Blob) error {
+	err = parallel(ctx, putWorkers, unmarked(refs), func(b pool.Blob) error {
 		return putFile(ctx, s, filepath.Dir(pl.Path(b)), sdk.PoolSet, b.String())
 	})
 	return true, err
 }
 
-// parallel runs fn for each item, storeWorkers at a time; the first error
-// stops what has not started.
-func parallel[T any](ctx context.Context, items iter.Seq[T], fn func(T) error) error {
+// parallel runs fn for each item, workers at a time; the first error stops
+// what has not started.
+func parallel[T any](ctx context.Context, workers int, items iter.Seq[T], fn func(T) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	jobs := make(chan T)
@@ -87,7 +95,7 @@ func parallel[T any](ctx context.Context, items iter.Seq[T], fn func(T) error) e
 		once  sync.Once
 		first error
 	)
-	for range storeWorkers {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -135,7 +143,7 @@ func fetchPool(ctx context.Context, s *Stage, setDir string) error {
 	if err != nil {
 		return err
 	}
-	return parallel(ctx, refs.Blobs(), func(b pool.Blob) error {
+	return parallel(ctx, getWorkers, refs.Blobs(), func(b pool.Blob) error {
 		if pl.Has(b) {
 			return nil
 		}
