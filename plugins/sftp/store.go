@@ -199,12 +199,9 @@ func (p *plugin) ListFiles(ctx context.Context, cfg sdk.Config, set string, fn f
 	defer c.Close()
 	var list func(dir string, depth int) error
 	list = func(dir string, depth int) error {
-		ents, err := c.sftp.ReadDirContext(ctx, dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
+		ents, err := c.readDir(ctx, dir)
 		if err != nil {
-			return fmt.Errorf("list %s: %w", c.s.url(dir), c.why(ctx, err))
+			return err
 		}
 		for _, e := range ents {
 			switch {
@@ -246,12 +243,9 @@ func (p *plugin) Delete(ctx context.Context, cfg sdk.Config, set string) error {
 	// directories of blobs.
 	var empty func(dir string, depth int) error
 	empty = func(dir string, depth int) error {
-		files, err := c.sftp.ReadDirContext(ctx, dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
+		files, err := c.readDir(ctx, dir)
 		if err != nil {
-			return fmt.Errorf("list %s: %w", c.s.url(dir), c.why(ctx, err))
+			return err
 		}
 		for _, f := range files {
 			if err := ctx.Err(); err != nil {
@@ -273,6 +267,18 @@ func (p *plugin) Delete(ctx context.Context, cfg sdk.Config, set string) error {
 		return nil
 	}
 	return empty(dir, 0)
+}
+
+// readDir lists a directory; one that is not there holds nothing.
+func (c *conn) readDir(ctx context.Context, dir string) ([]os.FileInfo, error) {
+	ents, err := c.sftp.ReadDirContext(ctx, dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", c.s.url(dir), c.why(ctx, err))
+	}
+	return ents, nil
 }
 
 // why prefers the cancellation to the error it caused on the connection.
