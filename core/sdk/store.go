@@ -70,7 +70,9 @@ type FileDeleter interface {
 // names at once. fn's error stops the listing and is returned. A Storer
 // that is a FileLister leaves PoolSet's files out of List (it may list
 // PoolSet with no file); the core lists the pool with ListFiles. A set
-// that is not there has no files, and is no error.
+// that is not there has no files, and is no error. Names that
+// CheckStoreName refuses (a store's own bookkeeping, deeper keys) never
+// reach the core: Serve leaves them out.
 type FileLister interface {
 	ListFiles(ctx context.Context, cfg Config, set string, fn func(StoredFile) error) error
 }

@@ -113,7 +113,7 @@ func (s *storeServer) List(ctx context.Context, r *pb.ConfigRequest) (*pb.StoreL
 
 // listPage is how many files one ListFiles message carries: about 60 KB
 // for the pool's names, far below gRPC's message limits.
-var listPage = 1000
+const listPage = 1000
 
 func (s *storeServer) ListFiles(r *pb.StoreListFilesRequest, stream grpc.ServerStreamingServer[pb.StoredFilesPage]) error {
 	fl, ok := s.impl.(FileLister)

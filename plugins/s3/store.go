@@ -239,7 +239,7 @@ func (p *plugin) List(ctx context.Context, cfg sdk.Config) ([]sdk.StoredSet, err
 }
 
 // ListFiles calls fn for each file of a set, a page of 1,000 keys at a
-// time.
+// time. (The SDK leaves out names no set may hold, such as a/b.)
 func (p *plugin) ListFiles(ctx context.Context, cfg sdk.Config, set string, fn func(sdk.StoredFile) error) error {
 	b, err := p.open(ctx, cfg)
 	if err != nil {
@@ -248,11 +248,7 @@ func (p *plugin) ListFiles(ctx context.Context, cfg sdk.Config, set string, fn f
 	prefix := b.s.setPrefix(set)
 	var ferr error
 	err = b.objects(ctx, prefix, "", func(o types.Object) bool {
-		file := strings.TrimPrefix(aws.ToString(o.Key), prefix)
-		if strings.Contains(file, "/") || sdk.CheckStoreName(file) != nil {
-			return true
-		}
-		ferr = fn(sdk.StoredFile{Name: file, Size: aws.ToInt64(o.Size)})
+		ferr = fn(sdk.StoredFile{Name: strings.TrimPrefix(aws.ToString(o.Key), prefix), Size: aws.ToInt64(o.Size)})
 		return ferr == nil
 	})
 	if ferr != nil {
