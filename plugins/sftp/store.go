@@ -190,34 +190,20 @@ func (p *plugin) List(ctx context.Context, cfg sdk.Config) ([]sdk.StoredSet, err
 
 // ListFiles calls fn for each finished file of a set. The pool is read one
 // of its 256 directories at a time, plus the blobs an earlier mbk left in
-// the pool's own directory.
+// the pool's own directory. (The SDK leaves out the dot names of uploads
+// in progress.)
 func (p *plugin) ListFiles(ctx context.Context, cfg sdk.Config, set string, fn func(sdk.StoredFile) error) error {
 	c, err := p.open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	var list func(dir string, depth int) error
-	list = func(dir string, depth int) error {
-		ents, err := c.readDir(ctx, dir)
-		if err != nil {
-			return err
+	return c.walkSet(ctx, set, func(_ string, fi os.FileInfo) error {
+		if !fi.Mode().IsRegular() {
+			return nil
 		}
-		for _, e := range ents {
-			switch {
-			case e.Mode().IsRegular() && sdk.CheckStoreName(e.Name()) == nil:
-				if err := fn(sdk.StoredFile{Name: e.Name(), Size: e.Size()}); err != nil {
-					return err
-				}
-			case e.IsDir() && depth == 0 && set == sdk.PoolSet && len(e.Name()) == 2:
-				if err := list(path.Join(dir, e.Name()), 1); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	return list(path.Join(c.base, set), 0)
+		return fn(sdk.StoredFile{Name: fi.Name(), Size: fi.Size()})
+	}, nil)
 }
 
 // Delete removes manifest.json first, so that a set half deleted (an error,
@@ -229,44 +215,57 @@ func (p *plugin) Delete(ctx context.Context, cfg sdk.Config, set string) error {
 		return err
 	}
 	defer c.Close()
-	dir := path.Join(c.base, set)
 	remove := func(name string) error {
 		if err := c.sftp.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("delete %s: %w", c.s.url(name), c.why(ctx, err))
 		}
 		return nil
 	}
-	if err := remove(path.Join(dir, sdk.ManifestFile)); err != nil {
+	if err := remove(path.Join(c.base, set, sdk.ManifestFile)); err != nil {
 		return err
 	}
-	// Every file, then the directory; the pool's directories hold
-	// directories of blobs.
-	var empty func(dir string, depth int) error
-	empty = func(dir string, depth int) error {
-		files, err := c.readDir(ctx, dir)
+	// Every file, then the directory.
+	return c.walkSet(ctx, set, func(name string, _ os.FileInfo) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return remove(name)
+	}, func(dir string) error {
+		if err := c.sftp.RemoveDirectory(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", c.s.url(dir), c.why(ctx, err))
+		}
+		return nil
+	})
+}
+
+// walkSet calls file for each entry of a set's directory, entering the
+// pool's directories of blobs (filePath) instead, and then done, when not
+// nil, for each directory it listed, the set's own last. A set that is not
+// there has nothing.
+func (c *conn) walkSet(ctx context.Context, set string, file func(name string, fi os.FileInfo) error, done func(dir string) error) error {
+	var walk func(dir string, top bool) error
+	walk = func(dir string, top bool) error {
+		ents, err := c.readDir(ctx, dir)
 		if err != nil {
 			return err
 		}
-		for _, f := range files {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			name := path.Join(dir, f.Name())
-			if f.IsDir() && depth == 0 && set == sdk.PoolSet {
-				err = empty(name, 1)
+		for _, e := range ents {
+			name := path.Join(dir, e.Name())
+			if top && set == sdk.PoolSet && e.IsDir() && len(e.Name()) == 2 {
+				err = walk(name, false)
 			} else {
-				err = remove(name)
+				err = file(name, e)
 			}
 			if err != nil {
 				return err
 			}
 		}
-		if err := c.sftp.RemoveDirectory(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("delete %s: %w", c.s.url(dir), c.why(ctx, err))
+		if done == nil {
+			return nil
 		}
-		return nil
+		return done(dir)
 	}
-	return empty(dir, 0)
+	return walk(path.Join(c.base, set), true)
 }
 
 // readDir lists a directory; one that is not there holds nothing.
