@@ -33,13 +33,22 @@ const (
 	getWorkers = 16
 )
 
-// markStored marks, among m's blobs, those the store's pool holds: its
-// listing, page by page (never one answer of millions of names).
-func markStored(ctx context.Context, s *Stage, m *pool.Marks) error {
+// storedBlobs calls fn for each blob in the store's pool, page by page as
+// the store lists them (never one answer of millions of names); files
+// that are no blob's are left out.
+func storedBlobs(ctx context.Context, s *Stage, fn func(b pool.Blob, f sdk.StoredFile) error) error {
 	return s.Client.ListFiles(ctx, s.Wire, sdk.PoolSet, func(f sdk.StoredFile) error {
 		if b, ok := pool.ParseName(f.Name); ok {
-			m.Mark(b)
+			return fn(b, f)
 		}
+		return nil
+	})
+}
+
+// markStored marks, among m's blobs, those the store's pool holds.
+func markStored(ctx context.Context, s *Stage, m *pool.Marks) error {
+	return storedBlobs(ctx, s, func(b pool.Blob, _ sdk.StoredFile) error {
+		m.Mark(b)
 		return nil
 	})
 }
@@ -175,10 +184,8 @@ func fetchPool(ctx context.Context, s *Stage, setDir string) error {
 // not). Nil without a pool in the store.
 func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool) (*pool.Swept, error) {
 	var blobs pool.Marks
-	if err := s.Client.ListFiles(ctx, s.Wire, sdk.PoolSet, func(f sdk.StoredFile) error {
-		if b, ok := pool.ParseName(f.Name); ok {
-			blobs.Add(b)
-		}
+	if err := storedBlobs(ctx, s, func(b pool.Blob, _ sdk.StoredFile) error {
+		blobs.Add(b)
 		return nil
 	}); err != nil {
 		return nil, err
@@ -214,10 +221,6 @@ func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool
 	}
 	var batch []string
 	flush := func() error {
-		if dryRun || len(batch) == 0 {
-			batch = batch[:0]
-			return nil
-		}
 		err := s.Client.DeleteFiles(ctx, s.Wire, sdk.PoolSet, batch)
 		batch = batch[:0]
 		if errors.Is(err, pluginhost.ErrUnsupported) {
@@ -228,19 +231,21 @@ func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool
 		}
 		return nil
 	}
-	err = s.Client.ListFiles(ctx, s.Wire, sdk.PoolSet, func(f sdk.StoredFile) error {
-		b, ok := pool.ParseName(f.Name)
-		if in, marked := blobs.Marked(b); !ok || !in || marked {
-			return nil
+	err = storedBlobs(ctx, s, func(b pool.Blob, f sdk.StoredFile) error {
+		if in, marked := blobs.Marked(b); !in || marked {
+			return nil // kept, or uploaded since the first listing
 		}
 		sw.Blobs++
 		sw.Bytes += f.Size
+		if dryRun {
+			return nil
+		}
 		if batch = append(batch, f.Name); len(batch) == sweepBatch {
 			return flush()
 		}
 		return nil
 	})
-	if err == nil {
+	if err == nil && len(batch) > 0 {
 		err = flush()
 	}
 	return sw, err
