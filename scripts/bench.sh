@@ -37,12 +37,12 @@
 #   drill-mbk     bin/mbk drill FILE SET --json: throwaway database container and volume,
 #                 the restore, the checks (1% sample), the teardown
 #   pool-first-zstd      bin/mbk run of the archive stage with filedir = "pool" into an empty
-#                        root: every blob is new (bytes out: the whole root afterwards)
+#                        root: every blob is new (bytes out: the files' bytes in the root afterwards)
 #   floor-walk           find DIR -printf '%m %U %G %T@ %s %p\n' | wc -c on the volume's
 #                        directory on this host, just before pool-unchanged-zstd: the bare walk
-#   pool-unchanged-zstd  the same pipeline again, nothing changed (bytes out: what the root grew)
+#   pool-unchanged-zstd  the same pipeline again, nothing changed (bytes out: the files' bytes the root gained)
 #   pool-1pct-zstd       again, after 1% new files (benchtool files -add; bytes in: the new
-#                        blobs' raw bytes, out: what the root grew); then a whole archive of a
+#                        blobs' raw bytes, out: the files' bytes the root gained); then a whole archive of a
 #                        copy of the new files alone, whose size is the 1% target's reference;
 #                        the files are removed after
 #   restore-files-tar    bin/mbk restore of the mbk-files-zstd set into a new volume
@@ -313,7 +313,7 @@ drill_mbk() {
 
 # pool_runs ROUND: the pool's three backups, in the order they need.
 pool_runs() {
-  local r=$1 root="$WORK/root-pool-zstd" before before_disk set added="$WORK/added.txt" v
+  local r=$1 root="$WORK/root-pool-zstd" before before_disk wrote grew set added="$WORK/added.txt" v
   rm -rf "$root" && mkdir -p "$root"
   for v in first unchanged 1pct; do
     if [[ $v == 1pct ]]; then
@@ -331,9 +331,10 @@ pool_runs() {
       >/dev/null 2>"$RES/pool-$v-zstd.r$r.log" || die "mbk run failed: see $RES/pool-$v-zstd.r$r.log"
     set=$(newest_set "$root")
     annotate "$RES/pool-$v-zstd.r$r.json" -manifest "$set/manifest.json"
+    wrote=$(($(files_bytes "$root") - before)) grew=$(($(du -sb "$root" | cut -f1) - before_disk))
     if [[ $v == 1pct ]]; then
       annotate "$RES/pool-$v-zstd.r$r.json" -in "$(grep -o '"new_bytes": [0-9]*' "$set/manifest.json" | grep -o '[0-9]*$')" \
-        -out $(($(files_bytes "$root") - before)) -dirbytes $(($(du -sb "$root" | cut -f1) - before_disk - ($(files_bytes "$root") - before)))
+        -out "$wrote" -dirbytes $((grew - wrote))
       # What mbk's whole archive writes for the new files alone (copied
       # into a directory of their own, as the tree has them).
       local mp copy="$WORK/new-files" refroot="$WORK/root-newfiles-zstd"
@@ -346,8 +347,7 @@ pool_runs() {
       rm -rf "$copy" "$refroot"
       in_volume "$VOL:/data" -i -- xargs -r -d '\n' -a /dev/stdin sh -c 'cd /data && rm -f -- "$@"' sh <"$added"
     else
-      annotate "$RES/pool-$v-zstd.r$r.json" -in "$RAW_FILES" -out $(($(files_bytes "$root") - before)) \
-        -dirbytes $(($(du -sb "$root" | cut -f1) - before_disk - ($(files_bytes "$root") - before)))
+      annotate "$RES/pool-$v-zstd.r$r.json" -in "$RAW_FILES" -out "$wrote" -dirbytes $((grew - wrote))
     fi
   done
 }

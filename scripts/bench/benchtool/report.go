@@ -197,9 +197,9 @@ var variants = []struct{ label, what string }{
 	{"restore-mbk-old", "`mbk restore` of the mbk-old-gzip set, both"},
 	{"drill-mbk", "`mbk drill` of the gzip set: sandboxes, restore, checks (1% sample, at least 100 blobs), teardown"},
 	{"floor-walk", "`find DIR -printf '%m %U %G %T@ %s %p'` of the volume's directory on the host: the bare walk"},
-	{"pool-first-zstd", "`mbk run` of the archive stage, filedir in the pool, empty root (bytes out: the root)"},
-	{"pool-unchanged-zstd", "the same, nothing changed since (bytes out: what the root grew)"},
-	{"pool-1pct-zstd", "the same, after 1% new files (bytes in: their raw bytes; out: what the root grew)"},
+	{"pool-first-zstd", "`mbk run` of the archive stage, filedir in the pool, empty root (bytes out: the files' bytes in the root)"},
+	{"pool-unchanged-zstd", "the same, nothing changed since (bytes out: the files' bytes the root gained)"},
+	{"pool-1pct-zstd", "the same, after 1% new files (bytes in: their raw bytes; out: the files' bytes the root gained)"},
 	{"restore-files-tar", "`mbk restore` of the mbk-files-zstd set into a new volume"},
 	{"restore-files-pool", "`mbk restore` of the unchanged pooled set into a new volume (fingerprint identical to the tar's)"},
 }
