@@ -168,7 +168,8 @@ func TestConnectionsReused(t *testing.T) {
 		t.Errorf("40 uploads four at a time opened %d SFTP sessions in all, want at most 4", n)
 	}
 
-	// The server ends every idle connection: the next call opens one.
+	// Every idle connection ends (closed under the plugin, as a server or
+	// a network would end it): the next call opens one.
 	before := sessions()
 	p.mu.Lock()
 	idle := slices.Clone(p.idle[p.idle0()])
@@ -196,6 +197,19 @@ func TestConnectionsReused(t *testing.T) {
 	}
 	if n := sessions(); n != before+2 {
 		t.Errorf("after a long wait, an upload opened %d sessions, want 1", n-before-1)
+	}
+	// A cancelled call takes the one connection left and closes it: the
+	// next call opens one.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.Put(cctx, cfg, set, "cancelled", 1, strings.NewReader("x")); err == nil {
+		t.Error("an upload whose context was cancelled succeeded")
+	}
+	if err := put("after-cancel"); err != nil {
+		t.Fatal(err)
+	}
+	if n := sessions(); n != before+3 {
+		t.Errorf("after a cancelled call, an upload opened %d sessions, want 1", n-before-2)
 	}
 }
 
