@@ -32,9 +32,17 @@ type PoolBackend interface {
 	Put(expect Blob, r io.Reader) (Blob, error)
 }
 
-// poolChunk is the data a Put message carries at most: puts run several at
-// once, and a new file is read from the disk at that pace anyway.
-const poolChunk = 256 << 10
+// poolChunk is the data a Put message carries at most. gRPC takes each
+// message's buffer, on both ends, from pools of 256 B, 4, 16 and 32 KiB and
+// 1 MiB: a message just over 32 KiB holds 1 MiB. With 256 KiB chunks the
+// volume plugin's puts and the messages queued in the flow-control window
+// kept about 7 MiB of such buffers, and the large bench site's first pooled
+// run peaked at 108-115 MiB, plugin 20-23 MiB of it; a chunk that fits the
+// 32 KiB pool with its framing made the plugin 7-8 MiB and the run 93-95.
+// Smaller messages are no slower (BenchmarkPoolPut: 2,000 blobs of 10-40
+// KB, 8,300-10,000/s with 256 KiB, 13,000-14,100/s with this;
+// BenchmarkPoolPutLarge: 4 MiB blobs, 640-960 MB/s, and 910-1,130).
+const poolChunk = 32<<10 - 64
 
 // poolWindow is HTTP/2's flow-control window on a pool connection: with
 // gRPC's 64 KiB default a blob's bytes wait for the reader's window updates

@@ -107,3 +107,47 @@ func BenchmarkPoolHave(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(blobs)*b.N)/b.Elapsed().Seconds(), "blobs/s")
 }
+
+// largeBlobs are BenchmarkPoolPutLarge's 64 blobs of 4 MiB, made once.
+var largeBlobs = sync.OnceValues(func() ([]Blob, [][]byte) {
+	var (
+		blobs []Blob
+		data  [][]byte
+	)
+	for i := range 64 {
+		d := make([]byte, 4<<20)
+		for j := range d {
+			d[j] = byte(i + j*7)
+		}
+		h := sha1.Sum(d)
+		blobs = append(blobs, Blob{hex.EncodeToString(h[:]), int64(len(d))})
+		data = append(data, d)
+	}
+	return blobs, data
+})
+
+// BenchmarkPoolPutLarge sends 64 blobs of 4 MiB, 4 at a time: the chunks'
+// cost, where BenchmarkPoolPut measures the calls'.
+func BenchmarkPoolPutLarge(b *testing.B) {
+	pc, _, _ := benchPool(b)
+	blobs, data := largeBlobs()
+	b.SetBytes(int64(len(blobs)) << 22)
+	b.ResetTimer()
+	for range b.N {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 4)
+		for i, bl := range blobs {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				got, err := pc.Put(context.Background(), bl, bytes.NewReader(data[i]))
+				if err != nil || got != bl {
+					b.Errorf("put %v: %v, %v", bl, got, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}
