@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mbk-backup/mbk/core/engine"
+	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 	"github.com/mbk-backup/mbk/core/testing/storetest"
@@ -237,4 +240,53 @@ func TestStoreFetchAndVerify(t *testing.T) {
 			t.Fatalf("a second sync: %+v, %v; want nothing to copy", copies, err)
 		}
 	})
+}
+
+// TestStoreSweepKeepsWhatLandsMeanwhile: a store's pool sweep deletes only
+// the blobs that were in its first listing and that no set references. A
+// blob uploaded after that listing, for a set the sweep has not seen, is
+// left alone; so is one a set references.
+func TestStoreSweepKeepsWhatLandsMeanwhile(t *testing.T) {
+	s := newStoreSite(t)
+	ctx := context.Background()
+	blob := func(content string) pool.Blob {
+		h := sha1.Sum([]byte(content))
+		return pool.Blob{SHA1: hex.EncodeToString(h[:]), Size: int64(len(content))}
+	}
+	contents := map[pool.Blob]string{}
+	put := func(content string) pool.Blob {
+		b := blob(content)
+		contents[b] = content
+		if _, err := s.store.Client.Put(ctx, s.store.Wire, sdk.PoolSet, b.String(), b.Size, strings.NewReader(content)); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	onServer := func(b pool.Blob) bool {
+		_, err := os.Stat(filepath.Join(s.ftp.Dir, "sets", sdk.PoolSet, b.SHA1[:2], b.String()))
+		return err == nil
+	}
+	referenced, unreferenced := put("a file a set references"), put("a file no set references any more")
+	refs := fmt.Sprintf("%s %d\n", referenced.SHA1, referenced.Size)
+	if _, err := s.store.Client.Put(ctx, s.store.Wire, s.set, pool.RefsFile, int64(len(refs)), strings.NewReader(refs)); err != nil {
+		t.Fatal(err)
+	}
+	var late pool.Blob
+	engine.OnSweepStoreMarked(t, func() { late = put("a file another run uploaded meanwhile") })
+
+	sw, err := engine.SweepStore(ctx, s.store, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if late == (pool.Blob{}) {
+		t.Fatal("the sweep never reached its second listing: the test uploaded nothing meanwhile")
+	}
+	if sw.Blobs != 1 || sw.Kept != 1 || sw.Bytes != unreferenced.Size {
+		t.Errorf("swept %d blobs (%d bytes), kept %d; want 1 (%d bytes), 1", sw.Blobs, sw.Bytes, sw.Kept, unreferenced.Size)
+	}
+	for b, want := range map[pool.Blob]bool{referenced: true, unreferenced: false, late: true} {
+		if got := onServer(b); got != want {
+			t.Errorf("%q: on the server %v, want %v", contents[b], got, want)
+		}
+	}
 }

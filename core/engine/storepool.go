@@ -219,6 +219,9 @@ func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool
 	if sw.Kept == blobs.Count() {
 		return sw, nil
 	}
+	if sweepStoreMarked != nil {
+		sweepStoreMarked()
+	}
 	var batch []string
 	flush := func() error {
 		err := s.Client.DeleteFiles(ctx, s.Wire, sdk.PoolSet, batch)
@@ -250,6 +253,10 @@ func sweepStore(ctx context.Context, s *Stage, dryRun bool, gone map[string]bool
 	}
 	return sw, err
 }
+
+// sweepStoreMarked, when set (by a test), runs between the sweep's marking
+// and its second listing: where another upload may land meanwhile.
+var sweepStoreMarked func()
 
 // sweepBatch is how many blobs one DeleteFiles call names.
 const sweepBatch = 1000
