@@ -164,7 +164,9 @@ PATH.hcl[:NAME].`),
 				}
 				return exitf(1, "set %s failed verification: refusing to restore from it", set.Name)
 			}
-			if f.fromPipeline != "" {
+			if made := set.Manifest.Pipeline; f.fromPipeline != "" || (made != "" && made != p.Name) {
+				// A set another pipeline made (a clone's, or one a renamed
+				// pipeline left in the root) says so.
 				fmt.Fprintln(out, "\n"+tr.T("Restoring set %s of pipeline %q into pipeline %q will OVERWRITE:", set.Name, set.Manifest.Pipeline, p.Name))
 			} else {
 				fmt.Fprintln(out, "\n"+tr.T("Restoring set %s of pipeline %q will OVERWRITE:", set.Name, p.Name))

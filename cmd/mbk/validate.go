@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -40,6 +41,7 @@ volumes exist, database credentials work, the SMTP server accepts the login.`),
 			}
 			out := cmd.OutOrStdout()
 			var all hcl.Diagnostics
+			roots := rootUses{}
 			for _, path := range files {
 				f, diags := loader.Load(path)
 				all = append(all, diags...)
@@ -48,6 +50,7 @@ volumes exist, database credentials work, the SMTP server accepts the login.`),
 				}
 				h := a.host(f)
 				for _, p := range f.Pipelines {
+					all = append(all, roots.add(p)...)
 					stages, d := engine.Prepare(cmd.Context(), h, p)
 					if preflight && !d.HasErrors() {
 						d = append(d, engine.Preflight(cmd.Context(), stages)...)
@@ -70,6 +73,33 @@ volumes exist, database credentials work, the SMTP server accepts the login.`),
 	cmd.Flags().BoolVar(&preflight, "preflight", false, tr.T("also check containers, credentials and servers (changes nothing)"))
 	a.varFlag(cmd)
 	return cmd
+}
+
+// rootUses are the roots of the pipelines validated so far, by absolute
+// path: a root keeps one pipeline's sets (retention, the last-backup alarm
+// and restore's choice of set go by the root), so two pipelines naming the
+// same one would prune and restore each other's sets.
+type rootUses map[string]*config.Pipeline
+
+func (u rootUses) add(p *config.Pipeline) hcl.Diagnostics {
+	if p.Root == "" {
+		return nil
+	}
+	key, err := filepath.Abs(p.Root)
+	if err != nil {
+		key = filepath.Clean(p.Root)
+	}
+	prev, seen := u[key]
+	if !seen {
+		u[key] = p
+		return nil
+	}
+	if prev.Name == p.Name {
+		return nil
+	}
+	return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Root shared by two pipelines",
+		Detail: fmt.Sprintf("Pipeline %q keeps its sets in %s, as pipeline %q does (%s). A root keeps one pipeline's sets: retention, the last-backup alarm and restore go by the root, so each would prune and restore the other's. Give each pipeline a root of its own.",
+			p.Name, p.Root, prev.Name, prev.RootRange), Subject: p.RootRange.Ptr()}}
 }
 
 func printPipeline(w io.Writer, p *config.Pipeline, stages int) {

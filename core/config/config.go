@@ -45,6 +45,7 @@ type Pipeline struct {
 	File      *File
 	DeclRange hcl.Range
 	Root      string
+	RootRange hcl.Range // the root attribute's
 	Schedule  string
 	Cron      cron.Schedule // nil without schedule
 	Timezone  string

@@ -76,7 +76,7 @@ func decodePipeline(b *hcl.Block, ctx *hcl.EvalContext, file *File) (*Pipeline, 
 		}
 		switch name {
 		case "root":
-			p.Root = s
+			p.Root, p.RootRange = s, a.SrcRange
 		case "schedule":
 			p.Schedule = s
 		case "timezone":

@@ -98,6 +98,9 @@ func pruneLocal(ctx context.Context, s *Stage, p *config.Pipeline, current strin
 	if err != nil {
 		return Pruned{Stage: s}, fmt.Errorf("list sets: %w", err)
 	}
+	if err := foreignSet(p, sets); err != nil {
+		return Pruned{Stage: s}, err
+	}
 	del := func(set string) error {
 		if err := repo.Delete(p.Root, set); err != nil {
 			return err

@@ -208,6 +208,9 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 		} else if m != nil {
 			return UnfinishedRestoreError(p, m)
 		}
+		if err := checkOwner(p); err != nil {
+			return err
+		}
 		// Not in a restore's copy: the set it restores may be a download
 		// under the root, which counts as a leftover.
 		r.cleanLeftovers()
