@@ -2,10 +2,15 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
 
 // TestRootOfOnePipeline: a root keeps one pipeline's sets. testing.hcl,
@@ -78,5 +83,126 @@ pipeline %q {
 	}
 	if r := mbk(t, runOpts{}, "run", prod); r.code != 0 {
 		t.Errorf("production's third run: %s", r)
+	}
+}
+
+// TestStorePrefixOfOnePipeline: production and testing with roots of their
+// own but one SFTP path for their copies. Testing's run refuses to upload
+// into a store holding production's sets, naming one, and so do its `mbk
+// prune --store` (keep_last = 1 would have deleted production's older copy)
+// and `mbk sync`. Production's copies are as they were; production runs on.
+func TestStorePrefixOfOnePipeline(t *testing.T) {
+	ftp := storetest.StartSFTP(t)
+	dir := t.TempDir()
+	shared := filepath.Join(ftp.Dir, "copies")
+	pipeline := func(name string, keep int) string {
+		return fmt.Sprintf(`plugin_dir = %q
+
+pipeline %q {
+  root    = %q
+  timeout = "2m"
+
+  stage "dump" "faulty" {
+    mode        = "ok"
+    size        = 1000
+    compression = "none"
+  }
+  stage "retain" "policy" {
+    keep_last = %d
+  }
+  stage "store" "sftp" {
+    %s
+  }
+}
+`, filepath.Join(binDir, "extra"), name, filepath.Join(dir, name), keep, ftp.Stage(shared))
+	}
+	prod := writeFile(t, dir, "production.hcl", pipeline("production", 7))
+	testing := writeFile(t, dir, "testing.hcl", pipeline("testing", 1))
+	remote := func() []string { return sets(t, shared) }
+
+	for range 2 {
+		if r := mbk(t, runOpts{}, "run", prod); r.code != 0 {
+			t.Fatalf("production's run: %s", r)
+		}
+	}
+	prodSets := remote()
+	if len(prodSets) != 2 {
+		t.Fatalf("the store holds %v, want production's 2 sets", prodSets)
+	}
+	manifests := func() map[string]string {
+		out := map[string]string{}
+		for _, set := range remote() {
+			out[set] = readFile(t, filepath.Join(shared, set, "manifest.json"))
+		}
+		return out
+	}
+	before := manifests()
+	// A second apart: the same name is TestStoreSetNameTaken's case.
+	time.Sleep(1100 * time.Millisecond)
+	want := fmt.Sprintf(`store "sftp" holds set %s of pipeline "production" where pipeline "testing" keeps its copies`, prodSets[0])
+	r := mbk(t, runOpts{}, "run", testing)
+	if r.code == 0 || !strings.Contains(r.stdout, want) {
+		t.Errorf("testing's run: want its copy refused, saying %q, got %s", want, r)
+	}
+	if p := mbk(t, runOpts{}, "prune", testing, "--store", "sftp"); p.code == 0 || !strings.Contains(p.stdout+p.stderr, want) {
+		t.Errorf("testing's prune --store: want %q, got %s", want, p)
+	}
+	if s := mbk(t, runOpts{}, "sync", testing); s.code == 0 || !strings.Contains(s.stdout+s.stderr, want) {
+		t.Errorf("testing's sync: want %q, got %s", want, s)
+	}
+	if after := manifests(); !maps.Equal(after, before) {
+		t.Errorf("the store's sets changed: %d sets after testing's run, prune and sync, want production's %v as they were", len(after), prodSets)
+	}
+	if r := mbk(t, runOpts{}, "run", prod); r.code != 0 {
+		t.Errorf("production's third run: %s", r)
+	}
+}
+
+// TestStoreSetNameTaken: a run whose set name the store holds already (a
+// set another pipeline, sharing the store's path, made in the same second)
+// does not upload into it.
+func TestStoreSetNameTaken(t *testing.T) {
+	ftp := storetest.StartSFTP(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "backups")
+	file := writeFile(t, dir, "site.hcl", fmt.Sprintf(`plugin_dir = %q
+
+pipeline "site" {
+  root    = %q
+  timeout = "2m"
+
+  stage "dump" "faulty" {
+    mode        = "ok"
+    size        = 1000
+    compression = "none"
+  }
+  stage "store" "sftp" {
+    %s
+  }
+}
+`, filepath.Join(binDir, "extra"), root, ftp.Stage(filepath.Join(ftp.Dir, "copies"))))
+	// Sets of the next seconds, already in the store with a file of their own.
+	now := time.Now()
+	var planted []string
+	for i := range 4 {
+		name := now.Add(time.Duration(i) * time.Second).Format("2006-01-02_15-04-05")
+		if err := os.MkdirAll(filepath.Join(ftp.Dir, "copies", name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(ftp.Dir, "copies", name), "other.bin", "another pipeline's")
+		planted = append(planted, name)
+	}
+	r := mbk(t, runOpts{}, "run", file)
+	set := sets(t, root)
+	if len(set) != 1 || !slices.Contains(planted, set[0]) {
+		t.Fatalf("the run made %v, want one set among %v: the test's clock is off", set, planted)
+	}
+	want := fmt.Sprintf(`store "sftp" holds a set named %s already, which this run did not upload`, set[0])
+	if r.code == 0 || !strings.Contains(r.stdout, want) {
+		t.Errorf("want the copy refused, saying %q, got %s", want, r)
+	}
+	entries, _ := os.ReadDir(filepath.Join(ftp.Dir, "copies", set[0]))
+	if len(entries) != 1 || entries[0].Name() != "other.bin" {
+		t.Errorf("the store's set %s holds %v, want only the file planted there", set[0], entries)
 	}
 }

@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/repo"
+	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 // ForeignSetError says a root holds another pipeline's sets. A root is one
@@ -39,4 +43,92 @@ func foreignSet(p *config.Pipeline, sets []repo.Set) error {
 		}
 	}
 	return nil
+}
+
+// ForeignRemoteError says a store's prefix holds another pipeline's set:
+// the store's retention would count it, as a root's would.
+type ForeignRemoteError struct {
+	Store, Pipeline, Set, Other string
+}
+
+func (e *ForeignRemoteError) Error() string {
+	return fmt.Sprintf("store %q holds set %s of pipeline %q where pipeline %q keeps its copies, and its retention would count and delete that pipeline's sets: give each pipeline a prefix (s3) or path (sftp) of its own in the store",
+		e.Store, e.Set, e.Other, e.Pipeline)
+}
+
+// CheckStoreOwner fails when store holds another pipeline's set, or, when
+// current is this run's new set, a set of that name already: a store prefix
+// keeps one pipeline's copies. Two pipelines sharing one would upload into
+// each other's sets when their runs fall in the same second (Put replaces a
+// file) and prune each other's copies. Run before each upload and each
+// retention of the store.
+func CheckStoreOwner(ctx context.Context, p *config.Pipeline, store *Stage, current string) error {
+	sets, _, err := RemoteSets(ctx, store, p.Location)
+	if err != nil {
+		return err
+	}
+	if current != "" {
+		for _, st := range sets {
+			if st.Name == current {
+				return fmt.Errorf("store %q holds a set named %s already, which this run did not upload: another pipeline or machine writes there; give each pipeline a prefix (s3) or path (sftp) of its own in the store", store.Name, current)
+			}
+		}
+	}
+	return foreignRemote(ctx, p, store, sets)
+}
+
+// manifestMax bounds the remote manifest.json foreignRemote reads.
+const manifestMax = 4 << 20
+
+// foreignRemote fails when the store holds a complete set that another
+// pipeline made. A set this pipeline's root holds is its own (run and
+// prune refuse a root with another's); of the others, only the store's
+// manifest.json says whose they are, one small download each: the copies
+// kept longer in the store than on disk.
+func foreignRemote(ctx context.Context, p *config.Pipeline, store *Stage, sets []sdk.SetInfo) error {
+	local, err := repo.List(p.Root, p.Location)
+	if err != nil {
+		return fmt.Errorf("list sets: %w", err)
+	}
+	if err := foreignSet(p, local); err != nil {
+		return err
+	}
+	ours := map[string]bool{}
+	for _, st := range local {
+		if st.Manifest != nil {
+			ours[st.Name] = true
+		}
+	}
+	for _, st := range sets {
+		if !st.Complete || ours[st.Name] {
+			continue
+		}
+		var buf bytes.Buffer
+		if _, err := store.Client.Get(ctx, store.Wire, st.Name, repo.ManifestFile, &limitedBuffer{&buf, manifestMax}); err != nil {
+			return fmt.Errorf("read %s/%s from store %q: %w", st.Name, repo.ManifestFile, store.Name, err)
+		}
+		var m struct {
+			Pipeline string `json:"pipeline"`
+		}
+		if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+			return fmt.Errorf("store %q: %s/%s is not valid: %w", store.Name, st.Name, repo.ManifestFile, err)
+		}
+		if m.Pipeline != "" && m.Pipeline != p.Name {
+			return &ForeignRemoteError{Store: store.Name, Pipeline: p.Name, Set: st.Name, Other: m.Pipeline}
+		}
+	}
+	return nil
+}
+
+// limitedBuffer fails a write that would take it past max bytes.
+type limitedBuffer struct {
+	b   *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if l.b.Len()+len(p) > l.max {
+		return 0, fmt.Errorf("longer than %d bytes", l.max)
+	}
+	return l.b.Write(p)
 }

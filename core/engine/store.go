@@ -27,6 +27,9 @@ func (r *run) store(ctx context.Context, stages []*Stage) {
 	retains := stagesOf(stages, sdk.KindRetain)
 	for _, s := range stagesOf(stages, sdk.KindStore) {
 		err := r.stage(ctx, s, func(ctx context.Context) error {
+			if err := CheckStoreOwner(ctx, r.p, s, r.name); err != nil {
+				return fmt.Errorf("the copy of set %s is missing from store %q: %w", r.name, s.Name, err)
+			}
 			if err := UploadSet(ctx, s, r.final, r.name); err != nil {
 				return fmt.Errorf("the copy of set %s is missing from store %q: %w", r.name, s.Name, err)
 			}
@@ -37,7 +40,7 @@ func (r *run) store(ctx context.Context, stages []*Stage) {
 					return err
 				}
 				rs.Client = client
-				pr, err := RetainStore(ctx, rs, s, r.p.Location, r.name, r.e.now(), false)
+				pr, err := RetainStore(ctx, rs, s, r.p, r.name, r.e.now(), false)
 				for _, d := range pr.Decisions {
 					if !d.Keep && !s.Delete {
 						r.log.Info("set not deleted from store (delete = false): another host or the store's own rules expire it", "store", s.Name, "set", d.Set, "why", d.Reasons)
@@ -149,7 +152,8 @@ func RemoteSets(ctx context.Context, s *Stage, loc *time.Location) ([]sdk.SetInf
 // same guarantees as on disk (now is the clock, for the sets dated ahead of
 // it), and deletes what it may: nothing on a dry run, nor in a store whose
 // stage says delete = false, where the verdict is only reported.
-func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, current string, now time.Time, dryRun bool) (Pruned, error) {
+func RetainStore(ctx context.Context, retain, store *Stage, p *config.Pipeline, current string, now time.Time, dryRun bool) (Pruned, error) {
+	loc := p.Location
 	sets, _, err := RemoteSets(ctx, store, loc)
 	if err != nil {
 		return Pruned{Stage: retain}, err
@@ -186,9 +190,12 @@ func PruneStore(ctx context.Context, p *config.Pipeline, stages []*Stage, store 
 	if len(retains) == 0 {
 		return nil, &NoStageError{Pipeline: p.Name, Kind: sdk.KindRetain}
 	}
+	if err := CheckStoreOwner(ctx, p, store, ""); err != nil {
+		return nil, err
+	}
 	var out []Pruned
 	for _, s := range retains {
-		pr, err := RetainStore(ctx, s, store, p.Location, "", now, dryRun)
+		pr, err := RetainStore(ctx, s, store, p, "", now, dryRun)
 		out = append(out, pr)
 		if err != nil {
 			return out, fmt.Errorf("%s on store %q: %w", s.ID(), store.Name, err)
@@ -234,6 +241,9 @@ func SyncStore(ctx context.Context, p *config.Pipeline, s *Stage) ([]Copied, err
 	}
 	remote, _, err := RemoteSets(ctx, s, p.Location)
 	if err != nil {
+		return []Copied{{Store: s, Err: err}}, nil
+	}
+	if err := foreignRemote(ctx, p, s, remote); err != nil {
 		return []Copied{{Store: s, Err: err}}, nil
 	}
 	have := map[string]bool{}
