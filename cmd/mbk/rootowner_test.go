@@ -13,6 +13,23 @@ import (
 	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
 
+// namedPipeline is a pipeline file of the faulty plugin (no Docker): its
+// root on line 4, keep_last = keep (no retain stage when 0) and, when store
+// is not empty, an SFTP store stage of that body.
+func namedPipeline(name, root string, keep int, store string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "plugin_dir = %q\n\npipeline %q {\n  root    = %q\n  timeout = \"2m\"\n\n", filepath.Join(binDir, "extra"), name, root)
+	b.WriteString("  stage \"dump\" \"faulty\" {\n    mode        = \"ok\"\n    size        = 1000\n    compression = \"none\"\n  }\n")
+	if keep > 0 {
+		fmt.Fprintf(&b, "  stage \"retain\" \"policy\" {\n    keep_last = %d\n  }\n", keep)
+	}
+	if store != "" {
+		fmt.Fprintf(&b, "  stage \"store\" \"sftp\" {\n    %s\n  }\n", store)
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
 // TestRootOfOnePipeline: a root keeps one pipeline's sets. testing.hcl,
 // copied from production.hcl with its root left as it was: validate names
 // the file and line of both roots; a run of testing fails before it writes
@@ -23,24 +40,7 @@ import (
 func TestRootOfOnePipeline(t *testing.T) {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "backups")
-	pipeline := func(name string, keep int) string {
-		return fmt.Sprintf(`plugin_dir = %q
-
-pipeline %q {
-  root    = %q
-  timeout = "2m"
-
-  stage "dump" "faulty" {
-    mode        = "ok"
-    size        = 1000
-    compression = "none"
-  }
-  stage "retain" "policy" {
-    keep_last = %d
-  }
-}
-`, filepath.Join(binDir, "extra"), name, root, keep)
-	}
+	pipeline := func(name string, keep int) string { return namedPipeline(name, root, keep, "") }
 	prod := writeFile(t, dir, "production.hcl", pipeline("production", 7))
 	testing := writeFile(t, dir, "testing.hcl", pipeline("testing", 1))
 
@@ -96,25 +96,7 @@ func TestStorePrefixOfOnePipeline(t *testing.T) {
 	dir := t.TempDir()
 	shared := filepath.Join(ftp.Dir, "copies")
 	pipeline := func(name string, keep int) string {
-		return fmt.Sprintf(`plugin_dir = %q
-
-pipeline %q {
-  root    = %q
-  timeout = "2m"
-
-  stage "dump" "faulty" {
-    mode        = "ok"
-    size        = 1000
-    compression = "none"
-  }
-  stage "retain" "policy" {
-    keep_last = %d
-  }
-  stage "store" "sftp" {
-    %s
-  }
-}
-`, filepath.Join(binDir, "extra"), name, filepath.Join(dir, name), keep, ftp.Stage(shared))
+		return namedPipeline(name, filepath.Join(dir, name), keep, ftp.Stage(shared))
 	}
 	prod := writeFile(t, dir, "production.hcl", pipeline("production", 7))
 	testing := writeFile(t, dir, "testing.hcl", pipeline("testing", 1))
@@ -165,22 +147,7 @@ func TestStoreSetNameTaken(t *testing.T) {
 	ftp := storetest.StartSFTP(t)
 	dir := t.TempDir()
 	root := filepath.Join(dir, "backups")
-	file := writeFile(t, dir, "site.hcl", fmt.Sprintf(`plugin_dir = %q
-
-pipeline "site" {
-  root    = %q
-  timeout = "2m"
-
-  stage "dump" "faulty" {
-    mode        = "ok"
-    size        = 1000
-    compression = "none"
-  }
-  stage "store" "sftp" {
-    %s
-  }
-}
-`, filepath.Join(binDir, "extra"), root, ftp.Stage(filepath.Join(ftp.Dir, "copies"))))
+	file := writeFile(t, dir, "site.hcl", namedPipeline("site", root, 0, ftp.Stage(filepath.Join(ftp.Dir, "copies"))))
 	// Sets of the next seconds, already in the store with a file of their own.
 	now := time.Now()
 	var planted []string
