@@ -191,6 +191,23 @@ var fileSchema = &hcl.BodySchema{
 
 // Load parses and evaluates one file. Stage bodies stay undecoded: call
 // Stage.Decode with the plugin's schema.
+// maxSyntaxErrors is how many of a file's syntax errors are reported. A
+// damaged or binary file makes one per stray byte, each shown with its
+// line: a 7 KB file of them printed 45,000 lines and took seconds.
+const maxSyntaxErrors = 10
+
+// capSyntaxErrors keeps the first maxSyntaxErrors diagnostics and says how
+// many more there were.
+func capSyntaxErrors(diags hcl.Diagnostics) hcl.Diagnostics {
+	if len(diags) <= maxSyntaxErrors {
+		return diags
+	}
+	more := len(diags) - maxSyntaxErrors
+	out := append(diags[:maxSyntaxErrors:maxSyntaxErrors], &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Too many syntax errors",
+		Detail: fmt.Sprintf("%d more are not shown: fix the ones above first (a file with this many may be damaged, or not a pipeline file at all).", more)})
+	return out
+}
+
 func (l *Loader) Load(path string) (*File, hcl.Diagnostics) {
 	src, err := os.ReadFile(path)
 	if err != nil {
@@ -199,7 +216,7 @@ func (l *Loader) Load(path string) (*File, hcl.Diagnostics) {
 	f, diags := l.parser.ParseHCL(src, path)
 	if diags.HasErrors() {
 		l.maskLines(path, src)
-		return nil, diags
+		return nil, capSyntaxErrors(diags)
 	}
 	if body, ok := f.Body.(*hclsyntax.Body); ok {
 		l.maskByName(body)

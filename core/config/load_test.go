@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -384,5 +385,28 @@ plugin "mysql" { # again
 			_, diags := load(t, src, nil)
 			wantDiag(t, diags, hcl.DiagError, lineOf(t, src, tc.marker), tc.summary, tc.detail)
 		})
+	}
+}
+
+// TestSyntaxErrorsCapped: a file of stray bytes makes a syntax error per
+// byte; the first ten are reported, then one that says how many more there
+// were. (Each was printed with its line: the fuzzer's 7 KB file of them took
+// seconds a try, and its minimization hung CI's fuzz run.)
+func TestSyntaxErrorsCapped(t *testing.T) {
+	src := "pipeline \"t\" {\n  ro" + strings.Repeat("\x18", 5000) + "ot = \"/tmp/b\"\n}\n"
+	_, diags := load(t, src, nil)
+	if len(diags) != 11 {
+		t.Fatalf("%d diagnostics, want 10 and the one saying how many more", len(diags))
+	}
+	last := diags[10]
+	var more int
+	if _, err := fmt.Sscanf(last.Detail, "%d more are not shown", &more); err != nil || last.Severity != hcl.DiagError ||
+		last.Summary != "Too many syntax errors" || more < 5000-10 {
+		t.Errorf("last diagnostic: %s: %s; want at least %d more", last.Summary, last.Detail, 5000-10)
+	}
+	// Fewer than the cap: every one reported, nothing added.
+	_, diags = load(t, "pipeline \"t\" {\n  ro"+strings.Repeat("\x18", 3)+"ot = \"/tmp/b\"\n}\n", nil)
+	if len(diags) < 3 || len(diags) > 10 || diags[len(diags)-1].Summary == "Too many syntax errors" {
+		t.Errorf("%d diagnostics for 3 stray bytes, want them all and no more", len(diags))
 	}
 }
