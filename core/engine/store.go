@@ -40,7 +40,7 @@ func (r *run) store(ctx context.Context, stages []*Stage) {
 					return err
 				}
 				rs.Client = client
-				pr, err := RetainStore(ctx, rs, s, r.p, r.name, r.e.now(), false)
+				pr, err := RetainStore(ctx, rs, s, r.p.Location, r.name, r.e.now(), false)
 				for _, d := range pr.Decisions {
 					if !d.Keep && !s.Delete {
 						r.log.Info("set not deleted from store (delete = false): another host or the store's own rules expire it", "store", s.Name, "set", d.Set, "why", d.Reasons)
@@ -152,8 +152,7 @@ func RemoteSets(ctx context.Context, s *Stage, loc *time.Location) ([]sdk.SetInf
 // same guarantees as on disk (now is the clock, for the sets dated ahead of
 // it), and deletes what it may: nothing on a dry run, nor in a store whose
 // stage says delete = false, where the verdict is only reported.
-func RetainStore(ctx context.Context, retain, store *Stage, p *config.Pipeline, current string, now time.Time, dryRun bool) (Pruned, error) {
-	loc := p.Location
+func RetainStore(ctx context.Context, retain, store *Stage, loc *time.Location, current string, now time.Time, dryRun bool) (Pruned, error) {
 	sets, _, err := RemoteSets(ctx, store, loc)
 	if err != nil {
 		return Pruned{Stage: retain}, err
@@ -195,7 +194,7 @@ func PruneStore(ctx context.Context, p *config.Pipeline, stages []*Stage, store 
 	}
 	var out []Pruned
 	for _, s := range retains {
-		pr, err := RetainStore(ctx, s, store, p, "", now, dryRun)
+		pr, err := RetainStore(ctx, s, store, p.Location, "", now, dryRun)
 		out = append(out, pr)
 		if err != nil {
 			return out, fmt.Errorf("%s on store %q: %w", s.ID(), store.Name, err)
