@@ -27,10 +27,11 @@ func (r *run) store(ctx context.Context, stages []*Stage) {
 	retains := stagesOf(stages, sdk.KindRetain)
 	for _, s := range stagesOf(stages, sdk.KindStore) {
 		err := r.stage(ctx, s, func(ctx context.Context) error {
-			if err := CheckStoreOwner(ctx, r.p, s, r.name); err != nil {
-				return fmt.Errorf("the copy of set %s is missing from store %q: %w", r.name, s.Name, err)
+			err := CheckStoreOwner(ctx, r.p, s, r.name)
+			if err == nil {
+				err = UploadSet(ctx, s, r.final, r.name)
 			}
-			if err := UploadSet(ctx, s, r.final, r.name); err != nil {
+			if err != nil {
 				return fmt.Errorf("the copy of set %s is missing from store %q: %w", r.name, s.Name, err)
 			}
 			r.log.Info("set copied", "store", s.Name, "set", r.name)
