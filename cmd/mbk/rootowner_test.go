@@ -173,3 +173,34 @@ func TestStoreSetNameTaken(t *testing.T) {
 		t.Errorf("the store's set %s holds %v, want only the file planted there", set[0], entries)
 	}
 }
+
+// TestStoreManifestUnreadable: a stored set whose manifest.json cannot say
+// whose it is (not JSON; larger than any manifest) stops the copy, naming
+// the set and the file, rather than being counted as this pipeline's; the
+// store is left as it was.
+func TestStoreManifestUnreadable(t *testing.T) {
+	for _, c := range []struct{ name, manifest, want string }{
+		{"not JSON", "{ truncated", "manifest.json is not valid"},
+		{"larger than a manifest", `{"pipeline": "` + strings.Repeat("x", 4<<20) + `"}`, "longer than 4194304 bytes"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ftp := storetest.StartSFTP(t)
+			dir := t.TempDir()
+			root := filepath.Join(dir, "backups")
+			copies := filepath.Join(ftp.Dir, "copies")
+			file := writeFile(t, dir, "site.hcl", namedPipeline("site", root, 0, ftp.Stage(copies)))
+			old := "2001-01-01_00-00-00"
+			if err := os.MkdirAll(filepath.Join(copies, old), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(copies, old), "manifest.json", c.manifest)
+			r := mbk(t, runOpts{}, "run", file)
+			if r.code == 0 || !strings.Contains(r.stdout, old) || !strings.Contains(r.stdout, c.want) {
+				t.Errorf("want the copy refused, naming %s and saying %q, got %s", old, c.want, r)
+			}
+			if got := sets(t, copies); !slices.Equal(got, []string{old}) {
+				t.Errorf("the store holds %v, want only the planted %s", got, old)
+			}
+		})
+	}
+}
