@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/mbk-backup/mbk/core/internal/wire"
 	"github.com/mbk-backup/mbk/core/spec"
 )
@@ -28,7 +30,7 @@ type entry struct {
 // archives writes es twice: as the plugin stores it (pooled entries without
 // data, their blobs put in p) and whole, as a backup without the pool
 // makes it.
-func archives(t testing.TB, p *Pool, es []entry) (stored, whole []byte) {
+func archives(t testing.TB, p *Pool, es []entry, c Codec) (stored, whole []byte) {
 	t.Helper()
 	var sb, wb bytes.Buffer
 	st, wt := tar.NewWriter(&sb), tar.NewWriter(&wb)
@@ -43,7 +45,7 @@ func archives(t testing.TB, p *Pool, es []entry) (stored, whole []byte) {
 			t.Fatal(err)
 		}
 		if e.pooled {
-			w, err := p.Put(bytes.NewReader(e.data), Codec{Compression: "zstd"})
+			w, err := p.Put(bytes.NewReader(e.data), c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,35 +129,65 @@ func listing(t *testing.T, b []byte) []string {
 
 // The expanded stream is, entry for entry, the archive a backup without the
 // pool makes; the stored one is read to its end.
-func TestExpandRoundTrip(t *testing.T) {
-	p, err := Open(t.TempDir())
+// The codecs a blob may be stored with, each read back its own way: zstd
+// and uncompressed blobs decoded in memory, gzip and encrypted ones as a
+// stream.
+func codecs(t testing.TB) map[string]struct {
+	c   Codec
+	ids []age.Identity
+} {
+	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, whole := archives(t, p, moodledata(t, 3000))
-	in := &wire.CountingReader{R: bytes.NewReader(append(stored, make([]byte, 10240)...))}
-	var out bytes.Buffer
-	if err := p.Expand(context.Background(), in, &out, nil); err != nil {
-		t.Fatal(err)
+	return map[string]struct {
+		c   Codec
+		ids []age.Identity
+	}{
+		"zstd":     {c: Codec{Compression: "zstd"}},
+		"gzip":     {c: Codec{Compression: "gzip"}},
+		"none":     {c: Codec{Compression: "none"}},
+		"zstd+age": {c: Codec{Compression: "zstd", Recipients: []age.Recipient{id.Recipient()}}, ids: []age.Identity{id}},
 	}
-	want, got := listing(t, whole), listing(t, out.Bytes())
-	if len(got) != len(want) {
-		t.Fatalf("%d entries expanded, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("entry %d:\n got %s\nwant %s", i, got[i], want[i])
-		}
-	}
-	if in.N != int64(len(stored))+10240 {
-		t.Errorf("read %d of the stored stream's %d bytes", in.N, len(stored)+10240)
-	}
-	// Through the reader, read in small pieces.
-	xr := p.ExpandReader(context.Background(), bytes.NewReader(stored), nil)
-	b, err := io.ReadAll(io.LimitReader(iotestHalf{xr}, 1<<40))
-	xr.Close()
-	if err != nil || !bytes.Equal(b, out.Bytes()) {
-		t.Errorf("ExpandReader gave %d bytes (%v), Expand %d", len(b), err, out.Len())
+}
+
+func TestExpandRoundTrip(t *testing.T) {
+	for name, cc := range codecs(t) {
+		t.Run(name, func(t *testing.T) {
+			p, err := Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			files := 3000
+			if name != "zstd" {
+				files = 600 // each blob put is fsynced
+			}
+			stored, whole := archives(t, p, moodledata(t, files), cc.c)
+			in := &wire.CountingReader{R: bytes.NewReader(append(stored, make([]byte, 10240)...))}
+			var out bytes.Buffer
+			if err := p.Expand(context.Background(), in, &out, cc.ids); err != nil {
+				t.Fatal(err)
+			}
+			want, got := listing(t, whole), listing(t, out.Bytes())
+			if len(got) != len(want) {
+				t.Fatalf("%d entries expanded, want %d", len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("entry %d:\n got %s\nwant %s", i, got[i], want[i])
+				}
+			}
+			if in.N != int64(len(stored))+10240 {
+				t.Errorf("read %d of the stored stream's %d bytes", in.N, len(stored)+10240)
+			}
+			// Through the reader, read in small pieces.
+			xr := p.ExpandReader(context.Background(), bytes.NewReader(stored), cc.ids)
+			b, err := io.ReadAll(io.LimitReader(iotestHalf{xr}, 1<<40))
+			xr.Close()
+			if err != nil || !bytes.Equal(b, out.Bytes()) {
+				t.Errorf("ExpandReader gave %d bytes (%v), Expand %d", len(b), err, out.Len())
+			}
+		})
 	}
 }
 
@@ -177,6 +209,13 @@ func TestExpandFaults(t *testing.T) {
 			big = e.h.Name
 		}
 	}
+	for _, codec := range []string{"zstd", "gzip", "zstd+age"} {
+		cc := codecs(t)[codec]
+		t.Run(codec, func(t *testing.T) { expandFaults(t, es, cc.c, cc.ids, small, big) })
+	}
+}
+
+func expandFaults(t *testing.T, es []entry, codec Codec, ids []age.Identity, small, big string) {
 	for _, c := range []struct {
 		name   string
 		entry  string
@@ -193,7 +232,7 @@ func TestExpandFaults(t *testing.T) {
 		{"another blob's content", small, func(t *testing.T, p *Pool, b Blob) {
 			other := bytes.Repeat([]byte("another file, same size"), 1)
 			other = append(other, make([]byte, int(b.Size)-len(other))...)
-			w, err := p.Put(bytes.NewReader(other), Codec{Compression: "zstd"})
+			w, err := p.Put(bytes.NewReader(other), codec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -207,7 +246,7 @@ func TestExpandFaults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stored, _ := archives(t, p, es)
+			stored, _ := archives(t, p, es, codec)
 			var victim Blob
 			for _, e := range es {
 				if e.h.Name == c.entry {
@@ -215,7 +254,7 @@ func TestExpandFaults(t *testing.T) {
 				}
 			}
 			c.damage(t, p, victim)
-			err = p.Expand(context.Background(), bytes.NewReader(stored), io.Discard, nil)
+			err = p.Expand(context.Background(), bytes.NewReader(stored), io.Discard, ids)
 			if err == nil {
 				t.Fatal("expanded")
 			}
@@ -242,7 +281,7 @@ func TestExpandFaults(t *testing.T) {
 
 	t.Run("cancelled", func(t *testing.T) {
 		p, _ := Open(t.TempDir())
-		stored, _ := archives(t, p, moodledata(t, 600))
+		stored, _ := archives(t, p, moodledata(t, 600), Codec{Compression: "zstd"})
 		ctx, cancel := context.WithCancel(context.Background())
 		xr := p.ExpandReader(ctx, bytes.NewReader(stored), nil)
 		defer xr.Close()
@@ -274,7 +313,7 @@ func BenchmarkExpand(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	stored, whole := archives(b, p, moodledata(b, 2000))
+	stored, whole := archives(b, p, moodledata(b, 2000), Codec{Compression: "zstd"})
 	b.SetBytes(int64(len(whole)))
 	b.ResetTimer()
 	for range b.N {

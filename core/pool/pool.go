@@ -331,12 +331,12 @@ func Decode(r io.Reader, b Blob, identities []age.Identity) (io.ReadCloser, erro
 	if err != nil {
 		return nil, fmt.Errorf("no header: %w", err)
 	}
-	f := strings.Fields(line)
-	if len(f) != 3 || f[0] != magic {
-		return nil, fmt.Errorf("header %q is not a pool blob's", strings.TrimSpace(line))
+	comp, enc, err := parseHeader(line)
+	if err != nil {
+		return nil, err
 	}
 	var in io.Reader = br
-	switch f[2] {
+	switch enc {
 	case "age":
 		if len(identities) == 0 {
 			return nil, stream.ErrNoIdentity
@@ -346,15 +346,40 @@ func Decode(r io.Reader, b Blob, identities []age.Identity) (io.ReadCloser, erro
 			return nil, fmt.Errorf("decrypt: %w", err)
 		}
 		in = d
-	case "plain":
-	default:
-		return nil, fmt.Errorf("unknown encryption %q", f[2])
 	}
-	zr, err := stream.NewBlobReader(in, f[1])
+	zr, err := stream.NewBlobReader(in, comp)
 	if err != nil {
 		return nil, err
 	}
 	return &checking{r: zr, want: b, h: sha1.New()}, nil
+}
+
+// parseHeader reads a blob file's header line: its compression and its
+// encryption ("age" or "plain").
+func parseHeader(line string) (comp, enc string, err error) {
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != magic {
+		return "", "", fmt.Errorf("header %q is not a pool blob's", strings.TrimSpace(line))
+	}
+	if f[2] != "age" && f[2] != "plain" {
+		return "", "", fmt.Errorf("unknown encryption %q", f[2])
+	}
+	return f[1], f[2], nil
+}
+
+// matches checks content read whole against b's name.
+func (b Blob) matches(content []byte) error {
+	switch n := int64(len(content)); {
+	case n < b.Size:
+		return fmt.Errorf("blob %s: %w (it ended early)", b, ErrCorrupt)
+	case n > b.Size:
+		return fmt.Errorf("blob %s: %w (longer than its name says)", b, ErrCorrupt)
+	}
+	sum := sha1.Sum(content)
+	if got := hex.EncodeToString(sum[:]); got != b.SHA1 {
+		return fmt.Errorf("blob %s: %w (read %d bytes hashing to %s)", b, ErrCorrupt, len(content), got)
+	}
+	return nil
 }
 
 // checking hashes what is read and turns the end into an error when the

@@ -149,3 +149,39 @@ func NewBlobReader(r io.Reader, compression string) (io.ReadCloser, error) {
 	}
 	return io.NopCloser(r), nil
 }
+
+// MaxDecodeAll is the largest blob DecodeBlob decodes in memory.
+const MaxDecodeAll = 1 << 20
+
+// zstdAll decodes whole small blobs held in memory, several at a time: a
+// restore's readers share it. It refuses a frame that says it is larger
+// than MaxDecodeAll before allocating for it.
+var zstdAll = sync.OnceValues(func() (*zstd.Decoder, error) {
+	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxMemory(MaxDecodeAll))
+})
+
+// DecodeBlob appends the content of a blob written by a BlobWriter and held
+// whole in src to dst, at most MaxDecodeAll bytes of it. ok is false for a
+// codec decoded only as a stream (NewBlobReader).
+func DecodeBlob(src []byte, compression string, dst []byte) (out []byte, ok bool, err error) {
+	c, err := lookup(compression)
+	if err != nil {
+		return nil, true, err
+	}
+	switch {
+	case c.Name == "zstd":
+		d, err := zstdAll()
+		if err != nil {
+			return nil, true, err
+		}
+		out, err := d.DecodeAll(src, dst)
+		return out, true, err
+	case c.newWriter == nil:
+		if len(src) > MaxDecodeAll {
+			return nil, true, fmt.Errorf("over %d bytes", MaxDecodeAll)
+		}
+		return append(dst, src...), true, nil
+	}
+	return nil, false, nil
+}
