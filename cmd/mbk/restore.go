@@ -164,6 +164,11 @@ PATH.hcl[:NAME].`),
 				}
 				return exitf(1, "set %s failed verification: refusing to restore from it", set.Name)
 			}
+			if me, _ := os.Hostname(); set.Manifest.Host != "" && set.Manifest.Host != me {
+				// A set from a store another machine also writes to (or this
+				// machine's own under its old name) says whose it is.
+				fmt.Fprintln(out, "\n"+tr.T("Set %s was made on host %q; this machine is %q.", set.Name, set.Manifest.Host, me))
+			}
 			if made := set.Manifest.Pipeline; f.fromPipeline != "" || (made != "" && made != p.Name) {
 				// A set another pipeline made (a clone's, or one a renamed
 				// pipeline left in the root) says so.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -202,5 +203,105 @@ func TestStoreManifestUnreadable(t *testing.T) {
 				t.Errorf("the store holds %v, want only the planted %s", got, old)
 			}
 		})
+	}
+}
+
+// setHost rewrites the host a set's manifest.json says it was made on (and
+// its name, for a set copied under another).
+func setHost(t *testing.T, setDir, host string) {
+	t.Helper()
+	file := filepath.Join(setDir, "manifest.json")
+	var m map[string]any
+	if err := json.Unmarshal([]byte(readFile(t, file)), &m); err != nil {
+		t.Fatal(err)
+	}
+	m["host"] = host
+	m["set"] = filepath.Base(setDir)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, setDir, "manifest.json", string(b))
+}
+
+// TestStorePrefixOfOneMachine: a server cloned with its pipelines, both
+// copies backing up into one store prefix, is told apart by the host the
+// sets were made on. A set of another host made since this root's first set
+// stops the copy, the store's prune and sync, naming the set and both
+// hosts, and the store is left as it was; a restore from the store of that
+// set says whose it is. Sets this root's own sets were made on under an
+// older name, and sets of a machine this one replaced (made before its
+// first set), do not.
+func TestStorePrefixOfOneMachine(t *testing.T) {
+	ftp := storetest.StartSFTP(t)
+	dir := t.TempDir()
+	copies := filepath.Join(ftp.Dir, "copies")
+	root := filepath.Join(dir, "backups")
+	file := writeFile(t, dir, "production.hcl", namedPipeline("production", root, 100, ftp.Stage(copies)))
+	run := func(file string) result {
+		t.Helper()
+		time.Sleep(1100 * time.Millisecond) // a set a second
+		return mbk(t, runOpts{}, "run", file)
+	}
+	for range 3 {
+		if r := run(file); r.code != 0 {
+			t.Fatalf("run: %s", r)
+		}
+	}
+	made := sets(t, root)
+	// The machine was renamed after its first two sets, and the second is
+	// gone from its root (a thinning retention keeps fewer than the store):
+	// the store's copy of it is not in the root, made after the root's
+	// first set, on the host the root's first set names.
+	for _, set := range made[:2] {
+		setHost(t, filepath.Join(root, set), "old-name")
+		setHost(t, filepath.Join(copies, set), "old-name")
+	}
+	if err := os.RemoveAll(filepath.Join(root, made[1])); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(file); r.code != 0 {
+		t.Fatalf("a run after the machine's rename: %s", r)
+	}
+
+	// The clone's set, after this root's first.
+	clone := time.Now().Add(time.Hour).Format("2006-01-02_15-04-05")
+	if err := os.CopyFS(filepath.Join(copies, clone), os.DirFS(filepath.Join(copies, made[2]))); err != nil {
+		t.Fatal(err)
+	}
+	setHost(t, filepath.Join(copies, clone), "school-b")
+	manifests := func() map[string]string {
+		out := map[string]string{}
+		for _, set := range sets(t, copies) {
+			out[set] = readFile(t, filepath.Join(copies, set, "manifest.json"))
+		}
+		return out
+	}
+	before := manifests()
+	me, _ := os.Hostname()
+	want := fmt.Sprintf(`store "sftp" holds set %s of pipeline "production", made on host "school-b" after this root's first set`, clone)
+	r := run(file)
+	if said := r.stdout + r.stderr; r.code == 0 || !strings.Contains(said, want) || !strings.Contains(said, fmt.Sprintf("this machine is %q", me)) {
+		t.Errorf("the run beside a clone: want its copy refused, saying %q, got %s", want, r)
+	}
+	if p := mbk(t, runOpts{}, "prune", file, "--store", "sftp"); p.code == 0 || !strings.Contains(p.stdout+p.stderr, want) {
+		t.Errorf("prune --store: want %q, got %s", want, p)
+	}
+	if s := mbk(t, runOpts{}, "sync", file); s.code == 0 || !strings.Contains(s.stdout+s.stderr, want) {
+		t.Errorf("sync: want %q, got %s", want, s)
+	}
+	if after := manifests(); !maps.Equal(after, before) {
+		t.Errorf("the store's sets changed: %d sets, want the %d there were", len(after), len(before))
+	}
+	rs := mbk(t, runOpts{stdin: "no\n"}, "restore", file, clone, "--from", "sftp")
+	if wantHost := fmt.Sprintf("Set %s was made on host \"school-b\"; this machine is %q.", clone, me); !strings.Contains(rs.stdout, wantHost) {
+		t.Errorf("a restore of the clone's set: want %q before the confirmation, got %s", wantHost, rs)
+	}
+
+	// A new machine replacing both: its first set is newer than every
+	// other host's.
+	fresh := writeFile(t, dir, "new.hcl", namedPipeline("production", filepath.Join(dir, "new-root"), 100, ftp.Stage(copies)))
+	if r := run(fresh); r.code != 0 {
+		t.Errorf("the replacing machine's first run: %s", r)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/mbk-backup/mbk/core/config"
 	"github.com/mbk-backup/mbk/core/repo"
@@ -94,9 +96,18 @@ func foreignRemote(ctx context.Context, p *config.Pipeline, store *Stage, sets [
 		return err
 	}
 	ours := map[string]bool{}
+	// The hosts this root's sets were made on (the machine's name may
+	// have changed), and since when it keeps sets.
+	me, _ := os.Hostname()
+	hosts := map[string]bool{me: true}
+	var since time.Time
 	for _, st := range local {
 		if st.Manifest != nil {
 			ours[st.Name] = true
+			hosts[st.Manifest.Host] = true
+			if since.IsZero() || st.Manifest.Started.Before(since) {
+				since = st.Manifest.Started
+			}
 		}
 	}
 	for _, st := range sets {
@@ -108,7 +119,9 @@ func foreignRemote(ctx context.Context, p *config.Pipeline, store *Stage, sets [
 			return fmt.Errorf("read %s/%s from store %q: %w", st.Name, repo.ManifestFile, store.Name, err)
 		}
 		var m struct {
-			Pipeline string `json:"pipeline"`
+			Pipeline string    `json:"pipeline"`
+			Host     string    `json:"host"`
+			Started  time.Time `json:"started"`
 		}
 		if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
 			return fmt.Errorf("store %q: %s/%s is not valid: %w", store.Name, st.Name, repo.ManifestFile, err)
@@ -116,8 +129,31 @@ func foreignRemote(ctx context.Context, p *config.Pipeline, store *Stage, sets [
 		if m.Pipeline != "" && m.Pipeline != p.Name {
 			return &ForeignRemoteError{Store: store.Name, Pipeline: p.Name, Set: st.Name, Other: m.Pipeline}
 		}
+		// This pipeline's set that this root never held, made while it
+		// kept sets, on a machine none of its sets were made on: the same
+		// pipeline runs elsewhere into this prefix. A machine this one
+		// replaced made its sets before this root's first.
+		if m.Host != "" && !hosts[m.Host] && !since.IsZero() && m.Started.After(since) {
+			return &ForeignHostError{Store: store.Name, Pipeline: p.Name, Set: st.Name, Host: m.Host, Me: me, Since: since}
+		}
 	}
 	return nil
+}
+
+// ForeignHostError says a store's prefix holds sets of this pipeline made
+// on another machine meanwhile: a server cloned with its pipelines, both
+// copies backing up into one prefix. Each one's retention would count the
+// other's copies, and a restore from the store could take the other
+// machine's site.
+type ForeignHostError struct {
+	Store, Pipeline, Set, Host, Me string
+	Since                          time.Time
+}
+
+func (e *ForeignHostError) Error() string {
+	since := e.Since.UTC().Format(time.RFC3339)
+	return fmt.Sprintf("store %q holds set %s of pipeline %q, made on host %q after this root's first set (%s), and this machine is %q: two machines back up pipeline %q into one prefix, and each one's retention would delete the other's copies. Give the pipeline on one machine another name, or its own prefix (s3) or path (sftp) in the store. If %q no longer backs up there (a machine this one replaced), delete the sets it made there since %s",
+		e.Store, e.Set, e.Pipeline, e.Host, since, e.Me, e.Pipeline, e.Host, since)
 }
 
 // limitedBuffer fails a write that would take it past max bytes.
