@@ -229,7 +229,7 @@ func setHost(t *testing.T, setDir, host string) {
 // sets were made on. A set of another host made since this root's first set
 // stops the copy, the store's prune and sync, naming the set and both
 // hosts, and the store is left as it was; a restore from the store of that
-// set says whose it is. Sets this root's own sets were made on under an
+// set says whose it is, as the store's set list does. Sets this root's own sets were made on under an
 // older name, and sets of a machine this one replaced (made before its
 // first set), do not.
 func TestStorePrefixOfOneMachine(t *testing.T) {
@@ -292,6 +292,19 @@ func TestStorePrefixOfOneMachine(t *testing.T) {
 	}
 	if after := manifests(); !maps.Equal(after, before) {
 		t.Errorf("the store's sets changed: %d sets, want the %d there were", len(after), len(before))
+	}
+	// The store's list says which host made each set, where it is not
+	// this machine.
+	l := mbk(t, runOpts{}, "list", file, "--store", "sftp")
+	for _, line := range strings.Split(l.stdout, "\n") {
+		set, _, _ := strings.Cut(line, " ")
+		onB := strings.Contains(line, `made on host "school-b"`)
+		if (set == clone) != onB || (slices.Contains(made[:2], set) != strings.Contains(line, `made on host "old-name"`)) {
+			t.Errorf("list --store: the line of %s says %q", set, line)
+		}
+	}
+	if l.code != 0 || !strings.Contains(l.stdout, clone) {
+		t.Errorf("list --store: %s", l)
 	}
 	rs := mbk(t, runOpts{stdin: "no\n"}, "restore", file, clone, "--from", "sftp")
 	if wantHost := fmt.Sprintf("Set %s was made on host \"school-b\"; this machine is %q.", clone, me); !strings.Contains(rs.stdout, wantHost) {

@@ -46,8 +46,10 @@ type setSummary struct {
 	Status  string `json:"status"` // complete, incomplete
 	Problem string `json:"problem,omitempty"`
 	// Kind is "backup", or "pre-restore" for a restore's safety copy;
-	// empty for a stored set (its manifest is not read to list it).
-	Kind     string    `json:"kind,omitempty"`
+	// empty for a stored set without a readable manifest.
+	Kind string `json:"kind,omitempty"`
+	// Host is the machine the set was made on.
+	Host     string    `json:"host,omitempty"`
 	Bytes    int64     `json:"bytes"`
 	Started  time.Time `json:"started,omitzero"`
 	Duration string    `json:"duration,omitempty"`
@@ -78,11 +80,19 @@ func summarize(s repo.Set, now time.Time) setSummary {
 	if !s.Complete {
 		out.Status, out.Problem = "incomplete", s.Problem
 	}
-	if m := s.Manifest; m != nil && !m.Finished.IsZero() {
-		out.Started = m.Started
-		out.Duration = m.Finished.Sub(m.Started).Round(time.Second).String()
+	if m := s.Manifest; m != nil {
+		out.describe(m)
 	}
 	return out
+}
+
+// describe fills in what a set's manifest says.
+func (s *setSummary) describe(m *repo.Manifest) {
+	s.Host = m.Host
+	if !m.Finished.IsZero() {
+		s.Started = m.Started
+		s.Duration = m.Finished.Sub(m.Started).Round(time.Second).String()
+	}
 }
 
 func (a *app) listCmd() *cobra.Command {
@@ -135,6 +145,7 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, tr.T("SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL\tNOTE"))
 	future := 0
+	me, _ := os.Hostname()
 	for _, s := range sets {
 		status := s.Status
 		if s.Problem != "" {
@@ -148,11 +159,15 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 		if s.Kind != "" {
 			drill = drillLine(s.Drill)
 		}
-		note := ""
+		var notes []string
 		if s.Future {
-			note = tr.T("FUTURE: dated %s ahead of the clock", s.Ahead)
+			notes = append(notes, tr.T("FUTURE: dated %s ahead of the clock", s.Ahead))
 			future++
 		}
+		if s.Host != "" && s.Host != me {
+			notes = append(notes, tr.T("made on host %q", s.Host))
+		}
+		note := strings.Join(notes, "; ")
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, tr.IBytes(uint64(s.Bytes)), s.Duration, drill, note)
 	}
 	if err := tw.Flush(); err != nil {

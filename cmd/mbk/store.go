@@ -140,6 +140,14 @@ func (a *app) listStore(cmd *cobra.Command, file, pipeline, name string, asJSON 
 		sum.markFuture(in.Time, now)
 		if !in.Complete {
 			sum.Status, sum.Problem = "incomplete", "no manifest.json in the store"
+		} else if m, err := engine.RemoteManifest(ctx, s, in.Name); err != nil {
+			sum.Problem = a.redact.String(err.Error())
+		} else {
+			sum.Kind = "backup"
+			if m.Kind != "" {
+				sum.Kind = m.Kind
+			}
+			sum.describe(m)
 		}
 		out = append(out, sum)
 	}

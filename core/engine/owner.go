@@ -114,17 +114,9 @@ func foreignRemote(ctx context.Context, p *config.Pipeline, store *Stage, sets [
 		if !st.Complete || ours[st.Name] {
 			continue
 		}
-		var buf bytes.Buffer
-		if _, err := store.Client.Get(ctx, store.Wire, st.Name, repo.ManifestFile, &limitedBuffer{&buf, manifestMax}); err != nil {
-			return fmt.Errorf("read %s/%s from store %q: %w", st.Name, repo.ManifestFile, store.Name, err)
-		}
-		var m struct {
-			Pipeline string    `json:"pipeline"`
-			Host     string    `json:"host"`
-			Started  time.Time `json:"started"`
-		}
-		if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
-			return fmt.Errorf("store %q: %s/%s is not valid: %w", store.Name, st.Name, repo.ManifestFile, err)
+		m, err := RemoteManifest(ctx, store, st.Name)
+		if err != nil {
+			return err
 		}
 		if m.Pipeline != "" && m.Pipeline != p.Name {
 			return &ForeignRemoteError{Store: store.Name, Pipeline: p.Name, Set: st.Name, Other: m.Pipeline}
@@ -154,6 +146,19 @@ func (e *ForeignHostError) Error() string {
 	since := e.Since.UTC().Format(time.RFC3339)
 	return fmt.Sprintf("store %q holds set %s of pipeline %q, made on host %q after this root's first set (%s), and this machine is %q: two machines back up pipeline %q into one prefix, and each one's retention would delete the other's copies. Give the pipeline on one machine another name, or its own prefix (s3) or path (sftp) in the store. If %q no longer backs up there (a machine this one replaced), delete the sets it made there since %s",
 		e.Store, e.Set, e.Pipeline, e.Host, since, e.Me, e.Pipeline, e.Host, since)
+}
+
+// RemoteManifest reads set's manifest.json from store.
+func RemoteManifest(ctx context.Context, store *Stage, set string) (*repo.Manifest, error) {
+	var buf bytes.Buffer
+	if _, err := store.Client.Get(ctx, store.Wire, set, repo.ManifestFile, &limitedBuffer{&buf, manifestMax}); err != nil {
+		return nil, fmt.Errorf("read %s/%s from store %q: %w", set, repo.ManifestFile, store.Name, err)
+	}
+	var m repo.Manifest
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		return nil, fmt.Errorf("store %q: %s/%s is not valid: %w", store.Name, set, repo.ManifestFile, err)
+	}
+	return &m, nil
 }
 
 // limitedBuffer fails a write that would take it past max bytes.

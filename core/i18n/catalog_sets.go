@@ -6,7 +6,8 @@ var _ = add(map[string]string{
 	// mbk list.
 	"no sets in %s": "no hay conjuntos en %s",
 	"SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL\tNOTE": "CONJUNTO\tTIPO\tESTADO\tTAMAÑO\tDURACIÓN\tSIMULACRO\tNOTA",
-	"FUTURE: dated %s ahead of the clock":            "FUTURO: fechado %s por delante del reloj",
+	"made on host %q":                     "hecho en el equipo %q",
+	"FUTURE: dated %s ahead of the clock": "FUTURO: fechado %s por delante del reloj",
 
 	// mbk info.
 	"STAGE\tPLUGIN\tVERSION\tSTATUS\tDURATION": "ETAPA\tPLUGIN\tVERSIÓN\tESTADO\tDURACIÓN",
