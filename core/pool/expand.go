@@ -29,7 +29,7 @@ import (
 // bytes go from the pool's file to the stream in one process.
 
 // Expand's read-ahead. Small blobs are read whole by expandWorkers
-// goroutines, in the stream's order, up to expandAheadBytes (and
+// goroutines, in the stream's order, up to expandAheadBytes of buffers (and
 // expandAheadEntries entries, directories included) ahead of the one being
 // written; a blob above expandInMemory is streamed when its turn comes,
 // while the workers read on past it.
@@ -108,14 +108,14 @@ func (p *Pool) Expand(ctx context.Context, r io.Reader, w io.Writer, identities 
 		e := &pending{h: h, blob: b, pooled: pooled}
 		if pooled && b.Size > 0 && b.Size <= expandInMemory {
 			// Room for it ahead, made by writing out the oldest.
-			for len(x.queue) > 0 && x.ahead+b.Size > expandAheadBytes {
+			for len(x.queue) > 0 && x.ahead+bufCap(b.Size) > expandAheadBytes {
 				if err := x.drain(ctx, tw, len(x.queue)-1); err != nil {
 					return err
 				}
 			}
 			e.fetch = true
 			e.done = make(chan struct{})
-			x.ahead += b.Size
+			x.ahead += bufCap(b.Size)
 		}
 		if len(x.queue) >= expandAheadEntries {
 			if err := x.drain(ctx, tw, len(x.queue)-1); err != nil {
@@ -160,7 +160,7 @@ type expander struct {
 	jobs  chan *pending
 	wg    sync.WaitGroup
 	queue []*pending
-	ahead int64 // bytes of fetched blobs in the queue
+	ahead int64 // bytes of fetched blobs' buffers in the queue
 	buf   []byte
 	once  sync.Once
 	dir   int // the pool's directory, open
@@ -286,6 +286,15 @@ func bufClass(n int64) int {
 	return -1
 }
 
+// bufCap is the capacity of blobBuf(n): what a blob of n bytes read ahead
+// holds in memory.
+func bufCap(n int64) int64 {
+	if i := bufClass(n); i >= 0 {
+		return 4 << 10 << i
+	}
+	return n
+}
+
 // blobBuf is an empty buffer with room for n bytes.
 func blobBuf(n int64) []byte {
 	i := bufClass(n)
@@ -338,7 +347,7 @@ func (x *expander) emit(ctx context.Context, tw *tar.Writer, e *pending) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
-		x.ahead -= e.blob.Size
+		x.ahead -= bufCap(e.blob.Size)
 		if e.err != nil {
 			return fmt.Errorf("entry %q: %w", e.h.Name, e.err)
 		}
