@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 
 	"github.com/mbk-backup/mbk/core/docker"
@@ -65,6 +67,7 @@ func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 		details["filedir"] = "pool"
 		details["pool_sent_blobs"] = tw.pool.newBlobs
 		details["pool_sent_bytes"] = tw.pool.newBytes
+		details["pool_read_bytes"] = tw.pool.readBytes
 		if tw.pool.mismatched > 0 {
 			details["pool_mismatched"] = tw.pool.mismatched
 		}
@@ -100,6 +103,13 @@ func (p *plugin) backupEngine(ctx context.Context, c config, ex *excluder, st *s
 			p.log.Info("reading the volume's directory directly", "source", source)
 			return source, p.backupHost(ctx, dir, ex, st, tw)
 		}
+		if tw.pool != nil {
+			hc := &container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: c.Volume, Target: helperMount, ReadOnly: true}}}
+			source = fmt.Sprintf("volume %q (walked by a helper container next to it)", c.Volume)
+			if done, err := p.tryWalkHelper(ctx, e, hc, helperMount, e.labelsFor(ctx, c.Volume), c.Exclude, st, tw); done || err != nil {
+				return source, err
+			}
+		}
 		users, err := e.containersUsing(ctx, c.Volume, true)
 		if err != nil {
 			return "", err
@@ -129,6 +139,14 @@ func (p *plugin) backupEngine(ctx context.Context, c config, ex *excluder, st *s
 		if dir, err = e.resolveDir(ctx, info.ID, c.Container, c.Path); err != nil {
 			return "", err
 		}
+		if tw.pool != nil && onMount(info, dir) {
+			// The helper sees the container's volumes and bind mounts.
+			hc := &container.HostConfig{VolumesFrom: []string{info.ID + ":ro"}}
+			source = fmt.Sprintf("path %q in container %q (walked by a helper container next to it)", dir, c.Container)
+			if done, err := p.tryWalkHelper(ctx, e, hc, dir, map[string]string{helperLabel: "volume"}, c.Exclude, st, tw); done || err != nil {
+				return source, err
+			}
+		}
 		id, source = info.ID, fmt.Sprintf("path %q in container %q", dir, c.Container)
 	}
 	p.log.Info("reading through the Engine's archive API", "source", source)
@@ -141,6 +159,33 @@ func (p *plugin) backupEngine(ctx context.Context, c config, ex *excluder, st *s
 		return "", fmt.Errorf("read %s: %w", source, err)
 	}
 	return source, nil
+}
+
+// tryWalkHelper walks root in a helper container (helperwalk.go); done is
+// false, with no error, when the Engine cannot run one: the caller reads
+// through the archive API instead.
+func (p *plugin) tryWalkHelper(ctx context.Context, e *engine, hc *container.HostConfig, root string, labels map[string]string,
+	exclude []string, st *stats, tw *archiveWriter) (bool, error) {
+	if !helperWalks {
+		return false, nil
+	}
+	err := p.walkHelper(ctx, e, hc, root, labels, exclude, st, tw)
+	if errors.Is(err, errNoHelper) {
+		p.log.Info("reading every file through the Engine's archive API: a helper container cannot walk it here", "reason", err)
+		return false, nil
+	}
+	return true, err
+}
+
+// onMount says whether dir lies on one of the container's volumes or bind
+// mounts, where a helper container can reach it.
+func onMount(info container.InspectResponse, dir string) bool {
+	for _, m := range info.Mounts {
+		if dir == m.Destination || strings.HasPrefix(dir, strings.TrimSuffix(m.Destination, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // reemit copies the Engine's tar stream to tw with names relative to the
@@ -267,6 +312,7 @@ func localDir(v volume.Volume, read string) (string, bool) {
 // the pool saves the disk and the uploads, not this read.
 func (p *plugin) enginePooled(ctx context.Context, tw *archiveWriter, ts *tarStream, h *tar.Header, rel string, st *stats) error {
 	b := sdk.Blob{SHA1: baseName(rel), Size: h.Size}
+	tw.pool.readBytes += h.Size
 	have, err := tw.pool.pool.Have(ctx, []sdk.Blob{b})
 	if err != nil {
 		return fmt.Errorf("ask the pool: %w", err)

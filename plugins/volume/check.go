@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"strings"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
@@ -113,13 +112,7 @@ func (p *plugin) checkContainer(ctx context.Context, name, dir string, spec chec
 	}
 	// The helper sees the container's volumes and bind mounts, not its own
 	// filesystem.
-	onMount := false
-	for _, m := range info.Mounts {
-		if dir == m.Destination || strings.HasPrefix(dir, strings.TrimSuffix(m.Destination, "/")+"/") {
-			onMount = true
-		}
-	}
-	if !onMount {
+	if !onMount(info, dir) {
 		return nil, fmt.Errorf("%q is in the container's own filesystem, not on a volume or bind mount: a helper container cannot reach it; restore into a volume (target_volume) to check it", dir)
 	}
 	hc := &container.HostConfig{VolumesFrom: []string{info.ID + ":ro"}}

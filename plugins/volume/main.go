@@ -30,6 +30,12 @@
 // daemon's log, and it truncates mtimes to whole seconds. A stream that ends
 // without tar's end-of-archive marker is an error: the Engine stopped early.
 //
+// With filedir = "pool" the archive API would send every file's content
+// every night; instead this binary walks the tree in a helper container
+// next to the data, as it walks a host directory, and asks back which blobs
+// the core lacks (helperwalk.go). The archive API is read only where the
+// Engine cannot run the helper.
+//
 // # Host directories
 //
 // The plugin walks the directory itself: hard links by (device, inode), symlinks

@@ -79,6 +79,11 @@ type pooler struct {
 	// New blobs this archive sent, and files whose content did not match
 	// their name.
 	newBlobs, newBytes, mismatched int64
+	// readBytes is how many bytes of pooled files were read: the new
+	// blobs' on a walk, every file's through the archive API.
+	readBytes int64
+	// puts is how many new blobs are on their way at once.
+	puts int
 }
 
 type pooledFile struct {
@@ -97,7 +102,7 @@ type poolJob struct {
 	done  chan struct{}
 }
 
-func newPooler(p sdk.Pool) *pooler { return &pooler{pool: p} }
+func newPooler(p sdk.Pool) *pooler { return &pooler{pool: p, puts: poolPuts} }
 
 // add queues one regular file found by the walk.
 func (pl *pooler) add(ctx context.Context, full, rel string, h *tar.Header, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
@@ -172,7 +177,7 @@ func (pl *pooler) resolve(ctx context.Context, j *poolJob) error {
 		mu    sync.Mutex
 		first error
 	)
-	sem := make(chan struct{}, poolPuts)
+	sem := make(chan struct{}, pl.puts)
 	for i := range j.batch {
 		if have[i] {
 			continue
@@ -217,6 +222,7 @@ func (pl *pooler) write(j *poolJob, tw *archiveWriter, st *stats, warn func(stri
 		if !j.have[i] {
 			pl.newBlobs++
 			pl.newBytes += b.Size
+			pl.readBytes += b.Size
 			if b.SHA1 != baseName(f.rel) {
 				pl.mismatched++
 				warn("%q: its content hashes to %s, not to its name (corrupt in the site); stored under its real hash", f.rel, b.SHA1)

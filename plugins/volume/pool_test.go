@@ -256,14 +256,35 @@ func TestHostPoolCoreFails(t *testing.T) {
 	sha1Dataroot(t, src)
 	p := newTestPlugin(t)
 	cfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src), "filedir": cty.StringVal("pool")})
+	poolCoreFails(t, p, cfg, base, 5, 60, 3)
+}
+
+// The same through a helper container walking a volume (helperwalk.go):
+// its one batch's question fails, its 60th put, or the run is cancelled
+// while the question is with the core. The core's error is Backup's.
+func TestEnginePoolCoreFails(t *testing.T) {
+	src := testenv.UniqueName(t, "mbktest-pool-fail")
+	testenv.CreateVolume(t, src)
+	app := testenv.StartApp(t, src, moodleDataroot)
+	if _, stderr, code := testenv.Exec(t, app, nil, "sh", "-c", poolScript, "sh", moodleDataroot); code != 0 {
+		t.Fatalf("build the dataroot: exit %d: %s", code, stderr)
+	}
+	p := newTestPlugin(t)
+	cfg := testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(src), "read": cty.StringVal("engine"), "filedir": cty.StringVal("pool")})
+	poolCoreFails(t, p, cfg, t.TempDir(), 1, 60, 1)
+}
+
+// poolCoreFails backs up cfg against a core that fails the question have,
+// the put put, or cancels the run at the question cancel.
+func poolCoreFails(t *testing.T, p *plugin, cfg sdk.Config, base string, have, put, cancelAt int) {
 	for _, tc := range []struct {
 		name              string
 		have, put, cancel int
 		want              string
 	}{
-		{"question", 5, 0, 0, "ask the pool: the core's disk is full"},
-		{"put", 0, 60, 0, "in the pool: the core's disk is full"},
-		{"cancelled", 0, 0, 3, "context canceled"},
+		{"question", have, 0, 0, "ask the pool: the core's disk is full"},
+		{"put", 0, put, 0, "in the pool: the core's disk is full"},
+		{"cancelled", 0, 0, cancelAt, "context canceled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pl, err := pool.Open(filepath.Join(base, "root-"+tc.name))
@@ -314,66 +335,97 @@ find . -type f -exec chmod 0640 {} +
 touch -d @1000000000 muc/config.php
 `
 
-// Through the Engine's archive API both ways (a remote Engine, or read =
-// "engine"): the pooled backup sends every blob once, an unchanged one
-// sends none, and a restore into a new volume through a helper container
-// gives back the source's tree.
+// Through the Engine both ways (a remote Engine, or read = "engine"), for
+// a volume and for a path in a container: the pooled backup walks the tree
+// in a helper container and sends every blob once; an unchanged one reads
+// no file's content; the default exclusions hold; and a restore into a new
+// volume through a helper container from the expanded archive gives back
+// the same tree. Where no helper can run, the archive API is read: the
+// same archive, every file read.
 func TestEnginePoolRoundTrip(t *testing.T) {
 	src := testenv.UniqueName(t, "mbktest-pool-src")
 	testenv.CreateVolume(t, src)
 	app := testenv.StartApp(t, src, moodleDataroot)
-	if _, stderr, code := testenv.Exec(t, app, nil, "sh", "-c", poolScript, "sh", moodleDataroot); code != 0 {
+	if _, stderr, code := testenv.Exec(t, app, nil, "sh", "-c", poolScript+`
+mkdir -p cache/x sessions && echo cached >cache/x/c && echo s >sessions/sess_1`, "sh", moodleDataroot); code != 0 {
 		t.Fatalf("build the dataroot: exit %d: %s", code, stderr)
 	}
-	pl, err := pool.Open(t.TempDir())
-	must(t, err)
-	cp := &corePool{p: pl}
-	p := newTestPlugin(t)
-	engineCfg := testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(src), "read": cty.StringVal("engine"), "filedir": cty.StringVal("pool")})
-	backup := func() (string, sdk.BackupResult) {
-		t.Helper()
-		file := filepath.Join(t.TempDir(), "moodledata.tar")
-		f, err := os.Create(file)
-		must(t, err)
-		defer f.Close()
-		res, err := p.Backup(context.Background(), sdk.BackupRequest{Config: engineCfg, Artifact: artifactID, Set: "s", Pool: cp}, f)
-		if err != nil {
-			t.Fatalf("Backup: %v", err)
-		}
-		return file, res
-	}
-	file, res := backup()
-	if s, _ := res.Details["source"].(string); strings.Contains(s, "read from its directory") {
-		t.Fatalf("read from the directory, not through the Engine: %s", s)
-	}
-	if cp.puts != 301 || res.Details["pool_sent_blobs"].(int64) != 301 {
-		t.Fatalf("first backup: %d puts, details %v; want 301", cp.puts, res.Details)
-	}
-	cp.puts = 0
-	backup()
-	if cp.puts != 0 {
-		t.Errorf("the unchanged backup put %d blobs", cp.puts)
-	}
-
-	dst := testenv.UniqueName(t, "mbktest-pool-dst")
-	removeVolumeAtCleanup(t, dst)
-	f, err := os.Open(file)
-	must(t, err)
-	defer f.Close()
-	xr := pl.ExpandReader(context.Background(), f, nil)
-	defer xr.Close()
-	_, err = p.Restore(context.Background(), sdk.RestoreRequest{Config: engineCfg, Artifact: artifactID,
-		Options: ropts(t, map[string]string{"target_volume": dst})}, xr)
-	if err != nil {
-		t.Fatalf("Restore through the Engine: %v", err)
-	}
 	want := without(fingerprint(t, app, moodleDataroot), moodleExcluded...)
-	got := fingerprint(t, testenv.StartApp(t, dst, "/data"), "/data")
-	if d := diff(want, got); len(d) > 0 {
-		t.Errorf("the volume restored from the pool differs from the source:\n%s", strings.Join(d, "\n"))
-	}
-	if len(got) < 300 {
-		t.Errorf("only %d entries restored", len(got))
+	for _, way := range []struct {
+		name   string
+		cfg    map[string]cty.Value
+		helper bool
+		source string
+	}{
+		{"volume, helper", map[string]cty.Value{"volume": cty.StringVal(src), "read": cty.StringVal("engine")}, true,
+			"walked by a helper container next to it"},
+		{"container path, helper", map[string]cty.Value{"container": cty.StringVal(app), "path": cty.StringVal(moodleDataroot)}, true,
+			"walked by a helper container next to it"},
+		{"volume, archive API", map[string]cty.Value{"volume": cty.StringVal(src), "read": cty.StringVal("engine")}, false,
+			"read through running container"},
+	} {
+		t.Run(way.name, func(t *testing.T) {
+			defer func() { helperWalks = true }()
+			helperWalks = way.helper
+			pl, err := pool.Open(t.TempDir())
+			must(t, err)
+			cp := &corePool{p: pl}
+			p := newTestPlugin(t)
+			way.cfg["filedir"] = cty.StringVal("pool")
+			engineCfg := testConfig(t, p, way.cfg)
+			backup := func() (string, sdk.BackupResult) {
+				t.Helper()
+				file := filepath.Join(t.TempDir(), "moodledata.tar")
+				f, err := os.Create(file)
+				must(t, err)
+				defer f.Close()
+				res, err := p.Backup(context.Background(), sdk.BackupRequest{Config: engineCfg, Artifact: artifactID, Set: "s", Pool: cp}, f)
+				if err != nil {
+					t.Fatalf("Backup: %v", err)
+				}
+				return file, res
+			}
+			file, res := backup()
+			if s, _ := res.Details["source"].(string); !strings.Contains(s, way.source) {
+				t.Fatalf("source %q, want it read the Engine's way: %q", s, way.source)
+			}
+			sent := res.Details["pool_sent_bytes"].(int64)
+			if cp.puts != 301 || res.Details["pool_sent_blobs"].(int64) != 301 || res.Details["pool_read_bytes"].(int64) != sent {
+				t.Fatalf("first backup: %d puts, details %v; want 301, every pooled byte read once", cp.puts, res.Details)
+			}
+			if n := len(res.Details["excluded"].([]sizedPath)); n != 2 {
+				t.Errorf("excluded %v, want cache and sessions", res.Details["excluded"])
+			}
+			cp.puts = 0
+			_, res = backup()
+			read, wantRead := res.Details["pool_read_bytes"].(int64), int64(0)
+			if !way.helper {
+				wantRead = sent
+			}
+			if cp.puts != 0 || read != wantRead {
+				t.Errorf("the unchanged backup put %d blobs and read %d bytes of pooled files, want 0 and %d", cp.puts, read, wantRead)
+			}
+
+			dst := testenv.UniqueName(t, "mbktest-pool-dst")
+			removeVolumeAtCleanup(t, dst)
+			f, err := os.Open(file)
+			must(t, err)
+			defer f.Close()
+			xr := pl.ExpandReader(context.Background(), f, nil)
+			defer xr.Close()
+			_, err = p.Restore(context.Background(), sdk.RestoreRequest{Config: engineCfg, Artifact: artifactID,
+				Options: ropts(t, map[string]string{"target_volume": dst})}, xr)
+			if err != nil {
+				t.Fatalf("Restore through the Engine: %v", err)
+			}
+			got := fingerprint(t, testenv.StartApp(t, dst, "/data"), "/data")
+			if d := diff(want, got); len(d) > 0 {
+				t.Errorf("the volume restored from the pool differs from the source:\n%s", strings.Join(d, "\n"))
+			}
+			if len(got) < 300 {
+				t.Errorf("only %d entries restored", len(got))
+			}
+		})
 	}
 }
 

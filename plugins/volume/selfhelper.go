@@ -205,6 +205,12 @@ func (s *selfImage) run(ctx context.Context, hc *container.HostConfig, stdin io.
 		labels[k] = v
 	}
 	withStdin := stdin != nil
+	// What it says reaches this plugin through the attach stream; a
+	// logging driver would also write all of it to disk (a walk's output
+	// is the archive).
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig = container.LogConfig{Type: "none"}
+	}
 	_, err := e.ContainerCreate(ctx,
 		&container.Config{
 			Image:           s.ref,
@@ -260,9 +266,13 @@ func (s *selfImage) run(ctx context.Context, hc *container.HostConfig, stdin io.
 		return fmt.Errorf("wait for the helper container: %w", err)
 	}
 	// The helper may exit without reading all its input: closing the
-	// connection ends the copy.
+	// connection ends the copy. One that failed may have left it waiting
+	// for more input, which ends when the caller's reader does.
 	hj.Close()
-	sendErr := <-sent
+	var sendErr error
+	if code == 0 {
+		sendErr = <-sent
+	}
 	out := strings.TrimSpace(logs.String())
 	for _, l := range strings.Split(out, "\n") {
 		if l != "" {

@@ -175,6 +175,9 @@ func helperMain(args []string) int {
 		if len(args) > 0 && args[0] == checkCmd {
 			return checkMain(args[1:], log)
 		}
+		if len(args) > 0 && args[0] == walkCmd {
+			return walkMain(args[1:], log)
+		}
 		if len(args) < 3 || !strings.HasPrefix(args[2], stagingPrefix) || strings.Contains(args[2], "/") {
 			return fmt.Errorf("bad arguments %q", args)
 		}

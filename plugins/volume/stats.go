@@ -39,6 +39,35 @@ type stats struct {
 
 func newStats() *stats { return &stats{excluded: map[string]*sizedPath{}} }
 
+// statsWire is stats as a helper container sends them (helperwalk.go).
+type statsWire struct {
+	Files, Dirs, Symlinks, Hardlinks, Others, Bytes int64
+	Largest                                         []sizedPath
+	Excluded                                        []sizedPath // in the order met
+	Warnings                                        []string
+	MoreWarnings                                    int
+}
+
+func (s *stats) wire() statsWire {
+	w := statsWire{Files: s.files, Dirs: s.dirs, Symlinks: s.symlinks, Hardlinks: s.hardlinks, Others: s.others,
+		Bytes: s.bytes, Largest: s.largest, Warnings: s.warnings, MoreWarnings: s.moreWarnings}
+	for _, root := range s.excludedOrder {
+		w.Excluded = append(w.Excluded, *s.excluded[root])
+	}
+	return w
+}
+
+func (w statsWire) stats() *stats {
+	s := newStats()
+	s.files, s.dirs, s.symlinks, s.hardlinks, s.others, s.bytes = w.Files, w.Dirs, w.Symlinks, w.Hardlinks, w.Others, w.Bytes
+	s.largest, s.warnings, s.moreWarnings = w.Largest, w.Warnings, w.MoreWarnings
+	for _, x := range w.Excluded {
+		s.excluded[x.Path] = &x
+		s.excludedOrder = append(s.excludedOrder, x.Path)
+	}
+	return s
+}
+
 // add counts an entry written to (or restored from) the archive.
 func (s *stats) add(name string, h *tar.Header) {
 	switch h.Typeflag {
