@@ -41,6 +41,10 @@
 #   floor-walk           find DIR -printf '%m %U %G %T@ %s %p\n' | wc -c on the volume's
 #                        directory on this host, just before pool-unchanged-zstd: the bare walk
 #   pool-unchanged-zstd  the same pipeline again, nothing changed (bytes out: the files' bytes the root gained)
+#   pool-unchanged-engine-zstd  the same pipeline with read = "engine", nothing changed: a helper
+#                        container walks the volume next to its data and only new files' content
+#                        would cross the Engine (the helper's own CPU and memory are not the
+#                        tree's: its CPU counts as other tenants')
 #   pool-1pct-zstd       again, after 1% new files (benchtool files -add; bytes in: the new
 #                        blobs' raw bytes, out: the files' bytes the root gained); then a whole archive of a
 #                        copy of the new files alone, whose size is the 1% target's reference;
@@ -315,7 +319,9 @@ drill_mbk() {
 pool_runs() {
   local r=$1 root="$WORK/root-pool-zstd" before before_disk wrote grew set added="$WORK/added.txt" v
   rm -rf "$root" && mkdir -p "$root"
-  for v in first unchanged 1pct; do
+  for v in first unchanged unchanged-engine 1pct; do
+    local hcl="$WORK/bench-pool-zstd.hcl"
+    [[ $v == unchanged-engine ]] && hcl="$WORK/bench-pool-engine-zstd.hcl"
     if [[ $v == 1pct ]]; then
       in_volume "$VOL:/data" -v "$WORK/tool:/tool:ro" -- /tool/benchtool files -add -dir /data \
         -files $((FILES / 100)) -bytes $((FILEBYTES / 100)) -seed $((1000 + r)) >"$added"
@@ -327,7 +333,7 @@ pool_runs() {
       measure floor-walk "$r" bash -c "find \"\$(docker volume inspect -f '{{.Mountpoint}}' '$VOL')\" -printf '%m %U %G %T@ %s %p\n' | wc -c" >/dev/null
     fi
     before=$(files_bytes "$root") before_disk=$(du -sb "$root" | cut -f1)
-    measure "pool-$v-zstd" "$r" "$REPO/bin/mbk" --log-format json run "$WORK/bench-pool-zstd.hcl" \
+    measure "pool-$v-zstd" "$r" "$REPO/bin/mbk" --log-format json run "$hcl" \
       >/dev/null 2>"$RES/pool-$v-zstd.r$r.log" || die "mbk run failed: see $RES/pool-$v-zstd.r$r.log"
     set=$(newest_set "$root")
     annotate "$RES/pool-$v-zstd.r$r.json" -manifest "$set/manifest.json"
@@ -426,6 +432,8 @@ write_pipelines() {
       "$(dump_stage "$comp" "$old"$'\n    extra_args = ["--hex-blob"]')"$'\n'"$(archive_stage "$comp" "$old")"$'\n  stage "checksum" "sha256" {}'
   done
   bench_pipeline pool-zstd "the archive stage alone, filedir in the pool" "$(archive_stage zstd '    filedir     = "pool"')"
+  # The same pipeline (its root, its pool) read through the Engine.
+  sed 's/^    filedir     = "pool"$/&\n    read        = "engine"/' "$WORK/bench-pool-zstd.hcl" >"$WORK/bench-pool-engine-zstd.hcl"
   # The 1% target's reference: a whole archive of the new files alone.
   bench_pipeline newfiles-zstd "a whole archive of a copy of pool-1pct's new files" \
     "$(archive_stage zstd "" "path        = \"$WORK/new-files\"")"

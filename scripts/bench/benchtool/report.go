@@ -199,6 +199,7 @@ var variants = []struct{ label, what string }{
 	{"floor-walk", "`find DIR -printf '%m %U %G %T@ %s %p'` of the volume's directory on the host: the bare walk"},
 	{"pool-first-zstd", "`mbk run` of the archive stage, filedir in the pool, empty root (bytes out: the files' bytes in the root)"},
 	{"pool-unchanged-zstd", "the same, nothing changed since (bytes out: the files' bytes the root gained)"},
+	{"pool-unchanged-engine-zstd", "the same with `read = \"engine\"`, nothing changed: a helper container walks the volume (its CPU is not in the tree's column but in others')"},
 	{"pool-1pct-zstd", "the same, after 1% new files (bytes in: their raw bytes; out: the files' bytes the root gained)"},
 	{"restore-files-tar", "`mbk restore` of the mbk-files-zstd set into a new volume"},
 	{"restore-files-pool", "`mbk restore` of the unchanged pooled set into a new volume (fingerprint identical to the tar's)"},
@@ -646,6 +647,10 @@ func (r *report) poolTargets(ts *[]target) {
 		if files := r.datasetFiles(); files > 0 {
 			*ts = append(*ts, target{"#19", "for scale: pool, unchanged: files walked per second",
 				fmt.Sprintf("%.0f files/s (%d files in %.2f s)", float64(files)/same, files, same), true, false})
+		}
+		if eng := r.phase("pool-unchanged-engine-zstd", "archive"); eng > 0 {
+			*ts = append(*ts, target{"#19", "for scale: pool, unchanged, through the Engine (a helper container walks the volume) against a whole archive stage's time",
+				fmt.Sprintf("%.1f%% (%.2f s); %.1f× the host's unchanged stage", 100*eng/full, eng, eng/same), true, false})
 		}
 		if walk := r.med("floor-walk", wallOf); walk > 0 {
 			*ts = append(*ts, target{"#19", "for scale: the bare walk (`find -printf`, one process) against a whole archive stage's time",
