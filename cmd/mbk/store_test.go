@@ -57,7 +57,7 @@ func TestOffsiteStores(t *testing.T) {
 	set := sets(t, root)[0]
 	for _, store := range []string{"s3", "sftp"} {
 		l := mbk(t, runOpts{env: env}, "list", file, "--store", store)
-		if l.code != 0 || !strings.Contains(flat(l.stdout), set+" - complete") {
+		if l.code != 0 || !strings.Contains(flat(l.stdout), set+" backup complete") {
 			t.Fatalf("list --store %s: %s", store, l)
 		}
 		v := mbk(t, runOpts{env: env}, "verify", file, "--store", store)
@@ -75,7 +75,7 @@ func TestOffsiteStores(t *testing.T) {
 		local := sets(t, root)
 		newest := local[len(local)-1]
 		l := mbk(t, runOpts{env: env}, "list", file, "--store", "s3")
-		if strings.Contains(flat(l.stdout), newest+" - complete") {
+		if strings.Contains(flat(l.stdout), newest+" backup complete") {
 			t.Fatalf("the failed copy looks complete in the store: %s", l)
 		}
 		// mbk status sees the warning and which store is behind.
@@ -91,7 +91,7 @@ func TestOffsiteStores(t *testing.T) {
 			t.Fatalf("status does not see the copy sync made: %s", st)
 		}
 		l = mbk(t, runOpts{env: env}, "list", file, "--store", "s3")
-		if !strings.Contains(flat(l.stdout), newest+" - complete") {
+		if !strings.Contains(flat(l.stdout), newest+" backup complete") {
 			t.Fatalf("after sync: %s", l)
 		}
 	})
