@@ -112,13 +112,7 @@ func TestStorePrefixOfOnePipeline(t *testing.T) {
 	if len(prodSets) != 2 {
 		t.Fatalf("the store holds %v, want production's 2 sets", prodSets)
 	}
-	manifests := func() map[string]string {
-		out := map[string]string{}
-		for _, set := range remote() {
-			out[set] = readFile(t, filepath.Join(shared, set, "manifest.json"))
-		}
-		return out
-	}
+	manifests := func() map[string]string { return storeManifests(t, shared) }
 	before := manifests()
 	// A second apart: the same name is TestStoreSetNameTaken's case.
 	time.Sleep(1100 * time.Millisecond)
@@ -127,17 +121,34 @@ func TestStorePrefixOfOnePipeline(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stdout, want) {
 		t.Errorf("testing's run: want its copy refused, saying %q, got %s", want, r)
 	}
-	if p := mbk(t, runOpts{}, "prune", testing, "--store", "sftp"); p.code == 0 || !strings.Contains(p.stdout+p.stderr, want) {
-		t.Errorf("testing's prune --store: want %q, got %s", want, p)
-	}
-	if s := mbk(t, runOpts{}, "sync", testing); s.code == 0 || !strings.Contains(s.stdout+s.stderr, want) {
-		t.Errorf("testing's sync: want %q, got %s", want, s)
-	}
+	storeRefused(t, testing, want)
 	if after := manifests(); !maps.Equal(after, before) {
 		t.Errorf("the store's sets changed: %d sets after testing's run, prune and sync, want production's %v as they were", len(after), prodSets)
 	}
 	if r := mbk(t, runOpts{}, "run", prod); r.code != 0 {
 		t.Errorf("production's third run: %s", r)
+	}
+}
+
+// storeManifests is each manifest.json of the sets in an SFTP store's
+// directory, by set.
+func storeManifests(t *testing.T, dir string) map[string]string {
+	out := map[string]string{}
+	for _, set := range sets(t, dir) {
+		out[set] = readFile(t, filepath.Join(dir, set, "manifest.json"))
+	}
+	return out
+}
+
+// storeRefused: file's prune of its store "sftp" and its sync both fail,
+// saying want.
+func storeRefused(t *testing.T, file, want string) {
+	t.Helper()
+	if p := mbk(t, runOpts{}, "prune", file, "--store", "sftp"); p.code == 0 || !strings.Contains(p.stdout+p.stderr, want) {
+		t.Errorf("prune --store: want %q, got %s", want, p)
+	}
+	if s := mbk(t, runOpts{}, "sync", file); s.code == 0 || !strings.Contains(s.stdout+s.stderr, want) {
+		t.Errorf("sync: want %q, got %s", want, s)
 	}
 }
 
@@ -270,13 +281,7 @@ func TestStorePrefixOfOneMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	setHost(t, filepath.Join(copies, clone), "school-b")
-	manifests := func() map[string]string {
-		out := map[string]string{}
-		for _, set := range sets(t, copies) {
-			out[set] = readFile(t, filepath.Join(copies, set, "manifest.json"))
-		}
-		return out
-	}
+	manifests := func() map[string]string { return storeManifests(t, copies) }
 	before := manifests()
 	me, _ := os.Hostname()
 	want := fmt.Sprintf(`store "sftp" holds set %s of pipeline "production", made on host "school-b" after this root's first set`, clone)
@@ -284,12 +289,7 @@ func TestStorePrefixOfOneMachine(t *testing.T) {
 	if said := r.stdout + r.stderr; r.code == 0 || !strings.Contains(said, want) || !strings.Contains(said, fmt.Sprintf("this machine is %q", me)) {
 		t.Errorf("the run beside a clone: want its copy refused, saying %q, got %s", want, r)
 	}
-	if p := mbk(t, runOpts{}, "prune", file, "--store", "sftp"); p.code == 0 || !strings.Contains(p.stdout+p.stderr, want) {
-		t.Errorf("prune --store: want %q, got %s", want, p)
-	}
-	if s := mbk(t, runOpts{}, "sync", file); s.code == 0 || !strings.Contains(s.stdout+s.stderr, want) {
-		t.Errorf("sync: want %q, got %s", want, s)
-	}
+	storeRefused(t, file, want)
 	if after := manifests(); !maps.Equal(after, before) {
 		t.Errorf("the store's sets changed: %d sets, want the %d there were", len(after), len(before))
 	}

@@ -95,18 +95,7 @@ func TestHostPoolRoundTrip(t *testing.T) {
 	cp := &corePool{p: pl}
 	p := newTestPlugin(t)
 	cfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src), "filedir": cty.StringVal("pool")})
-	backup := func() (string, sdk.BackupResult) {
-		t.Helper()
-		file := filepath.Join(t.TempDir(), "moodledata.tar")
-		f, err := os.Create(file)
-		must(t, err)
-		defer f.Close()
-		res, err := p.Backup(context.Background(), sdk.BackupRequest{Config: cfg, Artifact: artifactID, Set: "s", Pool: cp}, f)
-		if err != nil {
-			t.Fatalf("Backup: %v", err)
-		}
-		return file, res
-	}
+	backup := func() (string, sdk.BackupResult) { return pooledBackup(t, p, cfg, cp) }
 	restore := func(file, dst string, expand bool) error {
 		f, err := os.Open(file)
 		must(t, err)
@@ -263,12 +252,7 @@ func TestHostPoolCoreFails(t *testing.T) {
 // its one batch's question fails, its 60th put, or the run is cancelled
 // while the question is with the core. The core's error is Backup's.
 func TestEnginePoolCoreFails(t *testing.T) {
-	src := testenv.UniqueName(t, "mbktest-pool-fail")
-	testenv.CreateVolume(t, src)
-	app := testenv.StartApp(t, src, moodleDataroot)
-	if _, stderr, code := testenv.Exec(t, app, nil, "sh", "-c", poolScript, "sh", moodleDataroot); code != 0 {
-		t.Fatalf("build the dataroot: exit %d: %s", code, stderr)
-	}
+	src, _ := poolApp(t, "mbktest-pool-fail", "")
 	p := newTestPlugin(t)
 	cfg := testConfig(t, p, map[string]cty.Value{"volume": cty.StringVal(src), "read": cty.StringVal("engine"), "filedir": cty.StringVal("pool")})
 	poolCoreFails(t, p, cfg, t.TempDir(), 1, 60, 1)
@@ -309,6 +293,34 @@ func poolCoreFails(t *testing.T, p *plugin, cfg sdk.Config, base string, have, p
 	}
 }
 
+// pooledBackup backs up cfg with the core's pool cp into a file of its
+// own and returns the file and the result.
+func pooledBackup(t *testing.T, p *plugin, cfg sdk.Config, cp sdk.Pool) (string, sdk.BackupResult) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "moodledata.tar")
+	f, err := os.Create(file)
+	must(t, err)
+	defer f.Close()
+	res, err := p.Backup(context.Background(), sdk.BackupRequest{Config: cfg, Artifact: artifactID, Set: "s", Pool: cp}, f)
+	if err != nil {
+		t.Fatalf("Backup: %v", err)
+	}
+	return file, res
+}
+
+// poolApp is a volume named after prefix, filled by poolScript and then
+// script, and an app container mounting it at moodleDataroot.
+func poolApp(t *testing.T, prefix, script string) (src, app string) {
+	t.Helper()
+	src = testenv.UniqueName(t, prefix)
+	testenv.CreateVolume(t, src)
+	app = testenv.StartApp(t, src, moodleDataroot)
+	if _, stderr, code := testenv.Exec(t, app, nil, "sh", "-c", poolScript+script, "sh", moodleDataroot); code != 0 {
+		t.Fatalf("build the dataroot: exit %d: %s", code, stderr)
+	}
+	return src, app
+}
+
 // poolScript fills $1 with files named by the SHA-1 of their content in
 // filedir and trashdir (one of them a megabyte), beside the rest of a
 // dataroot, owned by www-data.
@@ -343,13 +355,8 @@ touch -d @1000000000 muc/config.php
 // the same tree. Where no helper can run, the archive API is read: the
 // same archive, every file read.
 func TestEnginePoolRoundTrip(t *testing.T) {
-	src := testenv.UniqueName(t, "mbktest-pool-src")
-	testenv.CreateVolume(t, src)
-	app := testenv.StartApp(t, src, moodleDataroot)
-	if _, stderr, code := testenv.Exec(t, app, nil, "sh", "-c", poolScript+`
-mkdir -p cache/x sessions && echo cached >cache/x/c && echo s >sessions/sess_1`, "sh", moodleDataroot); code != 0 {
-		t.Fatalf("build the dataroot: exit %d: %s", code, stderr)
-	}
+	src, app := poolApp(t, "mbktest-pool-src", `
+mkdir -p cache/x sessions && echo cached >cache/x/c && echo s >sessions/sess_1`)
 	want := without(fingerprint(t, app, moodleDataroot), moodleExcluded...)
 	for _, way := range []struct {
 		name   string
@@ -373,18 +380,7 @@ mkdir -p cache/x sessions && echo cached >cache/x/c && echo s >sessions/sess_1`,
 			p := newTestPlugin(t)
 			way.cfg["filedir"] = cty.StringVal("pool")
 			engineCfg := testConfig(t, p, way.cfg)
-			backup := func() (string, sdk.BackupResult) {
-				t.Helper()
-				file := filepath.Join(t.TempDir(), "moodledata.tar")
-				f, err := os.Create(file)
-				must(t, err)
-				defer f.Close()
-				res, err := p.Backup(context.Background(), sdk.BackupRequest{Config: engineCfg, Artifact: artifactID, Set: "s", Pool: cp}, f)
-				if err != nil {
-					t.Fatalf("Backup: %v", err)
-				}
-				return file, res
-			}
+			backup := func() (string, sdk.BackupResult) { return pooledBackup(t, p, engineCfg, cp) }
 			file, res := backup()
 			if s, _ := res.Details["source"].(string); !strings.Contains(s, way.source) {
 				t.Fatalf("source %q, want it read the Engine's way: %q", s, way.source)
