@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/testing/testenv"
@@ -81,6 +83,55 @@ INSERT INTO mdl_big SELECT seq, MD5(seq), MD5(seq+1), MD5(seq+2) FROM seq_1_to_%
 		if got := sets(t, root); len(got) != 1 {
 			t.Fatalf("want one set after the rerun, got %v", got)
 		}
+	})
+
+	// The pooled walk through the Engine runs in a helper container (an
+	// imported image of the volume plugin): a killed run cannot remove
+	// them, so the next one that makes a helper does.
+	t.Run("SIGKILL of mbk run during a pooled walk through the Engine", func(t *testing.T) {
+		big := `set -e; mkdir -p /data/filedir/tmp; head -c %d /dev/urandom >/data/filedir/tmp/f
+h=$(sha1sum /data/filedir/tmp/f | cut -c1-40); d=/data/filedir/$(echo $h | cut -c1-2)/$(echo $h | cut -c3-4)
+mkdir -p $d && mv /data/filedir/tmp/f $d/$h && rmdir /data/filedir/tmp && echo $d/$h`
+		out, stderr, code := testenv.Exec(t, s.app, nil, "sh", "-c", fmt.Sprintf(big, bigBytes))
+		if code != 0 {
+			t.Fatalf("put a big file in filedir: %s", stderr)
+		}
+		pooled := `["bulk", "cache"]`
+		o := siteOpts{volume: s.volume, exclude: pooled, archExtra: "filedir = \"pool\"\n    read = \"engine\""}
+		file, root := pipeline(t, o)
+		b := startMbk(t, s.env(), "run", file)
+		b.waitGrowing(filepath.Join(root, ".pool", ".tmp", "*"), 1<<20)
+		if n := len(helperLeft(t)); n == 0 {
+			t.Fatalf("no helper container or image while the walk runs\n%s", b)
+		}
+		// Everything at once, as a power cut would: a plugin that
+		// outlives mbk removes its helpers itself.
+		plugins := pluginsOf(b.cmd.Process.Pid)
+		for _, p := range plugins {
+			syscall.Kill(p.pid, syscall.SIGKILL)
+		}
+		b.kill()
+		noSet(t, root, b)
+		waitGone(t, "plugin processes", plugins)
+		if n := len(helperLeft(t)); n == 0 {
+			t.Fatal("the killed run left no helper container or image: nothing to remove")
+		}
+		if _, stderr, code := testenv.Exec(t, s.app, nil, "rm", strings.TrimSpace(out)); code != 0 {
+			t.Fatalf("remove the big file: %s", stderr)
+		}
+		// Exit 3: the site's filedir holds files whose content does not
+		// match their names, a warning.
+		r := mbk(t, runOpts{env: s.env()}, "run", file)
+		if r.code != 0 && r.code != 3 || len(sets(t, root)) != 1 {
+			t.Fatalf("the next run: %s", r)
+		}
+		if left := helperLeft(t); len(left) > 0 {
+			t.Errorf("helper containers or images left on the Engine after the next run: %v", left)
+		}
+		if !strings.Contains(r.stderr, "a killed run left") {
+			t.Errorf("the next run does not say it removed what the killed one left:\n%s", r.stderr)
+		}
+		noLeftovers(t, root)
 	})
 
 	t.Run("the app container removed during the archive", func(t *testing.T) {
@@ -226,4 +277,29 @@ func dockerTars() []proc {
 		}
 	}
 	return out
+}
+
+// helperLeft lists the volume plugin's helper containers and images on
+// the Engine (those carrying its owner label).
+func helperLeft(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := dockerCtx()
+	defer cancel()
+	byOwner := filters.NewArgs(filters.Arg("label", "io.mbk.helper.owner"))
+	var left []string
+	cs, err := testenv.Docker(t).ContainerList(ctx, container.ListOptions{All: true, Filters: byOwner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		left = append(left, "container "+strings.Join(c.Names, ","))
+	}
+	ims, err := testenv.Docker(t).ImageList(ctx, image.ListOptions{Filters: byOwner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range ims {
+		left = append(left, "image "+strings.Join(im.RepoTags, ","))
+	}
+	return left
 }

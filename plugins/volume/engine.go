@@ -14,6 +14,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -38,7 +39,8 @@ const (
 // engine is the Docker side of the plugin.
 type engine struct {
 	*docker.Client
-	log hclog.Logger
+	log   hclog.Logger
+	swept sync.Once // sweepLeftovers
 }
 
 func newEngine(log hclog.Logger) (*engine, error) {
@@ -114,6 +116,7 @@ type helper struct {
 // never nil and uses its own context: it must run after the caller's ended.
 func (e *engine) createHelper(ctx context.Context, vol string, readOnly bool) (helper, func(), error) {
 	noop := func() {}
+	e.sweepLeftovers(ctx)
 	img, err := e.helperImage(ctx)
 	if err != nil {
 		return helper{}, noop, err
@@ -137,7 +140,7 @@ func (e *engine) createHelper(ctx context.Context, vol string, readOnly bool) (h
 		&container.Config{
 			Image:           img,
 			Cmd:             []string{"/mbk-helper-is-never-started"},
-			Labels:          e.labelsFor(ctx, vol),
+			Labels:          withOwner(e.labelsFor(ctx, vol)),
 			NetworkDisabled: true,
 		},
 		&container.HostConfig{Mounts: []mount.Mount{{

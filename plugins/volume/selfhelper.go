@@ -143,10 +143,12 @@ func (e *engine) importSelf(ctx context.Context, purpose string, labels map[stri
 	if info.OSType != "linux" || !sameArch(info.Architecture) {
 		return nil, fmt.Errorf("the Engine runs %s/%s, this plugin %s/%s", info.OSType, info.Architecture, runtime.GOOS, runtime.GOARCH)
 	}
+	e.sweepLeftovers(ctx)
 	files, err := selfFiles()
 	if err != nil {
 		return nil, err
 	}
+	labels = withOwner(labels)
 	var rb [6]byte
 	if _, err := rand.Read(rb[:]); err != nil {
 		return nil, err
