@@ -139,6 +139,9 @@ func (p *plugin) backupEngine(ctx context.Context, c config, ex *excluder, st *s
 		if dir, err = e.resolveDir(ctx, info.ID, c.Container, c.Path); err != nil {
 			return "", err
 		}
+		if tw.pool != nil && !onMount(info, dir) {
+			p.log.Info("reading every file through the Engine's archive API: the path is in the container's own filesystem, where a helper container cannot reach it", "path", dir)
+		}
 		if tw.pool != nil && onMount(info, dir) {
 			// The helper sees the container's volumes and bind mounts.
 			hc := &container.HostConfig{VolumesFrom: []string{info.ID + ":ro"}}

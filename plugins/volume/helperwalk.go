@@ -458,6 +458,11 @@ func (p *plugin) serveWalk(ctx context.Context, r *bufio.Reader, w io.Writer, st
 				return fmt.Errorf("the helper ended with %d puts unfinished", len(content))
 			}
 			*st = *res.Stats.stats()
+			// What the walk warned of (files vanishing, content that does
+			// not match its name) is this plugin's warning, as on a host.
+			for _, w := range st.warnings {
+				p.log.Warn(w)
+			}
 			tw.pool.newBlobs, tw.pool.newBytes = res.NewBlobs, res.NewBytes
 			tw.pool.readBytes, tw.pool.mismatched = res.ReadBytes, res.Mismatched
 			return nil

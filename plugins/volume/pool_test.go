@@ -352,11 +352,15 @@ touch -d @1000000000 muc/config.php
 // in a helper container and sends every blob once; an unchanged one reads
 // no file's content; the default exclusions hold; and a restore into a new
 // volume through a helper container from the expanded archive gives back
-// the same tree. Where no helper can run, the archive API is read: the
+// the same tree. A file whose content does not match its name is stored
+// under its real hash and warned of, every night (its name's blob is never
+// in the pool). Where no helper can run, the archive API is read: the
 // same archive, every file read.
 func TestEnginePoolRoundTrip(t *testing.T) {
+	const misnamed = "not what its name says\n"
 	src, app := poolApp(t, "mbktest-pool-src", `
-mkdir -p cache/x sessions && echo cached >cache/x/c && echo s >sessions/sess_1`)
+mkdir -p cache/x sessions && echo cached >cache/x/c && echo s >sessions/sess_1
+mkdir -p filedir/ee/ff && printf '`+strings.TrimSuffix(misnamed, "\n")+`\n' >filedir/ee/ff/eeff000000000000000000000000000000000000 && chown -R 33:33 filedir/ee`)
 	want := without(fingerprint(t, app, moodleDataroot), moodleExcluded...)
 	for _, way := range []struct {
 		name   string
@@ -386,20 +390,24 @@ mkdir -p cache/x sessions && echo cached >cache/x/c && echo s >sessions/sess_1`)
 				t.Fatalf("source %q, want it read the Engine's way: %q", s, way.source)
 			}
 			sent := res.Details["pool_sent_bytes"].(int64)
-			if cp.puts != 301 || res.Details["pool_sent_blobs"].(int64) != 301 || res.Details["pool_read_bytes"].(int64) != sent {
-				t.Fatalf("first backup: %d puts, details %v; want 301, every pooled byte read once", cp.puts, res.Details)
+			if cp.puts != 302 || res.Details["pool_sent_blobs"].(int64) != 302 || res.Details["pool_read_bytes"].(int64) != sent {
+				t.Fatalf("first backup: %d puts, details %v; want 302, every pooled byte read once", cp.puts, res.Details)
+			}
+			if res.Details["pool_mismatched"] != int64(1) || res.Details["warnings"] != 1 {
+				t.Errorf("first backup: details %v; want the misnamed file counted and warned of", res.Details)
 			}
 			if n := len(res.Details["excluded"].([]sizedPath)); n != 2 {
 				t.Errorf("excluded %v, want cache and sessions", res.Details["excluded"])
 			}
 			cp.puts = 0
 			_, res = backup()
-			read, wantRead := res.Details["pool_read_bytes"].(int64), int64(0)
+			read, wantRead := res.Details["pool_read_bytes"].(int64), int64(len(misnamed))
 			if !way.helper {
 				wantRead = sent
 			}
-			if cp.puts != 0 || read != wantRead {
-				t.Errorf("the unchanged backup put %d blobs and read %d bytes of pooled files, want 0 and %d", cp.puts, read, wantRead)
+			if cp.puts != 1 || read != wantRead || res.Details["pool_mismatched"] != int64(1) {
+				t.Errorf("the unchanged backup put %d blobs and read %d bytes of pooled files (details %v), want the misnamed file's 1 and %d",
+					cp.puts, read, res.Details, wantRead)
 			}
 
 			dst := testenv.UniqueName(t, "mbktest-pool-dst")
