@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -101,19 +102,21 @@ mkdir -p $d && mv /data/filedir/tmp/f $d/$h && rmdir /data/filedir/tmp && echo $
 		file, root := pipeline(t, o)
 		b := startMbk(t, s.env(), "run", file)
 		b.waitGrowing(filepath.Join(root, ".pool", ".tmp", "*"), 1<<20)
-		if n := len(helperLeft(t)); n == 0 {
-			t.Fatalf("no helper container or image while the walk runs\n%s", b)
+		// Only this run's helpers count: other packages' tests make
+		// helpers of their own meanwhile.
+		plugins := pluginsOf(b.cmd.Process.Pid)
+		if n := len(helperLeft(t, plugins)); n == 0 {
+			t.Fatalf("no helper container or image of this run's plugins while the walk runs\n%s", b)
 		}
 		// Everything at once, as a power cut would: a plugin that
 		// outlives mbk removes its helpers itself.
-		plugins := pluginsOf(b.cmd.Process.Pid)
 		for _, p := range plugins {
 			syscall.Kill(p.pid, syscall.SIGKILL)
 		}
 		b.kill()
 		noSet(t, root, b)
 		waitGone(t, "plugin processes", plugins)
-		if n := len(helperLeft(t)); n == 0 {
+		if n := len(helperLeft(t, plugins)); n == 0 {
 			t.Fatal("the killed run left no helper container or image: nothing to remove")
 		}
 		if _, stderr, code := testenv.Exec(t, s.app, nil, "rm", strings.TrimSpace(out)); code != 0 {
@@ -125,7 +128,7 @@ mkdir -p $d && mv /data/filedir/tmp/f $d/$h && rmdir /data/filedir/tmp && echo $
 		if r.code != 0 && r.code != 3 || len(sets(t, root)) != 1 {
 			t.Fatalf("the next run: %s", r)
 		}
-		if left := helperLeft(t); len(left) > 0 {
+		if left := helperLeft(t, plugins); len(left) > 0 {
 			t.Errorf("helper containers or images left on the Engine after the next run: %v", left)
 		}
 		if !strings.Contains(r.stderr, "a killed run left") {
@@ -280,26 +283,30 @@ func dockerTars() []proc {
 }
 
 // helperLeft lists the volume plugin's helper containers and images on
-// the Engine (those carrying its owner label).
-func helperLeft(t *testing.T) []string {
+// the Engine that the processes procs made (their owner label).
+func helperLeft(t *testing.T, procs []proc) []string {
 	t.Helper()
 	ctx, cancel := dockerCtx()
 	defer cancel()
-	byOwner := filters.NewArgs(filters.Arg("label", "io.mbk.helper.owner"))
+	host, _ := os.Hostname()
 	var left []string
-	cs, err := testenv.Docker(t).ContainerList(ctx, container.ListOptions{All: true, Filters: byOwner})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cs {
-		left = append(left, "container "+strings.Join(c.Names, ","))
-	}
-	ims, err := testenv.Docker(t).ImageList(ctx, image.ListOptions{Filters: byOwner})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, im := range ims {
-		left = append(left, "image "+strings.Join(im.RepoTags, ","))
+	// One query a process: the Engine ANDs label filters.
+	for _, p := range procs {
+		byOwner := filters.NewArgs(filters.Arg("label", fmt.Sprintf("io.mbk.helper.owner=%s/%d", host, p.pid)))
+		cs, err := testenv.Docker(t).ContainerList(ctx, container.ListOptions{All: true, Filters: byOwner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			left = append(left, "container "+strings.Join(c.Names, ","))
+		}
+		ims, err := testenv.Docker(t).ImageList(ctx, image.ListOptions{Filters: byOwner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, im := range ims {
+			left = append(left, "image "+strings.Join(im.RepoTags, ","))
+		}
 	}
 	return left
 }
