@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,7 +20,9 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/mbk-backup/mbk/core/engine"
 	"github.com/mbk-backup/mbk/core/pool"
+	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/testing/smtptest"
 	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
@@ -227,6 +230,28 @@ func TestPoolEndToEnd(t *testing.T) {
 	}
 	if a, b := art(s2[0]), art(s2[1]); b > a+64 || b > 64<<10 {
 		t.Errorf("the unchanged set's archive is %d bytes (the first's %d): the pool's contents went into it", b, a)
+	}
+	// The core gave the plugin a cache below the root, where the first
+	// run's walk left what the second one read.
+	caches, _ := filepath.Glob(filepath.Join(root, engine.CacheDir, "*", "walk"))
+	if len(caches) != 1 || !strings.HasPrefix(readFile(t, caches[0]), "mbk walk cache 1\n") {
+		t.Errorf("walk caches below the root: %q", caches)
+	}
+	m2, err := repo.ReadManifest(set2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var details struct {
+		Read   *int64 `json:"walk_dirs_read"`
+		Cached *int64 `json:"walk_dirs_cached"`
+	}
+	for _, a := range m2.Artifacts {
+		if a.Stage == "archive" {
+			must(t, json.Unmarshal(a.Details, &details))
+		}
+	}
+	if details.Read == nil || details.Cached == nil || *details.Read+*details.Cached == 0 {
+		t.Errorf("the unchanged run's walk: %+v directories read and from the cache", details)
 	}
 
 	// Restore from the pool, and from a whole tar of the same tree.

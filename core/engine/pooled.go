@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -46,6 +49,24 @@ func (r *run) poolFor() (*poolRun, error) {
 	}
 	r.pool = &poolRun{batch: p.NewBatch(), refs: refs}
 	return r.pool, nil
+}
+
+// CacheDir is the directory below a root where the plugins of its pooled
+// artifacts keep what they learnt from the last run (the volume plugin:
+// the walk of filedir). It holds no backup: removing it costs the next run
+// time, nothing else; repo, retention and the stores leave dot-names alone.
+const CacheDir = ".cache"
+
+// cacheDir is artifact id's cache directory, created if need be; "" (the
+// plugin works without) when it cannot be.
+func (r *run) cacheDir(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	dir := filepath.Join(r.p.Root, CacheDir, hex.EncodeToString(sum[:8]))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		r.log.Warn("no cache for this artifact: the walk reads every directory", "artifact", id, "error", err)
+		return ""
+	}
+	return dir
 }
 
 // finishPool makes POOL_REFS and the new blobs durable: after it, the set

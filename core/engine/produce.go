@@ -161,6 +161,7 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 	tr := r.e.track(fmt.Sprintf("%s %s", s.Kind, file), -1)
 	var pb *poolBackup
 	var backend pluginhost.PoolBackend
+	cache := ""
 	if a.Pool {
 		pr, err := r.poolFor()
 		if err != nil {
@@ -171,8 +172,9 @@ func (r *run) artifact(ctx context.Context, s *Stage, a sdk.Artifact) error {
 		pb = &poolBackup{pr: pr, codec: pool.Codec{Compression: s.Compression, Level: s.CompressionLevel, Recipients: r.p.Recipients},
 			log: r.log, file: file}
 		backend = pb
+		cache = r.cacheDir(a.ID)
 	}
-	reply, err := s.Client.BackupPooled(ctx, s.Wire, a.ID, r.name, trackWriter{sink, tr}, backend)
+	reply, err := s.Client.BackupPooled(ctx, s.Wire, a.ID, r.name, trackWriter{sink, tr}, backend, cache)
 	tr.Done()
 	if err != nil {
 		sink.Abort()

@@ -129,7 +129,7 @@ type BackupReply struct {
 // received match the count the plugin reported: end of stream alone proves
 // nothing.
 func (c *Client) Backup(ctx context.Context, cfg *pb.Config, artifactID, set string, w io.Writer) (BackupReply, error) {
-	return c.BackupPooled(ctx, cfg, artifactID, set, w, nil)
+	return c.BackupPooled(ctx, cfg, artifactID, set, w, nil, "")
 }
 
 // PoolBackend is the core's pool as a plugin's backup reaches it (service
@@ -140,8 +140,9 @@ type PoolBackend = wire.PoolBackend
 type Blob = wire.Blob
 
 // BackupPooled is Backup for an artifact planned with Pool: the plugin is
-// served pool while it writes the stream.
-func (c *Client) BackupPooled(ctx context.Context, cfg *pb.Config, artifactID, set string, w io.Writer, pool PoolBackend) (BackupReply, error) {
+// served pool while it writes the stream, and may keep a cache in cacheDir
+// ("" for none).
+func (c *Client) BackupPooled(ctx context.Context, cfg *pb.Config, artifactID, set string, w io.Writer, pool PoolBackend, cacheDir string) (BackupReply, error) {
 	src, err := c.source(cfg.GetKind())
 	if err != nil {
 		return BackupReply{}, err
@@ -157,7 +158,7 @@ func (c *Client) BackupPooled(ctx context.Context, cfg *pb.Config, artifactID, s
 	}
 	var r *pb.BackupResponse
 	n, err := wire.Pull(ctx, w, "the stream", func(ctx context.Context, socket string) (int64, error) {
-		r, err = src.Backup(ctx, &pb.BackupRequest{Config: cfg, ArtifactId: artifactID, Socket: socket, Set: set, PoolSocket: poolSocket})
+		r, err = src.Backup(ctx, &pb.BackupRequest{Config: cfg, ArtifactId: artifactID, Socket: socket, Set: set, PoolSocket: poolSocket, CacheDir: cacheDir})
 		return r.GetBytes(), err
 	})
 	if err != nil {

@@ -50,6 +50,12 @@ type BackupRequest struct {
 	// Pool is the core's pool when the artifact was planned with Pool;
 	// nil otherwise.
 	Pool Pool
+	// CacheDir, with Pool, is a directory the plugin may keep what it
+	// learnt from this artifact's last backup in (the walk of an unchanged
+	// tree, say), to make the next one cheaper. It is a cache: anything in
+	// it may be gone or stale, and a backup must come out the same without
+	// it. "" when there is none.
+	CacheDir string
 }
 
 // BackupResult is what a Source reports about one artifact.

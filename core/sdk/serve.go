@@ -430,6 +430,7 @@ func (s sourceServer) Backup(ctx context.Context, r *pb.BackupRequest) (*pb.Back
 		}
 		defer pc.Close()
 		req.Pool = pc
+		req.CacheDir = r.GetCacheDir()
 	}
 	res, err := s.src.Backup(ctx, req, sw)
 	if err != nil {

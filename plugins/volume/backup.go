@@ -34,6 +34,8 @@ func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 			return sdk.BackupResult{}, fmt.Errorf("archive %s: filedir = \"pool\" but the core offered no pool (mbk is older than this plugin?)", c.source())
 		}
 		tw.pool = newPooler(req.Pool)
+		tw.pool.cacheDir = req.CacheDir
+		defer func() { tw.pool.cache.close() }() // a failed backup's cache is not kept
 	}
 
 	switch {
@@ -60,6 +62,9 @@ func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 	if err != nil {
 		return sdk.BackupResult{}, fmt.Errorf("archive %s: %w", c.source(), err)
 	}
+	if tw.pool != nil {
+		tw.pool.cache.commit()
+	}
 	p.log.Info("archived moodledata", "source", source, "files", st.files, "directories", st.dirs,
 		"bytes", st.bytes, "excluded", len(st.excludedOrder), "warnings", len(st.warnings)+st.moreWarnings)
 	details := st.details(source, c.Exclude)
@@ -68,6 +73,12 @@ func (p *plugin) Backup(ctx context.Context, req sdk.BackupRequest, w io.Writer)
 		details["pool_sent_blobs"] = tw.pool.newBlobs
 		details["pool_sent_bytes"] = tw.pool.newBytes
 		details["pool_read_bytes"] = tw.pool.readBytes
+		if read, cached := tw.pool.cache.summary(); read+cached > 0 {
+			// Directories of the pooled areas listed, and those whose
+			// names the walk cache gave.
+			details["walk_dirs_read"] = read
+			details["walk_dirs_cached"] = cached
+		}
 		if tw.pool.mismatched > 0 {
 			details["pool_mismatched"] = tw.pool.mismatched
 		}

@@ -318,3 +318,10 @@ func ropts(t testing.TB, opts map[string]string) sdk.Config {
 	}
 	return c
 }
+
+// setVar sets *v to x for a test; the returned func puts it back.
+func setVar[T any](v *T, x T) func() {
+	old := *v
+	*v = x
+	return func() { *v = old }
+}

@@ -31,6 +31,11 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		st.warn(msg)
 	}
 	links := map[devIno]string{}
+	var wc *walkCache
+	if tw.pool != nil && tw.pool.cacheDir != "" {
+		wc = openWalkCache(tw.pool.cacheDir, root, p.log)
+		tw.pool.cache = wc
+	}
 	// visit archives one entry the walk found. fi is its lstat when the
 	// walk took it already (the parallel scan of a pooled area), nil
 	// otherwise.
@@ -111,7 +116,7 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		st.add(rel, out)
 		if tw.pool != nil && fi.IsDir() && (rel == "filedir" || rel == "trashdir") {
 			// Moodle's pooled areas: scanned side by side below here.
-			if err := scanParallel(ctx, full, 2, func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
+			if err := scanParallel(ctx, full, fi, 2, wc, func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
 				return visit(full, d, walkErr, fi)
 			}); err != nil {
 				return err
@@ -142,21 +147,22 @@ type scanned struct {
 	fi   fs.FileInfo
 }
 
-// scanParallel walks each entry below dir (not dir itself) and hands it to
-// visit in the order filepath.WalkDir would. At depth 1 the subtrees of
-// dir's entries are listed and lstat'ed by scanWorkers goroutines while
-// visit takes them one subtree after the other; above, dir's directories
-// are visited one by one and scanned at the next depth. Moodle's
-// filedir/ab/cd/ is scanned at depth 2: a job is one ab/cd directory, a
-// few files even on a site of millions, so that what waits in memory
-// stays small. visit's fs.SkipDir for a directory leaves out what lies
+// scanParallel walks each entry below dir (not dir itself, whose lstat is
+// fi) and hands it to visit in the order filepath.WalkDir would. At depth 1
+// the subtrees of dir's entries are listed and lstat'ed by scanWorkers
+// goroutines while visit takes them one subtree after the other; above,
+// dir's directories are visited one by one and scanned at the next depth.
+// Moodle's filedir/ab/cd/ is scanned at depth 2: a job is one ab/cd
+// directory, a few files even on a site of millions, so that what waits in
+// memory stays small; the walk cache (wc, nil for none) keeps one file per
+// ab directory. visit's fs.SkipDir for a directory leaves out what lies
 // below it.
-func scanParallel(ctx context.Context, dir string, depth int, visit func(string, fs.DirEntry, error, fs.FileInfo) error) error {
-	top, err := os.ReadDir(dir)
-	if err != nil {
-		return visit(dir, nil, err, nil)
-	}
+func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc *walkCache, visit func(string, fs.DirEntry, error, fs.FileInfo) error) error {
 	if depth > 1 {
+		top, err := os.ReadDir(dir)
+		if err != nil {
+			return visit(dir, nil, err, nil)
+		}
 		for _, e := range top {
 			full := filepath.Join(dir, e.Name())
 			fi, ierr := e.Info()
@@ -170,12 +176,17 @@ func scanParallel(ctx context.Context, dir string, depth int, visit func(string,
 			case err != nil:
 				return err
 			case e.IsDir() && ierr == nil && fi != nil:
-				if err := scanParallel(ctx, full, depth-1, visit); err != nil {
+				if err := scanParallel(ctx, full, fi, depth-1, wc, visit); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
+	}
+	dc := wc.subtree(dir)
+	top, err := dc.names(dir, "", fi)
+	if err != nil {
+		return visit(dir, nil, err, nil)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -192,7 +203,7 @@ func scanParallel(ctx context.Context, dir string, depth int, visit func(string,
 			go func() {
 				defer wg.Done()
 				for i := range jobs {
-					results[i] <- scanTree(ctx, filepath.Join(dir, top[i].Name()), top[i])
+					results[i] <- scanTree(ctx, filepath.Join(dir, top[i]), top[i], dc)
 				}
 			}()
 		}
@@ -232,30 +243,60 @@ func scanParallel(ctx context.Context, dir string, depth int, visit func(string,
 			}
 		}
 	}
+	dc.save()
 	return nil
 }
 
-// scanTree lists a subtree as filepath.WalkDir walks it, lstat'ing each
-// entry (a regular file's metadata is all a pooled backup of an unchanged
-// file needs).
-func scanTree(ctx context.Context, root string, d fs.DirEntry) []scanned {
+// scanTree lists a subtree (rel in dc's) as filepath.WalkDir walks it,
+// lstat'ing each entry: a regular file's metadata is all a pooled backup
+// of an unchanged file needs. A directory's names come from dc when it is
+// unchanged since the last backup.
+func scanTree(ctx context.Context, root, rel string, dc *dirCache) []scanned {
+	fi, err := os.Lstat(root)
+	if err != nil {
+		return []scanned{{full: root, err: err}}
+	}
 	var out []scanned
-	filepath.WalkDir(root, func(full string, d fs.DirEntry, err error) error {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	var walk func(full, rel string, fi fs.FileInfo)
+	walk = func(full, rel string, fi fs.FileInfo) {
+		d := fs.FileInfoToDirEntry(fi)
+		out = append(out, scanned{full: full, d: d, fi: fi})
+		if !fi.IsDir() || ctx.Err() != nil {
+			return
 		}
-		e := scanned{full: full, d: d, err: err}
-		if err == nil {
-			e.fi, e.err = d.Info()
-			if errors.Is(e.err, fs.ErrNotExist) {
-				e.fi, e.err = nil, nil // visit finds it gone and says so
+		names, err := dc.names(full, rel, fi)
+		if err != nil {
+			// As WalkDir: the directory again, with the error.
+			out = append(out, scanned{full: full, d: d, err: err})
+			return
+		}
+		for _, name := range names {
+			cf := full + string(filepath.Separator) + name
+			cfi, err := os.Lstat(cf)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				// Gone since the directory was listed: visit finds it
+				// gone and says so.
+				out = append(out, scanned{full: cf, d: goneEntry(name)})
+			case err != nil:
+				out = append(out, scanned{full: cf, d: goneEntry(name), err: err})
+			default:
+				walk(cf, joinRel(rel, name), cfi)
 			}
 		}
-		out = append(out, e)
-		return nil
-	})
+	}
+	walk(root, rel, fi)
 	return out
 }
+
+// goneEntry stands for an entry that could not be lstat'ed: a file, as
+// far as anyone knows.
+type goneEntry string
+
+func (e goneEntry) Name() string             { return string(e) }
+func (goneEntry) IsDir() bool                { return false }
+func (goneEntry) Type() fs.FileMode          { return 0 }
+func (goneEntry) Info() (fs.FileInfo, error) { return nil, fs.ErrNotExist }
 
 // hostPooled queues a file for the pool from lstat alone: a blob the pool
 // has is not opened. A file with other names (hard links) is archived

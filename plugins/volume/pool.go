@@ -84,6 +84,10 @@ type pooler struct {
 	readBytes int64
 	// puts is how many new blobs are on their way at once.
 	puts int
+	// cacheDir is where the walk may keep its cache ("" for nowhere);
+	// cache is the walk's use of it, committed when the backup succeeds.
+	cacheDir string
+	cache    *walkCache
 }
 
 type pooledFile struct {

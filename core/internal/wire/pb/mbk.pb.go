@@ -671,7 +671,11 @@ type BackupRequest struct {
 	Set        string                 `protobuf:"bytes,4,opt,name=set,proto3" json:"set,omitempty"`       // the set's name, for the plugin's own records
 	// For an artifact planned with pool: the unix socket on which the core
 	// serves service Pool for this backup.
-	PoolSocket    string `protobuf:"bytes,5,opt,name=pool_socket,json=poolSocket,proto3" json:"pool_socket,omitempty"`
+	PoolSocket string `protobuf:"bytes,5,opt,name=pool_socket,json=poolSocket,proto3" json:"pool_socket,omitempty"`
+	// For an artifact planned with pool: a directory the plugin may keep
+	// what it learnt from this artifact's last backup in, to make the next
+	// one cheaper (a cache: it may be emptied at any time).
+	CacheDir      string `protobuf:"bytes,6,opt,name=cache_dir,json=cacheDir,proto3" json:"cache_dir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -737,6 +741,13 @@ func (x *BackupRequest) GetSet() string {
 func (x *BackupRequest) GetPoolSocket() string {
 	if x != nil {
 		return x.PoolSocket
+	}
+	return ""
+}
+
+func (x *BackupRequest) GetCacheDir() string {
+	if x != nil {
+		return x.CacheDir
 	}
 	return ""
 }
@@ -2773,7 +2784,7 @@ const file_mbk_proto_rawDesc = "" +
 	"\x06format\x18\x03 \x01(\tR\x06format\x12\x12\n" +
 	"\x04pool\x18\x04 \x01(\bR\x04pool\">\n" +
 	"\fPlanResponse\x12.\n" +
-	"\tartifacts\x18\x01 \x03(\v2\x10.mbk.v1.ArtifactR\tartifacts\"\xa3\x01\n" +
+	"\tartifacts\x18\x01 \x03(\v2\x10.mbk.v1.ArtifactR\tartifacts\"\xc0\x01\n" +
 	"\rBackupRequest\x12&\n" +
 	"\x06config\x18\x01 \x01(\v2\x0e.mbk.v1.ConfigR\x06config\x12\x1f\n" +
 	"\vartifact_id\x18\x02 \x01(\tR\n" +
@@ -2781,7 +2792,8 @@ const file_mbk_proto_rawDesc = "" +
 	"\x06socket\x18\x03 \x01(\tR\x06socket\x12\x10\n" +
 	"\x03set\x18\x04 \x01(\tR\x03set\x12\x1f\n" +
 	"\vpool_socket\x18\x05 \x01(\tR\n" +
-	"poolSocket\"\x83\x01\n" +
+	"poolSocket\x12\x1b\n" +
+	"\tcache_dir\x18\x06 \x01(\tR\bcacheDir\"\x83\x01\n" +
 	"\x0eBackupResponse\x12\x14\n" +
 	"\x05bytes\x18\x01 \x01(\x03R\x05bytes\x12!\n" +
 	"\fdetails_json\x18\x02 \x01(\fR\vdetailsJson\x12\x1b\n" +

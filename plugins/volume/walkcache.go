@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// The walk cache: what the last pooled backup found in the directories of
+// filedir and trashdir, so that a directory unchanged since is not read
+// again. On an unchanged night the walk of a pooled area is mostly
+// directories of one or two files (filedir/ab/cd/), and opening and
+// reading each one costs three times what lstat'ing its files does
+// (BenchmarkPooledWalk). Every file is still lstat'ed: its size, mode,
+// owner and times come from the file system each night, never from the
+// cache. Only a directory's list of names does.
+//
+// A directory's names are taken from the cache when its inode, device and
+// change time (ctime) are those the cache recorded. Adding, removing or
+// renaming an entry sets a directory's ctime, and no program can set it
+// back (unlike mtime, which rsync or a restore does). Three guards stand
+// where that falls short:
+//   - a directory whose ctime is within walkCacheMargin of the walk's
+//     start is not recorded: an entry added in the same clock tick as the
+//     read would leave the ctime unchanged (git's "racy" index entries);
+//   - a directory read more than walkCacheMaxAge ago is read again, so a
+//     cache wrong for any reason is wrong for a week at most;
+//   - each line of the cache (one `ab` directory's) carries its SHA-256:
+//     from a line that does not check out on, the cache is not used.
+// The cache is written beside the last one and replaces it only when the
+// backup succeeds.
+
+// Guards of the walk cache (variables for the tests).
+var (
+	walkCacheMargin = 5 * time.Second
+	walkCacheMaxAge = 7 * 24 * time.Hour
+)
+
+const walkCacheMagic = "mbk walk cache 1"
+
+// walkCache is one backup's use of its cache: one file, read and written
+// in the walk's order, a line per ab directory of a pooled area (only one
+// such directory's entries are in memory at a time, whatever the site's
+// size).
+type walkCache struct {
+	log    hclog.Logger
+	path   string // <cache>/walk: the last backup's
+	root   string // the tree walked; keys are its relative paths
+	now    int64  // the walk's start, Unix seconds
+	cutoff int64  // directories changed after it (ns) are not recorded
+	// The last backup's cache, nil once it ends or stops making sense;
+	// ahead is a section read but not yet asked for.
+	in    *os.File
+	r     *bufio.Reader
+	ahead *cacheSection
+	// This backup's, renamed over path when the backup succeeds; nil when
+	// it cannot be written.
+	out        *os.File
+	w          *bufio.Writer
+	hits       atomic.Int64 // directories whose names came from the cache
+	misses     atomic.Int64 // directories read
+	failed     bool
+	failedOnce sync.Once
+}
+
+// openWalkCache prepares dir for one backup of root.
+func openWalkCache(dir, root string, log hclog.Logger) *walkCache {
+	c := &walkCache{log: log, path: filepath.Join(dir, "walk"), root: root}
+	start := time.Now()
+	c.now = start.Unix()
+	c.cutoff = start.Add(-walkCacheMargin).UnixNano()
+	if in, err := os.Open(c.path); err == nil {
+		c.in, c.r = in, bufio.NewReaderSize(in, 64<<10)
+		if head, err := c.r.ReadString('\n'); err != nil || head != walkCacheMagic+"\n" {
+			c.closeIn()
+		}
+	}
+	// A killed backup's half-written cache is replaced here.
+	out, err := os.OpenFile(c.path+".new", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		c.fail(err)
+		return c
+	}
+	c.out, c.w = out, bufio.NewWriterSize(out, 64<<10)
+	if _, err := c.w.WriteString(walkCacheMagic + "\n"); err != nil {
+		c.fail(err)
+	}
+	return c
+}
+
+func (c *walkCache) closeIn() {
+	if c.in != nil {
+		c.in.Close()
+		c.in, c.r, c.ahead = nil, nil, nil
+	}
+}
+
+// fail gives up writing this backup's cache: the last one stays.
+func (c *walkCache) fail(err error) {
+	c.failed = true
+	c.failedOnce.Do(func() {
+		c.log.Warn("the walk cache is not updated (the next backup reads more directories)", "error", err)
+	})
+}
+
+// commit makes this backup's cache the one the next backup reads.
+func (c *walkCache) commit() {
+	if c == nil || c.out == nil {
+		return
+	}
+	err := c.w.Flush()
+	if cerr := c.out.Close(); err == nil {
+		err = cerr
+	}
+	c.out = nil
+	if err == nil && !c.failed {
+		err = os.Rename(c.path+".new", c.path)
+	}
+	if err != nil {
+		c.fail(err)
+	}
+	c.close()
+}
+
+// close lets go of both files; this backup's cache, if not committed, is
+// not kept.
+func (c *walkCache) close() {
+	if c == nil {
+		return
+	}
+	c.closeIn()
+	if c.out != nil {
+		c.out.Close()
+		c.out = nil
+		os.Remove(c.path + ".new")
+	}
+}
+
+// cachedDir is one directory as the walk found it.
+type cachedDir struct {
+	Dev   uint64   `json:"d"`
+	Ino   uint64   `json:"i"`
+	Ctime int64    `json:"c"` // ns
+	Read  int64    `json:"r"` // when its names were read, Unix seconds
+	Names []string `json:"n"` // sorted
+}
+
+// cacheSection is one line of the cache: the directories of one subtree,
+// by path relative to it ("" for its top).
+type cacheSection struct {
+	Key  string               `json:"k"`
+	Dirs map[string]cachedDir `json:"d"`
+}
+
+// dirCache is the cache of one subtree (a pooled area's filedir/ab): the
+// last backup's section, read-only, and this one's, filled by the scan's
+// workers.
+type dirCache struct {
+	c   *walkCache
+	key string
+	old map[string]cachedDir
+	mu  sync.Mutex
+	new map[string]cachedDir
+}
+
+// subtree is the cache of the subtree at full; nil (no cache) when c is.
+// Subtrees are asked for in the walk's order, the order they were written
+// in.
+func (c *walkCache) subtree(full string) *dirCache {
+	if c == nil {
+		return nil
+	}
+	rel, err := filepath.Rel(c.root, full)
+	if err != nil {
+		rel = full
+	}
+	d := &dirCache{c: c, key: filepath.ToSlash(rel), new: map[string]cachedDir{}}
+	for c.r != nil {
+		if c.ahead == nil {
+			c.ahead = c.readSection()
+			if c.ahead == nil {
+				c.closeIn()
+				break
+			}
+		}
+		switch cmp := compareKeys(c.ahead.Key, d.key); {
+		case cmp < 0: // a subtree gone since
+			c.ahead = nil
+			continue
+		case cmp == 0:
+			d.old = c.ahead.Dirs
+			c.ahead = nil
+		}
+		break
+	}
+	return d
+}
+
+// readSection is the next line of the last backup's cache; nil at its end
+// or at a line that is not what save wrote (cut short by a power cut, say).
+func (c *walkCache) readSection() *cacheSection {
+	line, err := c.r.ReadBytes('\n')
+	if err != nil {
+		return nil
+	}
+	sum, body, ok := bytes.Cut(bytes.TrimSuffix(line, []byte("\n")), []byte(" "))
+	if !ok {
+		return nil
+	}
+	got := sha256.Sum256(body)
+	if string(sum) != hex.EncodeToString(got[:]) {
+		return nil
+	}
+	var s cacheSection
+	if json.Unmarshal(body, &s) != nil {
+		return nil
+	}
+	return &s
+}
+
+// compareKeys orders two subtrees' keys (area/name) as the walk meets
+// them: by area, then by name.
+func compareKeys(a, b string) int {
+	aa, an, _ := strings.Cut(a, "/")
+	ba, bn, _ := strings.Cut(b, "/")
+	if c := strings.Compare(aa, ba); c != 0 {
+		return c
+	}
+	return strings.Compare(an, bn)
+}
+
+// save writes this backup's section of the subtree; the walk calls it in
+// its order.
+func (d *dirCache) save() {
+	if d == nil || d.c.out == nil || d.c.failed {
+		return
+	}
+	c := d.c
+	body, err := json.Marshal(cacheSection{Key: d.key, Dirs: d.new})
+	if err == nil {
+		sum := sha256.Sum256(body)
+		c.w.WriteString(hex.EncodeToString(sum[:]))
+		c.w.WriteByte(' ')
+		c.w.Write(body)
+		_, err = c.w.WriteString("\n")
+	}
+	if err != nil {
+		c.fail(err)
+	}
+}
+
+// names is the sorted names in directory full (rel in the subtree), whose
+// lstat is fi: from the cache when the directory is unchanged since it was
+// recorded, else read.
+func (d *dirCache) names(full, rel string, fi fs.FileInfo) ([]string, error) {
+	sys, _ := fi.Sys().(*syscall.Stat_t)
+	if d == nil || sys == nil {
+		return sortedNames(full)
+	}
+	key := cachedDir{Dev: uint64(sys.Dev), Ino: sys.Ino, Ctime: sys.Ctim.Nano()}
+	if e, ok := d.old[rel]; ok && e.Dev == key.Dev && e.Ino == key.Ino && e.Ctime == key.Ctime && d.c.now-e.Read < int64(walkCacheMaxAge/time.Second) {
+		d.c.hits.Add(1)
+		d.record(rel, e)
+		return e.Names, nil
+	}
+	d.c.misses.Add(1)
+	names, err := sortedNames(full)
+	if err == nil && key.Ctime < d.c.cutoff {
+		key.Read, key.Names = d.c.now, names
+		d.record(rel, key)
+	}
+	return names, err
+}
+
+func (d *dirCache) record(rel string, e cachedDir) {
+	d.mu.Lock()
+	d.new[rel] = e
+	d.mu.Unlock()
+}
+
+// sortedNames lists a directory, sorted as filepath.WalkDir would.
+func sortedNames(dir string) ([]string, error) {
+	names, err := readNames(dir)
+	slices.Sort(names)
+	return names, err
+}
+
+// joinRel is rel/name, or name at the subtree's top.
+func joinRel(rel, name string) string {
+	if rel == "" {
+		return name
+	}
+	return rel + "/" + name
+}
+
+// walkCacheLine says what the cache saved, for the log and the details.
+func (c *walkCache) summary() (read, cached int64) {
+	if c == nil {
+		return 0, 0
+	}
+	return c.misses.Load(), c.hits.Load()
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/mbk-backup/mbk/core/pool"
+	"github.com/mbk-backup/mbk/core/sdk"
+)
+
+// walkCacheSite is a pooled site on the host, a pool, and a backup of it
+// with or without a walk cache.
+type walkCacheSite struct {
+	t     *testing.T
+	src   string
+	cache string
+	p     *plugin
+	cfg   sdk.Config
+	cp    *corePool
+}
+
+func newWalkCacheSite(t *testing.T) *walkCacheSite {
+	base := t.TempDir()
+	s := &walkCacheSite{t: t, src: filepath.Join(base, "moodledata"), cache: filepath.Join(base, "cache"), p: newTestPlugin(t)}
+	sha1Dataroot(t, s.src)
+	must(t, os.Mkdir(s.cache, 0o700))
+	pl, err := pool.Open(filepath.Join(base, "root"))
+	must(t, err)
+	s.cp = &corePool{p: pl}
+	s.cfg = testConfig(t, s.p, map[string]cty.Value{"path": cty.StringVal(s.src), "filedir": cty.StringVal("pool")})
+	return s
+}
+
+// backup archives the site, through the cache when cached, and returns
+// the archive's bytes and the directories of filedir and trashdir read and
+// taken from the cache.
+func (s *walkCacheSite) backup(cached bool) (archive []byte, read, fromCache int64) {
+	s.t.Helper()
+	cache := ""
+	if cached {
+		cache = s.cache
+	}
+	var buf bytes.Buffer
+	res, err := s.p.Backup(context.Background(), sdk.BackupRequest{Config: s.cfg, Artifact: artifactID, Set: "s", Pool: s.cp, CacheDir: cache}, &buf)
+	if err != nil {
+		s.t.Fatalf("Backup: %v", err)
+	}
+	read, _ = res.Details["walk_dirs_read"].(int64)
+	fromCache, _ = res.Details["walk_dirs_cached"].(int64)
+	if !cached && (read != 0 || fromCache != 0) {
+		s.t.Fatalf("a backup without a cache says it used one: %v", res.Details)
+	}
+	return buf.Bytes(), read, fromCache
+}
+
+// same fails unless a backup through the cache writes the very archive a
+// backup that reads every directory writes.
+func (s *walkCacheSite) same(what string, cachedArchive []byte) {
+	s.t.Helper()
+	plain, _, _ := s.backup(false)
+	if !bytes.Equal(cachedArchive, plain) {
+		a, _ := os.CreateTemp(s.t.TempDir(), "cached-*.tar")
+		b, _ := os.CreateTemp(s.t.TempDir(), "read-*.tar")
+		a.Write(cachedArchive)
+		b.Write(plain)
+		a.Close()
+		b.Close()
+		ea, _ := tarEntries(s.t, a.Name())
+		eb, _ := tarEntries(s.t, b.Name())
+		for name, d := range eb {
+			if ea[name] != d {
+				s.t.Errorf("%s: %s: through the cache %q, read %q", what, name, ea[name], d)
+			}
+		}
+		for name := range ea {
+			if _, ok := eb[name]; !ok {
+				s.t.Errorf("%s: %s only in the archive made through the cache", what, name)
+			}
+		}
+		s.t.Fatalf("%s: the archive made through the cache differs from the one read whole", what)
+	}
+}
+
+// touchDir changes a file in dir and waits until dir's ctime shows it
+// (the file system's clock may tick coarsely).
+func touchDir(t *testing.T, dir string, change func()) {
+	t.Helper()
+	before := ctimeOf(t, dir)
+	change()
+	for i := 0; ctimeOf(t, dir) == before; i++ {
+		if i == 100 {
+			t.Fatalf("%s: its ctime does not change", dir)
+		}
+		time.Sleep(10 * time.Millisecond)
+		must(t, os.Chmod(dir, 0o750)) // sets ctime again, mode unchanged
+	}
+}
+
+func ctimeOf(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	must(t, err)
+	return fi.Sys().(*syscall.Stat_t).Ctim.Nano()
+}
+
+// The walk cache gives an unchanged directory's names without reading it,
+// and a backup through it is the very archive a backup that reads every
+// directory makes: after files are added, removed, renamed and re-moded,
+// after the cache is damaged, and whatever guard sends a directory back
+// to be read.
+func TestWalkCache(t *testing.T) {
+	defer setVar(&walkCacheMargin, -time.Hour)() // the tree is a moment old
+	s := newWalkCacheSite(t)
+
+	first, read, fromCache := s.backup(true)
+	if read == 0 || fromCache != 0 {
+		t.Fatalf("first backup: %d directories read, %d from the cache; want all read", read, fromCache)
+	}
+	s.same("first backup", first)
+	dirs := read
+
+	second, read, fromCache := s.backup(true)
+	if read != 0 || fromCache != dirs {
+		t.Fatalf("unchanged: %d directories read, %d from the cache; want 0 and %d", read, fromCache, dirs)
+	}
+	if !bytes.Equal(first, second) {
+		t.Fatal("unchanged: the second archive differs from the first")
+	}
+
+	// Changes a directory's names (and its ctime) or only a file's
+	// metadata (which the file's lstat gives each night).
+	var pooled []string
+	must(t, filepath.WalkDir(filepath.Join(s.src, "filedir"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && len(d.Name()) == 40 {
+			pooled = append(pooled, p)
+		}
+		return err
+	}))
+	added := filepath.Join(filepath.Dir(pooled[0]), "0000000000000000000000000000000000000000")
+	touchDir(t, filepath.Dir(pooled[0]), func() { must(t, os.WriteFile(added, []byte("new"), 0o640)) })
+	touchDir(t, filepath.Dir(pooled[1]), func() { must(t, os.Remove(pooled[1])) })
+	renamed := filepath.Join(filepath.Dir(pooled[2]), "ffffffffffffffffffffffffffffffffffffffff")
+	touchDir(t, filepath.Dir(pooled[2]), func() { must(t, os.Rename(pooled[2], renamed)) })
+	newDir := filepath.Join(filepath.Dir(filepath.Dir(pooled[5])), "zz")
+	touchDir(t, filepath.Dir(newDir), func() {
+		must(t, os.Mkdir(newDir, 0o750))
+		must(t, os.WriteFile(filepath.Join(newDir, "eeee000000000000000000000000000000000000"), []byte("x"), 0o640))
+	})
+	must(t, os.Chmod(pooled[3], 0o600))
+	must(t, os.Chtimes(pooled[4], time.Unix(1e9, 0), time.Unix(1e9, 0)))
+
+	changed := map[string]bool{filepath.Dir(pooled[0]): true, filepath.Dir(pooled[1]): true, filepath.Dir(pooled[2]): true, filepath.Dir(newDir): true}
+	third, read, fromCache := s.backup(true)
+	if want := int64(len(changed) + 1); read != want || fromCache != dirs+1-want {
+		t.Errorf("after changes to %d directories and a new one: %d read, %d from the cache; want %d and %d", len(changed), read, fromCache, want, dirs+1-want)
+	}
+	s.same("after changes", third)
+	for _, want := range []string{"0000000000000000000000000000000000000000", "ffffffffffffffffffffffffffffffffffffffff", "eeee000000000000000000000000000000000000"} {
+		if !bytes.Contains(third, []byte(want)) {
+			t.Errorf("after changes: %s is not in the archive", want)
+		}
+	}
+
+	// A damaged cache is used up to the damage, and no further.
+	walk := filepath.Join(s.cache, "walk")
+	b, err := os.ReadFile(walk)
+	must(t, err)
+	b[len(b)/2] ^= 0x20
+	must(t, os.WriteFile(walk, b, 0o600))
+	damaged, read, fromCache := s.backup(true)
+	if read == 0 || fromCache == 0 {
+		t.Errorf("damaged cache: %d read, %d from the cache; want some of each", read, fromCache)
+	}
+	s.same("damaged cache", damaged)
+	must(t, os.WriteFile(walk, []byte("mbk walk cache 2\n"), 0o600))
+	if _, read, fromCache = s.backup(true); fromCache != 0 {
+		t.Errorf("a cache of another version: %d read, %d from the cache", read, fromCache)
+	}
+
+	// An entry read longer ago than walkCacheMaxAge is read again.
+	func() {
+		defer setVar(&walkCacheMaxAge, 0)()
+		if _, read, fromCache = s.backup(true); fromCache != 0 || read != dirs+1 {
+			t.Errorf("stale cache: %d read, %d from the cache; want all %d read", read, fromCache, dirs+1)
+		}
+	}()
+
+	// A backup that fails leaves the last cache as it was, and no other,
+	// though the tree changed since.
+	before, err := os.ReadFile(walk)
+	must(t, err)
+	touchDir(t, newDir, func() {
+		must(t, os.WriteFile(filepath.Join(newDir, "eeee111111111111111111111111111111111111"), []byte("y"), 0o640))
+	})
+	if _, err := s.p.Backup(context.Background(), sdk.BackupRequest{Config: s.cfg, Artifact: artifactID, Set: "s", Pool: &failingPool{p: s.cp.p, failHaveAt: 1}, CacheDir: s.cache}, &bytes.Buffer{}); err == nil {
+		t.Error("a backup whose pool fails succeeded")
+	}
+	after, err := os.ReadFile(walk)
+	must(t, err)
+	if !bytes.Equal(before, after) {
+		t.Error("a failed backup changed the cache")
+	}
+	if ents, _ := os.ReadDir(s.cache); len(ents) != 1 {
+		t.Errorf("after a failed backup the cache directory holds %d files, want 1", len(ents))
+	}
+}
+
+// A directory changed less than walkCacheMargin before the walk is not
+// recorded: a file added to it in the same clock tick as the walk read it
+// would leave its ctime as the cache knows it.
+func TestWalkCacheRacyDirectories(t *testing.T) {
+	s := newWalkCacheSite(t) // every directory changed a moment ago
+	s.backup(true)
+	if _, read, fromCache := s.backup(true); read == 0 || fromCache != 0 {
+		t.Errorf("a tree made a moment ago: %d read, %d from the cache; want all read", read, fromCache)
+	}
+}
