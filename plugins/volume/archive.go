@@ -31,6 +31,7 @@ type archiveWriter struct {
 	under dropWriter
 	send  sdk.FileSender // nil when the stream cannot send files
 	pool  *pooler        // nil unless filedir = "pool"
+	hdr   []byte         // writeHeader's buffer
 }
 
 func newArchiveWriter(w io.Writer) *archiveWriter {

@@ -264,7 +264,7 @@ func (p *plugin) reemit(ctx context.Context, r io.Reader, ex *excluder, st *stat
 			continue
 		}
 		out := header(h, tarName(rel), link)
-		if err := tw.WriteHeader(out); err != nil {
+		if err := tw.writeHeader(out); err != nil {
 			return fmt.Errorf("write archive: %w", err)
 		}
 		if out.Typeflag == tar.TypeReg {

@@ -110,7 +110,7 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 			return nil
 		}
 		out := header(h, h.Name, h.Linkname)
-		if err := tw.WriteHeader(out); err != nil {
+		if err := tw.writeHeader(out); err != nil {
 			return fmt.Errorf("write archive: %w", err)
 		}
 		st.add(rel, out)
@@ -376,7 +376,7 @@ func (p *plugin) hostFile(ctx context.Context, full, rel string, tw *archiveWrit
 		return nil
 	}
 	h = header(h, rel, "")
-	if err := tw.WriteHeader(h); err != nil {
+	if err := tw.writeHeader(h); err != nil {
 		return fmt.Errorf("write archive: %w", err)
 	}
 	if err := fileData(ctx, tw, f, h.Size, func(format string, args ...any) {

@@ -286,7 +286,7 @@ func writePooled(tw *archiveWriter, rel string, h *tar.Header, b sdk.Blob) error
 	out := header(h, rel, "")
 	out.Size = 0
 	out.PAXRecords = map[string]string{paxPoolSHA1: b.SHA1, paxPoolSize: strconv.FormatInt(b.Size, 10)}
-	if err := tw.WriteHeader(out); err != nil {
+	if err := tw.writeHeader(out); err != nil {
 		return fmt.Errorf("write archive: %w", err)
 	}
 	return nil
