@@ -669,14 +669,16 @@ func (r *report) poolTargets(ts *[]target) {
 			fmt.Sprintf("%.3f× (%.2f MiB written, %.2f MiB more than unchanged; the %.2f MiB of new files make a %.2f MiB whole archive)%s",
 				delta/ref, o/(1<<20), delta/(1<<20), i/(1<<20), ref/(1<<20), dirNote(dirs("pool-1pct-zstd"))), delta/ref >= 0.9 && delta/ref <= 1.1, true})
 	}
-	if t, p := r.phase("restore-files-tar", "archive"), r.phase("restore-files-pool", "archive"); t > 0 && p > 0 {
-		*ts = append(*ts, target{"#19", "restore of the files from the pool no slower than from the whole tar (fingerprints identical)",
+	// A restore is the whole `mbk restore` command: each way checks every
+	// byte it restores, the tar's before the restore phase (its sha256 of
+	// the whole archive), the pool's during it (each blob's SHA-1 as it is
+	// expanded), so the phases alone put the pool's check on one side only.
+	if p, t := r.med("restore-files-pool", wallOf), r.med("restore-files-tar", wallOf); p > 0 && t > 0 {
+		*ts = append(*ts, target{"#19", "restore of the files from the pool no slower than from the whole tar (fingerprints identical): the whole `mbk restore` command, each way checking every byte",
 			fmt.Sprintf("%.2f× the tar's time (%.2f s vs %.2f s)", p/t, p, t), p <= t, true})
 	}
-	// The restore phase leaves out the verification before it, which reads
-	// the whole tar but only the pooled set's small files.
-	if p, t := r.med("restore-files-pool", wallOf), r.med("restore-files-tar", wallOf); p > 0 && t > 0 {
-		*ts = append(*ts, target{"#19", "for scale: the whole `mbk restore` command (the set's verification, then the restore) from the pool against from the whole tar",
+	if t, p := r.phase("restore-files-tar", "archive"), r.phase("restore-files-pool", "archive"); t > 0 && p > 0 {
+		*ts = append(*ts, target{"#19", "for scale: the restore phase alone (the pool's includes each blob's SHA-1 check; the tar's check came before it)",
 			fmt.Sprintf("%.2f× (%.2f s vs %.2f s)", p/t, p, t), true, false})
 	}
 }
