@@ -73,7 +73,7 @@ func buildHostDataroot(t *testing.T, root string) {
 	must(t, os.Chtimes(filepath.Join(root, "repository", "empty"), old, old))
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -118,8 +120,13 @@ func ctimeOf(t *testing.T, path string) int64 {
 func TestWalkCache(t *testing.T) {
 	defer setVar(&walkCacheMargin, -time.Hour)() // the tree is a moment old
 	s := newWalkCacheSite(t)
+	// What a run killed while writing its cache left.
+	must(t, os.WriteFile(filepath.Join(s.cache, "walk.new"), []byte("mbk walk cache 1\nhalf a li"), 0o600))
 
 	first, read, fromCache := s.backup(true)
+	if ents, _ := os.ReadDir(s.cache); len(ents) != 1 || ents[0].Name() != "walk" {
+		t.Errorf("after a backup the cache directory holds %v, want walk alone", ents)
+	}
 	if read == 0 || fromCache != 0 {
 		t.Fatalf("first backup: %d directories read, %d from the cache; want all read", read, fromCache)
 	}
@@ -192,6 +199,34 @@ func TestWalkCache(t *testing.T) {
 		}
 	}()
 
+	// A directory of more names than walkCacheMaxNames is listed each time.
+	func() {
+		defer setVar(&walkCacheMaxNames, 1)()
+		small, all := 0, 0
+		for _, area := range []string{"filedir", "trashdir"} {
+			must(t, filepath.WalkDir(filepath.Join(s.src, area), func(p string, d os.DirEntry, err error) error {
+				if err != nil || !d.IsDir() || p == filepath.Join(s.src, area) {
+					return err
+				}
+				ents, err := os.ReadDir(p)
+				all++
+				if len(ents) <= 1 {
+					small++
+				}
+				return err
+			}))
+		}
+		s.backup(true) // forgets the bigger ones
+		for range 2 {  // and does not record them when it lists them
+			if _, read, fromCache = s.backup(true); fromCache != int64(small) || read != int64(all-small) {
+				t.Errorf("at most 1 name a directory: %d read, %d from the cache; want %d and %d", read, fromCache, all-small, small)
+			}
+		}
+		if small == 0 || small == all {
+			t.Errorf("the site has %d directories, %d of at most one name: the case shows nothing", all, small)
+		}
+	}()
+
 	// A backup that fails leaves the last cache as it was, and no other,
 	// though the tree changed since.
 	before, err := os.ReadFile(walk)
@@ -220,5 +255,43 @@ func TestWalkCacheRacyDirectories(t *testing.T) {
 	s.backup(true)
 	if _, read, fromCache := s.backup(true); read == 0 || fromCache != 0 {
 		t.Errorf("a tree made a moment ago: %d read, %d from the cache; want all read", read, fromCache)
+	}
+}
+
+// BenchmarkWalkCacheDir sets what the cache holds: a directory of n
+// names read with open and getdents (read), against its entry written to
+// and read back from the cache (cached). Below some n the cache is
+// cheaper; above it, listing the directory is (walkCacheMaxNames).
+func BenchmarkWalkCacheDir(b *testing.B) {
+	for _, n := range []int{1, 8, 32, 76, 256} {
+		dir := b.TempDir()
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("%040x", i*7919)
+			must(b, os.WriteFile(filepath.Join(dir, names[i]), nil, 0o600))
+		}
+		b.Run(fmt.Sprintf("names=%d/read", n), func(b *testing.B) {
+			for range b.N {
+				if _, err := sortedNames(dir); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("names=%d/cached", n), func(b *testing.B) {
+			c := &walkCache{log: newTestPlugin(b).log, path: filepath.Join(b.TempDir(), "walk")}
+			var buf bytes.Buffer
+			c.w = bufio.NewWriter(&buf)
+			c.out = os.Stdin // any file: save only checks it is set
+			d := &dirCache{c: c, key: "filedir/ab", new: map[string]cachedDir{"cd": {Ino: 1, Ctime: 2, Read: 3, Names: names}}}
+			for range b.N {
+				buf.Reset()
+				d.save()
+				c.w.Flush()
+				c.r = bufio.NewReader(&buf)
+				if s := c.readSection(); s == nil || len(s.Dirs["cd"].Names) != n {
+					b.Fatal("the section did not read back")
+				}
+			}
+		})
 	}
 }
