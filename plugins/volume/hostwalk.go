@@ -33,8 +33,13 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 	links := map[devIno]string{}
 	var wc *walkCache
 	if tw.pool != nil && tw.pool.cacheDir != "" {
-		wc = openWalkCache(tw.pool.cacheDir, root, p.log)
-		tw.pool.cache = wc
+		if fs, ok := ctimeFS(root); ok {
+			wc = openWalkCache(tw.pool.cacheDir, root, p.log)
+			tw.pool.cache = wc
+		} else {
+			p.log.Info("no walk cache: every directory is read", "file_system", fs,
+				"why", "the cache relies on a directory's ctime changing with its entries, which only local Linux file systems are known to keep")
+		}
 	}
 	// visit archives one entry the walk found. fi is its lstat when the
 	// walk took it already (the parallel scan of a pooled area), nil

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 )
 
 // The walk cache: what the last pooled backup found in the directories of
@@ -56,6 +58,32 @@ var (
 )
 
 const walkCacheMagic = "mbk walk cache 1"
+
+// walkCacheFS are the file systems (statfs's f_type) the cache is used on:
+// local ones that set a directory's ctime whenever its entries change.
+// Elsewhere (NFS, whose times are the server's clock; FUSE mounts such as
+// sshfs, s3fs or rclone, whose directory times may be made up; FAT, whose
+// ctime is a creation time) every directory is read.
+var walkCacheFS = map[int64]string{
+	unix.EXT4_SUPER_MAGIC:  "ext4", // ext2 and ext3 share it
+	unix.XFS_SUPER_MAGIC:   "xfs",
+	unix.BTRFS_SUPER_MAGIC: "btrfs",
+	unix.TMPFS_MAGIC:       "tmpfs",
+	0x2fc12fc1:             "zfs",
+}
+
+// ctimeFS says whether the file system under dir is one of walkCacheFS,
+// and names it.
+func ctimeFS(dir string) (string, bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return err.Error(), false
+	}
+	if name, ok := walkCacheFS[int64(st.Type)]; ok {
+		return name, true
+	}
+	return fmt.Sprintf("f_type %#x", st.Type), false
+}
 
 // walkCache is one backup's use of its cache: one file, read and written
 // in the walk's order, a line per ab directory of a pooled area (only one

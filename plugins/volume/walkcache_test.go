@@ -258,6 +258,22 @@ func TestWalkCacheRacyDirectories(t *testing.T) {
 	}
 }
 
+// On a file system not known to keep directories' ctime (NFS, FUSE),
+// every directory is read and no cache is written.
+func TestWalkCacheOtherFileSystems(t *testing.T) {
+	defer setVar(&walkCacheMargin, -time.Hour)()
+	defer setVar(&walkCacheFS, map[int64]string{})()
+	s := newWalkCacheSite(t)
+	for range 2 {
+		if _, read, fromCache := s.backup(true); read != 0 || fromCache != 0 {
+			t.Errorf("%d directories read, %d from the cache: the cache was used", read, fromCache)
+		}
+	}
+	if ents, _ := os.ReadDir(s.cache); len(ents) != 0 {
+		t.Errorf("the cache directory holds %v", ents)
+	}
+}
+
 // BenchmarkWalkCacheDir sets what the cache holds: a directory of n
 // names read with open and getdents (read), against its entry written to
 // and read back from the cache (cached). Below some n the cache is
