@@ -33,8 +33,9 @@ import (
 // A directory's names are taken from the cache when its inode, device and
 // change time (ctime) are those the cache recorded. Adding, removing or
 // renaming an entry sets a directory's ctime, and no program can set it
-// back (unlike mtime, which rsync or a restore does). Three guards stand
-// where that falls short:
+// back (unlike mtime, which rsync or a restore does) on the local file
+// systems of walkCacheFS, the only ones the cache is used on. Three guards
+// stand where that falls short:
 //   - a directory whose ctime is within walkCacheMargin of the walk's
 //     start is not recorded: an entry added in the same clock tick as the
 //     read would leave the ctime unchanged (git's "racy" index entries);
