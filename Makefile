@@ -127,8 +127,9 @@ test: tools
 test-unit:
 	$(GO) test -count=1 -short ./core/config/ ./core/retain/ ./core/repo/ ./core/stream/ ./core/sdk/...
 
-# The fault suite's bounded fuzzing (TESTING.md): the pipeline loader and the
-# restore path's archive reader, FUZZTIME each. The fault tests themselves
+# The fault suite's bounded fuzzing (TESTING.md): the pipeline loader, the
+# restore path's archive reader and the archive's header formatter, FUZZTIME
+# each. The fault tests themselves
 # (TestFaultSuite*) run with `go test ./...`. A longer hunt: FUZZTIME=2000000x.
 # Budgets are counts of executions, not durations: Go 1.26's fuzzing coordinator
 # can fail a target with a bare "context deadline exceeded" when a duration ends
@@ -140,6 +141,7 @@ test-faults:
 	rc=0; \
 	$(GO) test -run XXX -fuzz FuzzLoad -fuzztime $(FUZZTIME) -fuzzminimizetime 2000x ./core/config/ || rc=1; \
 	$(GO) test -run XXX -fuzz FuzzRestoreHost -fuzztime $(FUZZTIME) -fuzzminimizetime 2000x ./plugins/volume/ || rc=1; \
+	$(GO) test -run XXX -fuzz FuzzPAXHeader -fuzztime $(FUZZTIME) -fuzzminimizetime 2000x ./plugins/volume/ || rc=1; \
 	exit $$rc
 
 # mbk against the shell way and the floor on a deterministic Moodle-shaped site;
