@@ -167,6 +167,9 @@ func (c *walkCache) commit() {
 	if err != nil {
 		c.fail(err)
 	}
+	if c.failed {
+		os.Remove(c.path + ".new")
+	}
 	c.close()
 }
 

@@ -191,6 +191,18 @@ func TestWalkCache(t *testing.T) {
 		t.Errorf("a cache of another version: %d read, %d from the cache", read, fromCache)
 	}
 
+	// A cache that cannot be written (here walk.new is a directory; a full
+	// disk alike) costs the next backup time, not this one its success.
+	before, err := os.ReadFile(walk)
+	must(t, err)
+	must(t, os.Mkdir(walk+".new", 0o700))
+	blocked, _, _ := s.backup(true)
+	s.same("cache not writable", blocked)
+	if after, err := os.ReadFile(walk); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("a cache that could not be written replaced the last one (%v)", err)
+	}
+	must(t, os.Remove(walk+".new"))
+
 	// An entry read longer ago than walkCacheMaxAge is read again.
 	func() {
 		defer setVar(&walkCacheMaxAge, 0)()
@@ -229,7 +241,7 @@ func TestWalkCache(t *testing.T) {
 
 	// A backup that fails leaves the last cache as it was, and no other,
 	// though the tree changed since.
-	before, err := os.ReadFile(walk)
+	before, err = os.ReadFile(walk)
 	must(t, err)
 	touchDir(t, newDir, func() {
 		must(t, os.WriteFile(filepath.Join(newDir, "eeee111111111111111111111111111111111111"), []byte("y"), 0o640))
