@@ -5,6 +5,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // An unchanged pooled night writes a header and no data for every
@@ -18,7 +19,7 @@ import (
 
 // writeHeader writes h, an entry of the PAX format, as tar.Writer would.
 func (a *archiveWriter) writeHeader(h *tar.Header) error {
-	if h.Size != 0 || !plainPAX(h) {
+	if !plainPAX(h) {
 		return a.WriteHeader(h)
 	}
 	// The previous entry's padding, which tar.Writer owes; with no data
@@ -91,15 +92,7 @@ func appendPAXHeader(b []byte, h *tar.Header) []byte {
 		n++
 	}
 	if n > 0 {
-		slices.SortFunc(recs[:n], func(x, y [2]string) int {
-			switch {
-			case x[0] < y[0]:
-				return -1
-			case x[0] > y[0]:
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(recs[:n], func(x, y [2]string) int { return strings.Compare(x[0], y[0]) })
 		size := 0
 		for _, r := range recs[:n] {
 			size += paxRecordLen(r[0], r[1])

@@ -160,7 +160,7 @@ func (c *walkCache) commit() {
 	if cerr := c.out.Close(); err == nil {
 		err = cerr
 	}
-	c.out = nil
+	c.out, c.w = nil, nil
 	if err == nil && !c.failed {
 		err = os.Rename(c.path+".new", c.path)
 	}
@@ -182,7 +182,7 @@ func (c *walkCache) close() {
 	c.closeIn()
 	if c.out != nil {
 		c.out.Close()
-		c.out = nil
+		c.out, c.w = nil, nil
 		os.Remove(c.path + ".new")
 	}
 }
@@ -283,7 +283,7 @@ func compareKeys(a, b string) int {
 // save writes this backup's section of the subtree; the walk calls it in
 // its order.
 func (d *dirCache) save() {
-	if d == nil || d.c.out == nil || d.c.failed {
+	if d == nil || d.c.w == nil || d.c.failed {
 		return
 	}
 	c := d.c
@@ -346,7 +346,8 @@ func joinRel(rel, name string) string {
 	return rel + "/" + name
 }
 
-// walkCacheLine says what the cache saved, for the log and the details.
+// summary is how many directories the walk listed and took from the
+// cache, for the details.
 func (c *walkCache) summary() (read, cached int64) {
 	if c == nil {
 		return 0, 0
