@@ -31,15 +31,22 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		st.warn(msg)
 	}
 	links := map[devIno]string{}
-	var wc *walkCache
-	if tw.pool != nil && tw.pool.cacheDir != "" {
-		if fs, ok := ctimeFS(root); ok {
-			wc = openWalkCache(tw.pool.cacheDir, root, p.log)
-			tw.pool.cache = wc
-		} else {
-			p.log.Info("no walk cache: every directory is read", "file_system", fs,
-				"why", "the cache relies on a directory's ctime changing with its entries, which only local Linux file systems are known to keep")
+	// areaCache is the walk cache for a pooled area, opened for the first
+	// one on a file system it can be used on; nil for none. Each area is
+	// asked about, not the dataroot: filedir may be a mount of its own.
+	areaCache := func(area string) *walkCache {
+		if tw.pool == nil || tw.pool.cacheDir == "" {
+			return nil
 		}
+		if fs, ok := walkCacheFSOf(area); !ok {
+			p.log.Info("no walk cache: every directory is read", "directory", area, "file_system", fs,
+				"why", "the cache relies on a directory's ctime changing with its entries, which only local Linux file systems are known to keep")
+			return nil
+		}
+		if tw.pool.cache == nil {
+			tw.pool.cache = openWalkCache(tw.pool.cacheDir, root, p.log)
+		}
+		return tw.pool.cache
 	}
 	// visit archives one entry the walk found. fi is its lstat when the
 	// walk took it already (the parallel scan of a pooled area), nil
@@ -121,7 +128,7 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		st.add(rel, out)
 		if tw.pool != nil && fi.IsDir() && (rel == "filedir" || rel == "trashdir") {
 			// Moodle's pooled areas: scanned side by side below here.
-			if err := scanParallel(ctx, full, fi, 2, wc, func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
+			if err := scanParallel(ctx, full, fi, 2, areaCache(full), func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
 				return visit(full, d, walkErr, fi)
 			}); err != nil {
 				return err

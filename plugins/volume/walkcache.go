@@ -73,6 +73,9 @@ var walkCacheFS = map[int64]string{
 	0x2fc12fc1:             "zfs",
 }
 
+// walkCacheFSOf is ctimeFS (a variable for the tests).
+var walkCacheFSOf = ctimeFS
+
 // ctimeFS says whether the file system under dir is one of walkCacheFS,
 // and names it.
 func ctimeFS(dir string) (string, bool) {

@@ -214,20 +214,7 @@ func TestWalkCache(t *testing.T) {
 	// A directory of more names than walkCacheMaxNames is listed each time.
 	func() {
 		defer setVar(&walkCacheMaxNames, 1)()
-		small, all := 0, 0
-		for _, area := range []string{"filedir", "trashdir"} {
-			must(t, filepath.WalkDir(filepath.Join(s.src, area), func(p string, d os.DirEntry, err error) error {
-				if err != nil || !d.IsDir() || p == filepath.Join(s.src, area) {
-					return err
-				}
-				ents, err := os.ReadDir(p)
-				all++
-				if len(ents) <= 1 {
-					small++
-				}
-				return err
-			}))
-		}
+		small, all := s.dirs("filedir", 1)+s.dirs("trashdir", 1), s.dirs("filedir", -1)+s.dirs("trashdir", -1)
 		s.backup(true) // forgets the bigger ones
 		for range 2 {  // and does not record them when it lists them
 			if _, read, fromCache = s.backup(true); fromCache != int64(small) || read != int64(all-small) {
@@ -268,6 +255,50 @@ func TestWalkCacheRacyDirectories(t *testing.T) {
 	if _, read, fromCache := s.backup(true); read == 0 || fromCache != 0 {
 		t.Errorf("a tree made a moment ago: %d read, %d from the cache; want all read", read, fromCache)
 	}
+}
+
+// dirs counts the directories below a pooled area (not the area itself)
+// of at most max names; all of them when max < 0.
+func (s *walkCacheSite) dirs(area string, max int) int {
+	n := 0
+	top := filepath.Join(s.src, area)
+	must(s.t, filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || p == top {
+			return err
+		}
+		ents, err := os.ReadDir(p)
+		if max < 0 || len(ents) <= max {
+			n++
+		}
+		return err
+	}))
+	return n
+}
+
+// The file system is asked about for each pooled area, not the dataroot:
+// filedir or trashdir may be a mount of its own. Here trashdir stands for
+// one the cache cannot be used on.
+func TestWalkCachePerArea(t *testing.T) {
+	defer setVar(&walkCacheMargin, -time.Hour)()
+	defer setVar(&walkCacheFSOf, func(dir string) (string, bool) {
+		if filepath.Base(dir) == "trashdir" {
+			return "nfs", false
+		}
+		return ctimeFS(dir)
+	})()
+	s := newWalkCacheSite(t)
+	s.backup(true)
+	cached, read := s.dirs("filedir", -1), s.dirs("trashdir", -1)
+	if cached == 0 || read == 0 {
+		t.Fatalf("the site has %d directories below filedir and %d below trashdir: the case shows nothing", cached, read)
+	}
+	// The counts are of the areas the cache serves: trashdir's directories
+	// are listed without it, and the archive shows they were.
+	archive, gotRead, gotCached := s.backup(true)
+	if gotCached != int64(cached) || gotRead != 0 {
+		t.Errorf("%d directories read, %d from the cache; want filedir's %d from the cache and trashdir's %d left out", gotRead, gotCached, cached, read)
+	}
+	s.same("trashdir on another file system", archive)
 }
 
 // On a file system not known to keep directories' ctime (NFS, FUSE),
