@@ -285,16 +285,13 @@ func scanTree(ctx context.Context, root, rel string, dc *dirCache) []scanned {
 		for _, name := range names {
 			cf := full + string(filepath.Separator) + name
 			cfi, err := os.Lstat(cf)
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-				// Gone since the directory was listed: visit finds it
-				// gone and says so.
-				out = append(out, scanned{full: cf, d: goneEntry(name)})
-			case err != nil:
+			if err != nil {
+				// visit says a file gone since the directory was listed
+				// vanished, and fails on any other error.
 				out = append(out, scanned{full: cf, d: goneEntry(name), err: err})
-			default:
-				walk(cf, joinRel(rel, name), cfi)
+				continue
 			}
+			walk(cf, joinRel(rel, name), cfi)
 		}
 	}
 	walk(root, rel, fi)

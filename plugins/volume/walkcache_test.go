@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -255,6 +259,54 @@ func TestWalkCacheRacyDirectories(t *testing.T) {
 	if _, read, fromCache := s.backup(true); read == 0 || fromCache != 0 {
 		t.Errorf("a tree made a moment ago: %d read, %d from the cache; want all read", read, fromCache)
 	}
+}
+
+// A name the cache gives that is gone when it is lstat'ed (removed between
+// the directory's stat and the file's, which the ctime check cannot see)
+// is a warning, as a file that vanishes during any walk, and the rest of
+// the archive is what a full walk writes.
+func TestWalkCacheNameGone(t *testing.T) {
+	defer setVar(&walkCacheMargin, -time.Hour)()
+	s := newWalkCacheSite(t)
+	s.backup(true)
+	// The cache as a removal in that moment leaves it: a name more in a
+	// directory it serves, the line's checksum made again.
+	walk := filepath.Join(s.cache, "walk")
+	b, err := os.ReadFile(walk)
+	must(t, err)
+	lines := bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
+	const ghost = "1111111111111111111111111111111111111111"
+	var where string
+	for i, line := range lines[1:] {
+		_, body, _ := bytes.Cut(line, []byte(" "))
+		var sec cacheSection
+		must(t, json.Unmarshal(body, &sec))
+		for rel, d := range sec.Dirs {
+			if rel != "" && where == "" {
+				d.Names = append(d.Names, ghost)
+				sec.Dirs[rel] = d
+				where = sec.Key + "/" + rel + "/" + ghost
+			}
+		}
+		body, err = json.Marshal(sec)
+		must(t, err)
+		sum := sha256.Sum256(body)
+		lines[i+1] = append([]byte(hex.EncodeToString(sum[:])+" "), body...)
+	}
+	if where == "" {
+		t.Fatal("the cache serves no directory")
+	}
+	must(t, os.WriteFile(walk, append(bytes.Join(lines, []byte("\n")), '\n'), 0o600))
+
+	var buf bytes.Buffer
+	res, err := s.p.Backup(context.Background(), sdk.BackupRequest{Config: s.cfg, Artifact: artifactID, Set: "s", Pool: s.cp, CacheDir: s.cache}, &buf)
+	if err != nil {
+		t.Fatalf("Backup: %v", err)
+	}
+	if !strings.Contains(res.InfoText, where) || !strings.Contains(res.InfoText, "vanished") {
+		t.Errorf("no warning names %s:\n%s", where, res.InfoText)
+	}
+	s.same("a name gone", buf.Bytes())
 }
 
 // dirs counts the directories below a pooled area (not the area itself)
