@@ -231,8 +231,10 @@ func TestPoolEndToEnd(t *testing.T) {
 	if a, b := art(s2[0]), art(s2[1]); b > a+64 || b > 64<<10 {
 		t.Errorf("the unchanged set's archive is %d bytes (the first's %d): the pool's contents went into it", b, a)
 	}
-	// The core gave the plugin a cache below the root, where the first
-	// run's walk left what the second one read.
+	// The core gave the plugin a cache below the root, and the manifest
+	// says what the walk listed and took from it. (The tree is seconds
+	// old, so the walk lists it all; what the cache gives is
+	// plugins/volume's TestWalkCache.)
 	caches, _ := filepath.Glob(filepath.Join(root, engine.CacheDir, "*", "walk"))
 	if len(caches) != 1 || !strings.HasPrefix(readFile(t, caches[0]), "mbk walk cache 1\n") {
 		t.Errorf("walk caches below the root: %q", caches)
