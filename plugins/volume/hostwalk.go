@@ -166,7 +166,7 @@ type scanned struct {
 // dir's directories are visited one by one and scanned at the next depth.
 // Moodle's filedir/ab/cd/ is scanned at depth 2: a job is one ab/cd
 // directory, a few files even on a site of millions, so that what waits in
-// memory stays small; the walk cache (wc, nil for none) keeps one file per
+// memory stays small; the walk cache (wc, nil for none) keeps one line per
 // ab directory. visit's fs.SkipDir for a directory leaves out what lies
 // below it.
 func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc *walkCache, visit func(string, fs.DirEntry, error, fs.FileInfo) error) error {
