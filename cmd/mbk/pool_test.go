@@ -347,6 +347,32 @@ func TestPoolEndToEnd(t *testing.T) {
 	}
 }
 
+// A cache directory the core cannot make (here .cache is a file) costs the
+// walk its cache, not the run its set.
+func TestPoolCacheUnmade(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "moodledata")
+	poolSite(t, src, 3)
+	root := filepath.Join(dir, "backups")
+	must(t, os.MkdirAll(root, 0o700))
+	must(t, os.WriteFile(filepath.Join(root, engine.CacheDir), []byte("not a directory"), 0o600))
+	file := writeFile(t, dir, "pool.hcl", fmt.Sprintf(poolPipeline, root, src, "pool", 2))
+	r := mbk(t, runOpts{}, "run", file)
+	if r.code != 0 {
+		t.Fatalf("run: %s", r)
+	}
+	if !strings.Contains(r.stderr, "no cache for this artifact") {
+		t.Errorf("the run does not say it has no cache:\n%s", r.stderr)
+	}
+	s := sets(t, root)
+	if len(s) != 1 {
+		t.Fatalf("sets: %q", s)
+	}
+	if m := readFile(t, filepath.Join(root, s[0], "manifest.json")); strings.Contains(m, "walk_dirs") {
+		t.Errorf("the manifest reports a walk cache:\n%s", m)
+	}
+}
+
 // TestPoolMismatchedName: a file whose content does not hash to its name
 // (corrupt in the site) is stored under its real hash and restored as it
 // is; the run commits with a warning (exit 3) naming it.
