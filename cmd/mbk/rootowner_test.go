@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mbk-backup/mbk/core/testing/mbktest"
 	"github.com/mbk-backup/mbk/core/testing/storetest"
 )
 
@@ -144,10 +146,16 @@ func storeManifests(t *testing.T, dir string) map[string]string {
 // saying want.
 func storeRefused(t *testing.T, file, want string) {
 	t.Helper()
-	if p := mbk(t, runOpts{}, "prune", file, "--store", "sftp"); p.code == 0 || !strings.Contains(p.stdout+p.stderr, want) {
+	storeRefusedTo(t, func(args ...string) result { return mbk(t, runOpts{}, args...) }, file, want)
+}
+
+// storeRefusedTo is storeRefused with mbk run by run.
+func storeRefusedTo(t *testing.T, run func(args ...string) result, file, want string) {
+	t.Helper()
+	if p := run("prune", file, "--store", "sftp"); p.code == 0 || !strings.Contains(p.stdout+p.stderr, want) {
 		t.Errorf("prune --store: want %q, got %s", want, p)
 	}
-	if s := mbk(t, runOpts{}, "sync", file); s.code == 0 || !strings.Contains(s.stdout+s.stderr, want) {
+	if s := run("sync", file); s.code == 0 || !strings.Contains(s.stdout+s.stderr, want) {
 		t.Errorf("sync: want %q, got %s", want, s)
 	}
 }
@@ -317,4 +325,115 @@ func TestStorePrefixOfOneMachine(t *testing.T) {
 	if r := run(fresh); r.code != 0 {
 		t.Errorf("the replacing machine's first run: %s", r)
 	}
+}
+
+// onMachine runs mbk as if on a machine whose /etc/machine-id holds id:
+// in a mount namespace of its own, a file bound over that one (the tests
+// run as root).
+func onMachine(t *testing.T, id string, args ...string) result {
+	t.Helper()
+	f := writeFile(t, t.TempDir(), "machine-id", id+"\n")
+	script := `mount --bind "$0" /etc/machine-id && exec "$@"`
+	r := mbktest.Run(t, "unshare", baseEnv(t), "no\n",
+		append([]string{"--mount", "--propagation", "private", "sh", "-c", script, f, filepath.Join(binDir, "mbk")}, args...)...)
+	return result{r.Stdout, r.Stderr, r.Code}
+}
+
+// TestStorePrefixOfOneCloneOfTheMachine: a clone of the server (a VM
+// copied with its disk: the same host name, the same root, the same
+// pipelines) backing up into the same store prefix is told apart by its
+// machine id, and the original's copy, prune and sync are refused once
+// the clone has a set there. A VM rolled back to a snapshot (its own
+// sets in the store that its root no longer holds) and a machine that
+// took over the root (new hardware: sets of another id, all made before
+// its first) are not refused.
+func TestStorePrefixOfOneCloneOfTheMachine(t *testing.T) {
+	ftp := storetest.StartSFTP(t)
+	dir := t.TempDir()
+	copies := filepath.Join(ftp.Dir, "copies")
+	const original, clone, newHardware = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210", "00112233445566778899aabbccddeeff"
+	pipelineAt := func(name, store string) (file, root string) {
+		root = filepath.Join(dir, name)
+		return writeFile(t, dir, name+".hcl", namedPipeline("production", root, 100, ftp.Stage(store))), root
+	}
+	run := func(machine, file string) result {
+		t.Helper()
+		time.Sleep(1100 * time.Millisecond) // a set a second
+		return onMachine(t, machine, "run", file)
+	}
+	ok := func(what string, r result) {
+		t.Helper()
+		if r.code != 0 {
+			t.Fatalf("%s: %s", what, r)
+		}
+	}
+	copyRoot := func(from, to string) {
+		t.Helper()
+		if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
+			t.Fatalf("cp -a %s %s: %v: %s", from, to, err, out)
+		}
+	}
+	prod, root := pipelineAt("original", copies)
+	for range 2 {
+		ok("the original's run", run(original, prod))
+	}
+	// A snapshot of the VM, then a set it made after the snapshot.
+	snapFile, snapRoot := pipelineAt("snapshot", copies)
+	copyRoot(root, snapRoot)
+	ok("the original's third run", run(original, prod))
+	ok("a run of the VM rolled back to its snapshot (the store holds a set of its own that its root does not)", run(original, snapFile))
+	// New hardware taking over the snapshot's root, and a copy of the
+	// store (the original stops there): the store holds sets of another
+	// machine made after the root's first, and before the new one's.
+	hwStore := filepath.Join(ftp.Dir, "copies-hw")
+	copyRoot(copies, hwStore)
+	hwFile, hwRoot := pipelineAt("new-hardware", hwStore)
+	copyRoot(snapRoot, hwRoot)
+	ok("the first run on new hardware", run(newHardware, hwFile))
+	ok("the second run on new hardware", run(newHardware, hwFile))
+	// The clone, copied from the original now: its first run.
+	cloneFile, cloneRoot := pipelineAt("clone", copies)
+	copyRoot(root, cloneRoot)
+	ok("the clone's first run", run(clone, cloneFile))
+	cloneSet := sets(t, cloneRoot)[len(sets(t, cloneRoot))-1]
+	if r := onMachine(t, original, "list", cloneFile, "--store", "sftp"); !strings.Contains(r.stdout, cloneSet) {
+		t.Fatalf("list --store: no %s in %s", cloneSet, r)
+	}
+
+	// The original's next run: the clone's set is after the original's
+	// first, by a machine of the same name and another id.
+	me, _ := os.Hostname()
+	before := storeManifests(t, copies)
+	r := run(original, prod)
+	want := fmt.Sprintf(`store "sftp" holds set %s of pipeline "production", made after this machine's first set in its root (%s) by another machine named %q`,
+		cloneSet, started(t, filepath.Join(root, sets(t, root)[0])).UTC().Format(time.RFC3339), me)
+	if said := r.stdout + r.stderr; r.code == 0 || !strings.Contains(said, want) {
+		t.Errorf("the original's run beside its clone: want its copy refused, saying %q, got %s", want, r)
+	}
+	storeRefusedTo(t, func(args ...string) result { return onMachine(t, original, args...) }, prod, want)
+	if after := storeManifests(t, copies); !maps.Equal(after, before) {
+		t.Errorf("the store's sets changed: %d sets, want the %d there were", len(after), len(before))
+	}
+	// What the original's list and restore say of the clone's set.
+	l := onMachine(t, original, "list", prod, "--store", "sftp")
+	for _, line := range strings.Split(l.stdout, "\n") {
+		set, _, _ := strings.Cut(line, " ")
+		if marked := strings.Contains(line, fmt.Sprintf("made on another machine named %q", me)); strings.HasPrefix(set, "20") && marked != (set == cloneSet) {
+			t.Errorf("list --store on the original: the line of %s says %q", set, line)
+		}
+	}
+	rs := onMachine(t, original, "restore", prod, cloneSet, "--from", "sftp")
+	if want := fmt.Sprintf("Set %s was made on another machine named %q, like this one", cloneSet, me); !strings.Contains(rs.stdout, want) {
+		t.Errorf("a restore of the clone's set on the original: want %q before the confirmation, got %s", want, rs)
+	}
+}
+
+// started is when the set in dir began, as its manifest says.
+func started(t *testing.T, dir string) time.Time {
+	t.Helper()
+	var m struct{ Started time.Time }
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, "manifest.json"))), &m); err != nil || m.Started.IsZero() {
+		t.Fatalf("%s: no start time in its manifest (%v)", dir, err)
+	}
+	return m.Started
 }

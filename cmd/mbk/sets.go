@@ -49,7 +49,9 @@ type setSummary struct {
 	// empty for a stored set without a readable manifest.
 	Kind string `json:"kind,omitempty"`
 	// Host is the machine the set was made on.
-	Host     string    `json:"host,omitempty"`
+	Host string `json:"host,omitempty"`
+	// HostID is that machine's id (repo.MachineID).
+	HostID   string    `json:"host_id,omitempty"`
 	Bytes    int64     `json:"bytes"`
 	Started  time.Time `json:"started,omitzero"`
 	Duration string    `json:"duration,omitempty"`
@@ -88,7 +90,7 @@ func summarize(s repo.Set, now time.Time) setSummary {
 
 // describe fills in what a set's manifest says.
 func (s *setSummary) describe(m *repo.Manifest) {
-	s.Host = m.Host
+	s.Host, s.HostID = m.Host, m.HostID
 	if !m.Finished.IsZero() {
 		s.Started = m.Started
 		s.Duration = m.Finished.Sub(m.Started).Round(time.Second).String()
@@ -145,7 +147,7 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, tr.T("SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL\tNOTE"))
 	future := 0
-	me, _ := os.Hostname()
+	me := thisMachine()
 	for _, s := range sets {
 		status := s.Status
 		if s.Problem != "" {
@@ -164,8 +166,8 @@ func printSets(w io.Writer, p *config.Pipeline, sets []setSummary, asJSON bool) 
 			notes = append(notes, tr.T("FUTURE: dated %s ahead of the clock", s.Ahead))
 			future++
 		}
-		if s.Host != "" && s.Host != me {
-			notes = append(notes, tr.T("made on host %q", s.Host))
+		if note := me.madeOn(s.Host, s.HostID); note != "" {
+			notes = append(notes, note)
 		}
 		note := strings.Join(notes, "; ")
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Set, kind, status, tr.IBytes(uint64(s.Bytes)), s.Duration, drill, note)
@@ -525,4 +527,25 @@ func loadIdentities(paths []string) ([]age.Identity, error) {
 		out = append(out, ids...)
 	}
 	return out, nil
+}
+
+// machine is this one: its host name and id (repo.MachineID).
+type machine struct{ name, id string }
+
+func thisMachine() machine {
+	name, _ := os.Hostname()
+	return machine{name, repo.MachineID()}
+}
+
+// madeOn says, for a set made on host under machine id hostID, which
+// other machine made it; "" when it was this one (or nothing says). A
+// machine of this one's name with another id is a clone of it.
+func (me machine) madeOn(host, hostID string) string {
+	switch {
+	case host != "" && host != me.name:
+		return tr.T("made on host %q", host)
+	case hostID != "" && me.id != "" && hostID != me.id:
+		return tr.T("made on another machine named %q", host)
+	}
+	return ""
 }

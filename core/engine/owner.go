@@ -101,12 +101,19 @@ func foreignRemote(ctx context.Context, p *config.Pipeline, store *Stage, sets [
 	me, _ := os.Hostname()
 	hosts := map[string]bool{me: true}
 	var since time.Time
+	// This machine's id, and its first set in this root made under it
+	// (when it has none yet, this run's is its first).
+	myID := repo.MachineID()
+	firstMine := time.Now()
 	for _, st := range local {
 		if st.Manifest != nil {
 			ours[st.Name] = true
 			hosts[st.Manifest.Host] = true
 			if since.IsZero() || st.Manifest.Started.Before(since) {
 				since = st.Manifest.Started
+			}
+			if myID != "" && st.Manifest.HostID == myID && st.Manifest.Started.Before(firstMine) {
+				firstMine = st.Manifest.Started
 			}
 		}
 	}
@@ -128,6 +135,15 @@ func foreignRemote(ctx context.Context, p *config.Pipeline, store *Stage, sets [
 		if m.Host != "" && !hosts[m.Host] && !since.IsZero() && m.Started.After(since) {
 			return &ForeignHostError{Store: store.Name, Pipeline: p.Name, Set: st.Name, Host: m.Host, Me: me, Since: since}
 		}
+		// Made by another machine, whatever its name, after this machine's
+		// first set here: a clone of this server that kept its host name.
+		// A machine this one took over from (new hardware, a VM restored
+		// as a new one) made its sets before this one's first; this
+		// machine's own sets that its root no longer holds (pruned, or a
+		// VM rolled back to a snapshot) carry its own id.
+		if myID != "" && m.HostID != "" && m.HostID != myID && m.Started.After(firstMine) {
+			return &ForeignHostError{Store: store.Name, Pipeline: p.Name, Set: st.Name, Host: m.Host, Me: me, Since: firstMine, OtherMachine: true}
+		}
 	}
 	return nil
 }
@@ -140,10 +156,17 @@ func foreignRemote(ctx context.Context, p *config.Pipeline, store *Stage, sets [
 type ForeignHostError struct {
 	Store, Pipeline, Set, Host, Me string
 	Since                          time.Time
+	// OtherMachine: the set's machine id is not this machine's (the host
+	// names may be the same), and Since is this machine's first set.
+	OtherMachine bool
 }
 
 func (e *ForeignHostError) Error() string {
 	since := e.Since.UTC().Format(time.RFC3339)
+	if e.OtherMachine {
+		return fmt.Sprintf("store %q holds set %s of pipeline %q, made after this machine's first set in its root (%s) by another machine named %q (its machine id, from the firmware's UUID and /etc/machine-id, is not this one's; this machine is %q): a copy of this server, a cloned VM say, backs up pipeline %q into the same prefix, and each one's retention would delete the other's copies. Give the pipeline on one machine another name, or its own prefix (s3) or path (sftp) in the store. If that machine no longer backs up there, delete the sets it made there since %s",
+			e.Store, e.Set, e.Pipeline, since, e.Host, e.Me, e.Pipeline, since)
+	}
 	return fmt.Sprintf("store %q holds set %s of pipeline %q, made on host %q after this root's first set (%s), and this machine is %q: two machines back up pipeline %q into one prefix, and each one's retention would delete the other's copies. Give the pipeline on one machine another name, or its own prefix (s3) or path (sftp) in the store. If %q no longer backs up there (a machine this one replaced), delete the sets it made there since %s",
 		e.Store, e.Set, e.Pipeline, e.Host, since, e.Me, e.Pipeline, e.Host, since)
 }

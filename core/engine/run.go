@@ -259,7 +259,7 @@ func (r *run) backup(ctx context.Context, stages []*Stage, start time.Time) erro
 	defer cancel()
 
 	r.man = &repo.Manifest{Format: 1, Pipeline: p.Name, Set: r.name, Started: start.UTC(), Host: r.res.Report.Host,
-		MBKVersion: r.e.Version, Timezone: p.Location.String(), Kind: r.opts.kind, Restoring: r.opts.restoring}
+		HostID: repo.MachineID(), MBKVersion: r.e.Version, Timezone: p.Location.String(), Kind: r.opts.kind, Restoring: r.opts.restoring}
 	r.info = map[string]*strings.Builder{}
 	defer r.closePool()
 	if err := r.inMaintenance(ctx, func() error { return r.produceAll(ctx, stages) }); err != nil {

@@ -6,6 +6,7 @@ var _ = add(map[string]string{
 	"Verifying set %s before restoring it...":                                                        "Verificando el conjunto %s antes de restaurarlo...",
 	"Restoring set %s of pipeline %q into pipeline %q will OVERWRITE:":                               "Restaurar el conjunto %s del pipeline %q en el pipeline %q SOBRESCRIBIRÁ:",
 	"Set %s was made on host %q; this machine is %q.":                                                "El conjunto %s se hizo en el equipo %q; este equipo es %q.",
+	"Set %s was made on another machine named %q, like this one (a clone of it?).":                   "El conjunto %s se hizo en otro equipo llamado %q, como este (¿un clon de este?).",
 	"Restoring set %s of pipeline %q will OVERWRITE:":                                                "Restaurar el conjunto %s del pipeline %q SOBRESCRIBIRÁ:",
 	"then the URL %s becomes %s in the database, and e-mail is switched off":                         "después la URL %s pasa a ser %s en la base de datos, y el correo se desactiva",
 	"where it was backed up from":                                                                    "donde se respaldó",

@@ -7,6 +7,7 @@ var _ = add(map[string]string{
 	"no sets in %s": "no hay conjuntos en %s",
 	"SET\tKIND\tSTATUS\tSIZE\tDURATION\tDRILL\tNOTE": "CONJUNTO\tTIPO\tESTADO\tTAMAÑO\tDURACIÓN\tSIMULACRO\tNOTA",
 	"made on host %q":                     "hecho en el equipo %q",
+	"made on another machine named %q":    "hecho en otro equipo llamado %q",
 	"FUTURE: dated %s ahead of the clock": "FUTURO: fechado %s por delante del reloj",
 
 	// mbk info.

@@ -38,13 +38,16 @@ const (
 
 // Manifest is manifest.json.
 type Manifest struct {
-	Format     int        `json:"format"`
-	Pipeline   string     `json:"pipeline"`
-	Set        string     `json:"set"`
-	Status     string     `json:"status"`
-	Started    time.Time  `json:"started"`
-	Finished   time.Time  `json:"finished"`
-	Host       string     `json:"host"`
+	Format   int       `json:"format"`
+	Pipeline string    `json:"pipeline"`
+	Set      string    `json:"set"`
+	Status   string    `json:"status"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Host     string    `json:"host"`
+	// HostID is MachineID on the machine that made the set: it tells
+	// apart a cloned server that kept its host name.
+	HostID     string     `json:"host_id,omitempty"`
 	MBKVersion string     `json:"mbk_version"`
 	Timezone   string     `json:"timezone"`
 	Artifacts  []Artifact `json:"artifacts"`
