@@ -31,6 +31,9 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		st.warn(msg)
 	}
 	links := map[devIno]string{}
+	if tw.pool != nil {
+		tw.pool.whole = func(full, rel string) error { return p.hostFile(ctx, full, rel, tw, st, links, warn) }
+	}
 	// areaCache is the walk cache for a pooled area, opened for the first
 	// one on a file system it can be used on; nil for none. Each area is
 	// asked about, not the dataroot: filedir may be a mount of its own.
@@ -308,18 +311,33 @@ func (goneEntry) Type() fs.FileMode          { return 0 }
 func (goneEntry) Info() (fs.FileInfo, error) { return nil, fs.ErrNotExist }
 
 // hostPooled queues a file for the pool from lstat alone: a blob the pool
-// has is not opened. A file with other names (hard links) is archived
-// whole, so that its links keep pointing at data in the archive.
+// has is not opened. A file with other names (hard links) is pooled under
+// the first the walk meets, unless that one was archived whole (it lies
+// outside filedir and trashdir); each later name in the tree is a hard
+// link to it. Names outside the tree (a snapshot made with cp -al or
+// rsnapshot on the same file system) are not seen: the file is pooled as
+// any other.
 func (p *plugin) hostPooled(ctx context.Context, full, rel string, fi fs.FileInfo, tw *archiveWriter, st *stats, links map[devIno]string, warn func(string, ...any)) error {
 	fi, err := lstatOnce(full, fi)
 	if err != nil {
 		return vanished(err, rel, warn)
 	}
 	sys := fi.Sys().(*syscall.Stat_t)
-	if !fi.Mode().IsRegular() || sys.Nlink > 1 {
+	if !fi.Mode().IsRegular() {
 		return p.hostFile(ctx, full, rel, tw, st, links, warn)
 	}
-	return tw.pool.add(ctx, full, rel, statHeader(sys, fi.Size()), tw, st, warn)
+	h := statHeader(sys, fi.Size())
+	if sys.Nlink > 1 {
+		key := devIno{uint64(sys.Dev), sys.Ino}
+		if first := tw.pool.linkTarget(key); first != "" {
+			return tw.pool.addLink(ctx, full, rel, first, h, tw, st, warn)
+		}
+		if _, ok := links[key]; ok {
+			return p.hostFile(ctx, full, rel, tw, st, links, warn)
+		}
+		tw.pool.remember(key, rel, p.log)
+	}
+	return tw.pool.add(ctx, full, rel, h, tw, st, warn)
 }
 
 // lstatOnce is fi, or full's lstat when the walk had none.
@@ -375,6 +393,12 @@ func (p *plugin) hostFile(ctx context.Context, full, rel string, tw *archiveWrit
 		Size:     fi.Size(),
 	}
 	key := devIno{uint64(sys.Dev), sys.Ino}
+	if sys.Nlink > 1 && tw.pool != nil {
+		// Another name of a pooled file: a link entry behind it.
+		if first := tw.pool.linkTarget(key); first != "" {
+			return tw.pool.addLink(ctx, full, rel, first, h, tw, st, warn)
+		}
+	}
 	if first, ok := links[key]; ok && sys.Nlink > 1 {
 		h.Typeflag, h.Size = tar.TypeLink, 0
 		out := header(h, rel, first)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/mbk-backup/mbk/core/sdk"
 	"github.com/mbk-backup/mbk/core/spec"
 )
@@ -88,11 +90,24 @@ type pooler struct {
 	// cache is the walk's use of it, committed when the backup succeeds.
 	cacheDir string
 	cache    *walkCache
+	// Hard links: linked is each pooled file with other names, by inode,
+	// from its first name; a later name in the tree is a link entry
+	// queued behind it. skipped holds those first names that vanished
+	// before they could be read; whole, set by the walk, archives a file
+	// with its data (a link whose first name was skipped) and returns
+	// whether it did.
+	linked     map[devIno]string
+	linkedFull bool // linkedMax reached (and said)
+	skipped    map[string]bool
+	whole      func(full, rel string) error
 }
 
 type pooledFile struct {
 	full, rel string
 	h         *tar.Header // from lstat: mode, owner, mtime, size
+	// link is the first name of the pooled file this entry is another
+	// name of: a hard link, written after it.
+	link string
 }
 
 // poolJob is one batch's question to the core and the puts it leads to;
@@ -106,11 +121,53 @@ type poolJob struct {
 	done  chan struct{}
 }
 
-func newPooler(p sdk.Pool) *pooler { return &pooler{pool: p, puts: poolPuts} }
+func newPooler(p sdk.Pool) *pooler {
+	return &pooler{pool: p, puts: poolPuts, linked: map[devIno]string{}, skipped: map[string]bool{}}
+}
 
 // add queues one regular file found by the walk.
 func (pl *pooler) add(ctx context.Context, full, rel string, h *tar.Header, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
 	pl.pending = append(pl.pending, pooledFile{full: full, rel: rel, h: h})
+	if len(pl.pending) < poolBatch {
+		return nil
+	}
+	return pl.turn(ctx, tw, st, warn)
+}
+
+// linkedMax bounds how many pooled files with other names the walk
+// remembers (about 100 bytes each). A filedir whose every file has a name
+// outside the tree (a same-disk snapshot) would otherwise hold millions;
+// past it, a file's second name in the tree is archived as a file of its
+// own (the content is the same, the link is lost). (A variable for the
+// tests.)
+var linkedMax = 200_000
+
+// remember records rel as the first name of the pooled file of inode key.
+func (pl *pooler) remember(key devIno, rel string, log hclog.Logger) {
+	if len(pl.linked) < linkedMax {
+		pl.linked[key] = rel
+		return
+	}
+	if !pl.linkedFull {
+		pl.linkedFull = true
+		log.Info("hard links: more pooled files have other names than are remembered; a further name inside the tree is archived as a file of its own",
+			"remembered", linkedMax, "first_not_remembered", rel)
+	}
+}
+
+// linkTarget is the first name of the pooled file of inode key, "" when
+// none was pooled or it vanished before it could be read.
+func (pl *pooler) linkTarget(key devIno) string {
+	if first, ok := pl.linked[key]; ok && !pl.skipped[first] {
+		return first
+	}
+	return ""
+}
+
+// addLink queues another name of a pooled file queued before (its first
+// name, target): a hard link entry, written after the file's.
+func (pl *pooler) addLink(ctx context.Context, full, rel, target string, h *tar.Header, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
+	pl.pending = append(pl.pending, pooledFile{full: full, rel: rel, h: h, link: target})
 	if len(pl.pending) < poolBatch {
 		return nil
 	}
@@ -159,7 +216,9 @@ func (pl *pooler) wait() error {
 func (pl *pooler) ask(ctx context.Context, batch []pooledFile) *poolJob {
 	j := &poolJob{batch: batch, blobs: make([]sdk.Blob, len(batch)), skip: make([]bool, len(batch)), done: make(chan struct{})}
 	for i, f := range batch {
-		j.blobs[i] = sdk.Blob{SHA1: baseName(f.rel), Size: f.h.Size}
+		if f.link == "" {
+			j.blobs[i] = sdk.Blob{SHA1: baseName(f.rel), Size: f.h.Size}
+		}
 	}
 	go func() {
 		defer close(j.done)
@@ -171,9 +230,30 @@ func (pl *pooler) ask(ctx context.Context, batch []pooledFile) *poolJob {
 // resolve asks the core which of the batch's blobs it has and sends the
 // others, a few at a time.
 func (pl *pooler) resolve(ctx context.Context, j *poolJob) error {
-	have, err := pl.pool.Have(ctx, j.blobs)
-	if err != nil {
-		return fmt.Errorf("ask the pool: %w", err)
+	// Link entries have no blob of their own: they are not asked about.
+	var asked []sdk.Blob
+	var at []int
+	for i, f := range j.batch {
+		if f.link == "" {
+			asked, at = append(asked, j.blobs[i]), append(at, i)
+		}
+	}
+	var answers []bool
+	if len(asked) > 0 {
+		var err error
+		if answers, err = pl.pool.Have(ctx, asked); err != nil {
+			return fmt.Errorf("ask the pool: %w", err)
+		}
+	}
+	if len(answers) != len(asked) {
+		return fmt.Errorf("ask the pool: %d answers to %d questions", len(answers), len(asked))
+	}
+	have := make([]bool, len(j.batch))
+	for i := range have {
+		have[i] = j.batch[i].link != ""
+	}
+	for k, i := range at {
+		have[i] = answers[k]
 	}
 	j.have = have
 	var (
@@ -218,7 +298,14 @@ func (pl *pooler) write(j *poolJob, tw *archiveWriter, st *stats, warn func(stri
 		return nil
 	}
 	for i, f := range j.batch {
+		if f.link != "" {
+			if err := pl.writeLink(f, tw, st); err != nil {
+				return err
+			}
+			continue
+		}
 		if j.skip[i] {
+			pl.skipped[f.rel] = true
 			warn("skipped %q: it vanished or was replaced while the directory was read", f.rel)
 			continue
 		}
@@ -239,6 +326,23 @@ func (pl *pooler) write(j *poolJob, tw *archiveWriter, st *stats, warn func(stri
 		real.Size = b.Size
 		st.add(f.rel, &real)
 	}
+	return nil
+}
+
+// writeLink writes a link entry: a hard link to its pooled file's first
+// name, or, when that one vanished before it could be read, this name
+// archived with its data (and the names after it, links to this one).
+func (pl *pooler) writeLink(f pooledFile, tw *archiveWriter, st *stats) error {
+	if pl.skipped[f.link] {
+		return pl.whole(f.full, f.rel)
+	}
+	h := *f.h
+	h.Typeflag, h.Size = tar.TypeLink, 0
+	out := header(&h, f.rel, f.link)
+	if err := tw.WriteHeader(out); err != nil {
+		return fmt.Errorf("write archive: %w", err)
+	}
+	st.add(f.rel, out)
 	return nil
 }
 

@@ -2,12 +2,15 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -360,7 +363,9 @@ func TestEnginePoolRoundTrip(t *testing.T) {
 	const misnamed = "not what its name says\n"
 	src, app := poolApp(t, "mbktest-pool-src", `
 mkdir -p cache/x sessions && echo cached >cache/x/c && echo s >sessions/sess_1
-mkdir -p filedir/ee/ff && printf '`+strings.TrimSuffix(misnamed, "\n")+`\n' >filedir/ee/ff/eeff000000000000000000000000000000000000 && chown -R 33:33 filedir/ee`)
+mkdir -p filedir/ee/ff && printf '`+strings.TrimSuffix(misnamed, "\n")+`\n' >filedir/ee/ff/eeff000000000000000000000000000000000000 && chown -R 33:33 filedir/ee
+# Hard links to a pooled file: a name after filedir, and trashdir's.
+f=$(ls -d filedir/0*/*/* | head -n 1); ln "$f" zz-copy; mkdir -p "$(dirname "trashdir/${f#filedir/}")"; ln "$f" "trashdir/${f#filedir/}"; chown -R 33:33 trashdir`)
 	want := without(fingerprint(t, app, moodleDataroot), moodleExcluded...)
 	for _, way := range []struct {
 		name   string
@@ -393,8 +398,8 @@ mkdir -p filedir/ee/ff && printf '`+strings.TrimSuffix(misnamed, "\n")+`\n' >fil
 			if cp.puts != 302 || res.Details["pool_sent_blobs"].(int64) != 302 || res.Details["pool_read_bytes"].(int64) != sent {
 				t.Fatalf("first backup: %d puts, details %v; want 302, every pooled byte read once", cp.puts, res.Details)
 			}
-			if res.Details["pool_mismatched"] != int64(1) || res.Details["warnings"] != 1 {
-				t.Errorf("first backup: details %v; want the misnamed file counted and warned of", res.Details)
+			if res.Details["pool_mismatched"] != int64(1) || res.Details["warnings"] != 1 || res.Details["hard_links"] != int64(2) {
+				t.Errorf("first backup: details %v; want the misnamed file counted and warned of, and 2 hard links", res.Details)
 			}
 			if n := len(res.Details["excluded"].([]sizedPath)); n != 2 {
 				t.Errorf("excluded %v, want cache and sessions", res.Details["excluded"])
@@ -455,5 +460,186 @@ func TestPoolable(t *testing.T) {
 		if got := poolable(path); got != want {
 			t.Errorf("poolable(%q) = %v, want %v", path, got, want)
 		}
+	}
+}
+
+// linkAsking is corePool that, asked about the blob of victim's name,
+// first moves victim out of the tree, to away: the name vanishes between
+// the walk's lstat and its read, and the file keeps its other names.
+type linkAsking struct {
+	corePool
+	t            *testing.T
+	victim, away string
+}
+
+func (c *linkAsking) Have(ctx context.Context, bs []sdk.Blob) ([]bool, error) {
+	for _, b := range bs {
+		if c.victim != "" && b.SHA1 == filepath.Base(c.victim) {
+			must(c.t, os.Rename(c.victim, c.away))
+			c.victim = ""
+		}
+	}
+	return c.corePool.Have(ctx, bs)
+}
+
+// TestHostPoolHardLinks: pooled files with other names. Names outside the
+// tree (a same-disk snapshot) leave a file pooled as any other; a second
+// name inside the tree is a hard link entry behind the pooled one, in the
+// pooled areas and outside them, or the pooled file is a link to a name
+// archived whole before it. The restore of the expanded archive is the
+// restore of a whole archive of the same tree, links included. A first
+// name that vanishes before it is read leaves its second name archived
+// with its data.
+func TestHostPoolHardLinks(t *testing.T) {
+	defer setVar(&poolBatch, 7)()
+	base := t.TempDir()
+	src := filepath.Join(base, "moodledata")
+	sha1Dataroot(t, src)
+	var pooled []string // filedir's files, in the walk's order
+	must(t, filepath.WalkDir(filepath.Join(src, "filedir"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && len(d.Name()) == 40 {
+			pooled = append(pooled, p)
+		}
+		return err
+	}))
+	rel := func(p string) string { r, _ := filepath.Rel(src, p); return filepath.ToSlash(r) }
+	link := func(from, to string) {
+		must(t, os.MkdirAll(filepath.Dir(to), 0o750))
+		must(t, os.Link(from, to))
+	}
+	// Names outside the tree: a snapshot of the first 20 files.
+	for _, p := range pooled[:20] {
+		link(p, filepath.Join(base, "snapshot", rel(p)))
+	}
+	// trashdir's name of a filedir file (a dedup tool's work), a name
+	// after filedir in the walk, and one before it.
+	trash := filepath.Join(src, "trashdir", rel(pooled[30])[len("filedir/"):])
+	link(pooled[30], trash)
+	link(pooled[31], filepath.Join(src, "zz-copy"))
+	link(pooled[32], filepath.Join(src, "aa-copy"))
+
+	pl, err := pool.Open(filepath.Join(base, "root"))
+	must(t, err)
+	cp := &corePool{p: pl}
+	p := newTestPlugin(t)
+	pooledCfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src), "filedir": cty.StringVal("pool")})
+	wholeCfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src)})
+	restore := func(file, dst string, expand bool) {
+		t.Helper()
+		f, err := os.Open(file)
+		must(t, err)
+		defer f.Close()
+		var r io.Reader = f
+		if expand {
+			xr := pl.ExpandReader(context.Background(), f, nil)
+			defer xr.Close()
+			r = xr
+		}
+		_, err = p.Restore(context.Background(), sdk.RestoreRequest{Config: wholeCfg, Artifact: artifactID,
+			Options: ropts(t, map[string]string{"target_path": dst})}, r)
+		must(t, err)
+	}
+	entries := func(file string) (pooledNames map[string]bool, links map[string]string) {
+		t.Helper()
+		pooledNames, links = map[string]bool{}, map[string]string{}
+		f, err := os.Open(file)
+		must(t, err)
+		defer f.Close()
+		tr := tar.NewReader(f)
+		seen := map[string]bool{}
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return
+			}
+			must(t, err)
+			if _, ok := h.PAXRecords[paxPoolSHA1]; ok {
+				pooledNames[h.Name] = true
+			}
+			if h.Typeflag == tar.TypeLink {
+				if !seen[h.Linkname] {
+					t.Errorf("link %q to %q comes before its target", h.Name, h.Linkname)
+				}
+				links[h.Name] = h.Linkname
+			}
+			seen[h.Name] = true
+		}
+	}
+
+	file, res := pooledBackup(t, p, pooledCfg, cp)
+	pooledNames, links := entries(file)
+	for _, p := range pooled[:20] {
+		if !pooledNames[rel(p)] {
+			t.Errorf("%s, with a name outside the tree, is not pooled", rel(p))
+		}
+	}
+	wantLinks := map[string]string{rel(trash): rel(pooled[30]), "zz-copy": rel(pooled[31]), rel(pooled[32]): "aa-copy", "muc/config.php": "muc/config-hardlink.php"}
+	if !maps.Equal(links, wantLinks) {
+		t.Errorf("hard links in the archive: %v, want %v", links, wantLinks)
+	}
+	if got := len(pooledNames); got != len(pooled)-1 {
+		t.Errorf("%d pooled entries, want %d: every filedir file but the one linked to aa-copy", got, len(pooled)-1)
+	}
+	if got := res.Details["hard_links"]; got != int64(4) {
+		t.Errorf("details: hard_links %v, want 4", got)
+	}
+
+	// The same tree restored from a whole archive and from the pool.
+	wholeFile, _ := pooledBackup(t, p, wholeCfg, cp)
+	fromWhole, fromPool := filepath.Join(base, "from-whole"), filepath.Join(base, "from-pool")
+	restore(wholeFile, fromWhole, false)
+	restore(file, fromPool, true)
+	if d := diff(hostFingerprint(t, fromWhole), hostFingerprint(t, fromPool)); len(d) > 0 {
+		t.Errorf("the restore from the pool differs from the whole archive's:\n%s", strings.Join(d, "\n"))
+	}
+	for name, target := range wantLinks {
+		a, err := os.Stat(filepath.Join(fromPool, name))
+		must(t, err)
+		b, err := os.Stat(filepath.Join(fromPool, target))
+		must(t, err)
+		if !os.SameFile(a, b) {
+			t.Errorf("restored %s and %s are not one file", name, target)
+		}
+	}
+
+	// The first name vanishes before it is read (its blob is new): the
+	// trashdir name is archived with its data. It is queued behind the
+	// first in one batch (the link entry falls back), or met after the
+	// first's batch was written (it is taken as a first name).
+	for _, batch := range []int{10000, 7} {
+		defer setVar(&poolBatch, batch)()
+		fresh := []byte(fmt.Sprintf("a file the pool has not seen, batch %d", batch))
+		h := sha1.Sum(fresh)
+		name := hex.EncodeToString(h[:])
+		gone := filepath.Join(src, "filedir", name[:2], name[2:4], name)
+		must(t, os.MkdirAll(filepath.Dir(gone), 0o750))
+		must(t, os.WriteFile(gone, fresh, 0o640))
+		kept := filepath.Join(src, "trashdir", name[:2], name[2:4], name)
+		link(gone, kept)
+		la := &linkAsking{corePool: corePool{p: pl}, t: t, victim: gone, away: filepath.Join(base, "moved-"+name)}
+		file, res := pooledBackup(t, p, pooledCfg, la)
+		if la.victim != "" {
+			t.Fatal("the first name was never asked about")
+		}
+		if !strings.Contains(res.InfoText, rel(gone)) {
+			t.Errorf("batch %d: no warning names the vanished %s:\n%s", batch, rel(gone), res.InfoText)
+		}
+		dst := filepath.Join(base, fmt.Sprintf("from-pool-%d", batch))
+		restore(file, dst, true)
+		if b, err := os.ReadFile(filepath.Join(dst, rel(kept))); err != nil || !bytes.Equal(b, fresh) {
+			t.Errorf("batch %d: the second name of a vanished first: %q, %v; want its content", batch, b, err)
+		}
+		if _, err := os.Lstat(filepath.Join(dst, rel(gone))); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("batch %d: the vanished first name was restored: %v", batch, err)
+		}
+	}
+
+	// Past linkedMax, a second name is a file of its own: the trashdir
+	// name a pooled entry, zz-copy archived whole.
+	defer setVar(&linkedMax, 0)()
+	file4, _ := pooledBackup(t, p, pooledCfg, cp)
+	pooled4, links4 := entries(file4)
+	if !pooled4[rel(trash)] || links4[rel(trash)] != "" || links4["zz-copy"] != "" {
+		t.Errorf("past linkedMax: %s pooled %v, links %v; want it pooled, no link to it", rel(trash), pooled4[rel(trash)], links4)
 	}
 }
