@@ -99,20 +99,7 @@ func TestHostPoolRoundTrip(t *testing.T) {
 	p := newTestPlugin(t)
 	cfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src), "filedir": cty.StringVal("pool")})
 	backup := func() (string, sdk.BackupResult) { return pooledBackup(t, p, cfg, cp) }
-	restore := func(file, dst string, expand bool) error {
-		f, err := os.Open(file)
-		must(t, err)
-		defer f.Close()
-		var r io.Reader = f
-		if expand {
-			xr := pl.ExpandReader(context.Background(), f, nil)
-			defer xr.Close()
-			r = xr
-		}
-		_, err = p.Restore(context.Background(), sdk.RestoreRequest{Config: cfg, Artifact: artifactID,
-			Options: ropts(t, map[string]string{"target_path": dst})}, r)
-		return err
-	}
+	restore := func(file, dst string, expand bool) error { return restoreHost(t, p, pl, cfg, file, dst, expand) }
 
 	file, res := backup()
 	if got := res.Details["pool_sent_blobs"].(int64); got != 200 || cp.puts != 200 {
@@ -191,6 +178,24 @@ func TestHostPoolRoundTrip(t *testing.T) {
 	if !strings.Contains(err.Error(), pool.ErrCorrupt.Error()) {
 		t.Errorf("restore from a damaged blob: %v", err)
 	}
+}
+
+// restoreHost restores the archive in file into host directory dst, as
+// the core expands it from pl when expand is set, as stored otherwise.
+func restoreHost(t *testing.T, p *plugin, pl *pool.Pool, cfg sdk.Config, file, dst string, expand bool) error {
+	t.Helper()
+	f, err := os.Open(file)
+	must(t, err)
+	defer f.Close()
+	var r io.Reader = f
+	if expand {
+		xr := pl.ExpandReader(context.Background(), f, nil)
+		defer xr.Close()
+		r = xr
+	}
+	_, err = p.Restore(context.Background(), sdk.RestoreRequest{Config: cfg, Artifact: artifactID,
+		Options: ropts(t, map[string]string{"target_path": dst})}, r)
+	return err
 }
 
 // failingPool is corePool whose Have or Put fails at a given call (1-based;
@@ -526,18 +531,7 @@ func TestHostPoolHardLinks(t *testing.T) {
 	wholeCfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src)})
 	restore := func(file, dst string, expand bool) {
 		t.Helper()
-		f, err := os.Open(file)
-		must(t, err)
-		defer f.Close()
-		var r io.Reader = f
-		if expand {
-			xr := pl.ExpandReader(context.Background(), f, nil)
-			defer xr.Close()
-			r = xr
-		}
-		_, err = p.Restore(context.Background(), sdk.RestoreRequest{Config: wholeCfg, Artifact: artifactID,
-			Options: ropts(t, map[string]string{"target_path": dst})}, r)
-		must(t, err)
+		must(t, restoreHost(t, p, pl, wholeCfg, file, dst, expand))
 	}
 	entries := func(file string) (pooledNames map[string]bool, links map[string]string) {
 		t.Helper()
