@@ -212,14 +212,31 @@ func (p *plugin) restoreContainer(ctx context.Context, name, dir string, o resto
 	return st, commit()
 }
 
+// endArchive ends a tar stream cut off in the middle of an entry with
+// unwritten bytes of data still due: zeros, then the archive's end.
+func endArchive(tw *tar.Writer, unwritten int64) error {
+	if unwritten > 0 {
+		if _, err := io.CopyN(tw, zeroReader{}, unwritten); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
 // errAborted unblocks the archive writer when the Engine stopped reading.
 var errAborted = errors.New("the Engine stopped reading the archive")
 
 // copyInto streams the checked archive into dir of a container with
 // CopyToContainer. Entries are renamed below dir's base name and extracted
 // into its parent, so the Engine also applies the root entry's owner, mode
-// and mtime to dir itself (it skips a bare "." entry). The first bad entry
-// closes the pipe with an error, so the Engine never receives what follows.
+// and mtime to dir itself (it skips a bare "." entry). The Engine never
+// receives the first bad entry nor what follows: at it (or when the
+// archive is cut short), the stream sent so far is ended as a valid
+// archive, the entry being copied padded with zeros. The Engine then
+// answers once it has written what it received, so that nothing it writes
+// comes after the caller's cleanup: an aborted upload returned at once,
+// while the Engine went on extracting, and a staging directory removed
+// just then came back.
 func (p *plugin) copyInto(ctx context.Context, e *engine, id, dir string, ts *tarStream, first *tar.Header, pol *policy) (*stats, error) {
 	base := path.Base(dir)
 	pr, pw := io.Pipe()
@@ -230,6 +247,7 @@ func (p *plugin) copyInto(ctx context.Context, e *engine, id, dir string, ts *ta
 	done := make(chan result, 1)
 	go func() {
 		tw := tar.NewWriter(pw)
+		var unwritten int64 // of the entry being copied
 		st, err := eachEntry(ctx, ts, first, pol, func(en entry) error {
 			name, link := base, ""
 			if en.name != "." {
@@ -245,7 +263,8 @@ func (p *plugin) copyInto(ctx context.Context, e *engine, id, dir string, ts *ta
 				return err
 			}
 			if out.Typeflag == tar.TypeReg {
-				if _, err := copyData(ctx, tw, ts, out.Size); err != nil {
+				n, err := copyData(ctx, tw, ts, out.Size)
+				if unwritten = out.Size - n; err != nil {
 					if err == io.EOF {
 						err = errTruncated
 					}
@@ -256,8 +275,12 @@ func (p *plugin) copyInto(ctx context.Context, e *engine, id, dir string, ts *ta
 		})
 		if err == nil {
 			err = tw.Close()
+			pw.CloseWithError(err)
+		} else if endErr := endArchive(tw, unwritten); endErr != nil {
+			pw.CloseWithError(err) // the Engine stopped reading: abort
+		} else {
+			pw.Close()
 		}
-		pw.CloseWithError(err)
 		done <- result{st, err}
 	}()
 	copyErr := e.CopyToContainer(ctx, id, path.Dir(dir), pr, container.CopyToContainerOptions{CopyUIDGID: true})
