@@ -205,7 +205,7 @@ func (p *plugin) restoreContainer(ctx context.Context, name, dir string, o resto
 		}
 		return nil, fmt.Errorf("the directory is not empty (it holds %q); empty it first, or restore into a volume", found)
 	}
-	st, err := p.copyInto(ctx, e, info.ID, dir, ts, first, newPolicy(o.keepSpecial, p.log))
+	st, err := p.copyInto(ctx, e, info.ID, dir, ts, first, newPolicy(o.keepSpecial, p.log), false)
 	if err != nil {
 		return nil, err
 	}
@@ -230,14 +230,16 @@ var errAborted = errors.New("the Engine stopped reading the archive")
 // CopyToContainer. Entries are renamed below dir's base name and extracted
 // into its parent, so the Engine also applies the root entry's owner, mode
 // and mtime to dir itself (it skips a bare "." entry). The Engine never
-// receives the first bad entry nor what follows: at it (or when the
-// archive is cut short), the stream sent so far is ended as a valid
-// archive, the entry being copied padded with zeros. The Engine then
-// answers once it has written what it received, so that nothing it writes
-// comes after the caller's cleanup: an aborted upload returned at once,
-// while the Engine went on extracting, and a staging directory removed
-// just then came back.
-func (p *plugin) copyInto(ctx context.Context, e *engine, id, dir string, ts *tarStream, first *tar.Header, pol *policy) (*stats, error) {
+// receives the first bad entry nor what follows. Into a staging directory
+// (staged), at that entry (or where the archive is cut short) the stream
+// sent so far is ended as a valid archive, the entry being copied padded
+// with zeros: the Engine answers once it has written what it received, so
+// that nothing it writes comes after the caller removes the staging
+// directory (an aborted upload returned at once while the Engine went on
+// extracting, and the directory came back). Elsewhere the upload is
+// aborted, so that no file the archive cut short is written out whole with
+// zeros where a site would take it for complete.
+func (p *plugin) copyInto(ctx context.Context, e *engine, id, dir string, ts *tarStream, first *tar.Header, pol *policy, staged bool) (*stats, error) {
 	base := path.Base(dir)
 	pr, pw := io.Pipe()
 	type result struct {
@@ -273,13 +275,14 @@ func (p *plugin) copyInto(ctx context.Context, e *engine, id, dir string, ts *ta
 			}
 			return nil
 		})
-		if err == nil {
+		switch {
+		case err == nil:
 			err = tw.Close()
 			pw.CloseWithError(err)
-		} else if endErr := endArchive(tw, unwritten); endErr != nil {
-			pw.CloseWithError(err) // the Engine stopped reading: abort
-		} else {
+		case staged && endArchive(tw, unwritten) == nil:
 			pw.Close()
+		default:
+			pw.CloseWithError(err)
 		}
 		done <- result{st, err}
 	}()

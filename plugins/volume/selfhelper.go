@@ -53,7 +53,7 @@ func (p *plugin) restoreEngine(ctx context.Context, e *engine, vol string, o res
 	}
 	pol := newPolicy(o.keepSpecial, p.log)
 	if found == "" {
-		st, err := p.copyInto(ctx, e, h.id, helperMount, ts, first, pol)
+		st, err := p.copyInto(ctx, e, h.id, helperMount, ts, first, pol, false)
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +85,7 @@ func (p *plugin) restoreEngine(ctx context.Context, e *engine, vol string, o res
 		return nil, fmt.Errorf("create the staging directory: %w", err)
 	}
 	p.log.Info("the volume holds files: restoring beside them, swapping in when complete", "volume", vol, "staging", stage)
-	st, err := p.copyInto(ctx, e, h.id, helperMount+"/"+stage+"/"+stageNew, ts, first, pol)
+	st, err := p.copyInto(ctx, e, h.id, helperMount+"/"+stage+"/"+stageNew, ts, first, pol, true)
 	if err == nil {
 		err = commit()
 	}
