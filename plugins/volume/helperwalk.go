@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/docker/docker/api/types/container"
@@ -43,8 +44,15 @@ const (
 	frameResult  = 's' // the last frame: JSON walkResult
 	frameAnswer  = 'A' // the plugin's answer, JSON
 	frameFailed  = 'X' // the plugin's error, as text
-	frameChunk   = 64 << 10
-	frameLimit   = 16 << 20
+	// The walk cache (walkcache.go), when the core gives one: the plugin
+	// sends the last walk's before anything else, the helper sends its
+	// own back before its result, whole or not at all.
+	frameCache       = 'c' // the last walk cache's bytes, in order
+	frameCacheEnd    = 'C' // empty: they are all sent
+	frameNewCache    = 'w' // this walk's cache's bytes, in order
+	frameNewCacheEnd = 'W' // empty: this walk's cache is whole
+	frameChunk       = 64 << 10
+	frameLimit       = 16 << 20
 )
 
 // walkCmd, after helperArg, walks a tree in a helper container:
@@ -53,6 +61,8 @@ const walkCmd = "walk"
 
 type walkSpec struct {
 	Exclude []string `json:"exclude"`
+	// Cache: the walk cache comes in first and goes back out last.
+	Cache bool `json:"cache,omitempty"`
 }
 
 // walkResult is what the walk counted, for the plugin's details.
@@ -62,6 +72,9 @@ type walkResult struct {
 	NewBytes   int64     `json:"new_bytes"`
 	ReadBytes  int64     `json:"read_bytes"`
 	Mismatched int64     `json:"mismatched"`
+	// Directories of the pooled areas listed, and taken from the cache.
+	DirsRead   int64 `json:"dirs_read,omitempty"`
+	DirsCached int64 `json:"dirs_cached,omitempty"`
 }
 
 // writeFrame writes a frame whose payload is parts, one after the other.
@@ -302,11 +315,23 @@ func walkMain(args []string, log hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	c := newWalkConn(os.Stdout, os.Stdin)
+	in := bufio.NewReaderSize(os.Stdin, 64<<10)
+	var cacheDir string
+	if spec.Cache {
+		if cacheDir, err = takeWalkCache(in, log); err != nil {
+			return err
+		}
+		if cacheDir != "" {
+			defer os.RemoveAll(cacheDir)
+		}
+	}
+	c := newWalkConn(os.Stdout, in)
 	st := newStats()
 	tw := newArchiveWriter(c)
 	tw.pool = newPooler(c)
 	tw.pool.puts = walkPuts
+	tw.pool.cacheDir = cacheDir
+	defer func() { tw.pool.cache.close() }()
 	p := &plugin{log: log}
 	ctx := context.Background()
 	err = p.backupHost(ctx, args[0], ex, st, tw)
@@ -326,8 +351,16 @@ func walkMain(args []string, log hclog.Logger) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if wc := tw.pool.cache; wc != nil {
+		if wc.commit(); !wc.failed {
+			if err := c.sendNewCache(wc.path); err != nil {
+				return err
+			}
+		}
+	}
+	read, cached := tw.pool.cache.summary()
 	res, err := json.Marshal(walkResult{Stats: st.wire(), NewBlobs: tw.pool.newBlobs, NewBytes: tw.pool.newBytes,
-		ReadBytes: tw.pool.readBytes, Mismatched: tw.pool.mismatched})
+		ReadBytes: tw.pool.readBytes, Mismatched: tw.pool.mismatched, DirsRead: read, DirsCached: cached})
 	if err != nil {
 		return err
 	}
@@ -339,6 +372,105 @@ func walkMain(args []string, log hclog.Logger) error {
 	return c.w.Flush()
 }
 
+// takeWalkCache reads the last walk cache the plugin sends into a
+// directory of the helper's own, and returns it ("" when the helper can
+// write none: it walks without a cache).
+func takeWalkCache(r *bufio.Reader, log hclog.Logger) (string, error) {
+	var f *os.File
+	dir, err := func() (string, error) {
+		if err := os.MkdirAll(os.TempDir(), 0o1777); err != nil {
+			return "", err
+		}
+		return os.MkdirTemp("", "mbk-walk-cache-")
+	}()
+	if err == nil {
+		f, err = os.Create(filepath.Join(dir, "walk"))
+	}
+	if err != nil {
+		log.Warn("no walk cache: every directory is read", "error", err)
+	}
+	var buf []byte
+	for {
+		typ, b, err := readFrame(r, buf)
+		buf = b
+		if err != nil {
+			return "", fmt.Errorf("read the walk cache: %w", err)
+		}
+		switch typ {
+		case frameCache:
+			if f == nil {
+				continue
+			}
+			if _, err := f.Write(b); err != nil {
+				// Without the last cache every directory is read; this
+				// walk's cache is still made.
+				log.Warn("the last walk cache could not be kept: every directory is read", "error", err)
+				f.Close()
+				os.Remove(f.Name())
+				f = nil
+			}
+		case frameCacheEnd:
+			if f != nil {
+				if err := f.Close(); err != nil {
+					os.Remove(f.Name())
+				}
+			}
+			return dir, nil
+		default:
+			return "", fmt.Errorf("a frame of type %q before the walk cache's end", typ)
+		}
+	}
+}
+
+// sendNewCache sends the walk cache at path, then says it is whole.
+func (c *walkConn) sendNewCache(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil // no cache: the plugin keeps the last one
+	}
+	defer f.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	buf := make([]byte, frameChunk)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if err := writeFrame(c.w, frameNewCache, buf[:n]); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil // a part was sent; without its end the plugin drops it
+		}
+	}
+	return writeFrame(c.w, frameNewCacheEnd)
+}
+
+// sendWalkCache sends the last walk cache in dir, if any, as the first
+// frames on the helper's standard input.
+func sendWalkCache(w io.Writer, dir string) error {
+	f, err := os.Open(filepath.Join(dir, "walk"))
+	if err == nil {
+		defer f.Close()
+		buf := make([]byte, frameChunk)
+		for {
+			n, err := f.Read(buf)
+			if n > 0 {
+				if err := writeFrame(w, frameCache, buf[:n]); err != nil {
+					return err
+				}
+			}
+			if err != nil {
+				break // what was sent is a cache cut short: the helper's checks stop at its end
+			}
+		}
+	}
+	return writeFrame(w, frameCacheEnd)
+}
+
 // walkPuts is how many new blobs a helper has on their way at once: what
 // holds them back is the round trip, not memory.
 const walkPuts = 8
@@ -348,7 +480,13 @@ const walkPuts = 8
 // the core's pool. errNoHelper when this Engine cannot run the helper.
 func (p *plugin) walkHelper(ctx context.Context, e *engine, hc *container.HostConfig, root string, labels map[string]string,
 	exclude []string, st *stats, tw *archiveWriter) error {
-	arg, err := json.Marshal(walkSpec{Exclude: exclude})
+	spec := walkSpec{Exclude: exclude}
+	if tw.pool.cacheDir != "" {
+		if tw.pool.cache = receiveWalkCache(tw.pool.cacheDir, p.log); tw.pool.cache != nil {
+			spec.Cache = true
+		}
+	}
+	arg, err := json.Marshal(spec)
 	if err != nil {
 		return err
 	}
@@ -373,6 +511,11 @@ func (p *plugin) walkHelper(ctx context.Context, e *engine, hc *container.HostCo
 	// with it is waited for.
 	var puts sync.WaitGroup
 	defer puts.Wait()
+	if spec.Cache {
+		// A helper that ended early fails this write; its own error
+		// comes next, from the stream.
+		_ = sendWalkCache(inW, tw.pool.cacheDir)
+	}
 	err = p.serveWalk(ctx, bufio.NewReaderSize(outR, 256<<10), inW, st, tw, &puts)
 	if err == nil {
 		inW.Close()
@@ -449,6 +592,13 @@ func (p *plugin) serveWalk(ctx context.Context, r *bufio.Reader, w io.Writer, st
 			}
 			continue
 		}
+		if typ == frameNewCache || typ == frameNewCacheEnd {
+			if tw.pool.cache == nil {
+				return fmt.Errorf("the helper sent a walk cache it was not given")
+			}
+			tw.pool.cache.receive(b, typ == frameNewCacheEnd)
+			continue
+		}
 		if typ == frameResult {
 			var res walkResult
 			if err := json.Unmarshal(b, &res); err != nil {
@@ -462,6 +612,10 @@ func (p *plugin) serveWalk(ctx context.Context, r *bufio.Reader, w io.Writer, st
 			// not match its name) is this plugin's warning, as on a host.
 			for _, w := range st.warnings {
 				p.log.Warn(w)
+			}
+			if c := tw.pool.cache; c != nil {
+				c.misses.Store(res.DirsRead)
+				c.hits.Store(res.DirsCached)
 			}
 			tw.pool.newBlobs, tw.pool.newBytes = res.NewBlobs, res.NewBytes
 			tw.pool.readBytes, tw.pool.mismatched = res.ReadBytes, res.Mismatched

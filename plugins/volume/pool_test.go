@@ -305,11 +305,17 @@ func poolCoreFails(t *testing.T, p *plugin, cfg sdk.Config, base string, have, p
 // own and returns the file and the result.
 func pooledBackup(t *testing.T, p *plugin, cfg sdk.Config, cp sdk.Pool) (string, sdk.BackupResult) {
 	t.Helper()
+	return pooledBackupCached(t, p, cfg, cp, "")
+}
+
+// pooledBackupCached is pooledBackup with the walk cache in cacheDir.
+func pooledBackupCached(t *testing.T, p *plugin, cfg sdk.Config, cp sdk.Pool, cacheDir string) (string, sdk.BackupResult) {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "moodledata.tar")
 	f, err := os.Create(file)
 	must(t, err)
 	defer f.Close()
-	res, err := p.Backup(context.Background(), sdk.BackupRequest{Config: cfg, Artifact: artifactID, Set: "s", Pool: cp}, f)
+	res, err := p.Backup(context.Background(), sdk.BackupRequest{Config: cfg, Artifact: artifactID, Set: "s", Pool: cp, CacheDir: cacheDir}, f)
 	if err != nil {
 		t.Fatalf("Backup: %v", err)
 	}
@@ -371,6 +377,8 @@ mkdir -p cache/x sessions && echo cached >cache/x/c && echo s >sessions/sess_1
 mkdir -p filedir/ee/ff && printf '`+strings.TrimSuffix(misnamed, "\n")+`\n' >filedir/ee/ff/eeff000000000000000000000000000000000000 && chown -R 33:33 filedir/ee
 # Hard links to a pooled file: a name after filedir, and trashdir's.
 f=$(ls -d filedir/0*/*/* | head -n 1); ln "$f" zz-copy; mkdir -p "$(dirname "trashdir/${f#filedir/}")"; ln "$f" "trashdir/${f#filedir/}"; chown -R 33:33 trashdir`)
+	// The walk cache records no directory changed in the 5 s before a walk.
+	time.Sleep(walkCacheMargin + 500*time.Millisecond)
 	want := without(fingerprint(t, app, moodleDataroot), moodleExcluded...)
 	for _, way := range []struct {
 		name   string
@@ -394,7 +402,13 @@ f=$(ls -d filedir/0*/*/* | head -n 1); ln "$f" zz-copy; mkdir -p "$(dirname "tra
 			p := newTestPlugin(t)
 			way.cfg["filedir"] = cty.StringVal("pool")
 			engineCfg := testConfig(t, p, way.cfg)
-			backup := func() (string, sdk.BackupResult) { return pooledBackup(t, p, engineCfg, cp) }
+			// The helper walks with the walk cache the core gives: it goes
+			// into the helper and comes back out.
+			cache := ""
+			if way.helper {
+				cache = t.TempDir()
+			}
+			backup := func() (string, sdk.BackupResult) { return pooledBackupCached(t, p, engineCfg, cp, cache) }
 			file, res := backup()
 			if s, _ := res.Details["source"].(string); !strings.Contains(s, way.source) {
 				t.Fatalf("source %q, want it read the Engine's way: %q", s, way.source)
@@ -410,7 +424,23 @@ f=$(ls -d filedir/0*/*/* | head -n 1); ln "$f" zz-copy; mkdir -p "$(dirname "tra
 				t.Errorf("excluded %v, want cache and sessions", res.Details["excluded"])
 			}
 			cp.puts = 0
-			_, res = backup()
+			firstRead, _ := res.Details["walk_dirs_read"].(int64)
+			file2, res := backup()
+			if way.helper {
+				// Every directory of the pooled areas the first read, from
+				// the cache; the same archive.
+				if firstRead < 256 || res.Details["walk_dirs_read"] != int64(0) || res.Details["walk_dirs_cached"] != firstRead {
+					t.Errorf("walk_dirs_read %d in the first backup, then %v, and walk_dirs_cached %v; want every directory of filedir and trashdir read, then none, all from the cache",
+						firstRead, res.Details["walk_dirs_read"], res.Details["walk_dirs_cached"])
+				}
+				a, err := os.ReadFile(file)
+				must(t, err)
+				b, err := os.ReadFile(file2)
+				must(t, err)
+				if !bytes.Equal(a, b) {
+					t.Errorf("the unchanged backup through the cache wrote another archive (%d bytes, first %d)", len(b), len(a))
+				}
+			}
 			read, wantRead := res.Details["pool_read_bytes"].(int64), int64(len(misnamed))
 			if !way.helper {
 				wantRead = sent

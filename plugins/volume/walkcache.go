@@ -112,6 +112,9 @@ type walkCache struct {
 	misses     atomic.Int64 // directories read
 	failed     bool
 	failedOnce sync.Once
+	// partial: the cache is a helper's, written as it arrives
+	// (receiveWalkCache), and not yet whole.
+	partial bool
 }
 
 // openWalkCache prepares dir for one backup of root.
@@ -139,6 +142,34 @@ func openWalkCache(dir, root string, log hclog.Logger) *walkCache {
 	return c
 }
 
+// receiveWalkCache prepares dir for the cache a helper container's walk
+// sends back (helperwalk.go): written beside the last one as it arrives,
+// it replaces it when the backup succeeds, if it arrived whole. nil when
+// it cannot be written: the helper then gets no cache.
+func receiveWalkCache(dir string, log hclog.Logger) *walkCache {
+	c := &walkCache{log: log, path: filepath.Join(dir, "walk"), partial: true}
+	out, err := os.OpenFile(c.path+".new", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		log.Warn("no walk cache: every directory is read", "error", err)
+		return nil
+	}
+	c.out, c.w = out, bufio.NewWriterSize(out, 64<<10)
+	return c
+}
+
+// receive writes the next bytes of a helper's cache; end says it is whole.
+func (c *walkCache) receive(b []byte, end bool) {
+	if c.w == nil || c.failed {
+		return
+	}
+	if _, err := c.w.Write(b); err != nil {
+		c.fail(err)
+	}
+	if end {
+		c.partial = false
+	}
+}
+
 func (c *walkCache) closeIn() {
 	if c.in != nil {
 		c.in.Close()
@@ -164,13 +195,13 @@ func (c *walkCache) commit() {
 		err = cerr
 	}
 	c.out, c.w = nil, nil
-	if err == nil && !c.failed {
+	if err == nil && !c.failed && !c.partial {
 		err = os.Rename(c.path+".new", c.path)
 	}
 	if err != nil {
 		c.fail(err)
 	}
-	if c.failed {
+	if c.failed || c.partial {
 		os.Remove(c.path + ".new")
 	}
 	c.close()
