@@ -422,7 +422,8 @@ func takeWalkCache(r *bufio.Reader, log hclog.Logger) (string, error) {
 	}
 }
 
-// sendNewCache sends the walk cache at path, then says it is whole.
+// sendNewCache sends the walk cache at path, then says it is whole; when
+// it cannot be read to its end, no end goes: the plugin drops what came.
 func (c *walkConn) sendNewCache(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -431,44 +432,43 @@ func (c *walkConn) sendNewCache(path string) error {
 	defer f.Close()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	buf := make([]byte, frameChunk)
-	for {
-		n, err := f.Read(buf)
-		if n > 0 {
-			if err := writeFrame(c.w, frameNewCache, buf[:n]); err != nil {
-				return err
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil // a part was sent; without its end the plugin drops it
-		}
+	if whole, err := fileFrames(c.w, frameNewCache, f); err != nil || !whole {
+		return err
 	}
 	return writeFrame(c.w, frameNewCacheEnd)
 }
 
 // sendWalkCache sends the last walk cache in dir, if any, as the first
-// frames on the helper's standard input.
+// frames on the helper's standard input, then their end. A cache cut
+// short is sent as far as it was read: the helper's checks stop there.
 func sendWalkCache(w io.Writer, dir string) error {
-	f, err := os.Open(filepath.Join(dir, "walk"))
-	if err == nil {
+	if f, err := os.Open(filepath.Join(dir, "walk")); err == nil {
 		defer f.Close()
-		buf := make([]byte, frameChunk)
-		for {
-			n, err := f.Read(buf)
-			if n > 0 {
-				if err := writeFrame(w, frameCache, buf[:n]); err != nil {
-					return err
-				}
-			}
-			if err != nil {
-				break // what was sent is a cache cut short: the helper's checks stop at its end
-			}
+		if _, err := fileFrames(w, frameCache, f); err != nil {
+			return err
 		}
 	}
 	return writeFrame(w, frameCacheEnd)
+}
+
+// fileFrames sends f's content as frames of type typ, and says whether
+// it was read to its end.
+func fileFrames(w io.Writer, typ byte, f *os.File) (bool, error) {
+	buf := make([]byte, frameChunk)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if err := writeFrame(w, typ, buf[:n]); err != nil {
+				return false, err
+			}
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, nil
+		}
+	}
 }
 
 // walkPuts is how many new blobs a helper has on their way at once: what
