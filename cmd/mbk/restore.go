@@ -164,15 +164,15 @@ PATH.hcl[:NAME].`),
 				}
 				return exitf(1, "set %s failed verification: refusing to restore from it", set.Name)
 			}
-			if me := thisMachine(); me.madeOn(set.Manifest.Host, set.Manifest.HostID) != "" {
-				// A set from a store another machine also writes to (or this
-				// machine's own under its old name, or a clone's of this
-				// one's name) says whose it is.
-				if set.Manifest.Host != me.name {
-					fmt.Fprintln(out, "\n"+tr.T("Set %s was made on host %q; this machine is %q.", set.Name, set.Manifest.Host, me.name))
-				} else {
-					fmt.Fprintln(out, "\n"+tr.T("Set %s was made on another machine named %q, like this one (a clone of it?).", set.Name, set.Manifest.Host))
-				}
+			// A set from a store another machine also writes to (or this
+			// machine's own under its old name, or a clone's of this one's
+			// name) says whose it is.
+			me := thisMachine()
+			switch other, sameName := me.other(set.Manifest.Host, set.Manifest.HostID); {
+			case other && sameName:
+				fmt.Fprintln(out, "\n"+tr.T("Set %s was made on another machine named %q, like this one (a clone of it?).", set.Name, set.Manifest.Host))
+			case other:
+				fmt.Fprintln(out, "\n"+tr.T("Set %s was made on host %q; this machine is %q.", set.Name, set.Manifest.Host, me.name))
 			}
 			if made := set.Manifest.Pipeline; f.fromPipeline != "" || (made != "" && made != p.Name) {
 				// A set another pipeline made (a clone's, or one a renamed

@@ -537,15 +537,27 @@ func thisMachine() machine {
 	return machine{name, repo.MachineID()}
 }
 
-// madeOn says, for a set made on host under machine id hostID, which
-// other machine made it; "" when it was this one (or nothing says). A
-// machine of this one's name with another id is a clone of it.
-func (me machine) madeOn(host, hostID string) string {
+// other says whether a set made on host under machine id hostID was made
+// on another machine, and whether that one has this one's name (a clone
+// of it: the same name, another id). Nothing said counts as this one.
+func (me machine) other(host, hostID string) (other, sameName bool) {
 	switch {
 	case host != "" && host != me.name:
-		return tr.T("made on host %q", host)
+		return true, false
 	case hostID != "" && me.id != "" && hostID != me.id:
+		return true, true
+	}
+	return false, false
+}
+
+// madeOn is mbk list's note on which other machine made a set; "" for
+// this one.
+func (me machine) madeOn(host, hostID string) string {
+	switch other, sameName := me.other(host, hostID); {
+	case !other:
+		return ""
+	case sameName:
 		return tr.T("made on another machine named %q", host)
 	}
-	return ""
+	return tr.T("made on host %q", host)
 }
