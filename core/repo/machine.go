@@ -9,9 +9,8 @@ import (
 	"os"
 )
 
-// The files MachineID reads: the firmware's UUID of this machine (a
-// hypervisor gives a cloned VM a new one: Proxmox, libvirt, VirtualBox
-// and VMware's "I copied it" do) and systemd's machine id (which a clone
+// The files MachineID reads: the firmware's UUID of this machine (which
+// hypervisors such as Proxmox and libvirt give a cloned VM anew) and systemd's machine id (which a clone
 // keeps unless someone resets it, but which tells apart two containers
 // on one host).
 var machineFiles = struct{ uuid, machineID, dbusID string }{
