@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -190,7 +187,11 @@ func TestWalkCache(t *testing.T) {
 		t.Errorf("damaged cache: %d read, %d from the cache; want some of each", read, fromCache)
 	}
 	s.same("damaged cache", damaged)
-	must(t, os.WriteFile(walk, []byte("mbk walk cache 2\n"), 0o600))
+	// The cache of a whole backup, under another version's heading.
+	s.backup(true)
+	b, err = os.ReadFile(walk)
+	must(t, err)
+	must(t, os.WriteFile(walk, bytes.Replace(b, []byte(walkCacheMagic), []byte("mbk walk cache 1"), 1), 0o600))
 	if _, read, fromCache = s.backup(true); fromCache != 0 {
 		t.Errorf("a cache of another version: %d read, %d from the cache", read, fromCache)
 	}
@@ -274,29 +275,21 @@ func TestWalkCacheNameGone(t *testing.T) {
 	walk := filepath.Join(s.cache, "walk")
 	b, err := os.ReadFile(walk)
 	must(t, err)
-	lines := bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
 	const ghost = "1111111111111111111111111111111111111111"
 	var where string
-	for i, line := range lines[1:] {
-		_, body, _ := bytes.Cut(line, []byte(" "))
-		var sec cacheSection
-		must(t, json.Unmarshal(body, &sec))
-		for rel, d := range sec.Dirs {
-			if rel != "" && where == "" {
-				d.Names = append(d.Names, ghost)
-				sec.Dirs[rel] = d
-				where = sec.Key + "/" + rel + "/" + ghost
+	secs := readWalkCache(t, b)
+	for _, sec := range secs {
+		for i, d := range sec.Dirs {
+			if d.Rel != "" && where == "" {
+				sec.Dirs[i].Names = append(d.Names, ghost)
+				where = sec.Key + "/" + d.Rel + "/" + ghost
 			}
 		}
-		body, err = json.Marshal(sec)
-		must(t, err)
-		sum := sha256.Sum256(body)
-		lines[i+1] = append([]byte(hex.EncodeToString(sum[:])+" "), body...)
 	}
 	if where == "" {
 		t.Fatal("the cache serves no directory")
 	}
-	must(t, os.WriteFile(walk, append(bytes.Join(lines, []byte("\n")), '\n'), 0o600))
+	must(t, os.WriteFile(walk, writeWalkCache(secs), 0o600))
 
 	var buf bytes.Buffer
 	res, err := s.p.Backup(context.Background(), sdk.BackupRequest{Config: s.cfg, Artifact: artifactID, Set: "s", Pool: s.cp, CacheDir: s.cache}, &buf)
@@ -392,16 +385,133 @@ func BenchmarkWalkCacheDir(b *testing.B) {
 			c := &walkCache{log: newTestPlugin(b).log, path: filepath.Join(b.TempDir(), "walk")}
 			var buf bytes.Buffer
 			c.w = bufio.NewWriter(&buf)
-			d := &dirCache{c: c, key: "filedir/ab", new: map[string]cachedDir{"cd": {Ino: 1, Ctime: 2, Read: 3, Names: names}}}
+			d := &dirCache{c: c, key: "filedir/ab", new: []cachedDir{{Rel: "cd", Ino: 1, Ctime: 2, Read: 3, Names: names}}, changed: true}
 			for range b.N {
 				buf.Reset()
 				d.save()
 				c.w.Flush()
 				c.r = bufio.NewReader(&buf)
-				if s := c.readSection(); s == nil || len(s.Dirs["cd"].Names) != n {
+				if s := c.readSection(); s == nil || len(s.Dirs) != 1 || len(s.Dirs[0].Names) != n {
 					b.Fatal("the section did not read back")
 				}
 			}
 		})
+	}
+}
+
+// readWalkCache is the sections of a cache file's bytes, all of which
+// must read back.
+func readWalkCache(t *testing.T, b []byte) []*cacheSection {
+	t.Helper()
+	head, rest, ok := bytes.Cut(b, []byte("\n"))
+	if !ok || string(head) != walkCacheMagic {
+		t.Fatalf("the cache starts %q", head)
+	}
+	c := &walkCache{r: bufio.NewReader(bytes.NewReader(rest))}
+	var out []*cacheSection
+	for {
+		sec := c.readSection()
+		if sec == nil {
+			break
+		}
+		out = append(out, sec)
+	}
+	if _, err := c.r.ReadByte(); err == nil {
+		t.Fatalf("the cache does not read back to its end (%d sections read)", len(out))
+	}
+	return out
+}
+
+// writeWalkCache is a cache file of secs, as save writes them.
+func writeWalkCache(secs []*cacheSection) []byte {
+	var buf bytes.Buffer
+	c := &walkCache{w: bufio.NewWriter(&buf)}
+	c.w.WriteString(walkCacheMagic + "\n")
+	for _, sec := range secs {
+		(&dirCache{c: c, key: sec.Key, new: sec.Dirs, changed: true}).save()
+	}
+	c.w.Flush()
+	return buf.Bytes()
+}
+
+// A section reads back as written: names with spaces, newlines and bytes
+// above ASCII, an empty directory, the subtree's top (""). One in which
+// every directory was kept as the last backup recorded it is written as
+// it was read, byte for byte; one changed or missing a directory is
+// written anew, and reads back as it now is.
+func TestWalkCacheSections(t *testing.T) {
+	dirs := []cachedDir{
+		{Rel: "", Dev: 2049, Ino: 7, Ctime: 1764843000123456789, Read: 1764843001, Names: []string{"cd", "ef"}},
+		{Rel: "cd", Dev: 2049, Ino: 8, Ctime: 1, Read: 2, Names: []string{"a name with spaces", "new\nline", "caf\xc3\xa9"}},
+		{Rel: "ef", Dev: 2049, Ino: 9, Ctime: 3, Read: 4, Names: []string{}},
+	}
+	b := writeWalkCache([]*cacheSection{{Key: "filedir/ab", Dirs: dirs}, {Key: "filedir/ac"}})
+	secs := readWalkCache(t, b)
+	if len(secs) != 2 || secs[0].Key != "filedir/ab" || secs[1].Key != "filedir/ac" || len(secs[1].Dirs) != 0 {
+		t.Fatalf("read back %d sections: %+v", len(secs), secs)
+	}
+	for i, d := range secs[0].Dirs {
+		if fmt.Sprint(d) != fmt.Sprint(dirs[i]) {
+			t.Errorf("directory %d read back as %+v, want %+v", i, d, dirs[i])
+		}
+	}
+	if d, ok := secs[0].find("cd"); !ok || d.Ino != 8 {
+		t.Errorf("find(cd) = %+v, %v", d, ok)
+	}
+	if _, ok := secs[0].find("c"); ok {
+		t.Error("find(c) found a directory the section does not hold")
+	}
+
+	// save, from the section read: all kept, one changed, one left out.
+	save := func(old *cacheSection, change func(d *dirCache)) []byte {
+		var buf bytes.Buffer
+		c := &walkCache{w: bufio.NewWriter(&buf)}
+		d := &dirCache{c: c, key: old.Key, old: old}
+		for _, e := range old.Dirs {
+			d.record(e, false)
+		}
+		change(d)
+		d.save()
+		c.w.Flush()
+		return buf.Bytes()
+	}
+	body := b[len(walkCacheMagic)+1:]
+	if got := save(secs[0], func(*dirCache) {}); !bytes.HasPrefix(body, got) || len(got) == 0 {
+		t.Error("an unchanged section was not written as it was read")
+	}
+	got := save(secs[0], func(d *dirCache) {
+		d.new[1].Names = []string{"x"}
+		d.changed = true
+	})
+	if re := readWalkCache(t, append([]byte(walkCacheMagic+"\n"), got...)); len(re) != 1 || fmt.Sprint(re[0].Dirs[1].Names) != "[x]" {
+		t.Errorf("a changed section read back as %+v", re)
+	}
+	got = save(secs[0], func(d *dirCache) {
+		d.new, d.kept = d.new[:2], 2
+	})
+	if re := readWalkCache(t, append([]byte(walkCacheMagic+"\n"), got...)); len(re) != 1 || len(re[0].Dirs) != 2 {
+		t.Errorf("a section that lost a directory read back as %+v", re)
+	}
+
+	// Damage anywhere in a section (its sum, length, body or end) stops
+	// the reading there.
+	for _, at := range []int{0, 65, 70, len(body) / 3, len(secs[0].raw) - 1} {
+		bad := bytes.Clone(b)
+		bad[len(walkCacheMagic)+1+at] ^= 0x01
+		c := &walkCache{r: bufio.NewReader(bytes.NewReader(bad[len(walkCacheMagic)+1:]))}
+		if sec := c.readSection(); sec != nil {
+			t.Errorf("a section damaged at byte %d read back: %+v", at, sec)
+		}
+	}
+	// Out of order, or a count past the body: not what save writes.
+	for _, body := range []string{
+		"k\x00b\x001\x002\x003\x004\x000\x00a\x001\x002\x003\x004\x000\x00",
+		"k\x00a\x001\x002\x003\x004\x009\x00n\x00",
+		"k\x00a\x001\x00x\x003\x004\x000\x00",
+		"k\x00a\x001\x00",
+	} {
+		if sec, ok := decodeSection(body, 0, len(body)); ok {
+			t.Errorf("decodeSection(%q) = %+v", body, sec)
+		}
 	}
 }
