@@ -111,17 +111,11 @@ func (b *poolBackup) Have(blobs []pluginhost.Blob) ([]bool, error) {
 		}
 	}
 	// One stat each, haveWorkers at once: a batch is hundreds of files.
-	var wg sync.WaitGroup
-	for k := range haveWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := k; i < len(blobs); i += haveWorkers {
-				out[i] = b.pr.batch.Has(pool.Blob(blobs[i]))
-			}
-		}()
+	bls := make([]pool.Blob, len(blobs))
+	for i, w := range blobs {
+		bls[i] = pool.Blob(w)
 	}
-	wg.Wait()
+	b.pr.batch.HasAll(bls, out, haveWorkers)
 	for i, w := range blobs {
 		if !out[i] {
 			continue

@@ -69,6 +69,38 @@ func (b *Batch) Has(bl Blob) bool {
 	return put || b.p.Has(bl)
 }
 
+// HasAll sets out[i] to whether the pool holds bls[i] or this batch put
+// it, checking workers blobs at once: one stat each, its path looked up
+// from the pool's directory (opened once for the call) rather than from
+// /, and built without formatting. Each bls[i] must have passed Check.
+func (b *Batch) HasAll(bls []Blob, out []bool, workers int) {
+	dir, err := unix.Open(b.p.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		for i, bl := range bls {
+			out[i] = b.Has(bl)
+		}
+		return
+	}
+	defer unix.Close(dir)
+	var wg sync.WaitGroup
+	for k := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var st unix.Stat_t
+			path := make([]byte, 0, 80)
+			for i := k; i < len(bls); i += workers {
+				b.mu.Lock()
+				put := b.pending[bls[i]]
+				b.mu.Unlock()
+				path = bls[i].appendRel(path[:0])
+				out[i] = put || unix.Fstatat(dir, string(path), &st, 0) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // Put is Pool.Put, with the sync and the rename left to a later flush:
 // when its call fills a batch, it flushes that batch.
 func (b *Batch) Put(r io.Reader, c Codec) (Written, error) {

@@ -65,7 +65,13 @@ type Blob struct {
 	Size int64
 }
 
-func (b Blob) String() string { return fmt.Sprintf("%s-%d", b.SHA1, b.Size) }
+func (b Blob) String() string { return b.SHA1 + "-" + strconv.FormatInt(b.Size, 10) }
+
+// appendRel appends Rel to p: ab/cd/<sha1>-<size>.
+func (b Blob) appendRel(p []byte) []byte {
+	p = append(append(append(append(p, b.SHA1[:2]...), '/'), b.SHA1[2:4]...), '/')
+	return strconv.AppendInt(append(append(p, b.SHA1...), '-'), b.Size, 10)
+}
 
 // Check says why b cannot name a blob: the hash must be 40 lower-case hex
 // digits (it becomes a path).

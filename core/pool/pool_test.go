@@ -293,3 +293,59 @@ func testBatch(t *testing.T, whole bool) {
 		t.Error("a blob whose flush failed is in the pool")
 	}
 }
+
+// HasAll answers as Has does, blob by blob: blobs in the pool, blobs a
+// batch put and has not flushed, blobs missing, one of another size, and
+// a directory where a blob's file would be. With the pool's directory
+// gone, every answer is no.
+func TestBatchHasAll(t *testing.T) {
+	p, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := p.NewBatch()
+	var bls []Blob
+	for i := range batchBlobs + 3 { // the last 3 wait in temporary files
+		w, err := batch.Put(strings.NewReader(fmt.Sprintf("blob %d", i)), Codec{Compression: "zstd"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bls = append(bls, w.Blob)
+	}
+	gone := blobOf([]byte("never put"))
+	dir := blobOf([]byte("a directory"))
+	if err := os.MkdirAll(p.Path(dir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bls = append(bls, gone, dir, Blob{SHA1: bls[0].SHA1, Size: bls[0].Size + 1})
+	want := []bool{}
+	for i, bl := range bls {
+		want = append(want, i < batchBlobs+3)
+		if string(bl.appendRel(nil)) != bl.Rel() {
+			t.Fatalf("appendRel %q, Rel %q", bl.appendRel(nil), bl.Rel())
+		}
+		if batch.Has(bl) != want[i] {
+			t.Fatalf("Has(%s) = %v, want %v", bl, !want[i], want[i])
+		}
+	}
+	for _, workers := range []int{1, 4} {
+		out := make([]bool, len(bls))
+		batch.HasAll(bls, out, workers)
+		for i := range bls {
+			if out[i] != want[i] {
+				t.Errorf("%d workers: HasAll said %v for blob %d (%s), want %v", workers, out[i], i, bls[i], want[i])
+			}
+		}
+	}
+	batch.Discard()
+	if err := os.RemoveAll(p.dir); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]bool, len(bls))
+	batch.HasAll(bls[:batchBlobs], out, 4)
+	for i := range batchBlobs {
+		if out[i] {
+			t.Fatalf("with the pool's directory gone, HasAll still has blob %d", i)
+		}
+	}
+}
