@@ -396,7 +396,7 @@ func (p *plugin) hostFile(ctx context.Context, full, rel string, tw *archiveWrit
 	if sys.Nlink > 1 && tw.pool != nil {
 		// Another name of a pooled file: a link entry behind it.
 		if first := tw.pool.linkTarget(key); first != "" {
-			return tw.pool.addLink(ctx, full, rel, first, h, tw, st, warn)
+			return tw.pool.addLink(ctx, full, rel, first, *h, tw, st, warn)
 		}
 	}
 	if first, ok := links[key]; ok && sys.Nlink > 1 {

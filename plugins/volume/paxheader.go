@@ -19,15 +19,32 @@ import (
 
 // writeHeader writes h, an entry of the PAX format, as tar.Writer would.
 func (a *archiveWriter) writeHeader(h *tar.Header) error {
-	if !plainPAX(h) {
-		return a.WriteHeader(h)
+	return a.writeHeaderRecs(h, nil)
+}
+
+// writeHeaderRecs writes h with recs (key, value) among its PAX records,
+// as tar.Writer would write h with them added to h.PAXRecords: a pooled
+// entry's records, without a map made for each. h is not kept.
+func (a *archiveWriter) writeHeaderRecs(h *tar.Header, recs [][2]string) error {
+	if !plainPAX(h, recs) {
+		full := *h
+		if len(recs) > 0 {
+			full.PAXRecords = make(map[string]string, len(h.PAXRecords)+len(recs))
+			for k, v := range h.PAXRecords {
+				full.PAXRecords[k] = v
+			}
+			for _, r := range recs {
+				full.PAXRecords[r[0]] = r[1]
+			}
+		}
+		return a.WriteHeader(&full)
 	}
 	// The previous entry's padding, which tar.Writer owes; with no data
 	// to follow, tar.Writer's own state stays right for the next entry.
 	if err := a.Flush(); err != nil {
 		return err
 	}
-	a.hdr = appendPAXHeader(a.hdr[:0], h)
+	a.hdr = appendPAXHeader(a.hdr[:0], h, recs)
 	_, err := a.under.Write(a.hdr)
 	return err
 }
@@ -41,11 +58,11 @@ const (
 	maxOctal11 = 1<<33 - 1 // size, mtime: 12-byte fields
 )
 
-// plainPAX says whether h is one appendPAXHeader writes: a file or a
-// directory with no data, a short ASCII name, small ids, no user or group
-// names, no link, a time after 1970 that fits the ustar field, and records
-// of mbk's own.
-func plainPAX(h *tar.Header) bool {
+// plainPAX says whether h (with recs) is one appendPAXHeader writes: a
+// file or a directory with no data, a short ASCII name, small ids, no
+// user or group names, no link, a time after 1970 that fits the ustar
+// field, and records of mbk's own, each once.
+func plainPAX(h *tar.Header, recs [][2]string) bool {
 	if h.Format != tar.FormatPAX || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeDir) ||
 		h.Size != 0 || h.Linkname != "" || h.Uname != "" || h.Gname != "" || h.Devmajor != 0 || h.Devminor != 0 ||
 		!h.AccessTime.IsZero() || !h.ChangeTime.IsZero() || h.Xattrs != nil ||
@@ -64,6 +81,19 @@ func plainPAX(h *tar.Header) bool {
 			return false
 		}
 	}
+	for i, r := range recs {
+		if r[0] != paxPoolSHA1 && r[0] != paxPoolSize || !plainString(r[1]) {
+			return false
+		}
+		if _, dup := h.PAXRecords[r[0]]; dup {
+			return false
+		}
+		for _, o := range recs[:i] {
+			if o[0] == r[0] {
+				return false
+			}
+		}
+	}
 	return true
 }
 
@@ -77,14 +107,19 @@ func plainString(s string) bool {
 	return true
 }
 
-// appendPAXHeader appends h's header as tar.Writer writes it in the PAX
-// format: an extended header holding the records (mbk's and a
-// nanosecond mtime) when there are any, then the ustar block.
-func appendPAXHeader(b []byte, h *tar.Header) []byte {
+// appendPAXHeader appends h's header, with extra among its records, as
+// tar.Writer writes it in the PAX format: an extended header holding the
+// records (mbk's and a nanosecond mtime) when there are any, then the
+// ustar block. plainPAX(h, extra) must hold.
+func appendPAXHeader(b []byte, h *tar.Header, extra [][2]string) []byte {
 	var recs [3][2]string
 	n := 0
 	for k, v := range h.PAXRecords {
 		recs[n] = [2]string{k, v}
+		n++
+	}
+	for _, r := range extra {
+		recs[n] = r
 		n++
 	}
 	if ns := h.ModTime.Nanosecond(); ns != 0 {
@@ -97,18 +132,10 @@ func appendPAXHeader(b []byte, h *tar.Header) []byte {
 		for _, r := range recs[:n] {
 			size += paxRecordLen(r[0], r[1])
 		}
-		dir, file := path.Split(h.Name)
-		name := path.Join(dir, "PaxHeaders.0", file)
-		if len(name) > 100 {
-			name = name[:100]
-		}
-		for len(name) > 0 && name[len(name)-1] == '/' {
-			name = name[:len(name)-1]
-		}
 		start := len(b)
 		b = append(b, make([]byte, blockSize)...)
 		blk := b[start:]
-		copy(blk, name)
+		putPAXHeaderName(blk, h.Name)
 		octal(blk[100:108], 0)
 		octal(blk[108:116], 0)
 		octal(blk[116:124], 0)
@@ -143,6 +170,32 @@ func appendPAXHeader(b []byte, h *tar.Header) []byte {
 	octal(blk[337:345], 0) // devminor
 	ustar(blk)
 	return b
+}
+
+// putPAXHeaderName writes into blk the name tar.Writer gives the extended
+// header of an entry named name: path.Join(dir, "PaxHeaders.0", file), cut
+// to 100 bytes and without a trailing slash. A clean name (what a walk
+// makes) is joined in place, without path.Join's copy; any other goes
+// through it.
+func putPAXHeaderName(blk []byte, name string) {
+	dir, file := path.Split(name)
+	f := blk[:100]
+	n := 0
+	if t := strings.TrimSuffix(name, "/"); t != "" && t[0] != '/' && t != "." && t != ".." && !strings.HasSuffix(t, "/..") && path.Clean(t) == t {
+		n = copy(f, dir)
+		n += copy(f[n:], "PaxHeaders.0")
+		if file != "" && n < len(f) {
+			f[n] = '/'
+			n++
+			n += copy(f[n:], file)
+		}
+	} else {
+		n = copy(f, path.Join(dir, "PaxHeaders.0", file))
+	}
+	for n > 0 && f[n-1] == '/' {
+		n--
+		f[n] = 0
+	}
 }
 
 // ustar sets a block's magic and version and then its checksum.

@@ -30,12 +30,18 @@ func viaTarWriter(t testing.TB, hs []*tar.Header) []byte {
 	return buf.Bytes()
 }
 
-// viaWriteHeader is the same stream through archiveWriter.writeHeader.
+// viaWriteHeader is the same stream through archiveWriter.writeHeader,
+// every other header's pool records given apart (writeHeaderRecs, as
+// writePooled does).
 func viaWriteHeader(t testing.TB, hs []*tar.Header) []byte {
 	var buf bytes.Buffer
 	aw := newArchiveWriter(&buf)
 	for i, h := range hs {
-		if err := aw.writeHeader(h); err != nil {
+		var recs [][2]string
+		if i%2 == 1 {
+			h, recs = splitPoolRecords(h)
+		}
+		if err := aw.writeHeaderRecs(h, recs); err != nil {
 			t.Fatalf("writeHeader: %v", err)
 		}
 		if i%3 == 2 {
@@ -46,6 +52,24 @@ func viaWriteHeader(t testing.TB, hs []*tar.Header) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// splitPoolRecords is h without its pool records, and those records.
+func splitPoolRecords(h *tar.Header) (*tar.Header, [][2]string) {
+	if h.PAXRecords == nil {
+		return h, nil
+	}
+	c := *h
+	c.PAXRecords = map[string]string{}
+	var recs [][2]string
+	for k, v := range h.PAXRecords {
+		if k == paxPoolSHA1 || k == paxPoolSize {
+			recs = append(recs, [2]string{k, v})
+		} else {
+			c.PAXRecords[k] = v
+		}
+	}
+	return &c, recs
 }
 
 // writeDataEntry writes an entry of i+1 bytes of data, so that the next
@@ -128,7 +152,7 @@ func TestPAXHeaderAsTarWriter(t *testing.T) {
 		hs := make([]*tar.Header, 50)
 		for i := range hs {
 			hs[i] = randomHeader(r)
-			if plainPAX(hs[i]) {
+			if plainPAX(hs[i], nil) {
 				fast++
 			}
 		}
@@ -170,11 +194,16 @@ func FuzzPAXHeader(f *testing.F) {
 		if tar.NewWriter(&want).WriteHeader(h) != nil {
 			return // tar.Writer refuses it: writeHeader hands it to tar.Writer
 		}
-		if !plainPAX(h) {
+		if !plainPAX(h, nil) {
 			return
 		}
-		if got := appendPAXHeader(nil, h); !bytes.Equal(got, want.Bytes()) {
+		if got := appendPAXHeader(nil, h, nil); !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("header %+v:\nappendPAXHeader %q\ntar.Writer      %q", h, got, want.Bytes())
+		}
+		if bare, recs := splitPoolRecords(h); !plainPAX(bare, recs) {
+			t.Fatalf("header %+v: plain with its records, not with them apart", h)
+		} else if got := appendPAXHeader(nil, bare, recs); !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("header %+v, records apart:\nappendPAXHeader %q\ntar.Writer      %q", h, got, want.Bytes())
 		}
 	})
 }

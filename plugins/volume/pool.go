@@ -103,7 +103,7 @@ type pooler struct {
 
 type pooledFile struct {
 	full, rel string
-	h         *tar.Header // from lstat: mode, owner, mtime, size
+	h         tar.Header // from lstat: mode, owner, mtime, size
 	// link is the first name of the pooled file this entry is another
 	// name of: a hard link, written after it.
 	link string
@@ -125,7 +125,7 @@ func newPooler(p sdk.Pool) *pooler {
 }
 
 // add queues one regular file found by the walk.
-func (pl *pooler) add(ctx context.Context, full, rel string, h *tar.Header, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
+func (pl *pooler) add(ctx context.Context, full, rel string, h tar.Header, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
 	return pl.queue(ctx, pooledFile{full: full, rel: rel, h: h}, tw, st, warn)
 }
 
@@ -171,7 +171,7 @@ func (pl *pooler) linkTarget(key devIno) string {
 
 // addLink queues another name of a pooled file queued before (its first
 // name, target): a hard link entry, written after the file's.
-func (pl *pooler) addLink(ctx context.Context, full, rel, target string, h *tar.Header, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
+func (pl *pooler) addLink(ctx context.Context, full, rel, target string, h tar.Header, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
 	return pl.queue(ctx, pooledFile{full: full, rel: rel, h: h, link: target}, tw, st, warn)
 }
 
@@ -320,10 +320,10 @@ func (pl *pooler) write(j *poolJob, tw *archiveWriter, st *stats, warn func(stri
 				warn("%q: its content hashes to %s, not to its name (corrupt in the site); stored under its real hash", f.rel, b.SHA1)
 			}
 		}
-		if err := writePooled(tw, f.rel, f.h, b); err != nil {
+		if err := writePooled(tw, f.rel, &f.h, b); err != nil {
 			return err
 		}
-		real := *f.h
+		real := f.h
 		real.Size = b.Size
 		st.add(f.rel, &real)
 	}
@@ -337,7 +337,7 @@ func (pl *pooler) writeLink(f pooledFile, tw *archiveWriter, st *stats) error {
 	if pl.skipped[f.link] {
 		return pl.whole(f.full, f.rel)
 	}
-	h := *f.h
+	h := f.h
 	h.Typeflag, h.Size = tar.TypeLink, 0
 	out := header(&h, f.rel, f.link)
 	if err := tw.WriteHeader(out); err != nil {
@@ -350,33 +350,33 @@ func (pl *pooler) writeLink(f pooledFile, tw *archiveWriter, st *stats) error {
 // put sends one file's content to the pool. Its header is taken again from
 // fstat on the open file, so that it describes what was read; gone says
 // the file vanished or stopped being a regular file.
-func (pl *pooler) put(ctx context.Context, f pooledFile, expect sdk.Blob) (sdk.Blob, *tar.Header, bool, error) {
+func (pl *pooler) put(ctx context.Context, f pooledFile, expect sdk.Blob) (sdk.Blob, tar.Header, bool, error) {
 	fd, err := os.OpenFile(f.full, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
-		return sdk.Blob{}, nil, true, nil
+		return sdk.Blob{}, tar.Header{}, true, nil
 	}
 	if err != nil {
-		return sdk.Blob{}, nil, false, fmt.Errorf("open %q: %w", f.full, err)
+		return sdk.Blob{}, tar.Header{}, false, fmt.Errorf("open %q: %w", f.full, err)
 	}
 	defer fd.Close()
 	fi, err := fd.Stat()
 	if err != nil {
-		return sdk.Blob{}, nil, false, fmt.Errorf("stat %q: %w", f.full, err)
+		return sdk.Blob{}, tar.Header{}, false, fmt.Errorf("stat %q: %w", f.full, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return sdk.Blob{}, nil, true, nil
+		return sdk.Blob{}, tar.Header{}, true, nil
 	}
 	h := statHeader(fi.Sys().(*syscall.Stat_t), fi.Size())
 	expect.Size = fi.Size()
 	b, err := pl.pool.Put(ctx, expect, fd)
 	if err != nil {
-		return sdk.Blob{}, nil, false, fmt.Errorf("store %q in the pool: %w", f.full, err)
+		return sdk.Blob{}, tar.Header{}, false, fmt.Errorf("store %q in the pool: %w", f.full, err)
 	}
 	return b, h, false, nil
 }
 
-func statHeader(sys *syscall.Stat_t, size int64) *tar.Header {
-	return &tar.Header{
+func statHeader(sys *syscall.Stat_t, size int64) tar.Header {
+	return tar.Header{
 		Typeflag: tar.TypeReg,
 		Mode:     int64(sys.Mode & 0o7777),
 		Uid:      int(sys.Uid),
@@ -388,10 +388,9 @@ func statHeader(sys *syscall.Stat_t, size int64) *tar.Header {
 
 // writePooled writes a pooled file's entry: its header, no data.
 func writePooled(tw *archiveWriter, rel string, h *tar.Header, b sdk.Blob) error {
-	out := header(h, rel, "")
-	out.Size = 0
-	out.PAXRecords = map[string]string{paxPoolSHA1: b.SHA1, paxPoolSize: strconv.FormatInt(b.Size, 10)}
-	if err := tw.writeHeader(out); err != nil {
+	out := tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: h.Mode & 0o7777, Uid: h.Uid, Gid: h.Gid, ModTime: h.ModTime, Format: tar.FormatPAX}
+	recs := [2][2]string{{paxPoolSHA1, b.SHA1}, {paxPoolSize, strconv.FormatInt(b.Size, 10)}}
+	if err := tw.writeHeaderRecs(&out, recs[:]); err != nil {
 		return fmt.Errorf("write archive: %w", err)
 	}
 	return nil

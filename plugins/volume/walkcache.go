@@ -302,6 +302,7 @@ func (c *walkCache) subtree(full string) *dirCache {
 			continue
 		case cmp == 0:
 			d.old = c.ahead
+			d.new = make([]cachedDir, 0, len(d.old.Dirs))
 			c.ahead = nil
 		}
 		break
