@@ -128,8 +128,8 @@ test-unit:
 	$(GO) test -count=1 -short ./core/config/ ./core/retain/ ./core/repo/ ./core/stream/ ./core/sdk/...
 
 # The fault suite's bounded fuzzing (TESTING.md): the pipeline loader, the
-# restore path's archive reader and the archive's header formatter, FUZZTIME
-# each. The fault tests themselves
+# restore path's archive reader, the archive's header formatter and the pool
+# listing's parser, FUZZTIME each. The fault tests themselves
 # (TestFaultSuite*) run with `go test ./...`. A longer hunt: FUZZTIME=2000000x.
 # Budgets are counts of executions, not durations: Go 1.26's fuzzing coordinator
 # can fail a target with a bare "context deadline exceeded" when a duration ends
@@ -142,6 +142,7 @@ test-faults:
 	$(GO) test -run XXX -fuzz FuzzLoad -fuzztime $(FUZZTIME) -fuzzminimizetime 2000x ./core/config/ || rc=1; \
 	$(GO) test -run XXX -fuzz FuzzRestoreHost -fuzztime $(FUZZTIME) -fuzzminimizetime 2000x ./plugins/volume/ || rc=1; \
 	$(GO) test -run XXX -fuzz FuzzPAXHeader -fuzztime $(FUZZTIME) -fuzzminimizetime 2000x ./plugins/volume/ || rc=1; \
+	$(GO) test -run XXX -fuzz FuzzParseListing -fuzztime $(FUZZTIME) -fuzzminimizetime 2000x ./core/spec/ || rc=1; \
 	exit $$rc
 
 # mbk against the shell way and the floor on a deterministic Moodle-shaped site;

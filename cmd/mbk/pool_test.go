@@ -236,7 +236,7 @@ func TestPoolEndToEnd(t *testing.T) {
 	// old, so the walk lists it all; what the cache gives is
 	// plugins/volume's TestWalkCache.)
 	caches, _ := filepath.Glob(filepath.Join(root, engine.CacheDir, "*", "walk"))
-	if len(caches) != 1 || !strings.HasPrefix(readFile(t, caches[0]), "mbk walk cache 1\n") {
+	if len(caches) != 1 || !strings.HasPrefix(readFile(t, caches[0]), "mbk walk cache 2\n") {
 		t.Errorf("walk caches below the root: %q", caches)
 	}
 	m2, err := repo.ReadManifest(set2)

@@ -24,7 +24,8 @@ import (
 
 // A pooled artifact is a tar stream in which each pooled file is an entry
 // without data whose PAX records (spec.PoolPAXSHA1, spec.PoolPAXSize) name
-// its blob. The core puts the content back before a restore, so the plugin
+// its blob, or a line of a pool listing entry (spec.PoolPAXListing), which
+// stands for its lines' entries. The core puts the content back before a restore, so the plugin
 // restores an ordinary tar over the same socket as any other, and a blob's
 // bytes go from the pool's file to the stream in one process.
 
@@ -88,6 +89,12 @@ func (p *Pool) Expand(ctx context.Context, r io.Reader, w io.Writer, identities 
 		if err != nil {
 			return fmt.Errorf("read the archive: %w", err)
 		}
+		if v, ok := h.PAXRecords[spec.PoolPAXListing]; ok {
+			if err := x.listing(ctx, tw, tr, h, v); err != nil {
+				return err
+			}
+			continue
+		}
 		b, pooled, err := entryBlob(h)
 		if err != nil {
 			return err
@@ -105,26 +112,8 @@ func (p *Pool) Expand(ctx context.Context, r io.Reader, w io.Writer, identities 
 			}
 			continue
 		}
-		e := &pending{h: h, blob: b, pooled: pooled}
-		if pooled && b.Size > 0 && b.Size <= expandInMemory {
-			// Room for it ahead, made by writing out the oldest.
-			for len(x.queue) > 0 && x.ahead+bufCap(b.Size) > expandAheadBytes {
-				if err := x.drain(ctx, tw, len(x.queue)-1); err != nil {
-					return err
-				}
-			}
-			e.fetch = true
-			e.done = make(chan struct{})
-			x.ahead += bufCap(b.Size)
-		}
-		if len(x.queue) >= expandAheadEntries {
-			if err := x.drain(ctx, tw, len(x.queue)-1); err != nil {
-				return err
-			}
-		}
-		x.queue = append(x.queue, e)
-		if e.fetch {
-			x.jobs <- e // never blocks: the queue is shorter than the channel
+		if err := x.add(ctx, tw, h, b, pooled); err != nil {
+			return err
 		}
 	}
 	if err := x.drain(ctx, tw, 0); err != nil {
@@ -140,6 +129,68 @@ func (p *Pool) Expand(ctx context.Context, r io.Reader, w io.Writer, identities 
 	// decoder below checks the whole file.
 	_, err = io.Copy(io.Discard, r)
 	return err
+}
+
+// add queues an entry without data in the stream: a directory, a link, or
+// a pooled file, whose blob a worker starts reading if it is small.
+func (x *expander) add(ctx context.Context, tw *tar.Writer, h *tar.Header, b Blob, pooled bool) error {
+	e := &pending{h: h, blob: b, pooled: pooled}
+	if pooled && b.Size > 0 && b.Size <= expandInMemory {
+		// Room for it ahead, made by writing out the oldest.
+		for len(x.queue) > 0 && x.ahead+bufCap(b.Size) > expandAheadBytes {
+			if err := x.drain(ctx, tw, len(x.queue)-1); err != nil {
+				return err
+			}
+		}
+		e.fetch = true
+		e.done = make(chan struct{})
+		x.ahead += bufCap(b.Size)
+	}
+	if len(x.queue) >= expandAheadEntries {
+		if err := x.drain(ctx, tw, len(x.queue)-1); err != nil {
+			return err
+		}
+	}
+	x.queue = append(x.queue, e)
+	if e.fetch {
+		x.jobs <- e // never blocks: the queue is shorter than the channel
+	}
+	return nil
+}
+
+// listing queues the entries of a pool listing (spec.PoolPAXListing), h,
+// of version v, in their order: each line a directory or a pooled file,
+// as the PAX form's entries would have been.
+func (x *expander) listing(ctx context.Context, tw *tar.Writer, tr *tar.Reader, h *tar.Header, v string) error {
+	if v != spec.PoolListingVersion {
+		return fmt.Errorf("entry %q: a pool listing of version %q, which this mbk does not know (a later one wrote it)", h.Name, v)
+	}
+	if h.Typeflag != tar.TypeReg || h.Size <= 0 || h.Size > spec.PoolListingMax {
+		return fmt.Errorf("entry %q: a malformed pool listing (%d bytes)", h.Name, h.Size)
+	}
+	if int64(cap(x.list)) < h.Size {
+		x.list = make([]byte, h.Size)
+	}
+	data := x.list[:h.Size]
+	if _, err := io.ReadFull(tr, data); err != nil {
+		return fmt.Errorf("entry %q: %w", h.Name, err)
+	}
+	err := spec.ParseListing(data, func(e *spec.ListEntry) error {
+		lh := &tar.Header{Typeflag: tar.TypeReg, Name: e.Name, Mode: e.Mode, Uid: e.UID, Gid: e.GID, ModTime: e.ModTime, Format: tar.FormatPAX}
+		if e.Dir {
+			lh.Typeflag = tar.TypeDir
+			return x.add(ctx, tw, lh, Blob{}, false)
+		}
+		b := Blob{SHA1: e.SHA1, Size: e.Size}
+		if err := b.Check(); err != nil {
+			return fmt.Errorf("entry %q: %w", e.Name, err)
+		}
+		return x.add(ctx, tw, lh, b, true)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", h.Name, err)
+	}
+	return nil
 }
 
 // pending is an entry waiting for its turn; a fetched one's content is
@@ -163,7 +214,8 @@ type expander struct {
 	ahead int64 // bytes of fetched blobs' buffers in the queue
 	buf   []byte
 	once  sync.Once
-	dir   int // the pool's directory, open
+	dir   int    // the pool's directory, open
+	list  []byte // a pool listing's data, reused
 }
 
 func (x *expander) stop() {

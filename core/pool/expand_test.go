@@ -31,9 +31,32 @@ type entry struct {
 // data, their blobs put in p) and whole, as a backup without the pool
 // makes it.
 func archives(t testing.TB, p *Pool, es []entry, c Codec) (stored, whole []byte) {
+	return archivesAs(t, p, es, c, 0)
+}
+
+// archivesAs is archives with the stored stream's pooled files and
+// filedir's directories as lines of pool listings (spec.PoolPAXListing) of
+// about chunk bytes each, as the volume plugin writes them; 0 for the PAX
+// form.
+func archivesAs(t testing.TB, p *Pool, es []entry, c Codec, chunk int) (stored, whole []byte) {
 	t.Helper()
 	var sb, wb bytes.Buffer
 	st, wt := tar.NewWriter(&sb), tar.NewWriter(&wb)
+	var lines []byte
+	flush := func() {
+		if len(lines) == 0 {
+			return
+		}
+		h := tar.Header{Typeflag: tar.TypeReg, Name: spec.PoolListingName, Size: int64(len(lines)), Format: tar.FormatPAX,
+			PAXRecords: map[string]string{spec.PoolPAXListing: spec.PoolListingVersion, spec.PoolPAXSHA1: "listing"}}
+		if err := st.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Write(lines); err != nil {
+			t.Fatal(err)
+		}
+		lines = lines[:0]
+	}
 	for _, e := range es {
 		h := e.h
 		h.Format = tar.FormatPAX
@@ -44,14 +67,25 @@ func archives(t testing.TB, p *Pool, es []entry, c Codec) (stored, whole []byte)
 		if _, err := wt.Write(e.data); err != nil {
 			t.Fatal(err)
 		}
+		var blob Blob
 		if e.pooled {
 			w, err := p.Put(bytes.NewReader(e.data), c)
 			if err != nil {
 				t.Fatal(err)
 			}
+			blob = w.Blob
 			h.Size = 0
 			h.PAXRecords = map[string]string{spec.PoolPAXSHA1: w.Blob.SHA1, spec.PoolPAXSize: strconv.FormatInt(w.Blob.Size, 10)}
 		}
+		if chunk > 0 && (e.pooled || h.Typeflag == tar.TypeDir && strings.HasPrefix(h.Name, "filedir/")) {
+			le := spec.ListEntry{Dir: !e.pooled, Name: h.Name, Mode: h.Mode, UID: h.Uid, GID: h.Gid, ModTime: h.ModTime, Size: blob.Size, SHA1: blob.SHA1}
+			lines = spec.AppendListEntry(lines, &le)
+			if len(lines) >= chunk {
+				flush()
+			}
+			continue
+		}
+		flush()
 		if err := st.WriteHeader(&h); err != nil {
 			t.Fatal(err)
 		}
@@ -61,6 +95,7 @@ func archives(t testing.TB, p *Pool, es []entry, c Codec) (stored, whole []byte)
 			}
 		}
 	}
+	flush()
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -153,41 +188,49 @@ func codecs(t testing.TB) map[string]struct {
 
 func TestExpandRoundTrip(t *testing.T) {
 	for name, cc := range codecs(t) {
-		t.Run(name, func(t *testing.T) {
-			p, err := Open(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			files := 3000
-			if name != "zstd" {
-				files = 600 // each blob put is fsynced
-			}
-			stored, whole := archives(t, p, moodledata(t, files), cc.c)
-			in := &wire.CountingReader{R: bytes.NewReader(append(stored, make([]byte, 10240)...))}
-			var out bytes.Buffer
-			if err := p.Expand(context.Background(), in, &out, cc.ids); err != nil {
-				t.Fatal(err)
-			}
-			want, got := listing(t, whole), listing(t, out.Bytes())
-			if len(got) != len(want) {
-				t.Fatalf("%d entries expanded, want %d", len(got), len(want))
-			}
-			for i := range want {
-				if got[i] != want[i] {
-					t.Fatalf("entry %d:\n got %s\nwant %s", i, got[i], want[i])
-				}
-			}
-			if in.N != int64(len(stored))+10240 {
-				t.Errorf("read %d of the stored stream's %d bytes", in.N, len(stored)+10240)
-			}
-			// Through the reader, read in small pieces.
-			xr := p.ExpandReader(context.Background(), bytes.NewReader(stored), cc.ids)
-			b, err := io.ReadAll(io.LimitReader(iotestHalf{xr}, 1<<40))
-			xr.Close()
-			if err != nil || !bytes.Equal(b, out.Bytes()) {
-				t.Errorf("ExpandReader gave %d bytes (%v), Expand %d", len(b), err, out.Len())
-			}
-		})
+		for _, chunk := range []int{0, 4 << 10} {
+			form := map[int]string{0: "pax", 4 << 10: "listing"}[chunk]
+			t.Run(name+"/"+form, func(t *testing.T) { expandRoundTrip(t, name, cc.c, cc.ids, chunk) })
+		}
+	}
+}
+
+func expandRoundTrip(t *testing.T, name string, c Codec, ids []age.Identity, chunk int) {
+	p, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := 3000
+	if name != "zstd" {
+		files = 600 // each blob put is fsynced
+	}
+	stored, whole := archivesAs(t, p, moodledata(t, files), c, chunk)
+	if n := bytes.Count(stored, []byte(spec.PoolPAXListing+"="+spec.PoolListingVersion)); (n > 10) != (chunk > 0) {
+		t.Fatalf("the stored stream holds %d pool listings", n)
+	}
+	in := &wire.CountingReader{R: bytes.NewReader(append(stored, make([]byte, 10240)...))}
+	var out bytes.Buffer
+	if err := p.Expand(context.Background(), in, &out, ids); err != nil {
+		t.Fatal(err)
+	}
+	want, got := listing(t, whole), listing(t, out.Bytes())
+	if len(got) != len(want) {
+		t.Fatalf("%d entries expanded, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("entry %d:\n got %s\nwant %s", i, got[i], want[i])
+		}
+	}
+	if in.N != int64(len(stored))+10240 {
+		t.Errorf("read %d of the stored stream's %d bytes", in.N, len(stored)+10240)
+	}
+	// Through the reader, read in small pieces.
+	xr := p.ExpandReader(context.Background(), bytes.NewReader(stored), ids)
+	b, err := io.ReadAll(io.LimitReader(iotestHalf{xr}, 1<<40))
+	xr.Close()
+	if err != nil || !bytes.Equal(b, out.Bytes()) {
+		t.Errorf("ExpandReader gave %d bytes (%v), Expand %d", len(b), err, out.Len())
 	}
 }
 
@@ -211,11 +254,14 @@ func TestExpandFaults(t *testing.T) {
 	}
 	for _, codec := range []string{"zstd", "gzip", "zstd+age"} {
 		cc := codecs(t)[codec]
-		t.Run(codec, func(t *testing.T) { expandFaults(t, es, cc.c, cc.ids, small, big) })
+		for _, chunk := range []int{0, 1 << 10} {
+			form := map[int]string{0: "pax", 1 << 10: "listing"}[chunk]
+			t.Run(codec+"/"+form, func(t *testing.T) { expandFaults(t, es, cc.c, cc.ids, small, big, chunk) })
+		}
 	}
 }
 
-func expandFaults(t *testing.T, es []entry, codec Codec, ids []age.Identity, small, big string) {
+func expandFaults(t *testing.T, es []entry, codec Codec, ids []age.Identity, small, big string, chunk int) {
 	for _, c := range []struct {
 		name   string
 		entry  string
@@ -246,7 +292,7 @@ func expandFaults(t *testing.T, es []entry, codec Codec, ids []age.Identity, sma
 			if err != nil {
 				t.Fatal(err)
 			}
-			stored, _ := archives(t, p, es, codec)
+			stored, _ := archivesAs(t, p, es, codec, chunk)
 			var victim Blob
 			for _, e := range es {
 				if e.h.Name == c.entry {
@@ -293,6 +339,65 @@ func expandFaults(t *testing.T, es []entry, codec Codec, ids []age.Identity, sma
 			t.Errorf("after cancel, the stream ended with %v", err)
 		}
 	})
+}
+
+// A pool listing that is not what the plugin writes fails the expansion,
+// naming the listing and the line; so does one of a later version. An mbk
+// older than listings (entryBlob alone) refuses one as a malformed pooled
+// entry rather than restoring it as a file.
+func TestExpandListingFaults(t *testing.T) {
+	sha := blobOf([]byte("x")).SHA1
+	listingEntry := func(version string, typeflag byte, data string) []byte {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		h := tar.Header{Typeflag: typeflag, Name: spec.PoolListingName, Size: int64(len(data)), Format: tar.FormatPAX,
+			PAXRecords: map[string]string{spec.PoolPAXListing: version, spec.PoolPAXSHA1: "listing"}}
+		if typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if typeflag == tar.TypeReg {
+			tw.Write([]byte(data))
+		}
+		tw.Close()
+		return b.Bytes()
+	}
+	good := "d 755 0 0 1 filedir/\n"
+	for _, c := range []struct {
+		name   string
+		stream []byte
+		want   []string
+	}{
+		{"later version", listingEntry("2", tar.TypeReg, good), []string{spec.PoolListingName, `version "2"`}},
+		{"not a file", listingEntry("1", tar.TypeDir, ""), []string{spec.PoolListingName, "malformed"}},
+		{"bad line", listingEntry("1", tar.TypeReg, good+"q 755 0 0 1 x\n"), []string{spec.PoolListingName, "line 2"}},
+		{"bad hash", listingEntry("1", tar.TypeReg, "f 640 0 0 1 1 "+strings.ToUpper(sha)+" filedir/x\n"), []string{spec.PoolListingName, "line 1"}},
+		{"cut short", listingEntry("1", tar.TypeReg, good)[:512+512+512+10], []string{spec.PoolListingName}},
+		{"missing blob", listingEntry("1", tar.TypeReg, good+"f 640 0 0 1 1 "+sha+" filedir/x\n"), []string{"filedir/x", sha, "missing from the pool"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, _ := Open(t.TempDir())
+			err := p.Expand(context.Background(), bytes.NewReader(c.stream), io.Discard, nil)
+			if err == nil {
+				t.Fatal("expanded")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+	tr := tar.NewReader(bytes.NewReader(listingEntry("1", tar.TypeReg, good)))
+	h, err := tr.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := entryBlob(h); err == nil || !strings.Contains(err.Error(), "malformed") {
+		t.Errorf("the PAX form's reading of a listing entry: %v, want it refused as malformed", err)
+	}
 }
 
 func flipByte(t *testing.T, p *Pool, b Blob) {

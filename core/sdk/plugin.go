@@ -37,8 +37,10 @@ type Artifact struct {
 	// Pool asks the core for its pool during this artifact's backup
 	// (BackupRequest.Pool). The artifact must be a tar stream: a pooled
 	// file is an entry without data whose PAX records spec.PoolPAXSHA1 and
-	// spec.PoolPAXSize name the blob Have or Put answered for it, and the
-	// core puts the content back into the stream before a restore.
+	// spec.PoolPAXSize name the blob Have or Put answered for it, or a
+	// line of a pool listing entry (spec.PoolPAXListing, with directories
+	// as lines too; spec.AppendListEntry writes them), and the core puts
+	// the content back into the stream before a restore.
 	Pool bool
 }
 

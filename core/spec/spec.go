@@ -50,7 +50,8 @@ func DefaultEvents() []string { return []string{EventSuccess, EventFailure, Even
 
 // PAX records of a pooled file's entry in a tar artifact (Artifact.Pool):
 // the entry has no data, and these name the blob in the core's pool that
-// holds it. The core puts the content back before a restore.
+// holds it. The core puts the content back before a restore. A pool
+// listing (listing.go) is the compact form of such entries.
 const (
 	PoolPAXSHA1 = "MBK.pool.sha1"
 	PoolPAXSize = "MBK.pool.size"

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"os"
+	"time"
 
 	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // sendFileMin is the smallest file whose data goes around tar.Writer: each
@@ -32,6 +34,73 @@ type archiveWriter struct {
 	send  sdk.FileSender // nil when the stream cannot send files
 	pool  *pooler        // nil unless filedir = "pool"
 	hdr   []byte         // writeHeader's buffer
+	// listing is the pool listing's lines not yet written out (see
+	// spec.PoolPAXListing): in a pooled backup, each pooled file and each
+	// directory of filedir and trashdir is a line, where the PAX form
+	// took 1,536 and 512 bytes of headers (26 MB on the medium bench
+	// site's unchanged night, 2.4 MB as lines). The lines go out as one
+	// entry when they reach listingChunk and before any other entry, so
+	// that the stream keeps the order in which entries were written.
+	listing []byte
+}
+
+// listingChunk is the size at which the listing's lines go out as an
+// entry: the core holds one such entry in memory while it restores.
+const listingChunk = 512 << 10
+
+// list makes e a line of the listing, if this is a pooled backup and e
+// can be one; listed says it was.
+func (a *archiveWriter) list(e *spec.ListEntry) (listed bool, err error) {
+	if a.pool == nil || !spec.Listable(e) {
+		return false, nil
+	}
+	a.listing = spec.AppendListEntry(a.listing, e)
+	if len(a.listing) >= listingChunk {
+		return true, a.flushListing()
+	}
+	return true, nil
+}
+
+// flushListing writes the listing's lines out as an entry.
+func (a *archiveWriter) flushListing() error {
+	if len(a.listing) == 0 {
+		return nil
+	}
+	h := tar.Header{Typeflag: tar.TypeReg, Name: spec.PoolListingName, Mode: 0o600, Size: int64(len(a.listing)),
+		ModTime: time.Unix(0, 0), Format: tar.FormatPAX,
+		PAXRecords: map[string]string{spec.PoolPAXListing: spec.PoolListingVersion, spec.PoolPAXSHA1: "listing"}}
+	if err := a.Writer.WriteHeader(&h); err != nil {
+		return err
+	}
+	if _, err := a.Writer.Write(a.listing); err != nil {
+		return err
+	}
+	a.listing = a.listing[:0]
+	return nil
+}
+
+// WriteHeader is tar.Writer's, after the listing's lines.
+func (a *archiveWriter) WriteHeader(h *tar.Header) error {
+	if err := a.flushListing(); err != nil {
+		return err
+	}
+	return a.Writer.WriteHeader(h)
+}
+
+// Flush is tar.Writer's, after the listing's lines.
+func (a *archiveWriter) Flush() error {
+	if err := a.flushListing(); err != nil {
+		return err
+	}
+	return a.Writer.Flush()
+}
+
+// Close is tar.Writer's, after the listing's lines.
+func (a *archiveWriter) Close() error {
+	if err := a.flushListing(); err != nil {
+		return err
+	}
+	return a.Writer.Close()
 }
 
 func newArchiveWriter(w io.Writer) *archiveWriter {

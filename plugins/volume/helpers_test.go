@@ -21,8 +21,47 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/spec"
 	"github.com/mbk-backup/mbk/core/testing/testenv"
 )
+
+// archiveEntries is the headers of a pooled archive's entries in their
+// order, each line of a pool listing as the header of the PAX form (a
+// pooled file's with its records), and how many listing entries there
+// were.
+func archiveEntries(t testing.TB, r io.Reader) (hs []*tar.Header, listings int) {
+	t.Helper()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return hs, listings
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := h.PAXRecords[spec.PoolPAXListing]; !ok {
+			hs = append(hs, h)
+			continue
+		}
+		listings++
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := spec.ParseListing(data, func(e *spec.ListEntry) error {
+			lh := &tar.Header{Typeflag: tar.TypeDir, Name: e.Name, Mode: e.Mode, Uid: e.UID, Gid: e.GID, ModTime: e.ModTime}
+			if !e.Dir {
+				lh.Typeflag = tar.TypeReg
+				lh.PAXRecords = map[string]string{spec.PoolPAXSHA1: e.SHA1, spec.PoolPAXSize: strconv.FormatInt(e.Size, 10)}
+			}
+			hs = append(hs, lh)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // testTimeout bounds one plugin call in the tests.
 const testTimeout = 2 * time.Minute

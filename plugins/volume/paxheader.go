@@ -6,16 +6,21 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
-// An unchanged pooled night writes a header and no data for every
-// directory and file of filedir: 25,000 headers on the medium bench site,
-// where tar.Writer's general WriteHeader (which formats it may use, which
-// fields need PAX records, a map of them sorted) was the plugin's largest
-// cost after the walk. appendPAXHeader writes the same bytes for the
-// headers such a night is made of, and writeHeader hands every other
-// header to tar.Writer. TestPAXHeaderAsTarWriter and FuzzPAXHeader hold
-// the two to the same bytes.
+// A backup writes a header and no data for every directory (and an
+// unchanged pooled night, in the PAX form, for every pooled file: 25,000
+// headers on the medium bench site, where tar.Writer's general
+// WriteHeader, with which formats it may use, which fields need PAX
+// records and a map of them sorted, was the plugin's largest cost after
+// the walk). appendPAXHeader writes the same bytes for such headers, and
+// writeHeader hands every other header to tar.Writer.
+// TestPAXHeaderAsTarWriter and FuzzPAXHeader hold the two to the same
+// bytes. In a pooled backup, filedir's and trashdir's directories and the
+// pooled files are lines of the pool listing instead (archive.go), unless
+// a line cannot hold them.
 
 // writeHeader writes h, an entry of the PAX format, as tar.Writer would.
 func (a *archiveWriter) writeHeader(h *tar.Header) error {
@@ -26,6 +31,14 @@ func (a *archiveWriter) writeHeader(h *tar.Header) error {
 // as tar.Writer would write h with them added to h.PAXRecords: a pooled
 // entry's records, without a map made for each. h is not kept.
 func (a *archiveWriter) writeHeaderRecs(h *tar.Header, recs [][2]string) error {
+	if a.pool != nil && h.Typeflag == tar.TypeDir && len(recs) == 0 && len(h.PAXRecords) == 0 &&
+		(strings.HasPrefix(h.Name, "filedir/") || strings.HasPrefix(h.Name, "trashdir/")) && plainPAX(h, nil) {
+		// A directory of a pooled area: a line of the listing.
+		e := spec.ListEntry{Dir: true, Name: h.Name, Mode: h.Mode, UID: h.Uid, GID: h.Gid, ModTime: h.ModTime}
+		if listed, err := a.list(&e); listed || err != nil {
+			return err
+		}
+	}
 	if !plainPAX(h, recs) {
 		full := *h
 		if len(recs) > 0 {

@@ -388,6 +388,13 @@ func statHeader(sys *syscall.Stat_t, size int64) tar.Header {
 
 // writePooled writes a pooled file's entry: its header, no data.
 func writePooled(tw *archiveWriter, rel string, h *tar.Header, b sdk.Blob) error {
+	e := spec.ListEntry{Name: rel, Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid, ModTime: h.ModTime, Size: b.Size, SHA1: b.SHA1}
+	if listed, err := tw.list(&e); listed || err != nil {
+		if err != nil {
+			return fmt.Errorf("write archive: %w", err)
+		}
+		return nil
+	}
 	out := tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: h.Mode & 0o7777, Uid: h.Uid, Gid: h.Gid, ModTime: h.ModTime, Format: tar.FormatPAX}
 	recs := [2][2]string{{paxPoolSHA1, b.SHA1}, {paxPoolSize, strconv.FormatInt(b.Size, 10)}}
 	if err := tw.writeHeaderRecs(&out, recs[:]); err != nil {
