@@ -62,10 +62,12 @@ func Listable(e *ListEntry) bool {
 			return false
 		}
 	}
-	return e.Dir || (e.Size >= 0 && hexSHA1(e.SHA1))
+	return e.Dir || (e.Size >= 0 && HexSHA1(e.SHA1))
 }
 
-func hexSHA1(s string) bool {
+// HexSHA1 says whether s is a SHA-1 as Moodle names filedir's files: 40
+// lower-case hex digits.
+func HexSHA1(s string) bool {
 	if len(s) != 40 {
 		return false
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mbk-backup/mbk/core/sdk"
+	"github.com/mbk-backup/mbk/core/spec"
 )
 
 // The checks of a restored dataroot, with Moodle's own invariants: every
@@ -177,17 +178,7 @@ func eachName(ctx context.Context, dir *os.File, fn func(name string, st *unix.S
 	}
 }
 
-func isBlobName(s string) bool {
-	if len(s) != 40 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+func isBlobName(s string) bool { return spec.HexSHA1(s) }
 
 func typeOf(mode uint32) string {
 	switch mode & unix.S_IFMT {
