@@ -38,7 +38,7 @@ type archiveWriter struct {
 	// spec.PoolPAXListing): in a pooled backup, each pooled file and each
 	// directory of filedir and trashdir is a line, where the PAX form
 	// took 1,536 and 512 bytes of headers (26 MB on the medium bench
-	// site's unchanged night, 2.4 MB as lines). The lines go out as one
+	// site's unchanged night, 1.6 MB as lines). The lines go out as one
 	// entry when they reach listingChunk and before any other entry, so
 	// that the stream keeps the order in which entries were written.
 	listing []byte

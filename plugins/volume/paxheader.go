@@ -31,8 +31,8 @@ func (a *archiveWriter) writeHeader(h *tar.Header) error {
 // as tar.Writer would write h with them added to h.PAXRecords: a pooled
 // entry's records, without a map made for each. h is not kept.
 func (a *archiveWriter) writeHeaderRecs(h *tar.Header, recs [][2]string) error {
-	if a.pool != nil && h.Typeflag == tar.TypeDir && len(recs) == 0 && len(h.PAXRecords) == 0 &&
-		(strings.HasPrefix(h.Name, "filedir/") || strings.HasPrefix(h.Name, "trashdir/")) && plainPAX(h, nil) {
+	if _, area := pooledArea(h.Name); area && a.pool != nil && h.Typeflag == tar.TypeDir && len(recs) == 0 &&
+		len(h.PAXRecords) == 0 && plainPAX(h, nil) {
 		// A directory of a pooled area: a line of the listing.
 		e := spec.ListEntry{Dir: true, Name: h.Name, Mode: h.Mode, UID: h.Uid, GID: h.Gid, ModTime: h.ModTime}
 		if listed, err := a.list(&e); listed || err != nil {

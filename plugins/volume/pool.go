@@ -39,25 +39,22 @@ const (
 // (A function, not a regular expression: an unchanged night calls it once
 // a file, and little else.)
 func poolable(rel string) bool {
-	var rest string
-	switch {
-	case strings.HasPrefix(rel, "filedir/"):
-		rest = rel[len("filedir/"):]
-	case strings.HasPrefix(rel, "trashdir/"):
-		rest = rel[len("trashdir/"):]
-	default:
+	rest, ok := pooledArea(rel)
+	if !ok {
 		return false
 	}
 	name := rest[strings.LastIndexByte(rest, '/')+1:]
-	if len(name) != 40 || strings.HasPrefix(rest, "/") || strings.Contains(rest, "//") {
-		return false
+	return !strings.HasPrefix(rest, "/") && !strings.Contains(rest, "//") && spec.HexSHA1(name)
+}
+
+// pooledArea is rel below filedir/ or trashdir/, the areas whose files are
+// pooled and whose directories are lines of the pool listing; false for
+// anything else.
+func pooledArea(rel string) (string, bool) {
+	if rest, ok := strings.CutPrefix(rel, "filedir/"); ok {
+		return rest, true
 	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+	return strings.CutPrefix(rel, "trashdir/")
 }
 
 // poolBatch is how many pooled files are asked about at once: one round

@@ -437,7 +437,7 @@ func (d *dirCache) save() {
 	}
 	c := d.c
 	var err error
-	if d.old != nil && !d.changed && d.kept == len(d.old.Dirs) && d.old.Key == d.key {
+	if d.old != nil && !d.changed && d.kept == len(d.old.Dirs) {
 		_, err = c.w.WriteString(d.old.raw)
 	} else {
 		slices.SortFunc(d.new, func(a, b cachedDir) int { return strings.Compare(a.Rel, b.Rel) })
