@@ -349,7 +349,8 @@ func (p *plugin) enginePooled(ctx context.Context, tw *archiveWriter, ts *tarStr
 		}
 		b = got
 	}
-	if err := writePooled(tw, rel, h, b); err != nil {
+	m := fileMeta{mode: h.Mode & 0o7777, size: h.Size, uid: h.Uid, gid: h.Gid, sec: h.ModTime.Unix(), nsec: int32(h.ModTime.Nanosecond())}
+	if err := writePooled(tw, rel, m, b); err != nil {
 		return err
 	}
 	st.add(rel, h)

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -287,4 +288,80 @@ func (s *fileStream) SendFile(f *os.File, n int64) (int64, error) {
 		err = nil
 	}
 	return k, err
+}
+
+// The scan's entryInfo answers as os.Lstat's FileInfo and DirEntry do, for
+// every kind of entry a site can hold, special bits included.
+func TestEntryInfoAsLstat(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, fn func(string) error) string {
+		p := filepath.Join(dir, name)
+		if err := fn(p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	paths := []string{
+		mk("file", func(p string) error { return os.WriteFile(p, []byte("twelve bytes"), 0o640) }),
+		mk("setuid", func(p string) error {
+			if err := os.WriteFile(p, nil, 0o755); err != nil {
+				return err
+			}
+			return os.Chmod(p, 0o755|os.ModeSetuid|os.ModeSetgid)
+		}),
+		mk("dir", func(p string) error { return os.Mkdir(p, 0o750) }),
+		mk("sticky", func(p string) error {
+			if err := os.Mkdir(p, 0o777); err != nil {
+				return err
+			}
+			return os.Chmod(p, 0o777|os.ModeSticky)
+		}),
+		mk("link", func(p string) error { return os.Symlink("file", p) }),
+		mk("fifo", func(p string) error { return syscall.Mkfifo(p, 0o600) }),
+		"/dev/null",
+	}
+	for _, p := range paths {
+		want, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := entryInfo{name: filepath.Base(p)}
+		if err := lstatInto(p, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Name() != want.Name() || got.Mode() != want.Mode() || got.Size() != want.Size() ||
+			!got.ModTime().Equal(want.ModTime()) || got.IsDir() != want.IsDir() || got.Type() != want.Mode().Type() {
+			t.Errorf("%s: entryInfo says %s %v %d %v, os.Lstat %s %v %d %v", p,
+				got.Name(), got.Mode(), got.Size(), got.ModTime(), want.Name(), want.Mode(), want.Size(), want.ModTime())
+		}
+		if *got.Sys().(*syscall.Stat_t) != *want.Sys().(*syscall.Stat_t) {
+			t.Errorf("%s: Sys differs from os.Lstat's", p)
+		}
+		if fi, err := got.Info(); err != nil || fi != fs.FileInfo(&got) {
+			t.Errorf("%s: Info is not the entry itself", p)
+		}
+	}
+	var e entryInfo
+	if err := lstatInto(filepath.Join(dir, "missing"), &e); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("lstat of a missing name: %v", err)
+	}
+}
+
+// relTo cuts the walk's paths and works out any other as filepath.Rel.
+func TestRelTo(t *testing.T) {
+	for _, c := range []struct{ root, full, want string }{
+		{"/srv/data", "/srv/data", "."},
+		{"/srv/data", "/srv/data/filedir/ab/cd/x", "filedir/ab/cd/x"},
+		{"/srv/data", "/srv/database/x", "../database/x"},
+		{"/srv/data", "/srv/data/a/../b", "b"},
+		{"/", "/etc/passwd", "etc/passwd"},
+		{"/srv/data/", "/srv/data/x", "x"},
+		{"/srv/data", "/srv/data/x//y", "x/y"},
+		{"/srv/data", "/srv/data/x/./y/", "x/y"},
+		{"/srv/data", "/srv/data/.hidden", ".hidden"},
+	} {
+		if got, err := relTo(c.root, c.full); err != nil || got != c.want {
+			t.Errorf("relTo(%q, %q) = %q, %v; want %q", c.root, c.full, got, err, c.want)
+		}
+	}
 }

@@ -17,6 +17,24 @@ import (
 
 type devIno struct{ dev, ino uint64 }
 
+// relTo is full relative to root, slash-separated. The walk builds each
+// path as root (clean), a separator and names read from directories, so
+// that the name below root is full's tail: cut, not cleaned and compared
+// again for each of a million names. Any other path (one with "//", "/."
+// or a final "/" in its tail) is worked out by filepath.Rel.
+func relTo(root, full string) (string, error) {
+	if full == root {
+		return ".", nil
+	}
+	if rest, ok := strings.CutPrefix(full, root); ok && len(rest) > 1 && rest[0] == filepath.Separator &&
+		!strings.HasSuffix(root, string(filepath.Separator)) && !strings.Contains(rest, "/.") && !strings.Contains(rest, "//") &&
+		!strings.HasSuffix(rest, "/") {
+		return filepath.ToSlash(rest[1:]), nil
+	}
+	rel, err := filepath.Rel(root, full)
+	return filepath.ToSlash(rel), err
+}
+
 // backupHost walks a host directory and writes it to tw. Changes made while
 // it reads (files vanishing, growing or shrinking) are warnings: the archive
 // stays a valid tar whatever happens.
@@ -59,11 +77,10 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
-		rel, err := filepath.Rel(root, full)
+		rel, err := relTo(root, full)
 		if err != nil {
 			return err
 		}
-		rel = filepath.ToSlash(rel)
 		if excl := ex.match(rel); excl != "" {
 			// Walk on below an excluded directory only to report its size.
 			if walkErr == nil {
@@ -97,26 +114,32 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		if !ok {
 			return fmt.Errorf("stat %q: no unix metadata", full)
 		}
-		h := &tar.Header{
+		// The entry as header() would make it, built here: a walk of a
+		// million directories allocates no header for them.
+		out := tar.Header{
 			Name:    tarName(rel),
 			Mode:    int64(sys.Mode & 0o7777),
 			Uid:     int(sys.Uid),
 			Gid:     int(sys.Gid),
 			ModTime: time.Unix(sys.Mtim.Sec, sys.Mtim.Nsec),
+			Format:  tar.FormatPAX,
 		}
 		switch fi.Mode().Type() {
 		case fs.ModeDir:
-			h.Typeflag = tar.TypeDir
+			out.Typeflag = tar.TypeDir
+			if !strings.HasSuffix(out.Name, "/") {
+				out.Name += "/"
+			}
 		case fs.ModeSymlink:
-			h.Typeflag = tar.TypeSymlink
-			if h.Linkname, err = os.Readlink(full); errors.Is(err, fs.ErrNotExist) {
+			out.Typeflag = tar.TypeSymlink
+			if out.Linkname, err = os.Readlink(full); errors.Is(err, fs.ErrNotExist) {
 				warn("skipped %q: it vanished while the directory was read", rel)
 				return nil
 			} else if err != nil {
 				return fmt.Errorf("read symlink %q: %w", full, err)
 			}
 		case fs.ModeNamedPipe:
-			h.Typeflag = tar.TypeFifo
+			out.Typeflag = tar.TypeFifo
 		case 0:
 			// It became a regular file after the directory was listed.
 			return p.hostFile(ctx, full, rel, tw, st, links, warn)
@@ -124,11 +147,10 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 			warn("skipped %q: %s is not archived", rel, fi.Mode().Type())
 			return nil
 		}
-		out := header(h, h.Name, h.Linkname)
-		if err := tw.writeHeader(out); err != nil {
+		if err := tw.writeHeader(&out); err != nil {
 			return fmt.Errorf("write archive: %w", err)
 		}
-		st.add(rel, out)
+		st.add(rel, &out)
 		if tw.pool != nil && fi.IsDir() && (rel == "filedir" || rel == "trashdir") {
 			// Moodle's pooled areas: scanned side by side below here.
 			if err := scanParallel(ctx, full, fi, 2, areaCache(full), func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
@@ -154,13 +176,93 @@ const (
 	scanAhead   = 6
 )
 
-// scanned is one subtree's entries, in walk order, with their lstat.
+// scanned is one entry of a subtree, in walk order. ok says info holds
+// its lstat; err is the entry's error (a directory that could not be
+// listed has both). An entry that could not be lstat'ed keeps only its
+// name in info.
 type scanned struct {
 	full string
-	d    fs.DirEntry
 	err  error
-	fi   fs.FileInfo
+	ok   bool
+	info entryInfo
 }
+
+// entry is what visit takes of e: its DirEntry (nil when not even its
+// name is known) and its lstat (nil with an error).
+func (e *scanned) entry() (fs.DirEntry, fs.FileInfo) {
+	switch {
+	case e.ok && e.err == nil:
+		return &e.info, &e.info
+	case e.ok:
+		return &e.info, nil
+	case e.info.name != "":
+		return goneEntry(e.info.name), nil
+	}
+	return nil, nil
+}
+
+// entryInfo is an entry's lstat as both fs.FileInfo and fs.DirEntry. The
+// scan keeps it by value in a subtree's list: an unchanged file costs no
+// allocation for its metadata.
+type entryInfo struct {
+	name string
+	st   syscall.Stat_t
+}
+
+func (e *entryInfo) Name() string               { return e.name }
+func (e *entryInfo) Size() int64                { return e.st.Size }
+func (e *entryInfo) ModTime() time.Time         { return time.Unix(e.st.Mtim.Sec, e.st.Mtim.Nsec) }
+func (e *entryInfo) IsDir() bool                { return e.st.Mode&syscall.S_IFMT == syscall.S_IFDIR }
+func (e *entryInfo) Sys() any                   { return &e.st }
+func (e *entryInfo) Type() fs.FileMode          { return e.Mode().Type() }
+func (e *entryInfo) Info() (fs.FileInfo, error) { return e, nil }
+
+// Mode is st_mode as os.Lstat gives it.
+func (e *entryInfo) Mode() fs.FileMode {
+	m := fs.FileMode(e.st.Mode & 0o777)
+	switch e.st.Mode & syscall.S_IFMT {
+	case syscall.S_IFBLK:
+		m |= fs.ModeDevice
+	case syscall.S_IFCHR:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFDIR:
+		m |= fs.ModeDir
+	case syscall.S_IFIFO:
+		m |= fs.ModeNamedPipe
+	case syscall.S_IFLNK:
+		m |= fs.ModeSymlink
+	case syscall.S_IFSOCK:
+		m |= fs.ModeSocket
+	}
+	if e.st.Mode&syscall.S_ISGID != 0 {
+		m |= fs.ModeSetgid
+	}
+	if e.st.Mode&syscall.S_ISUID != 0 {
+		m |= fs.ModeSetuid
+	}
+	if e.st.Mode&syscall.S_ISVTX != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// lstatInto lstat's full into e.
+func lstatInto(full string, e *entryInfo) error {
+	for {
+		err := syscall.Lstat(full, &e.st)
+		if err != syscall.EINTR {
+			if err != nil {
+				return &fs.PathError{Op: "lstat", Path: full, Err: err}
+			}
+			return nil
+		}
+	}
+}
+
+// scannedLists are subtrees' lists the walk is done with, for others to
+// fill: an entry is mostly its lstat, a few hundred bytes, and a
+// filedir/ab/cd subtree a directory and a file or two.
+var scannedLists sync.Pool
 
 // scanParallel walks each entry below dir (not dir itself, whose lstat is
 // fi) and hands it to visit in the order filepath.WalkDir would. At depth 1
@@ -218,7 +320,8 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 			go func() {
 				defer wg.Done()
 				for i := range jobs {
-					results[i] <- scanTree(ctx, filepath.Join(dir, top[i]), top[i], dc)
+					// Names read from a directory: joined, not cleaned.
+					results[i] <- scanTree(ctx, dir+string(filepath.Separator)+top[i], top[i], dc)
 				}
 			}()
 		}
@@ -244,12 +347,14 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 		}
 		<-sem
 		skip := ""
-		for _, e := range list {
+		for k := range list {
+			e := &list[k]
 			if skip != "" && strings.HasPrefix(e.full, skip) {
 				continue
 			}
-			err := visit(e.full, e.d, e.err, e.fi)
-			if err == fs.SkipDir && e.d != nil && e.d.IsDir() {
+			d, fi := e.entry()
+			err := visit(e.full, d, e.err, fi)
+			if err == fs.SkipDir && d != nil && d.IsDir() {
 				skip = e.full + string(filepath.Separator)
 				continue
 			}
@@ -257,6 +362,10 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 				return err
 			}
 		}
+		// visit keeps nothing of an entry once it returns: the list
+		// serves a later subtree.
+		clear(list)
+		scannedLists.Put(&list)
 	}
 	dc.save()
 	return nil
@@ -267,37 +376,44 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 // of an unchanged file needs. A directory's names come from dc when it is
 // unchanged since the last backup.
 func scanTree(ctx context.Context, root, rel string, dc *dirCache) []scanned {
-	fi, err := os.Lstat(root)
-	if err != nil {
+	var out []scanned
+	if l, ok := scannedLists.Get().(*[]scanned); ok {
+		out = (*l)[:0]
+	}
+	out = append(out, scanned{full: root, info: entryInfo{name: filepath.Base(root)}})
+	if err := lstatInto(root, &out[0].info); err != nil {
 		return []scanned{{full: root, err: err}}
 	}
-	var out []scanned
-	var walk func(full, rel string, fi fs.FileInfo)
-	walk = func(full, rel string, fi fs.FileInfo) {
-		d := fs.FileInfoToDirEntry(fi)
-		out = append(out, scanned{full: full, d: d, fi: fi})
-		if !fi.IsDir() || ctx.Err() != nil {
+	out[0].ok = true
+	// walk lists the directory out[i] (rel in dc's) and lstat's each
+	// entry into out, a subdirectory's entries after it.
+	var walk func(i int, rel string)
+	walk = func(i int, rel string) {
+		full := out[i].full
+		if !out[i].info.IsDir() || ctx.Err() != nil {
 			return
 		}
-		names, err := dc.names(full, rel, fi)
+		names, err := dc.names(full, rel, &out[i].info)
 		if err != nil {
 			// As WalkDir: the directory again, with the error.
-			out = append(out, scanned{full: full, d: d, err: err})
+			out = append(out, scanned{full: full, err: err, ok: true, info: out[i].info})
 			return
 		}
 		for _, name := range names {
-			cf := full + string(filepath.Separator) + name
-			cfi, err := os.Lstat(cf)
-			if err != nil {
+			out = append(out, scanned{full: full + string(filepath.Separator) + name, info: entryInfo{name: name}})
+			e := &out[len(out)-1]
+			if e.err = lstatInto(e.full, &e.info); e.err != nil {
 				// visit says a file gone since the directory was listed
 				// vanished, and fails on any other error.
-				out = append(out, scanned{full: cf, d: goneEntry(name), err: err})
 				continue
 			}
-			walk(cf, joinRel(rel, name), cfi)
+			e.ok = true
+			if e.info.IsDir() {
+				walk(len(out)-1, joinRel(rel, name))
+			}
 		}
 	}
-	walk(root, rel, fi)
+	walk(0, rel)
 	return out
 }
 
@@ -326,18 +442,18 @@ func (p *plugin) hostPooled(ctx context.Context, full, rel string, fi fs.FileInf
 	if !fi.Mode().IsRegular() {
 		return p.hostFile(ctx, full, rel, tw, st, links, warn)
 	}
-	h := statHeader(sys, fi.Size())
+	m := metaOf(sys, fi.Size())
 	if sys.Nlink > 1 {
 		key := devIno{uint64(sys.Dev), sys.Ino}
 		if first := tw.pool.linkTarget(key); first != "" {
-			return tw.pool.addLink(ctx, full, rel, first, h, tw, st, warn)
+			return tw.pool.addLink(ctx, full, rel, first, m, tw, st, warn)
 		}
 		if _, ok := links[key]; ok {
 			return p.hostFile(ctx, full, rel, tw, st, links, warn)
 		}
 		tw.pool.remember(key, rel, p.log)
 	}
-	return tw.pool.add(ctx, full, rel, h, tw, st, warn)
+	return tw.pool.add(ctx, full, rel, m, tw, st, warn)
 }
 
 // lstatOnce is fi, or full's lstat when the walk had none.
@@ -396,7 +512,7 @@ func (p *plugin) hostFile(ctx context.Context, full, rel string, tw *archiveWrit
 	if sys.Nlink > 1 && tw.pool != nil {
 		// Another name of a pooled file: a link entry behind it.
 		if first := tw.pool.linkTarget(key); first != "" {
-			return tw.pool.addLink(ctx, full, rel, first, *h, tw, st, warn)
+			return tw.pool.addLink(ctx, full, rel, first, metaOf(sys, fi.Size()), tw, st, warn)
 		}
 	}
 	if first, ok := links[key]; ok && sys.Nlink > 1 {

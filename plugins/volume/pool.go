@@ -100,7 +100,7 @@ type pooler struct {
 
 type pooledFile struct {
 	full, rel string
-	h         tar.Header // from lstat: mode, owner, mtime, size
+	m         fileMeta // from lstat
 	// link is the first name of the pooled file this entry is another
 	// name of: a hard link, written after it.
 	link string
@@ -122,12 +122,16 @@ func newPooler(p sdk.Pool) *pooler {
 }
 
 // add queues one regular file found by the walk.
-func (pl *pooler) add(ctx context.Context, full, rel string, h tar.Header, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
-	return pl.queue(ctx, pooledFile{full: full, rel: rel, h: h}, tw, st, warn)
+func (pl *pooler) add(ctx context.Context, full, rel string, m fileMeta, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
+	return pl.queue(ctx, pooledFile{full: full, rel: rel, m: m}, tw, st, warn)
 }
 
 // queue adds f to the pending batch, and sends the batch when it is full.
 func (pl *pooler) queue(ctx context.Context, f pooledFile, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
+	if pl.pending == nil {
+		// A batch's files are handed over whole: each has its own slice.
+		pl.pending = make([]pooledFile, 0, poolBatch)
+	}
 	pl.pending = append(pl.pending, f)
 	if len(pl.pending) < poolBatch {
 		return nil
@@ -168,8 +172,8 @@ func (pl *pooler) linkTarget(key devIno) string {
 
 // addLink queues another name of a pooled file queued before (its first
 // name, target): a hard link entry, written after the file's.
-func (pl *pooler) addLink(ctx context.Context, full, rel, target string, h tar.Header, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
-	return pl.queue(ctx, pooledFile{full: full, rel: rel, h: h, link: target}, tw, st, warn)
+func (pl *pooler) addLink(ctx context.Context, full, rel, target string, m fileMeta, tw *archiveWriter, st *stats, warn func(string, ...any)) error {
+	return pl.queue(ctx, pooledFile{full: full, rel: rel, m: m, link: target}, tw, st, warn)
 }
 
 // flush writes every queued entry: the walk is over.
@@ -215,7 +219,7 @@ func (pl *pooler) ask(ctx context.Context, batch []pooledFile) *poolJob {
 	j := &poolJob{batch: batch, blobs: make([]sdk.Blob, len(batch)), skip: make([]bool, len(batch)), done: make(chan struct{})}
 	for i, f := range batch {
 		if f.link == "" {
-			j.blobs[i] = sdk.Blob{SHA1: baseName(f.rel), Size: f.h.Size}
+			j.blobs[i] = sdk.Blob{SHA1: baseName(f.rel), Size: f.m.size}
 		}
 	}
 	go func() {
@@ -269,7 +273,7 @@ func (pl *pooler) resolve(ctx context.Context, j *poolJob) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			b, h, gone, err := pl.put(ctx, j.batch[i], j.blobs[i])
+			b, m, gone, err := pl.put(ctx, j.batch[i], j.blobs[i])
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -280,7 +284,7 @@ func (pl *pooler) resolve(ctx context.Context, j *poolJob) error {
 			case gone:
 				j.skip[i] = true
 			default:
-				j.batch[i].h = h
+				j.batch[i].m = m
 				j.blobs[i] = b
 			}
 		}()
@@ -317,12 +321,10 @@ func (pl *pooler) write(j *poolJob, tw *archiveWriter, st *stats, warn func(stri
 				warn("%q: its content hashes to %s, not to its name (corrupt in the site); stored under its real hash", f.rel, b.SHA1)
 			}
 		}
-		if err := writePooled(tw, f.rel, &f.h, b); err != nil {
+		if err := writePooled(tw, f.rel, f.m, b); err != nil {
 			return err
 		}
-		real := f.h
-		real.Size = b.Size
-		st.add(f.rel, &real)
+		st.addFile(f.rel, b.Size)
 	}
 	return nil
 }
@@ -334,8 +336,8 @@ func (pl *pooler) writeLink(f pooledFile, tw *archiveWriter, st *stats) error {
 	if pl.skipped[f.link] {
 		return pl.whole(f.full, f.rel)
 	}
-	h := f.h
-	h.Typeflag, h.Size = tar.TypeLink, 0
+	h := f.m.header(tar.TypeLink)
+	h.Size = 0
 	out := header(&h, f.rel, f.link)
 	if err := tw.WriteHeader(out); err != nil {
 		return fmt.Errorf("write archive: %w", err)
@@ -344,55 +346,64 @@ func (pl *pooler) writeLink(f pooledFile, tw *archiveWriter, st *stats) error {
 	return nil
 }
 
-// put sends one file's content to the pool. Its header is taken again from
+// put sends one file's content to the pool. Its metadata is taken again from
 // fstat on the open file, so that it describes what was read; gone says
 // the file vanished or stopped being a regular file.
-func (pl *pooler) put(ctx context.Context, f pooledFile, expect sdk.Blob) (sdk.Blob, tar.Header, bool, error) {
+func (pl *pooler) put(ctx context.Context, f pooledFile, expect sdk.Blob) (sdk.Blob, fileMeta, bool, error) {
 	fd, err := os.OpenFile(f.full, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
-		return sdk.Blob{}, tar.Header{}, true, nil
+		return sdk.Blob{}, fileMeta{}, true, nil
 	}
 	if err != nil {
-		return sdk.Blob{}, tar.Header{}, false, fmt.Errorf("open %q: %w", f.full, err)
+		return sdk.Blob{}, fileMeta{}, false, fmt.Errorf("open %q: %w", f.full, err)
 	}
 	defer fd.Close()
 	fi, err := fd.Stat()
 	if err != nil {
-		return sdk.Blob{}, tar.Header{}, false, fmt.Errorf("stat %q: %w", f.full, err)
+		return sdk.Blob{}, fileMeta{}, false, fmt.Errorf("stat %q: %w", f.full, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return sdk.Blob{}, tar.Header{}, true, nil
+		return sdk.Blob{}, fileMeta{}, true, nil
 	}
-	h := statHeader(fi.Sys().(*syscall.Stat_t), fi.Size())
+	m := metaOf(fi.Sys().(*syscall.Stat_t), fi.Size())
 	expect.Size = fi.Size()
 	b, err := pl.pool.Put(ctx, expect, fd)
 	if err != nil {
-		return sdk.Blob{}, tar.Header{}, false, fmt.Errorf("store %q in the pool: %w", f.full, err)
+		return sdk.Blob{}, fileMeta{}, false, fmt.Errorf("store %q in the pool: %w", f.full, err)
 	}
-	return b, h, false, nil
+	return b, m, false, nil
 }
 
-func statHeader(sys *syscall.Stat_t, size int64) tar.Header {
-	return tar.Header{
-		Typeflag: tar.TypeReg,
-		Mode:     int64(sys.Mode & 0o7777),
-		Uid:      int(sys.Uid),
-		Gid:      int(sys.Gid),
-		ModTime:  time.Unix(sys.Mtim.Sec, sys.Mtim.Nsec),
-		Size:     size,
-	}
+// fileMeta is what a pooled file's entry keeps of its lstat: a batch
+// holds hundreds, for a fraction of a tar.Header's size each.
+type fileMeta struct {
+	mode, size int64
+	uid, gid   int
+	sec        int64 // mtime
+	nsec       int32
+}
+
+func metaOf(sys *syscall.Stat_t, size int64) fileMeta {
+	return fileMeta{mode: int64(sys.Mode & 0o7777), size: size, uid: int(sys.Uid), gid: int(sys.Gid), sec: sys.Mtim.Sec, nsec: int32(sys.Mtim.Nsec)}
+}
+
+func (m fileMeta) mtime() time.Time { return time.Unix(m.sec, int64(m.nsec)) }
+
+// header is m as a header of type typ.
+func (m fileMeta) header(typ byte) tar.Header {
+	return tar.Header{Typeflag: typ, Mode: m.mode, Uid: m.uid, Gid: m.gid, ModTime: m.mtime(), Size: m.size}
 }
 
 // writePooled writes a pooled file's entry: its header, no data.
-func writePooled(tw *archiveWriter, rel string, h *tar.Header, b sdk.Blob) error {
-	e := spec.ListEntry{Name: rel, Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid, ModTime: h.ModTime, Size: b.Size, SHA1: b.SHA1}
+func writePooled(tw *archiveWriter, rel string, m fileMeta, b sdk.Blob) error {
+	e := spec.ListEntry{Name: rel, Mode: m.mode, UID: m.uid, GID: m.gid, ModTime: m.mtime(), Size: b.Size, SHA1: b.SHA1}
 	if listed, err := tw.list(&e); listed || err != nil {
 		if err != nil {
 			return fmt.Errorf("write archive: %w", err)
 		}
 		return nil
 	}
-	out := tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: h.Mode & 0o7777, Uid: h.Uid, Gid: h.Gid, ModTime: h.ModTime, Format: tar.FormatPAX}
+	out := tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: m.mode, Uid: m.uid, Gid: m.gid, ModTime: e.ModTime, Format: tar.FormatPAX}
 	recs := [2][2]string{{paxPoolSHA1, b.SHA1}, {paxPoolSize, strconv.FormatInt(b.Size, 10)}}
 	if err := tw.writeHeaderRecs(&out, recs[:]); err != nil {
 		return fmt.Errorf("write archive: %w", err)

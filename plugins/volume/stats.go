@@ -78,12 +78,17 @@ func (s *stats) add(name string, h *tar.Header) {
 	case tar.TypeLink:
 		s.hardlinks++
 	case tar.TypeReg:
-		s.files++
-		s.bytes += h.Size
-		s.keepLargest(name, h.Size)
+		s.addFile(name, h.Size)
 	default:
 		s.others++
 	}
+}
+
+// addFile counts a regular file of size bytes.
+func (s *stats) addFile(name string, size int64) {
+	s.files++
+	s.bytes += size
+	s.keepLargest(name, size)
 }
 
 func (s *stats) keepLargest(name string, size int64) {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -335,7 +336,8 @@ func (c *walkCache) readSection() *cacheSection {
 	if _, err := io.ReadFull(c.r, raw[len(head):]); err != nil || raw[len(raw)-1] != '\n' || sha256.Sum256(body) != want {
 		return nil
 	}
-	s, ok := decodeSection(string(raw), len(head), len(head)+n)
+	// raw is not written again: the section's strings share its bytes.
+	s, ok := decodeSection(unsafe.String(&raw[0], len(raw)), len(head), len(head)+n)
 	if !ok {
 		return nil
 	}
@@ -374,6 +376,9 @@ func decodeSection(raw string, from, to int) (*cacheSection, bool) {
 		return nil, false
 	}
 	s := &cacheSection{Key: key, raw: raw}
+	// Every directory's names are slices of one array, sized for every
+	// field left: a bound on the names.
+	names := make([]string, 0, strings.Count(body, "\x00"))
 	for len(body) > 0 {
 		var d cachedDir
 		var ctime, read, n uint64
@@ -389,12 +394,15 @@ func decodeSection(raw string, from, to int) (*cacheSection, bool) {
 			return nil, false
 		}
 		d.Ctime, d.Read = int64(ctime), int64(read)
-		d.Names = make([]string, n)
-		for i := range d.Names {
-			if d.Names[i], ok = next(); !ok {
+		start := len(names)
+		for range n {
+			name, ok := next()
+			if !ok {
 				return nil, false
 			}
+			names = append(names, name)
 		}
+		d.Names = names[start:len(names):len(names)]
 		s.Dirs = append(s.Dirs, d)
 	}
 	return s, true
