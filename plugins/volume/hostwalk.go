@@ -170,10 +170,16 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 // scanWorkers is how many subtrees of a pooled area are listed and
 // lstat'ed at once; scanAhead how many listed subtrees may wait for the
 // archive. An unchanged pooled backup is the walk: its cost is these
-// system calls.
+// system calls. The archive takes entries in bursts (a batch of
+// poolBatch files written at once, after the core's answer), so the scan
+// must be able to run well ahead: with 6 subtrees it stalled, and the
+// medium site's unchanged stage took 294 ms against 253 ms with 64 (8
+// alternating runs each; 256 subtrees, or 2 or 8 workers, did no better).
+// A filedir/ab/cd subtree is a directory and a few files: 64 of them
+// waiting are a few tens of KiB.
 const (
 	scanWorkers = 4
-	scanAhead   = 6
+	scanAhead   = 64
 )
 
 // scanned is one entry of a subtree, in walk order. ok says info holds
