@@ -373,6 +373,109 @@ func TestPoolCacheUnmade(t *testing.T) {
 	}
 }
 
+// TestPoolTrustsNewestSet: a run takes the blobs the newest complete set
+// references as in the pool, but for the day's sixteenth, which it looks
+// up: a blob deleted behind mbk's back stays missing (the set references
+// it) unless it is in that slice, where it is stored again from the site.
+// verify finds the missing one and asks for a recheck, and the next run
+// looks up every blob and stores it again.
+func TestPoolTrustsNewestSet(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "moodledata")
+	blobs := poolSite(t, src, 4)
+	today := engine.PoolCheckSlice(time.Now())
+	tomorrow := engine.PoolCheckSlice(time.Now().Add(24 * time.Hour))
+	// A blob whose name starts with each of today's and tomorrow's digits
+	// (a run that starts after midnight checks tomorrow's), and one with
+	// neither.
+	pick := func(want func(byte) bool) pool.Blob {
+		for _, b := range blobs {
+			if want(b.SHA1[0]) {
+				return b
+			}
+		}
+		for i := 0; ; i++ {
+			if b := moodleFile(t, src, "filedir", fmt.Appendf(nil, "extra file %d", i)); want(b.SHA1[0]) {
+				blobs = append(blobs, b)
+				return b
+			}
+		}
+	}
+	inToday := pick(func(c byte) bool { return c == today })
+	inTomorrow := pick(func(c byte) bool { return c == tomorrow })
+	other := pick(func(c byte) bool { return c != today && c != tomorrow })
+	root := filepath.Join(dir, "backups")
+	file := writeFile(t, dir, "pool.hcl", fmt.Sprintf(poolPipeline, root, src, "pool", 5))
+	if r := mbk(t, runOpts{}, "run", file); r.code != 0 {
+		t.Fatalf("first run: %s", r)
+	}
+	pl, err := pool.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := []pool.Blob{inToday, inTomorrow, other}
+	for _, b := range deleted {
+		must(t, os.Remove(pl.Path(b)))
+	}
+
+	time.Sleep(1100 * time.Millisecond) // a new set name
+	r := mbk(t, runOpts{}, "run", file)
+	if r.code != 0 {
+		t.Fatalf("second run: %s", r)
+	}
+	if !strings.Contains(r.stderr, "taken as present") {
+		t.Errorf("the run does not say it took the newest set's references:\n%s", r.stderr)
+	}
+	set2 := sets(t, root)[1]
+	m, err := repo.ReadManifest(filepath.Join(root, set2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slice := engine.PoolCheckSlice(m.Started)
+	if slice != today && slice != tomorrow {
+		t.Fatalf("the second run started %v, neither today nor tomorrow", m.Started)
+	}
+	for _, b := range deleted {
+		if want := b.SHA1[0] == slice; pl.Has(b) != want {
+			t.Errorf("blob %s (the run looks up names starting with %c): in the pool %v, want %v", b, slice, pl.Has(b), want)
+		}
+	}
+	refs, err := pool.ReadRefs(filepath.Join(root, set2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := refs.Marked(other); !in {
+		t.Errorf("the second set does not reference %s", other)
+	}
+
+	r = mbk(t, runOpts{}, "verify", file, set2)
+	if r.code == 0 || !strings.Contains(r.stdout, other.SHA1) {
+		t.Fatalf("verify of a set whose blob was deleted: %s", r)
+	}
+	if !pl.RecheckWanted() {
+		t.Fatalf("verify found a blob missing and did not write %s", pool.RecheckFile)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	r = mbk(t, runOpts{}, "run", file)
+	if r.code != 0 {
+		t.Fatalf("third run: %s", r)
+	}
+	if !strings.Contains(r.stderr, "every blob looked up") {
+		t.Errorf("the run after a recheck mark does not say it looked up every blob:\n%s", r.stderr)
+	}
+	for _, b := range deleted {
+		if !pl.Has(b) {
+			t.Errorf("blob %s, missing, was not stored again by the run after the recheck mark", b)
+		}
+	}
+	if pl.RecheckWanted() {
+		t.Errorf("%s is still there after a run looked up every blob", pool.RecheckFile)
+	}
+	if r := mbk(t, runOpts{}, "verify", file, sets(t, root)[2]); r.code != 0 {
+		t.Errorf("verify of the healed set: %s", r)
+	}
+}
+
 // TestPoolMismatchedName: a file whose content does not hash to its name
 // (corrupt in the site) is stored under its real hash and restored as it
 // is; the run commits with a warning (exit 3) naming it.

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/hashicorp/go-hclog"
@@ -26,9 +28,65 @@ var ErrContentMismatch = errors.New("files' content did not match their names")
 // artifact, finished (references written, directories synced) before the
 // set's checksums are taken.
 type poolRun struct {
+	pool  *pool.Pool
 	batch *pool.Batch
 	refs  *pool.RefsWriter
 	done  bool
+	// known are the blobs the newest complete set references, taken as
+	// in the pool without a stat (nil: every blob is looked up), except
+	// those whose name starts with the hex digit slice: each run looks up
+	// a sixteenth of them, another each day. recheck says the pool asked
+	// for every blob to be looked up (pool.RecheckFile).
+	known     *pool.Marks
+	knownFrom string
+	slice     byte
+	recheck   bool
+	// trusted and looked count the answers given each way.
+	trusted, looked atomic.Int64
+}
+
+// PoolCheckSlice is the first hex digit of the blobs a run started at t
+// looks up even when the newest set references them: one of 16, by day,
+// so that in 16 days every blob of an unchanged site was looked up once.
+func PoolCheckSlice(t time.Time) byte {
+	return "0123456789abcdef"[(t.Unix()/86400)%16]
+}
+
+// trusts says whether bl is answered from the newest set's references.
+func (pr *poolRun) trusts(bl pool.Blob) bool {
+	if pr.known == nil || bl.SHA1[0] == pr.slice {
+		return false
+	}
+	in, _ := pr.known.Marked(bl)
+	return in
+}
+
+// knownBlobs reads the references of the newest complete set under the
+// root that has any: blobs a complete set references are never swept, so
+// that short of damage outside mbk they are in the pool. nil, and every
+// blob looked up, when there is none or they cannot be read.
+func (r *run) knownBlobs() (*pool.Marks, string) {
+	sets, err := repo.List(r.p.Root, r.p.Location)
+	if err != nil {
+		r.log.Info("pool: every blob is looked up: the sets cannot be listed", "error", err)
+		return nil, ""
+	}
+	for i := len(sets) - 1; i >= 0; i-- {
+		s := sets[i]
+		if !s.Complete {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(s.Dir, pool.RefsFile)); err != nil {
+			continue
+		}
+		m, err := pool.ReadRefs(s.Dir)
+		if err != nil {
+			r.log.Info("pool: every blob is looked up: the newest set's references cannot be read", "set", s.Name, "error", err)
+			return nil, ""
+		}
+		return m, s.Name
+	}
+	return nil, ""
 }
 
 // poolFor opens the root's pool and the set's POOL_REFS on first use.
@@ -47,7 +105,11 @@ func (r *run) poolFor() (*poolRun, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", pool.RefsFile, err)
 	}
-	r.pool = &poolRun{batch: p.NewBatch(), refs: refs}
+	pr := &poolRun{pool: p, batch: p.NewBatch(), refs: refs, slice: PoolCheckSlice(r.res.Report.Started), recheck: p.RecheckWanted()}
+	if !pr.recheck {
+		pr.known, pr.knownFrom = r.knownBlobs()
+	}
+	r.pool = pr
 	return r.pool, nil
 }
 
@@ -80,7 +142,20 @@ func (r *run) finishPool() error {
 	if err := pr.refs.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", pool.RefsFile, err)
 	}
-	return pr.batch.Close()
+	if err := pr.batch.Close(); err != nil {
+		return err
+	}
+	switch {
+	case pr.recheck:
+		r.log.Info("pool: every blob looked up, as a check asked", "looked_up", pr.looked.Load())
+		if err := pr.pool.ClearRecheck(); err != nil {
+			r.log.Warn("pool: the next backup looks up every blob again", "error", err)
+		}
+	case pr.known != nil:
+		r.log.Info("pool: blobs the newest set references taken as present", "set", pr.knownFrom,
+			"taken", pr.trusted.Load(), "looked_up", pr.looked.Load(), "looked_up_slice", string(pr.slice))
+	}
+	return nil
 }
 
 // closePool lets go of what a failed run had open.
@@ -110,12 +185,29 @@ func (b *poolBackup) Have(blobs []pluginhost.Blob) ([]bool, error) {
 			return nil, err
 		}
 	}
-	// One stat each, haveWorkers at once: a batch is hundreds of files.
-	bls := make([]pool.Blob, len(blobs))
+	// A blob the newest set references is there; the others (and this
+	// run's slice) one stat each, haveWorkers at once: a batch is
+	// hundreds of files.
+	var (
+		bls []pool.Blob
+		at  []int
+	)
 	for i, w := range blobs {
-		bls[i] = pool.Blob(w)
+		if bl := pool.Blob(w); b.pr.trusts(bl) {
+			out[i] = true
+		} else {
+			bls, at = append(bls, bl), append(at, i)
+		}
 	}
-	b.pr.batch.HasAll(bls, out, haveWorkers)
+	b.pr.trusted.Add(int64(len(blobs) - len(bls)))
+	b.pr.looked.Add(int64(len(bls)))
+	if len(bls) > 0 {
+		found := make([]bool, len(bls))
+		b.pr.batch.HasAll(bls, found, haveWorkers)
+		for k, i := range at {
+			out[i] = found[k]
+		}
+	}
 	for i, w := range blobs {
 		if !out[i] {
 			continue

@@ -158,6 +158,32 @@ func (p *Pool) CleanTmp() {
 	}
 }
 
+// RecheckFile, in the pool's directory, asks the next backup to look up
+// every blob it references instead of taking the newest set's references
+// as present: a check found a referenced blob missing, and a blob looked
+// up and not found is stored again from the site.
+const RecheckFile = "RECHECK"
+
+// MarkRecheck writes RecheckFile.
+func (p *Pool) MarkRecheck() error {
+	return writeSync(filepath.Join(p.dir, RecheckFile), []byte("a check found a referenced blob missing: the next backup looks up every blob\n"))
+}
+
+// RecheckWanted says whether RecheckFile is there.
+func (p *Pool) RecheckWanted() bool {
+	_, err := os.Lstat(filepath.Join(p.dir, RecheckFile))
+	return err == nil
+}
+
+// ClearRecheck removes RecheckFile: a backup looked up every blob.
+func (p *Pool) ClearRecheck() error {
+	err := os.Remove(filepath.Join(p.dir, RecheckFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
 // TempFile is a new file in the pool's directory for blobs being written:
 // rename it to Path(b) when complete.
 func (p *Pool) TempFile() (*os.File, error) {
@@ -461,10 +487,11 @@ func eachRef(r io.Reader, name string, fn func(Blob)) error {
 // RefsWriter appends a set's references as a backup makes them. It is
 // safe for concurrent use.
 type RefsWriter struct {
-	mu sync.Mutex
-	f  *os.File
-	w  *bufio.Writer
-	n  int
+	mu   sync.Mutex
+	f    *os.File
+	w    *bufio.Writer
+	n    int
+	line []byte
 }
 
 // CreateRefs starts POOL_REFS in a staging directory.
@@ -481,7 +508,8 @@ func (r *RefsWriter) Add(b Blob) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.n++
-	_, err := fmt.Fprintf(r.w, "%s %d\n", b.SHA1, b.Size)
+	r.line = append(strconv.AppendInt(append(append(r.line[:0], b.SHA1...), ' '), b.Size, 10), '\n')
+	_, err := r.w.Write(r.line)
 	return err
 }
 
@@ -640,7 +668,8 @@ func writeSync(path string, b []byte) error {
 // Check looks for each referenced blob in the pool: that it is there and,
 // with readData, that its content still hashes to its name (read with
 // workers side by side; encrypted blobs need identities). It returns one
-// line per problem.
+// line per problem. A blob missing marks the pool for a recheck
+// (MarkRecheck): the next backup stores it again if the site has it.
 func (p *Pool) Check(ctx context.Context, refs iter.Seq[Blob], readData bool, identities []age.Identity, workers int) []string {
 	var (
 		mu    sync.Mutex
@@ -652,6 +681,7 @@ func (p *Pool) Check(ctx context.Context, refs iter.Seq[Blob], readData bool, id
 		mu.Unlock()
 	}
 	jobs := make(chan Blob)
+	missing := false
 	var wg sync.WaitGroup
 	for range max(workers, 1) {
 		wg.Add(1)
@@ -677,6 +707,12 @@ func (p *Pool) Check(ctx context.Context, refs iter.Seq[Blob], readData bool, id
 		switch {
 		case err != nil:
 			report(fmt.Sprintf("blob %s is missing from the pool %s", b, p.dir))
+			if !missing {
+				missing = true
+				if err := p.MarkRecheck(); err != nil {
+					report(fmt.Sprintf("cannot ask the next backup to look up every blob (%v): it takes the newest set's references as present", err))
+				}
+			}
 		case !fi.Mode().IsRegular():
 			report(fmt.Sprintf("blob %s in the pool is not a regular file", b))
 		case readData:
