@@ -270,110 +270,194 @@ func lstatInto(full string, e *entryInfo) error {
 // filedir/ab/cd subtree a directory and a file or two.
 var scannedLists sync.Pool
 
+// scanGroup is a directory whose entries are scanned side by side as
+// subtrees: at depth 2 each entry of the area (a filedir/ab directory, its
+// own entry visited first), at depth 1 the area itself (visited by the
+// caller).
+type scanGroup struct {
+	full string
+	// e is the directory's entry, fi its lstat and err the error taking
+	// it; e is nil for the area itself, and for the area's own listing
+	// error (err).
+	e   fs.DirEntry
+	fi  fs.FileInfo
+	err error
+	// dc, names and listErr are the directory's listing, for a directory
+	// listed; results has one slot for each name's subtree.
+	listed  bool
+	dc      *dirCache
+	names   []string
+	listErr error
+	results []chan []scanned
+}
+
 // scanParallel walks each entry below dir (not dir itself, whose lstat is
-// fi) and hands it to visit in the order filepath.WalkDir would. At depth 1
-// the subtrees of dir's entries are listed and lstat'ed by scanWorkers
-// goroutines while visit takes them one subtree after the other; above,
-// dir's directories are visited one by one and scanned at the next depth.
-// Moodle's filedir/ab/cd/ is scanned at depth 2: a job is one ab/cd
-// directory, a few files even on a site of millions, so that what waits in
-// memory stays small; the walk cache (wc, nil for none) keeps one line per
-// ab directory. visit's fs.SkipDir for a directory leaves out what lies
-// below it.
+// fi) and hands it to visit in the order filepath.WalkDir would. At depth 2
+// (Moodle's filedir/ab/cd/) each of dir's directories is a group whose
+// entries' subtrees are jobs; at depth 1 dir is the one group. One
+// goroutine lists the groups in order (from the walk cache, wc, nil for
+// none, when unchanged), scanWorkers list and lstat the jobs, and visit
+// takes them in order, up to scanAhead subtrees behind: one pipeline over
+// the whole area, so that the workers do not wait for visit at the end of
+// each filedir/ab directory. A job is one ab/cd directory, a few files
+// even on a site of millions, so what waits in memory stays small; the
+// walk cache keeps one section per group. visit's fs.SkipDir for a
+// directory leaves out what lies below it.
 func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc *walkCache, visit func(string, fs.DirEntry, error, fs.FileInfo) error) error {
-	if depth > 1 {
-		top, err := os.ReadDir(dir)
-		if err != nil {
-			return visit(dir, nil, err, nil)
-		}
-		for _, e := range top {
-			full := filepath.Join(dir, e.Name())
-			fi, ierr := e.Info()
-			if errors.Is(ierr, fs.ErrNotExist) {
-				fi, ierr = nil, nil // visit finds it gone and says so
-			}
-			err := visit(full, e, ierr, fi)
-			switch {
-			case err == fs.SkipDir && e.IsDir():
-				continue
-			case err != nil:
-				return err
-			case e.IsDir() && ierr == nil && fi != nil:
-				if err := scanParallel(ctx, full, fi, depth-1, wc, visit); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	dc := wc.subtree(dir)
-	top, err := dc.names(dir, "", fi)
-	if err != nil {
-		return visit(dir, nil, err, nil)
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	results := make([]chan []scanned, len(top))
-	for i := range results {
-		results[i] = make(chan []scanned, 1)
-	}
-	sem := make(chan struct{}, scanAhead)
-	go func() {
-		jobs := make(chan int)
-		var wg sync.WaitGroup
-		for range scanWorkers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range jobs {
-					// Names read from a directory: joined, not cleaned.
-					results[i] <- scanTree(ctx, dir+string(filepath.Separator)+top[i], top[i], dc)
-				}
-			}()
-		}
-		for i := range top {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			jobs <- i
-		}
-		close(jobs)
+	// Nothing of the walk runs on once it returns: the walk cache is
+	// committed or closed after.
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
 		wg.Wait()
 	}()
-	for i := range top {
-		var list []scanned
-		select {
-		case list = <-results[i]:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-		<-sem
-		skip := ""
-		for k := range list {
-			e := &list[k]
-			if skip != "" && strings.HasPrefix(e.full, skip) {
-				continue
+	groups := make(chan *scanGroup, scanAhead)
+	sem := make(chan struct{}, scanAhead)
+	type job struct {
+		g *scanGroup
+		i int
+	}
+	jobs := make(chan job)
+	for range scanWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				// Names read from a directory: joined, not cleaned.
+				j.g.results[j.i] <- scanTree(ctx, j.g.full+string(filepath.Separator)+j.g.names[j.i], j.g.names[j.i], j.g.dc)
 			}
-			d, fi := e.entry()
-			err := visit(e.full, d, e.err, fi)
-			if err == fs.SkipDir && d != nil && d.IsDir() {
-				skip = e.full + string(filepath.Separator)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(jobs)
+		defer close(groups)
+		// send hands g to visit and its subtrees to the workers; false
+		// once the walk stopped.
+		send := func(g *scanGroup) bool {
+			if g.listed {
+				g.dc = wc.subtree(g.full)
+				g.names, g.listErr = g.dc.names(g.full, "", g.fi)
+				if g.listErr != nil {
+					g.names = nil
+				}
+				g.results = make([]chan []scanned, len(g.names))
+				for i := range g.results {
+					g.results[i] = make(chan []scanned, 1)
+				}
+			}
+			select {
+			case groups <- g:
+			case <-ctx.Done():
+				return false
+			}
+			for i := range g.names {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					return false
+				}
+				select {
+				case jobs <- job{g, i}:
+				case <-ctx.Done():
+					return false
+				}
+			}
+			return true
+		}
+		if depth < 2 {
+			send(&scanGroup{full: dir, fi: fi, listed: true})
+			return
+		}
+		top, err := os.ReadDir(dir)
+		if err != nil {
+			send(&scanGroup{full: dir, err: err})
+			return
+		}
+		for _, e := range top {
+			g := &scanGroup{full: dir + string(filepath.Separator) + e.Name(), e: e}
+			g.fi, g.err = e.Info()
+			if errors.Is(g.err, fs.ErrNotExist) {
+				g.fi, g.err = nil, nil // visit finds it gone and says so
+			}
+			g.listed = e.IsDir() && g.err == nil && g.fi != nil
+			if !send(g) {
+				return
+			}
+		}
+	}()
+	// take is subtree i of g, once scanned.
+	take := func(g *scanGroup, i int) ([]scanned, error) {
+		select {
+		case list := <-g.results[i]:
+			<-sem
+			return list, nil
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+	for g := range groups {
+		if g.e == nil && g.err != nil {
+			// The area could not be listed.
+			return visit(g.full, nil, g.err, nil)
+		}
+		if g.e != nil {
+			err := visit(g.full, g.e, g.err, g.fi)
+			if err == fs.SkipDir && g.e.IsDir() {
+				// Scanned already: what lies below is left out.
+				for i := range g.names {
+					if _, err := take(g, i); err != nil {
+						return err
+					}
+				}
 				continue
 			}
 			if err != nil {
 				return err
 			}
 		}
-		// visit keeps nothing of an entry once it returns: the list
-		// serves a later subtree.
-		clear(list)
-		scannedLists.Put(&list)
+		if !g.listed {
+			continue
+		}
+		if g.listErr != nil {
+			if err := visit(g.full, nil, g.listErr, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		for i := range g.names {
+			list, err := take(g, i)
+			if err != nil {
+				return err
+			}
+			skip := ""
+			for k := range list {
+				e := &list[k]
+				if skip != "" && strings.HasPrefix(e.full, skip) {
+					continue
+				}
+				d, fi := e.entry()
+				err := visit(e.full, d, e.err, fi)
+				if err == fs.SkipDir && d != nil && d.IsDir() {
+					skip = e.full + string(filepath.Separator)
+					continue
+				}
+				if err != nil {
+					return err
+				}
+			}
+			// visit keeps nothing of an entry once it returns: the list
+			// serves a later subtree.
+			clear(list)
+			scannedLists.Put(&list)
+		}
+		g.dc.save()
 	}
-	dc.save()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +33,8 @@ import (
 // expands it (core/pool's Expand).
 type corePool struct {
 	p    *pool.Pool
-	puts int
+	mu   sync.Mutex
+	puts int // read once the backup is over
 }
 
 func (c *corePool) Have(_ context.Context, bs []sdk.Blob) ([]bool, error) {
@@ -44,7 +46,9 @@ func (c *corePool) Have(_ context.Context, bs []sdk.Blob) ([]bool, error) {
 }
 
 func (c *corePool) Put(_ context.Context, _ sdk.Blob, r io.Reader) (sdk.Blob, error) {
+	c.mu.Lock()
 	c.puts++
+	c.mu.Unlock()
 	w, err := c.p.Put(r, pool.Codec{Compression: "zstd"})
 	return sdk.Blob(w.Blob), err
 }
@@ -664,5 +668,63 @@ func TestHostPoolHardLinks(t *testing.T) {
 	pooled4, links4 := entries(file4)
 	if !pooled4[rel(trash)] || links4[rel(trash)] != "" || links4["zz-copy"] != "" {
 		t.Errorf("past linkedMax: %s pooled %v, links %v; want it pooled, no link to it", rel(trash), pooled4[rel(trash)], links4)
+	}
+}
+
+// Excluded directories inside a pooled area: a filedir/ab directory (a
+// group the scan lists before the walk reaches it) and an ab/cd directory
+// (a subtree scanned by a worker). Their files are neither pooled nor
+// restored, and everything else is, with and without the walk cache and
+// again from the cache.
+func TestHostPoolExcludeInArea(t *testing.T) {
+	base := t.TempDir()
+	src := filepath.Join(base, "moodledata")
+	sha1Dataroot(t, src)
+	abs, err := os.ReadDir(filepath.Join(src, "filedir"))
+	must(t, err)
+	var dirs []string
+	for _, e := range abs {
+		if e.IsDir() {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	if len(dirs) < 3 {
+		t.Fatalf("filedir holds %d directories", len(dirs))
+	}
+	cds, err := os.ReadDir(filepath.Join(src, "filedir", dirs[2]))
+	must(t, err)
+	excluded := []string{"filedir/" + dirs[0], "filedir/" + dirs[2] + "/" + cds[0].Name()}
+	pl, err := pool.Open(filepath.Join(base, "root"))
+	must(t, err)
+	cp := &corePool{p: pl}
+	p := newTestPlugin(t)
+	var pats []cty.Value
+	for _, x := range append(slices.Clone(moodleExcluded), excluded...) {
+		pats = append(pats, cty.StringVal(x))
+	}
+	cfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src), "filedir": cty.StringVal("pool"), "exclude": cty.ListVal(pats)})
+	want := without(hostFingerprint(t, src), append(append(slices.Clone(moodleExcluded), "fifo"), excluded...)...)
+	cache := t.TempDir()
+	for i, dir := range []string{"", cache, cache} {
+		file, res := pooledBackupCached(t, p, cfg, cp, dir)
+		if res.Details["excluded"] == nil {
+			t.Errorf("backup %d: no exclusions reported: %v", i, res.Details)
+		}
+		f, err := os.Open(file)
+		must(t, err)
+		hs, _ := archiveEntries(t, f)
+		f.Close()
+		for _, h := range hs {
+			for _, x := range excluded {
+				if n := strings.TrimSuffix(h.Name, "/"); n == x || strings.HasPrefix(n, x+"/") {
+					t.Errorf("backup %d: %s is in the archive", i, h.Name)
+				}
+			}
+		}
+		dst := filepath.Join(base, fmt.Sprintf("restored-%d", i))
+		must(t, restoreHost(t, p, pl, cfg, file, dst, true))
+		if d := diff(want, hostFingerprint(t, dst)); len(d) > 0 {
+			t.Errorf("backup %d: restored directory differs:\n%s", i, strings.Join(d, "\n"))
+		}
 	}
 }
