@@ -41,6 +41,9 @@ type poolRun struct {
 	knownFrom string
 	slice     byte
 	recheck   bool
+	// knownRead is closed once known and knownFrom are set: they are read
+	// while the plugin starts its walk, not before.
+	knownRead chan struct{}
 	// trusted and looked count the answers given each way.
 	trusted, looked atomic.Int64
 }
@@ -54,6 +57,7 @@ func PoolCheckSlice(t time.Time) byte {
 
 // trusts says whether bl is answered from the newest set's references.
 func (pr *poolRun) trusts(bl pool.Blob) bool {
+	<-pr.knownRead
 	if pr.known == nil || bl.SHA1[0] == pr.slice {
 		return false
 	}
@@ -105,9 +109,15 @@ func (r *run) poolFor() (*poolRun, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", pool.RefsFile, err)
 	}
-	pr := &poolRun{pool: p, batch: p.NewBatch(), refs: refs, slice: PoolCheckSlice(r.res.Report.Started), recheck: p.RecheckWanted()}
-	if !pr.recheck {
-		pr.known, pr.knownFrom = r.knownBlobs()
+	pr := &poolRun{pool: p, batch: p.NewBatch(), refs: refs, slice: PoolCheckSlice(r.res.Report.Started), recheck: p.RecheckWanted(),
+		knownRead: make(chan struct{})}
+	if pr.recheck {
+		close(pr.knownRead)
+	} else {
+		go func() {
+			defer close(pr.knownRead)
+			pr.known, pr.knownFrom = r.knownBlobs()
+		}()
 	}
 	r.pool = pr
 	return r.pool, nil
@@ -145,6 +155,7 @@ func (r *run) finishPool() error {
 	if err := pr.batch.Close(); err != nil {
 		return err
 	}
+	<-pr.knownRead
 	switch {
 	case pr.recheck:
 		r.log.Info("pool: every blob looked up, as a check asked", "looked_up", pr.looked.Load())
