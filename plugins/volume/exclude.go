@@ -42,25 +42,35 @@ func newExcluder(patterns []string) (*excluder, error) {
 }
 
 // match returns the excluded path that rel (a clean relative path, "." for
-// the root) lies in or is, or "" when rel is kept.
+// the root) lies in or is, or "" when rel is kept. rel's components are
+// cut in place, not split: every entry of a walk is asked about.
 func (e *excluder) match(rel string) string {
 	if rel == "." || len(e.patterns) == 0 {
 		return ""
 	}
-	comps := strings.Split(rel, "/")
 	for _, pat := range e.patterns {
-		if len(pat) > len(comps) {
-			continue
-		}
-		ok := true
+		end, ok := 0, true
 		for i, c := range pat {
-			if m, _ := path.Match(c, comps[i]); !m {
+			if i > 0 {
+				if end >= len(rel) {
+					ok = false // rel has fewer components than pat
+					break
+				}
+				end++ // the slash
+			}
+			start := end
+			if j := strings.IndexByte(rel[start:], '/'); j >= 0 {
+				end = start + j
+			} else {
+				end = len(rel)
+			}
+			if m, _ := path.Match(c, rel[start:end]); !m {
 				ok = false
 				break
 			}
 		}
 		if ok {
-			return strings.Join(comps[:len(pat)], "/")
+			return rel[:end]
 		}
 	}
 	return ""

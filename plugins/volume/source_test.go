@@ -240,6 +240,11 @@ func TestExclude(t *testing.T) {
 		{[]string{"./temp/"}, "temp/x", "temp"},
 		{[]string{"/temp/**"}, "temp/x/y", "temp"},
 		{[]string{"filedir/??"}, "filedir/ab/cd", "filedir/ab"},
+		{[]string{"filedir/??"}, "filedir/abc/cd", ""},
+		{[]string{"lang/*/cache"}, "lang/en", ""},
+		{[]string{"lang/*/cache"}, "lang/en/cache", "lang/en/cache"},
+		{[]string{"lang/*/cache"}, "lang/en/cachex/y", ""},
+		{[]string{"temp", "lang/*/cache"}, "lang/es/cache/z", "lang/es/cache"},
 		{nil, "cache", ""},
 	}
 	for _, tc := range tests {
