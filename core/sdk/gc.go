@@ -21,13 +21,16 @@ const LeanGCPercent = 50
 // LeanGCFloor is the heap a collection may wait for however little is
 // live. At 50% of a small live heap (an unchanged pooled night keeps a few
 // MiB live while tens of MiB of listing stream through) the collector ran
-// every few MiB allocated: with the floor, that night's archive stage on
-// the medium bench tree took 390-486 ms (median 414) against 403-512
-// (median 470) without, eight runs of each alternating, and its user CPU
-// fell from about 0.5 to 0.4 s. Below the floor the percentage is raised
-// to reach it; above, LeanGCPercent holds, so a large live heap (a first
-// run's blobs, a restore's read-ahead) peaks where it did.
-const LeanGCFloor = 24 << 20
+// every few MiB allocated. A floor of 24 MiB took that night's archive
+// stage on the medium bench tree from a median of 470 to 414 ms, but it
+// also let the volume plugin hold some 16 MiB more in every run (its
+// anonymous memory went from 6-8 to 19-25 MiB in make bench, taking the
+// first pooled run and the pooled restore over 100 MiB in all). Since the
+// walk allocates half as much, 0, 8, 14 and 24 MiB give the same stage
+// (medians 222, 217, 208 and 217 ms, eight alternating runs each): 8 MiB
+// is kept. Below the floor the percentage is raised to reach it; above,
+// LeanGCPercent holds.
+const LeanGCFloor = 8 << 20
 
 // LeanGC sets LeanGCPercent, with LeanGCFloor under it, when the
 // environment sets no GOGC. Serve calls it for a plugin, mbk's main for
