@@ -179,8 +179,12 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 // waiting are a few tens of KiB.
 const (
 	scanWorkers = 4
-	scanAhead   = 64
+	scanBatch   = 8
 )
+
+// scanAhead: a variable for the tests, which run the scan with fewer
+// places than a job's subtrees.
+var scanAhead = 64
 
 // scanned is one entry of a subtree, in walk order. ok says info holds
 // its lstat; err is the entry's error (a directory that could not be
@@ -283,12 +287,12 @@ type scanGroup struct {
 	fi  fs.FileInfo
 	err error
 	// dc, names and listErr are the directory's listing, for a directory
-	// listed; results has one slot for each name's subtree.
+	// listed; first is the number of its first name's subtree.
 	listed  bool
 	dc      *dirCache
 	names   []string
 	listErr error
-	results []chan []scanned
+	first   int
 }
 
 // scanParallel walks each entry below dir (not dir itself, whose lstat is
@@ -313,10 +317,19 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 		wg.Wait()
 	}()
 	groups := make(chan *scanGroup, scanAhead)
+	// sem holds a place for each subtree between the producer and visit;
+	// subtree number n's list waits in slots[n%scanAhead], free again by
+	// the time the place is (visit took n-scanAhead before n could start).
 	sem := make(chan struct{}, scanAhead)
+	slots := make([]chan []scanned, scanAhead)
+	for i := range slots {
+		slots[i] = make(chan []scanned, 1)
+	}
+	// A job is up to scanBatch consecutive subtrees of one group: fewer
+	// hand-overs between goroutines than one a subtree.
 	type job struct {
-		g *scanGroup
-		i int
+		g        *scanGroup
+		from, to int
 	}
 	jobs := make(chan job)
 	for range scanWorkers {
@@ -324,8 +337,10 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				// Names read from a directory: joined, not cleaned.
-				j.g.results[j.i] <- scanTree(ctx, j.g.full+string(filepath.Separator)+j.g.names[j.i], j.g.names[j.i], j.g.dc)
+				for i := j.from; i < j.to; i++ {
+					// Names read from a directory: joined, not cleaned.
+					slots[(j.g.first+i)%scanAhead] <- scanTree(ctx, j.g.full+string(filepath.Separator)+j.g.names[i], j.g.names[i], j.g.dc)
+				}
 			}
 		}()
 	}
@@ -334,6 +349,7 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 		defer wg.Done()
 		defer close(jobs)
 		defer close(groups)
+		next := 0 // the number of the next subtree
 		// send hands g to visit and its subtrees to the workers; false
 		// once the walk stopped.
 		send := func(g *scanGroup) bool {
@@ -343,29 +359,49 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 				if g.listErr != nil {
 					g.names = nil
 				}
-				g.results = make([]chan []scanned, len(g.names))
-				for i := range g.results {
-					g.results[i] = make(chan []scanned, 1)
-				}
 			}
+			g.first = next
+			next += len(g.names)
 			select {
 			case groups <- g:
 			case <-ctx.Done():
 				return false
 			}
+			var j job // subtrees with a place, not handed to a worker yet
+			hand := func() bool {
+				if j.to > j.from {
+					select {
+					case jobs <- j:
+					case <-ctx.Done():
+						return false
+					}
+				}
+				j = job{g: g, from: j.to, to: j.to}
+				return true
+			}
 			for i := range g.names {
 				select {
 				case sem <- struct{}{}:
-				case <-ctx.Done():
-					return false
+				default:
+					// visit may be waiting for the subtrees held here.
+					if !hand() {
+						return false
+					}
+					select {
+					case sem <- struct{}{}:
+					case <-ctx.Done():
+						return false
+					}
 				}
-				select {
-				case jobs <- job{g, i}:
-				case <-ctx.Done():
+				if j.g == nil {
+					j = job{g: g, from: i}
+				}
+				j.to = i + 1
+				if j.to-j.from == scanBatch && !hand() {
 					return false
 				}
 			}
-			return true
+			return hand()
 		}
 		if depth < 2 {
 			send(&scanGroup{full: dir, fi: fi, listed: true})
@@ -391,7 +427,7 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 	// take is subtree i of g, once scanned.
 	take := func(g *scanGroup, i int) ([]scanned, error) {
 		select {
-		case list := <-g.results[i]:
+		case list := <-slots[(g.first+i)%scanAhead]:
 			<-sem
 			return list, nil
 		case <-ctx.Done():

@@ -728,3 +728,36 @@ func TestHostPoolExcludeInArea(t *testing.T) {
 		}
 	}
 }
+
+// The scan with 1 and 3 places for subtrees (fewer than a job's 8) writes
+// the archive it writes with 64: the producer hands its job over before it
+// waits for a place that only visit can free (without that, it waits
+// forever).
+func TestScanFewPlaces(t *testing.T) {
+	base := t.TempDir()
+	src := filepath.Join(base, "moodledata")
+	sha1Dataroot(t, src)
+	pl, err := pool.Open(filepath.Join(base, "root"))
+	must(t, err)
+	p := newTestPlugin(t)
+	cfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src), "filedir": cty.StringVal("pool")})
+	read := func(file string) []byte {
+		b, err := os.ReadFile(file)
+		must(t, err)
+		return b
+	}
+	file, _ := pooledBackup(t, p, cfg, &corePool{p: pl})
+	want := read(file)
+	for _, n := range []int{1, 3} {
+		func() {
+			defer func(was int) { scanAhead = was }(scanAhead)
+			scanAhead = n
+			// A deadlock here ends the test binary at its timeout, with
+			// every goroutine's stack.
+			f, _ := pooledBackup(t, p, cfg, &corePool{p: pl})
+			if !bytes.Equal(read(f), want) {
+				t.Errorf("with %d places the archive differs from the one with 64", n)
+			}
+		}()
+	}
+}
