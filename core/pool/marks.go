@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"iter"
+	"slices"
 	"sort"
+	"strconv"
 )
 
 // Marks is a set of blobs with a mark each, sized for millions: 28 bytes
@@ -29,13 +31,51 @@ type refKey [28]byte
 
 func keyOf(b Blob) (refKey, bool) {
 	var k refKey
-	if len(b.SHA1) != 40 || b.Size < 0 {
-		return k, false
-	}
-	if _, err := hex.Decode(k[:20], []byte(b.SHA1)); err != nil {
+	if b.Size < 0 || !hexKey(&k, b.SHA1) {
 		return k, false
 	}
 	binary.BigEndian.PutUint64(k[20:], uint64(b.Size))
+	return k, true
+}
+
+// hexKey decodes a SHA-1 of 40 lower-case hex digits into k's first 20
+// bytes; false for anything else.
+func hexKey[T string | []byte](k *refKey, s T) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for i := range 20 {
+		hi, ok1 := hexVal(s[2*i])
+		lo, ok2 := hexVal(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		k[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func hexVal(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// parseRef reads a POOL_REFS line, "<sha1> <size>", into its key.
+func parseRef(line []byte) (refKey, bool) {
+	var k refKey
+	if len(line) < 42 || line[40] != ' ' || !hexKey(&k, line[:40]) {
+		return k, false
+	}
+	n, err := strconv.ParseInt(string(line[41:]), 10, 64)
+	if err != nil || n < 0 {
+		return k, false
+	}
+	binary.BigEndian.PutUint64(k[20:], uint64(n))
 	return k, true
 }
 
@@ -49,9 +89,14 @@ func (m *Marks) Add(b Blob) {
 	if m.sealed {
 		panic("pool: Add after Seal")
 	}
-	k, ok := keyOf(b)
-	if !ok {
-		return
+	if k, ok := keyOf(b); ok {
+		m.addKey(&k)
+	}
+}
+
+func (m *Marks) addKey(k *refKey) {
+	if m.sealed {
+		panic("pool: Add after Seal")
 	}
 	// Every chunk but the last is full; the last grows as a slice does, up
 	// to a chunk, so that a set of a few blobs stays small.
@@ -59,7 +104,7 @@ func (m *Marks) Add(b Blob) {
 		m.chunks = append(m.chunks, nil)
 	}
 	last := &m.chunks[len(m.chunks)-1]
-	*last = append(*last, k)
+	*last = append(*last, *k)
 	m.n++
 }
 
@@ -86,7 +131,14 @@ func (m *Marks) Seal() {
 		return
 	}
 	m.sealed = true
-	if !sort.IsSorted((*byKey)(m)) {
+	if len(m.chunks) == 1 {
+		// One chunk (up to 32,768 blobs): sorted as a slice, without
+		// sort.Interface's calls.
+		cmp := func(a, b refKey) int { return bytes.Compare(a[:], b[:]) }
+		if !slices.IsSortedFunc(m.chunks[0], cmp) {
+			slices.SortFunc(m.chunks[0], cmp)
+		}
+	} else if !sort.IsSorted((*byKey)(m)) {
 		sort.Sort((*byKey)(m))
 	}
 	m.bits = make([]uint64, (m.n+63)/64)

@@ -70,3 +70,28 @@ func TestMarks(t *testing.T) {
 		t.Errorf("Marked(blob 4) = %v, %v", in, mk)
 	}
 }
+
+// A POOL_REFS line is 40 lower-case hex digits, a space and a size; its
+// key is the binary hash and the size, as keyOf makes it from the Blob.
+func TestParseRef(t *testing.T) {
+	const h = "0123456789abcdef0123456789abcdef01234567"
+	k, ok := parseRef([]byte(h + " 42"))
+	want, _ := keyOf(Blob{SHA1: h, Size: 42})
+	if !ok || k != want || k.blob() != (Blob{SHA1: h, Size: 42}) {
+		t.Fatalf("parseRef of a good line: %x %v", k, ok)
+	}
+	for _, bad := range []string{
+		"", h, h + " ", h + " -1", h + " x", h + " 4 2", h + "  4",
+		"0123456789ABCDEF0123456789abcdef01234567 4", // upper case
+		h[:39] + " 4", h + "0 4", "g" + h[1:] + " 4",
+	} {
+		if _, ok := parseRef([]byte(bad)); ok {
+			t.Errorf("parseRef(%q) took it", bad)
+		}
+	}
+	for _, bad := range []Blob{{SHA1: strings.ToUpper(h), Size: 1}, {SHA1: h[:39], Size: 1}, {SHA1: h, Size: -1}, {SHA1: h[:39] + "g"}} {
+		if _, ok := keyOf(bad); ok {
+			t.Errorf("keyOf took %+v", bad)
+		}
+	}
+}

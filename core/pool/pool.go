@@ -446,7 +446,7 @@ func (c *checking) Close() error { return c.r.Close() }
 // references nothing.
 func ReadRefs(setDir string) (*Marks, error) {
 	m := &Marks{}
-	if err := EachRef(setDir, m.Add); err != nil {
+	if err := eachRefFile(setDir, m.addKey); err != nil {
 		return nil, err
 	}
 	m.Seal()
@@ -457,6 +457,10 @@ func ReadRefs(setDir string) (*Marks, error) {
 // file: a sweep of a site of millions of files must not hold a set's
 // references as strings. A set without POOL_REFS references nothing.
 func EachRef(setDir string, fn func(Blob)) error {
+	return eachRefFile(setDir, func(k *refKey) { fn(k.blob()) })
+}
+
+func eachRefFile(setDir string, fn func(*refKey)) error {
 	f, err := os.Open(filepath.Join(setDir, RefsFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -468,18 +472,16 @@ func EachRef(setDir string, fn func(Blob)) error {
 	return eachRef(f, filepath.Join(setDir, RefsFile), fn)
 }
 
-func eachRef(r io.Reader, name string, fn func(Blob)) error {
+func eachRef(r io.Reader, name string, fn func(*refKey)) error {
 	sc := bufio.NewScanner(r)
 	line := 0
 	for sc.Scan() {
 		line++
-		h, size, ok := strings.Cut(sc.Text(), " ")
-		n, err := strconv.ParseInt(size, 10, 64)
-		b := Blob{SHA1: h, Size: n}
-		if !ok || err != nil || b.Check() != nil {
+		k, ok := parseRef(sc.Bytes())
+		if !ok {
 			return fmt.Errorf("%s line %d: %q is not \"<sha1> <size>\"", name, line, sc.Text())
 		}
-		fn(b)
+		fn(&k)
 	}
 	return sc.Err()
 }
@@ -769,13 +771,11 @@ func (r *RefsParser) Write(p []byte) (int, error) {
 
 func (r *RefsParser) parse(line []byte) error {
 	r.line++
-	h, size, ok := strings.Cut(string(line), " ")
-	n, err := strconv.ParseInt(size, 10, 64)
-	b := Blob{SHA1: h, Size: n}
-	if !ok || err != nil || b.Check() != nil {
+	k, ok := parseRef(line)
+	if !ok {
 		return fmt.Errorf("%s line %d: %q is not \"<sha1> <size>\"", r.name, r.line, line)
 	}
-	r.fn(b)
+	r.fn(k.blob())
 	return nil
 }
 
