@@ -54,6 +54,10 @@ func (a *archiveWriter) list(e *spec.ListEntry) (listed bool, err error) {
 	if a.pool == nil || !spec.Listable(e) {
 		return false, nil
 	}
+	if a.listing == nil {
+		// Sized once for an entry and the line that takes it past.
+		a.listing = make([]byte, 0, listingChunk+4<<10)
+	}
 	a.listing = spec.AppendListEntry(a.listing, e)
 	if len(a.listing) >= listingChunk {
 		return true, a.flushListing()
