@@ -20,7 +20,7 @@ func TestGCFloorTarget(t *testing.T) {
 	}{
 		{8 * MiB, 0, 200},                  // 8 + 8*2 = 24
 		{6 * MiB, 2 * MiB, 225},            // 6 + 8*2.25 = 24
-		{1 * MiB, 0, gcFloorMax},           // would be 2300
+		{1 * MiB, 0, gcFloorMax},           // would be 2300; 600 makes the runtime's minimum 24
 		{0, 0, gcFloorMax},                 // nothing live yet
 		{16 * MiB, 0, LeanGCPercent},       // 16 + 8 = 24: at the floor
 		{40 * MiB, 1 * MiB, LeanGCPercent}, // a first run's heap: as before
@@ -36,6 +36,28 @@ func TestGCFloorTarget(t *testing.T) {
 		}
 		if got != c.want {
 			t.Errorf("live %d MiB, roots %d MiB: percent %d, want %d", c.live/MiB, c.roots/MiB, got, c.want)
+		}
+	}
+}
+
+// Under a floor of 8 MiB the percentage stops at 200, where the runtime's
+// own smallest goal (4 MiB at 100) is the floor: at 500 it would be 20 MiB.
+func TestGCFloorRuntimeMinimum(t *testing.T) {
+	const MiB = 1 << 20
+	g := &gcFloor{floor: 8 * MiB, percent: LeanGCPercent}
+	for _, c := range []struct {
+		live, roots uint64
+		want        int
+	}{
+		{0, 0, 200},
+		{1 * MiB, 0, 200},                 // would be 700
+		{3 * MiB, 0, 166},                 // 3 + 3*1.66 = 8
+		{6 * MiB, 0, LeanGCPercent},       // 6 + 3 = 9: above the floor
+		{5*MiB + MiB/2, 0, LeanGCPercent}, // 5.5 + 2.75 = 8.25
+		{5 * MiB, 1 * MiB, LeanGCPercent}, // 5 + 3 = 8: at the floor
+	} {
+		if got := g.target(c.live, c.roots); got != c.want {
+			t.Errorf("live %d KiB, roots %d KiB: percent %d, want %d", c.live>>10, c.roots>>10, got, c.want)
 		}
 	}
 }
@@ -62,6 +84,13 @@ func TestLeanGCFloor(t *testing.T) {
 	}
 	if got := gogc(t); got <= LeanGCPercent {
 		t.Fatalf("with a small live heap the percentage stayed %d", got)
+	}
+	// The goal the runtime works to is the floor, not its own minimum at
+	// the raised percentage.
+	goal := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(goal)
+	if g := goal[0].Value.Uint64(); g > LeanGCFloor+LeanGCFloor/8 {
+		t.Errorf("with a small live heap the goal is %d KiB, past the floor's %d KiB (percentage %d)", g>>10, LeanGCFloor>>10, gogc(t))
 	}
 
 	debug.SetGCPercent(77)
