@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"sync"
 )
 
@@ -22,17 +23,18 @@ const LeanGCPercent = 50
 // live. At 50% of a small live heap (an unchanged pooled night keeps a few
 // MiB live while tens of MiB of listing stream through) the collector ran
 // every few MiB allocated. A floor of 24 MiB took that night's archive
-// stage on the medium bench tree from a median of 470 to 414 ms, but it
-// also let the volume plugin hold some 16 MiB more in every run (its
-// anonymous memory went from 6-8 to 19-25 MiB in make bench, taking the
-// first pooled run and the pooled restore over 100 MiB in all). Since the
-// walk allocates half as much, 0, 8, 14 and 24 MiB give the same stage
-// (medians 222, 217, 208 and 217 ms, eight alternating runs each): 8 MiB
-// is kept. (Those figures were taken before the runtime's own minimum,
-// below, was allowed for: every floor then gave a goal of about 20 MiB.)
-// Below the floor the percentage is raised to reach it; above,
-// LeanGCPercent holds.
-const LeanGCFloor = 8 << 20
+// stage on the medium bench tree from a median of 470 to 414 ms, but, with
+// the runtime's own minimum at the raised percentage (runtimeHeapMinimum),
+// it let the volume plugin hold some 16 MiB more in every make bench run,
+// taking the first pooled run and the pooled restore over 100 MiB in all.
+// Since the walk allocates half as much, 0, 8, 14 and 24 MiB gave the
+// stage the same time (medians 222, 217, 208 and 217 ms, eight
+// alternating runs each), and 8 MiB still took the large site's pooled
+// restore to 101 MiB. The floor is Go's own default minimum, 4 MiB: a
+// small heap collects as under Go's default, a large one at
+// LeanGCPercent. Below the floor the percentage is raised to reach it;
+// above, LeanGCPercent holds.
+const LeanGCFloor = 4 << 20
 
 // LeanGC sets LeanGCPercent, with LeanGCFloor under it, when the
 // environment sets no GOGC. Serve calls it for a plugin, mbk's main for
@@ -41,10 +43,53 @@ func LeanGC() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(LeanGCPercent)
 		floorOnce.Do(func() {
-			floor := &gcFloor{floor: LeanGCFloor, percent: LeanGCPercent, sample: []metrics.Sample{
-				{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
-			}}
+			floor := newGCFloor()
+			floors.Lock()
+			floors.g = floor
+			floors.Unlock()
 			floor.arm()
+		})
+	}
+}
+
+// WalkGCFloor is the floor while a walk that allocates much and keeps
+// little runs (RaiseGCFloor: the volume plugin's pooled walk, the core's
+// pooled artifact): the archive stage of an unchanged pooled night on the
+// medium bench tree took a median of 177 ms with 8 MiB everywhere, 185 ms
+// with it in the plugin alone and 199 ms with LeanGCFloor everywhere
+// (eight alternating runs each), for about 5 MiB more in the plugin.
+const WalkGCFloor = 8 << 20
+
+// floors is the process's floor and the raises in force.
+var floors struct {
+	sync.Mutex
+	g      *gcFloor
+	raised []uint64
+}
+
+// RaiseGCFloor raises the collector's floor to n until the returned func
+// is called: for the part of a run that streams much through a small live
+// heap, where LeanGCFloor would collect too often. The highest raise in
+// force holds. Without LeanGC's floor (GOGC set) it does nothing.
+func RaiseGCFloor(n uint64) (undo func()) {
+	floors.Lock()
+	defer floors.Unlock()
+	if floors.g == nil {
+		return func() {}
+	}
+	floors.raised = append(floors.raised, n)
+	floors.g.setFloor(max(LeanGCFloor, slices.Max(floors.raised)))
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			floors.Lock()
+			defer floors.Unlock()
+			floors.raised = slices.Delete(floors.raised, slices.Index(floors.raised, n), slices.Index(floors.raised, n)+1)
+			top := uint64(LeanGCFloor)
+			if len(floors.raised) > 0 {
+				top = max(top, slices.Max(floors.raised))
+			}
+			floors.g.setFloor(top)
 		})
 	}
 }
@@ -58,10 +103,23 @@ var floorOnce sync.Once
 // garbage at once, so once per collection, and stops for good when it
 // finds the percentage changed by anyone else (GOGC's value is theirs).
 type gcFloor struct {
-	floor   uint64
+	floor   uint64 // under mu: RaiseGCFloor changes it between collections
+	mu      sync.Mutex
 	percent int
 	set     int
 	sample  []metrics.Sample
+}
+
+func newGCFloor() *gcFloor {
+	return &gcFloor{floor: LeanGCFloor, percent: LeanGCPercent, sample: []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
+	}}
+}
+
+func (g *gcFloor) setFloor(n uint64) {
+	g.mu.Lock()
+	g.floor = n
+	g.mu.Unlock()
 }
 
 // gcFloorMax bounds the percentage the floor may set (a heap of a few
@@ -98,6 +156,8 @@ func (g *gcFloor) arm() {
 }
 
 func (g *gcFloor) tune() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	metrics.Read(g.sample)
 	for _, s := range g.sample {
 		if s.Value.Kind() != metrics.KindUint64 {

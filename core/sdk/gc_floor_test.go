@@ -109,3 +109,49 @@ func TestLeanGCFloor(t *testing.T) {
 		t.Errorf("a percentage set after LeanGC became %d, want 77", got)
 	}
 }
+
+// RaiseGCFloor's floor holds, and the runtime's goal follows it, until
+// its undo; the highest raise in force wins, and an undo twice is one.
+func TestRaiseGCFloor(t *testing.T) {
+	// A floor of the test's own: an earlier test stopped the process's
+	// (it set the percentage itself). Setting it back at the end stops
+	// this one too.
+	was := debug.SetGCPercent(LeanGCPercent)
+	defer debug.SetGCPercent(was)
+	g := newGCFloor()
+	floors.Lock()
+	old := floors.g
+	floors.g = g
+	floors.Unlock()
+	defer func() {
+		floors.Lock()
+		floors.g = old
+		floors.Unlock()
+	}()
+	g.arm()
+	goal := func() uint64 {
+		for range 3 {
+			runtime.GC()
+			time.Sleep(5 * time.Millisecond)
+		}
+		s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	near := func(what string, got, want uint64) {
+		t.Helper()
+		if got < want-want/8 || got > want+want/8 {
+			t.Errorf("%s: goal %d KiB, want about %d KiB", what, got>>10, want>>10)
+		}
+	}
+	near("LeanGC", goal(), LeanGCFloor)
+	undo12 := RaiseGCFloor(12 << 20)
+	near("raised to 12 MiB", goal(), 12<<20)
+	undo16 := RaiseGCFloor(16 << 20)
+	near("raised to 16 MiB too", goal(), 16<<20)
+	undo16()
+	undo16()
+	near("16 MiB undone", goal(), 12<<20)
+	undo12()
+	near("both undone", goal(), LeanGCFloor)
+}

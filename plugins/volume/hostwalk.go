@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mbk-backup/mbk/core/sdk"
 )
 
 type devIno struct{ dev, ino uint64 }
@@ -51,6 +53,9 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 	links := map[devIno]string{}
 	if tw.pool != nil {
 		tw.pool.whole = func(full, rel string) error { return p.hostFile(ctx, full, rel, tw, st, links, warn) }
+		// An unchanged pooled walk streams its listing through a small
+		// live heap.
+		defer sdk.RaiseGCFloor(sdk.WalkGCFloor)()
 	}
 	// areaCache is the walk cache for a pooled area, opened for the first
 	// one on a file system it can be used on; nil for none. Each area is
