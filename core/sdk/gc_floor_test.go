@@ -9,55 +9,34 @@ import (
 )
 
 // The floor's percentage: the next goal (live + (live+roots)*p/100) reaches
-// the floor, within gcFloorMax; a heap whose goal at LeanGCPercent is above
-// the floor keeps LeanGCPercent.
+// the floor, within gcFloorMax and within the percentage at which the
+// runtime's own smallest goal (4 MiB at 100) is the floor; a heap whose
+// goal at LeanGCPercent is above the floor keeps LeanGCPercent.
 func TestGCFloorTarget(t *testing.T) {
 	const MiB = 1 << 20
-	g := &gcFloor{floor: 24 * MiB, percent: LeanGCPercent}
 	for _, c := range []struct {
-		live, roots uint64
-		want        int
+		floor, live, roots uint64
+		want               int
 	}{
-		{8 * MiB, 0, 200},                  // 8 + 8*2 = 24
-		{6 * MiB, 2 * MiB, 225},            // 6 + 8*2.25 = 24
-		{1 * MiB, 0, gcFloorMax},           // would be 2300; 600 makes the runtime's minimum 24
-		{0, 0, gcFloorMax},                 // nothing live yet
-		{16 * MiB, 0, LeanGCPercent},       // 16 + 8 = 24: at the floor
-		{40 * MiB, 1 * MiB, LeanGCPercent}, // a first run's heap: as before
-		{15 * MiB, 2 * MiB, LeanGCPercent}, // 15 + 17*0.5 = 23.5 < 24 ...
+		{24 * MiB, 8 * MiB, 0, 200},                  // 8 + 8*2 = 24
+		{24 * MiB, 6 * MiB, 2 * MiB, 225},            // 6 + 8*2.25 = 24
+		{24 * MiB, 1 * MiB, 0, gcFloorMax},           // would be 2300; 600 makes the runtime's minimum 24
+		{24 * MiB, 0, 0, gcFloorMax},                 // nothing live yet
+		{24 * MiB, 16 * MiB, 0, LeanGCPercent},       // 16 + 8 = 24: at the floor
+		{24 * MiB, 40 * MiB, 1 * MiB, LeanGCPercent}, // a first run's heap: as before
+		{24 * MiB, 15 * MiB, 2 * MiB, 52},            // 15 + 17*0.5 = 23.5 < 24: raised just enough
+		// Under 8 MiB the percentage stops at 200, where the runtime's
+		// minimum is 8 MiB: at 500 it would be 20.
+		{8 * MiB, 0, 0, 200},
+		{8 * MiB, 1 * MiB, 0, 200},                 // would be 700
+		{8 * MiB, 3 * MiB, 0, 166},                 // 3 + 3*1.66 = 8
+		{8 * MiB, 6 * MiB, 0, LeanGCPercent},       // 6 + 3 = 9: above the floor
+		{8 * MiB, 5*MiB + MiB/2, 0, LeanGCPercent}, // 5.5 + 2.75 = 8.25
+		{8 * MiB, 5 * MiB, 1 * MiB, LeanGCPercent}, // 5 + 3 = 8: at the floor
 	} {
-		got := g.target(c.live, c.roots)
-		if c.live == 15*MiB {
-			// ... so raised, just enough: 15 + 17*0.52 = 23.9.
-			if got <= LeanGCPercent || got > 60 {
-				t.Errorf("live %d MiB, roots %d MiB: percent %d, want just above %d", c.live/MiB, c.roots/MiB, got, LeanGCPercent)
-			}
-			continue
-		}
-		if got != c.want {
-			t.Errorf("live %d MiB, roots %d MiB: percent %d, want %d", c.live/MiB, c.roots/MiB, got, c.want)
-		}
-	}
-}
-
-// Under a floor of 8 MiB the percentage stops at 200, where the runtime's
-// own smallest goal (4 MiB at 100) is the floor: at 500 it would be 20 MiB.
-func TestGCFloorRuntimeMinimum(t *testing.T) {
-	const MiB = 1 << 20
-	g := &gcFloor{floor: 8 * MiB, percent: LeanGCPercent}
-	for _, c := range []struct {
-		live, roots uint64
-		want        int
-	}{
-		{0, 0, 200},
-		{1 * MiB, 0, 200},                 // would be 700
-		{3 * MiB, 0, 166},                 // 3 + 3*1.66 = 8
-		{6 * MiB, 0, LeanGCPercent},       // 6 + 3 = 9: above the floor
-		{5*MiB + MiB/2, 0, LeanGCPercent}, // 5.5 + 2.75 = 8.25
-		{5 * MiB, 1 * MiB, LeanGCPercent}, // 5 + 3 = 8: at the floor
-	} {
+		g := &gcFloor{floor: c.floor, percent: LeanGCPercent}
 		if got := g.target(c.live, c.roots); got != c.want {
-			t.Errorf("live %d KiB, roots %d KiB: percent %d, want %d", c.live>>10, c.roots>>10, got, c.want)
+			t.Errorf("floor %d MiB, live %d KiB, roots %d KiB: percent %d, want %d", c.floor/MiB, c.live>>10, c.roots>>10, got, c.want)
 		}
 	}
 }

@@ -53,6 +53,27 @@ func (c *corePool) Put(_ context.Context, _ sdk.Blob, r io.Reader) (sdk.Blob, er
 	return sdk.Blob(w.Blob), err
 }
 
+// pooledSite is sha1Dataroot in a test directory, a pool beside it, and
+// the plugin with filedir = "pool" over it.
+type pooledSite struct {
+	base, src, corrupt string
+	pl                 *pool.Pool
+	p                  *plugin
+	cfg                sdk.Config
+}
+
+func newPooledSite(t *testing.T) *pooledSite {
+	s := &pooledSite{base: t.TempDir()}
+	s.src = filepath.Join(s.base, "moodledata")
+	s.corrupt = sha1Dataroot(t, s.src)
+	var err error
+	s.pl, err = pool.Open(filepath.Join(s.base, "root"))
+	must(t, err)
+	s.p = newTestPlugin(t)
+	s.cfg = testConfig(t, s.p, map[string]cty.Value{"path": cty.StringVal(s.src), "filedir": cty.StringVal("pool")})
+	return s
+}
+
 // sha1Dataroot is buildHostDataroot with filedir laid out as Moodle does:
 // each file named by the SHA-1 of its content, except one whose content was
 // changed after it was named (corruption in the site), and one more link
@@ -95,14 +116,9 @@ func TestHostPoolRoundTrip(t *testing.T) {
 	// 29 of them for the 200 pooled files.
 	defer func(n int) { poolBatch = n }(poolBatch)
 	poolBatch = 7
-	base := t.TempDir()
-	src := filepath.Join(base, "moodledata")
-	corrupt := sha1Dataroot(t, src)
-	pl, err := pool.Open(filepath.Join(base, "root"))
-	must(t, err)
+	site := newPooledSite(t)
+	base, src, corrupt, pl, p, cfg := site.base, site.src, site.corrupt, site.pl, site.p, site.cfg
 	cp := &corePool{p: pl}
-	p := newTestPlugin(t)
-	cfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src), "filedir": cty.StringVal("pool")})
 	backup := func() (string, sdk.BackupResult) { return pooledBackup(t, p, cfg, cp) }
 	restore := func(file, dst string, expand bool) error { return restoreHost(t, p, pl, cfg, file, dst, expand) }
 
@@ -677,9 +693,8 @@ func TestHostPoolHardLinks(t *testing.T) {
 // restored, and everything else is, with and without the walk cache and
 // again from the cache.
 func TestHostPoolExcludeInArea(t *testing.T) {
-	base := t.TempDir()
-	src := filepath.Join(base, "moodledata")
-	sha1Dataroot(t, src)
+	site := newPooledSite(t)
+	base, src, pl, p := site.base, site.src, site.pl, site.p
 	abs, err := os.ReadDir(filepath.Join(src, "filedir"))
 	must(t, err)
 	var dirs []string
@@ -694,10 +709,7 @@ func TestHostPoolExcludeInArea(t *testing.T) {
 	cds, err := os.ReadDir(filepath.Join(src, "filedir", dirs[2]))
 	must(t, err)
 	excluded := []string{"filedir/" + dirs[0], "filedir/" + dirs[2] + "/" + cds[0].Name()}
-	pl, err := pool.Open(filepath.Join(base, "root"))
-	must(t, err)
 	cp := &corePool{p: pl}
-	p := newTestPlugin(t)
 	var pats []cty.Value
 	for _, x := range append(slices.Clone(moodleExcluded), excluded...) {
 		pats = append(pats, cty.StringVal(x))
@@ -734,13 +746,8 @@ func TestHostPoolExcludeInArea(t *testing.T) {
 // waits for a place that only visit can free (without that, it waits
 // forever).
 func TestScanFewPlaces(t *testing.T) {
-	base := t.TempDir()
-	src := filepath.Join(base, "moodledata")
-	sha1Dataroot(t, src)
-	pl, err := pool.Open(filepath.Join(base, "root"))
-	must(t, err)
-	p := newTestPlugin(t)
-	cfg := testConfig(t, p, map[string]cty.Value{"path": cty.StringVal(src), "filedir": cty.StringVal("pool")})
+	site := newPooledSite(t)
+	pl, p, cfg := site.pl, site.p, site.cfg
 	read := func(file string) []byte {
 		b, err := os.ReadFile(file)
 		must(t, err)
