@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mbk-backup/mbk/core/engine"
+	"github.com/mbk-backup/mbk/core/pool"
 	"github.com/mbk-backup/mbk/core/repo"
 	"github.com/mbk-backup/mbk/core/sdk"
 )
@@ -466,5 +467,70 @@ func TestPickDrillSet(t *testing.T) {
 	}
 	if _, err := engine.PickDrillSet(sets[:1], "newest", now, nil); err == nil {
 		t.Error("no complete set: want an error")
+	}
+}
+
+// TestPruneSweepsAfterKeepDays: keep_days deletes the sets older than its
+// window, and the sweep after it deletes the blobs only they referenced,
+// keeping every blob a remaining set references (one shared with a deleted
+// set, one the remaining sets alone reference).
+func TestPruneSweepsAfterKeepDays(t *testing.T) {
+	root := newRoot(t)
+	old := daysOf("2024-05-01", "2024-05-02")
+	kept := daysOf("2024-05-08", "2024-05-09", "2024-05-10")
+	makeSets(t, root, append(slices.Clone(old), kept...))
+	pl, err := pool.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(content string) pool.Blob {
+		w, err := pl.Put(strings.NewReader(content), pool.Codec{Compression: "zstd"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.Blob
+	}
+	onlyOld, shared, onlyKept := put("a file the old sets alone had"), put("a file every set had"), put("a file uploaded since")
+	refs := func(set string, blobs ...pool.Blob) {
+		w, err := pool.CreateRefs(filepath.Join(root, set))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range blobs {
+			if err := w.Add(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range old {
+		refs(s, onlyOld, shared)
+	}
+	for _, s := range kept {
+		refs(s, shared, onlyKept)
+	}
+	p := prepare(t, root, okDump+`
+  stage "retain" "policy" {
+    keep_days = 3
+  }`)
+	pruned, err := engine.Prune(context.Background(), p.p, p.stages, at(t, "2024-05-10_12-00-00"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"2024-05-01_02-00-00 delete", "2024-05-02_02-00-00 delete",
+		"2024-05-08_02-00-00 keep", "2024-05-09_02-00-00 keep", "2024-05-10_02-00-00 keep"}
+	if got := verdicts(pruned[0].Decisions); !slices.Equal(got, want) {
+		t.Fatalf("verdicts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if got := setsIn(t, root); !slices.Equal(got, kept) {
+		t.Errorf("sets left %v, want %v", got, kept)
+	}
+	if pl.Has(onlyOld) {
+		t.Error("the blob only the deleted sets referenced was not swept")
+	}
+	if !pl.Has(shared) || !pl.Has(onlyKept) {
+		t.Error("a blob a remaining set references was swept")
 	}
 }
