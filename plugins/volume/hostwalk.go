@@ -158,7 +158,7 @@ func (p *plugin) backupHost(ctx context.Context, dir string, ex *excluder, st *s
 		st.add(rel, &out)
 		if tw.pool != nil && fi.IsDir() && (rel == "filedir" || rel == "trashdir") {
 			// Moodle's pooled areas: scanned side by side below here.
-			if err := scanParallel(ctx, full, fi, 2, areaCache(full), func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
+			if err := scanParallel(ctx, full, areaCache(full), func(full string, d fs.DirEntry, walkErr error, fi fs.FileInfo) error {
 				return visit(full, d, walkErr, fi)
 			}); err != nil {
 				return err
@@ -279,15 +279,12 @@ func lstatInto(full string, e *entryInfo) error {
 // filedir/ab/cd subtree a directory and a file or two.
 var scannedLists sync.Pool
 
-// scanGroup is a directory whose entries are scanned side by side as
-// subtrees: at depth 2 each entry of the area (a filedir/ab directory, its
-// own entry visited first), at depth 1 the area itself (visited by the
-// caller).
+// scanGroup is an entry of a pooled area (a filedir/ab directory), visited
+// first; a directory's entries are then scanned side by side as subtrees.
 type scanGroup struct {
 	full string
-	// e is the directory's entry, fi its lstat and err the error taking
-	// it; e is nil for the area itself, and for the area's own listing
-	// error (err).
+	// e is the entry, fi its lstat and err the error taking it; e is nil
+	// for the area's own listing error (err).
 	e   fs.DirEntry
 	fi  fs.FileInfo
 	err error
@@ -300,11 +297,10 @@ type scanGroup struct {
 	first   int
 }
 
-// scanParallel walks each entry below dir (not dir itself, whose lstat is
-// fi) and hands it to visit in the order filepath.WalkDir would. At depth 2
-// (Moodle's filedir/ab/cd/) each of dir's directories is a group whose
-// entries' subtrees are jobs; at depth 1 dir is the one group. One
-// goroutine lists the groups in order (from the walk cache, wc, nil for
+// scanParallel walks each entry below dir (not dir itself) and hands it to
+// visit in the order filepath.WalkDir would. Each of dir's entries is a
+// group (Moodle's filedir/ab), whose directory's entries' subtrees (ab/cd)
+// are jobs. One goroutine lists the groups in order (from the walk cache, wc, nil for
 // none, when unchanged), scanWorkers list and lstat the jobs, and visit
 // takes them in order, up to scanAhead subtrees behind: one pipeline over
 // the whole area, so that the workers do not wait for visit at the end of
@@ -312,7 +308,7 @@ type scanGroup struct {
 // even on a site of millions, so what waits in memory stays small; the
 // walk cache keeps one section per group. visit's fs.SkipDir for a
 // directory leaves out what lies below it.
-func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc *walkCache, visit func(string, fs.DirEntry, error, fs.FileInfo) error) error {
+func scanParallel(ctx context.Context, dir string, wc *walkCache, visit func(string, fs.DirEntry, error, fs.FileInfo) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	// Nothing of the walk runs on once it returns: the walk cache is
 	// committed or closed after.
@@ -408,10 +404,6 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 			}
 			return hand()
 		}
-		if depth < 2 {
-			send(&scanGroup{full: dir, fi: fi, listed: true})
-			return
-		}
 		top, err := os.ReadDir(dir)
 		if err != nil {
 			send(&scanGroup{full: dir, err: err})
@@ -444,20 +436,18 @@ func scanParallel(ctx context.Context, dir string, fi fs.FileInfo, depth int, wc
 			// The area could not be listed.
 			return visit(g.full, nil, g.err, nil)
 		}
-		if g.e != nil {
-			err := visit(g.full, g.e, g.err, g.fi)
-			if err == fs.SkipDir && g.e.IsDir() {
-				// Scanned already: what lies below is left out.
-				for i := range g.names {
-					if _, err := take(g, i); err != nil {
-						return err
-					}
+		err := visit(g.full, g.e, g.err, g.fi)
+		if err == fs.SkipDir && g.e.IsDir() {
+			// Scanned already: what lies below is left out.
+			for i := range g.names {
+				if _, err := take(g, i); err != nil {
+					return err
 				}
-				continue
 			}
-			if err != nil {
-				return err
-			}
+			continue
+		}
+		if err != nil {
+			return err
 		}
 		if !g.listed {
 			continue
