@@ -375,14 +375,10 @@ func decodeSection(raw string, from, to int) (*cacheSection, bool) {
 	if !ok {
 		return nil, false
 	}
-	// Every directory's names are slices of one array. Both arrays are
-	// sized first: each directory is six fields and its names.
-	nd := countDirs(body)
-	if nd < 0 {
-		return nil, false
-	}
-	s := &cacheSection{Key: key, raw: raw, Dirs: make([]cachedDir, 0, nd)}
-	names := make([]string, 0, strings.Count(body, "\x00")-6*nd)
+	s := &cacheSection{Key: key, raw: raw}
+	// Directories' names are slices of one growing array, not one each
+	// (a slice taken before it grew keeps the array it was taken from).
+	var names []string
 	for len(body) > 0 {
 		var d cachedDir
 		var ctime, read, n uint64
@@ -410,39 +406,6 @@ func decodeSection(raw string, from, to int) (*cacheSection, bool) {
 		s.Dirs = append(s.Dirs, d)
 	}
 	return s, true
-}
-
-// countDirs is how many directories a section's body (after its key)
-// holds, -1 when the fields do not add up.
-func countDirs(body string) int {
-	nd := 0
-	for len(body) > 0 {
-		for range 5 { // rel, device, inode, ctime, time read
-			i := strings.IndexByte(body, 0)
-			if i < 0 {
-				return -1
-			}
-			body = body[i+1:]
-		}
-		i := strings.IndexByte(body, 0)
-		if i < 0 {
-			return -1
-		}
-		n, err := strconv.ParseUint(body[:i], 10, 32)
-		if err != nil {
-			return -1
-		}
-		body = body[i+1:]
-		for range n {
-			j := strings.IndexByte(body, 0)
-			if j < 0 {
-				return -1
-			}
-			body = body[j+1:]
-		}
-		nd++
-	}
-	return nd
 }
 
 // encodeSection is the body decodeSection reads; dirs sorted by Rel.
