@@ -378,7 +378,8 @@ func TestPoolCacheUnmade(t *testing.T) {
 // up: a blob deleted behind mbk's back stays missing (the set references
 // it) unless it is in that slice, where it is stored again from the site.
 // verify finds the missing one and asks for a recheck, and the next run
-// looks up every blob and stores it again.
+// looks up every blob and stores it again; so does a run whose newest set's
+// references cannot be read.
 func TestPoolTrustsNewestSet(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "moodledata")
@@ -473,6 +474,26 @@ func TestPoolTrustsNewestSet(t *testing.T) {
 	}
 	if r := mbk(t, runOpts{}, "verify", file, sets(t, root)[2]); r.code != 0 {
 		t.Errorf("verify of the healed set: %s", r)
+	}
+
+	// The newest set's references damaged: nothing is taken from them,
+	// every blob is looked up, and a missing one is stored again. The set
+	// is committed; retention's sweep refuses to run on references it
+	// cannot read, so the run ends with a warning (exit 3).
+	refsFile := filepath.Join(root, sets(t, root)[2], pool.RefsFile)
+	must(t, os.Chmod(refsFile, 0o600))
+	must(t, os.WriteFile(refsFile, []byte("not a reference\n"), 0o600))
+	must(t, os.Remove(pl.Path(other)))
+	time.Sleep(1100 * time.Millisecond)
+	r = mbk(t, runOpts{}, "run", file)
+	if r.code != 3 || !strings.Contains(r.stderr, "pool not swept") {
+		t.Fatalf("run after the newest set's references were damaged: want exit 3 and the sweep refused: %s", r)
+	}
+	if !strings.Contains(r.stderr, "references cannot be read") || strings.Contains(r.stderr, "taken as present") {
+		t.Errorf("the run does not say it looked every blob up:\n%s", r.stderr)
+	}
+	if !pl.Has(other) {
+		t.Errorf("blob %s, missing, was not stored again with the newest references unreadable", other)
 	}
 }
 
